@@ -1,0 +1,75 @@
+// comm.h: Megatron's "mappings" (Shoeybi et al. 2019, Korthikanti et al.
+// 2022) and the other collectives. The only module that calls MPI
+// collectives on activations and gradients.
+//
+//   f   forward identity            backward all-reduce (TP)
+//   f̄   forward all-reduce (TP)     backward identity
+//   g   forward all-gather along s  backward reduce-scatter along s
+//   ḡ   forward reduce-scatter      backward all-gather along s
+//
+// A group of size 1 makes no MPI call and counts nothing, so one rank runs
+// the same code path. Every call adds to a per-group, per-collective counter.
+// Bytes are counted as the size of the full (unsharded) tensor the collective
+// produces or reduces, in this build's element size: an all-reduce of n
+// elements counts n, an all-gather or reduce-scatter whose full tensor has n
+// elements counts n. This is the paper's convention ("SP moves the same bytes
+// as TP"); on a ring an all-reduce costs twice an all-gather on the wire.
+#ifndef MT_COMM_H
+#define MT_COMM_H
+
+#include "common.h"
+#include "parallel.h"
+
+typedef enum { MT_GROUP_TP, MT_GROUP_DP, MT_GROUP_PP, MT_GROUP_EMBD, MT_GROUP_MP, MT_GROUP_N } mt_group;
+typedef enum { MT_COLL_ALLREDUCE, MT_COLL_ALLGATHER, MT_COLL_REDUCE_SCATTER, MT_COLL_SEND, MT_COLL_RECV, MT_COLL_N } mt_coll;
+
+typedef struct {
+    uint64_t bytes[MT_GROUP_N][MT_COLL_N];
+    uint64_t calls[MT_GROUP_N][MT_COLL_N];
+    double seconds;   // time spent inside MPI calls
+} mt_comm_stats;
+
+typedef struct {
+    const mt_parallel *par;
+    mt_comm_stats stats;   // reset by the caller per iteration
+} mt_comm;
+
+extern const char *const mt_group_names[MT_GROUP_N];
+extern const char *const mt_coll_names[MT_COLL_N];
+
+// f̄ forward and f backward: SUM all-reduce over TP, in place.
+// Example: row-parallel projection output (s, b, h) partial sums.
+void mt_comm_tp_allreduce(mt_comm *cm, real *x, size_t n);
+// MAX all-reduce over TP (vocab-parallel cross-entropy's row max).
+void mt_comm_tp_allreduce_max(mt_comm *cm, real *x, size_t n);
+
+// g forward (Korthikanti et al. 2022, Fig. 5): all-gather along s.
+//   x (s/tp, b, h) on each TP rank -> y (s, b, h) on every TP rank.
+// Backward: mt_comm_sp_reduce_scatter (ḡ forward).
+// rows_local = s/tp * b, row_elems = h. One rank: a copy.
+void mt_comm_sp_all_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems);
+// ḡ forward: reduce-scatter along s.
+//   x (s, b, h) partial sums -> y (s/tp, b, h) rank's rows of the sum.
+// Backward: mt_comm_sp_all_gather (g forward).
+void mt_comm_sp_reduce_scatter(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems);
+
+// Gradient synchronisation: SUM over a group, in place (DP, embedding group).
+void mt_comm_allreduce_group(mt_comm *cm, mt_group g, real *x, size_t n);
+// SUM of doubles over the model-parallel (TP x PP) group: the grad norm.
+void mt_comm_mp_allreduce_double(mt_comm *cm, double *x, int n);
+
+// Pipeline point-to-point between stages of this PP group. Sends are
+// nonblocking (complete them with mt_comm_wait before reusing x) so that two
+// neighbours sending to each other at once cannot deadlock; receives block.
+void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int tag, MPI_Request *req);
+void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag);
+// Completes a send; a no-op on MPI_REQUEST_NULL.
+void mt_comm_wait(mt_comm *cm, MPI_Request *req);
+
+// SUM over the world of a few doubles, for logging only (not counted).
+void mt_comm_report_sum(const mt_parallel *p, double *x, int n);
+
+// One line per (group, collective) with calls and bytes, rank 0's view.
+void mt_comm_print(const mt_comm_stats *s, FILE *f, const char *prefix);
+
+#endif

@@ -1,0 +1,67 @@
+// config.h: the command line (Megatron-LM's flag names) and its validation.
+#ifndef MT_CONFIG_H
+#define MT_CONFIG_H
+
+#include "common.h"
+
+typedef enum { MT_LR_CONSTANT, MT_LR_LINEAR, MT_LR_COSINE } mt_lr_style;
+typedef enum { MT_ORDER_SHUFFLE, MT_ORDER_SEQUENTIAL } mt_data_order;
+typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_kind;
+
+typedef struct {
+    // model
+    int num_layers, hidden_size, num_heads, seq_length, max_position_embeddings;
+    int vocab_size;            // real vocabulary V
+    int vocab_divisor;         // --make-vocab-size-divisible-by
+    int padded_vocab;          // Vp, derived
+    double init_method_std;
+    double hidden_dropout, attention_dropout;
+    // parallelism
+    int tp, pp, dp;            // dp derived from the world size
+    int sequence_parallel;
+    int layers_per_virtual_stage;  // 0: no interleaving
+    int use_distributed_optimizer;
+    mt_schedule_kind schedule;
+    // batch and optimizer
+    int micro_batch_size, global_batch_size, num_micro_batches;  // M derived
+    int train_iters;
+    double lr, min_lr;
+    mt_lr_style lr_style;
+    int lr_warmup_iters, lr_decay_iters;
+    double weight_decay, adam_beta1, adam_beta2, adam_eps, clip_grad;
+    uint64_t seed;
+    // data
+    char data_path[1024], train_data_path[1024], valid_data_path[1024];
+    int split[3];
+    mt_data_order data_order;
+    // I/O and logging
+    char init_from[1024], export_llmc[1024], metrics_file[1024], dump_params[1024];
+    char save[1024], load[1024];
+    int save_interval, eval_interval, eval_iters, log_interval;
+    int log_comm, log_memory, log_layout;
+    uint64_t set_mask;         // bit k: FLAGS[k] was given (config file or argv)
+    // Negative controls for the test suite, set only by the environment
+    // variable MT_INJECT_BUG (comma-separated names, see README "Tests"):
+    // each plants a bug the layout tests must catch.
+    int bug_no_sp_grad_sync;   // "sp-grad-sync": drop the TP sum of SP-partial grads
+    int bug_rank_dropout;      // "rank-dropout": seed dropout per rank (Megatron style)
+    int bug_loss_per_stage;    // "loss-per-stage": divide by M again on every stage
+    int bug_norm_double;       // "norm-double": count TP-replicated grads per rank
+} mt_config;
+
+// Parses argv (with --config FILE lines first, argv overriding them), fills
+// defaults and checks every rule that does not need the world size. On a bad
+// flag prints one line (when loud) and exits 2. `notes` receives one line per
+// GPU-only flag accepted with a note (printed by rank 0).
+void mt_config_parse(mt_config *c, int argc, char **argv, int loud);
+
+// Rules that need the world size (TP x PP x DP = world) and the vocabulary
+// (known after --init-from or the data file): derives dp, Vp and M.
+void mt_config_finish(mt_config *c, int world, int loud);
+
+void mt_config_print(const mt_config *c, FILE *f);
+
+// Whether `flag` (e.g. "--num-layers") was given explicitly.
+int mt_config_was_set(const mt_config *c, const char *flag);
+
+#endif

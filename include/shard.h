@@ -1,0 +1,43 @@
+// shard.h: unsharded views of the parameters, for files. Gathers a global
+// tensor onto world rank 0 from whichever ranks own its shards, or hands each
+// rank its shard of a tensor rank 0 read. Files therefore never depend on
+// the layout that wrote or reads them. Also llm.c's model file (DESIGN §7).
+#ifndef MT_SHARD_H
+#define MT_SHARD_H
+
+#include "model.h"
+
+// Every parameter of the whole model (all stages), with the local shapes of
+// a TP rank of a `tp`-way split. Caller frees.
+mt_param *mt_params_full(const mt_config *c, int tp, int *n);
+
+// Collective over the world: the full (rows, cols) tensor of `name` lands in
+// `full` on world rank 0 (ignored elsewhere; may be NULL there).
+void mt_shard_gather(const mt_model *m, const char *name, int64_t rows, int64_t cols, real *full);
+// Collective over the world: rank 0's `full` (rows, cols) is broadcast and
+// every rank holding `name` copies its shard. `full` must be allocated on
+// every rank (it receives the broadcast).
+void mt_shard_scatter(mt_model *m, const char *name, int64_t rows, int64_t cols, real *full);
+
+#define MT_LLMC_MAGIC 20240326
+
+typedef struct {
+    int max_seq, vocab, layers, heads, channels, padded_vocab;
+} mt_llmc_header;
+
+// Validates an llm.c model file (magic, version 3 = fp32, positive sizes,
+// file size matching the header). 0 on success, -1 with one line in err.
+int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t errlen);
+// Loads the weights into this rank's shards (rank 0 reads the file; the
+// header must already have been checked against the config). Also refuses
+// non-finite weights: returns -1 with err on every rank.
+int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen);
+// Writes the current weights as an llm.c version-3 file (rank 0 writes:
+// temporary name, fsync, rename). Returns -1 with err on failure (rank 0).
+int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen);
+
+// Writes every parameter (and with grads also every gradient, named
+// "<name>.grad") in this build's precision as one safetensors file.
+int mt_dump_tensors(const mt_model *m, const char *path, int grads, char *err, size_t errlen);
+
+#endif

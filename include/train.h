@@ -1,0 +1,29 @@
+// train.h: the optimizer step (gradient synchronisation, global-norm
+// clipping, AdamW with Megatron's parameter groups) and the LR schedule.
+#ifndef MT_TRAIN_H
+#define MT_TRAIN_H
+
+#include "comm.h"
+#include "model.h"
+
+// Learning rate of 1-based iteration `it` (Megatron's OptimizerParamScheduler
+// after it - 1 completed steps): linear warm-up from 0, then constant, linear
+// or cosine decay to --min-lr at --lr-decay-iters.
+double mt_lr_at(const mt_config *c, int it);
+
+// After the last micro-batch's backward: sums SP-partial gradients over TP,
+// the tied embedding over the embedding group, and averages over DP.
+void mt_grad_sync(mt_model *m, mt_comm *cm);
+
+// Global L2 norm of all gradients, each parameter counted once: TP-replicated
+// tensors on TP rank 0 only, the tied embedding on the first stage only.
+double mt_grad_norm(mt_model *m, mt_comm *cm);
+
+// Allocates the AdamW moments (m, v), zeroed.
+void mt_optimizer_init(mt_model *m);
+
+// Clips (when --clip-grad > 0 and the norm exceeds it) and applies AdamW.
+// `step` is the 1-based optimizer step.
+void mt_optimizer_step(mt_model *m, double grad_norm, double lr, int step);
+
+#endif

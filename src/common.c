@@ -1,0 +1,59 @@
+// common.c: error exits, allocation, clock, string hash.
+#include "common.h"
+
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <time.h>
+
+void mt_fail(int loud, int code, const char *fmt, ...) {
+    if (loud) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "pretrain_gpt: error: ");
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, "\n");
+        va_end(ap);
+        fflush(stderr);
+    }
+    // Every rank reaches this point for errors all ranks detect; finalizing
+    // lets mpirun report the exit code instead of an abort banner.
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Finalize();
+    exit(code);
+}
+
+void *mt_malloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "pretrain_gpt: error: out of memory allocating %zu bytes\n", bytes);
+        exit(MT_EXIT_FAIL);
+    }
+    return p;
+}
+
+void *mt_calloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "pretrain_gpt: error: out of memory allocating %zu x %zu bytes\n", n, size);
+        exit(MT_EXIT_FAIL);
+    }
+    return p;
+}
+
+double mt_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t mt_hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}

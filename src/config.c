@@ -1,0 +1,335 @@
+// config.c: Megatron-LM flag names, --config files, and every rule between
+// flags checked before any work starts (one line, exit 2).
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { F_INT, F_DBL, F_STR, F_BOOL, F_U64, F_GPU_NOTE, F_GPU_NOTE_ARG, F_SPECIAL } ftype;
+
+typedef struct {
+    const char *name;
+    ftype type;
+    size_t off;     // offset into mt_config (F_INT, F_DBL, F_STR, F_BOOL, F_U64)
+    const char *note;  // what the CPU build does instead (F_GPU_NOTE*)
+} flag_def;
+
+#define O(f) offsetof(mt_config, f)
+static const flag_def FLAGS[] = {
+    {"--num-layers", F_INT, O(num_layers), 0},
+    {"--hidden-size", F_INT, O(hidden_size), 0},
+    {"--num-attention-heads", F_INT, O(num_heads), 0},
+    {"--seq-length", F_INT, O(seq_length), 0},
+    {"--max-position-embeddings", F_INT, O(max_position_embeddings), 0},
+    {"--vocab-size", F_INT, O(vocab_size), 0},
+    {"--make-vocab-size-divisible-by", F_INT, O(vocab_divisor), 0},
+    {"--init-method-std", F_DBL, O(init_method_std), 0},
+    {"--hidden-dropout", F_DBL, O(hidden_dropout), 0},
+    {"--attention-dropout", F_DBL, O(attention_dropout), 0},
+    {"--tensor-model-parallel-size", F_INT, O(tp), 0},
+    {"--pipeline-model-parallel-size", F_INT, O(pp), 0},
+    {"--sequence-parallel", F_BOOL, O(sequence_parallel), 0},
+    {"--num-layers-per-virtual-pipeline-stage", F_INT, O(layers_per_virtual_stage), 0},
+    {"--use-distributed-optimizer", F_BOOL, O(use_distributed_optimizer), 0},
+    {"--pipeline-schedule", F_SPECIAL, 0, 0},
+    {"--micro-batch-size", F_INT, O(micro_batch_size), 0},
+    {"--global-batch-size", F_INT, O(global_batch_size), 0},
+    {"--train-iters", F_INT, O(train_iters), 0},
+    {"--lr", F_DBL, O(lr), 0},
+    {"--min-lr", F_DBL, O(min_lr), 0},
+    {"--lr-decay-style", F_SPECIAL, 0, 0},
+    {"--lr-warmup-iters", F_INT, O(lr_warmup_iters), 0},
+    {"--lr-decay-iters", F_INT, O(lr_decay_iters), 0},
+    {"--weight-decay", F_DBL, O(weight_decay), 0},
+    {"--adam-beta1", F_DBL, O(adam_beta1), 0},
+    {"--adam-beta2", F_DBL, O(adam_beta2), 0},
+    {"--adam-eps", F_DBL, O(adam_eps), 0},
+    {"--clip-grad", F_DBL, O(clip_grad), 0},
+    {"--seed", F_U64, O(seed), 0},
+    {"--data-path", F_STR, O(data_path), 0},
+    {"--train-data-path", F_STR, O(train_data_path), 0},
+    {"--valid-data-path", F_STR, O(valid_data_path), 0},
+    {"--split", F_SPECIAL, 0, 0},
+    {"--data-order", F_SPECIAL, 0, 0},
+    {"--init-from", F_STR, O(init_from), 0},
+    {"--export-llmc", F_STR, O(export_llmc), 0},
+    {"--metrics-file", F_STR, O(metrics_file), 0},
+    {"--dump-params", F_STR, O(dump_params), 0},
+    {"--save", F_STR, O(save), 0},
+    {"--load", F_STR, O(load), 0},
+    {"--save-interval", F_INT, O(save_interval), 0},
+    {"--eval-interval", F_INT, O(eval_interval), 0},
+    {"--eval-iters", F_INT, O(eval_iters), 0},
+    {"--log-interval", F_INT, O(log_interval), 0},
+    {"--log-comm", F_BOOL, O(log_comm), 0},
+    {"--log-memory", F_BOOL, O(log_memory), 0},
+    {"--log-layout", F_BOOL, O(log_layout), 0},
+    {"--bf16", F_GPU_NOTE, 0, "--bf16: the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"},
+    {"--fp16", F_GPU_NOTE, 0, "--fp16: the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"},
+    {"--use-flash-attn", F_GPU_NOTE, 0, "--use-flash-attn: the CPU build uses its own attention kernel"},
+    {"--fp8-format", F_GPU_NOTE_ARG, 0, "--fp8-format: no FP8 on CPUs; matrix products run in the build's precision"},
+    {"--fp8-margin", F_GPU_NOTE_ARG, 0, "--fp8-margin: no FP8 on CPUs; ignored"},
+    {"--fp8-interval", F_GPU_NOTE_ARG, 0, "--fp8-interval: no FP8 on CPUs; ignored"},
+    {"--fp8-amax-history-len", F_GPU_NOTE_ARG, 0, "--fp8-amax-history-len: no FP8 on CPUs; ignored"},
+    {"--fp8-amax-compute-algo", F_GPU_NOTE_ARG, 0, "--fp8-amax-compute-algo: no FP8 on CPUs; ignored"},
+};
+#undef O
+#define NFLAGS (int)(sizeof(FLAGS) / sizeof(FLAGS[0]))
+_Static_assert(sizeof(FLAGS) / sizeof(FLAGS[0]) <= 64, "set_mask holds 64 flags");
+
+static void defaults(mt_config *c) {
+    memset(c, 0, sizeof *c);
+    c->num_layers = 2; c->hidden_size = 64; c->num_heads = 4; c->seq_length = 64;
+    c->vocab_size = 256; c->vocab_divisor = 128;
+    c->init_method_std = 0.02;
+    c->hidden_dropout = 0.1; c->attention_dropout = 0.1;   // Megatron's defaults
+    c->tp = 1; c->pp = 1;
+    c->schedule = MT_SCHED_1F1B;
+    c->micro_batch_size = 1;
+    c->train_iters = 10;
+    c->lr = 1e-4; c->min_lr = 0.0; c->lr_style = MT_LR_LINEAR;
+    c->weight_decay = 0.01; c->adam_beta1 = 0.9; c->adam_beta2 = 0.999;
+    c->adam_eps = 1e-8; c->clip_grad = 1.0;
+    c->seed = 1234;
+    c->split[0] = 969; c->split[1] = 30; c->split[2] = 1;
+    c->eval_iters = 10; c->log_interval = 1;
+}
+
+static long parse_long(const char *flag, const char *v, int loud) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < INT_MIN || x > INT_MAX)
+        mt_fail(loud, MT_EXIT_USAGE, "%s expects an integer, got '%s'", flag, v);
+    return x;
+}
+
+static double parse_double(const char *flag, const char *v, int loud) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(x))
+        mt_fail(loud, MT_EXIT_USAGE, "%s expects a finite number, got '%s'", flag, v);
+    return x;
+}
+
+static void parse_special(mt_config *c, const char *f, const char *v, int loud) {
+    if (!strcmp(f, "--lr-decay-style")) {
+        if (!strcmp(v, "constant")) c->lr_style = MT_LR_CONSTANT;
+        else if (!strcmp(v, "linear")) c->lr_style = MT_LR_LINEAR;
+        else if (!strcmp(v, "cosine")) c->lr_style = MT_LR_COSINE;
+        else mt_fail(loud, MT_EXIT_USAGE, "--lr-decay-style must be constant, linear or cosine, got '%s'", v);
+    } else if (!strcmp(f, "--data-order")) {
+        if (!strcmp(v, "shuffle")) c->data_order = MT_ORDER_SHUFFLE;
+        else if (!strcmp(v, "sequential")) c->data_order = MT_ORDER_SEQUENTIAL;
+        else mt_fail(loud, MT_EXIT_USAGE, "--data-order must be shuffle or sequential, got '%s'", v);
+    } else if (!strcmp(f, "--pipeline-schedule")) {
+        if (!strcmp(v, "afab")) c->schedule = MT_SCHED_AFAB;
+        else if (!strcmp(v, "1f1b")) c->schedule = MT_SCHED_1F1B;
+        else mt_fail(loud, MT_EXIT_USAGE, "--pipeline-schedule must be afab or 1f1b (interleaving follows --num-layers-per-virtual-pipeline-stage), got '%s'", v);
+    } else if (!strcmp(f, "--split")) {
+        int a, b, d, n = 0;
+        if (sscanf(v, "%d,%d,%d%n", &a, &b, &d, &n) != 3 || v[n] || a < 0 || b < 0 || d < 0 || a + b + d <= 0 || a == 0)
+            mt_fail(loud, MT_EXIT_USAGE, "--split expects three non-negative weights like 969,30,1 with a non-zero first, got '%s'", v);
+        c->split[0] = a; c->split[1] = b; c->split[2] = d;
+    }
+}
+
+// Applies one flag; returns how many argv entries it consumed (1 or 2).
+static int apply(mt_config *c, int n, char **av, int i, int loud) {
+    const char *f = av[i];
+    for (int k = 0; k < NFLAGS; k++) {
+        const flag_def *d = &FLAGS[k];
+        if (strcmp(f, d->name)) continue;
+        if (d->type == F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask |= 1ull << k; return 1; }
+        if (d->type == F_GPU_NOTE) {
+            if (loud) printf("note: %s\n", d->note);
+            return 1;
+        }
+        if (i + 1 >= n) mt_fail(loud, MT_EXIT_USAGE, "%s needs a value", f);
+        const char *v = av[i + 1];
+        void *dst = (char *)c + d->off;
+        switch (d->type) {
+        case F_INT: *(int *)dst = (int)parse_long(f, v, loud); break;
+        case F_DBL: *(double *)dst = parse_double(f, v, loud); break;
+        case F_U64: {
+            char *end;
+            errno = 0;
+            unsigned long long x = strtoull(v, &end, 10);
+            if (errno || end == v || *end || v[0] == '-') mt_fail(loud, MT_EXIT_USAGE, "--seed expects a non-negative integer, got '%s'", v);
+            *(uint64_t *)dst = x;
+            break;
+        }
+        case F_STR:
+            if (strlen(v) >= 1024) mt_fail(loud, MT_EXIT_USAGE, "%s: path longer than 1023 characters", f);
+            strcpy((char *)dst, v);
+            break;
+        case F_GPU_NOTE_ARG:
+            if (loud) printf("note: %s (value '%s')\n", d->note, v);
+            break;
+        case F_SPECIAL: parse_special(c, f, v, loud); break;
+        default: break;
+        }
+        c->set_mask |= 1ull << k;
+        return 2;
+    }
+    mt_fail(loud, MT_EXIT_USAGE, "unknown flag '%s' (see README.md, 'Flags')", f);
+}
+
+// Splits a config file into words: one flag (and value) per line, '#' starts
+// a comment. Returns a NULL-terminated array owned by the caller.
+static char **read_config_file(const char *path, int *count, int loud) {
+    FILE *fp = fopen(path, "r");
+    if (!fp) mt_fail(loud, MT_EXIT_USAGE, "--config %s: cannot open (%s)", path, strerror(errno));
+    int cap = 64, n = 0;
+    char **w = mt_malloc(sizeof(char *) * cap);
+    char line[4096];
+    int lineno = 0;
+    while (fgets(line, sizeof line, fp)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(fp))
+            mt_fail(loud, MT_EXIT_USAGE, "--config %s:%d: line longer than 4095 characters", path, lineno);
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        for (char *tok = strtok(line, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
+            if (n + 1 >= cap) w = realloc(w, sizeof(char *) * (cap *= 2));
+            if (!w) mt_fail(loud, MT_EXIT_FAIL, "out of memory reading --config");
+            w[n++] = strdup(tok);
+        }
+    }
+    fclose(fp);
+    w[n] = NULL;
+    *count = n;
+    return w;
+}
+
+static void check(int ok, int loud, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void check(int ok, int loud, const char *fmt, ...) {
+    if (ok) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    mt_fail(loud, MT_EXIT_USAGE, "%s", msg);
+}
+
+static void validate(const mt_config *c, int loud) {
+    check(c->num_layers >= 1, loud, "--num-layers must be >= 1, got %d", c->num_layers);
+    check(c->hidden_size >= 1, loud, "--hidden-size must be >= 1, got %d", c->hidden_size);
+    check(c->num_heads >= 1 && c->num_heads < 65536, loud, "--num-attention-heads must be in [1, 65535], got %d", c->num_heads);
+    check(c->hidden_size % c->num_heads == 0, loud, "--hidden-size (%d) must be divisible by --num-attention-heads (%d)", c->hidden_size, c->num_heads);
+    check(c->seq_length >= 1 && c->seq_length < 65536, loud, "--seq-length must be in [1, 65535], got %d", c->seq_length);
+    check(c->max_position_embeddings >= c->seq_length, loud, "--max-position-embeddings (%d) must be >= --seq-length (%d)", c->max_position_embeddings, c->seq_length);
+    check(c->vocab_size >= 2, loud, "--vocab-size must be >= 2, got %d", c->vocab_size);
+    check(c->vocab_divisor >= 1, loud, "--make-vocab-size-divisible-by must be >= 1, got %d", c->vocab_divisor);
+    check(c->init_method_std > 0, loud, "--init-method-std must be > 0, got %g", c->init_method_std);
+    check(c->hidden_dropout >= 0 && c->hidden_dropout < 1, loud, "--hidden-dropout must be in [0, 1), got %g", c->hidden_dropout);
+    check(c->attention_dropout >= 0 && c->attention_dropout < 1, loud, "--attention-dropout must be in [0, 1), got %g", c->attention_dropout);
+    check(c->tp >= 1, loud, "--tensor-model-parallel-size must be >= 1, got %d", c->tp);
+    check(c->pp >= 1, loud, "--pipeline-model-parallel-size must be >= 1, got %d", c->pp);
+    check(c->layers_per_virtual_stage >= 0, loud, "--num-layers-per-virtual-pipeline-stage must be >= 1, got %d", c->layers_per_virtual_stage);
+    check(c->micro_batch_size >= 1, loud, "--micro-batch-size must be >= 1, got %d", c->micro_batch_size);
+    check(c->global_batch_size >= 0, loud, "--global-batch-size must be >= 1, got %d", c->global_batch_size);
+    check(c->train_iters >= 0, loud, "--train-iters must be >= 0, got %d", c->train_iters);
+    check(c->lr >= 0, loud, "--lr must be >= 0, got %g", c->lr);
+    check(c->min_lr >= 0 && c->min_lr <= c->lr, loud, "--min-lr (%g) must be in [0, --lr (%g)]", c->min_lr, c->lr);
+    check(c->lr_warmup_iters >= 0, loud, "--lr-warmup-iters must be >= 0, got %d", c->lr_warmup_iters);
+    check(c->lr_decay_iters >= 0, loud, "--lr-decay-iters must be >= 0, got %d", c->lr_decay_iters);
+    check(c->lr_decay_iters == 0 || c->lr_decay_iters > c->lr_warmup_iters || c->lr_style == MT_LR_CONSTANT, loud,
+          "--lr-decay-iters (%d) must exceed --lr-warmup-iters (%d)", c->lr_decay_iters, c->lr_warmup_iters);
+    check(c->weight_decay >= 0, loud, "--weight-decay must be >= 0, got %g", c->weight_decay);
+    check(c->adam_beta1 >= 0 && c->adam_beta1 < 1, loud, "--adam-beta1 must be in [0, 1), got %g", c->adam_beta1);
+    check(c->adam_beta2 >= 0 && c->adam_beta2 < 1, loud, "--adam-beta2 must be in [0, 1), got %g", c->adam_beta2);
+    check(c->adam_eps > 0, loud, "--adam-eps must be > 0, got %g", c->adam_eps);
+    check(c->clip_grad >= 0, loud, "--clip-grad must be >= 0 (0 disables), got %g", c->clip_grad);
+    check(c->log_interval >= 1, loud, "--log-interval must be >= 1, got %d", c->log_interval);
+    check(c->eval_interval >= 0, loud, "--eval-interval must be >= 0 (0 disables), got %d", c->eval_interval);
+    check(c->eval_iters >= 1, loud, "--eval-iters must be >= 1, got %d", c->eval_iters);
+    check(c->save_interval >= 0, loud, "--save-interval must be >= 0, got %d", c->save_interval);
+    check(!c->save_interval || c->save[0], loud, "--save-interval needs --save DIR");
+    check(c->data_path[0] || c->train_data_path[0], loud, "--data-path FILE (or --train-data-path FILE) is required");
+    check(!(c->data_path[0] && c->train_data_path[0]), loud, "give either --data-path or --train-data-path, not both");
+    check(!c->valid_data_path[0] || c->train_data_path[0], loud, "--valid-data-path needs --train-data-path");
+    check(c->layers_per_virtual_stage == 0 || c->schedule != MT_SCHED_AFAB, loud,
+          "--num-layers-per-virtual-pipeline-stage needs the 1f1b schedule (interleaved 1F1B), not --pipeline-schedule afab");
+}
+
+void mt_config_parse(mt_config *c, int argc, char **argv, int loud) {
+    defaults(c);
+    // A --config file's flags come first so the command line overrides them.
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config")) continue;
+        if (i + 1 >= argc) mt_fail(loud, MT_EXIT_USAGE, "--config needs a file");
+        int n;
+        char **w = read_config_file(argv[i + 1], &n, loud);
+        for (int j = 0; j < n;) {
+            if (!strcmp(w[j], "--config")) mt_fail(loud, MT_EXIT_USAGE, "--config %s: nested --config is not allowed", argv[i + 1]);
+            if (strncmp(w[j], "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "--config %s: expected a flag, got '%s'", argv[i + 1], w[j]);
+            j += apply(c, n, w, j, loud);
+        }
+        for (int j = 0; j < n; j++) free(w[j]);
+        free(w);
+    }
+    for (int i = 1; i < argc;) {
+        if (!strcmp(argv[i], "--config")) { i += 2; continue; }
+        if (strncmp(argv[i], "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "unexpected argument '%s' (flags start with --)", argv[i]);
+        i += apply(c, argc, argv, i, loud);
+    }
+    if (c->max_position_embeddings == 0) c->max_position_embeddings = c->seq_length;
+    validate(c, loud);
+    const char *bugs = getenv("MT_INJECT_BUG");
+    if (bugs && *bugs) {
+        c->bug_no_sp_grad_sync = strstr(bugs, "sp-grad-sync") != NULL;
+        c->bug_rank_dropout = strstr(bugs, "rank-dropout") != NULL;
+        c->bug_loss_per_stage = strstr(bugs, "loss-per-stage") != NULL;
+        c->bug_norm_double = strstr(bugs, "norm-double") != NULL;
+        if (loud) fprintf(stderr, "warning: MT_INJECT_BUG=%s: a deliberate bug is planted (test negative control)\n", bugs);
+    }
+    if (c->layers_per_virtual_stage) c->schedule = MT_SCHED_INTERLEAVED;
+}
+
+void mt_config_finish(mt_config *c, int world, int loud) {
+    int mp = c->tp * c->pp;
+    check(world % mp == 0, loud, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x PP)", world, c->tp, c->pp);
+    c->dp = world / mp;
+    c->padded_vocab = (c->vocab_size + c->vocab_divisor - 1) / c->vocab_divisor * c->vocab_divisor;
+    check(c->num_heads % c->tp == 0, loud, "--num-attention-heads (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole heads", c->num_heads, c->tp);
+    check(c->padded_vocab % c->tp == 0, loud, "padded vocabulary %d (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be divisible by --tensor-model-parallel-size (%d)", c->padded_vocab, c->vocab_size, c->vocab_divisor, c->tp);
+    if (c->tp == 1 && c->sequence_parallel) {
+        if (loud) printf("note: --sequence-parallel with --tensor-model-parallel-size 1 has nothing to split; running without it (as Megatron does)\n");
+        c->sequence_parallel = 0;
+    }
+    check(!c->sequence_parallel || c->seq_length % c->tp == 0, loud, "--sequence-parallel needs --seq-length (%d) divisible by --tensor-model-parallel-size (%d)", c->seq_length, c->tp);
+    check(c->num_layers % c->pp == 0, loud, "--num-layers (%d) must be divisible by --pipeline-model-parallel-size (%d)", c->num_layers, c->pp);
+    if (c->global_batch_size == 0) c->global_batch_size = c->micro_batch_size * c->dp;
+    check(c->global_batch_size % (c->micro_batch_size * c->dp) == 0, loud, "--global-batch-size (%d) must be divisible by --micro-batch-size (%d) x data-parallel size (%d)", c->global_batch_size, c->micro_batch_size, c->dp);
+    c->num_micro_batches = c->global_batch_size / (c->micro_batch_size * c->dp);
+    if (c->layers_per_virtual_stage) {
+        int per_stage = c->num_layers / c->pp;
+        check(c->pp > 1, loud, "--num-layers-per-virtual-pipeline-stage needs --pipeline-model-parallel-size > 1");
+        check(per_stage % c->layers_per_virtual_stage == 0, loud, "layers per pipeline stage (%d) must be divisible by --num-layers-per-virtual-pipeline-stage (%d)", per_stage, c->layers_per_virtual_stage);
+        check(c->num_micro_batches % c->pp == 0, loud, "interleaved 1F1B needs the number of micro-batches (%d) divisible by --pipeline-model-parallel-size (%d)", c->num_micro_batches, c->pp);
+    }
+    if (c->lr_decay_iters == 0) c->lr_decay_iters = c->train_iters;
+}
+
+void mt_config_print(const mt_config *c, FILE *f) {
+    fprintf(f, "model: layers %d, hidden %d, heads %d, seq %d, vocab %d (padded %d), %s\n",
+            c->num_layers, c->hidden_size, c->num_heads, c->seq_length, c->vocab_size, c->padded_vocab, MT_PRECISION_NAME);
+    fprintf(f, "layout: TP %d x PP %d x DP %d%s%s, micro-batch %d, global batch %d, %d micro-batches per step\n",
+            c->tp, c->pp, c->dp, c->sequence_parallel ? ", sequence parallel" : "",
+            c->use_distributed_optimizer ? ", distributed optimizer" : "",
+            c->micro_batch_size, c->global_batch_size, c->num_micro_batches);
+}
+
+int mt_config_was_set(const mt_config *c, const char *flag) {
+    for (int k = 0; k < NFLAGS; k++)
+        if (!strcmp(FLAGS[k].name, flag)) return (int)(c->set_mask >> k & 1);
+    return 0;
+}

@@ -1,0 +1,87 @@
+// data.c: token files and the sample order.
+#include "data.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "rng.h"
+
+int mt_token_file_read(mt_token_file *f, const char *path, int vocab, char *err, size_t errlen) {
+    memset(f, 0, sizeof *f);
+    struct stat st;
+    if (stat(path, &st) != 0) { snprintf(err, errlen, "%s: cannot open token file (%s)", path, strerror(errno)); return -1; }
+    if (S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: is a directory, expected an llm.c token file", path); return -1; }
+    FILE *fp = fopen(path, "rb");
+    if (!fp) { snprintf(err, errlen, "%s: cannot open token file (%s)", path, strerror(errno)); return -1; }
+    int32_t hdr[256];
+    size_t got = fread(hdr, sizeof(int32_t), 256, fp);
+    int rc = -1;
+    if (got != 256) { snprintf(err, errlen, "%s: truncated header (%zu bytes, need 1024)", path, got * 4); goto out; }
+    if (hdr[0] != MT_TOKENS_MAGIC) { snprintf(err, errlen, "%s: bad magic %d (want %d: llm.c token file)", path, hdr[0], MT_TOKENS_MAGIC); goto out; }
+    if (hdr[1] != 1 && hdr[1] != 2) { snprintf(err, errlen, "%s: unsupported version %d (1: uint16 tokens, 2: uint32 tokens)", path, hdr[1]); goto out; }
+    size_t esize = hdr[1] == 1 ? 2 : 4;
+    if (hdr[2] < 2) { snprintf(err, errlen, "%s: header says %d tokens, need at least 2", path, hdr[2]); goto out; }
+    size_t ntok = (size_t)hdr[2];
+    if ((size_t)st.st_size != 1024 + ntok * esize) {
+        snprintf(err, errlen, "%s: header says %zu tokens (%zu bytes of data) but the file has %lld bytes of data",
+                 path, ntok, ntok * esize, (long long)st.st_size - 1024);
+        goto out;
+    }
+    f->tok = mt_malloc(ntok * sizeof(uint32_t));
+    f->ntok = ntok;
+    if (esize == 2) {
+        uint16_t *tmp = mt_malloc(ntok * 2);
+        got = fread(tmp, 2, ntok, fp);
+        for (size_t i = 0; i < got; i++) f->tok[i] = tmp[i];
+        free(tmp);
+    } else {
+        got = fread(f->tok, 4, ntok, fp);
+    }
+    if (got != ntok) { snprintf(err, errlen, "%s: read %zu of %zu tokens", path, got, ntok); goto out; }
+    for (size_t i = 0; i < ntok; i++)
+        if (f->tok[i] >= (uint32_t)vocab) {
+            snprintf(err, errlen, "%s: token %zu has id %u >= vocabulary size %d (--vocab-size)", path, i, f->tok[i], vocab);
+            goto out;
+        }
+    rc = 0;
+out:
+    fclose(fp);
+    if (rc) mt_token_file_free(f);
+    return rc;
+}
+
+void mt_token_file_free(mt_token_file *f) {
+    free(f->tok);
+    memset(f, 0, sizeof *f);
+}
+
+mt_split_view mt_split_make(const mt_token_file *f, size_t begin, size_t end, int T, int shuffle, uint64_t seed) {
+    mt_split_view v = {f->tok + begin, end - begin, 0, T, shuffle, seed};
+    v.nsamples = v.ntok > (size_t)T ? (v.ntok - 1) / (size_t)T : 0;
+    return v;
+}
+
+void mt_split_fill(const mt_split_view *v, uint64_t j, int *inputs, int *targets, int b, int bcol) {
+    uint64_t n = v->nsamples, k = j % n;
+    if (v->shuffle) k = mt_rng_permute(v->seed, j / n, k, n);
+    const uint32_t *w = v->tok + k * (uint64_t)v->T;
+    for (int p = 0; p < v->T; p++) {
+        inputs[p * b + bcol] = (int)w[p];
+        targets[p * b + bcol] = (int)w[p + 1];
+    }
+}
+
+void mt_split_ranges(size_t ntok, const int split[3], size_t begin[3], size_t end[3]) {
+    double total = (double)split[0] + split[1] + split[2];
+    size_t at = 0;
+    double acc = 0;
+    for (int i = 0; i < 3; i++) {
+        acc += split[i];
+        size_t e = i == 2 ? ntok : (size_t)((double)ntok * acc / total);
+        begin[i] = at;
+        end[i] = e;
+        at = e;
+    }
+}

@@ -1,0 +1,246 @@
+// main.c: pretrain_gpt. Config -> parallel state -> data -> model -> train
+// loop, with Megatron-style log lines.
+#include <malloc.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "config.h"
+#include "data.h"
+#include "layers.h"
+#include "model.h"
+#include "parallel.h"
+#include "schedule.h"
+#include "shard.h"
+#include "train.h"
+
+// Everything one run holds.
+typedef struct {
+    mt_config cfg;
+    mt_parallel par;
+    mt_comm cm;
+    mt_model model;
+    mt_token_file train_file, valid_file;
+    mt_split_view train, valid;
+    int has_valid;
+    FILE *metrics;
+} run;
+
+// Per-step context of the fill callback: which split and which global
+// samples (DESIGN §1: samples are keyed by iteration and global index).
+typedef struct {
+    const run *r;
+    const mt_split_view *split;
+    uint64_t base;   // first global sample of this step
+} fill_ctx;
+
+static void fill(void *vctx, int mb, mt_slot *sl, int need_tokens) {
+    const fill_ctx *x = vctx;
+    const mt_config *c = &x->r->cfg;
+    int b = c->micro_batch_size;
+    // Megatron's sampler: micro-batch mb of DP rank d takes the mb-th chunk of
+    // mbs*dp samples, slice d.
+    uint64_t j0 = x->base + (uint64_t)mb * (uint64_t)(b * c->dp) + (uint64_t)x->r->par.dp_rank * (uint64_t)b;
+    sl->sample0 = (uint32_t)j0;
+    if (!need_tokens) return;
+    for (int k = 0; k < b; k++) mt_split_fill(x->split, j0 + (uint64_t)k, sl->tokens, sl->targets, b, k);
+}
+
+// Rank 0 reads and validates, then broadcasts: nothing assumes a shared
+// filesystem. On error every rank exits 2 and rank 0 prints one line.
+static void read_tokens(run *r, const char *path, mt_token_file *f) {
+    char err[1200] = "";
+    long long n = 0;
+    int rank = r->par.world_rank;
+    if (rank == 0) n = mt_token_file_read(f, path, r->cfg.vocab_size, err, sizeof err) ? -1 : (long long)f->ntok;
+    MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+    if (n < 0) mt_fail(rank == 0, MT_EXIT_USAGE, "%s", err);
+    if (rank != 0) {
+        f->ntok = (size_t)n;
+        f->tok = mt_malloc((size_t)n * sizeof(uint32_t));
+    }
+    for (size_t o = 0; o < (size_t)n; o += (size_t)1 << 28)
+        MPI_Bcast(f->tok + o, (int)MT_MIN((size_t)n - o, (size_t)1 << 28), MPI_UINT32_T, 0, MPI_COMM_WORLD);
+}
+
+static void setup_data(run *r) {
+    mt_config *c = &r->cfg;
+    int loud = r->par.world_rank == 0, T = c->seq_length;
+    int shuffle = c->data_order == MT_ORDER_SHUFFLE;
+    if (c->train_data_path[0]) {
+        read_tokens(r, c->train_data_path, &r->train_file);
+        r->train = mt_split_make(&r->train_file, 0, r->train_file.ntok, T, shuffle, c->seed);
+        if (c->valid_data_path[0]) {
+            read_tokens(r, c->valid_data_path, &r->valid_file);
+            r->valid = mt_split_make(&r->valid_file, 0, r->valid_file.ntok, T, 0, c->seed);
+            r->has_valid = 1;
+        }
+    } else {
+        read_tokens(r, c->data_path, &r->train_file);
+        size_t b[3], e[3];
+        mt_split_ranges(r->train_file.ntok, c->split, b, e);
+        r->train = mt_split_make(&r->train_file, b[0], e[0], T, shuffle, c->seed);
+        r->valid = mt_split_make(&r->train_file, b[1], e[1], T, 0, c->seed);
+        r->has_valid = c->split[1] > 0;
+    }
+    const char *tp = c->train_data_path[0] ? c->train_data_path : c->data_path;
+    if (r->train.nsamples == 0)
+        mt_fail(loud, MT_EXIT_USAGE, "%s: the training split has %zu tokens, fewer than --seq-length + 1 (%d)", tp, r->train.ntok, T + 1);
+    if (c->eval_interval > 0 && (!r->has_valid || r->valid.nsamples == 0))
+        mt_fail(loud, MT_EXIT_USAGE, "--eval-interval %d needs a validation split of at least --seq-length + 1 (%d) tokens (--split or --valid-data-path)", c->eval_interval, T + 1);
+}
+
+// --init-from: the file's header gives the shape; an explicit flag that
+// disagrees is an error, not silently overridden.
+static void apply_init_header(run *r, int world_rank) {
+    mt_config *c = &r->cfg;
+    int loud = world_rank == 0;
+    mt_llmc_header h;
+    char err[1200] = "";
+    int rc = 0;
+    if (world_rank == 0) rc = mt_llmc_read_header(c->init_from, &h, err, sizeof err);
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rc) mt_fail(loud, MT_EXIT_USAGE, "--init-from %s", err);
+    MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
+    struct { const char *flag; int *field; int value; } map[] = {
+        {"--num-layers", &c->num_layers, h.layers},
+        {"--hidden-size", &c->hidden_size, h.channels},
+        {"--num-attention-heads", &c->num_heads, h.heads},
+        {"--max-position-embeddings", &c->max_position_embeddings, h.max_seq},
+        {"--vocab-size", &c->vocab_size, h.vocab},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (mt_config_was_set(c, map[i].flag) && *map[i].field != map[i].value)
+            mt_fail(loud, MT_EXIT_USAGE, "%s %d disagrees with --init-from %s, whose header says %d", map[i].flag, *map[i].field, c->init_from, map[i].value);
+        *map[i].field = map[i].value;
+    }
+    if (c->seq_length > c->max_position_embeddings)
+        mt_fail(loud, MT_EXIT_USAGE, "--seq-length %d exceeds the %d positions of --init-from %s", c->seq_length, c->max_position_embeddings, c->init_from);
+}
+
+static double evaluate(run *r, int iter) {
+    const mt_config *c = &r->cfg;
+    mt_step st = {(uint32_t)iter, 0};
+    double sum = 0;
+    for (int e = 0; e < c->eval_iters; e++) {
+        fill_ctx x = {r, &r->valid, (uint64_t)e * (uint64_t)c->global_batch_size};
+        mt_sched_result res = mt_schedule_run(&r->model, &r->cm, &st, 0, fill, &x);
+        sum += res.loss_sum;
+    }
+    // Only the last stage's TP rank 0 reports; DP ranks average.
+    double v = (r->model.chunks[r->model.nchunks - 1].has_head && r->par.tp_rank == 0)
+                   ? sum / ((double)c->eval_iters * c->num_micro_batches * c->dp) : 0;
+    mt_comm_report_sum(&r->par, &v, 1);
+    return v;
+}
+
+static void log_iteration(run *r, int it, double loss, double norm, double lr, double ms) {
+    const mt_config *c = &r->cfg;
+    double tokens = (double)c->global_batch_size * c->seq_length;
+    double tps = tokens / (ms / 1000.0);
+    if (r->par.world_rank != 0) return;
+    if (it % c->log_interval == 0 || it == c->train_iters)
+        printf(" iteration %8d/%8d | consumed samples: %12lld | elapsed time per iteration (ms): %.1f | learning rate: %.6E | "
+               "global batch size: %5d | lm loss: %.6E | grad norm: %.3f | tokens per second: %.1f |\n",
+               it, c->train_iters, (long long)it * c->global_batch_size, ms, lr, c->global_batch_size, loss, norm, tps);
+    if (r->metrics) {
+        fprintf(r->metrics, "{\"iteration\": %d, \"lm_loss\": %.17g, \"grad_norm\": %.17g, \"lr\": %.17g, \"tokens_per_s\": %.3f, \"ms_per_iter\": %.3f}\n",
+                it, loss, norm, lr, tps, ms);
+        fflush(r->metrics);
+    }
+    fflush(stdout);
+}
+
+static void train(run *r) {
+    mt_config *c = &r->cfg;
+    mt_model *m = &r->model;
+    int loud = r->par.world_rank == 0;
+    for (int it = 1; it <= c->train_iters; it++) {
+        double t0 = mt_now();
+        memset(&r->cm.stats, 0, sizeof r->cm.stats);
+        memset(m->grad_mem, 0, m->nelem * sizeof(real));
+        mt_step st = {(uint32_t)(it - 1), 1};
+        fill_ctx x = {r, &r->train, (uint64_t)(it - 1) * (uint64_t)c->global_batch_size};
+        mt_sched_result res = mt_schedule_run(m, &r->cm, &st, 1, fill, &x);
+        mt_grad_sync(m, &r->cm);
+        double norm = mt_grad_norm(m, &r->cm);
+        double loss = (m->chunks[m->nchunks - 1].has_head && r->par.tp_rank == 0)
+                          ? res.loss_sum / ((double)c->num_micro_batches * c->dp) : 0;
+        mt_comm_report_sum(&r->par, &loss, 1);
+        if (!isfinite(loss) || !isfinite(norm))
+            mt_fail(loud, MT_EXIT_FAIL, "iteration %d: non-finite %s (loss %g, grad norm %g); parameters of iteration %d kept",
+                    it, isfinite(loss) ? "gradient norm" : "loss", loss, norm, it - 1);
+        double lr = mt_lr_at(c, it);
+        mt_optimizer_step(m, norm, lr, it);
+        double ms = 1000.0 * (mt_now() - t0);
+        log_iteration(r, it, loss, norm, lr, ms);
+        if (c->log_comm && loud) {
+            printf("comm (rank 0, iteration %d):\n", it);
+            mt_comm_print(&r->cm.stats, stdout, "  ");
+        }
+        if (c->eval_interval > 0 && it % c->eval_interval == 0) {
+            double v = evaluate(r, it);
+            if (loud) printf(" validation loss at iteration %d | lm loss value: %.6E | lm loss PPL: %.6E |\n", it, v, exp(v));
+        }
+    }
+}
+
+static void print_memory(const run *r) {
+    const mt_model *m = &r->model;
+    double total = 0;
+    for (int k = 0; k < MT_MEM_N; k++) total += (double)m->mem[k];
+    if (r->par.world_rank == 0) {
+        printf("memory (rank 0, bytes):");
+        for (int k = 0; k < MT_MEM_N; k++) printf(" %s %zu |", mt_mem_names[k], m->mem[k]);
+        printf(" total %.0f\n", total);
+    }
+}
+
+int main(int argc, char **argv) {
+    // Large MPI buffers are malloc'd per collective call; keeping freed memory
+    // in the heap avoids a page-fault storm (2x faster reduce-scatter here).
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    MPI_Init(&argc, &argv);
+    static run r;
+    int rank, world;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    int loud = rank == 0;
+    mt_config *c = &r.cfg;
+    mt_config_parse(c, argc, argv, loud);
+    if (c->init_from[0]) apply_init_header(&r, rank);
+    mt_config_finish(c, world, loud);
+    mt_parallel_init(&r.par, MPI_COMM_WORLD, c);
+    r.cm.par = &r.par;
+    if (loud) mt_config_print(c, stdout);
+    if (c->log_layout) mt_parallel_print_layout(&r.par, stdout);
+    setup_data(&r);
+    mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
+    mt_optimizer_init(&r.model);
+    char err[1200];
+    if (c->init_from[0] && mt_llmc_load(&r.model, c->init_from, err, sizeof err))
+        mt_fail(loud, MT_EXIT_USAGE, "--init-from %s", err);
+    if (c->log_memory) print_memory(&r);
+    if (c->metrics_file[0] && loud) {
+        r.metrics = fopen(c->metrics_file, "a");
+        if (!r.metrics) fprintf(stderr, "pretrain_gpt: error: --metrics-file %s: cannot open\n", c->metrics_file);
+    }
+    int bad_metrics = c->metrics_file[0] && loud && !r.metrics;
+    MPI_Bcast(&bad_metrics, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (bad_metrics) mt_fail(0, MT_EXIT_USAGE, "--metrics-file");
+    train(&r);
+    if (c->export_llmc[0] && mt_llmc_save(&r.model, c->export_llmc, err, sizeof err))
+        mt_fail(loud, MT_EXIT_FAIL, "--export-llmc %s", err);
+    if (c->dump_params[0] && mt_dump_tensors(&r.model, c->dump_params, 0, err, sizeof err))
+        mt_fail(loud, MT_EXIT_FAIL, "--dump-params %s", err);
+    if (r.metrics) fclose(r.metrics);
+    mt_model_free(&r.model);
+    mt_token_file_free(&r.train_file);
+    mt_token_file_free(&r.valid_file);
+    mt_parallel_free(&r.par);
+    MPI_Finalize();
+    return 0;
+}

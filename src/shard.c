@@ -1,0 +1,284 @@
+// shard.c: gather and scatter of whole tensors, llm.c model files, dumps.
+// Plain MPI on the world communicator: these move files' contents, not
+// activations or gradients, so they are not counted in --log-comm.
+#include "shard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "safetensors.h"
+
+#ifdef MT_FP64
+#define MT_MPI_REAL MPI_DOUBLE
+#else
+#define MT_MPI_REAL MPI_FLOAT
+#endif
+
+// Places local shard <-> full tensor, element by element.
+static void place(const mt_param *p, int tp_rank, real *full, real *local, int to_full) {
+    for (int64_t i = 0; i < p->lrows; i++)
+        for (int64_t j = 0; j < p->lcols; j++) {
+            int64_t gi, gj;
+            mt_param_global_index(p, tp_rank, i, j, &gi, &gj);
+            real *f = &full[gi * p->cols + gj], *l = &local[i * p->lcols + j];
+            if (to_full) *f = *l; else *l = *f;
+        }
+}
+
+// Whether this rank's copy is the one written to files: DP rank 0, TP rank 0
+// for replicated tensors, the first stage for the tied embedding.
+static int is_writer(const mt_model *m, const mt_param *p) {
+    const mt_parallel *par = m->par;
+    if (par->dp_rank != 0) return 0;
+    if (p->tp_replicated && par->tp_rank != 0) return 0;
+    if (!strcmp(p->name, "wte.weight") && par->pp_size > 1 && par->pp_rank != 0) return 0;
+    return 1;
+}
+
+static void reduce_to_root(real *buf, size_t n, int rank) {
+    // Each element is written by exactly one rank and zero elsewhere, so
+    // the SUM is exact.
+    for (size_t o = 0; o < n; o += (size_t)1 << 28) {
+        int k = (int)MT_MIN(n - o, (size_t)1 << 28);
+        MPI_Reduce(rank == 0 ? MPI_IN_PLACE : buf + o, buf + o, k, MT_MPI_REAL, MPI_SUM, 0, MPI_COMM_WORLD);
+    }
+}
+
+void mt_shard_gather(const mt_model *m, const char *name, int64_t rows, int64_t cols, real *full) {
+    size_t n = (size_t)(rows * cols);
+    int rank = m->par->world_rank;
+    real *buf = rank == 0 ? full : mt_calloc(n, sizeof(real));
+    if (rank == 0) memset(full, 0, n * sizeof(real));
+    const mt_param *p = mt_model_find(m, name);
+    if (p && is_writer(m, p)) place(p, m->par->tp_rank, buf, m->param_mem + p->off, 1);
+    reduce_to_root(buf, n, rank);
+    if (rank != 0) free(buf);
+}
+
+static void bcast(real *buf, size_t n) {
+    for (size_t o = 0; o < n; o += (size_t)1 << 28)
+        MPI_Bcast(buf + o, (int)MT_MIN(n - o, (size_t)1 << 28), MT_MPI_REAL, 0, MPI_COMM_WORLD);
+}
+
+void mt_shard_scatter(mt_model *m, const char *name, int64_t rows, int64_t cols, real *full) {
+    bcast(full, (size_t)(rows * cols));
+    const mt_param *p = mt_model_find(m, name);
+    if (p) place(p, m->par->tp_rank, full, m->param_mem + p->off, 0);
+}
+
+// ---- llm.c model files ----------------------------------------------------
+
+// llm.c's tensor order: each kind for all layers, then the next kind.
+static const char *const LLMC_LAYER_KINDS[12] = {
+    "ln_1.weight", "ln_1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+    "ln_2.weight", "ln_2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"};
+
+static void layer_shape(const char *kind, int64_t C, int64_t *r, int64_t *c) {
+    *c = 1;
+    if (!strcmp(kind, "attn.qkv.weight")) { *r = 3 * C; *c = C; }
+    else if (!strcmp(kind, "attn.qkv.bias")) *r = 3 * C;
+    else if (!strcmp(kind, "attn.proj.weight")) { *r = C; *c = C; }
+    else if (!strcmp(kind, "mlp.fc1.weight")) { *r = 4 * C; *c = C; }
+    else if (!strcmp(kind, "mlp.fc1.bias")) *r = 4 * C;
+    else if (!strcmp(kind, "mlp.fc2.weight")) { *r = C; *c = 4 * C; }
+    else *r = C;
+}
+
+static size_t llmc_count(const mt_llmc_header *h) {
+    size_t C = (size_t)h->channels, L = (size_t)h->layers;
+    return (size_t)h->padded_vocab * C + (size_t)h->max_seq * C + L * (12 * C * C + 13 * C) + 2 * C;
+}
+
+int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(path, &st) != 0) { snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }
+    if (S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: is a directory, expected an llm.c model file", path); return -1; }
+    FILE *fp = fopen(path, "rb");
+    if (!fp) { snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }
+    int32_t hd[256];
+    size_t got = fread(hd, 4, 256, fp);
+    fclose(fp);
+    if (got != 256) { snprintf(err, errlen, "%s: truncated header (%zu of 1024 bytes)", path, got * 4); return -1; }
+    if (hd[0] != MT_LLMC_MAGIC) { snprintf(err, errlen, "%s: bad magic %d (want %d: llm.c model file)", path, hd[0], MT_LLMC_MAGIC); return -1; }
+    if (hd[1] != 3) { snprintf(err, errlen, "%s: unsupported version %d (need 3: fp32 weights)", path, hd[1]); return -1; }
+    *h = (mt_llmc_header){hd[2], hd[3], hd[4], hd[5], hd[6], hd[7]};
+    if (h->max_seq < 1 || h->max_seq > 65535 || h->vocab < 2 || h->layers < 1 || h->heads < 1 || h->channels < 1 ||
+        h->padded_vocab < h->vocab || h->channels % h->heads || h->channels > 1 << 16 || h->layers > 1 << 12) {
+        snprintf(err, errlen, "%s: implausible header (maxT %d, vocab %d, layers %d, heads %d, channels %d, padded vocab %d)",
+                 path, h->max_seq, h->vocab, h->layers, h->heads, h->channels, h->padded_vocab);
+        return -1;
+    }
+    size_t want = 1024 + 4 * llmc_count(h);
+    if ((size_t)st.st_size != want) {
+        snprintf(err, errlen, "%s: header implies %zu bytes but the file has %lld", path, want, (long long)st.st_size);
+        return -1;
+    }
+    return 0;
+}
+
+// Calls fn(name, rows, cols, file_rows) for each tensor in llm.c's order.
+typedef int (*llmc_visit)(void *ctx, const char *name, int64_t rows, int64_t cols, int64_t file_rows);
+
+static int llmc_walk(const mt_config *c, int64_t file_vp, llmc_visit fn, void *ctx) {
+    int64_t C = c->hidden_size;
+    if (fn(ctx, "wte.weight", c->padded_vocab, C, file_vp)) return -1;
+    if (fn(ctx, "wpe.weight", c->max_position_embeddings, C, c->max_position_embeddings)) return -1;
+    for (int k = 0; k < 12; k++)
+        for (int l = 0; l < c->num_layers; l++) {
+            char nm[64];
+            int64_t r, cc;
+            snprintf(nm, sizeof nm, "h.%d.%s", l, LLMC_LAYER_KINDS[k]);
+            layer_shape(LLMC_LAYER_KINDS[k], C, &r, &cc);
+            if (fn(ctx, nm, r, cc, r)) return -1;
+        }
+    if (fn(ctx, "ln_f.weight", C, 1, C)) return -1;
+    return fn(ctx, "ln_f.bias", C, 1, C);
+}
+
+typedef struct {
+    mt_model *m;
+    FILE *fp;        // rank 0
+    real *full;
+    float *tmp;
+    int bad;         // a non-finite weight was read
+    char bad_name[64];
+} load_ctx;
+
+static int load_one(void *vctx, const char *name, int64_t rows, int64_t cols, int64_t file_rows) {
+    load_ctx *x = vctx;
+    size_t n = (size_t)(rows * cols), nf = (size_t)(file_rows * cols);
+    if (x->m->par->world_rank == 0) {
+        if (fread(x->tmp, 4, nf, x->fp) != nf) x->bad = 2;
+        // Rows past the file's (padding rows of a differently padded vocab)
+        // keep this model's own init; they never reach the loss.
+        const mt_param *p = mt_model_find(x->m, name);
+        (void)p;
+        for (size_t i = 0; i < n; i++) x->full[i] = i < nf ? (real)x->tmp[i] : 0;
+        for (size_t i = 0; i < MT_MIN(n, nf); i++)
+            if (!isfinite(x->tmp[i]) && !x->bad) { x->bad = 1; snprintf(x->bad_name, sizeof x->bad_name, "%s", name); }
+    }
+    mt_shard_scatter(x->m, name, rows, cols, x->full);
+    return 0;
+}
+
+int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen) {
+    const mt_config *c = m->cfg;
+    mt_llmc_header h = {0};
+    int rank = m->par->world_rank;
+    load_ctx x = {m, NULL, NULL, NULL, 0, ""};
+    if (rank == 0) {
+        mt_llmc_read_header(path, &h, err, errlen);
+        x.fp = fopen(path, "rb");
+        if (x.fp) fseek(x.fp, 1024, SEEK_SET); else x.bad = 2;
+    }
+    MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
+    size_t maxn = (size_t)MT_MAX(c->padded_vocab, h.padded_vocab) * (size_t)c->hidden_size;
+    size_t layer_max = 12 * (size_t)c->hidden_size * (size_t)c->hidden_size;
+    maxn = MT_MAX(maxn, MT_MAX(layer_max, (size_t)c->max_position_embeddings * (size_t)c->hidden_size));
+    x.full = mt_malloc(maxn * sizeof(real));
+    x.tmp = rank == 0 ? mt_malloc(maxn * sizeof(float)) : NULL;
+    llmc_walk(c, h.padded_vocab, load_one, &x);
+    if (x.fp) fclose(x.fp);
+    free(x.full);
+    free(x.tmp);
+    int bad = x.bad;
+    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(x.bad_name, sizeof x.bad_name, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (bad == 1) { snprintf(err, errlen, "%s: non-finite weight in tensor %s", path, x.bad_name); return -1; }
+    if (bad == 2) { snprintf(err, errlen, "%s: read error", path); return -1; }
+    return 0;
+}
+
+typedef struct {
+    const mt_model *m;
+    FILE *fp;
+    real *full;
+    float *tmp;
+    int bad;
+} save_ctx;
+
+static int save_one(void *vctx, const char *name, int64_t rows, int64_t cols, int64_t file_rows) {
+    save_ctx *x = vctx;
+    mt_shard_gather(x->m, name, rows, cols, x->full);
+    if (x->m->par->world_rank == 0 && !x->bad) {
+        size_t n = (size_t)(rows * cols);
+        for (size_t i = 0; i < n; i++) x->tmp[i] = (float)x->full[i];
+        if (fwrite(x->tmp, 4, n, x->fp) != n) x->bad = errno ? errno : EIO;
+    }
+    return 0;
+}
+
+int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen) {
+    const mt_config *c = m->cfg;
+    int rank = m->par->world_rank;
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    save_ctx x = {m, NULL, NULL, NULL, 0};
+    if (rank == 0) {
+        x.fp = fopen(tmp, "wb");
+        if (!x.fp) x.bad = errno;
+        int32_t hd[256] = {MT_LLMC_MAGIC, 3, c->max_position_embeddings, c->vocab_size, c->num_layers,
+                           c->num_heads, c->hidden_size, c->padded_vocab};
+        if (x.fp && fwrite(hd, 4, 256, x.fp) != 256) x.bad = errno ? errno : EIO;
+    }
+    size_t maxn = MT_MAX((size_t)c->padded_vocab, (size_t)c->max_position_embeddings) * (size_t)c->hidden_size;
+    maxn = MT_MAX(maxn, 4 * (size_t)c->hidden_size * (size_t)c->hidden_size);
+    x.full = mt_malloc(maxn * sizeof(real));
+    x.tmp = rank == 0 ? mt_malloc(maxn * sizeof(float)) : NULL;
+    llmc_walk(c, c->padded_vocab, save_one, &x);
+    free(x.full);
+    free(x.tmp);
+    if (rank != 0) return 0;
+    if (x.fp) {
+        if (fflush(x.fp) || fsync(fileno(x.fp))) x.bad = x.bad ? x.bad : errno;
+        if (fclose(x.fp) && !x.bad) x.bad = errno;
+    }
+    if (!x.bad && rename(tmp, path)) x.bad = errno;
+    if (x.bad) {
+        snprintf(err, errlen, "%s: cannot write (%s)", path, strerror(x.bad));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+// ---- tensor dumps ---------------------------------------------------------
+
+int mt_dump_tensors(const mt_model *m, const char *path, int grads, char *err, size_t errlen) {
+    const mt_config *c = m->cfg;
+    int n;
+    mt_param *all = mt_params_full(c, 1, &n);
+    int nt = grads ? 2 * n : n, rank = m->par->world_rank;
+    mt_st_tensor *t = mt_calloc((size_t)nt, sizeof(mt_st_tensor));
+    real **bufs = mt_calloc((size_t)nt, sizeof(real *));
+    mt_model view = *m;  // gradients are gathered through a view on grad_mem
+    view.param_mem = m->grad_mem;
+    for (int k = 0; k < nt; k++) {
+        const mt_param *p = &all[k % n];
+        size_t sz = (size_t)(p->rows * p->cols);
+        bufs[k] = rank == 0 ? mt_malloc(sz * sizeof(real)) : NULL;
+        mt_shard_gather(k < n ? m : &view, p->name, p->rows, p->cols, bufs[k]);
+        snprintf(t[k].name, sizeof t[k].name, k < n ? "%s" : "%s.grad", p->name);
+        t[k].dtype = sizeof(real) == 8 ? MT_ST_F64 : MT_ST_F32;
+        t[k].ndim = p->ndim;
+        t[k].shape[0] = p->rows;
+        t[k].shape[1] = p->cols;
+        t[k].nbytes = sz * sizeof(real);
+        t[k].data = bufs[k];
+    }
+    int rc = 0;
+    if (rank == 0) rc = mt_st_write(path, t, nt, NULL, err, errlen);
+    for (int k = 0; k < nt; k++) free(bufs[k]);
+    free(bufs);
+    free(t);
+    free(all);
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rc && rank != 0) snprintf(err, errlen, "%s: cannot write tensor dump", path);
+    return rc;
+}

@@ -1,0 +1,94 @@
+// train.c: gradient synchronisation, clipping and AdamW.
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+double mt_lr_at(const mt_config *c, int it) {
+    double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters;
+    if (warm > 0 && n <= warm) return c->lr * n / warm;
+    if (c->lr_style == MT_LR_CONSTANT) return c->lr;
+    if (n > decay) return c->min_lr;
+    double ratio = decay > warm ? (n - warm) / (decay - warm) : 1.0;
+    double coeff = c->lr_style == MT_LR_LINEAR ? 1.0 - ratio : 0.5 * (cos(M_PI * ratio) + 1.0);
+    return c->min_lr + coeff * (c->lr - c->min_lr);
+}
+
+static int is_layernorm(const mt_param *p) { return strstr(p->name, "ln_") != NULL; }
+
+// Packs the SP-partial gradients into one buffer so TP sums them in a single
+// all-reduce (Megatron does the same for its sequence-parallel grads).
+static void sync_sp_partial(mt_model *m, mt_comm *cm) {
+    size_t total = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].sp_partial) total += m->params[i].n;
+    if (!total || m->par->tp_size == 1) return;
+    real *buf = m->w_part;  // (n, h) workspace; large enough? fall back otherwise
+    int own = total > (size_t)m->n * (size_t)m->h;
+    if (own) buf = mt_malloc(total * sizeof(real));
+    size_t o = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const mt_param *p = &m->params[i];
+        if (!p->sp_partial) continue;
+        memcpy(buf + o, m->grad_mem + p->off, p->n * sizeof(real));
+        o += p->n;
+    }
+    mt_comm_tp_allreduce(cm, buf, total);
+    o = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const mt_param *p = &m->params[i];
+        if (!p->sp_partial) continue;
+        // Negative control: keep the LayerNorm gradients rank-local (#1446).
+        if (!(m->cfg->bug_no_sp_grad_sync && is_layernorm(p))) memcpy(m->grad_mem + p->off, buf + o, p->n * sizeof(real));
+        o += p->n;
+    }
+    if (own) free(buf);
+}
+
+void mt_grad_sync(mt_model *m, mt_comm *cm) {
+    sync_sp_partial(m, cm);
+    if (m->par->pp_size > 1 && m->dwte) {
+        const mt_param *p = mt_model_find(m, "wte.weight");
+        mt_comm_allreduce_group(cm, MT_GROUP_EMBD, m->grad_mem + p->off, p->n);
+    }
+    if (m->par->dp_size > 1) {
+        mt_comm_allreduce_group(cm, MT_GROUP_DP, m->grad_mem, m->nelem);
+        mt_scale(m->grad_mem, m->nelem, (real)1 / (real)m->par->dp_size);
+    }
+}
+
+double mt_grad_norm(mt_model *m, mt_comm *cm) {
+    double ss = 0;
+    const mt_parallel *par = m->par;
+    for (int i = 0; i < m->nparams; i++) {
+        const mt_param *p = &m->params[i];
+        if (p->tp_replicated && par->tp_rank != 0 && !m->cfg->bug_norm_double) continue;
+        if (!strcmp(p->name, "wte.weight") && par->pp_size > 1 && par->pp_rank != 0) continue;
+        ss += mt_sumsq(m->grad_mem + p->off, p->n);
+    }
+    mt_comm_mp_allreduce_double(cm, &ss, 1);
+    return sqrt(ss);
+}
+
+void mt_optimizer_init(mt_model *m) {
+    m->m_mem = mt_calloc(m->nelem, sizeof(real));
+    m->v_mem = mt_calloc(m->nelem, sizeof(real));
+    m->mem[MT_MEM_OPTIM] += 2 * m->nelem * sizeof(real);
+}
+
+void mt_optimizer_step(mt_model *m, double grad_norm, double lr, int step) {
+    const mt_config *c = m->cfg;
+    if (c->clip_grad > 0) {
+        double coeff = c->clip_grad / (grad_norm + 1e-6);
+        if (coeff < 1.0) mt_scale(m->grad_mem, m->nelem, (real)coeff);
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        const mt_param *p = &m->params[i];
+        mt_adamw_update(m->param_mem + p->off, m->grad_mem + p->off, m->m_mem + p->off, m->v_mem + p->off, p->n, step,
+                        (real)lr, (real)c->adam_beta1, (real)c->adam_beta2, (real)c->adam_eps,
+                        p->decay ? (real)c->weight_decay : 0);
+    }
+}
