@@ -18,7 +18,13 @@ Exit status 2 (one line on stderr) on a malformed input file or bad flag.
 """
 import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OMP threads halve speed here
-import argparse, json, math, struct, sys, time
+import argparse, ctypes, json, math, struct, sys, time
+try:  # glibc: keep freed memory instead of unmapping it; first-touch page faults
+    _libc = ctypes.CDLL("libc.so.6")  # cost ~6 ms/MB on these VMs, so every step would
+    _libc.mallopt(-4, 0)              # otherwise re-fault its GBs of fresh activations
+    _libc.mallopt(-1, 2**31 - 1)      # (M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2 GiB)
+except (OSError, AttributeError):
+    pass
 import numpy as np
 import torch
 
@@ -121,7 +127,7 @@ class Params:
 
     def __init__(self, cfg, flat32, dtype):
         self.cfg, self.dtype = cfg, dtype
-        self.flat = torch.from_numpy(np.array(flat32, dtype=np.float32)).to(dtype)
+        self.flat = torch.from_numpy(flat32).to(dtype)  # fp32: shares the file's buffer, no copy
         self.gflat = torch.zeros_like(self.flat)
         self.segments, self.leaves, self.p = [], [], {}  # segments: (name, offset, numel, full shape)
         off = 0

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# suite_layouts.sh: the promise. Every layout trains the same model as one
+# rank: 10 iterations of the tiny model, dropout on, both builds, against the
+# one-rank run of the same binary with the same non-layout flags.
+# Tolerances are DESIGN §1's: fp64 loss rel. diff <= 1e-10 every iteration and
+# every parameter element within 1e-9; fp32 loss rel. diff <= 1e-5 and each
+# tensor's relative RMS diff <= 1e-4.
+#   MT_LAYOUTS=quick   only the TP/SP rows (issue 3's matrix)
+source "$(dirname "$0")/lib.sh"
+BASE=$(tiny_model)
+
+# reference BUILD EXTRA: path prefix of the cached one-rank run.
+reference() {
+  local bin=$1 extra=$2 key
+  key=$(echo "$bin $extra" | md5sum | cut -c1-12)
+  local out="$T/ref_$key"
+  if [ ! -f "$out.st" ]; then
+    mt_run "$out" 1 "$bin" $BASE $extra || { echo "reference failed: $(tail -n 3 "$out.log")" >&2; return 1; }
+  fi
+  echo "$out"
+}
+
+# check NAME NP "LAYOUT FLAGS" ["EXTRA FLAGS" shared with the reference]
+check() {
+  local name=$1 np=$2 layout=$3 extra=${4:-}
+  local bin prec ref out why
+  for bin in ./pretrain_gpt_fp64 ./pretrain_gpt; do
+    prec=fp32; [ "$bin" = ./pretrain_gpt_fp64 ] && prec=fp64
+    ref=$(reference "$bin" "$extra") || { not_ok "$name/$prec" "reference run failed"; continue; }
+    out="$T/${name}_$prec"
+    if ! mt_run "$out" "$np" "$bin" $BASE $extra $layout; then
+      not_ok "$name/$prec" "run failed: $(grep -m1 error "$out.log" || tail -n 1 "$out.log")"; continue
+    fi
+    if [ $prec = fp64 ]; then
+      why=$(compare_losses "$ref.json" "$out.json" 1e-10) &&
+        why="$why; $(tools/compare "$ref.st" "$out.st" --top 1 --max-abs 1e-9 2>&1 | tail -n 2 | tr '\n' ' ')" &&
+        tools/compare "$ref.st" "$out.st" --max-abs 1e-9 > /dev/null 2>&1
+    else
+      why=$(compare_losses "$ref.json" "$out.json" 1e-5) &&
+        tools/compare "$ref.st" "$out.st" --max-rel-rms 1e-4 > /dev/null 2>&1
+    fi
+    if [ $? = 0 ]; then ok "$name/$prec"; else
+      not_ok "$name/$prec" "$why $(tools/compare "$ref.st" "$out.st" --top 2 2>&1 | tail -n 2 | tr '\n' ' ')"; fi
+  done
+}
+
+NODROP="--hidden-dropout 0 --attention-dropout 0"
+# Issue 3: TP in {2, 4} x SP on/off x dropout on/off.
+for tp in 2 4; do
+  check "tp$tp" $tp "--tensor-model-parallel-size $tp"
+  check "tp${tp}_sp" $tp "--tensor-model-parallel-size $tp --sequence-parallel"
+  check "tp${tp}_nodrop" $tp "--tensor-model-parallel-size $tp" "$NODROP"
+  check "tp${tp}_sp_nodrop" $tp "--tensor-model-parallel-size $tp --sequence-parallel" "$NODROP"
+done
+[ "${MT_LAYOUTS:-}" = quick ] && exit 0
+
+# Issue 4: pipeline and data parallelism, schedules, clipping active.
+CLIP="--clip-grad 0.05"
+check "pp2_1f1b" 2 "--pipeline-model-parallel-size 2"
+check "pp2_afab" 2 "--pipeline-model-parallel-size 2 --pipeline-schedule afab"
+check "pp4_1f1b" 4 "--pipeline-model-parallel-size 4"
+check "dp2" 2 "" "$CLIP"
+check "dp4" 4 ""
+check "dp8" 8 ""
+check "tp2_sp_pp2_clip" 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2" "$CLIP"
+check "tp2_dp2_clip" 4 "--tensor-model-parallel-size 2 --sequence-parallel" "$CLIP"
+check "pp2_dp2" 4 "--pipeline-model-parallel-size 2"
+check "tp2_pp2_dp2_sp_clip" 8 "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --sequence-parallel" "$CLIP"
+check "tp4_pp2_sp" 8 "--tensor-model-parallel-size 4 --pipeline-model-parallel-size 2 --sequence-parallel"
+check "pp4_dp2_afab" 8 "--pipeline-model-parallel-size 4 --pipeline-schedule afab"
+check "tp2_dp4" 8 "--tensor-model-parallel-size 2"

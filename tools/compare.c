@@ -1,0 +1,256 @@
+// compare: diffs two safetensors tensor dumps by name (DESIGN §7), worst
+// tensors first, so a porter sees where an implementation departs from the
+// oracle rather than only that it does.
+//
+//   tools/compare A.safetensors B.safetensors [--top K] [--max-abs X]
+//                 [--max-rel-rms Y] [--max-rel Z]
+//
+// B is the reference. Values of any dtype (F32 and F64 mixed freely) are
+// compared in double. Per tensor:
+//   max_abs  max |a - b|, and the index of that element;
+//   rel_rms  sqrt(sum (a - b)^2) / max(sqrt(sum b^2), DBL_MIN): the error
+//            relative to the tensor's size, meaningful even where single
+//            elements are near zero;
+//   max_rel  max |a - b| / max(|a|, |b|): elementwise, at most 2; elements
+//            near zero make it large, which is why rel_rms is the default.
+// NaN against NaN and equal infinities count as equal; any other pair with
+// a non-finite value is an infinite difference.
+// Exit: 0 when every bound given holds (or none is given: a report only);
+// 1 when one is broken, or with a bound given, when a tensor is missing on
+// one side or its shape differs; 2 for bad arguments or an unreadable file.
+#include "common.h"
+#include "safetensors.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const mt_st_tensor *a, *b;
+    double max_abs, max_rel, rel_rms, a_worst, b_worst;
+    size_t worst;       // flat index of the max_abs element
+    size_t nonfinite;   // elements non-finite in either file
+} mt_cmp_row;
+
+typedef struct {
+    int top;
+    double bound[3];    // max_abs, max_rel_rms, max_rel; < 0: not given
+} mt_cmp_opts;
+
+static const char *const mt_cmp_bound_names[3] = {"max_abs", "rel_rms", "max_rel"};
+
+static _Noreturn void mt_cmp_usage(const char *why) {
+    fprintf(stderr, "compare: error: %s\nusage: compare A.safetensors B.safetensors [--top K] "
+                    "[--max-abs X] [--max-rel-rms Y] [--max-rel Z]\n", why);
+    exit(MT_EXIT_USAGE);
+}
+
+static double mt_cmp_get(const mt_st_tensor *t, size_t i) {
+    switch (t->dtype) {
+    case MT_ST_F32: return ((const float *)t->data)[i];
+    case MT_ST_F64: return ((const double *)t->data)[i];
+    case MT_ST_I32: return ((const int32_t *)t->data)[i];
+    case MT_ST_I64: return (double)((const int64_t *)t->data)[i];
+    }
+    return NAN;
+}
+
+static void mt_cmp_stats(mt_cmp_row *r) {
+    size_t n = r->a->nbytes / mt_st_dtype_size(r->a->dtype);
+    double ssd = 0, ssb = 0;
+    r->max_abs = -1;
+    for (size_t i = 0; i < n; i++) {
+        double a = mt_cmp_get(r->a, i), b = mt_cmp_get(r->b, i), d = 0, rel = 0;
+        r->nonfinite += !isfinite(a) || !isfinite(b);
+        if (!(a == b || (isnan(a) && isnan(b)))) {
+            d = fabs(a - b);
+            d = isfinite(d) ? d : INFINITY;
+            rel = isfinite(d) ? d / fmax(fabs(a), fabs(b)) : INFINITY;
+        }
+        ssd += d * d;
+        if (isfinite(b)) ssb += b * b;
+        if (d > r->max_abs) { r->max_abs = d; r->worst = i; r->a_worst = a; r->b_worst = b; }
+        if (rel > r->max_rel) r->max_rel = rel;
+    }
+    if (n == 0) r->max_abs = 0;
+    r->rel_rms = ssd == 0 ? 0 : isfinite(ssd) ? sqrt(ssd) / fmax(sqrt(ssb), DBL_MIN) : INFINITY;
+}
+
+static int mt_cmp_same_shape(const mt_st_tensor *a, const mt_st_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
+static const char *mt_cmp_shape(const mt_st_tensor *t, char *buf, size_t len) {
+    int k = snprintf(buf, len, "(");
+    for (int d = 0; d < t->ndim; d++)
+        k += snprintf(buf + k, len - (size_t)k, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+    snprintf(buf + k, len - (size_t)k, ")");
+    return buf;
+}
+
+// The flat index as a row-major multi-index, e.g. [3,17].
+static const char *mt_cmp_index(const mt_st_tensor *t, size_t flat, char *buf, size_t len) {
+    size_t idx[MT_ST_MAX_DIMS];
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        idx[d] = t->shape[d] ? flat % (size_t)t->shape[d] : 0;
+        flat = t->shape[d] ? flat / (size_t)t->shape[d] : 0;
+    }
+    int k = snprintf(buf, len, "[");
+    for (int d = 0; d < t->ndim; d++) k += snprintf(buf + k, len - (size_t)k, "%s%zu", d ? "," : "", idx[d]);
+    snprintf(buf + k, len - (size_t)k, "]");
+    return buf;
+}
+
+// Worst first; ties (often exact zeros) by name, so the report is stable.
+static int mt_cmp_by_rel_rms(const void *x, const void *y) {
+    const mt_cmp_row *a = x, *b = y;
+    if (a->rel_rms != b->rel_rms) return a->rel_rms < b->rel_rms ? 1 : -1;
+    if (a->max_abs != b->max_abs) return a->max_abs < b->max_abs ? 1 : -1;
+    return strcmp(a->a->name, b->a->name);
+}
+
+static double mt_cmp_number(const char *flag, const char *s) {
+    char *end;
+    double v = s ? strtod(s, &end) : NAN;
+    if (!s || end == s || *end || !(v >= 0) || !isfinite(v)) {
+        char why[256];
+        snprintf(why, sizeof why, "%s needs a finite number >= 0, got '%s'", flag, s ? s : "(nothing)");
+        mt_cmp_usage(why);
+    }
+    return v;
+}
+
+static mt_st_file *mt_cmp_open(const char *path) {
+    char err[512];
+    mt_st_file *f = mt_st_open(path, err, sizeof err);
+    if (!f) {
+        fprintf(stderr, "compare: error: %s\n", err);
+        exit(MT_EXIT_USAGE);
+    }
+    return f;
+}
+
+// Counts tensors of `x` missing from `y`, listing at most 20 when `print`.
+static int mt_cmp_only_in(const mt_st_file *x, const mt_st_file *y, const char *side, int print) {
+    int missing = 0;
+    for (int i = 0; i < mt_st_count(x); i++) {
+        const mt_st_tensor *t = mt_st_at(x, i);
+        if (mt_st_find(y, t->name)) continue;
+        if (print && missing < 20) printf("only in %s: %s\n", side, t->name);
+        missing++;
+    }
+    if (print && missing > 20) printf("only in %s: ... and %d more\n", side, missing - 20);
+    return missing;
+}
+
+static void mt_cmp_print(const mt_cmp_row *rows, int n, int top) {
+    if (n == 0 || top == 0) return;
+    printf("  %-10s %-10s %-10s %-14s %-14s %-14s %-16s %s\n", "rel_rms", "max_abs", "max_rel", "worst", "a", "b",
+           "shape", "name");
+    for (int i = 0; i < n && i < top; i++) {
+        const mt_cmp_row *r = &rows[i];
+        char shape[128], idx[128];
+        printf("  %-10.3e %-10.3e %-10.3e %-14s %-14.7g %-14.7g %-16s %s%s\n", r->rel_rms, r->max_abs, r->max_rel,
+               mt_cmp_index(r->a, r->worst, idx, sizeof idx), r->a_worst, r->b_worst,
+               mt_cmp_shape(r->a, shape, sizeof shape), r->a->name, r->nonfinite ? "  (non-finite values)" : "");
+    }
+}
+
+// Prints each broken bound; returns how many (tensor, bound) pairs broke.
+static int mt_cmp_check(const mt_cmp_row *rows, int n, const mt_cmp_opts *o) {
+    int broken = 0;
+    for (int i = 0; i < n; i++) {
+        double got[3] = {rows[i].max_abs, rows[i].rel_rms, rows[i].max_rel};
+        for (int k = 0; k < 3; k++) {
+            if (o->bound[k] < 0 || got[k] <= o->bound[k]) continue;
+            char idx[128];
+            printf("FAIL %s: %s %.3e > %.3e (worst element %s)\n", rows[i].a->name, mt_cmp_bound_names[k], got[k],
+                   o->bound[k], mt_cmp_index(rows[i].a, rows[i].worst, idx, sizeof idx));
+            broken++;
+        }
+    }
+    return broken;
+}
+
+static mt_cmp_opts mt_cmp_parse(int argc, char **argv, const char **pa, const char **pb) {
+    mt_cmp_opts o = {10, {-1, -1, -1}};
+    static const char *const flags[3] = {"--max-abs", "--max-rel-rms", "--max-rel"};
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        int k = 0;
+        while (k < 3 && strcmp(argv[i], flags[k])) k++;
+        if (k < 3) { o.bound[k] = mt_cmp_number(argv[i], argv[i + 1]); i++; continue; }
+        if (!strcmp(argv[i], "--top")) {
+            double v = mt_cmp_number("--top", argv[i + 1]);
+            if (v != floor(v) || v > 1e9) mt_cmp_usage("--top needs a whole number");
+            o.top = (int)v;
+            i++;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            char why[256];
+            snprintf(why, sizeof why, "unknown flag %s", argv[i]);
+            mt_cmp_usage(why);
+        } else if (npos < 2) {
+            (npos++ ? pb : pa)[0] = argv[i];
+        } else {
+            mt_cmp_usage("more than two files given");
+        }
+    }
+    if (npos != 2) mt_cmp_usage("two files are needed");
+    return o;
+}
+
+// Shape mismatches, listed after the header line; returns their count.
+static int mt_cmp_shapes(const mt_st_file *fa, const mt_st_file *fb, int print) {
+    int bad = 0;
+    for (int i = 0; i < mt_st_count(fa); i++) {
+        const mt_st_tensor *a = mt_st_at(fa, i), *b = mt_st_find(fb, a->name);
+        if (!b || mt_cmp_same_shape(a, b)) continue;
+        char sa[128], sb[128];
+        if (print) printf("shape mismatch: %s: A %s, B %s\n", a->name, mt_cmp_shape(a, sa, sizeof sa),
+                          mt_cmp_shape(b, sb, sizeof sb));
+        bad++;
+    }
+    return bad;
+}
+
+int main(int argc, char **argv) {
+    const char *pa = NULL, *pb = NULL;
+    mt_cmp_opts o = mt_cmp_parse(argc, argv, &pa, &pb);
+    mt_st_file *fa = mt_cmp_open(pa), *fb = mt_cmp_open(pb);
+    int na = mt_st_count(fa), nrows = 0;
+    mt_cmp_row *rows = calloc((size_t)(na ? na : 1), sizeof *rows);
+    if (!rows) { fprintf(stderr, "compare: error: out of memory\n"); return MT_EXIT_FAIL; }
+    for (int i = 0; i < na; i++) {
+        const mt_st_tensor *a = mt_st_at(fa, i), *b = mt_st_find(fb, a->name);
+        if (!b || !mt_cmp_same_shape(a, b)) continue;
+        rows[nrows] = (mt_cmp_row){.a = a, .b = b};
+        mt_cmp_stats(&rows[nrows++]);
+    }
+    qsort(rows, (size_t)nrows, sizeof *rows, mt_cmp_by_rel_rms);
+    int only_a = mt_cmp_only_in(fa, fb, "A", 0), only_b = mt_cmp_only_in(fb, fa, "B", 0);
+    int shapes = mt_cmp_shapes(fa, fb, 0);
+    printf("compare: A %s (%d tensors) vs B %s (%d tensors): %d compared, %d only in A, %d only in B, "
+           "%d shape mismatches\n", pa, na, pb, mt_st_count(fb), nrows, only_a, only_b, shapes);
+    mt_cmp_only_in(fa, fb, "A", 1);
+    mt_cmp_only_in(fb, fa, "B", 1);
+    mt_cmp_shapes(fa, fb, 1);
+    mt_cmp_print(rows, nrows, o.top);
+    int failed = 0;
+    if (o.bound[0] >= 0 || o.bound[1] >= 0 || o.bound[2] >= 0) {
+        int broken = mt_cmp_check(rows, nrows, &o);
+        failed = broken + only_a + only_b + shapes;
+        if (failed)
+            printf("compare: FAIL: %d bounds broken, %d only in A, %d only in B, %d shape mismatches\n",
+                   broken, only_a, only_b, shapes);
+        else
+            printf("compare: ok, every bound holds for all %d tensors\n", nrows);
+    }
+    free(rows);
+    mt_st_close(fa);
+    mt_st_close(fb);
+    return failed ? MT_EXIT_FAIL : MT_EXIT_OK;
+}
