@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f data/fortunes_train.bin ] && [ -f data/fortunes_val.bin ] || tools/get-data.sh
+mkdir -p out
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 echo "+ tools/mpirun.sh 4 ./pretrain_gpt --config configs/demo.conf --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --sequence-parallel --log-layout --log-memory $*"
 exec tools/mpirun.sh 4 ./pretrain_gpt --config configs/demo.conf \
