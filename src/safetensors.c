@@ -451,7 +451,8 @@ static int st_build(mt_st_file *f, st_header *h, const unsigned char *data, cons
     for (int i = 0; i < h->n; i++) {
         f->t[i] = h->t[h->span[i].idx];
         f->t[i].nbytes = (size_t)(h->span[i].end - h->span[i].begin);
-        f->t[i].data = data + h->span[i].begin;
+        // An empty tensor may sit at any offset; give it an aligned pointer.
+        f->t[i].data = f->t[i].nbytes ? data + h->span[i].begin : (const void *)f->buf;
         if ((uintptr_t)f->t[i].data % mt_st_dtype_size(f->t[i].dtype))
             extra += (f->t[i].nbytes + 15) & ~(size_t)15;
         f->by_name[i] = &f->t[i];

@@ -25,11 +25,11 @@ test_corpus() {
 }
 
 # The tiny model of the layout tests: 4 layers (PP up to 4, interleaving),
-# 4 heads (TP up to 4), seq 16 (SP up to 4), vocabulary 200 padded to 256 so
+# 4 heads (TP up to 4), seq 16 (SP up to 4), vocabulary 256 padded to 288 (divisor 96) so
 # the last TP shard holds padding columns.
 tiny_model() {
   local c; c=$(test_corpus)
-  echo "--num-layers 4 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --vocab-size 200" \
+  echo "--num-layers 4 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --vocab-size 256 --make-vocab-size-divisible-by 96" \
        "--train-data-path ${c}_train.bin --data-order sequential --train-iters 10 --lr 1e-3" \
        "--lr-warmup-iters 2 --lr-decay-style cosine --micro-batch-size 2 --global-batch-size 8"
 }

@@ -52,8 +52,7 @@ for tp in 2 4; do
   check "tp${tp}_nodrop" $tp "--tensor-model-parallel-size $tp" "$NODROP"
   check "tp${tp}_sp_nodrop" $tp "--tensor-model-parallel-size $tp --sequence-parallel" "$NODROP"
 done
-[ "${MT_LAYOUTS:-}" = quick ] && exit 0
-
+if [ "${MT_LAYOUTS:-}" != quick ]; then
 # Issue 4: pipeline and data parallelism, schedules, clipping active.
 CLIP="--clip-grad 0.05"
 check "pp2_1f1b" 2 "--pipeline-model-parallel-size 2"
@@ -61,7 +60,7 @@ check "pp2_afab" 2 "--pipeline-model-parallel-size 2 --pipeline-schedule afab"
 check "pp4_1f1b" 4 "--pipeline-model-parallel-size 4"
 check "dp2" 2 "" "$CLIP"
 check "dp4" 4 ""
-check "dp8" 8 ""
+check "dp8" 8 "" "--global-batch-size 16"
 check "tp2_sp_pp2_clip" 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2" "$CLIP"
 check "tp2_dp2_clip" 4 "--tensor-model-parallel-size 2 --sequence-parallel" "$CLIP"
 check "pp2_dp2" 4 "--pipeline-model-parallel-size 2"
@@ -69,3 +68,26 @@ check "tp2_pp2_dp2_sp_clip" 8 "--tensor-model-parallel-size 2 --pipeline-model-p
 check "tp4_pp2_sp" 8 "--tensor-model-parallel-size 4 --pipeline-model-parallel-size 2 --sequence-parallel"
 check "pp4_dp2_afab" 8 "--pipeline-model-parallel-size 4 --pipeline-schedule afab"
 check "tp2_dp4" 8 "--tensor-model-parallel-size 2"
+fi
+
+# Negative controls: each planted bug must make the equivalence check fail,
+# proving the check can see it (fp64, where the bound is tightest).
+# check_fails NAME NP "LAYOUT" BUG ["EXTRA"]
+check_fails() {
+  local name=$1 np=$2 layout=$3 bug=$4 extra=${5:-} ref out
+  ref=$(reference ./pretrain_gpt_fp64 "$extra") || { not_ok "$name" "reference run failed"; return; }
+  out="$T/${name}_bug"
+  if ! MT_INJECT_BUG=$bug mt_run "$out" "$np" ./pretrain_gpt_fp64 $BASE $extra $layout; then
+    not_ok "$name" "the run with MT_INJECT_BUG=$bug crashed instead of training"; return
+  fi
+  if compare_losses "$ref.json" "$out.json" 1e-10 > /dev/null && tools/compare "$ref.st" "$out.st" --max-abs 1e-9 > /dev/null 2>&1; then
+    not_ok "$name" "MT_INJECT_BUG=$bug went unnoticed: the layout check cannot see this bug"
+  else
+    ok "$name (MT_INJECT_BUG=$bug detected: $(compare_losses "$ref.json" "$out.json" 1e-10 | head -n 1))"
+  fi
+}
+check_fails "control_sp_ln_grad_not_summed" 2 "--tensor-model-parallel-size 2 --sequence-parallel" sp-grad-sync
+check_fails "control_dropout_seeded_per_rank" 2 "--tensor-model-parallel-size 2" rank-dropout
+[ "${MT_LAYOUTS:-}" = quick ] && exit 0
+check_fails "control_loss_divided_per_stage" 2 "--pipeline-model-parallel-size 2" loss-per-stage
+check_fails "control_norm_counts_replicated_twice" 2 "--tensor-model-parallel-size 2" norm-double "--clip-grad 0.05"

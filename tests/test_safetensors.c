@@ -180,6 +180,27 @@ TEST(corrupt_headers_are_refused_with_reason) {
     }
 }
 
+// Another writer's choices: whitespace, key order, metadata last, header
+// order unlike offset order. mt_st_at follows the data offsets.
+TEST(foreign_layout_is_accepted) {
+    unsigned char buf[512];
+    char err[256];
+    const char *json = "{ \"b\" : {\"data_offsets\": [4, 8], \"shape\": [1], \"dtype\": \"I32\"},\n"
+                       "  \"a\\u00e9\\ud83d\\ude00\": {\"dtype\":\"F32\", \"shape\":[], \"data_offsets\":[0,4]},\r\n"
+                       "  \"__metadata__\" : { \"format\" : \"pt\" } }   ";
+    size_t n = image(buf, json, 8);
+    buf[n - 8] = 1;  // a = 1.4e-45f (denormal), b = 7
+    buf[n - 4] = 7;
+    mt_st_file *f = mt_st_open_mem(buf, n, err, sizeof err);
+    ASSERT(f, "refused: %s", err);
+    ASSERT(mt_st_count(f) == 2, "count %d", mt_st_count(f));
+    ASSERT(!strcmp(mt_st_at(f, 0)->name, "a\xc3\xa9\xf0\x9f\x98\x80"), "first by offset: '%s'", mt_st_at(f, 0)->name);
+    ASSERT(mt_st_at(f, 0)->ndim == 0 && mt_st_at(f, 0)->nbytes == 4, "scalar");
+    ASSERT(*(const int32_t *)mt_st_find(f, "b")->data == 7, "b = %d", *(const int32_t *)mt_st_find(f, "b")->data);
+    ASSERT(mt_st_meta(f, "format") && !strcmp(mt_st_meta(f, "format"), "pt"), "metadata");
+    mt_st_close(f);
+}
+
 TEST(short_files_are_refused_with_reason) {
     unsigned char buf[64] = {0};
     char err[256];
