@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "account.h"
 #include "comm.h"
 #include "config.h"
 #include "data.h"
@@ -153,6 +154,27 @@ static void log_iteration(run *r, int it, double loss, double norm, double lr, d
     fflush(stdout);
 }
 
+// Every rank's measured counters next to the formulas, printed in rank
+// order by rank 0 (gathered, so lines never interleave).
+static void log_comm(const run *r, int it) {
+    mt_comm_stats pred;
+    mt_account_comm(&r->model, &pred);
+    char buf[4096];
+    FILE *mf = fmemopen(buf, sizeof buf, "w");
+    fprintf(mf, "comm rank %d (tp %d, dp %d, pp %d), iteration %d:\n", r->par.world_rank, r->par.tp_rank,
+            r->par.dp_rank, r->par.pp_rank, it);
+    int bad = mt_account_comm_print(&r->cm.stats, &pred, mf);
+    fprintf(mf, "comm check rank %d: %s\n", r->par.world_rank, bad ? "MISMATCH with the formulas" : "measured == predicted");
+    fclose(mf);
+    buf[sizeof buf - 1] = 0;
+    char *all = r->par.world_rank == 0 ? mt_malloc(sizeof buf * (size_t)r->par.world_size) : NULL;
+    MPI_Gather(buf, sizeof buf, MPI_CHAR, all, sizeof buf, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (all) {
+        for (int i = 0; i < r->par.world_size; i++) fputs(all + (size_t)i * sizeof buf, stdout);
+        free(all);
+    }
+}
+
 static void train(run *r) {
     mt_config *c = &r->cfg;
     mt_model *m = &r->model;
@@ -176,10 +198,7 @@ static void train(run *r) {
         mt_optimizer_step(m, norm, lr, it);
         double ms = 1000.0 * (mt_now() - t0);
         log_iteration(r, it, loss, norm, lr, ms);
-        if (c->log_comm && loud) {
-            printf("comm (rank 0, iteration %d):\n", it);
-            mt_comm_print(&r->cm.stats, stdout, "  ");
-        }
+        if (c->log_comm) log_comm(r, it);
         if (c->eval_interval > 0 && it % c->eval_interval == 0) {
             double v = evaluate(r, it);
             if (loud) printf(" validation loss at iteration %d | lm loss value: %.6E | lm loss PPL: %.6E |\n", it, v, exp(v));

@@ -9,3 +9,31 @@ for prec in fp64 fp32; do
     [ $rc = 0 ] || not_ok "comm_tp${np}_$prec" "exit code $rc: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
   done
 done
+
+# Counters against the formulas for the tiny model (TP 2, one stage, fp64, so
+# 8-byte elements): L=4 layers, M=4 micro-batches of b=2, s=16, h=32, n=s*b.
+# The expected numbers are worked out here from the paper's per-layer counts
+# (Korthikanti et al. 2022, §4.2.2), independently of src/account.c.
+L=4; M=4; n=32; h=32; e=8
+c=$(test_corpus)
+run_comm() { timeout 60 $MPIRUN 2 ./pretrain_gpt_fp64 --config configs/tiny.conf --data-path ${c}_train.bin \
+  --train-iters 1 --log-comm --tensor-model-parallel-size 2 "$@" 2>&1; }
+# expect_row OUT NAME GROUP COLL CALLS BYTES
+expect_row() {
+  local got; got=$(echo "$1" | awk -v g="$3" -v c="$4" '/^comm rank 0 /{r=1} /^comm check rank 0/{r=0} r && $1==g && $2" "$3==c {print $3" "$4; exit} r && $1==g && $2==c {print $3" "$4; exit}')
+  if [ "$got" = "$5 $6" ]; then ok "$2"; else not_ok "$2" "$3 $4: measured '$got', formula says '$5 $6'"; fi
+}
+out=$(run_comm)
+# No SP: 4 all-reduces of n*h per layer and micro-batch, + embedding f̄ and
+# head f backward (n*h each), + the MAX (n) and SUM (2n) of cross-entropy.
+expect_row "$out" counters_tp2_allreduce_formula tp all-reduce $((M * (4 * L + 2) + 2 * M)) $(( (M * (4 * L + 2) * n * h + M * 3 * n) * e ))
+echo "$out" | grep -q "comm check rank 1: measured == predicted" && ok counters_tp2_rank1_match || not_ok counters_tp2_rank1_match "rank 1 differs"
+out=$(run_comm --sequence-parallel)
+# SP: per layer 2 all-gathers + 2 reduce-scatters forward, 2 reduce-scatters +
+# 2 all-gathers backward, + 2 all-gathers re-gathering LN outputs; embedding
+# and head one of each; the SP-partial gradients (LN w/b x2, 2 row-parallel
+# biases per layer, ln_f w/b, wpe 16x32) summed by one all-reduce.
+sp_elems=$(( L * 6 * h + 2 * h + 16 * h ))
+expect_row "$out" counters_tp2_sp_allgather_formula tp all-gather $((M * (6 * L + 2))) $((M * (6 * L + 2) * n * h * e))
+expect_row "$out" counters_tp2_sp_reducescatter_formula tp reduce-scatter $((M * (4 * L + 2))) $((M * (4 * L + 2) * n * h * e))
+expect_row "$out" counters_tp2_sp_allreduce_formula tp all-reduce $((1 + 2 * M)) $(( (sp_elems + M * 3 * n) * e ))

@@ -28,12 +28,14 @@ static void toy_fill(void *ctx, int mb, mt_slot *sl, int need) {
         }
 }
 
+#ifdef MT_FP64
 static double loss_of(mt_model *m, mt_comm *cm, toy_data *d, int backward) {
     mt_step st = {3, 1};  // iteration 3, dropout on
     if (backward) memset(m->grad_mem, 0, m->nelem * sizeof(real));
     mt_sched_result r = mt_schedule_run(m, cm, &st, backward, toy_fill, d);
     return r.loss_sum / m->cfg->num_micro_batches;
 }
+#endif
 
 TEST(whole_model_central_differences) {
 #ifndef MT_FP64

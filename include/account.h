@@ -1,0 +1,30 @@
+// account.h: what the formulas predict for one rank, to print next to what
+// the counters and the allocator measured (--log-comm, --log-memory).
+#ifndef MT_ACCOUNT_H
+#define MT_ACCOUNT_H
+
+#include "comm.h"
+#include "model.h"
+
+// Predicted collectives of one training iteration of this rank (the M
+// micro-batches, gradient synchronisation and the gradient norm), in the
+// byte convention of comm.h. Per micro-batch and layer (n = s*b tokens):
+//   TP without SP: 4 all-reduces of n*h (2 forward f̄, 2 backward f);
+//   TP with SP: 2 all-gathers + 2 reduce-scatters of n*h forward, and
+//     backward 2 reduce-scatters (g) + 2 all-gathers (ḡ) + 2 all-gathers
+//     that re-gather the LayerNorm outputs (only s/t rows are kept);
+//   embedding: f̄ (all-reduce n*h) or ḡ (reduce-scatter) forward, and ḡ's
+//     all-gather backward under SP;
+//   head: g/f, a MAX all-reduce of n, a SUM all-reduce of 2n, and the
+//     backward of g/f;
+// per iteration: one TP all-reduce of the SP-partial gradients, one all-reduce
+// of the tied embedding over the embedding group (PP > 1), one DP all-reduce
+// of all gradients, one all-reduce of the squared norm (a double) over TP x PP;
+// PP sends and receives of (s/t*b, h) per micro-batch and direction.
+void mt_account_comm(const mt_model *m, mt_comm_stats *out);
+
+// Prints measured and predicted side by side; returns the number of rows
+// that differ.
+int mt_account_comm_print(const mt_comm_stats *measured, const mt_comm_stats *predicted, FILE *f);
+
+#endif

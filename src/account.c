@@ -1,0 +1,62 @@
+// account.c: communication predicted from the formulas of account.h.
+#include "account.h"
+
+#include <string.h>
+
+static void add(mt_comm_stats *s, mt_group g, mt_coll c, uint64_t calls, uint64_t elems, size_t esize) {
+    if (!calls) return;
+    s->calls[g][c] += calls;
+    s->bytes[g][c] += calls * elems * esize;
+}
+
+void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
+    memset(out, 0, sizeof *out);
+    const mt_config *c = m->cfg;
+    const mt_parallel *p = m->par;
+    uint64_t M = (uint64_t)c->num_micro_batches, n = (uint64_t)m->n, nh = n * (uint64_t)m->h;
+    uint64_t L = 0, E = 0, H = 0;
+    for (int k = 0; k < m->nchunks; k++) {
+        L += (uint64_t)m->chunks[k].nlayers;
+        E += (uint64_t)m->chunks[k].has_embed;
+        H += (uint64_t)m->chunks[k].has_head;
+    }
+    size_t r = sizeof(real);
+    if (p->tp_size > 1) {
+        if (!c->sequence_parallel) {
+            add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * (4 * L + E + H), nh, r);
+        } else {
+            add(out, MT_GROUP_TP, MT_COLL_ALLGATHER, M * (6 * L + E + H), nh, r);
+            add(out, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, M * (4 * L + E + H), nh, r);
+            uint64_t sp = 0;
+            for (int i = 0; i < m->nparams; i++) sp += m->params[i].sp_partial ? m->params[i].n : 0;
+            add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, sp ? 1 : 0, sp, r);
+        }
+        add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, n, r);      // MAX
+        add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, 2 * n, r);  // SUM of (sumexp, target logit)
+    }
+    if (p->pp_size > 1) {
+        uint64_t x = (uint64_t)m->n_l * (uint64_t)m->h;
+        int first = p->pp_rank == 0, last = p->pp_rank == p->pp_size - 1;
+        add(out, MT_GROUP_PP, MT_COLL_SEND, M * ((uint64_t)!last + (uint64_t)!first), x, r);
+        add(out, MT_GROUP_PP, MT_COLL_RECV, M * ((uint64_t)!last + (uint64_t)!first), x, r);
+        const mt_param *w = mt_model_find(m, "wte.weight");
+        if (w) add(out, MT_GROUP_EMBD, MT_COLL_ALLREDUCE, 1, w->n, r);
+    }
+    if (p->dp_size > 1) add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, m->nelem, r);
+    if (p->tp_size * p->pp_size > 1) add(out, MT_GROUP_MP, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));
+}
+
+int mt_account_comm_print(const mt_comm_stats *ms, const mt_comm_stats *pr, FILE *f) {
+    int bad = 0;
+    fprintf(f, "  %-4s %-14s %10s %14s %10s %14s\n", "grp", "collective", "calls", "bytes", "pred.calls", "pred.bytes");
+    for (int g = 0; g < MT_GROUP_N; g++)
+        for (int c = 0; c < MT_COLL_N; c++) {
+            if (!ms->calls[g][c] && !pr->calls[g][c]) continue;
+            int same = ms->calls[g][c] == pr->calls[g][c] && ms->bytes[g][c] == pr->bytes[g][c];
+            bad += !same;
+            fprintf(f, "  %-4s %-14s %10llu %14llu %10llu %14llu%s\n", mt_group_names[g], mt_coll_names[c],
+                    (unsigned long long)ms->calls[g][c], (unsigned long long)ms->bytes[g][c],
+                    (unsigned long long)pr->calls[g][c], (unsigned long long)pr->bytes[g][c], same ? "" : "  <- differs");
+        }
+    return bad;
+}
