@@ -14,6 +14,7 @@
 #include "schedule.h"
 #include "train.h"
 
+#ifdef MT_FP64
 typedef struct { int *tok; int T, b, n; } toy_data;
 
 static void toy_fill(void *ctx, int mb, mt_slot *sl, int need) {
@@ -28,7 +29,6 @@ static void toy_fill(void *ctx, int mb, mt_slot *sl, int need) {
         }
 }
 
-#ifdef MT_FP64
 static double loss_of(mt_model *m, mt_comm *cm, toy_data *d, int backward) {
     mt_step st = {3, 1};  // iteration 3, dropout on
     if (backward) memset(m->grad_mem, 0, m->nelem * sizeof(real));
