@@ -19,7 +19,9 @@
 //     backward of g/f;
 // per iteration: one TP all-reduce of the SP-partial gradients, one all-reduce
 // of the tied embedding over the embedding group (PP > 1), one DP all-reduce
-// of all gradients, one all-reduce of the squared norm (a double) over TP x PP;
+// of all gradients (distributed optimizer: a reduce-scatter of the gradients,
+// an all-gather of the parameters and a DP all-reduce of the norm's shard
+// sums), one all-reduce of the squared norm (a double) over TP x PP;
 // PP sends and receives of (s/t*b, h) per micro-batch and direction.
 void mt_account_comm(const mt_model *m, mt_comm_stats *out);
 

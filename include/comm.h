@@ -55,6 +55,15 @@ void mt_comm_sp_reduce_scatter(mt_comm *cm, real *y, const real *x, size_t rows_
 
 // Gradient synchronisation: SUM over a group, in place (DP, embedding group).
 void mt_comm_allreduce_group(mt_comm *cm, mt_group g, real *x, size_t n);
+// Distributed optimizer (DP): reduce-scatter the gradient arena x (n elements,
+// n divisible by dp) so that rank d's shard [d*n/dp, (d+1)*n/dp) of x holds
+// the sum (the rest of x is left unspecified), and all-gather the parameter
+// arena from every rank's shard, in place.
+void mt_comm_dp_reduce_scatter(mt_comm *cm, real *x, size_t n);
+void mt_comm_dp_all_gather(mt_comm *cm, real *x, size_t n);
+// SUM of doubles over a group (the squared gradient norm).
+void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n);
+
 // SUM of doubles over the model-parallel (TP x PP) group: the grad norm.
 void mt_comm_mp_allreduce_double(mt_comm *cm, double *x, int n);
 

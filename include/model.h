@@ -87,7 +87,9 @@ typedef struct {
     // parameters
     int nparams;
     mt_param *params;
-    size_t nelem;                   // elements in each arena
+    size_t nelem;                   // elements of the parameters
+    size_t nelem_pad;               // arena length: nelem rounded up to a multiple of dp
+    size_t shard0, shard_n;         // this DP rank's optimizer shard (distributed optimizer)
     real *param_mem, *grad_mem, *m_mem, *v_mem;
     real *wte, *dwte, *wpe, *dwpe, *lnfw, *lnfb, *dlnfw, *dlnfb;  // NULL if absent
     int nchunks;

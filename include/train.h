@@ -24,6 +24,11 @@ void mt_optimizer_init(mt_model *m);
 
 // Clips (when --clip-grad > 0 and the norm exceeds it) and applies AdamW.
 // `step` is the 1-based optimizer step.
-void mt_optimizer_step(mt_model *m, double grad_norm, double lr, int step);
+// With --use-distributed-optimizer each DP rank updates its 1/dp shard of the
+// arenas (its AdamW moments are 1/dp of the plain optimizer's) and the
+// parameters are all-gathered over DP afterwards. In this CPU trainer the
+// parameters are already in the build's full precision, so they are their own
+// "master copy": the shard updated in place is the master shard.
+void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, int step);
 
 #endif

@@ -42,7 +42,12 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
         const mt_param *w = mt_model_find(m, "wte.weight");
         if (w) add(out, MT_GROUP_EMBD, MT_COLL_ALLREDUCE, 1, w->n, r);
     }
-    if (p->dp_size > 1) add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, m->nelem, r);
+    if (p->dp_size > 1 && !c->use_distributed_optimizer) add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, m->nelem, r);
+    if (p->dp_size > 1 && c->use_distributed_optimizer) {
+        add(out, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, 1, m->nelem_pad, r);
+        add(out, MT_GROUP_DP, MT_COLL_ALLGATHER, 1, m->nelem_pad, r);
+        add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));  // the norm's shard sums
+    }
     if (p->tp_size * p->pp_size > 1) add(out, MT_GROUP_MP, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));
 }
 

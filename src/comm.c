@@ -1,6 +1,7 @@
 // comm.c: the mappings f, f̄, g, ḡ and the gradient collectives, each counted.
 #include "comm.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef MT_FP64
@@ -58,6 +59,30 @@ void mt_comm_tp_allreduce_max(mt_comm *cm, real *x, size_t n) {
 
 void mt_comm_allreduce_group(mt_comm *cm, mt_group g, real *x, size_t n) {
     allreduce(cm, g, x, n, MT_MPI_REAL, MPI_SUM, sizeof(real));
+}
+
+void mt_comm_dp_reduce_scatter(mt_comm *cm, real *x, size_t n) {
+    int d = cm->par->dp_size;
+    if (d == 1) return;
+    double t0 = mt_now();
+    size_t shard = n / (size_t)d;
+    real *tmp = mt_malloc(shard * sizeof(real));
+    MPI_Reduce_scatter_block(x, tmp, (int)shard, MT_MPI_REAL, MPI_SUM, cm->par->dp);
+    memcpy(x + (size_t)cm->par->dp_rank * shard, tmp, shard * sizeof(real));
+    free(tmp);
+    count(cm, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, n * sizeof(real), t0);
+}
+
+void mt_comm_dp_all_gather(mt_comm *cm, real *x, size_t n) {
+    int d = cm->par->dp_size;
+    if (d == 1) return;
+    double t0 = mt_now();
+    MPI_Allgather(MPI_IN_PLACE, 0, MT_MPI_REAL, x, (int)(n / (size_t)d), MT_MPI_REAL, cm->par->dp);
+    count(cm, MT_GROUP_DP, MT_COLL_ALLGATHER, n * sizeof(real), t0);
+}
+
+void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n) {
+    allreduce(cm, g, x, (size_t)n, MPI_DOUBLE, MPI_SUM, sizeof(double));
 }
 
 void mt_comm_mp_allreduce_double(mt_comm *cm, double *x, int n) {

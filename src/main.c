@@ -195,7 +195,7 @@ static void train(run *r) {
             mt_fail(loud, MT_EXIT_FAIL, "iteration %d: non-finite %s (loss %g, grad norm %g); parameters of iteration %d kept",
                     it, isfinite(loss) ? "gradient norm" : "loss", loss, norm, it - 1);
         double lr = mt_lr_at(c, it);
-        mt_optimizer_step(m, norm, lr, it);
+        mt_optimizer_step(m, &r->cm, norm, lr, it);
         double ms = 1000.0 * (mt_now() - t0);
         log_iteration(r, it, loss, norm, lr, ms);
         if (c->log_comm) log_comm(r, it);

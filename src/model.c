@@ -241,8 +241,13 @@ void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int sl
     m->n = m->s * m->b; m->n_l = m->s_l * m->b;
     plan_chunks(m);
     build_table(m);
-    m->param_mem = alloc_kind(m, MT_MEM_PARAMS, m->nelem);
-    m->grad_mem = alloc_kind(m, MT_MEM_GRADS, m->nelem);
+    // The distributed optimizer splits the arenas into dp equal shards.
+    size_t dp = (size_t)p->dp_size;
+    m->nelem_pad = (m->nelem + dp - 1) / dp * dp;
+    m->shard_n = c->use_distributed_optimizer ? m->nelem_pad / dp : m->nelem;
+    m->shard0 = c->use_distributed_optimizer ? (size_t)p->dp_rank * m->shard_n : 0;
+    m->param_mem = alloc_kind(m, MT_MEM_PARAMS, m->nelem_pad);
+    m->grad_mem = alloc_kind(m, MT_MEM_GRADS, m->nelem_pad);
     for (int k = 0; k < m->nchunks; k++) {
         mt_chunk *ch = &m->chunks[k];
         ch->w = mt_calloc((size_t)ch->nlayers, sizeof(mt_layer_w));

@@ -55,9 +55,21 @@ void mt_grad_sync(mt_model *m, mt_comm *cm) {
         mt_comm_allreduce_group(cm, MT_GROUP_EMBD, m->grad_mem + p->off, p->n);
     }
     if (m->par->dp_size > 1) {
-        mt_comm_allreduce_group(cm, MT_GROUP_DP, m->grad_mem, m->nelem);
-        mt_scale(m->grad_mem, m->nelem, (real)1 / (real)m->par->dp_size);
+        // Average over DP: all of it, or (distributed optimizer) only this
+        // rank's shard, which is all its optimizer will read.
+        if (m->cfg->use_distributed_optimizer)
+            mt_comm_dp_reduce_scatter(cm, m->grad_mem, m->nelem_pad);
+        else
+            mt_comm_allreduce_group(cm, MT_GROUP_DP, m->grad_mem, m->nelem);
+        mt_scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
     }
+}
+
+// The part of parameter p inside this rank's optimizer shard, as [a, b)
+// offsets into the arenas; empty when a >= b.
+static void shard_part(const mt_model *m, const mt_param *p, size_t *a, size_t *b) {
+    *a = MT_MAX(p->off, m->shard0);
+    *b = MT_MIN(p->off + p->n, m->shard0 + m->shard_n);
 }
 
 double mt_grad_norm(mt_model *m, mt_comm *cm) {
@@ -67,28 +79,38 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
         const mt_param *p = &m->params[i];
         if (p->tp_replicated && par->tp_rank != 0 && !m->cfg->bug_norm_double) continue;
         if (!strcmp(p->name, "wte.weight") && par->pp_size > 1 && par->pp_rank != 0) continue;
-        ss += mt_sumsq(m->grad_mem + p->off, p->n);
+        size_t a, b;
+        shard_part(m, p, &a, &b);
+        if (a < b) ss += mt_sumsq(m->grad_mem + a, b - a);
     }
     mt_comm_mp_allreduce_double(cm, &ss, 1);
+    // Distributed optimizer: each DP rank summed only its shard.
+    if (m->cfg->use_distributed_optimizer) mt_comm_allreduce_double(cm, MT_GROUP_DP, &ss, 1);
     return sqrt(ss);
 }
 
 void mt_optimizer_init(mt_model *m) {
-    m->m_mem = mt_calloc(m->nelem, sizeof(real));
-    m->v_mem = mt_calloc(m->nelem, sizeof(real));
-    m->mem[MT_MEM_OPTIM] += 2 * m->nelem * sizeof(real);
+    // Moments for the shard only; they are indexed by arena offset - shard0.
+    m->m_mem = mt_calloc(m->shard_n, sizeof(real));
+    m->v_mem = mt_calloc(m->shard_n, sizeof(real));
+    m->mem[MT_MEM_OPTIM] += 2 * m->shard_n * sizeof(real);
 }
 
-void mt_optimizer_step(mt_model *m, double grad_norm, double lr, int step) {
+void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, int step) {
     const mt_config *c = m->cfg;
     if (c->clip_grad > 0) {
         double coeff = c->clip_grad / (grad_norm + 1e-6);
-        if (coeff < 1.0) mt_scale(m->grad_mem, m->nelem, (real)coeff);
+        if (coeff < 1.0) mt_scale(m->grad_mem + m->shard0, m->shard_n, (real)coeff);
     }
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
-        mt_adamw_update(m->param_mem + p->off, m->grad_mem + p->off, m->m_mem + p->off, m->v_mem + p->off, p->n, step,
+        size_t a, b, o = m->shard0;
+        shard_part(m, p, &a, &b);
+        if (a >= b) continue;
+        mt_adamw_update(m->param_mem + a, m->grad_mem + a, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
                         (real)lr, (real)c->adam_beta1, (real)c->adam_beta2, (real)c->adam_eps,
                         p->decay ? (real)c->weight_decay : 0);
     }
+    // Every DP rank updated its shard; gather the whole model back.
+    if (c->use_distributed_optimizer) mt_comm_dp_all_gather(cm, m->param_mem, m->nelem_pad);
 }

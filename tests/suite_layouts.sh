@@ -68,6 +68,13 @@ check "tp2_pp2_dp2_sp_clip" 8 "--tensor-model-parallel-size 2 --pipeline-model-p
 check "tp4_pp2_sp" 8 "--tensor-model-parallel-size 4 --pipeline-model-parallel-size 2 --sequence-parallel"
 check "pp4_dp2_afab" 8 "--pipeline-model-parallel-size 4 --pipeline-schedule afab"
 check "tp2_dp4" 8 "--tensor-model-parallel-size 2"
+# Distributed optimizer: reduce-scattered gradients, 1/dp of the AdamW state.
+DO=--use-distributed-optimizer
+check "dp2_distopt_clip" 2 "$DO" "$CLIP"
+check "dp4_distopt" 4 "$DO"
+check "tp2_sp_dp2_distopt_clip" 4 "--tensor-model-parallel-size 2 --sequence-parallel $DO" "$CLIP"
+check "tp2_pp2_dp2_sp_distopt_clip" 8 "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --sequence-parallel $DO" "$CLIP"
+check "pp2_dp4_distopt_afab" 8 "--pipeline-model-parallel-size 2 --pipeline-schedule afab $DO"
 fi
 
 # Negative controls: each planted bug must make the equivalence check fail,
