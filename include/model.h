@@ -59,6 +59,7 @@ typedef struct {
     int *tokens, *targets;   // (s, b) global ids; first / last stage only
     real **x;                // nlayers+1 residual buffers (nl, h): x[0] input
     mt_layer_acts *acts;     // nlayers
+    real *dsend;             // (nl, h) gradient in flight to the previous stage (not on the embedding chunk)
     uint32_t sample0;        // global index of the micro-batch's first sample
     real loss;               // last chunk: mean loss of this micro-batch
 } mt_slot;
@@ -106,7 +107,6 @@ typedef struct {
     real *w_logits;    // (n, Vp/t)
     real *w_lnf, *w_lnf_mean, *w_lnf_rstd;  // (nl, h), (nl), (nl)
     real *w_xent;      // (4n) row max, sumexp, target logit, loss
-    real *w_gradsend;  // (nl, h)   pipeline gradient in flight to the previous stage
     size_t mem[MT_MEM_N];           // bytes allocated per category
 } mt_model;
 

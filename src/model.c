@@ -185,6 +185,9 @@ static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
         sl->tokens = mt_calloc(n, sizeof(int));
         sl->targets = mt_calloc(n, sizeof(int));
     }
+    // Pipeline send buffer for this slot's input gradient: counted as
+    // workspace, it is communication staging, not a saved activation.
+    if (!ch->has_embed && m->par->pp_size > 1) sl->dsend = alloc_kind(m, MT_MEM_WORK, nl * h);
     sl->x = mt_calloc((size_t)ch->nlayers + 1, sizeof(real *));
     for (int l = 0; l <= ch->nlayers; l++) sl->x[l] = alloc_kind(m, MT_MEM_ACTS, nl * h);
     sl->acts = mt_calloc((size_t)ch->nlayers, sizeof(mt_layer_acts));
@@ -216,7 +219,6 @@ static void alloc_workspace(mt_model *m) {
     m->w_datty = alloc_kind(m, MT_MEM_WORK, n * (size_t)m->h_l);
     m->w_dff = alloc_kind(m, MT_MEM_WORK, n * (size_t)m->ff_l);
     m->w_dprobs = alloc_kind(m, MT_MEM_WORK, probs);
-    if (m->par->pp_rank > 0) m->w_gradsend = alloc_kind(m, MT_MEM_WORK, nl * h);
     if (m->chunks[m->nchunks - 1].has_head) {
         m->w_logits = alloc_kind(m, MT_MEM_WORK, n * (size_t)m->v_l);
         m->w_lnf = alloc_kind(m, MT_MEM_WORK, nl * h);
@@ -274,6 +276,7 @@ static void free_slot(const mt_chunk *ch, mt_slot *sl) {
     }
     free(sl->x);
     free(sl->acts);
+    free(sl->dsend);
 }
 
 void mt_model_free(mt_model *m) {
@@ -287,7 +290,7 @@ void mt_model_free(mt_model *m) {
     free(m->chunks);
     real *bufs[] = {m->param_mem, m->grad_mem, m->m_mem, m->v_mem, m->w_gath, m->w_part, m->w_dres, m->w_dtmp,
                     m->w_dqkv, m->w_datty, m->w_dff, m->w_dprobs, m->w_logits, m->w_lnf, m->w_lnf_mean,
-                    m->w_lnf_rstd, m->w_xent, m->w_gradsend};
+                    m->w_lnf_rstd, m->w_xent};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(m->params);
 }

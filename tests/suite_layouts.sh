@@ -75,6 +75,12 @@ check "dp4_distopt" 4 "$DO"
 check "tp2_sp_dp2_distopt_clip" 4 "--tensor-model-parallel-size 2 --sequence-parallel $DO" "$CLIP"
 check "tp2_pp2_dp2_sp_distopt_clip" 8 "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --sequence-parallel $DO" "$CLIP"
 check "pp2_dp4_distopt_afab" 8 "--pipeline-model-parallel-size 2 --pipeline-schedule afab $DO"
+# Interleaved 1F1B (virtual stages).
+VP="--num-layers-per-virtual-pipeline-stage 1"
+check "pp2_interleaved" 2 "--pipeline-model-parallel-size 2 $VP"
+check "tp2_sp_pp2_interleaved_clip" 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 $VP" "$CLIP"
+check "pp4_interleaved_8layers" 4 "--pipeline-model-parallel-size 4 $VP" "--num-layers 8"
+check "tp2_pp2_dp2_interleaved_distopt" 8 "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 $VP $DO"
 fi
 
 # Negative controls: each planted bug must make the equivalence check fail,
