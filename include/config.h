@@ -39,6 +39,7 @@ typedef struct {
     char save[1024], load[1024];
     int save_interval, eval_interval, eval_iters, log_interval;
     int log_comm, log_memory, log_layout;
+    int dry_run;               // check flags and layout, print them, allocate nothing
     uint64_t set_mask;         // bit k: FLAGS[k] was given (config file or argv)
     // Negative controls for the test suite, set only by the environment
     // variable MT_INJECT_BUG (comma-separated names, see README "Tests"):

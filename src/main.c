@@ -236,6 +236,12 @@ int main(int argc, char **argv) {
     r.cm.par = &r.par;
     if (loud) mt_config_print(c, stdout);
     if (c->log_layout) mt_parallel_print_layout(&r.par, stdout);
+    if (c->dry_run) {
+        if (loud) printf("dry run: flags and layout are consistent; nothing allocated\n");
+        mt_parallel_free(&r.par);
+        MPI_Finalize();
+        return 0;
+    }
     setup_data(&r);
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
     mt_optimizer_init(&r.model);

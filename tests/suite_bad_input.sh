@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# tests/suite_bad_input.sh: every kind of bad input (flags, flag combinations,
+# --config files, token files, llm.c model files for --init-from) ends the run
+# with exit code 2 and exactly one line on stderr that names the flag or file
+# and the rule: no crash, no hang, no other rank's noise (DESIGN §8).
+#
+#   bad NAME EXPECT CMD...    CMD exits 2; stderr, less "note:"/"warning:"
+#                             lines, is one line containing EXPECT (fixed text)
+#   good NAME CMD...          positive control: CMD exits 0
+#
+# Cases run a few at a time (most of a case's wall time is MPI start-up, not
+# CPU), each under a timeout; results print in table order.
+#
+#   bash tests/suite_bad_input.sh               run the checks
+#   bash tests/suite_bad_input.sh --doc FILE    also write the table of what the
+#                                               user sees (docs/bad-input.md)
+source "$(dirname "$0")/lib.sh"
+doc=""
+[ "${1:-}" = --doc ] && doc=$2
+BIN=./pretrain_gpt
+JOBS=${MT_BAD_INPUT_JOBS:-4}
+rm -rf "$T/cases"; mkdir -p "$T/cases" "$T/files"
+F=$T/files
+C=$(test_corpus)
+# shellcheck disable=SC2207
+M=($(tiny_model))
+
+names=()
+# launch KIND NAME EXPECT CMD...: runs CMD in the background into $T/cases/NAME.*
+launch() {
+  local kind=$1 name=$2 expect=$3; shift 3
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  names+=("$name")
+  printf '%s\n%s\n%s\n' "$kind" "$expect" "$*" > "$T/cases/$name.case"
+  ( timeout --kill-after=5 20 "$@" > "$T/cases/$name.out" 2> "$T/cases/$name.err" < /dev/null
+    echo $? > "$T/cases/$name.rc" ) &
+}
+bad() { local n=$1 e=$2; shift 2; launch bad "$n" "$e" "$@"; }
+good() { local n=$1; shift; launch good "$n" "" "$@"; }
+
+# ---- files: a valid llm.c model, then corrupted copies ----------------------
+# A flag that needs a value, after all others, makes the positive control's
+# model file. (Training one iteration of the tiny model: about a second.)
+if ! timeout 60 $BIN "${M[@]}" --train-iters 1 --export-llmc "$F/model.bin" > "$F/export.log" 2>&1; then
+  not_ok bad_input_setup "exporting the tiny model failed: $(tail -n 3 "$F/export.log")"
+  exit 1
+fi
+python3 - "$F" "${C}_train.bin" <<'EOF'
+import os, struct, sys
+F, corpus = sys.argv[1], sys.argv[2]
+def w(name, data):
+    with open(os.path.join(F, name), "wb") as f: f.write(data)
+def hdr(*vals):  # 256 little-endian int32
+    v = list(vals) + [0] * (256 - len(vals))
+    return struct.pack("<256i", *v)
+def tok_file(tokens, version=1, count=None, magic=20240520):
+    fmt = "<%dH" if version == 1 else "<%dI"
+    return hdr(magic, version, len(tokens) if count is None else count) + struct.pack(fmt % len(tokens), *tokens)
+good_tokens = list(open(corpus, "rb").read()[1024:1024 + 2 * 200])
+good_tokens = list(struct.unpack("<200H", bytes(good_tokens)))
+# token files
+w("tok_empty.bin", b"")
+w("tok_trunc.bin", tok_file(good_tokens)[:100])
+w("tok_magic.bin", tok_file(good_tokens, magic=20240326))
+w("tok_version.bin", tok_file(good_tokens, version=3)[:1024] + struct.pack("<200H", *good_tokens))
+w("tok_more.bin", tok_file(good_tokens, count=250))      # header claims more than the file holds
+w("tok_fewer.bin", tok_file(good_tokens, count=150))     # file holds more than the header says
+w("tok_count.bin", tok_file(good_tokens, count=-5))
+w("tok_short.bin", tok_file(good_tokens[:10]))           # 10 tokens < seq 16 + 1
+w("tok_bigid.bin", tok_file(good_tokens[:100] + [300] + good_tokens[101:]))
+w("tok_v2_bigid.bin", tok_file(good_tokens[:50] + [2**31 + 7] + good_tokens[51:], version=2))
+# llm.c model files
+m = bytearray(open(os.path.join(F, "model.bin"), "rb").read())
+h = list(struct.unpack("<256i", bytes(m[:1024])))
+assert h[0] == 20240326 and h[1] == 3 and h[4] == 4, h[:8]
+def mh(**kw):
+    x = list(h)
+    for k, v in kw.items(): x[{"magic": 0, "version": 1, "maxT": 2, "V": 3, "L": 4, "NH": 5, "C": 6, "Vp": 7}[k]] = v
+    return struct.pack("<256i", *x) + bytes(m[1024:])
+w("m_trunc_hdr.bin", bytes(m[:500]))
+w("m_trunc_data.bin", bytes(m[:len(m) - 4000]))
+w("m_extra.bin", bytes(m) + b"\0" * 8)
+w("m_magic.bin", mh(magic=20240520))
+w("m_version.bin", mh(version=5))
+w("m_layers0.bin", mh(L=0))
+w("m_layers3.bin", mh(L=3))                      # plausible, but the size is a 4-layer file's
+w("m_heads.bin", mh(NH=5))                       # 32 channels over 5 heads
+w("m_vp.bin", mh(Vp=100))                        # padded vocab below vocab
+w("m_neg.bin", mh(maxT=-16))
+w("m_huge.bin", mh(C=2**30))
+def nan_at(idx, bits):
+    x = bytearray(m)
+    x[1024 + 4 * idx:1024 + 4 * idx + 4] = struct.pack("<I", bits)
+    return bytes(x)
+w("m_nan.bin", nan_at(5, 0x7fc00000))             # wte.weight
+w("m_inf_last.bin", nan_at((len(m) - 1024) // 4 - 1, 0x7f800000))   # ln_f.bias, the last value
+EOF
+mkdir -p "$F/adir"
+# --config files
+cf() { local n=$1; shift; printf '%s\n' "$@" > "$F/$n.conf"; }
+cf nested "# a config that includes another" "--num-layers 4" "--config $F/nested.conf"
+cf word "--num-layers 4" "hidden-size 32"
+cf badval "--hidden-size 32" "--num-layers four"
+cf noval "--hidden-size 32" "--lr"
+cf unknown "--hidden-size 32" "--hiden-size 32"
+cf good "# the tiny model's shape" "--num-layers 4" "--hidden-size 32   # comment after a value" "--num-attention-heads 4"
+awk 'BEGIN { printf "--num-layers "; for (i = 0; i < 5000; i++) printf "4"; print "" }' > "$F/long.conf"
+
+# ---- flags ---------------------------------------------------------------------
+good  control_tiny_model                         $BIN "${M[@]}" --train-iters 1
+good  control_config_file                        $BIN "${M[@]}" --train-iters 1 --config "$F/good.conf"
+bad   unknown_flag            "'--bogus'"        $BIN "${M[@]}" --bogus
+bad   unknown_flag_single_dash "'-lr'"           $BIN "${M[@]}" -lr 1e-3
+bad   positional_argument     "'extra'"          $BIN "${M[@]}" extra
+bad   missing_value_last      "--lr needs a value" $BIN "${M[@]}" --lr
+bad   missing_value_mid       "--save needs a value" $BIN "${M[@]}" --save --train-iters 1
+bad   non_integer             "--num-layers expects an integer" $BIN "${M[@]}" --num-layers four
+bad   fractional_integer      "--micro-batch-size expects an integer" $BIN "${M[@]}" --micro-batch-size 1.5
+bad   integer_overflow        "--train-iters expects an integer" $BIN "${M[@]}" --train-iters 99999999999
+bad   non_number              "--lr expects a finite number" $BIN "${M[@]}" --lr fast
+bad   nan_number              "--weight-decay expects a finite number" $BIN "${M[@]}" --weight-decay nan
+bad   negative_seed           "--seed"           $BIN "${M[@]}" --seed -1
+bad   zero_layers             "--num-layers must be >= 1" $BIN "${M[@]}" --num-layers 0
+bad   negative_hidden         "--hidden-size must be >= 1" $BIN "${M[@]}" --hidden-size -32
+bad   zero_heads              "--num-attention-heads" $BIN "${M[@]}" --num-attention-heads 0
+bad   zero_seq                "--seq-length"     $BIN "${M[@]}" --seq-length 0
+bad   zero_micro_batch        "--micro-batch-size must be >= 1" $BIN "${M[@]}" --micro-batch-size 0
+bad   negative_global_batch   "--global-batch-size" $BIN "${M[@]}" --global-batch-size -8
+bad   negative_train_iters    "--train-iters must be >= 0" $BIN "${M[@]}" --train-iters -1
+bad   vocab_one               "--vocab-size must be >= 2" $BIN "${M[@]}" --vocab-size 1
+bad   zero_vocab_divisor      "--make-vocab-size-divisible-by" $BIN "${M[@]}" --make-vocab-size-divisible-by 0
+bad   zero_tp                 "--tensor-model-parallel-size must be >= 1" $BIN "${M[@]}" --tensor-model-parallel-size 0
+bad   negative_pp             "--pipeline-model-parallel-size must be >= 1" $BIN "${M[@]}" --pipeline-model-parallel-size -2
+bad   zero_eval_iters         "--eval-iters must be >= 1" $BIN "${M[@]}" --eval-iters 0
+bad   zero_log_interval       "--log-interval must be >= 1" $BIN "${M[@]}" --log-interval 0
+bad   zero_init_std           "--init-method-std must be > 0" $BIN "${M[@]}" --init-method-std 0
+bad   zero_adam_eps           "--adam-eps must be > 0" $BIN "${M[@]}" --adam-eps 0
+bad   negative_clip_grad      "--clip-grad must be >= 0" $BIN "${M[@]}" --clip-grad -1
+bad   negative_weight_decay   "--weight-decay must be >= 0" $BIN "${M[@]}" --weight-decay -0.1
+bad   hidden_not_div_heads    "--hidden-size (30) must be divisible by --num-attention-heads (4)" $BIN "${M[@]}" --hidden-size 30
+bad   seq_over_positions      "--max-position-embeddings (16) must be >= --seq-length (32)" $BIN "${M[@]}" --seq-length 32 --max-position-embeddings 16
+bad   global_batch_not_div    "--global-batch-size (7) must be divisible by --micro-batch-size (2)" $BIN "${M[@]}" --global-batch-size 7
+bad   world_not_multiple      "world size 1 must be a multiple of --tensor-model-parallel-size (2)" $BIN "${M[@]}" --tensor-model-parallel-size 2
+bad   hidden_dropout_one      "--hidden-dropout must be in [0, 1)" $BIN "${M[@]}" --hidden-dropout 1
+bad   attention_dropout_neg   "--attention-dropout must be in [0, 1)" $BIN "${M[@]}" --attention-dropout -0.1
+bad   beta1_one               "--adam-beta1 must be in [0, 1)" $BIN "${M[@]}" --adam-beta1 1
+bad   beta2_over              "--adam-beta2 must be in [0, 1)" $BIN "${M[@]}" --adam-beta2 1.5
+bad   min_lr_over_lr          "--min-lr (0.01) must be in [0, --lr (0.001)]" $BIN "${M[@]}" --min-lr 1e-2
+bad   negative_lr             "--lr must be >= 0" $BIN "${M[@]}" --lr -1e-3
+bad   decay_iters_le_warmup   "--lr-decay-iters (2) must exceed --lr-warmup-iters (2)" $BIN "${M[@]}" --lr-decay-iters 2
+bad   lr_decay_style          "--lr-decay-style must be constant, linear or cosine, got 'exponential'" $BIN "${M[@]}" --lr-decay-style exponential
+bad   split_two_parts         "--split expects three non-negative weights" $BIN "${M[@]}" --split 90,10
+bad   split_zero_train        "--split expects three non-negative weights" $BIN "${M[@]}" --split 0,50,50
+bad   split_negative          "--split expects three non-negative weights" $BIN "${M[@]}" --split 90,-5,15
+bad   data_order              "--data-order must be shuffle or sequential, got 'random'" $BIN "${M[@]}" --data-order random
+bad   pipeline_schedule       "--pipeline-schedule must be afab or 1f1b" $BIN "${M[@]}" --pipeline-schedule gpipe
+bad   virtual_pp_without_pp   "--num-layers-per-virtual-pipeline-stage needs --pipeline-model-parallel-size > 1" $BIN "${M[@]}" --num-layers-per-virtual-pipeline-stage 1
+bad   virtual_pp_with_afab    "--num-layers-per-virtual-pipeline-stage needs the 1f1b schedule" $BIN "${M[@]}" --num-layers-per-virtual-pipeline-stage 1 --pipeline-schedule afab
+bad   virtual_pp_negative     "--num-layers-per-virtual-pipeline-stage must be >= 1" $BIN "${M[@]}" --num-layers-per-virtual-pipeline-stage -1
+bad   save_interval_no_save   "--save-interval needs --save" $BIN "${M[@]}" --save-interval 5
+bad   missing_data_path       "--data-path FILE (or --train-data-path FILE) is required" $BIN --num-layers 2
+bad   both_data_paths         "either --data-path or --train-data-path" $BIN "${M[@]}" --data-path "${C}_train.bin"
+bad   valid_without_train     "--valid-data-path needs --train-data-path" $BIN --data-path "${C}_train.bin" --valid-data-path "${C}_val.bin"
+bad   long_path               "--save: path longer than 1023 characters" $BIN "${M[@]}" --save "$(printf 'd%.0s' {1..1100})"
+# several ranks: only rank 0 speaks, mpirun adds nothing, every rank exits 2
+bad   np2_unknown_flag        "'--bogus'"        $MPIRUN 2 $BIN "${M[@]}" --bogus
+bad   np4_bad_value           "--num-layers expects an integer" $MPIRUN 4 $BIN "${M[@]}" --num-layers x
+bad   np3_heads_not_div_tp    "--num-attention-heads (4) must be divisible by --tensor-model-parallel-size (3)" $MPIRUN 3 $BIN "${M[@]}" --tensor-model-parallel-size 3
+bad   np2_padded_vocab_tp     "padded vocabulary 255" $MPIRUN 2 $BIN "${M[@]}" --tensor-model-parallel-size 2 --vocab-size 255 --make-vocab-size-divisible-by 1
+bad   np2_sp_seq_not_div_tp   "--sequence-parallel needs --seq-length (15) divisible by --tensor-model-parallel-size (2)" $MPIRUN 2 $BIN "${M[@]}" --tensor-model-parallel-size 2 --sequence-parallel --seq-length 15
+bad   np2_layers_not_div_pp   "--num-layers (3) must be divisible by --pipeline-model-parallel-size (2)" $MPIRUN 2 $BIN "${M[@]}" --pipeline-model-parallel-size 2 --num-layers 3
+bad   np4_global_batch_dp     "--global-batch-size (12) must be divisible by --micro-batch-size (2) x data-parallel size (4)" $MPIRUN 4 $BIN "${M[@]}" --global-batch-size 12
+bad   np2_virtual_pp_not_div  "layers per pipeline stage (2) must be divisible by --num-layers-per-virtual-pipeline-stage (3)" $MPIRUN 2 $BIN "${M[@]}" --pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 3
+bad   np2_interleaved_m_not_div_pp "interleaved 1F1B needs the number of micro-batches (3) divisible by --pipeline-model-parallel-size (2)" $MPIRUN 2 $BIN "${M[@]}" --pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 --global-batch-size 6
+bad   np4_world_not_multiple  "world size 4 must be a multiple of --tensor-model-parallel-size (3)" $MPIRUN 4 $BIN "${M[@]}" --tensor-model-parallel-size 3
+
+# ---- --config files -----------------------------------------------------------------
+bad   config_missing_file     "--config $F/none.conf: cannot open" $BIN "${M[@]}" --config "$F/none.conf"
+bad   config_directory        "--config $F/adir" $BIN "${M[@]}" --config "$F/adir"
+bad   config_no_value         "--config needs a file" $BIN "${M[@]}" --config
+bad   config_nested           "nested --config is not allowed" $BIN "${M[@]}" --config "$F/nested.conf"
+bad   config_non_flag_word    "expected a flag, got 'hidden-size'" $BIN "${M[@]}" --config "$F/word.conf"
+bad   config_bad_value        "--num-layers expects an integer, got 'four'" $BIN "${M[@]}" --config "$F/badval.conf"
+bad   config_missing_value    "--lr needs a value" $BIN "${M[@]}" --config "$F/noval.conf"
+bad   config_unknown_flag     "'--hiden-size'" $BIN "${M[@]}" --config "$F/unknown.conf"
+bad   config_long_line        "line longer than 4095 characters" $BIN "${M[@]}" --config "$F/long.conf"
+bad   np2_config_nested       "nested --config is not allowed" $MPIRUN 2 $BIN "${M[@]}" --config "$F/nested.conf"
+
+# ---- token files ------------------------------------------------------------------------
+# The tiny model's flags with another training file (the last --train-data-path wins).
+tok() { echo --train-data-path "$1"; }
+bad   tokens_missing          "$F/none.bin: cannot open token file" $BIN "${M[@]}" $(tok "$F/none.bin")
+bad   tokens_directory        "$F/adir: is a directory" $BIN "${M[@]}" $(tok "$F/adir")
+bad   tokens_empty            "$F/tok_empty.bin" $BIN "${M[@]}" $(tok "$F/tok_empty.bin")
+bad   tokens_truncated_header "$F/tok_trunc.bin: truncated header" $BIN "${M[@]}" $(tok "$F/tok_trunc.bin")
+bad   tokens_wrong_magic      "$F/tok_magic.bin: bad magic" $BIN "${M[@]}" $(tok "$F/tok_magic.bin")
+bad   tokens_wrong_version    "$F/tok_version.bin: unsupported version 3" $BIN "${M[@]}" $(tok "$F/tok_version.bin")
+bad   tokens_header_more      "$F/tok_more.bin: header says 250 tokens" $BIN "${M[@]}" $(tok "$F/tok_more.bin")
+bad   tokens_header_fewer     "$F/tok_fewer.bin: header says 150 tokens" $BIN "${M[@]}" $(tok "$F/tok_fewer.bin")
+bad   tokens_header_negative  "$F/tok_count.bin: header says -5 tokens" $BIN "${M[@]}" $(tok "$F/tok_count.bin")
+bad   tokens_id_over_vocab    "$F/tok_bigid.bin: token 100 has id 300 >= vocabulary size 256" $BIN "${M[@]}" $(tok "$F/tok_bigid.bin")
+bad   tokens_v2_id_over_vocab "$F/tok_v2_bigid.bin: token 50 has id 2147483655" $BIN "${M[@]}" $(tok "$F/tok_v2_bigid.bin")
+bad   tokens_vocab_flag_small "${C}_train.bin: token" $BIN "${M[@]}" --vocab-size 40
+bad   tokens_too_few          "$F/tok_short.bin: the training split has 10 tokens, fewer than --seq-length + 1 (17)" $BIN "${M[@]}" $(tok "$F/tok_short.bin")
+bad   tokens_split_too_few    "the training split has" $BIN "${M[@]/--train-data-path/--data-path}" --split 1,999,0
+bad   valid_missing           "$F/none.bin: cannot open token file" $BIN "${M[@]}" --valid-data-path "$F/none.bin"
+bad   eval_without_valid      "--eval-interval 5 needs a validation split" $BIN "${M[@]}" --eval-interval 5
+bad   eval_split_zero_valid   "--eval-interval 5 needs a validation split" $BIN "${M[@]/--train-data-path/--data-path}" --split 1,0,0 --eval-interval 5
+bad   eval_valid_too_short    "--eval-interval 5 needs a validation split" $BIN "${M[@]}" --valid-data-path "$F/tok_short.bin" --eval-interval 5
+bad   np2_tokens_wrong_magic  "$F/tok_magic.bin: bad magic" $MPIRUN 2 $BIN "${M[@]}" $(tok "$F/tok_magic.bin")
+bad   np4_tokens_too_few      "$F/tok_short.bin: the training split has 10 tokens" $MPIRUN 4 $BIN "${M[@]}" $(tok "$F/tok_short.bin") --pipeline-model-parallel-size 2 --tensor-model-parallel-size 2
+
+# ---- llm.c model files (--init-from) ---------------------------------------------------
+good  control_init_from                          $BIN "${M[@]}" --train-iters 1 --init-from "$F/model.bin"
+good  np2_control_init_from                      $MPIRUN 2 $BIN "${M[@]}" --train-iters 1 --init-from "$F/model.bin" --tensor-model-parallel-size 2
+bad   model_missing           "--init-from $F/none.bin: cannot open model file" $BIN "${M[@]}" --init-from "$F/none.bin"
+bad   model_directory         "--init-from $F/adir: is a directory" $BIN "${M[@]}" --init-from "$F/adir"
+bad   model_empty             "--init-from $F/tok_empty.bin: truncated header" $BIN "${M[@]}" --init-from "$F/tok_empty.bin"
+bad   model_truncated_header  "--init-from $F/m_trunc_hdr.bin: truncated header" $BIN "${M[@]}" --init-from "$F/m_trunc_hdr.bin"
+bad   model_truncated_data    "--init-from $F/m_trunc_data.bin: header implies" $BIN "${M[@]}" --init-from "$F/m_trunc_data.bin"
+bad   model_extra_bytes       "--init-from $F/m_extra.bin: header implies" $BIN "${M[@]}" --init-from "$F/m_extra.bin"
+bad   model_wrong_magic       "--init-from $F/m_magic.bin: bad magic 20240520" $BIN "${M[@]}" --init-from "$F/m_magic.bin"
+bad   model_token_file        "--init-from ${C}_train.bin: bad magic 20240520" $BIN "${M[@]}" --init-from "${C}_train.bin"
+bad   model_wrong_version     "--init-from $F/m_version.bin: unsupported version 5" $BIN "${M[@]}" --init-from "$F/m_version.bin"
+bad   model_header_size       "--init-from $F/m_layers3.bin: header implies" $BIN "${M[@]}" --init-from "$F/m_layers3.bin"
+bad   model_zero_layers       "--init-from $F/m_layers0.bin: implausible header" $BIN "${M[@]}" --init-from "$F/m_layers0.bin"
+bad   model_heads_not_div     "--init-from $F/m_heads.bin: implausible header" $BIN "${M[@]}" --init-from "$F/m_heads.bin"
+bad   model_padded_vocab      "--init-from $F/m_vp.bin: implausible header" $BIN "${M[@]}" --init-from "$F/m_vp.bin"
+bad   model_negative_maxT     "--init-from $F/m_neg.bin: implausible header" $BIN "${M[@]}" --init-from "$F/m_neg.bin"
+bad   model_huge_channels     "--init-from $F/m_huge.bin: implausible header" $BIN "${M[@]}" --init-from "$F/m_huge.bin"
+bad   model_flag_disagrees    "--num-layers 3 disagrees with --init-from $F/model.bin, whose header says 4" $BIN "${M[@]}" --num-layers 3 --init-from "$F/model.bin"
+bad   model_vocab_disagrees   "--vocab-size 300 disagrees with --init-from" $BIN "${M[@]}" --vocab-size 300 --init-from "$F/model.bin"
+bad   model_seq_over_positions "--seq-length 32 exceeds the 16 positions of --init-from $F/model.bin" $BIN "${M[@]}" --seq-length 32 --init-from "$F/model.bin"
+bad   model_nan_weight        "--init-from $F/m_nan.bin: non-finite weight in tensor wte.weight" $BIN "${M[@]}" --init-from "$F/m_nan.bin"
+bad   model_inf_last_weight   "--init-from $F/m_inf_last.bin: non-finite weight in tensor ln_f.bias" $BIN "${M[@]}" --init-from "$F/m_inf_last.bin"
+bad   np2_model_wrong_magic   "--init-from $F/m_magic.bin: bad magic" $MPIRUN 2 $BIN "${M[@]}" --init-from "$F/m_magic.bin"
+bad   np4_model_nan_weight    "--init-from $F/m_nan.bin: non-finite weight in tensor wte.weight" $MPIRUN 4 $BIN "${M[@]}" --init-from "$F/m_nan.bin" --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2
+bad   np2_model_flag_disagrees "--num-layers 3 disagrees with --init-from" $MPIRUN 2 $BIN "${M[@]}" --num-layers 3 --init-from "$F/model.bin"
+wait
+
+# ---- verdicts, in table order -------------------------------------------------------------
+table=()
+for n in "${names[@]}"; do
+  d=$T/cases/$n
+  { read -r kind; read -r expect; } < "$d.case"
+  rc=$(cat "$d.rc" 2>/dev/null || echo "?")
+  mapfile -t lines < <(grep -v -E '^(note|warning):' "$d.err" | grep -v '^[[:space:]]*$')
+  why=""
+  if [ "$kind" = good ]; then
+    [ "$rc" = 0 ] || why="positive control exited $rc: $(tail -n 2 "$d.err" | tr '\n' ' ')"
+  else
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then why="timed out (hang) after 20 s"
+    elif [ "$rc" != 2 ]; then why="exit code $rc, want 2"
+    elif [ "${#lines[@]}" != 1 ]; then why="${#lines[@]} lines on stderr, want 1"
+    elif [[ "${lines[0]}" != *"$expect"* ]]; then why="stderr line lacks '$expect'"
+    fi
+    [ -n "$why" ] && why="$why; stderr: $(head -c 600 "$d.err" | tr '\n' '|')"
+    table+=("$n	${lines[0]:-}	$rc")
+  fi
+  if [ -z "$why" ]; then ok "bad_input/$n"; else not_ok "bad_input/$n" "$why"; fi
+done
+
+# ---- docs/bad-input.md: what the user sees, from the outputs above -------------------------
+if [ -n "$doc" ]; then
+  {
+    echo "# What bad input looks like"
+    echo
+    echo "Every bad flag value, inconsistent flag combination, config file, token file or"
+    echo "llm.c model file ends the run before any training with **exit code 2** and **one"
+    echo "line on stderr** from rank 0, naming the flag or file and the rule (DESIGN §8)."
+    echo "Runs on several ranks (\`np2_\`, \`np3_\`, \`np4_\`: \`tools/mpirun.sh N\`) print"
+    echo "the same single line. Generated by \`bash tests/suite_bad_input.sh --doc docs/bad-input.md\`"
+    echo "from the suite's actual runs (the tiny model of \`tests/lib.sh\` plus the flag or"
+    echo "file named in the case; scratch paths shortened to \`files/...\`, the test corpus to \`corpus_...\`)."
+    echo
+    echo "| case | what the user sees (stderr) | exit code |"
+    echo "|---|---|---|"
+    for row in "${table[@]}"; do
+      IFS=$'\t' read -r n line rc <<< "$row"
+      line=${line//"$F/"/files/}
+      line=${line//"$(dirname "$C")/"/}
+      line=${line//|/\\|}
+      echo "| $n | \`$line\` | $rc |"
+    done
+  } > "$doc"
+  echo "# wrote $doc (${#table[@]} cases)"
+fi
