@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum { F_INT, F_DBL, F_STR, F_BOOL, F_U64, F_GPU_NOTE, F_GPU_NOTE_ARG, F_SPECIAL } ftype;
 
@@ -154,6 +155,8 @@ static int apply(mt_config *c, int n, char **av, int i, int loud) {
         }
         if (i + 1 >= n) mt_fail(loud, MT_EXIT_USAGE, "%s needs a value", f);
         const char *v = av[i + 1];
+        // "--save --train-iters 1" would otherwise save into "--train-iters".
+        if (!strncmp(v, "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "%s needs a value, got the flag '%s'", f, v);
         void *dst = (char *)c + d->off;
         switch (d->type) {
         case F_INT: *(int *)dst = (int)parse_long(f, v, loud); break;
@@ -185,6 +188,9 @@ static int apply(mt_config *c, int n, char **av, int i, int loud) {
 // Splits a config file into words: one flag (and value) per line, '#' starts
 // a comment. Returns a NULL-terminated array owned by the caller.
 static char **read_config_file(const char *path, int *count, int loud) {
+    struct stat st;
+    // fopen succeeds on a directory and fgets then reads nothing: an empty config.
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) mt_fail(loud, MT_EXIT_USAGE, "--config %s: is a directory, expected a file of flags", path);
     FILE *fp = fopen(path, "r");
     if (!fp) mt_fail(loud, MT_EXIT_USAGE, "--config %s: cannot open (%s)", path, strerror(errno));
     int cap = 64, n = 0;
@@ -203,6 +209,7 @@ static char **read_config_file(const char *path, int *count, int loud) {
             w[n++] = strdup(tok);
         }
     }
+    if (ferror(fp)) mt_fail(loud, MT_EXIT_USAGE, "--config %s: read error (%s)", path, strerror(errno));
     fclose(fp);
     w[n] = NULL;
     *count = n;
@@ -221,14 +228,16 @@ static void check(int ok, int loud, const char *fmt, ...) {
 }
 
 static void validate(const mt_config *c, int loud) {
-    check(c->num_layers >= 1, loud, "--num-layers must be >= 1, got %d", c->num_layers);
-    check(c->hidden_size >= 1, loud, "--hidden-size must be >= 1, got %d", c->hidden_size);
+    // Upper bounds: those of an llm.c model file's header (shard.c), which also
+    // keep every size the model computes in int (3h, 4h, s*b) from overflowing.
+    check(c->num_layers >= 1 && c->num_layers <= 4096, loud, "--num-layers must be in [1, 4096], got %d", c->num_layers);
+    check(c->hidden_size >= 1 && c->hidden_size <= 65536, loud, "--hidden-size must be in [1, 65536], got %d", c->hidden_size);
     check(c->num_heads >= 1 && c->num_heads < 65536, loud, "--num-attention-heads must be in [1, 65535], got %d", c->num_heads);
     check(c->hidden_size % c->num_heads == 0, loud, "--hidden-size (%d) must be divisible by --num-attention-heads (%d)", c->hidden_size, c->num_heads);
     check(c->seq_length >= 1 && c->seq_length < 65536, loud, "--seq-length must be in [1, 65535], got %d", c->seq_length);
     check(c->max_position_embeddings >= c->seq_length, loud, "--max-position-embeddings (%d) must be >= --seq-length (%d)", c->max_position_embeddings, c->seq_length);
     check(c->vocab_size >= 2, loud, "--vocab-size must be >= 2, got %d", c->vocab_size);
-    check(c->vocab_divisor >= 1, loud, "--make-vocab-size-divisible-by must be >= 1, got %d", c->vocab_divisor);
+    check(c->vocab_divisor >= 1 && c->vocab_divisor <= 65536, loud, "--make-vocab-size-divisible-by must be in [1, 65536], got %d", c->vocab_divisor);
     check(c->init_method_std > 0, loud, "--init-method-std must be > 0, got %g", c->init_method_std);
     check(c->hidden_dropout >= 0 && c->hidden_dropout < 1, loud, "--hidden-dropout must be in [0, 1), got %g", c->hidden_dropout);
     check(c->attention_dropout >= 0 && c->attention_dropout < 1, loud, "--attention-dropout must be in [0, 1), got %g", c->attention_dropout);
@@ -236,6 +245,7 @@ static void validate(const mt_config *c, int loud) {
     check(c->pp >= 1, loud, "--pipeline-model-parallel-size must be >= 1, got %d", c->pp);
     check(c->layers_per_virtual_stage >= 0, loud, "--num-layers-per-virtual-pipeline-stage must be >= 1, got %d", c->layers_per_virtual_stage);
     check(c->micro_batch_size >= 1, loud, "--micro-batch-size must be >= 1, got %d", c->micro_batch_size);
+    check((long long)c->micro_batch_size * c->seq_length <= INT_MAX, loud, "--micro-batch-size (%d) x --seq-length (%d) must be < 2^31 tokens per micro-batch", c->micro_batch_size, c->seq_length);
     check(c->global_batch_size >= 0, loud, "--global-batch-size must be >= 1, got %d", c->global_batch_size);
     check(c->train_iters >= 0, loud, "--train-iters must be >= 0, got %d", c->train_iters);
     check(c->lr >= 0, loud, "--lr must be >= 0, got %g", c->lr);
@@ -266,7 +276,7 @@ void mt_config_parse(mt_config *c, int argc, char **argv, int loud) {
     // A --config file's flags come first so the command line overrides them.
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config")) continue;
-        if (i + 1 >= argc) mt_fail(loud, MT_EXIT_USAGE, "--config needs a file");
+        if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "--config needs a file");
         int n;
         char **w = read_config_file(argv[i + 1], &n, loud);
         for (int j = 0; j < n;) {
@@ -299,7 +309,9 @@ void mt_config_finish(mt_config *c, int world, int loud) {
     int mp = c->tp * c->pp;
     check(world % mp == 0, loud, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x PP)", world, c->tp, c->pp);
     c->dp = world / mp;
-    c->padded_vocab = (c->vocab_size + c->vocab_divisor - 1) / c->vocab_divisor * c->vocab_divisor;
+    long long padded = ((long long)c->vocab_size + c->vocab_divisor - 1) / c->vocab_divisor * c->vocab_divisor;
+    check(padded <= INT_MAX, loud, "padded vocabulary %lld (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be < 2^31", padded, c->vocab_size, c->vocab_divisor);
+    c->padded_vocab = (int)padded;
     check(c->num_heads % c->tp == 0, loud, "--num-attention-heads (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole heads", c->num_heads, c->tp);
     check(c->padded_vocab % c->tp == 0, loud, "padded vocabulary %d (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be divisible by --tensor-model-parallel-size (%d)", c->padded_vocab, c->vocab_size, c->vocab_divisor, c->tp);
     if (c->tp == 1 && c->sequence_parallel) {
@@ -308,8 +320,10 @@ void mt_config_finish(mt_config *c, int world, int loud) {
     }
     check(!c->sequence_parallel || c->seq_length % c->tp == 0, loud, "--sequence-parallel needs --seq-length (%d) divisible by --tensor-model-parallel-size (%d)", c->seq_length, c->tp);
     check(c->num_layers % c->pp == 0, loud, "--num-layers (%d) must be divisible by --pipeline-model-parallel-size (%d)", c->num_layers, c->pp);
-    if (c->global_batch_size == 0) c->global_batch_size = c->micro_batch_size * c->dp;
-    check(c->global_batch_size % (c->micro_batch_size * c->dp) == 0, loud, "--global-batch-size (%d) must be divisible by --micro-batch-size (%d) x data-parallel size (%d)", c->global_batch_size, c->micro_batch_size, c->dp);
+    long long per_step = (long long)c->micro_batch_size * c->dp;   // samples of one micro-batch, all DP ranks
+    check(per_step <= INT_MAX, loud, "--micro-batch-size (%d) x data-parallel size (%d) must be < 2^31", c->micro_batch_size, c->dp);
+    if (c->global_batch_size == 0) c->global_batch_size = (int)per_step;
+    check(c->global_batch_size % per_step == 0, loud, "--global-batch-size (%d) must be divisible by --micro-batch-size (%d) x data-parallel size (%d)", c->global_batch_size, c->micro_batch_size, c->dp);
     c->num_micro_batches = c->global_batch_size / (c->micro_batch_size * c->dp);
     if (c->layers_per_virtual_stage) {
         int per_stage = c->num_layers / c->pp;

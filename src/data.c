@@ -13,6 +13,8 @@ int mt_token_file_read(mt_token_file *f, const char *path, int vocab, char *err,
     struct stat st;
     if (stat(path, &st) != 0) { snprintf(err, errlen, "%s: cannot open token file (%s)", path, strerror(errno)); return -1; }
     if (S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: is a directory, expected an llm.c token file", path); return -1; }
+    // The size check below needs a regular file (a FIFO would also block rank 0).
+    if (!S_ISREG(st.st_mode)) { snprintf(err, errlen, "%s: not a regular file, expected an llm.c token file", path); return -1; }
     FILE *fp = fopen(path, "rb");
     if (!fp) { snprintf(err, errlen, "%s: cannot open token file (%s)", path, strerror(errno)); return -1; }
     int32_t hdr[256];

@@ -206,14 +206,23 @@ static void train(run *r) {
     }
 }
 
+// Bytes allocated per category on every rank (gathered, printed by rank 0).
+// Activations are the slots the schedule keeps in flight (its peak).
 static void print_memory(const run *r) {
     const mt_model *m = &r->model;
-    double total = 0;
-    for (int k = 0; k < MT_MEM_N; k++) total += (double)m->mem[k];
-    if (r->par.world_rank == 0) {
-        printf("memory (rank 0, bytes):");
-        for (int k = 0; k < MT_MEM_N; k++) printf(" %s %zu |", mt_mem_names[k], m->mem[k]);
-        printf(" total %.0f\n", total);
+    char line[512];
+    size_t total = 0, o = 0;
+    for (int k = 0; k < MT_MEM_N; k++) total += m->mem[k];
+    o += (size_t)snprintf(line + o, sizeof line - o, "memory (rank %d, tp %d, dp %d, pp %d, bytes):", r->par.world_rank,
+                          r->par.tp_rank, r->par.dp_rank, r->par.pp_rank);
+    for (int k = 0; k < MT_MEM_N; k++) o += (size_t)snprintf(line + o, sizeof line - o, " %s %zu |", mt_mem_names[k], m->mem[k]);
+    snprintf(line + o, sizeof line - o, " total %zu | activation slots %d per chunk x %d chunks", total,
+             m->chunks[0].nslots, m->nchunks);
+    char *all = r->par.world_rank == 0 ? mt_malloc(sizeof line * (size_t)r->par.world_size) : NULL;
+    MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (all) {
+        for (int i = 0; i < r->par.world_size; i++) printf("%s\n", all + (size_t)i * sizeof line);
+        free(all);
     }
 }
 

@@ -99,6 +99,7 @@ int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t e
     struct stat st;
     if (stat(path, &st) != 0) { snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }
     if (S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: is a directory, expected an llm.c model file", path); return -1; }
+    if (!S_ISREG(st.st_mode)) { snprintf(err, errlen, "%s: not a regular file, expected an llm.c model file", path); return -1; }
     FILE *fp = fopen(path, "rb");
     if (!fp) { snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }
     int32_t hd[256];

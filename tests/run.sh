@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 filter=${1:-}
 BUILD=${BUILD:-build}
 export MT_TEST_TMP=${MT_TEST_TMP:-$(mktemp -d /tmp/mt-test.XXXXXX)}
+mkdir -p "$MT_TEST_TMP" || { echo "cannot create $MT_TEST_TMP"; exit 1; }
 passed=0; failed=0; failures=()
 start=$(date +%s)
 
@@ -24,7 +25,8 @@ run_one() {
   t0=$(date +%s)
   timeout --kill-after=10 "$limit" "$@" > "$log" 2>&1; rc=$?
   local ok nok
-  ok=$(grep -c '^ok ' "$log"); nok=$(grep -c '^not ok ' "$log")
+  ok=$(grep -c '^ok ' "$log" 2>/dev/null); nok=$(grep -c '^not ok ' "$log" 2>/dev/null)
+  ok=${ok:-0}; nok=${nok:-0}
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     echo "not ok $name: timed out after ${limit}s"; nok=$((nok + 1))
   elif [ "$rc" != 0 ] && [ "$nok" = 0 ]; then
@@ -52,4 +54,5 @@ done
 echo "# total time $(( $(date +%s) - start ))s; logs in $MT_TEST_TMP"
 [ ${#failures[@]} -gt 0 ] && echo "# failed: ${failures[*]}"
 echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+# A run that executed nothing, or lost a failure, is not a pass.
+[ "$failed" = 0 ] && [ ${#failures[@]} = 0 ] && [ "$passed" -gt 0 ]

@@ -32,8 +32,10 @@ launch() {
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
   names+=("$name")
   printf '%s\n%s\n%s\n' "$kind" "$expect" "$*" > "$T/cases/$name.case"
-  ( timeout --kill-after=5 20 "$@" > "$T/cases/$name.out" 2> "$T/cases/$name.err" < /dev/null
-    echo $? > "$T/cases/$name.rc" ) &
+  ( t0=$(date +%s%N)
+    timeout --kill-after=5 20 "$@" > "$T/cases/$name.out" 2> "$T/cases/$name.err" < /dev/null
+    echo $? > "$T/cases/$name.rc"
+    echo $(( ($(date +%s%N) - t0) / 1000000 )) > "$T/cases/$name.ms" ) &
 }
 bad() { local n=$1 e=$2; shift 2; launch bad "$n" "$e" "$@"; }
 good() { local n=$1; shift; launch good "$n" "" "$@"; }
@@ -96,6 +98,7 @@ w("m_nan.bin", nan_at(5, 0x7fc00000))             # wte.weight
 w("m_inf_last.bin", nan_at((len(m) - 1024) // 4 - 1, 0x7f800000))   # ln_f.bias, the last value
 EOF
 mkdir -p "$F/adir"
+rm -f "$F/fifo"; mkfifo "$F/fifo"   # opening it for reading would block: a hang unless refused
 # --config files
 cf() { local n=$1; shift; printf '%s\n' "$@" > "$F/$n.conf"; }
 cf nested "# a config that includes another" "--num-layers 4" "--config $F/nested.conf"
@@ -114,14 +117,15 @@ bad   unknown_flag_single_dash "'-lr'"           $BIN "${M[@]}" -lr 1e-3
 bad   positional_argument     "'extra'"          $BIN "${M[@]}" extra
 bad   missing_value_last      "--lr needs a value" $BIN "${M[@]}" --lr
 bad   missing_value_mid       "--save needs a value" $BIN "${M[@]}" --save --train-iters 1
+bad   value_is_a_flag         "--lr needs a value, got the flag '--train-iters'" $BIN "${M[@]}" --lr --train-iters 1
 bad   non_integer             "--num-layers expects an integer" $BIN "${M[@]}" --num-layers four
 bad   fractional_integer      "--micro-batch-size expects an integer" $BIN "${M[@]}" --micro-batch-size 1.5
 bad   integer_overflow        "--train-iters expects an integer" $BIN "${M[@]}" --train-iters 99999999999
 bad   non_number              "--lr expects a finite number" $BIN "${M[@]}" --lr fast
 bad   nan_number              "--weight-decay expects a finite number" $BIN "${M[@]}" --weight-decay nan
 bad   negative_seed           "--seed"           $BIN "${M[@]}" --seed -1
-bad   zero_layers             "--num-layers must be >= 1" $BIN "${M[@]}" --num-layers 0
-bad   negative_hidden         "--hidden-size must be >= 1" $BIN "${M[@]}" --hidden-size -32
+bad   zero_layers             "--num-layers must be in [1, 4096]" $BIN "${M[@]}" --num-layers 0
+bad   negative_hidden         "--hidden-size must be in [1, 65536]" $BIN "${M[@]}" --hidden-size -32
 bad   zero_heads              "--num-attention-heads" $BIN "${M[@]}" --num-attention-heads 0
 bad   zero_seq                "--seq-length"     $BIN "${M[@]}" --seq-length 0
 bad   zero_micro_batch        "--micro-batch-size must be >= 1" $BIN "${M[@]}" --micro-batch-size 0
@@ -137,6 +141,11 @@ bad   zero_init_std           "--init-method-std must be > 0" $BIN "${M[@]}" --i
 bad   zero_adam_eps           "--adam-eps must be > 0" $BIN "${M[@]}" --adam-eps 0
 bad   negative_clip_grad      "--clip-grad must be >= 0" $BIN "${M[@]}" --clip-grad -1
 bad   negative_weight_decay   "--weight-decay must be >= 0" $BIN "${M[@]}" --weight-decay -0.1
+bad   huge_hidden             "--hidden-size must be in [1, 65536]" $BIN "${M[@]}" --hidden-size 2147483644
+bad   huge_layers             "--num-layers must be in [1, 4096]" $BIN "${M[@]}" --num-layers 100000000
+bad   micro_batch_tokens_overflow "--micro-batch-size (2147483647) x --seq-length (16)" $BIN "${M[@]}" --micro-batch-size 2147483647 --global-batch-size 2147483647
+bad   huge_vocab_divisor      "--make-vocab-size-divisible-by must be in [1, 65536]" $BIN "${M[@]}" --make-vocab-size-divisible-by 2147483647
+bad   padded_vocab_overflow   "padded vocabulary 2147483648" $BIN "${M[@]}" --vocab-size 2147483600 --make-vocab-size-divisible-by 128
 bad   hidden_not_div_heads    "--hidden-size (30) must be divisible by --num-attention-heads (4)" $BIN "${M[@]}" --hidden-size 30
 bad   seq_over_positions      "--max-position-embeddings (16) must be >= --seq-length (32)" $BIN "${M[@]}" --seq-length 32 --max-position-embeddings 16
 bad   global_batch_not_div    "--global-batch-size (7) must be divisible by --micro-batch-size (2)" $BIN "${M[@]}" --global-batch-size 7
@@ -178,6 +187,7 @@ bad   np4_world_not_multiple  "world size 4 must be a multiple of --tensor-model
 bad   config_missing_file     "--config $F/none.conf: cannot open" $BIN "${M[@]}" --config "$F/none.conf"
 bad   config_directory        "--config $F/adir" $BIN "${M[@]}" --config "$F/adir"
 bad   config_no_value         "--config needs a file" $BIN "${M[@]}" --config
+bad   config_value_is_a_flag  "--config needs a file" $BIN --config --train-iters 1
 bad   config_nested           "nested --config is not allowed" $BIN "${M[@]}" --config "$F/nested.conf"
 bad   config_non_flag_word    "expected a flag, got 'hidden-size'" $BIN "${M[@]}" --config "$F/word.conf"
 bad   config_bad_value        "--num-layers expects an integer, got 'four'" $BIN "${M[@]}" --config "$F/badval.conf"
@@ -191,6 +201,8 @@ bad   np2_config_nested       "nested --config is not allowed" $MPIRUN 2 $BIN "$
 tok() { echo --train-data-path "$1"; }
 bad   tokens_missing          "$F/none.bin: cannot open token file" $BIN "${M[@]}" $(tok "$F/none.bin")
 bad   tokens_directory        "$F/adir: is a directory" $BIN "${M[@]}" $(tok "$F/adir")
+bad   tokens_fifo             "$F/fifo: not a regular file" $BIN "${M[@]}" $(tok "$F/fifo")
+bad   tokens_dev_null         "/dev/null: not a regular file" $BIN "${M[@]}" $(tok /dev/null)
 bad   tokens_empty            "$F/tok_empty.bin" $BIN "${M[@]}" $(tok "$F/tok_empty.bin")
 bad   tokens_truncated_header "$F/tok_trunc.bin: truncated header" $BIN "${M[@]}" $(tok "$F/tok_trunc.bin")
 bad   tokens_wrong_magic      "$F/tok_magic.bin: bad magic" $BIN "${M[@]}" $(tok "$F/tok_magic.bin")
@@ -202,7 +214,7 @@ bad   tokens_id_over_vocab    "$F/tok_bigid.bin: token 100 has id 300 >= vocabul
 bad   tokens_v2_id_over_vocab "$F/tok_v2_bigid.bin: token 50 has id 2147483655" $BIN "${M[@]}" $(tok "$F/tok_v2_bigid.bin")
 bad   tokens_vocab_flag_small "${C}_train.bin: token" $BIN "${M[@]}" --vocab-size 40
 bad   tokens_too_few          "$F/tok_short.bin: the training split has 10 tokens, fewer than --seq-length + 1 (17)" $BIN "${M[@]}" $(tok "$F/tok_short.bin")
-bad   tokens_split_too_few    "the training split has" $BIN "${M[@]/--train-data-path/--data-path}" --split 1,999,0
+bad   tokens_split_too_few    "the training split has" $BIN "${M[@]/--train-data-path/--data-path}" --split 1,9999,0
 bad   valid_missing           "$F/none.bin: cannot open token file" $BIN "${M[@]}" --valid-data-path "$F/none.bin"
 bad   eval_without_valid      "--eval-interval 5 needs a validation split" $BIN "${M[@]}" --eval-interval 5
 bad   eval_split_zero_valid   "--eval-interval 5 needs a validation split" $BIN "${M[@]/--train-data-path/--data-path}" --split 1,0,0 --eval-interval 5
@@ -215,6 +227,7 @@ good  control_init_from                          $BIN "${M[@]}" --train-iters 1 
 good  np2_control_init_from                      $MPIRUN 2 $BIN "${M[@]}" --train-iters 1 --init-from "$F/model.bin" --tensor-model-parallel-size 2
 bad   model_missing           "--init-from $F/none.bin: cannot open model file" $BIN "${M[@]}" --init-from "$F/none.bin"
 bad   model_directory         "--init-from $F/adir: is a directory" $BIN "${M[@]}" --init-from "$F/adir"
+bad   model_fifo              "--init-from $F/fifo: not a regular file" $BIN "${M[@]}" --init-from "$F/fifo"
 bad   model_empty             "--init-from $F/tok_empty.bin: truncated header" $BIN "${M[@]}" --init-from "$F/tok_empty.bin"
 bad   model_truncated_header  "--init-from $F/m_trunc_hdr.bin: truncated header" $BIN "${M[@]}" --init-from "$F/m_trunc_hdr.bin"
 bad   model_truncated_data    "--init-from $F/m_trunc_data.bin: header implies" $BIN "${M[@]}" --init-from "$F/m_trunc_data.bin"

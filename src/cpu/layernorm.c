@@ -34,8 +34,13 @@ void mt_layernorm_forward(real *out,       // (n, h)
 
 // dinp = rstd * (g - mean(g) - x̂ * mean(g * x̂)) with g = w * dout, x̂ the
 // normalised input; rows are independent.
-static void layernorm_dinp(real *dinp, const real *dout, const real *inp, const real *w,
-                           const real *mean, const real *rstd, int n, int h) {
+static void layernorm_dinp(real *dinp,       // (n, h)
+                           const real *dout, // (n, h)
+                           const real *inp,  // (n, h)
+                           const real *w,    // (h)
+                           const real *mean, // (n)
+                           const real *rstd, // (n)
+                           int n, int h) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const real *x = inp + (size_t)i * h, *dy = dout + (size_t)i * h;

@@ -10,7 +10,10 @@ void mt_gemm(int ta, int tb, int m, int n, int k, real alpha, const real *a, int
     if (k <= 0) {
         // BLAS rejects lda = 0; with nothing to sum, C is just scaled.
         for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * c[(size_t)i * ldc + j];
+            for (int j = 0; j < n; j++) {
+                real *cij = c + (size_t)i * ldc + j;
+                *cij = beta == 0 ? 0 : beta * *cij;
+            }
         return;
     }
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans;
