@@ -38,7 +38,7 @@ typedef struct {
     char init_from[1024], export_llmc[1024], metrics_file[1024], dump_params[1024];
     char save[1024], load[1024];
     int save_interval, eval_interval, eval_iters, log_interval;
-    int log_comm, log_memory, log_layout;
+    int log_comm, log_memory, log_layout, log_pipeline;
     int dry_run;               // check flags and layout, print them, allocate nothing
     uint64_t set_mask;         // bit k: FLAGS[k] was given (config file or argv)
     // Negative controls for the test suite, set only by the environment

@@ -71,6 +71,7 @@ static const flag_def FLAGS[] = {
     {"--log-memory", F_BOOL, O(log_memory), 0},
     {"--log-layout", F_BOOL, O(log_layout), 0},
     {"--dry-run", F_BOOL, O(dry_run), 0},
+    {"--log-pipeline", F_BOOL, O(log_pipeline), 0},
     {"--bf16", F_GPU_NOTE, 0, "--bf16: the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"},
     {"--fp16", F_GPU_NOTE, 0, "--fp16: the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"},
     {"--use-flash-attn", F_GPU_NOTE, 0, "--use-flash-attn: the CPU build uses its own attention kernel"},

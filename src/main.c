@@ -175,6 +175,25 @@ static void log_comm(const run *r, int it) {
     }
 }
 
+// Pipeline bubble measured from timestamps: the time each rank spent blocked
+// in pipeline receives, as a fraction of its forward-backward time, next to
+// the schedule's formula (Narayanan et al. 2021): bubble/ideal = (p-1)/(v M),
+// i.e. an idle fraction of (p-1)/(v M + p - 1).
+static void log_pipeline(const run *r, int it, const mt_sched_result *res, double t_sched) {
+    const mt_config *c = &r->cfg;
+    double mine[2] = {res->t_wait, t_sched}, *all = NULL;
+    if (r->par.world_rank == 0) all = mt_malloc(sizeof(double) * 2 * (size_t)r->par.world_size);
+    MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    if (!all) return;
+    double v = r->model.nchunks, M = c->num_micro_batches, p = c->pp;
+    printf("pipeline iteration %d: formula idle fraction (p-1)/(vM+p-1) = %.3f (bubble/ideal (p-1)/(vM) = %.3f)\n", it,
+           (p - 1) / (v * M + p - 1), (p - 1) / (v * M));
+    for (int i = 0; i < r->par.world_size; i++)
+        printf("  rank %d: waited %.1f ms of %.1f ms = idle fraction %.3f\n", i, 1e3 * all[2 * i], 1e3 * all[2 * i + 1],
+               all[2 * i] / all[2 * i + 1]);
+    free(all);
+}
+
 static void train(run *r) {
     mt_config *c = &r->cfg;
     mt_model *m = &r->model;
@@ -186,6 +205,7 @@ static void train(run *r) {
         mt_step st = {(uint32_t)(it - 1), 1};
         fill_ctx x = {r, &r->train, (uint64_t)(it - 1) * (uint64_t)c->global_batch_size};
         mt_sched_result res = mt_schedule_run(m, &r->cm, &st, 1, fill, &x);
+        double t_sched = mt_now() - t0;
         mt_grad_sync(m, &r->cm);
         double norm = mt_grad_norm(m, &r->cm);
         double loss = (m->chunks[m->nchunks - 1].has_head && r->par.tp_rank == 0)
@@ -199,6 +219,7 @@ static void train(run *r) {
         double ms = 1000.0 * (mt_now() - t0);
         log_iteration(r, it, loss, norm, lr, ms);
         if (c->log_comm) log_comm(r, it);
+        if (c->log_pipeline && (it % c->log_interval == 0 || it == c->train_iters)) log_pipeline(r, it, &res, t_sched);
         if (c->eval_interval > 0 && it % c->eval_interval == 0) {
             double v = evaluate(r, it);
             if (loud) printf(" validation loss at iteration %d | lm loss value: %.6E | lm loss PPL: %.6E |\n", it, v, exp(v));

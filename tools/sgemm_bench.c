@@ -1,0 +1,127 @@
+// sgemm_bench.c: the practical ceiling for tools/bench.sh. Times OpenBLAS's
+// cblas_sgemm (row-major, single precision) on the GEMM shapes a GPT-2
+// trainer runs, best of several repetitions, and prints GFLOP/s per shape
+// and layout, then the maximum.
+//
+//   tools/sgemm_bench [--reps N] [--layouts nt,nn,tn] [MxNxK ...]
+//
+// A shape MxNxK is C[M,N] = op(A)[M,K] op(B)[K,N], 2*M*N*K flops. Layouts
+// name the transposes the linear layer uses (src/cpu/matmul.c):
+//   nt  forward        out  = inp  @ W^T   (n, oc) = (n, c)  (oc, c)^T
+//   nn  backward data  dinp = dout @ W     (n, c)  = (n, oc) (oc, c)
+//   tn  backward dW    dW  += dout^T @ inp (oc, c) = (n, oc)^T (n, c)
+// so for a layer with n tokens, c inputs, oc outputs the three GEMMs are
+// n x oc x c (nt), n x c x oc (nn) and oc x c x n (tn). Threads come from
+// OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, as for the trainer.
+//
+// Output: comment lines start with '#'; one line per measurement
+//   sgemm M N K LAYOUT BEST_MS GFLOPS
+// and last
+//   max GFLOPS MxNxK LAYOUT
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static float *alloc_fill(size_t n, unsigned seed) {
+    float *p = NULL;
+    if (posix_memalign((void **)&p, 64, n * sizeof(float)) != 0) {
+        fprintf(stderr, "sgemm_bench: out of memory (%zu floats)\n", n);
+        exit(1);
+    }
+    unsigned s = seed;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (float)((s >> 9) & 0xffff) / 65536.0f - 0.5f;
+    }
+    return p;
+}
+
+// Best wall time of one GEMM over reps runs (after one untimed warm-up).
+static double time_gemm(int m, int n, int k, int ta, int tb, int reps) {
+    float *a = alloc_fill((size_t)m * k, 1), *b = alloc_fill((size_t)k * n, 2);
+    float *c = alloc_fill((size_t)m * n, 3);
+    int lda = ta ? m : k, ldb = tb ? k : n;
+    enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    double best = 1e30;
+    for (int r = -1; r < reps; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+        double dt = now() - t0;
+        if (r >= 0 && dt < best) best = dt;
+    }
+    volatile float sink = c[0];
+    (void)sink;
+    free(a), free(b), free(c);
+    return best;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: tools/sgemm_bench [--reps N] [--layouts nt,nn,tn] [MxNxK ...]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    // GPT-2 124M at B*T = 256 tokens (bench.sh's shape): QKV, the LM head,
+    // the MLP; 512 tokens x 768 x 768 (attention projection at B*T = 512);
+    // and a large square GEMM, the easiest case for any BLAS.
+    static const char *defaults[] = {"512x768x768", "256x2304x768", "256x3072x768", "256x768x3072",
+                                     "256x50304x768", "2048x2048x2048"};
+    const char *shapes[64];
+    int nshapes = 0, reps = 5;
+    char layouts[64] = "nt,nn,tn";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+            if (reps < 1) usage();
+        } else if (!strcmp(argv[i], "--layouts") && i + 1 < argc) {
+            snprintf(layouts, sizeof layouts, "%s", argv[++i]);
+        } else if (argv[i][0] == '-') {
+            usage();
+        } else if (nshapes < 64) {
+            shapes[nshapes++] = argv[i];
+        }
+    }
+    if (nshapes == 0)
+        for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) shapes[nshapes++] = defaults[i];
+
+    printf("# sgemm_bench: cblas_sgemm row-major fp32, %d threads, best of %d (+1 warm-up)\n", openblas_get_num_threads(),
+           reps);
+    printf("# OpenBLAS: %s (core %s)\n", openblas_get_config(), openblas_get_corename());
+    printf("# sgemm M N K layout best_ms GFLOP/s\n");
+    double max_gf = 0;
+    char max_shape[64] = "", max_layout[4] = "";
+    for (int s = 0; s < nshapes; s++) {
+        int m, n, k;
+        if (sscanf(shapes[s], "%dx%dx%d", &m, &n, &k) != 3 || m < 1 || n < 1 || k < 1) {
+            fprintf(stderr, "sgemm_bench: bad shape '%s' (want MxNxK)\n", shapes[s]);
+            return 2;
+        }
+        char lay[64];
+        snprintf(lay, sizeof lay, "%s", layouts);
+        for (char *tok = strtok(lay, ","); tok; tok = strtok(NULL, ",")) {
+            if (strlen(tok) != 2 || !strchr("nt", tok[0]) || !strchr("nt", tok[1])) {
+                fprintf(stderr, "sgemm_bench: bad layout '%s' (want nn, nt, tn or tt)\n", tok);
+                return 2;
+            }
+            double t = time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps);
+            double gf = 2.0 * m * n * k / t / 1e9;
+            printf("sgemm %d %d %d %s %.3f %.1f\n", m, n, k, tok, 1e3 * t, gf);
+            fflush(stdout);
+            if (gf > max_gf) {
+                max_gf = gf;
+                snprintf(max_shape, sizeof max_shape, "%dx%dx%d", m, n, k);
+                snprintf(max_layout, sizeof max_layout, "%s", tok);
+            }
+        }
+    }
+    printf("max %.1f %s %s\n", max_gf, max_shape, max_layout);
+    return 0;
+}
