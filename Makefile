@@ -18,6 +18,7 @@ LDLIBS := -lm
 BLAS_OMP_DIR := /usr/lib/$(MULTIARCH)/openblas-openmp
 BLAS_OMP_INC := /usr/include/$(MULTIARCH)/openblas-openmp
 ifeq ($(NO_OMP),1)
+  CFLAGS += -Wno-unknown-pragmas
   BLAS_NOTE := OpenBLAS (default alternative), OpenMP off
   LDLIBS += -lopenblas
 else
@@ -31,12 +32,15 @@ else
     LDLIBS += -lopenblas
   endif
 endif
+# Each switch builds into its own directory, so objects never mix.
+BUILD := build
+ifeq ($(NO_OMP),1)
+  BUILD := $(BUILD)/noomp
+endif
 ifeq ($(SANITIZE),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
-  BUILD := build/san
-else
-  BUILD := build
+  BUILD := $(BUILD)/san
 endif
 
 SRC := $(wildcard src/*.c src/cpu/*.c)

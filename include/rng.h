@@ -35,7 +35,7 @@ typedef struct {
     uint32_t iter;     // training iteration, 0-based
     uint32_t layer;    // global layer index (0 for the embedding)
     uint32_t site;     // MT_SITE_*
-    real p;            // drop probability; 0 disables
+    double p;          // drop probability; 0 disables (double in both builds, so fp32 and fp64 draw the same masks)
 } mt_dropout_key;
 
 // Hidden dropout: 1 keeps, 0 drops element (sample, pos, feature), all global.

@@ -7,7 +7,7 @@
 
 static mt_dropout_key dkey(const mt_model *m, const mt_step *st, int layer, int site, double p) {
     const mt_config *c = m->cfg;
-    mt_dropout_key k = {c->seed, st->iter, (uint32_t)layer, (uint32_t)site, st->training ? (real)p : 0};
+    mt_dropout_key k = {c->seed, st->iter, (uint32_t)layer, (uint32_t)site, st->training ? p : 0};
     // Negative control: Megatron-style per-rank seeds break layout equality.
     if (c->bug_rank_dropout) k.seed += (uint64_t)m->par->world_rank + 1;
     return k;
