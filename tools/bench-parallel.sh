@@ -27,7 +27,7 @@ median_ms() {
 bytes() { awk -v g="$2" '/^comm rank 0 /{r=1} /^comm check rank 0/{exit} r && $1 == g {s += $(NF-2)} END {print s + 0}' "$1"; }
 
 {
-echo "# Parallel measurements ($(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores)"
+echo "# Parallel measurements ($(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc --all) cores)"
 echo
 echo "Command: \`tools/bench-parallel.sh\` (ITERS=$ITERS, medians skip 2 warm-up iterations; one thread per rank)."
 echo

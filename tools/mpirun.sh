@@ -11,7 +11,7 @@ flags=(--oversubscribe --bind-to none)
 if [ -z "${MPIRUN_FLAGS:-}" ]; then flags+=(--mca pml ob1 --mca btl self,vader); fi
 # Threads per rank: the caller's choice, else cores / ranks (at least 1).
 if [ -z "${OMP_NUM_THREADS:-}" ]; then
-  t=$(( $(nproc) / np )); [ "$t" -lt 1 ] && t=1
+  t=$(( $(nproc --all) / np )); [ "$t" -lt 1 ] && t=1
   export OMP_NUM_THREADS=$t
 fi
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$OMP_NUM_THREADS}
