@@ -36,8 +36,10 @@ typedef struct {
     mt_data_order data_order;
     // I/O and logging
     char init_from[1024], export_llmc[1024], metrics_file[1024], dump_params[1024];
-    char save[1024], load[1024];
+    char save[1024], load[1024], dump_dir[1024];
+    int dump_step;             // iteration whose parameters and gradients go to dump_dir
     int save_interval, eval_interval, eval_iters, log_interval;
+    int exit_interval;         // stop (after saving) when the iteration is a multiple
     int log_comm, log_memory, log_layout, log_pipeline;
     int dry_run;               // check flags and layout, print them, allocate nothing
     uint64_t set_mask;         // bit k: FLAGS[k] was given (config file or argv)
@@ -48,6 +50,7 @@ typedef struct {
     int bug_rank_dropout;      // "rank-dropout": seed dropout per rank (Megatron style)
     int bug_loss_per_stage;    // "loss-per-stage": divide by M again on every stage
     int bug_norm_double;       // "norm-double": count TP-replicated grads per rank
+    int bug_die_in_save;       // "die-in-save": the last rank SIGKILLs itself mid-save
 } mt_config;
 
 // Parses argv (with --config FILE lines first, argv overriding them), fills

@@ -11,13 +11,19 @@
 // a TP rank of a `tp`-way split. Caller frees.
 mt_param *mt_params_full(const mt_config *c, int tp, int *n);
 
-// Collective over the world: the full (rows, cols) tensor of `name` lands in
-// `full` on world rank 0 (ignored elsewhere; may be NULL there).
-void mt_shard_gather(const mt_model *m, const char *name, int64_t rows, int64_t cols, real *full);
+// Which arena a tensor lives in. Parameters and gradients span the stage's
+// whole arena; AdamW moments span this rank's optimizer shard [shard0,
+// shard0 + shard_n) (all of it without the distributed optimizer), stored
+// from index 0.
+typedef enum { MT_ARENA_PARAMS, MT_ARENA_GRADS, MT_ARENA_ADAM_M, MT_ARENA_ADAM_V } mt_arena;
+
+// Collective over the world: the full (rows, cols) tensor of `name` from
+// `arena` lands in `full` on world rank 0 (ignored elsewhere; may be NULL).
+void mt_shard_gather(const mt_model *m, mt_arena arena, const char *name, int64_t rows, int64_t cols, real *full);
 // Collective over the world: rank 0's `full` (rows, cols) is broadcast and
-// every rank holding `name` copies its shard. `full` must be allocated on
-// every rank (it receives the broadcast).
-void mt_shard_scatter(mt_model *m, const char *name, int64_t rows, int64_t cols, real *full);
+// every rank copies the part of `name` its arena holds. `full` must be
+// allocated on every rank (it receives the broadcast).
+void mt_shard_scatter(mt_model *m, mt_arena arena, const char *name, int64_t rows, int64_t cols, real *full);
 
 #define MT_LLMC_MAGIC 20240326
 

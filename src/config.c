@@ -61,9 +61,12 @@ static const flag_def FLAGS[] = {
     {"--export-llmc", F_STR, O(export_llmc), 0},
     {"--metrics-file", F_STR, O(metrics_file), 0},
     {"--dump-params", F_STR, O(dump_params), 0},
+    {"--dump-dir", F_STR, O(dump_dir), 0},
+    {"--dump-step", F_INT, O(dump_step), 0},
     {"--save", F_STR, O(save), 0},
     {"--load", F_STR, O(load), 0},
     {"--save-interval", F_INT, O(save_interval), 0},
+    {"--exit-interval", F_INT, O(exit_interval), 0},
     {"--eval-interval", F_INT, O(eval_interval), 0},
     {"--eval-iters", F_INT, O(eval_iters), 0},
     {"--log-interval", F_INT, O(log_interval), 0},
@@ -264,7 +267,10 @@ static void validate(const mt_config *c, int loud) {
     check(c->eval_interval >= 0, loud, "--eval-interval must be >= 0 (0 disables), got %d", c->eval_interval);
     check(c->eval_iters >= 1, loud, "--eval-iters must be >= 1, got %d", c->eval_iters);
     check(c->save_interval >= 0, loud, "--save-interval must be >= 0, got %d", c->save_interval);
+    check(c->exit_interval >= 0, loud, "--exit-interval must be >= 0, got %d", c->exit_interval);
     check(!c->save_interval || c->save[0], loud, "--save-interval needs --save DIR");
+    check(c->dump_step >= 0, loud, "--dump-step must be >= 1, got %d", c->dump_step);
+    check(!c->dump_step == !c->dump_dir[0], loud, "--dump-step N and --dump-dir DIR go together");
     check(c->data_path[0] || c->train_data_path[0], loud, "--data-path FILE (or --train-data-path FILE) is required");
     check(!(c->data_path[0] && c->train_data_path[0]), loud, "give either --data-path or --train-data-path, not both");
     check(!c->valid_data_path[0] || c->train_data_path[0], loud, "--valid-data-path needs --train-data-path");
@@ -301,6 +307,7 @@ void mt_config_parse(mt_config *c, int argc, char **argv, int loud) {
         c->bug_rank_dropout = strstr(bugs, "rank-dropout") != NULL;
         c->bug_loss_per_stage = strstr(bugs, "loss-per-stage") != NULL;
         c->bug_norm_double = strstr(bugs, "norm-double") != NULL;
+        c->bug_die_in_save = strstr(bugs, "die-in-save") != NULL;
         if (loud) fprintf(stderr, "warning: MT_INJECT_BUG=%s: a deliberate bug is planted (test negative control)\n", bugs);
     }
     if (c->layers_per_virtual_stage) c->schedule = MT_SCHED_INTERLEAVED;

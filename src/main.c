@@ -2,11 +2,14 @@
 // loop, with Megatron-style log lines.
 #include <malloc.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "account.h"
+#include "ckpt.h"
 #include "comm.h"
 #include "config.h"
 #include "data.h"
@@ -27,6 +30,7 @@ typedef struct {
     mt_split_view train, valid;
     int has_valid;
     FILE *metrics;
+    mt_ckpt_state start;  // where training resumes (0 for a fresh run)
 } run;
 
 // Per-step context of the fill callback: which split and which global
@@ -194,16 +198,40 @@ static void log_pipeline(const run *r, int it, const mt_sched_result *res, doubl
     free(all);
 }
 
+// The oracle interface for GPU ports: every parameter (before this
+// iteration's update) and its gradient (summed over all ranks, before
+// clipping) as DIR/step_N.safetensors, names "<param>" and "<param>.grad".
+static void dump_step(run *r, int it) {
+    char path[1200], err[1400] = "";
+    snprintf(path, sizeof path, "%s/step_%d.safetensors", r->cfg.dump_dir, it);
+    if (r->par.world_rank == 0) mkdir(r->cfg.dump_dir, 0755);
+    if (mt_dump_tensors(&r->model, path, 1, err, sizeof err))
+        mt_fail(r->par.world_rank == 0, MT_EXIT_FAIL, "--dump-dir: %s", err);
+    if (r->par.world_rank == 0) printf(" dumped parameters and gradients of iteration %d to %s\n", it, path);
+}
+
+static void save(run *r, int it, uint64_t consumed) {
+    char err[1400] = "";
+    double t0 = mt_now();
+    mt_ckpt_state st = {it, consumed};
+    if (mt_ckpt_save(&r->model, r->cfg.save, st, err, sizeof err))
+        mt_fail(r->par.world_rank == 0, MT_EXIT_FAIL, "saving the checkpoint of iteration %d failed: %s (the previous checkpoint in %s is intact)",
+                it, err, r->cfg.save);
+    if (r->par.world_rank == 0)
+        printf(" saved checkpoint at iteration %d to %s (%.1f ms)\n", it, r->cfg.save, 1e3 * (mt_now() - t0));
+}
+
 static void train(run *r) {
     mt_config *c = &r->cfg;
     mt_model *m = &r->model;
     int loud = r->par.world_rank == 0;
-    for (int it = 1; it <= c->train_iters; it++) {
+    for (int it = r->start.iteration + 1; it <= c->train_iters; it++) {
         double t0 = mt_now();
         memset(&r->cm.stats, 0, sizeof r->cm.stats);
         memset(m->grad_mem, 0, m->nelem * sizeof(real));
         mt_step st = {(uint32_t)(it - 1), 1};
-        fill_ctx x = {r, &r->train, (uint64_t)(it - 1) * (uint64_t)c->global_batch_size};
+        uint64_t done = (uint64_t)(it - 1 - r->start.iteration) * (uint64_t)c->global_batch_size;
+        fill_ctx x = {r, &r->train, r->start.consumed_samples + done};
         mt_sched_result res = mt_schedule_run(m, &r->cm, &st, 1, fill, &x);
         double t_sched = mt_now() - t0;
         mt_grad_sync(m, &r->cm);
@@ -214,6 +242,7 @@ static void train(run *r) {
         if (!isfinite(loss) || !isfinite(norm))
             mt_fail(loud, MT_EXIT_FAIL, "iteration %d: non-finite %s (loss %g, grad norm %g); parameters of iteration %d kept",
                     it, isfinite(loss) ? "gradient norm" : "loss", loss, norm, it - 1);
+        if (c->dump_step == it) dump_step(r, it);
         double lr = mt_lr_at(c, it);
         mt_optimizer_step(m, &r->cm, norm, lr, it);
         double ms = 1000.0 * (mt_now() - t0);
@@ -223,6 +252,15 @@ static void train(run *r) {
         if (c->eval_interval > 0 && it % c->eval_interval == 0) {
             double v = evaluate(r, it);
             if (loud) printf(" validation loss at iteration %d | lm loss value: %.6E | lm loss PPL: %.6E |\n", it, v, exp(v));
+        }
+        // Megatron's rules: save every --save-interval, at the end, and before
+        // leaving at an --exit-interval.
+        int leaving = c->exit_interval && it % c->exit_interval == 0;
+        if (c->save[0] && ((c->save_interval && it % c->save_interval == 0) || it == c->train_iters || leaving))
+            save(r, it, r->start.consumed_samples + done + (uint64_t)c->global_batch_size);
+        if (leaving) {
+            if (loud) printf(" exiting at iteration %d (--exit-interval %d)\n", it, c->exit_interval);
+            break;
         }
     }
 }
@@ -252,6 +290,9 @@ int main(int argc, char **argv) {
     // in the heap avoids a page-fault storm (2x faster reduce-scatter here).
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    // A full disk or a file-size limit must surface as an error from write(),
+    // reported with the path, not as a silent SIGXFSZ death.
+    signal(SIGXFSZ, SIG_IGN);
     MPI_Init(&argc, &argv);
     static run r;
     int rank, world;
@@ -275,8 +316,18 @@ int main(int argc, char **argv) {
     setup_data(&r);
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
     mt_optimizer_init(&r.model);
-    char err[1200];
-    if (c->init_from[0] && mt_llmc_load(&r.model, c->init_from, err, sizeof err))
+    char err[1400];
+    int resumed = 0;
+    if (c->load[0]) {
+        resumed = mt_ckpt_load(&r.model, c->load, &r.start, err, sizeof err);
+        if (resumed < 0) mt_fail(loud, MT_EXIT_USAGE, "%s", err);
+        if (loud && resumed) printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)\n", c->load,
+                                    r.start.iteration, (unsigned long long)r.start.consumed_samples);
+        if (loud && !resumed) printf("no checkpoint in %s yet: starting fresh\n", c->load);
+    }
+    // A checkpoint found by --load wins over --init-from (Megatron's rule),
+    // so one command line both starts and resumes a run.
+    if (!resumed && c->init_from[0] && mt_llmc_load(&r.model, c->init_from, err, sizeof err))
         mt_fail(loud, MT_EXIT_USAGE, "--init-from %s", err);
     if (c->log_memory) print_memory(&r);
     if (c->metrics_file[0] && loud) {

@@ -20,22 +20,51 @@
 #define MT_MPI_REAL MPI_FLOAT
 #endif
 
-// Places local shard <-> full tensor, element by element.
-static void place(const mt_param *p, int tp_rank, real *full, real *local, int to_full) {
+// An arena as [lo, hi) of arena offsets this rank holds, stored from `base`.
+typedef struct { real *mem; size_t lo, hi, base; int dp_copies; } arena_view;
+
+static arena_view view_of(const mt_model *m, mt_arena a) {
+    arena_view v = {NULL, 0, m->nelem, 0, 1};
+    if (a == MT_ARENA_PARAMS) v.mem = m->param_mem;
+    if (a == MT_ARENA_GRADS) {
+        v.mem = m->grad_mem;
+        // After a distributed optimizer's reduce-scatter only the shard holds
+        // summed gradients; each DP rank contributes its own part.
+        if (m->cfg->use_distributed_optimizer) {
+            v.lo = m->shard0;
+            v.hi = MT_MIN(m->shard0 + m->shard_n, m->nelem);
+            v.dp_copies = 0;
+        }
+    }
+    if (a == MT_ARENA_ADAM_M || a == MT_ARENA_ADAM_V) {
+        v.mem = a == MT_ARENA_ADAM_M ? m->m_mem : m->v_mem;
+        v.lo = m->shard0;
+        v.hi = MT_MIN(m->shard0 + m->shard_n, m->nelem);
+        v.base = m->shard0;
+        v.dp_copies = !m->cfg->use_distributed_optimizer;  // else each DP rank holds its own part
+    }
+    return v;
+}
+
+// Copies between local shard elements inside the view and the full tensor.
+static void place(const mt_param *p, int tp_rank, real *full, const arena_view *v, int to_full) {
     for (int64_t i = 0; i < p->lrows; i++)
         for (int64_t j = 0; j < p->lcols; j++) {
+            size_t off = p->off + (size_t)(i * p->lcols + j);
+            if (off < v->lo || off >= v->hi) continue;
             int64_t gi, gj;
             mt_param_global_index(p, tp_rank, i, j, &gi, &gj);
-            real *f = &full[gi * p->cols + gj], *l = &local[i * p->lcols + j];
+            real *f = &full[gi * p->cols + gj], *l = &v->mem[off - v->base];
             if (to_full) *f = *l; else *l = *f;
         }
 }
 
-// Whether this rank's copy is the one written to files: DP rank 0, TP rank 0
-// for replicated tensors, the first stage for the tied embedding.
-static int is_writer(const mt_model *m, const mt_param *p) {
+// Whether this rank's copy is the one written to files: TP rank 0 for
+// replicated tensors, the first stage for the tied embedding, and DP rank 0
+// where every DP rank holds the same values.
+static int is_writer(const mt_model *m, const mt_param *p, const arena_view *v) {
     const mt_parallel *par = m->par;
-    if (par->dp_rank != 0) return 0;
+    if (v->dp_copies && par->dp_rank != 0) return 0;
     if (p->tp_replicated && par->tp_rank != 0) return 0;
     if (!strcmp(p->name, "wte.weight") && par->pp_size > 1 && par->pp_rank != 0) return 0;
     return 1;
@@ -50,13 +79,14 @@ static void reduce_to_root(real *buf, size_t n, int rank) {
     }
 }
 
-void mt_shard_gather(const mt_model *m, const char *name, int64_t rows, int64_t cols, real *full) {
+void mt_shard_gather(const mt_model *m, mt_arena arena, const char *name, int64_t rows, int64_t cols, real *full) {
     size_t n = (size_t)(rows * cols);
     int rank = m->par->world_rank;
     real *buf = rank == 0 ? full : mt_calloc(n, sizeof(real));
     if (rank == 0) memset(full, 0, n * sizeof(real));
     const mt_param *p = mt_model_find(m, name);
-    if (p && is_writer(m, p)) place(p, m->par->tp_rank, buf, m->param_mem + p->off, 1);
+    arena_view v = view_of(m, arena);
+    if (p && is_writer(m, p, &v)) place(p, m->par->tp_rank, buf, &v, 1);
     reduce_to_root(buf, n, rank);
     if (rank != 0) free(buf);
 }
@@ -66,10 +96,11 @@ static void bcast(real *buf, size_t n) {
         MPI_Bcast(buf + o, (int)MT_MIN(n - o, (size_t)1 << 28), MT_MPI_REAL, 0, MPI_COMM_WORLD);
 }
 
-void mt_shard_scatter(mt_model *m, const char *name, int64_t rows, int64_t cols, real *full) {
+void mt_shard_scatter(mt_model *m, mt_arena arena, const char *name, int64_t rows, int64_t cols, real *full) {
     bcast(full, (size_t)(rows * cols));
     const mt_param *p = mt_model_find(m, name);
-    if (p) place(p, m->par->tp_rank, full, m->param_mem + p->off, 0);
+    arena_view v = view_of(m, arena);
+    if (p) place(p, m->par->tp_rank, full, &v, 0);
 }
 
 // ---- llm.c model files ----------------------------------------------------
@@ -164,7 +195,7 @@ static int load_one(void *vctx, const char *name, int64_t rows, int64_t cols, in
         for (size_t i = 0; i < MT_MIN(n, nf); i++)
             if (!isfinite(x->tmp[i]) && !x->bad) { x->bad = 1; snprintf(x->bad_name, sizeof x->bad_name, "%s", name); }
     }
-    mt_shard_scatter(x->m, name, rows, cols, x->full);
+    mt_shard_scatter(x->m, MT_ARENA_PARAMS, name, rows, cols, x->full);
     return 0;
 }
 
@@ -206,7 +237,7 @@ typedef struct {
 
 static int save_one(void *vctx, const char *name, int64_t rows, int64_t cols, int64_t file_rows) {
     save_ctx *x = vctx;
-    mt_shard_gather(x->m, name, rows, cols, x->full);
+    mt_shard_gather(x->m, MT_ARENA_PARAMS, name, rows, cols, x->full);
     if (x->m->par->world_rank == 0 && !x->bad) {
         size_t n = (size_t)(rows * cols);
         for (size_t i = 0; i < n; i++) x->tmp[i] = (float)x->full[i];
@@ -258,13 +289,11 @@ int mt_dump_tensors(const mt_model *m, const char *path, int grads, char *err, s
     int nt = grads ? 2 * n : n, rank = m->par->world_rank;
     mt_st_tensor *t = mt_calloc((size_t)nt, sizeof(mt_st_tensor));
     real **bufs = mt_calloc((size_t)nt, sizeof(real *));
-    mt_model view = *m;  // gradients are gathered through a view on grad_mem
-    view.param_mem = m->grad_mem;
     for (int k = 0; k < nt; k++) {
         const mt_param *p = &all[k % n];
         size_t sz = (size_t)(p->rows * p->cols);
         bufs[k] = rank == 0 ? mt_malloc(sz * sizeof(real)) : NULL;
-        mt_shard_gather(k < n ? m : &view, p->name, p->rows, p->cols, bufs[k]);
+        mt_shard_gather(m, k < n ? MT_ARENA_PARAMS : MT_ARENA_GRADS, p->name, p->rows, p->cols, bufs[k]);
         snprintf(t[k].name, sizeof t[k].name, k < n ? "%s" : "%s.grad", p->name);
         t[k].dtype = sizeof(real) == 8 ? MT_ST_F64 : MT_ST_F32;
         t[k].ndim = p->ndim;

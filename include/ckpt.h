@@ -1,0 +1,36 @@
+// ckpt.h: layout-independent checkpoints (DESIGN §7).
+//
+//   DIR/latest_checkpointed_iteration.txt     the iteration to resume from
+//   DIR/iter_0000010/model.safetensors       every parameter, unsharded, in
+//                                             the build's precision, with the
+//                                             run's metadata in __metadata__
+//   DIR/iter_0000010/optimizer.safetensors   AdamW moments "<name>.exp_avg",
+//                                             "<name>.exp_avg_sq", unsharded
+//   DIR/iter_0000010/checkpoint.json         the same metadata for people
+//
+// A save writes iter_N.tmp/, fsyncs, renames it to iter_N/, then replaces
+// the latest file by rename: a crash or a full disk at any point leaves the
+// previous checkpoint as the one a --load finds. The loader reads the
+// metadata from model.safetensors (validated by the strict reader), so the
+// JSON is informational.
+#ifndef MT_CKPT_H
+#define MT_CKPT_H
+
+#include "model.h"
+
+typedef struct {
+    int iteration;              // completed optimizer steps
+    uint64_t consumed_samples;  // global samples consumed by those steps
+} mt_ckpt_state;
+
+// Collective. Returns 0, or -1 with a one-line reason in err on every rank
+// (the previous checkpoint is then untouched).
+int mt_ckpt_save(const mt_model *m, const char *dir, mt_ckpt_state st, char *err, size_t errlen);
+
+// Collective. Finds the latest checkpoint in dir: returns 1 and loads it
+// (parameters, AdamW moments, state) after checking that its model shape
+// matches the flags; 0 when dir holds no checkpoint yet (a fresh start);
+// -1 with a one-line reason when it is unreadable or does not match.
+int mt_ckpt_load(mt_model *m, const char *dir, mt_ckpt_state *st, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,326 @@
+// ckpt.c: save and load of unsharded checkpoints (see ckpt.h). Rank 0 does
+// all file I/O; tensors move through the gathers and scatters of shard.c, so
+// the layout that saved never matters to the layout that loads.
+#include "ckpt.h"
+
+// Paths come from --save/--load (at most 1023 bytes, checked by the config)
+// and fit the 1200-byte buffers below with any suffix used here.
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <mpi.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "safetensors.h"
+#include "shard.h"
+
+#define LATEST "latest_checkpointed_iteration.txt"
+#define FORMAT "megatron.c checkpoint 1"
+
+typedef struct { char path[1200]; } pathbuf;
+
+static pathbuf join(const char *dir, const char *name) {
+    pathbuf p;
+    snprintf(p.path, sizeof p.path, "%s/%s", dir, name);
+    return p;
+}
+
+static int fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+// Removes a directory of plain files (a leftover iter_N.tmp or an old iter_N).
+static void remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(join(dir, e->d_name).path);
+    closedir(d);
+    rmdir(dir);
+}
+
+// Writes a small text file atomically: tmp, fsync, rename, fsync the directory.
+static int write_small(const char *dir, const char *name, const char *text, char *err, size_t errlen) {
+    pathbuf final = join(dir, name), tmp;
+    snprintf(tmp.path, sizeof tmp.path, "%s.tmp", final.path);
+    FILE *f = fopen(tmp.path, "w");
+    int ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f && fclose(f)) ok = 0;
+    if (ok && rename(tmp.path, final.path)) ok = 0;
+    if (!ok) {
+        snprintf(err, errlen, "%s: %s", final.path, strerror(errno ? errno : EIO));
+        unlink(tmp.path);
+        return -1;
+    }
+    fsync_path(dir);
+    return 0;
+}
+
+// The run's metadata as key/value strings (safetensors __metadata__).
+typedef struct { char kv[13][2][64]; const char *ptrs[27]; } meta_t;
+
+static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
+    const char *keys[13] = {"format", "iteration", "consumed_samples", "seed", "data_order", "num_layers", "hidden_size",
+                            "num_attention_heads", "vocab_size", "padded_vocab_size", "max_position_embeddings",
+                            "seq_length", "precision"};
+    char v[13][64];
+    snprintf(v[0], 64, "%s", FORMAT);
+    snprintf(v[1], 64, "%d", st.iteration);
+    snprintf(v[2], 64, "%llu", (unsigned long long)st.consumed_samples);
+    snprintf(v[3], 64, "%llu", (unsigned long long)c->seed);
+    snprintf(v[4], 64, "%s", c->data_order == MT_ORDER_SEQUENTIAL ? "sequential" : "shuffle");
+    snprintf(v[5], 64, "%d", c->num_layers);
+    snprintf(v[6], 64, "%d", c->hidden_size);
+    snprintf(v[7], 64, "%d", c->num_heads);
+    snprintf(v[8], 64, "%d", c->vocab_size);
+    snprintf(v[9], 64, "%d", c->padded_vocab);
+    snprintf(v[10], 64, "%d", c->max_position_embeddings);
+    snprintf(v[11], 64, "%d", c->seq_length);
+    snprintf(v[12], 64, "%s", MT_PRECISION_NAME);
+    for (int i = 0; i < 13; i++) {
+        snprintf(mt->kv[i][0], 64, "%s", keys[i]);
+        snprintf(mt->kv[i][1], 64, "%s", v[i]);
+        mt->ptrs[2 * i] = mt->kv[i][0];
+        mt->ptrs[2 * i + 1] = mt->kv[i][1];
+    }
+    mt->ptrs[26] = NULL;
+}
+
+static int write_json(const char *dir, const meta_t *mt, char *err, size_t errlen) {
+    char text[2048];
+    size_t o = (size_t)snprintf(text, sizeof text, "{");
+    for (int i = 0; i < 13; i++) {
+        int numeric = i != 0 && i != 4 && i != 12;
+        o += (size_t)snprintf(text + o, sizeof text - o, "%s\"%s\": %s%s%s", i ? ", " : "", mt->kv[i][0],
+                              numeric ? "" : "\"", mt->kv[i][1], numeric ? "" : "\"");
+    }
+    snprintf(text + o, sizeof text - o, "}\n");
+    return write_small(dir, "checkpoint.json", text, err, errlen);
+}
+
+// ---- save -----------------------------------------------------------------
+
+typedef struct {
+    int n;            // parameters
+    mt_param *all;    // the whole model's table (TP 1 view: global shapes)
+    mt_st_tensor *t;  // 3n tensors: params, then m, then v
+    real **buf;
+} tensor_set;
+
+static void set_gather(const mt_model *m, tensor_set *s) {
+    s->all = mt_params_full(m->cfg, 1, &s->n);
+    s->t = mt_calloc(3 * (size_t)s->n, sizeof(mt_st_tensor));
+    s->buf = mt_calloc(3 * (size_t)s->n, sizeof(real *));
+    int rank = m->par->world_rank;
+    static const mt_arena arenas[3] = {MT_ARENA_PARAMS, MT_ARENA_ADAM_M, MT_ARENA_ADAM_V};
+    static const char *const sfx[3] = {"", ".exp_avg", ".exp_avg_sq"};
+    for (int a = 0; a < 3; a++)
+        for (int i = 0; i < s->n; i++) {
+            const mt_param *p = &s->all[i];
+            int k = a * s->n + i;
+            size_t sz = (size_t)(p->rows * p->cols);
+            s->buf[k] = rank == 0 ? mt_malloc(sz * sizeof(real)) : NULL;
+            mt_shard_gather(m, arenas[a], p->name, p->rows, p->cols, s->buf[k]);
+            mt_st_tensor *t = &s->t[k];
+            snprintf(t->name, sizeof t->name, "%s%s", p->name, sfx[a]);
+            t->dtype = sizeof(real) == 8 ? MT_ST_F64 : MT_ST_F32;
+            t->ndim = p->ndim;
+            t->shape[0] = p->rows;
+            t->shape[1] = p->cols;
+            t->nbytes = sz * sizeof(real);
+            t->data = s->buf[k];
+            // Test hook: a rank that dies in the middle of a save (the
+            // atomicity test); see README "Tests".
+            if (m->cfg->bug_die_in_save && a == 1 && i == 0 && rank == m->par->world_size - 1) raise(SIGKILL);
+        }
+}
+
+static void set_free(tensor_set *s) {
+    for (int k = 0; k < 3 * s->n; k++) free(s->buf[k]);
+    free(s->buf);
+    free(s->t);
+    free(s->all);
+}
+
+// Rank 0: everything after the gathers.
+static int save_files(const tensor_set *s, const char *dir, mt_ckpt_state st, const mt_config *c, char *err, size_t errlen) {
+    char name[64];
+    snprintf(name, sizeof name, "iter_%07d", st.iteration);
+    pathbuf final = join(dir, name), tmp;
+    snprintf(tmp.path, sizeof tmp.path, "%s.tmp", final.path);
+    remove_dir(tmp.path);
+    if (mkdir(dir, 0755) && errno != EEXIST) { snprintf(err, errlen, "--save %s: %s", dir, strerror(errno)); return -1; }
+    if (mkdir(tmp.path, 0755)) { snprintf(err, errlen, "--save %s: %s", tmp.path, strerror(errno)); return -1; }
+    meta_t mt;
+    meta_make(&mt, c, st);
+    int rc = mt_st_write(join(tmp.path, "model.safetensors").path, s->t, s->n, mt.ptrs, err, errlen);
+    if (!rc) rc = mt_st_write(join(tmp.path, "optimizer.safetensors").path, s->t + s->n, 2 * s->n, mt.ptrs, err, errlen);
+    if (!rc) rc = write_json(tmp.path, &mt, err, errlen);
+    if (!rc && fsync_path(tmp.path)) { snprintf(err, errlen, "%s: fsync: %s", tmp.path, strerror(errno)); rc = -1; }
+    if (rc) { remove_dir(tmp.path); return -1; }
+    // An older save of the same iteration (a rerun) is replaced.
+    remove_dir(final.path);
+    if (rename(tmp.path, final.path)) {
+        snprintf(err, errlen, "%s: %s", final.path, strerror(errno));
+        remove_dir(tmp.path);
+        return -1;
+    }
+    fsync_path(dir);
+    char text[32];
+    snprintf(text, sizeof text, "%d\n", st.iteration);
+    return write_small(dir, LATEST, text, err, errlen);
+}
+
+int mt_ckpt_save(const mt_model *m, const char *dir, mt_ckpt_state st, char *err, size_t errlen) {
+    tensor_set s;
+    set_gather(m, &s);
+    int rc = 0;
+    if (m->par->world_rank == 0) rc = save_files(&s, dir, st, m->cfg, err, errlen);
+    set_free(&s);
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, MPI_COMM_WORLD);
+    return rc;
+}
+
+// ---- load -----------------------------------------------------------------
+
+// Rank 0: the iteration named by DIR's latest file; 0 when there is none yet.
+static int find_latest(const char *dir, int *iter, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "--load %s: %s", dir, strerror(errno)), -1);
+    if (!S_ISDIR(sb.st_mode)) { snprintf(err, errlen, "--load %s: not a directory", dir); return -1; }
+    FILE *f = fopen(join(dir, LATEST).path, "r");
+    if (!f) return errno == ENOENT ? 0 : (snprintf(err, errlen, "--load %s/%s: %s", dir, LATEST, strerror(errno)), -1);
+    char line[64] = "";
+    char *got = fgets(line, sizeof line, f);
+    fclose(f);
+    char *end;
+    long v = got ? strtol(line, &end, 10) : -1;
+    if (!got || end == line || (*end && *end != '\n') || v < 1 || v > 1000000000) {
+        snprintf(err, errlen, "--load %s/%s: expected a positive iteration number", dir, LATEST);
+        return -1;
+    }
+    *iter = (int)v;
+    return 1;
+}
+
+// Rank 0: the metadata must describe the model the flags describe.
+static int check_meta(const mt_st_file *f, const char *path, const mt_config *c, mt_ckpt_state *st, char *err, size_t errlen) {
+    const char *fmt = mt_st_meta(f, "format");
+    if (!fmt || strcmp(fmt, FORMAT)) { snprintf(err, errlen, "%s: not a megatron.c checkpoint (format '%s')", path, fmt ? fmt : "missing"); return -1; }
+    struct { const char *key, *flag; long want; } rules[] = {
+        {"num_layers", "--num-layers", c->num_layers},
+        {"hidden_size", "--hidden-size", c->hidden_size},
+        {"num_attention_heads", "--num-attention-heads", c->num_heads},
+        {"vocab_size", "--vocab-size", c->vocab_size},
+        {"padded_vocab_size", "--make-vocab-size-divisible-by (padded vocabulary)", c->padded_vocab},
+        {"max_position_embeddings", "--max-position-embeddings", c->max_position_embeddings},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        const char *v = mt_st_meta(f, rules[i].key);
+        if (!v) { snprintf(err, errlen, "%s: metadata lacks %s", path, rules[i].key); return -1; }
+        if (strtol(v, NULL, 10) != rules[i].want) {
+            snprintf(err, errlen, "%s: checkpoint has %s %s but %s is %ld", path, rules[i].key, v, rules[i].flag, rules[i].want);
+            return -1;
+        }
+    }
+    const char *it = mt_st_meta(f, "iteration"), *cs = mt_st_meta(f, "consumed_samples");
+    if (!it || !cs) { snprintf(err, errlen, "%s: metadata lacks iteration or consumed_samples", path); return -1; }
+    st->iteration = (int)strtol(it, NULL, 10);
+    st->consumed_samples = strtoull(cs, NULL, 10);
+    return 0;
+}
+
+// Rank 0: the tensor `name` of file f with the parameter's shape, finite.
+static const mt_st_tensor *check_tensor(const mt_st_file *f, const char *path, const char *name, const mt_param *p,
+                                        char *err, size_t errlen) {
+    const mt_st_tensor *t = mt_st_find(f, name);
+    if (!t) { snprintf(err, errlen, "%s: tensor %s is missing", path, name); return NULL; }
+    int64_t n = t->ndim >= 1 ? t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1) : 1;
+    if (t->ndim != p->ndim || t->shape[0] != p->rows || (t->ndim == 2 && t->shape[1] != p->cols) || n != p->rows * p->cols) {
+        snprintf(err, errlen, "%s: tensor %s has the wrong shape (want %lld x %lld)", path, name, (long long)p->rows, (long long)p->cols);
+        return NULL;
+    }
+    if (t->dtype != MT_ST_F32 && t->dtype != MT_ST_F64) { snprintf(err, errlen, "%s: tensor %s is not F32 or F64", path, name); return NULL; }
+    for (int64_t i = 0; i < n; i++) {
+        double v = t->dtype == MT_ST_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
+        if (!isfinite(v)) { snprintf(err, errlen, "%s: tensor %s holds a non-finite value at element %lld", path, name, (long long)i); return NULL; }
+    }
+    return t;
+}
+
+typedef struct { mt_st_file *model, *optim; char mpath[1200], opath[1200]; } open_ckpt;
+
+// Rank 0: opens and validates everything before any rank changes a weight.
+static int open_all(open_ckpt *o, const char *dir, int iter, const mt_config *c, const mt_param *all, int n,
+                    mt_ckpt_state *st, char *err, size_t errlen) {
+    char name[64];
+    snprintf(name, sizeof name, "iter_%07d", iter);
+    pathbuf d = join(dir, name);
+    snprintf(o->mpath, sizeof o->mpath, "%s/model.safetensors", d.path);
+    snprintf(o->opath, sizeof o->opath, "%s/optimizer.safetensors", d.path);
+    if (!(o->model = mt_st_open(o->mpath, err, errlen))) return -1;
+    if (!(o->optim = mt_st_open(o->opath, err, errlen))) return -1;
+    if (check_meta(o->model, o->mpath, c, st, err, errlen)) return -1;
+    if (st->iteration != iter) { snprintf(err, errlen, "%s: holds iteration %d, the latest file says %d", o->mpath, st->iteration, iter); return -1; }
+    for (int i = 0; i < n; i++) {
+        char nm[160];
+        if (!check_tensor(o->model, o->mpath, all[i].name, &all[i], err, errlen)) return -1;
+        snprintf(nm, sizeof nm, "%s.exp_avg", all[i].name);
+        if (!check_tensor(o->optim, o->opath, nm, &all[i], err, errlen)) return -1;
+        snprintf(nm, sizeof nm, "%s.exp_avg_sq", all[i].name);
+        if (!check_tensor(o->optim, o->opath, nm, &all[i], err, errlen)) return -1;
+    }
+    return 0;
+}
+
+static void to_real(real *dst, const mt_st_tensor *t, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        dst[i] = t->dtype == MT_ST_F32 ? (real)((const float *)t->data)[i] : (real)((const double *)t->data)[i];
+}
+
+int mt_ckpt_load(mt_model *m, const char *dir, mt_ckpt_state *st, char *err, size_t errlen) {
+    int rank = m->par->world_rank, n, iter = 0, rc = 0;
+    mt_param *all = mt_params_full(m->cfg, 1, &n);
+    open_ckpt o = {0};
+    if (rank == 0) {
+        rc = find_latest(dir, &iter, err, errlen);
+        if (rc == 1 && open_all(&o, dir, iter, m->cfg, all, n, st, err, errlen)) rc = -1;
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (rc == 1) {
+        MPI_Bcast(st, sizeof *st, MPI_BYTE, 0, MPI_COMM_WORLD);
+        size_t maxn = 0;
+        for (int i = 0; i < n; i++) maxn = MT_MAX(maxn, (size_t)(all[i].rows * all[i].cols));
+        real *full = mt_malloc(maxn * sizeof(real));
+        static const mt_arena arenas[3] = {MT_ARENA_PARAMS, MT_ARENA_ADAM_M, MT_ARENA_ADAM_V};
+        static const char *const sfx[3] = {"", ".exp_avg", ".exp_avg_sq"};
+        for (int a = 0; a < 3; a++)
+            for (int i = 0; i < n; i++) {
+                if (rank == 0) {
+                    char nm[160];
+                    snprintf(nm, sizeof nm, "%s%s", all[i].name, sfx[a]);
+                    to_real(full, mt_st_find(a ? o.optim : o.model, nm), (size_t)(all[i].rows * all[i].cols));
+                }
+                mt_shard_scatter(m, arenas[a], all[i].name, all[i].rows, all[i].cols, full);
+            }
+        free(full);
+    }
+    if (o.model) mt_st_close(o.model);
+    if (o.optim) mt_st_close(o.optim);
+    free(all);
+    return rc;
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# suite_ckpt.sh: checkpoints. Exact resume, resharding between layouts,
+# atomic saves (a rank killed mid-save, a full disk, a read-only destination),
+# a killed rank ending the job, and a non-finite loss keeping the last good
+# checkpoint.
+source "$(dirname "$0")/lib.sh"
+c=$(test_corpus)
+# Dropout on (the tiny model's 0.1) and the shuffled data order.
+A="$(tiny_model) --data-order shuffle --train-iters 20"
+same_losses() { diff <(cut -d, -f1-2 "$1") <(cut -d, -f1-2 "$2") > /dev/null; }
+
+# 1. Exact resume: 20 iterations straight vs 10 + save + load + 10, same
+# layout, must be bitwise identical: losses and every parameter.
+exact() {
+  local name=$1 np=$2 bin=$3 layout=$4 d="$T/$1"
+  rm -rf "$d"; mkdir -p "$d"
+  mt_run "$d/straight" $np $bin $A $layout || { not_ok "$name" "straight run failed"; return; }
+  mt_run "$d/first" $np $bin $A $layout --exit-interval 10 --save "$d/ck" || { not_ok "$name" "first half failed"; return; }
+  mt_run "$d/second" $np $bin $A $layout --load "$d/ck" || { not_ok "$name" "resume failed: $(grep -m1 error "$d/second.log")"; return; }
+  cat "$d/first.json" "$d/second.json" > "$d/both.json"
+  if grep -q "loaded checkpoint from $d/ck at iteration 10" "$d/second.log" && same_losses "$d/straight.json" "$d/both.json" &&
+     tools/compare "$d/straight.st" "$d/second.st" --max-abs 0 > "$d/cmp" 2>&1; then
+    ok "$name (20 losses and all parameters bitwise equal)"
+  else not_ok "$name" "$(diff <(cut -d, -f1-2 "$d/straight.json") <(cut -d, -f1-2 "$d/both.json") | head -n 2 | tr '\n' ' ') $(tail -n 1 "$d/cmp")"; fi
+}
+exact resume_exact_1rank_fp64 1 ./pretrain_gpt_fp64 ""
+exact resume_exact_1rank_fp32 1 ./pretrain_gpt ""
+exact resume_exact_tp2_sp_pp2_distopt_fp64 8 ./pretrain_gpt_fp64 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 --use-distributed-optimizer"
+exact resume_exact_tp2_pp2_fp32 4 ./pretrain_gpt "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2"
+
+# 2. Resharding: save at 10 with TP 2 x PP 2 x DP 2 (SP, distributed
+# optimizer), resume with TP 4 x PP 1 x DP 2 and with one rank; both must
+# match the uninterrupted one-rank run within DESIGN §1's fp64 bounds.
+d="$T/reshard"; rm -rf "$d"; mkdir -p "$d"
+mt_run "$d/ref" 1 ./pretrain_gpt_fp64 $A
+mt_run "$d/first" 8 ./pretrain_gpt_fp64 $A --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 \
+  --sequence-parallel --use-distributed-optimizer --exit-interval 10 --save "$d/ck"
+for to in "8 --tensor-model-parallel-size 4" "1 "; do
+  set -- $to; np=$1; shift
+  name="reshard_tp2pp2dp2_to_np${np}${1:+_tp4dp2}"
+  cp -r "$d/ck" "$d/ck_$np"
+  if mt_run "$d/to$np" $np ./pretrain_gpt_fp64 $A "$@" --load "$d/ck_$np"; then
+    cat "$d/first.json" "$d/to$np.json" > "$d/both$np.json"
+    why=$(compare_losses "$d/ref.json" "$d/both$np.json" 1e-10) && tools/compare "$d/ref.st" "$d/to$np.st" --max-abs 1e-9 > "$d/cmp$np" 2>&1 &&
+      ok "$name ($why)" || not_ok "$name" "$why $(tail -n 1 "$d/cmp$np")"
+  else not_ok "$name" "resume failed: $(grep -m1 error "$d/to$np.log")"; fi
+done
+
+# 3a. A rank killed in the middle of a save: the previous checkpoint stays
+# the latest and loads.
+d="$T/diesave"; rm -rf "$d"; mkdir -p "$d"
+mt_run "$d/a" 4 ./pretrain_gpt $A --tensor-model-parallel-size 2 --exit-interval 5 --save "$d/ck"
+MT_INJECT_BUG=die-in-save mt_run "$d/b" 4 ./pretrain_gpt $A --tensor-model-parallel-size 2 --load "$d/ck" --save "$d/ck" --exit-interval 10; rc=$?
+latest=$(cat "$d/ck/latest_checkpointed_iteration.txt" 2>/dev/null)
+mt_run "$d/c" 2 ./pretrain_gpt $A --pipeline-model-parallel-size 2 --load "$d/ck" --train-iters 6
+if [ $rc != 0 ] && [ "$latest" = 5 ] && [ ! -d "$d/ck/iter_0000010" ] && grep -q "loaded checkpoint from $d/ck at iteration 5" "$d/c.log"; then
+  ok "save_interrupted_by_killed_rank_keeps_previous (exit $rc, latest $latest, reloads)"
+else not_ok save_interrupted_by_killed_rank_keeps_previous "exit $rc, latest '$latest', reload: $(grep -m1 -E 'loaded|error' "$d/c.log")"; fi
+
+# 3b. A full disk (a tmpfs one checkpoint large) and a read-only destination.
+# Mounting needs root (CI runs as root); elsewhere /dev/full stands in.
+d="$T/full"; rm -rf "$d"; mkdir -p "$d/mnt" "$d/ro"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=1200k tmpfs "$d/mnt" 2>/dev/null; then
+  mt_run "$d/a" 1 ./pretrain_gpt $A --save "$d/mnt/ck" --save-interval 5 --train-iters 10; rc=$?
+  latest=$(cat "$d/mnt/ck/latest_checkpointed_iteration.txt" 2>/dev/null)
+  mt_run "$d/b" 1 ./pretrain_gpt $A --load "$d/mnt/ck" --train-iters 6
+  if [ $rc = 1 ] && grep -q "No space left on device" "$d/a.log" && [ "$latest" = 5 ] &&
+     grep -q "at iteration 5" "$d/b.log"; then
+    ok "save_to_full_disk_fails_cleanly_keeps_previous ($(grep -m1 error "$d/a.log" | cut -c1-120)...)"
+  else not_ok save_to_full_disk_fails_cleanly_keeps_previous "exit $rc, latest '$latest': $(grep -m1 error "$d/a.log")"; fi
+  umount "$d/mnt"
+  mount -t tmpfs -o ro,size=1m tmpfs "$d/ro"
+  mt_run "$d/r" 1 ./pretrain_gpt $A --save "$d/ro/ck" --train-iters 2; rc=$?
+  [ $rc = 1 ] && grep -q "Read-only file system" "$d/r.log" && ok "save_to_read_only_destination_fails_cleanly" ||
+    not_ok save_to_read_only_destination_fails_cleanly "exit $rc: $(grep -m1 error "$d/r.log")"
+  umount "$d/ro"
+else
+  mt_run "$d/r" 1 ./pretrain_gpt $A --save /dev/full/ck --train-iters 2; rc=$?
+  [ $rc = 1 ] && grep -q "error" "$d/r.log" && ok "save_to_unwritable_destination_fails_cleanly (no root: /dev/full)" ||
+    not_ok save_to_unwritable_destination_fails_cleanly "exit $rc"
+fi
+
+# 4. A rank killed mid-iteration (SIGKILL, 4 ranks) ends the job within 30 s
+# with a non-zero exit and a line naming the rank; the next run resumes.
+d="$T/kill"; rm -rf "$d"; mkdir -p "$d"
+marker=$((40000 + RANDOM))
+$MPIRUN 4 ./pretrain_gpt $A --tensor-model-parallel-size 2 --train-iters 100000 --save "$d/ck" --save-interval 20 \
+  --seed $marker > "$d/run.log" 2>&1 &
+mpid=$!
+for _ in $(seq 100); do grep -q "saved checkpoint at iteration 20" "$d/run.log" && break; sleep 0.1; done
+victim=$(pgrep -P "$mpid" -f "seed $marker" | tail -n 1)
+[ -z "$victim" ] && victim=$(pgrep -f -- "--seed $marker" | grep -v "^$mpid$" | tail -n 1)
+t0=$(date +%s.%N); kill -9 "$victim" 2>/dev/null
+for _ in $(seq 300); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$mpid" 2>/dev/null; then kill -9 "$mpid"; not_ok killed_rank_ends_job_within_30s "mpirun still running after 30 s"
+else
+  wait "$mpid"; rc=$?; secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  [ $rc != 0 ] && grep -qi "rank" "$d/run.log" && ok "killed_rank_ends_job_within_30s (exit $rc after ${secs}s: $(grep -m1 -i 'noticed that process rank' "$d/run.log" | cut -c1-90))" ||
+    not_ok killed_rank_ends_job_within_30s "exit $rc"
+fi
+mt_run "$d/again" 4 ./pretrain_gpt $A --tensor-model-parallel-size 2 --load "$d/ck" --train-iters 21
+latest=$(cat "$d/ck/latest_checkpointed_iteration.txt" 2>/dev/null)
+grep -q "loaded checkpoint from $d/ck at iteration" "$d/again.log" && ok "resume_after_killed_rank (from iteration $latest)" ||
+  not_ok resume_after_killed_rank "$(grep -m1 error "$d/again.log")"
+
+# 5. A non-finite loss stops the run with a line naming the iteration and
+# keeps the last good checkpoint (lr 1e30 diverges at iteration 2).
+d="$T/nan"; rm -rf "$d"; mkdir -p "$d"
+mt_run "$d/a" 1 ./pretrain_gpt $A --lr 1e30 --lr-warmup-iters 0 --clip-grad 0 --save "$d/ck" --save-interval 1; rc=$?
+latest=$(cat "$d/ck/latest_checkpointed_iteration.txt" 2>/dev/null)
+if [ $rc = 1 ] && grep -q "error: iteration 2: non-finite loss" "$d/a.log" && [ "$latest" = 1 ]; then
+  ok "nan_loss_stops_and_keeps_last_good_checkpoint ($(grep -m1 error "$d/a.log" | cut -c1-90))"
+else not_ok nan_loss_stops_and_keeps_last_good_checkpoint "exit $rc, latest '$latest': $(grep -m1 error "$d/a.log")"; fi
+
+# 6. --load on an empty directory starts fresh; a found checkpoint wins over
+# --init-from; a checkpoint of another shape is refused naming the mismatch.
+d="$T/misc"; rm -rf "$d"; mkdir -p "$d/empty"
+mt_run "$d/fresh" 1 ./pretrain_gpt $A --load "$d/empty" --train-iters 2 && grep -q "starting fresh" "$d/fresh.log" &&
+  ok load_empty_dir_starts_fresh || not_ok load_empty_dir_starts_fresh "$(tail -n 1 "$d/fresh.log")"
+mt_run "$d/mk" 1 ./pretrain_gpt $A --train-iters 3 --save "$d/ck" --export-llmc "$d/init.bin"
+mt_run "$d/both" 1 ./pretrain_gpt $A --train-iters 4 --load "$d/ck" --init-from "$d/init.bin" &&
+  grep -q "loaded checkpoint from $d/ck at iteration 3" "$d/both.log" && ok checkpoint_wins_over_init_from ||
+  not_ok checkpoint_wins_over_init_from "$(grep -m1 -E 'error|loaded' "$d/both.log")"
+mt_run "$d/shape" 1 ./pretrain_gpt $A --num-layers 2 --load "$d/ck"; rc=$?
+[ $rc = 2 ] && grep -q "checkpoint has num_layers 4 but --num-layers is 2" "$d/shape.log" && ok load_refuses_other_shape ||
+  not_ok load_refuses_other_shape "exit $rc: $(grep -m1 error "$d/shape.log")"
+
+# 7. Tensor dumps (--dump-step/--dump-dir): the gradients of iteration 2
+# summed over a TP 2 x PP 2 x DP 2 layout (SP, distributed optimizer) equal
+# the one-rank gradients (fp64; round-off ~1e-16 of gradients below 1, bound
+# 1e-12), and the README's numpy snippet reads the dump.
+d="$T/dump"; rm -rf "$d"; mkdir -p "$d"
+D="$A --train-iters 3 --dump-step 2"
+mt_run "$d/one" 1 ./pretrain_gpt_fp64 $D --dump-dir "$d/one"
+mt_run "$d/par" 8 ./pretrain_gpt_fp64 $D --dump-dir "$d/par" --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 \
+  --sequence-parallel --use-distributed-optimizer
+if tools/compare "$d/one/step_2.safetensors" "$d/par/step_2.safetensors" --max-abs 1e-12 > "$d/cmp" 2>&1 &&
+   grep -q "104 compared" "$d/cmp"; then ok "dump_step_gradients_of_3d_layout_equal_one_rank ($(sed -n 3p "$d/cmp" | awk '{print "worst", $NF, "max_abs", $2}'))"
+else not_ok dump_step_gradients_of_3d_layout_equal_one_rank "$(tail -n 2 "$d/cmp" | tr '\n' ' ')"; fi
+if /usr/bin/python3 - "$d/one/step_2.safetensors" > "$d/py" 2>&1 <<'PY'
+import json, struct, sys, numpy as np
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]; hdr = json.loads(raw[8:8 + n])
+t = hdr["h.0.attn.qkv.weight.grad"]; b, e = t["data_offsets"]
+g = np.frombuffer(raw[8 + n + b:8 + n + e], dtype={"F32": "<f4", "F64": "<f8"}[t["dtype"]]).reshape(t["shape"])
+assert g.shape == (96, 32) and np.isfinite(g).all() and np.abs(g).max() > 0, g.shape
+print("numpy read", g.shape, t["dtype"])
+PY
+then ok "dump_readable_with_numpy ($(cat "$d/py"))"; else not_ok dump_readable_with_numpy "$(tail -n 2 "$d/py")"; fi

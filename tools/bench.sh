@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# tools/bench.sh: what `make bench` runs. A speed report, side by side in one
+# run, printed as Markdown and written to out/bench.md:
+#   1. the practical ceiling: cblas_sgemm on the model's GEMM shapes
+#      (tools/sgemm_bench, best of several repetitions);
+#   2. ./pretrain_gpt on the small shape (configs/small.conf: 4 layers,
+#      hidden 256, 4 heads, vocab 256, B=4, T=128), single process, with
+#      the OpenMP defaults and again with OMP_WAIT_POLICY=PASSIVE (spinning
+#      OpenMP threads lose badly on a loaded machine; PyTorch runs PASSIVE);
+#   3. the same model in PyTorch (tools/torch_reference.py), started from the
+#      SAME llm.c model file (--init-from), so both train identical weights on
+#      identical batches (the step-1 losses are printed as the proof);
+#   4. GPT-2 124M's shape (12 layers, 768, 12 heads, vocab 50257 padded to
+#      50304, B=4, T=64), both implementations, a few steps;
+#   5. model FLOPs per token = 6N + 12*L*T*h (N = all parameters, embeddings
+#      included), GFLOP/s = FLOPs/token * tokens/s, as a share of the ceiling.
+# Plus peak RSS of every run next to the trainer's own --log-memory accounting.
+#
+#   tools/bench.sh            everything (~3-6 minutes on 2 cores)
+#   tools/bench.sh --quick    sgemm + the small shape only, fewer iterations
+# Environment: BENCH_THREADS (default 2) threads for every run.
+#
+# Timing: every run uses THREADS threads (OMP_NUM_THREADS and
+# OPENBLAS_NUM_THREADS). ms/iter is the median of the per-step times after
+# WARMUP=2 warm-up steps: the trainer's own per-iteration times from
+# --metrics-file; for PyTorch, the gaps between its per-step JSON lines (it
+# flushes each one), stamped on arrival, so both are measured the same way.
+# The small shape runs ROUNDS times, C and PyTorch interleaved (the order
+# alternates per round), and reports each implementation's best round: the
+# machine may be shared, so the least disturbed round is the better estimate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LC_ALL=C   # '.' as the decimal point in $EPOCHREALTIME and awk
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+QUICK=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+THREADS=${BENCH_THREADS:-2}
+WARMUP=2
+if [ $QUICK = 1 ]; then
+    SMALL_ITERS=10; ROUNDS=1
+    SGEMM_ARGS=(--reps 3 --layouts nt 512x768x768 256x2304x768 2048x2048x2048)
+else
+    SMALL_ITERS=20; ROUNDS=2
+    SGEMM_ARGS=(--reps 5 512x768x768 256x2304x768 256x3072x768 256x768x3072 256x50304x768 2048x2048x2048)
+fi
+BIG_ITERS=5   # 2 warm-up + 3 timed, both implementations
+PY=/usr/bin/python3
+W=out/bench                       # logs and per-run files
+SMALL_MODEL=out/bench_small.bin   # llm.c model files, cached
+BIG_MODEL=out/bench_gpt2_124m.bin
+BIG_DATA=out/bench_gpt2_tokens.bin
+mkdir -p "$W"
+
+say() { echo "bench: $*" >&2; }
+die() { echo "bench.sh: error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------- prerequisites --
+[ -x ./pretrain_gpt ] || make -s pretrain_gpt >&2
+if [ ! -x tools/sgemm_bench ] || [ tools/sgemm_bench.c -nt tools/sgemm_bench ]; then
+    make -s tools/sgemm_bench >&2
+fi
+[ -f data/fortunes_train.bin ] || tools/get-data.sh >&2
+[ -x "$PY" ] && "$PY" -c 'import torch, numpy' 2>/dev/null || die "$PY cannot import torch and numpy (tools/install-deps.sh)"
+TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
+
+CMDS=()   # every distinct command, in the order first run
+record() {
+    local s
+    s=$(printf '%q ' "$@")
+    s=${s% }
+    local c
+    for c in "${CMDS[@]+"${CMDS[@]}"}"; do [ "$c" = "$s" ] && return; done
+    CMDS+=("$s")
+}
+
+# peak_rss FILE CMD...: runs CMD (stdout/stderr untouched), writes its peak
+# resident set size in KiB to FILE, returns CMD's status. GNU time when it is
+# there; else polls VmHWM (the kernel's high-water mark) in /proc.
+if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then
+    RSS_HOW="GNU time (%M, max resident set)"
+    peak_rss() { local f=$1; shift; /usr/bin/time -f %M -o "$f" "$@"; }
+else
+    RSS_HOW="VmHWM from /proc/PID/status, polled every 50 ms"
+    peak_rss() {
+        local f=$1; shift
+        "$@" &
+        local pid=$! hwm=0 k v rest rc=0
+        while kill -0 "$pid" 2>/dev/null; do
+            while read -r k v rest; do [ "$k" = VmHWM: ] && hwm=$v; done < "/proc/$pid/status" 2>/dev/null || true
+            sleep 0.05
+        done
+        wait "$pid" || rc=$?
+        echo "$hwm" > "$f"
+        return $rc
+    }
+fi
+rss_mib() { awk 'END { printf "%.0f", $1 / 1024 }' "$1"; }   # last line: the KiB
+
+stamp() { local l; while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# A JSON number field of a line: jnum KEY < lines
+jnum() { sed -n "s/.*\"$1\": *\\([-0-9.eE+]*\\).*/\\1/p"; }
+
+# ------------------------------------------------------------------ model files --
+# header: magic version maxT V L NH C Vp (int32, llm.c)
+header() { od -An -t d4 -N 32 "$1" | tr -s ' \n' ' '; }
+model_bytes() { # L C V Vp maxT -> expected llm.c file size
+    awk -v L="$1" -v C="$2" -v Vp="$4" -v T="$5" 'BEGIN { printf "%.0f", 1024 + 4 * (Vp*C + T*C + L*(12*C*C + 13*C) + 2*C) }'
+}
+ensure_model() { # FILE L NH C V Vp maxT
+    local f=$1 L=$2 NH=$3 C=$4 V=$5 Vp=$6 T=$7
+    if [ -f "$f" ] && [ "$(stat -c %s "$f")" = "$(model_bytes "$L" "$C" "$V" "$Vp" "$T")" ] &&
+       [ "$(header "$f")" = " 20240326 3 $T $V $L $NH $C $Vp " ]; then return; fi
+    say "creating $f (L=$L h=$C heads=$NH V=$V/$Vp maxT=$T; cached for later runs)"
+    local cmd=("$PY" tools/torch_reference.py --write-init "$f.tmp" --layers "$L" --heads "$NH" --channels "$C" --vocab "$V" --max-seq "$T" --padded-vocab "$Vp")
+    "${cmd[@]}" >&2
+    mv "$f.tmp" "$f"
+}
+ensure_data() { # FILE TOKENS V
+    local f=$1 n=$2 V=$3
+    if [ -f "$f" ] && [ "$(stat -c %s "$f")" = $((1024 + 2 * n)) ]; then return; fi
+    say "creating $f ($n random tokens, vocab $V)"
+    "$PY" tools/torch_reference.py --write-data "$f.tmp" --tokens "$n" --vocab "$V" >&2
+    mv "$f.tmp" "$f"
+}
+flops_per_token() { # MODEL T -> 6N + 12*L*T*h
+    header "$1" | awk -v T="$2" '{ maxT = $3; L = $5; C = $7; Vp = $8
+        N = Vp*C + maxT*C + L*(12*C*C + 13*C) + 2*C
+        printf "%.0f %.0f\n", 6*N + 12*L*T*C, N }'
+}
+
+# ------------------------------------------------------------------ runners --
+# run_c TAG ARGS...: ./pretrain_gpt, per-step ms after warm-up into TAG.ms
+# (C_ENV: extra VAR=VALUE words for env, e.g. OMP_WAIT_POLICY=PASSIVE)
+C_ENV=()
+run_c() {
+    local tag=$1; shift
+    rm -f "$W/$tag.jsonl"
+    local cmd=(env ${C_ENV[@]+"${C_ENV[@]}"} OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" ./pretrain_gpt "$@" --metrics-file "$W/$tag.jsonl" --log-memory)
+    record "${cmd[@]}"
+    say "$tag: ${cmd[*]}"
+    peak_rss "$W/$tag.rss" "${cmd[@]}" > "$W/$tag.log" 2>&1 || { tail -n 5 "$W/$tag.log" >&2; die "$tag failed (log: $W/$tag.log)"; }
+    awk -v w=$WARMUP -F'"ms_per_iter": ' '{ split($0, a, "\"iteration\": "); split(a[2], b, ","); sub(/}.*/, "", $2)
+        if (b[1] + 0 > w) print $2 }' "$W/$tag.jsonl" > "$W/$tag.ms"
+    grep -m1 '"iteration": 1,' "$W/$tag.jsonl" | jnum lm_loss > "$W/$tag.loss1"
+    awk -F'"ms_per_iter": ' '{ sub(/}.*/, "", $2); if (NR <= 2) printf "%s%.0f", (NR > 1 ? ", " : ""), $2 }' "$W/$tag.jsonl" > "$W/$tag.warm"
+    [ -s "$W/$tag.ms" ] || die "$tag: no timed iterations in $W/$tag.jsonl"
+}
+# run_torch TAG ARGS...: torch_reference.py; step k takes stamp(k) - stamp(k-1)
+run_torch() {
+    local tag=$1; shift
+    local cmd=(env OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS"
+               "$PY" tools/torch_reference.py "$@" --dtype float32 --threads "$THREADS" --bench)
+    record "${cmd[@]}"
+    say "$tag: ${cmd[*]}"
+    peak_rss "$W/$tag.rss" "${cmd[@]}" 2> "$W/$tag.err" | stamp > "$W/$tag.log" ||
+        { tail -n 5 "$W/$tag.err" >&2; die "$tag failed (log: $W/$tag.log, $W/$tag.err)"; }
+    awk -v w=$WARMUP '/"iteration": / { split($0, a, "\"iteration\": "); split(a[2], b, ","); k = b[1] + 0
+        if (k > w && prev != "") printf "%.3f\n", 1000 * ($1 - prev); prev = $1 }' "$W/$tag.log" > "$W/$tag.ms"
+    grep -m1 '"iteration": 1,' "$W/$tag.log" | jnum lm_loss > "$W/$tag.loss1"
+    grep '"bench": true' "$W/$tag.log" | jnum ms_per_iter > "$W/$tag.own"
+    [ -s "$W/$tag.ms" ] || die "$tag: no timed steps in $W/$tag.log"
+}
+med() { median < "$W/$1.ms"; }
+
+# ------------------------------------------------------------------ machine --
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+NCPU=$(grep -c '^processor' /proc/cpuinfo)
+MEM_GIB=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+REV=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
+git diff --quiet HEAD -- src include 2>/dev/null || REV="$REV + uncommitted changes in src/include"
+T_START=$SECONDS
+
+# ------------------------------------------------------------------ 1. sgemm --
+say "sgemm ceiling: tools/sgemm_bench ${SGEMM_ARGS[*]} ($THREADS threads)"
+SG_CMD=(env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench "${SGEMM_ARGS[@]}")
+record "${SG_CMD[@]}"
+"${SG_CMD[@]}" > "$W/sgemm.txt"
+CEIL=$(awk '$1 == "max" { print $2 }' "$W/sgemm.txt")
+CEIL_AT=$(awk '$1 == "max" { print $3 " " $4 }' "$W/sgemm.txt")
+BLAS_CORE=$(sed -n 's/^# OpenBLAS: //p' "$W/sgemm.txt")
+[ -n "$CEIL" ] || die "tools/sgemm_bench printed no maximum"
+
+# ------------------------------------------------------------------ 2+3. small --
+ensure_model "$SMALL_MODEL" 4 4 256 256 256 128
+SMALL_DATA=data/fortunes_train.bin
+read -r SMALL_FPT SMALL_N < <(flops_per_token "$SMALL_MODEL" 128)
+small_c()  { run_c "small_c_$1" --config configs/small.conf --init-from "$SMALL_MODEL" --data-order sequential --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS"; }
+small_cp() { C_ENV=(OMP_WAIT_POLICY=PASSIVE); run_c "small_cp_$1" --config configs/small.conf --init-from "$SMALL_MODEL" --data-order sequential --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS"; C_ENV=(); }
+small_t()  { run_torch "small_t_$1" --model "$SMALL_MODEL" --data "$SMALL_DATA" --steps "$SMALL_ITERS" --batch 4 --seq 128; }
+for r in $(seq 1 $ROUNDS); do
+    if [ $((r % 2)) = 1 ]; then small_c "$r"; small_t "$r"; small_cp "$r"; else small_cp "$r"; small_t "$r"; small_c "$r"; fi
+done
+best_round() { # PREFIX -> tag of the round with the lowest median
+    local r best="" bm=""
+    for r in $(seq 1 $ROUNDS); do
+        local m; m=$(med "$1_$r")
+        if [ -z "$bm" ] || awk -v a="$m" -v b="$bm" 'BEGIN { exit !(a < b) }'; then bm=$m; best="$1_$r"; fi
+    done
+    echo "$best"
+}
+SC=$(best_round small_c); SCP=$(best_round small_cp); ST=$(best_round small_t)
+
+# ------------------------------------------------------------------ 4. GPT-2 124M --
+if [ $QUICK = 0 ]; then
+    ensure_model "$BIG_MODEL" 12 12 768 50257 50304 1024
+    ensure_data "$BIG_DATA" 100000 50257
+    read -r BIG_FPT BIG_N < <(flops_per_token "$BIG_MODEL" 64)
+    run_c big_c --init-from "$BIG_MODEL" --train-data-path "$BIG_DATA" --seq-length 64 --micro-batch-size 4 \
+        --global-batch-size 4 --hidden-dropout 0 --attention-dropout 0 --data-order sequential --train-iters "$BIG_ITERS"
+    run_torch big_t --model "$BIG_MODEL" --data "$BIG_DATA" --steps "$BIG_ITERS" --batch 4 --seq 64
+fi
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$((SECONDS - T_START))
+
+# ------------------------------------------------------------------ report --
+# row SHAPE IMPL TAG TOKENS_PER_STEP FLOPS_PER_TOKEN TORCH_TAG
+row() {
+    local m tm
+    m=$(med "$3"); tm=$(med "$6")
+    awk -v shape="$1" -v impl="$2" -v ms="$m" -v tok="$4" -v fpt="$5" -v ceil="$CEIL" -v tms="$tm" 'BEGIN {
+        tps = tok / (ms / 1000); gf = fpt * tps / 1e9; ttps = tok / (tms / 1000)
+        printf "| %s | %s | %.1f | %.0f | %.1f | %.0f%% | %.2f |\n", shape, impl, ms, tps, gf, 100 * gf / ceil, tps / ttps }'
+}
+mem_row() { # LABEL TAG
+    local line; line=$(grep -m1 '^memory (rank 0' "$W/$2.log" || true)
+    local k vals=()
+    for k in parameters gradients optimizer activations workspace total; do
+        vals+=("$(echo "$line" | sed -n "s/.* $k \\([0-9]*\\) .*/\\1/p")")
+    done
+    awk -v l="$1" -v rss="$(awk 'END { print $1 }' "$W/$2.rss")" -v p="${vals[0]}" -v g="${vals[1]}" -v o="${vals[2]}" \
+        -v a="${vals[3]}" -v w="${vals[4]}" -v t="${vals[5]}" 'BEGIN { M = 1048576
+        printf "| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", l, rss / 1024, p / M, g / M, o / M, a / M, w / M, t / M, rss / 1024 - t / M }'
+}
+rounds_list() { local r s=""; for r in $(seq 1 $ROUNDS); do s="$s${s:+, }$(med "$1_$r" | awk '{ printf "%.1f", $1 }')"; done; echo "$s"; }
+
+REPORT=$W/report.md
+{
+    echo "# megatron.c speed report"
+    echo
+    echo "- date: $DATE; megatron.c $REV"
+    echo "- machine: $CPU, $NCPU logical CPUs ($(nproc) usable), $MEM_GIB GiB RAM; load average $LOAD0 at start, $LOAD1 at end"
+    echo "- threads: $THREADS per run (OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = $THREADS), one process, no MPI launcher"
+    echo "- BLAS: $BLAS_CORE; PyTorch $TORCH_VERSION (float32)"
+    echo "- ms/iter: median of the steps after $WARMUP warm-up steps; small shape: $SMALL_ITERS steps x $ROUNDS round(s), C and PyTorch interleaved, best round shown"
+    echo "- model FLOPs/token = 6N + 12*L*T*h; sgemm ceiling = $CEIL GFLOP/s (best cblas_sgemm, $CEIL_AT)"
+    echo "- $( [ $QUICK = 1 ] && echo 'quick run (--quick): small shape only; ' )wall time of the benchmark: ${ELAPSED} s"
+    echo
+    echo "| shape | impl | ms/iter | tokens/s | model GFLOP/s | % of sgemm ceiling | ratio vs PyTorch (tokens/s) |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    echo "| sgemm $CEIL_AT | OpenBLAS cblas_sgemm | | | $CEIL | 100% | |"
+    row "small: L4 h256 a4 V256, B4 T128" "megatron.c" "$SC" 512 "$SMALL_FPT" "$ST"
+    row "small: L4 h256 a4 V256, B4 T128" "megatron.c, OMP_WAIT_POLICY=PASSIVE" "$SCP" 512 "$SMALL_FPT" "$ST"
+    row "small: L4 h256 a4 V256, B4 T128" "PyTorch" "$ST" 512 "$SMALL_FPT" "$ST"
+    if [ $QUICK = 0 ]; then
+        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "megatron.c" big_c 256 "$BIG_FPT" big_t
+        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "PyTorch" big_t 256 "$BIG_FPT" big_t
+    fi
+    echo
+    echo "Same model, same batches: step-1 loss small C $(cat "$W/$SC.loss1"), PyTorch $(cat "$W/$ST.loss1")$(
+        [ $QUICK = 0 ] && echo "; 124M C $(cat "$W/big_c.loss1"), PyTorch $(cat "$W/big_t.loss1")")."
+    echo "N = $SMALL_N (small)$( [ $QUICK = 0 ] && echo ", $BIG_N (124M)") parameters; FLOPs/token = $SMALL_FPT (small)$( [ $QUICK = 0 ] && echo ", $BIG_FPT (124M)")."
+    echo "Small-shape round medians (ms): C $(rounds_list small_c); C with OMP_WAIT_POLICY=PASSIVE $(rounds_list small_cp); PyTorch $(rounds_list small_t)."
+    echo -n "Warm-up iterations 1, 2 of the C trainer (ms): small $(cat "$W/$SC.warm")"
+    [ $QUICK = 0 ] && echo -n "; 124M $(cat "$W/big_c.warm")"
+    echo ". PyTorch's own --bench mean (steps 2..N, ms): small $(cat "$W/$ST.own")$( [ $QUICK = 0 ] && echo ", 124M $(cat "$W/big_t.own")")."
+    echo
+    echo "### Memory (MiB): peak RSS vs the trainer's --log-memory accounting"
+    echo
+    echo "Peak RSS by $RSS_HOW."
+    echo
+    echo "| run | peak RSS | parameters | gradients | optimizer | activations | workspace | accounted total | RSS - accounted |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    mem_row "megatron.c, small" "$SC"
+    [ $QUICK = 0 ] && mem_row "megatron.c, GPT-2 124M" big_c
+    echo "| PyTorch, small | $(rss_mib "$W/$ST.rss") | | | | | | | |"
+    [ $QUICK = 0 ] && echo "| PyTorch, GPT-2 124M | $(rss_mib "$W/big_t.rss") | | | | | | | |"
+    echo
+    echo "### sgemm ($THREADS threads, best of the repetitions)"
+    echo
+    echo "| M x N x K | layout | ms | GFLOP/s |"
+    echo "|---|---|---:|---:|"
+    awk '$1 == "sgemm" { printf "| %sx%sx%s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7 }' "$W/sgemm.txt"
+    echo
+    echo "Layouts (row-major, as src/cpu/matmul.c calls them): nt = forward (inp @ W^T), nn = input gradient (dout @ W), tn = weight gradient (dout^T @ inp)."
+    echo
+    echo "### Commands"
+    echo
+    echo '```'
+    for c in "${CMDS[@]}"; do echo "$c"; done
+    echo '```'
+    echo
+    echo "Logs: $W/. The machine may be shared: compare rows of one report, not across reports."
+} > "$REPORT"
+cp "$REPORT" out/bench.md
+cat out/bench.md
