@@ -7,6 +7,8 @@
 typedef enum { MT_LR_CONSTANT, MT_LR_LINEAR, MT_LR_COSINE } mt_lr_style;
 typedef enum { MT_ORDER_SHUFFLE, MT_ORDER_SEQUENTIAL } mt_data_order;
 typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_kind;
+typedef enum { MT_RECOMPUTE_NONE, MT_RECOMPUTE_SELECTIVE, MT_RECOMPUTE_FULL } mt_recompute;
+typedef enum { MT_RECOMPUTE_UNIFORM, MT_RECOMPUTE_BLOCK } mt_recompute_method;
 
 typedef struct {
     // model
@@ -22,6 +24,10 @@ typedef struct {
     int layers_per_virtual_stage;  // 0: no interleaving
     int use_distributed_optimizer;
     mt_schedule_kind schedule;
+    // activation recomputation (Korthikanti et al. 2022)
+    mt_recompute recompute;            // --recompute-granularity
+    mt_recompute_method recompute_method;
+    int recompute_num_layers;          // uniform: layers per group; block: layers recomputed per chunk
     // batch and optimizer
     int micro_batch_size, global_batch_size, num_micro_batches;  // M derived
     int train_iters;

@@ -69,6 +69,9 @@ typedef struct {
     int layer0, nlayers;     // global index of the first layer
     int has_embed, has_head;
     mt_layer_w *w, *dw;      // nlayers
+    // Full recomputation: layer l is recomputed in backward from the input
+    // of its group, which starts at local layer rc_group0[l] (-1: stored).
+    int *rc_group0;          // nlayers
     int nslots;
     mt_slot *slots;
 } mt_chunk;
@@ -107,6 +110,14 @@ typedef struct {
     real *w_logits;    // (n, Vp/t)
     real *w_lnf, *w_lnf_mean, *w_lnf_rstd;  // (nl, h), (nl), (nl)
     real *w_xent;      // (4n) row max, sumexp, target logit, loss
+    // Recomputation: one group's activations, shared by all slots, refilled
+    // by re-running the forward in backward (Korthikanti et al. 2022 §5).
+    int rc_len;                     // layers per recompute group (0: none)
+    mt_layer_acts *rc_acts;         // rc_len
+    real **rc_x;                    // rc_len: inputs of a group's inner layers
+    real *w_xscratch;               // (nl, h) a recomputed group's output (discarded)
+    real *w_probs;                  // (b, a/t, s, s) selective: probabilities of the layer in backward
+    size_t act_layer_bytes;         // activation bytes the slots hold for transformer layers
     size_t mem[MT_MEM_N];           // bytes allocated per category
 } mt_model;
 

@@ -38,6 +38,9 @@ static const flag_def FLAGS[] = {
     {"--num-layers-per-virtual-pipeline-stage", F_INT, O(layers_per_virtual_stage), 0},
     {"--use-distributed-optimizer", F_BOOL, O(use_distributed_optimizer), 0},
     {"--pipeline-schedule", F_SPECIAL, 0, 0},
+    {"--recompute-granularity", F_SPECIAL, 0, 0},
+    {"--recompute-method", F_SPECIAL, 0, 0},
+    {"--recompute-num-layers", F_INT, O(recompute_num_layers), 0},
     {"--micro-batch-size", F_INT, O(micro_batch_size), 0},
     {"--global-batch-size", F_INT, O(global_batch_size), 0},
     {"--train-iters", F_INT, O(train_iters), 0},
@@ -138,6 +141,14 @@ static void parse_special(mt_config *c, const char *f, const char *v, int loud) 
         if (!strcmp(v, "afab")) c->schedule = MT_SCHED_AFAB;
         else if (!strcmp(v, "1f1b")) c->schedule = MT_SCHED_1F1B;
         else mt_fail(loud, MT_EXIT_USAGE, "--pipeline-schedule must be afab or 1f1b (interleaving follows --num-layers-per-virtual-pipeline-stage), got '%s'", v);
+    } else if (!strcmp(f, "--recompute-granularity")) {
+        if (!strcmp(v, "full")) c->recompute = MT_RECOMPUTE_FULL;
+        else if (!strcmp(v, "selective")) c->recompute = MT_RECOMPUTE_SELECTIVE;
+        else mt_fail(loud, MT_EXIT_USAGE, "--recompute-granularity must be full or selective, got '%s'", v);
+    } else if (!strcmp(f, "--recompute-method")) {
+        if (!strcmp(v, "uniform")) c->recompute_method = MT_RECOMPUTE_UNIFORM;
+        else if (!strcmp(v, "block")) c->recompute_method = MT_RECOMPUTE_BLOCK;
+        else mt_fail(loud, MT_EXIT_USAGE, "--recompute-method must be uniform or block, got '%s'", v);
     } else if (!strcmp(f, "--split")) {
         int a, b, d, n = 0;
         if (sscanf(v, "%d,%d,%d%n", &a, &b, &d, &n) != 3 || v[n] || a < 0 || b < 0 || d < 0 || a + b + d <= 0 || a == 0)
@@ -269,6 +280,9 @@ static void validate(const mt_config *c, int loud) {
     check(c->save_interval >= 0, loud, "--save-interval must be >= 0, got %d", c->save_interval);
     check(c->exit_interval >= 0, loud, "--exit-interval must be >= 0, got %d", c->exit_interval);
     check(!c->save_interval || c->save[0], loud, "--save-interval needs --save DIR");
+    check(c->recompute_num_layers >= 0, loud, "--recompute-num-layers must be >= 1, got %d", c->recompute_num_layers);
+    check(c->recompute == MT_RECOMPUTE_FULL || (!mt_config_was_set(c, "--recompute-method") && !c->recompute_num_layers), loud,
+          "--recompute-method and --recompute-num-layers need --recompute-granularity full");
     check(c->dump_step >= 0, loud, "--dump-step must be >= 1, got %d", c->dump_step);
     check(!c->dump_step == !c->dump_dir[0], loud, "--dump-step N and --dump-dir DIR go together");
     check(c->data_path[0] || c->train_data_path[0], loud, "--data-path FILE (or --train-data-path FILE) is required");
@@ -340,6 +354,16 @@ void mt_config_finish(mt_config *c, int world, int loud) {
         check(c->num_micro_batches % c->pp == 0, loud, "interleaved 1F1B needs the number of micro-batches (%d) divisible by --pipeline-model-parallel-size (%d)", c->num_micro_batches, c->pp);
     }
     if (c->lr_decay_iters == 0) c->lr_decay_iters = c->train_iters;
+    if (c->recompute == MT_RECOMPUTE_FULL) {
+        int per_chunk = c->layers_per_virtual_stage ? c->layers_per_virtual_stage : c->num_layers / c->pp;
+        if (!c->recompute_num_layers) c->recompute_num_layers = 1;
+        check(c->recompute_method != MT_RECOMPUTE_UNIFORM || per_chunk % c->recompute_num_layers == 0, loud,
+              "--recompute-num-layers (%d) must divide the layers per pipeline chunk (%d) with --recompute-method uniform",
+              c->recompute_num_layers, per_chunk);
+        check(c->recompute_method != MT_RECOMPUTE_BLOCK || c->recompute_num_layers <= per_chunk, loud,
+              "--recompute-num-layers (%d) exceeds the layers per pipeline chunk (%d) with --recompute-method block",
+              c->recompute_num_layers, per_chunk);
+    }
 }
 
 void mt_config_print(const mt_config *c, FILE *f) {

@@ -150,6 +150,10 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     mt_bias_dropout_add_backward(m->w_dtmp, dw->projb, dres, &ka, r, h);
     const real *dproj = reduce_out_backward(m, cm, m->w_dtmp);
     mt_matmul_backward(m->w_datty, dw->projw, NULL, dproj, a->atty, w->projw, n, hl, h);
+    // Selective recomputation (Korthikanti et al. 2022 §5): the attention
+    // core's probabilities were not kept; recompute them from the saved QKV
+    // (the core's output lands in w_dqkv, which the backward overwrites).
+    if (c->recompute == MT_RECOMPUTE_SELECTIVE) mt_attention_forward(m->w_dqkv, a->probs, a->qkv, &kp, sh);
     mt_attention_backward(m->w_dqkv, m->w_dprobs, m->w_datty, a->qkv, a->probs, &kp, sh);
     in = gather_in(m, cm, a->ln1);
     mt_matmul_backward(m->w_part, dw->qkvw, dw->qkvb, m->w_dqkv, in, w->qkvw, n, h, 3 * hl);

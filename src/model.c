@@ -177,9 +177,35 @@ static void bind(mt_model *m, real *base, real **wte, real **wpe, real **lnfw, r
     }
 }
 
-static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
+// One layer's saved activations, from `kind` (slots: activations; the
+// shared recompute set: workspace). Under selective recomputation the
+// probabilities are never kept: every layer points at the one w_probs.
+static void alloc_acts(mt_model *m, mt_layer_acts *a, mt_mem_kind kind) {
     size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
     size_t probs = (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (size_t)m->s;
+    a->ln1 = alloc_kind(m, kind, nl * h);
+    a->ln1_mean = alloc_kind(m, kind, nl);
+    a->ln1_rstd = alloc_kind(m, kind, nl);
+    a->qkv = alloc_kind(m, kind, n * 3 * (size_t)m->h_l);
+    a->probs = m->cfg->recompute == MT_RECOMPUTE_SELECTIVE ? m->w_probs : alloc_kind(m, kind, probs);
+    a->atty = alloc_kind(m, kind, n * (size_t)m->h_l);
+    a->x2 = alloc_kind(m, kind, nl * h);
+    a->ln2 = alloc_kind(m, kind, nl * h);
+    a->ln2_mean = alloc_kind(m, kind, nl);
+    a->ln2_rstd = alloc_kind(m, kind, nl);
+    a->fc1 = alloc_kind(m, kind, n * (size_t)m->ff_l);
+    a->gelu = alloc_kind(m, kind, n * (size_t)m->ff_l);
+}
+
+static void free_acts(const mt_model *m, mt_layer_acts *a) {
+    real *bufs[] = {a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->atty, a->x2,
+                    a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    if (a->probs != m->w_probs) free(a->probs);
+}
+
+static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
+    size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
     if (ch->has_embed || ch->has_head) {
         m->mem[MT_MEM_ACTS] += 2 * n * sizeof(int);
         sl->tokens = mt_calloc(n, sizeof(int));
@@ -188,24 +214,19 @@ static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
     // Pipeline send buffer for this slot's input gradient: counted as
     // workspace, it is communication staging, not a saved activation.
     if (!ch->has_embed && m->par->pp_size > 1) sl->dsend = alloc_kind(m, MT_MEM_WORK, nl * h);
+    // x[l] is layer l's input; a recomputed layer inside a group keeps
+    // neither its input nor its activations (the shared set has them).
     sl->x = mt_calloc((size_t)ch->nlayers + 1, sizeof(real *));
-    for (int l = 0; l <= ch->nlayers; l++) sl->x[l] = alloc_kind(m, MT_MEM_ACTS, nl * h);
     sl->acts = mt_calloc((size_t)ch->nlayers, sizeof(mt_layer_acts));
+    size_t before = m->mem[MT_MEM_ACTS];
     for (int l = 0; l < ch->nlayers; l++) {
-        mt_layer_acts *a = &sl->acts[l];
-        a->ln1 = alloc_kind(m, MT_MEM_ACTS, nl * h);
-        a->ln1_mean = alloc_kind(m, MT_MEM_ACTS, nl);
-        a->ln1_rstd = alloc_kind(m, MT_MEM_ACTS, nl);
-        a->qkv = alloc_kind(m, MT_MEM_ACTS, n * 3 * (size_t)m->h_l);
-        a->probs = alloc_kind(m, MT_MEM_ACTS, probs);
-        a->atty = alloc_kind(m, MT_MEM_ACTS, n * (size_t)m->h_l);
-        a->x2 = alloc_kind(m, MT_MEM_ACTS, nl * h);
-        a->ln2 = alloc_kind(m, MT_MEM_ACTS, nl * h);
-        a->ln2_mean = alloc_kind(m, MT_MEM_ACTS, nl);
-        a->ln2_rstd = alloc_kind(m, MT_MEM_ACTS, nl);
-        a->fc1 = alloc_kind(m, MT_MEM_ACTS, n * (size_t)m->ff_l);
-        a->gelu = alloc_kind(m, MT_MEM_ACTS, n * (size_t)m->ff_l);
+        int g0 = ch->rc_group0[l];
+        sl->x[l] = g0 < 0 || g0 == l ? alloc_kind(m, MT_MEM_ACTS, nl * h) : m->rc_x[l - g0];
+        if (g0 < 0) alloc_acts(m, &sl->acts[l], MT_MEM_ACTS);
+        else sl->acts[l] = m->rc_acts[l - g0];
     }
+    m->act_layer_bytes += m->mem[MT_MEM_ACTS] - before;
+    sl->x[ch->nlayers] = alloc_kind(m, MT_MEM_ACTS, nl * h);  // the chunk's output
 }
 
 static void alloc_workspace(mt_model *m) {
@@ -226,6 +247,34 @@ static void alloc_workspace(mt_model *m) {
         m->w_lnf_rstd = alloc_kind(m, MT_MEM_WORK, nl);
         m->w_xent = alloc_kind(m, MT_MEM_WORK, 4 * n);
     }
+}
+
+// Which layers of each chunk recompute, and the shared set they refill:
+// uniform: every layer, in groups of --recompute-num-layers; block: the
+// first --recompute-num-layers layers of each chunk, one at a time.
+static void plan_recompute(mt_model *m) {
+    const mt_config *c = m->cfg;
+    size_t nl = (size_t)m->n_l, h = (size_t)m->h;
+    int uniform = c->recompute_method == MT_RECOMPUTE_UNIFORM;
+    if (c->recompute == MT_RECOMPUTE_SELECTIVE)
+        m->w_probs = alloc_kind(m, MT_MEM_WORK, (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (size_t)m->s);
+    m->rc_len = c->recompute == MT_RECOMPUTE_FULL ? (uniform ? c->recompute_num_layers : 1) : 0;
+    for (int k = 0; k < m->nchunks; k++) {
+        mt_chunk *ch = &m->chunks[k];
+        ch->rc_group0 = mt_malloc(sizeof(int) * (size_t)ch->nlayers);
+        for (int l = 0; l < ch->nlayers; l++) {
+            int on = m->rc_len && (uniform || l < c->recompute_num_layers);
+            ch->rc_group0[l] = on ? (uniform ? l / m->rc_len * m->rc_len : l) : -1;
+        }
+    }
+    if (!m->rc_len) return;
+    m->rc_acts = mt_calloc((size_t)m->rc_len, sizeof(mt_layer_acts));
+    m->rc_x = mt_calloc((size_t)m->rc_len, sizeof(real *));
+    for (int i = 0; i < m->rc_len; i++) {
+        alloc_acts(m, &m->rc_acts[i], MT_MEM_WORK);
+        if (i > 0) m->rc_x[i] = alloc_kind(m, MT_MEM_WORK, nl * h);
+    }
+    m->w_xscratch = alloc_kind(m, MT_MEM_WORK, nl * h);
 }
 
 void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk) {
@@ -250,6 +299,7 @@ void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int sl
     m->shard0 = c->use_distributed_optimizer ? (size_t)p->dp_rank * m->shard_n : 0;
     m->param_mem = alloc_kind(m, MT_MEM_PARAMS, m->nelem_pad);
     m->grad_mem = alloc_kind(m, MT_MEM_GRADS, m->nelem_pad);
+    plan_recompute(m);
     for (int k = 0; k < m->nchunks; k++) {
         mt_chunk *ch = &m->chunks[k];
         ch->w = mt_calloc((size_t)ch->nlayers, sizeof(mt_layer_w));
@@ -264,31 +314,37 @@ void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int sl
     init_params(m);
 }
 
-static void free_slot(const mt_chunk *ch, mt_slot *sl) {
+static void free_slot(const mt_model *m, const mt_chunk *ch, mt_slot *sl) {
     free(sl->tokens);
     free(sl->targets);
-    for (int l = 0; l <= ch->nlayers; l++) free(sl->x[l]);
-    for (int l = 0; l < ch->nlayers; l++) {
-        mt_layer_acts *a = &sl->acts[l];
-        real *bufs[] = {a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->probs, a->atty, a->x2,
-                        a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    for (int l = 0; l <= ch->nlayers; l++) {
+        int g0 = l < ch->nlayers ? ch->rc_group0[l] : -1;
+        if (g0 < 0 || g0 == l) free(sl->x[l]);
+        if (l < ch->nlayers && g0 < 0) free_acts(m, &sl->acts[l]);
     }
     free(sl->x);
     free(sl->acts);
     free(sl->dsend);
 }
 
+
 void mt_model_free(mt_model *m) {
     for (int k = 0; k < m->nchunks; k++) {
         mt_chunk *ch = &m->chunks[k];
-        for (int s = 0; s < ch->nslots; s++) free_slot(ch, &ch->slots[s]);
+        for (int s = 0; s < ch->nslots; s++) free_slot(m, ch, &ch->slots[s]);
         free(ch->slots);
+        free(ch->rc_group0);
         free(ch->w);
         free(ch->dw);
     }
     free(m->chunks);
-    real *bufs[] = {m->param_mem, m->grad_mem, m->m_mem, m->v_mem, m->w_gath, m->w_part, m->w_dres, m->w_dtmp,
+    for (int i = 0; i < m->rc_len; i++) {
+        free_acts(m, &m->rc_acts[i]);
+        free(m->rc_x[i]);
+    }
+    free(m->rc_acts);
+    free(m->rc_x);
+    real *bufs[] = {m->w_probs, m->w_xscratch, m->param_mem, m->grad_mem, m->m_mem, m->v_mem, m->w_gath, m->w_part, m->w_dres, m->w_dtmp,
                     m->w_dqkv, m->w_datty, m->w_dff, m->w_dprobs, m->w_logits, m->w_lnf, m->w_lnf_mean,
                     m->w_lnf_rstd, m->w_xent};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -305,7 +361,7 @@ mt_param *mt_params_full(const mt_config *c, int tp, int *n) {
     m.par = &par;
     m.h = c->hidden_size;
     m.Vp = c->padded_vocab;
-    mt_chunk ch = {0, c->num_layers, 1, 1, NULL, NULL, 0, NULL};
+    mt_chunk ch = {.layer0 = 0, .nlayers = c->num_layers, .has_embed = 1, .has_head = 1};
     m.chunks = &ch;
     m.nchunks = 1;
     build_table(&m);

@@ -89,9 +89,20 @@ static void backward_one(runner *r, int k, int mb) {
         if (m->cfg->bug_loss_per_stage) mt_scale(m->w_dres, nx, (real)1 / (real)m->cfg->num_micro_batches);
     }
     double t0 = mt_now();
-    for (int l = ch->nlayers - 1; l >= 0; l--)
+    for (int l = ch->nlayers - 1; l >= 0; l--) {
+        int g0 = ch->rc_group0[l];
+        // Full recomputation: on reaching the last layer of a group, re-run
+        // the group's forward from its stored input. The masks are keyed by
+        // global indices, so the recomputed activations are bitwise the
+        // originals; the group's output goes to scratch (the stored copy may
+        // already hold the head's gradient).
+        if (g0 >= 0 && (l == ch->nlayers - 1 || ch->rc_group0[l + 1] != g0))
+            for (int j = g0; j <= l; j++)
+                mt_block_forward(m, r->cm, r->st, ch->layer0 + j, &ch->w[j], &sl->acts[j], sl->x[j],
+                                 j == l ? m->w_xscratch : sl->x[j + 1], sl->sample0);
         mt_block_backward(m, r->cm, r->st, ch->layer0 + l, &ch->w[l], &ch->dw[l], &sl->acts[l], sl->x[l], m->w_dres,
                           sl->sample0);
+    }
     if (ch->has_embed) {
         mt_embed_backward(m, r->cm, r->st, sl, m->w_dres);
         r->res.t_compute += mt_now() - t0;

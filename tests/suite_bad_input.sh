@@ -31,21 +31,26 @@ M=($(tiny_model))
 
 names=()
 section=""
-# launch KIND NAME EXPECT CMD...: runs CMD in the background into $T/cases/NAME.*
-launch() {
+# add KIND NAME EXPECT CMD...: queues a case (files $T/cases/NAME.*).
+add() {
   local kind=$1 name=$2 expect=$3; shift 3
-  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  [ -e "$T/cases/$name.case" ] && { not_ok "bad_input/$name" "case name used twice"; return; }
   names+=("$name")
   printf '%s\n%s\n%s\n%s\n' "$kind" "$expect" "$section" "$*" > "$T/cases/$name.case"
-  ( t0=$(date +%s%N)
-    # Isolated singletons share Open MPI's session directory name: one per case.
-    mkdir -p "$T/cases/$name.mpi"; export OMPI_MCA_orte_tmpdir_base=$T/cases/$name.mpi
-    timeout --kill-after=5 20 "$@" > "$T/cases/$name.out" 2> "$T/cases/$name.err" < /dev/null
-    echo $? > "$T/cases/$name.rc"
-    echo $(( ($(date +%s%N) - t0) / 1000000 )) > "$T/cases/$name.ms" ) &
+  printf '%s\0' "$@" > "$T/cases/$name.args"
 }
-bad() { local n=$1 e=$2; shift 2; launch bad "$n" "$e" "$@"; }
-good() { local n=$1; shift; launch good "$n" "" "$@"; }
+# launch NAME: runs a queued case in the background, at most $JOBS at once.
+launch() {
+  local name=$1 args
+  mapfile -d '' -t args < "$T/cases/$name.args"
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  # Isolated singletons share Open MPI's session directory name: one per case.
+  ( export OMPI_MCA_orte_tmpdir_base=$T/cases/$name.mpi
+    timeout --kill-after=5 20 "${args[@]}" > "$T/cases/$name.out" 2> "$T/cases/$name.err" < /dev/null
+    echo $? > "$T/cases/$name.rc" ) &
+}
+bad() { local n=$1 e=$2; shift 2; add bad "$n" "$e" "$@"; }
+good() { local n=$1; shift; add good "$n" "" "$@"; }
 
 # ---- files: a valid llm.c model, then corrupted copies ----------------------
 # A flag that needs a value, after all others, makes the positive control's
@@ -255,6 +260,12 @@ bad   model_seq_over_positions "--seq-length 32 exceeds the 16 positions of --in
 bad   model_nan_weight        "--init-from $F/m_nan.bin: non-finite weight in tensor wte.weight" $BIN "${M[@]}" --init-from "$F/m_nan.bin"
 bad   model_inf_last_weight   "--init-from $F/m_inf_last.bin: non-finite weight in tensor ln_f.bias" $BIN "${M[@]}" --init-from "$F/m_inf_last.bin"
 bad   np4_model_nan_weight    "--init-from $F/m_nan.bin: non-finite weight in tensor wte.weight" $MPIRUN 4 $BIN "${M[@]}" --init-from "$F/m_nan.bin" --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2
+(cd "$T/cases" && mkdir -p "${names[@]/%/.mpi}")
+# The slowest cases (several ranks, then the ones that train) start first, so
+# the last few to finish are quick ones.
+for n in "${names[@]}"; do [[ $n == np* ]] && launch "$n"; done
+for n in "${names[@]}"; do [[ $n == control* ]] && launch "$n"; done
+for n in "${names[@]}"; do [[ $n != np* && $n != control* ]] && launch "$n"; done
 wait
 
 # ---- verdicts, in table order -------------------------------------------------------------
@@ -262,8 +273,11 @@ rows=()
 for n in "${names[@]}"; do
   d=$T/cases/$n
   { read -r kind; read -r expect; read -r sect; read -r cmd; } < "$d.case"
-  rc=$(cat "$d.rc" 2>/dev/null || echo "?")
-  mapfile -t lines < <(grep -v -E '^(note|warning):' "$d.err" | grep -v '^[[:space:]]*$')
+  rc="?"; [ -f "$d.rc" ] && read -r rc < "$d.rc"
+  lines=()
+  while IFS= read -r l || [ -n "$l" ]; do
+    [[ $l == note:* || $l == warning:* || $l =~ ^[[:space:]]*$ ]] || lines+=("$l")
+  done < "$d.err"
   why=""
   if [ "$kind" = good ]; then
     [ "$rc" = 0 ] || why="positive control exited $rc: $(tail -n 2 "$d.err" | tr '\n' ' ')"

@@ -71,6 +71,11 @@ fi
 [ -f data/fortunes_train.bin ] || tools/get-data.sh >&2
 [ -x "$PY" ] && "$PY" -c 'import torch, numpy' 2>/dev/null || die "$PY cannot import torch and numpy (tools/install-deps.sh)"
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
+# Every C run uses one snapshot of ./pretrain_gpt: a concurrent `make` (other
+# people's work on a shared checkout) cannot swap the binary mid-report.
+PG=$W/pretrain_gpt
+cp ./pretrain_gpt "$PG.tmp" && mv "$PG.tmp" "$PG"
+PG_WHEN=$(date -u -r ./pretrain_gpt '+%Y-%m-%d %H:%M:%S UTC')
 
 CMDS=()   # every distinct command, in the order first run
 record() {
@@ -145,7 +150,7 @@ C_ENV=()
 run_c() {
     local tag=$1; shift
     rm -f "$W/$tag.jsonl"
-    local cmd=(env ${C_ENV[@]+"${C_ENV[@]}"} OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" ./pretrain_gpt "$@" --metrics-file "$W/$tag.jsonl" --log-memory)
+    local cmd=(env ${C_ENV[@]+"${C_ENV[@]}"} OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" "$PG" "$@" --metrics-file "$W/$tag.jsonl" --log-memory)
     record "${cmd[@]}"
     say "$tag: ${cmd[*]}"
     peak_rss "$W/$tag.rss" "${cmd[@]}" > "$W/$tag.log" 2>&1 || { tail -n 5 "$W/$tag.log" >&2; die "$tag failed (log: $W/$tag.log)"; }
@@ -249,7 +254,7 @@ REPORT=$W/report.md
 {
     echo "# megatron.c speed report"
     echo
-    echo "- date: $DATE; megatron.c $REV"
+    echo "- date: $DATE; megatron.c $REV; C runs use $PG, a copy of ./pretrain_gpt (built $PG_WHEN)"
     echo "- machine: $CPU, $NCPU logical CPUs ($(nproc) usable), $MEM_GIB GiB RAM; load average $LOAD0 at start, $LOAD1 at end"
     echo "- threads: $THREADS per run (OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = $THREADS), one process, no MPI launcher"
     echo "- BLAS: $BLAS_CORE; PyTorch $TORCH_VERSION (float32)"
