@@ -25,6 +25,23 @@
 // PP sends and receives of (s/t*b, h) per micro-batch and direction.
 void mt_account_comm(const mt_model *m, mt_comm_stats *out);
 
+// Activation bytes the slots of this stage hold for transformer layers,
+// from the formula of this trainer's storage (elements of m->eb.act bytes;
+// n = s*b rows, nl = n/t under SP and n otherwise; a heads, t = TP):
+//   a stored layer:   4 nl h  (input, LN1 out, residual, LN2 out)
+//                   + 4 nl    (two LayerNorms' mean and 1/std)
+//                   + 12 n h / t  (QKV 3, attention output 1, fc1 and GELU 4 + 4)
+//                   + a s^2 b / t (softmax probabilities; dropped by selective)
+//   full recomputation: nl h for the first layer of each group, 0 for the rest.
+// Dropout masks are never stored (regenerated from the counter-based
+// generator), which is where this differs from the paper's 1-byte masks.
+// Multiply by slots in flight; compare with m->act_layer_bytes.
+size_t mt_account_act_layers(const mt_model *m);
+
+// Korthikanti et al. 2022, Table 2: activation bytes per layer at 2-byte
+// activations and 1-byte masks for this config's mode (t = TP size).
+double mt_account_paper_layer(const mt_config *c);
+
 // Prints measured and predicted side by side; returns the number of rows
 // that differ.
 int mt_account_comm_print(const mt_comm_stats *measured, const mt_comm_stats *predicted, FILE *f);

@@ -76,6 +76,11 @@ typedef struct {
     mt_slot *slots;
 } mt_chunk;
 
+// Bytes per element by category. The trainer uses its real type for all
+// and keeps two AdamW moments per optimizer element; the planner can count
+// a GPU run's mixed precision instead (tools/plan --bf16).
+typedef struct { int param, grad, act, optim; } mt_elem_bytes;
+
 // Memory categories, each measured from its allocations.
 typedef enum { MT_MEM_PARAMS, MT_MEM_GRADS, MT_MEM_OPTIM, MT_MEM_ACTS, MT_MEM_WORK, MT_MEM_N } mt_mem_kind;
 extern const char *const mt_mem_names[MT_MEM_N];
@@ -119,12 +124,18 @@ typedef struct {
     real *w_probs;                  // (b, a/t, s, s) selective: probabilities of the layer in backward
     size_t act_layer_bytes;         // activation bytes the slots hold for transformer layers
     size_t mem[MT_MEM_N];           // bytes allocated per category
+    int dry;                        // planning only: count bytes, allocate nothing
+    mt_elem_bytes eb;
 } mt_model;
 
 // Builds the stage's parameter table, allocates everything and initialises
 // the parameters from the counter-based generator (DESIGN §1).
 // `slots_per_chunk` = micro-batches in flight that the schedule needs.
 void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk);
+// The same construction without allocating or initialising anything: every
+// size lands in m->mem exactly as mt_model_init would allocate it (the
+// planner, tools/plan). eb NULL: this build's element sizes.
+void mt_model_plan(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, const mt_elem_bytes *eb);
 void mt_model_free(mt_model *m);
 
 // Global (row, col) of local element (i, j) of parameter `pr` on TP rank r.

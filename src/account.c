@@ -20,16 +20,23 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
         E += (uint64_t)m->chunks[k].has_embed;
         H += (uint64_t)m->chunks[k].has_head;
     }
-    size_t r = sizeof(real);
+    // Element sizes: activations for TP and PP traffic, gradients for their
+    // reductions, parameters for the distributed optimizer's all-gather.
+    size_t r = (size_t)m->eb.act, rg = (size_t)m->eb.grad, rp = (size_t)m->eb.param;
+    // Full recomputation re-runs a recomputed layer's forward, collectives
+    // included (2 f̄ all-reduces, or 2 all-gathers + 2 reduce-scatters).
+    uint64_t R = 0;
+    for (int k = 0; k < m->nchunks; k++)
+        for (int l = 0; l < m->chunks[k].nlayers; l++) R += m->chunks[k].rc_group0[l] >= 0;
     if (p->tp_size > 1) {
         if (!c->sequence_parallel) {
-            add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * (4 * L + E + H), nh, r);
+            add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * (4 * L + 2 * R + E + H), nh, r);
         } else {
-            add(out, MT_GROUP_TP, MT_COLL_ALLGATHER, M * (6 * L + E + H), nh, r);
-            add(out, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, M * (4 * L + E + H), nh, r);
+            add(out, MT_GROUP_TP, MT_COLL_ALLGATHER, M * (6 * L + 2 * R + E + H), nh, r);
+            add(out, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, M * (4 * L + 2 * R + E + H), nh, r);
             uint64_t sp = 0;
             for (int i = 0; i < m->nparams; i++) sp += m->params[i].sp_partial ? m->params[i].n : 0;
-            add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, sp ? 1 : 0, sp, r);
+            add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, sp ? 1 : 0, sp, rg);
         }
         add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, n, r);      // MAX
         add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, 2 * n, r);  // SUM of (sumexp, target logit)
@@ -40,15 +47,39 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
         add(out, MT_GROUP_PP, MT_COLL_SEND, M * ((uint64_t)!last + (uint64_t)!first), x, r);
         add(out, MT_GROUP_PP, MT_COLL_RECV, M * ((uint64_t)!last + (uint64_t)!first), x, r);
         const mt_param *w = mt_model_find(m, "wte.weight");
-        if (w) add(out, MT_GROUP_EMBD, MT_COLL_ALLREDUCE, 1, w->n, r);
+        if (w) add(out, MT_GROUP_EMBD, MT_COLL_ALLREDUCE, 1, w->n, rg);
     }
-    if (p->dp_size > 1 && !c->use_distributed_optimizer) add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, m->nelem, r);
+    if (p->dp_size > 1 && !c->use_distributed_optimizer) add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, m->nelem, rg);
     if (p->dp_size > 1 && c->use_distributed_optimizer) {
-        add(out, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, 1, m->nelem_pad, r);
-        add(out, MT_GROUP_DP, MT_COLL_ALLGATHER, 1, m->nelem_pad, r);
+        add(out, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, 1, m->nelem_pad, rg);
+        add(out, MT_GROUP_DP, MT_COLL_ALLGATHER, 1, m->nelem_pad, rp);
         add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));  // the norm's shard sums
     }
     if (p->tp_size * p->pp_size > 1) add(out, MT_GROUP_MP, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));
+}
+
+size_t mt_account_act_layers(const mt_model *m) {
+    const mt_config *c = m->cfg;
+    size_t t = (size_t)m->par->tp_size, n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h, e = (size_t)m->eb.act;
+    size_t probs = c->recompute == MT_RECOMPUTE_SELECTIVE ? 0 : (size_t)c->num_heads * (size_t)m->s * (size_t)m->s * (size_t)m->b / t;
+    size_t stored = 4 * nl * h + 4 * nl + 12 * n * h / t + probs, total = 0;
+    for (int k = 0; k < m->nchunks; k++) {
+        const mt_chunk *ch = &m->chunks[k];
+        for (int l = 0; l < ch->nlayers; l++) {
+            int g0 = ch->rc_group0[l];
+            total += (size_t)ch->nslots * e * (g0 < 0 ? stored : g0 == l ? nl * h : 0);
+        }
+    }
+    return total;
+}
+
+double mt_account_paper_layer(const mt_config *c) {
+    double s = c->seq_length, b = c->micro_batch_size, h = c->hidden_size, a = c->num_heads, t = c->tp;
+    double sbh = s * b * h;
+    if (c->recompute == MT_RECOMPUTE_FULL) return 2 * sbh;
+    int sel = c->recompute == MT_RECOMPUTE_SELECTIVE, sp = c->sequence_parallel;
+    if (sp) return sel ? 34 * sbh / t : sbh * (34 + 5 * a * s / h) / t;
+    return sel ? sbh * (10 + 24 / t) : sbh * (10 + 24 / t + 5 * a * s / (h * t));
 }
 
 int mt_account_comm_print(const mt_comm_stats *ms, const mt_comm_stats *pr, FILE *f) {

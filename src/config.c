@@ -109,12 +109,27 @@ static void defaults(mt_config *c) {
     c->eval_iters = 10; c->log_interval = 1;
 }
 
+// The --config file being read (NULL: the command line), so that an error in
+// a flag read from it names the file as well as the flag.
+static const char *g_origin;
+
+static _Noreturn void bad_flag(int loud, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static _Noreturn void bad_flag(int loud, const char *fmt, ...) {
+    char msg[1600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (g_origin) mt_fail(loud, MT_EXIT_USAGE, "--config %s: %s", g_origin, msg);
+    mt_fail(loud, MT_EXIT_USAGE, "%s", msg);
+}
+
 static long parse_long(const char *flag, const char *v, int loud) {
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || end == v || *end || x < INT_MIN || x > INT_MAX)
-        mt_fail(loud, MT_EXIT_USAGE, "%s expects an integer, got '%s'", flag, v);
+        bad_flag(loud, "%s expects an integer, got '%s'", flag, v);
     return x;
 }
 
@@ -123,7 +138,7 @@ static double parse_double(const char *flag, const char *v, int loud) {
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v || *end || !isfinite(x))
-        mt_fail(loud, MT_EXIT_USAGE, "%s expects a finite number, got '%s'", flag, v);
+        bad_flag(loud, "%s expects a finite number, got '%s'", flag, v);
     return x;
 }
 
@@ -132,27 +147,27 @@ static void parse_special(mt_config *c, const char *f, const char *v, int loud) 
         if (!strcmp(v, "constant")) c->lr_style = MT_LR_CONSTANT;
         else if (!strcmp(v, "linear")) c->lr_style = MT_LR_LINEAR;
         else if (!strcmp(v, "cosine")) c->lr_style = MT_LR_COSINE;
-        else mt_fail(loud, MT_EXIT_USAGE, "--lr-decay-style must be constant, linear or cosine, got '%s'", v);
+        else bad_flag(loud, "--lr-decay-style must be constant, linear or cosine, got '%s'", v);
     } else if (!strcmp(f, "--data-order")) {
         if (!strcmp(v, "shuffle")) c->data_order = MT_ORDER_SHUFFLE;
         else if (!strcmp(v, "sequential")) c->data_order = MT_ORDER_SEQUENTIAL;
-        else mt_fail(loud, MT_EXIT_USAGE, "--data-order must be shuffle or sequential, got '%s'", v);
+        else bad_flag(loud, "--data-order must be shuffle or sequential, got '%s'", v);
     } else if (!strcmp(f, "--pipeline-schedule")) {
         if (!strcmp(v, "afab")) c->schedule = MT_SCHED_AFAB;
         else if (!strcmp(v, "1f1b")) c->schedule = MT_SCHED_1F1B;
-        else mt_fail(loud, MT_EXIT_USAGE, "--pipeline-schedule must be afab or 1f1b (interleaving follows --num-layers-per-virtual-pipeline-stage), got '%s'", v);
+        else bad_flag(loud, "--pipeline-schedule must be afab or 1f1b (interleaving follows --num-layers-per-virtual-pipeline-stage), got '%s'", v);
     } else if (!strcmp(f, "--recompute-granularity")) {
         if (!strcmp(v, "full")) c->recompute = MT_RECOMPUTE_FULL;
         else if (!strcmp(v, "selective")) c->recompute = MT_RECOMPUTE_SELECTIVE;
-        else mt_fail(loud, MT_EXIT_USAGE, "--recompute-granularity must be full or selective, got '%s'", v);
+        else bad_flag(loud, "--recompute-granularity must be full or selective, got '%s'", v);
     } else if (!strcmp(f, "--recompute-method")) {
         if (!strcmp(v, "uniform")) c->recompute_method = MT_RECOMPUTE_UNIFORM;
         else if (!strcmp(v, "block")) c->recompute_method = MT_RECOMPUTE_BLOCK;
-        else mt_fail(loud, MT_EXIT_USAGE, "--recompute-method must be uniform or block, got '%s'", v);
+        else bad_flag(loud, "--recompute-method must be uniform or block, got '%s'", v);
     } else if (!strcmp(f, "--split")) {
         int a, b, d, n = 0;
         if (sscanf(v, "%d,%d,%d%n", &a, &b, &d, &n) != 3 || v[n] || a < 0 || b < 0 || d < 0 || a + b + d <= 0 || a == 0)
-            mt_fail(loud, MT_EXIT_USAGE, "--split expects three non-negative weights like 969,30,1 with a non-zero first, got '%s'", v);
+            bad_flag(loud, "--split expects three non-negative weights like 969,30,1 with a non-zero first, got '%s'", v);
         c->split[0] = a; c->split[1] = b; c->split[2] = d;
     }
 }
@@ -166,12 +181,13 @@ static int apply(mt_config *c, int n, char **av, int i, int loud) {
         if (d->type == F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask |= 1ull << k; return 1; }
         if (d->type == F_GPU_NOTE) {
             if (loud) printf("note: %s\n", d->note);
+            if (!strcmp(f, "--bf16")) c->bf16 = 1;
             return 1;
         }
-        if (i + 1 >= n) mt_fail(loud, MT_EXIT_USAGE, "%s needs a value", f);
+        if (i + 1 >= n) bad_flag(loud, "%s needs a value", f);
         const char *v = av[i + 1];
         // "--save --train-iters 1" would otherwise save into "--train-iters".
-        if (!strncmp(v, "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "%s needs a value, got the flag '%s'", f, v);
+        if (!strncmp(v, "--", 2)) bad_flag(loud, "%s needs a value, got the flag '%s'", f, v);
         void *dst = (char *)c + d->off;
         switch (d->type) {
         case F_INT: *(int *)dst = (int)parse_long(f, v, loud); break;
@@ -180,12 +196,12 @@ static int apply(mt_config *c, int n, char **av, int i, int loud) {
             char *end;
             errno = 0;
             unsigned long long x = strtoull(v, &end, 10);
-            if (errno || end == v || *end || v[0] == '-') mt_fail(loud, MT_EXIT_USAGE, "--seed expects a non-negative integer, got '%s'", v);
+            if (errno || end == v || *end || v[0] == '-') bad_flag(loud, "--seed expects a non-negative integer, got '%s'", v);
             *(uint64_t *)dst = x;
             break;
         }
         case F_STR:
-            if (strlen(v) >= 1024) mt_fail(loud, MT_EXIT_USAGE, "%s: path longer than 1023 characters", f);
+            if (strlen(v) >= 1024) bad_flag(loud, "%s: path longer than 1023 characters", f);
             strcpy((char *)dst, v);
             break;
         case F_GPU_NOTE_ARG:
@@ -197,7 +213,7 @@ static int apply(mt_config *c, int n, char **av, int i, int loud) {
         c->set_mask |= 1ull << k;
         return 2;
     }
-    mt_fail(loud, MT_EXIT_USAGE, "unknown flag '%s' (see README.md, 'Flags')", f);
+    bad_flag(loud, "unknown flag '%s' (see README.md, 'Flags')", f);
 }
 
 // Splits a config file into words: one flag (and value) per line, '#' starts
@@ -300,11 +316,13 @@ void mt_config_parse(mt_config *c, int argc, char **argv, int loud) {
         if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "--config needs a file");
         int n;
         char **w = read_config_file(argv[i + 1], &n, loud);
+        g_origin = argv[i + 1];
         for (int j = 0; j < n;) {
             if (!strcmp(w[j], "--config")) mt_fail(loud, MT_EXIT_USAGE, "--config %s: nested --config is not allowed", argv[i + 1]);
             if (strncmp(w[j], "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "--config %s: expected a flag, got '%s'", argv[i + 1], w[j]);
             j += apply(c, n, w, j, loud);
         }
+        g_origin = NULL;
         for (int j = 0; j < n; j++) free(w[j]);
         free(w);
     }

@@ -21,6 +21,7 @@ int mt_token_file_read(mt_token_file *f, const char *path, int vocab, char *err,
     size_t got = fread(hdr, sizeof(int32_t), 256, fp);
     int rc = -1;
     if (got != 256) { snprintf(err, errlen, "%s: truncated header (%zu bytes, need 1024)", path, got * 4); goto out; }
+    if (hdr[0] == 20240326) { snprintf(err, errlen, "%s: is an llm.c model file (magic 20240326; --init-from takes it), not a token file", path); goto out; }
     if (hdr[0] != MT_TOKENS_MAGIC) { snprintf(err, errlen, "%s: bad magic %d (want %d: llm.c token file)", path, hdr[0], MT_TOKENS_MAGIC); goto out; }
     if (hdr[1] != 1 && hdr[1] != 2) { snprintf(err, errlen, "%s: unsupported version %d (1: uint16 tokens, 2: uint32 tokens)", path, hdr[1]); goto out; }
     size_t esize = hdr[1] == 1 ? 2 : 4;

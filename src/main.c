@@ -282,6 +282,14 @@ static void print_memory(const run *r) {
     if (all) {
         for (int i = 0; i < r->par.world_size; i++) printf("%s\n", all + (size_t)i * sizeof line);
         free(all);
+        int layers = 0;
+        for (int k = 0; k < m->nchunks; k++) layers += m->chunks[k].nlayers;
+        double per = (double)m->act_layer_bytes / (layers * m->chunks[0].nslots);
+        printf("activations of rank 0's transformer layers: measured %zu bytes, formula %zu bytes (%d layers x %d micro-batches "
+               "in flight; %.0f bytes per layer and micro-batch, %zu-byte elements, no stored masks); Korthikanti et al. "
+               "Table 2 for this mode at 2-byte activations: %.0f bytes per layer\n",
+               m->act_layer_bytes, mt_account_act_layers(m), layers, m->chunks[0].nslots, per, sizeof(real),
+               mt_account_paper_layer(&r->cfg));
     }
 }
 

@@ -12,8 +12,9 @@
 const char *const mt_mem_names[MT_MEM_N] = {"parameters", "gradients", "optimizer", "activations", "workspace"};
 
 static real *alloc_kind(mt_model *m, mt_mem_kind k, size_t n) {
-    m->mem[k] += n * sizeof(real);
-    return mt_calloc(n, sizeof(real));
+    size_t e = k == MT_MEM_PARAMS ? (size_t)m->eb.param : k == MT_MEM_GRADS ? (size_t)m->eb.grad : (size_t)m->eb.act;
+    m->mem[k] += n * e;
+    return m->dry ? NULL : mt_calloc(n, sizeof(real));
 }
 
 // Parameter table ------------------------------------------------------------
@@ -208,8 +209,8 @@ static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
     size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
     if (ch->has_embed || ch->has_head) {
         m->mem[MT_MEM_ACTS] += 2 * n * sizeof(int);
-        sl->tokens = mt_calloc(n, sizeof(int));
-        sl->targets = mt_calloc(n, sizeof(int));
+        sl->tokens = m->dry ? NULL : mt_calloc(n, sizeof(int));
+        sl->targets = m->dry ? NULL : mt_calloc(n, sizeof(int));
     }
     // Pipeline send buffer for this slot's input gradient: counted as
     // workspace, it is communication staging, not a saved activation.
@@ -277,10 +278,22 @@ static void plan_recompute(mt_model *m) {
     m->w_xscratch = alloc_kind(m, MT_MEM_WORK, nl * h);
 }
 
+static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, int dry, const mt_elem_bytes *eb);
+
 void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk) {
+    build(m, c, p, slots_per_chunk, 0, NULL);
+}
+
+void mt_model_plan(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, const mt_elem_bytes *eb) {
+    build(m, c, p, slots_per_chunk, 1, eb);
+}
+
+static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, int dry, const mt_elem_bytes *eb) {
     memset(m, 0, sizeof *m);
     m->cfg = c;
     m->par = p;
+    m->dry = dry;
+    m->eb = eb ? *eb : (mt_elem_bytes){(int)sizeof(real), (int)sizeof(real), (int)sizeof(real), 2 * (int)sizeof(real)};
     int t = p->tp_size;
     m->h = c->hidden_size; m->nh = c->num_heads; m->hd = c->hidden_size / c->num_heads;
     m->s = c->seq_length; m->b = c->micro_batch_size;
@@ -308,9 +321,10 @@ void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int sl
         ch->slots = mt_calloc((size_t)slots_per_chunk, sizeof(mt_slot));
         for (int s = 0; s < slots_per_chunk; s++) alloc_slot(m, ch, &ch->slots[s]);
     }
+    alloc_workspace(m);
+    if (dry) return;
     bind(m, m->param_mem, &m->wte, &m->wpe, &m->lnfw, &m->lnfb, 0);
     bind(m, m->grad_mem, &m->dwte, &m->dwpe, &m->dlnfw, &m->dlnfb, 1);
-    alloc_workspace(m);
     init_params(m);
 }
 

@@ -137,6 +137,7 @@ int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t e
     size_t got = fread(hd, 4, 256, fp);
     fclose(fp);
     if (got != 256) { snprintf(err, errlen, "%s: truncated header (%zu of 1024 bytes)", path, got * 4); return -1; }
+    if (hd[0] == 20240520) { snprintf(err, errlen, "%s: is an llm.c token file (magic 20240520; --data-path takes it), not a model file", path); return -1; }
     if (hd[0] != MT_LLMC_MAGIC) { snprintf(err, errlen, "%s: bad magic %d (want %d: llm.c model file)", path, hd[0], MT_LLMC_MAGIC); return -1; }
     if (hd[1] != 3) { snprintf(err, errlen, "%s: unsupported version %d (need 3: fp32 weights)", path, hd[1]); return -1; }
     *h = (mt_llmc_header){hd[2], hd[3], hd[4], hd[5], hd[6], hd[7]};

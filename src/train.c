@@ -91,9 +91,10 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
 
 void mt_optimizer_init(mt_model *m) {
     // Moments for the shard only; they are indexed by arena offset - shard0.
+    m->mem[MT_MEM_OPTIM] += m->shard_n * (size_t)m->eb.optim;
+    if (m->dry) return;
     m->m_mem = mt_calloc(m->shard_n, sizeof(real));
     m->v_mem = mt_calloc(m->shard_n, sizeof(real));
-    m->mem[MT_MEM_OPTIM] += 2 * m->shard_n * sizeof(real);
 }
 
 void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, int step) {
