@@ -29,9 +29,11 @@ typedef struct {
     double seconds;   // time spent inside MPI calls
 } mt_comm_stats;
 
+struct mt_trace;
 typedef struct {
     const mt_parallel *par;
     mt_comm_stats stats;   // reset by the caller per iteration
+    struct mt_trace *trace;  // when recording a timeline: every call is an event
 } mt_comm;
 
 extern const char *const mt_group_names[MT_GROUP_N];

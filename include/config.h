@@ -42,14 +42,14 @@ typedef struct {
     mt_data_order data_order;
     // I/O and logging
     char init_from[1024], export_llmc[1024], metrics_file[1024], dump_params[1024];
-    char save[1024], load[1024], dump_dir[1024];
+    char save[1024], load[1024], dump_dir[1024], timeline[1024];
     int dump_step;             // iteration whose parameters and gradients go to dump_dir
     int save_interval, eval_interval, eval_iters, log_interval;
     int exit_interval;         // stop (after saving) when the iteration is a multiple
     int log_comm, log_memory, log_layout, log_pipeline;
     int dry_run;
     int bf16;                  // --bf16 was given (noted; tools/plan counts 2-byte elements)               // check flags and layout, print them, allocate nothing
-    uint64_t set_mask;         // bit k: FLAGS[k] was given (config file or argv)
+    uint64_t set_mask[2];      // bit k: FLAGS[k] was given (config file or argv)
     // Negative controls for the test suite, set only by the environment
     // variable MT_INJECT_BUG (comma-separated names, see README "Tests"):
     // each plants a bug the layout tests must catch.

@@ -1,6 +1,8 @@
 // comm.c: the mappings f, f̄, g, ḡ and the gradient collectives, each counted.
 #include "comm.h"
 
+#include "trace.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,9 +34,12 @@ static int size_of(MPI_Comm c) {
 }
 
 static void count(mt_comm *cm, mt_group g, mt_coll c, size_t bytes, double t0) {
+    double t1 = mt_now();
     cm->stats.bytes[g][c] += bytes;
     cm->stats.calls[g][c] += 1;
-    cm->stats.seconds += mt_now() - t0;
+    cm->stats.seconds += t1 - t0;
+    // A pipeline receive is time spent waiting for the neighbour: idle.
+    mt_trace_add(cm->trace, c == MT_COLL_RECV ? MT_EV_IDLE : MT_EV_COMM, g, c, t0, t1);
 }
 
 static void allreduce(mt_comm *cm, mt_group g, void *x, size_t n, MPI_Datatype type, MPI_Op op, size_t esize) {

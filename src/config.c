@@ -65,6 +65,7 @@ static const flag_def FLAGS[] = {
     {"--metrics-file", F_STR, O(metrics_file), 0},
     {"--dump-params", F_STR, O(dump_params), 0},
     {"--dump-dir", F_STR, O(dump_dir), 0},
+    {"--timeline", F_STR, O(timeline), 0},
     {"--dump-step", F_INT, O(dump_step), 0},
     {"--save", F_STR, O(save), 0},
     {"--load", F_STR, O(load), 0},
@@ -89,7 +90,7 @@ static const flag_def FLAGS[] = {
 };
 #undef O
 #define NFLAGS (int)(sizeof(FLAGS) / sizeof(FLAGS[0]))
-_Static_assert(sizeof(FLAGS) / sizeof(FLAGS[0]) <= 64, "set_mask holds 64 flags");
+_Static_assert(sizeof(FLAGS) / sizeof(FLAGS[0]) <= 128, "set_mask holds 128 flags");
 
 static void defaults(mt_config *c) {
     memset(c, 0, sizeof *c);
@@ -178,7 +179,7 @@ static int apply(mt_config *c, int n, char **av, int i, int loud) {
     for (int k = 0; k < NFLAGS; k++) {
         const flag_def *d = &FLAGS[k];
         if (strcmp(f, d->name)) continue;
-        if (d->type == F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask |= 1ull << k; return 1; }
+        if (d->type == F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask[k / 64] |= 1ull << (k % 64); return 1; }
         if (d->type == F_GPU_NOTE) {
             if (loud) printf("note: %s\n", d->note);
             if (!strcmp(f, "--bf16")) c->bf16 = 1;
@@ -210,7 +211,7 @@ static int apply(mt_config *c, int n, char **av, int i, int loud) {
         case F_SPECIAL: parse_special(c, f, v, loud); break;
         default: break;
         }
-        c->set_mask |= 1ull << k;
+        c->set_mask[k / 64] |= 1ull << (k % 64);
         return 2;
     }
     bad_flag(loud, "unknown flag '%s' (see README.md, 'Flags')", f);
@@ -395,6 +396,6 @@ void mt_config_print(const mt_config *c, FILE *f) {
 
 int mt_config_was_set(const mt_config *c, const char *flag) {
     for (int k = 0; k < NFLAGS; k++)
-        if (!strcmp(FLAGS[k].name, flag)) return (int)(c->set_mask >> k & 1);
+        if (!strcmp(FLAGS[k].name, flag)) return (int)(c->set_mask[k / 64] >> (k % 64) & 1);
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "parallel.h"
 #include "schedule.h"
 #include "shard.h"
+#include "trace.h"
 #include "train.h"
 
 // Everything one run holds.
@@ -210,6 +211,19 @@ static void dump_step(run *r, int it) {
     if (r->par.world_rank == 0) printf(" dumped parameters and gradients of iteration %d to %s\n", it, path);
 }
 
+static void write_timeline(const run *r, mt_trace *t, int it) {
+    const mt_config *c = &r->cfg;
+    char title[256], err[1400] = "";
+    snprintf(title, sizeof title, "iteration %d, TP %d x PP %d x DP %d%s, M %d%s", it, c->tp, c->pp, c->dp,
+             c->sequence_parallel ? " SP" : "", c->num_micro_batches,
+             c->schedule == MT_SCHED_INTERLEAVED ? " interleaved 1F1B" : c->schedule == MT_SCHED_AFAB ? " AFAB" : " 1F1B");
+    int rc = mt_trace_write(t, &r->par, c->timeline, title, err, sizeof err);
+    mt_trace_free(t);
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rc) mt_fail(r->par.world_rank == 0, MT_EXIT_FAIL, "%s", err);
+    if (r->par.world_rank == 0) printf(" timeline of iteration %d written to %s (and .json for chrome://tracing)\n", it, c->timeline);
+}
+
 static void save(run *r, int it, uint64_t consumed) {
     char err[1400] = "";
     double t0 = mt_now();
@@ -230,6 +244,13 @@ static void train(run *r) {
         memset(&r->cm.stats, 0, sizeof r->cm.stats);
         memset(m->grad_mem, 0, m->nelem * sizeof(real));
         mt_step st = {(uint32_t)(it - 1), 1};
+        // --timeline records the last iteration (warm caches, steady state).
+        mt_trace trace = {0};
+        if (c->timeline[0] && it == c->train_iters) {
+            mt_trace_start(&trace, &r->par);
+            r->cm.trace = &trace;
+            t0 = mt_now();
+        }
         uint64_t done = (uint64_t)(it - 1 - r->start.iteration) * (uint64_t)c->global_batch_size;
         fill_ctx x = {r, &r->train, r->start.consumed_samples + done};
         mt_sched_result res = mt_schedule_run(m, &r->cm, &st, 1, fill, &x);
@@ -244,8 +265,14 @@ static void train(run *r) {
                     it, isfinite(loss) ? "gradient norm" : "loss", loss, norm, it - 1);
         if (c->dump_step == it) dump_step(r, it);
         double lr = mt_lr_at(c, it);
+        double t_opt = mt_now();
         mt_optimizer_step(m, &r->cm, norm, lr, it);
         double ms = 1000.0 * (mt_now() - t0);
+        if (r->cm.trace) {
+            mt_trace_add(&trace, MT_EV_OPTIM, 0, 0, t_opt, mt_now());
+            r->cm.trace = NULL;
+            write_timeline(r, &trace, it);
+        }
         log_iteration(r, it, loss, norm, lr, ms);
         if (c->log_comm) log_comm(r, it);
         if (c->log_pipeline && (it % c->log_interval == 0 || it == c->train_iters)) log_pipeline(r, it, &res, t_sched);

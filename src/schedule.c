@@ -1,6 +1,8 @@
 // schedule.c: pipeline schedules over the model chunks of one stage.
 #include "schedule.h"
 
+#include "trace.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +59,7 @@ static void forward_one(runner *r, int k, int mb) {
     for (int l = 0; l < ch->nlayers; l++)
         mt_block_forward(m, r->cm, r->st, ch->layer0 + l, &ch->w[l], &sl->acts[l], sl->x[l], sl->x[l + 1], sl->sample0);
     real *top = sl->x[ch->nlayers];
+    double t_end_layers = mt_now();
     if (ch->has_head) {
         // The head runs its backward at once; its input gradient replaces the
         // (no longer needed) head input in the slot until this micro-batch's
@@ -67,8 +70,10 @@ static void forward_one(runner *r, int k, int mb) {
         if (r->backward) memcpy(top, m->w_dres, nx * sizeof(real));
         r->res.loss_sum += sl->loss;
         r->res.t_compute += mt_now() - t0;
+        mt_trace_add(r->cm->trace, MT_EV_FORWARD, k, mb, t0, mt_now());
     } else {
         r->res.t_compute += mt_now() - t0;
+        mt_trace_add(r->cm->trace, MT_EV_FORWARD, k, mb, t0, t_end_layers);
         mt_comm_pp_isend(r->cm, top, nx, next_stage(m), tag_act(next_chunk(m, k)), &r->act_req[ri]);
     }
 }
@@ -103,11 +108,10 @@ static void backward_one(runner *r, int k, int mb) {
         mt_block_backward(m, r->cm, r->st, ch->layer0 + l, &ch->w[l], &ch->dw[l], &sl->acts[l], sl->x[l], m->w_dres,
                           sl->sample0);
     }
-    if (ch->has_embed) {
-        mt_embed_backward(m, r->cm, r->st, sl, m->w_dres);
-        r->res.t_compute += mt_now() - t0;
-    } else {
-        r->res.t_compute += mt_now() - t0;
+    if (ch->has_embed) mt_embed_backward(m, r->cm, r->st, sl, m->w_dres);
+    r->res.t_compute += mt_now() - t0;
+    mt_trace_add(r->cm->trace, MT_EV_BACKWARD, k, mb, t0, mt_now());
+    if (!ch->has_embed) {
         mt_comm_wait(r->cm, &r->grad_req[ri]);
         memcpy(sl->dsend, m->w_dres, nx * sizeof(real));
         mt_comm_pp_isend(r->cm, sl->dsend, nx, prev_stage(m), tag_grad(prev_chunk(m, k)), &r->grad_req[ri]);

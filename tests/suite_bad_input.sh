@@ -8,8 +8,11 @@
 #                             lines, is one line containing EXPECT (fixed text)
 #   good NAME CMD...          positive control: CMD exits 0
 #
-# Cases run a few at a time (most of a case's wall time is MPI start-up, not
-# CPU), each under a timeout; results print in table order.
+# Cases named np<N>_* run under tools/mpirun.sh N: there too stderr must be
+# rank 0's one line (no other rank's copy, no mpirun banner) and mpirun's exit
+# code 2. Cases run a few at a time (most of a case's wall time is MPI
+# start-up, not CPU), each under a 20 s timeout (a hang is a failure);
+# results print in table order.
 #
 #   bash tests/suite_bad_input.sh               run the checks
 #   bash tests/suite_bad_input.sh --doc FILE    also write the table of what the
@@ -56,8 +59,8 @@ bad() { local n=$1 e=$2; shift 2; add bad "$n" "$e" "$@"; }
 good() { local n=$1; shift; add good "$n" "" "$@"; }
 
 # ---- files: a valid llm.c model, then corrupted copies ----------------------
-# A flag that needs a value, after all others, makes the positive control's
-# model file. (Training one iteration of the tiny model: about a second.)
+# The tiny model trained one iteration and exported: a valid llm.c model file
+# (the positive control loads it), from which the corrupted copies are made.
 if ! timeout 60 $BIN "${M[@]}" --train-iters 1 --export-llmc "$F/model.bin" > "$F/export.log" 2>&1; then
   not_ok bad_input_setup "exporting the tiny model failed: $(tail -n 3 "$F/export.log")"
   exit 1
@@ -73,8 +76,7 @@ def hdr(*vals):  # 256 little-endian int32
 def tok_file(tokens, version=1, count=None, magic=20240520):
     fmt = "<%dH" if version == 1 else "<%dI"
     return hdr(magic, version, len(tokens) if count is None else count) + struct.pack(fmt % len(tokens), *tokens)
-good_tokens = list(open(corpus, "rb").read()[1024:1024 + 2 * 200])
-good_tokens = list(struct.unpack("<200H", bytes(good_tokens)))
+good_tokens = list(struct.unpack("<200H", open(corpus, "rb").read()[1024:1024 + 2 * 200]))  # version-1 file
 # token files
 w("tok_empty.bin", b"")
 w("tok_trunc.bin", tok_file(good_tokens)[:100])

@@ -59,3 +59,25 @@ done
 timeout 20 tools/plan --config configs/megatron-sp-guide.conf --recompute-granularity selective > "$T/full.txt" 2>&1 &&
   grep -q "bf16 mixed-precision" "$T/full.txt" && ok "planner_full_size_guide ($(grep -m1 'GiB' "$T/full.txt" | sed 's/^ *//' | cut -c1-100))" ||
   not_ok planner_full_size_guide "$(tail -n 2 "$T/full.txt")"
+
+# The timeline: a well-formed SVG with one lane per rank and the measured
+# bubble in its title, and Chrome-trace JSON with every rank's events.
+$MPIRUN 4 ./pretrain_gpt --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 \
+  --pipeline-model-parallel-size 2 --tensor-model-parallel-size 2 --global-batch-size 16 --timeline "$T/tl.svg" > "$T/tl.log" 2>&1
+if out=$(/usr/bin/python3 - "$T/tl.svg" "$T/tl.json" 2>&1 <<'PY'
+import json, sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+lanes = [g for g in root.iter(ns + "g") if g.get("class") == "lane"]
+assert len(lanes) == 4, "lanes: %d" % len(lanes)
+assert all(len(g.findall(ns + "rect")) > 4 for g in lanes), "a lane without spans"
+title = root.find(ns + "text").text
+assert "bubble" in title, title
+ev = json.load(open(sys.argv[2]))["traceEvents"]
+tids = {e["tid"] for e in ev if e["ph"] == "X"}
+assert tids == {0, 1, 2, 3}, tids
+kinds = {e["cat"] for e in ev if e["ph"] == "X"}
+assert {"forward", "backward", "comm", "idle"} <= kinds, kinds
+print("%d lanes, %d events; %s" % (len(lanes), len(ev), title.split(": ")[1]))
+PY
+); then ok "timeline_svg_one_lane_per_rank ($out)"; else not_ok timeline_svg_one_lane_per_rank "$out"; fi
