@@ -51,7 +51,7 @@ OBJ64 := $(patsubst %.c,$(BUILD)/fp64/%.o,$(LIBSRC))
 TESTSRC := $(wildcard tests/test_*.c)
 TESTS32 := $(patsubst tests/%.c,$(BUILD)/fp32/tests/%,$(TESTSRC))
 TESTS64 := $(patsubst tests/%.c,$(BUILD)/fp64/tests/%,$(TESTSRC))
-TOOLS := tools/prepare_data tools/compare tools/plan
+TOOLS := tools/prepare_data tools/compare tools/plan tools/generate
 
 .PHONY: all deps found run test bench clean fuzz
 all: found pretrain_gpt pretrain_gpt_fp64 $(TOOLS) $(TESTS32) $(TESTS64)

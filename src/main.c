@@ -2,7 +2,9 @@
 // loop, with Megatron-style log lines.
 #include <malloc.h>
 #include <math.h>
+#include <errno.h>
 #include <signal.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -96,6 +98,26 @@ static void setup_data(run *r) {
         mt_fail(loud, MT_EXIT_USAGE, "%s: the training split has %zu tokens, fewer than --seq-length + 1 (%d)", tp, r->train.ntok, T + 1);
     if (c->eval_interval > 0 && (!r->has_valid || r->valid.nsamples == 0))
         mt_fail(loud, MT_EXIT_USAGE, "--eval-interval %d needs a validation split of at least --seq-length + 1 (%d) tokens (--split or --valid-data-path)", c->eval_interval, T + 1);
+}
+
+// Output files are checked before training, not found unwritable after it:
+// rank 0 creates (and removes) each path's temporary sibling.
+static void check_outputs(const run *r) {
+    const mt_config *c = &r->cfg;
+    const char *flags[] = {"--export-llmc", "--dump-params", "--timeline", "--metrics-file"};
+    const char *paths[] = {c->export_llmc, c->dump_params, c->timeline, c->metrics_file};
+    char err[1400] = "";
+    if (r->par.world_rank == 0)
+        for (int i = 0; i < 4 && !err[0]; i++) {
+            if (!paths[i][0]) continue;
+            char tmp[1100];
+            snprintf(tmp, sizeof tmp, "%s.tmp", paths[i]);
+            FILE *f = fopen(tmp, "w");
+            if (!f) snprintf(err, sizeof err, "%s %s: cannot write there (%s)", flags[i], paths[i], strerror(errno));
+            else { fclose(f); unlink(tmp); }
+        }
+    MPI_Bcast(err, sizeof err, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (err[0]) mt_fail(r->par.world_rank == 0, MT_EXIT_USAGE, "%s", err);
 }
 
 // --init-from: the file's header gives the shape; an explicit flag that
@@ -348,6 +370,7 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return 0;
     }
+    check_outputs(&r);
     setup_data(&r);
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
     mt_optimizer_init(&r.model);

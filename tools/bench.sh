@@ -18,16 +18,18 @@
 #
 #   tools/bench.sh            everything (~3-6 minutes on 2 cores)
 #   tools/bench.sh --quick    sgemm + the small shape only, fewer iterations
-# Environment: BENCH_THREADS (default 2) threads for every run.
+# Environment: BENCH_THREADS (default 2) threads for every run; BENCH_ROUNDS
+# (default 2, --quick 1) rounds of the small shape; BENCH_BIG_ROUNDS (default
+# 1) rounds of the 124M shape (each round costs about a minute or more).
 #
 # Timing: every run uses THREADS threads (OMP_NUM_THREADS and
 # OPENBLAS_NUM_THREADS). ms/iter is the median of the per-step times after
 # WARMUP=2 warm-up steps: the trainer's own per-iteration times from
 # --metrics-file; for PyTorch, the gaps between its per-step JSON lines (it
 # flushes each one), stamped on arrival, so both are measured the same way.
-# The small shape runs ROUNDS times, C and PyTorch interleaved (the order
-# alternates per round), and reports each implementation's best round: the
-# machine may be shared, so the least disturbed round is the better estimate.
+# Each shape runs in rounds, C and PyTorch back to back (the order alternates
+# per round), and each implementation's best round is reported: the machine
+# may be shared, so the least disturbed round is the better estimate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C   # '.' as the decimal point in $EPOCHREALTIME and awk
@@ -46,19 +48,21 @@ done
 THREADS=${BENCH_THREADS:-2}
 WARMUP=2
 if [ $QUICK = 1 ]; then
-    SMALL_ITERS=10; ROUNDS=1
+    SMALL_ITERS=10; ROUNDS=${BENCH_ROUNDS:-1}
     SGEMM_ARGS=(--reps 3 --layouts nt 512x768x768 256x2304x768 2048x2048x2048)
 else
-    SMALL_ITERS=20; ROUNDS=2
+    SMALL_ITERS=20; ROUNDS=${BENCH_ROUNDS:-2}
     SGEMM_ARGS=(--reps 5 512x768x768 256x2304x768 256x3072x768 256x768x3072 256x50304x768 2048x2048x2048)
 fi
 BIG_ITERS=5   # 2 warm-up + 3 timed, both implementations
+BIG_ROUNDS=${BENCH_BIG_ROUNDS:-1}
 PY=/usr/bin/python3
 W=out/bench                       # logs and per-run files
 SMALL_MODEL=out/bench_small.bin   # llm.c model files, cached
 BIG_MODEL=out/bench_gpt2_124m.bin
 BIG_DATA=out/bench_gpt2_tokens.bin
 mkdir -p "$W"
+rm -f "$W"/small_* "$W"/big_* "$W"/sgemm.txt "$W"/report.md   # no stale results from an earlier run
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench.sh: error: $*" >&2; exit 1; }
@@ -207,24 +211,28 @@ small_t()  { run_torch "small_t_$1" --model "$SMALL_MODEL" --data "$SMALL_DATA" 
 for r in $(seq 1 $ROUNDS); do
     if [ $((r % 2)) = 1 ]; then small_c "$r"; small_t "$r"; small_cp "$r"; else small_cp "$r"; small_t "$r"; small_c "$r"; fi
 done
-best_round() { # PREFIX -> tag of the round with the lowest median
+best_round() { # PREFIX ROUNDS -> tag of the round with the lowest median
     local r best="" bm=""
-    for r in $(seq 1 $ROUNDS); do
+    for r in $(seq 1 "$2"); do
         local m; m=$(med "$1_$r")
         if [ -z "$bm" ] || awk -v a="$m" -v b="$bm" 'BEGIN { exit !(a < b) }'; then bm=$m; best="$1_$r"; fi
     done
     echo "$best"
 }
-SC=$(best_round small_c); SCP=$(best_round small_cp); ST=$(best_round small_t)
+SC=$(best_round small_c $ROUNDS); SCP=$(best_round small_cp $ROUNDS); ST=$(best_round small_t $ROUNDS)
 
 # ------------------------------------------------------------------ 4. GPT-2 124M --
 if [ $QUICK = 0 ]; then
     ensure_model "$BIG_MODEL" 12 12 768 50257 50304 1024
     ensure_data "$BIG_DATA" 100000 50257
     read -r BIG_FPT BIG_N < <(flops_per_token "$BIG_MODEL" 64)
-    run_c big_c --init-from "$BIG_MODEL" --train-data-path "$BIG_DATA" --seq-length 64 --micro-batch-size 4 \
-        --global-batch-size 4 --hidden-dropout 0 --attention-dropout 0 --data-order sequential --train-iters "$BIG_ITERS"
-    run_torch big_t --model "$BIG_MODEL" --data "$BIG_DATA" --steps "$BIG_ITERS" --batch 4 --seq 64
+    big_c() { run_c "big_c_$1" --init-from "$BIG_MODEL" --train-data-path "$BIG_DATA" --seq-length 64 --micro-batch-size 4 \
+        --global-batch-size 4 --hidden-dropout 0 --attention-dropout 0 --data-order sequential --train-iters "$BIG_ITERS"; }
+    big_t() { run_torch "big_t_$1" --model "$BIG_MODEL" --data "$BIG_DATA" --steps "$BIG_ITERS" --batch 4 --seq 64; }
+    for r in $(seq 1 $BIG_ROUNDS); do
+        if [ $((r % 2)) = 1 ]; then big_c "$r"; big_t "$r"; else big_t "$r"; big_c "$r"; fi
+    done
+    BC=$(best_round big_c $BIG_ROUNDS); BT=$(best_round big_t $BIG_ROUNDS)
 fi
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$((SECONDS - T_START))
@@ -248,7 +256,7 @@ mem_row() { # LABEL TAG
         -v a="${vals[3]}" -v w="${vals[4]}" -v t="${vals[5]}" 'BEGIN { M = 1048576
         printf "| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", l, rss / 1024, p / M, g / M, o / M, a / M, w / M, t / M, rss / 1024 - t / M }'
 }
-rounds_list() { local r s=""; for r in $(seq 1 $ROUNDS); do s="$s${s:+, }$(med "$1_$r" | awk '{ printf "%.1f", $1 }')"; done; echo "$s"; }
+steps_list() { local r s=""; for r in $(seq 1 "$2"); do s="$s${s:+ / }$(awk '{ printf "%s%.0f", (NR > 1 ? " " : ""), $1 }' "$W/$1_$r.ms")"; done; echo "$s"; }
 
 REPORT=$W/report.md
 {
@@ -258,7 +266,7 @@ REPORT=$W/report.md
     echo "- machine: $CPU, $NCPU logical CPUs ($(nproc) usable), $MEM_GIB GiB RAM; load average $LOAD0 at start, $LOAD1 at end"
     echo "- threads: $THREADS per run (OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = $THREADS), one process, no MPI launcher"
     echo "- BLAS: $BLAS_CORE; PyTorch $TORCH_VERSION (float32)"
-    echo "- ms/iter: median of the steps after $WARMUP warm-up steps; small shape: $SMALL_ITERS steps x $ROUNDS round(s), C and PyTorch interleaved, best round shown"
+    echo "- ms/iter: median of the steps after $WARMUP warm-up steps, best round; small shape $SMALL_ITERS steps x $ROUNDS round(s)$( [ $QUICK = 0 ] && echo ", 124M $BIG_ITERS steps x $BIG_ROUNDS round(s)"), C and PyTorch back to back"
     echo "- model FLOPs/token = 6N + 12*L*T*h; sgemm ceiling = $CEIL GFLOP/s (best cblas_sgemm, $CEIL_AT)"
     echo "- $( [ $QUICK = 1 ] && echo 'quick run (--quick): small shape only; ' )wall time of the benchmark: ${ELAPSED} s"
     echo
@@ -269,17 +277,19 @@ REPORT=$W/report.md
     row "small: L4 h256 a4 V256, B4 T128" "megatron.c, OMP_WAIT_POLICY=PASSIVE" "$SCP" 512 "$SMALL_FPT" "$ST"
     row "small: L4 h256 a4 V256, B4 T128" "PyTorch" "$ST" 512 "$SMALL_FPT" "$ST"
     if [ $QUICK = 0 ]; then
-        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "megatron.c" big_c 256 "$BIG_FPT" big_t
-        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "PyTorch" big_t 256 "$BIG_FPT" big_t
+        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "megatron.c" "$BC" 256 "$BIG_FPT" "$BT"
+        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "PyTorch" "$BT" 256 "$BIG_FPT" "$BT"
     fi
     echo
     echo "Same model, same batches: step-1 loss small C $(cat "$W/$SC.loss1"), PyTorch $(cat "$W/$ST.loss1")$(
-        [ $QUICK = 0 ] && echo "; 124M C $(cat "$W/big_c.loss1"), PyTorch $(cat "$W/big_t.loss1")")."
+        [ $QUICK = 0 ] && echo "; 124M C $(cat "$W/$BC.loss1"), PyTorch $(cat "$W/$BT.loss1")")."
     echo "N = $SMALL_N (small)$( [ $QUICK = 0 ] && echo ", $BIG_N (124M)") parameters; FLOPs/token = $SMALL_FPT (small)$( [ $QUICK = 0 ] && echo ", $BIG_FPT (124M)")."
-    echo "Small-shape round medians (ms): C $(rounds_list small_c); C with OMP_WAIT_POLICY=PASSIVE $(rounds_list small_cp); PyTorch $(rounds_list small_t)."
+    echo "Per-step times after warm-up (ms), one group per round:"
+    echo "small C $(steps_list small_c $ROUNDS); C with OMP_WAIT_POLICY=PASSIVE $(steps_list small_cp $ROUNDS); PyTorch $(steps_list small_t $ROUNDS)$(
+        [ $QUICK = 0 ] && echo "; 124M C $(steps_list big_c $BIG_ROUNDS); PyTorch $(steps_list big_t $BIG_ROUNDS)")."
     echo -n "Warm-up iterations 1, 2 of the C trainer (ms): small $(cat "$W/$SC.warm")"
-    [ $QUICK = 0 ] && echo -n "; 124M $(cat "$W/big_c.warm")"
-    echo ". PyTorch's own --bench mean (steps 2..N, ms): small $(cat "$W/$ST.own")$( [ $QUICK = 0 ] && echo ", 124M $(cat "$W/big_t.own")")."
+    [ $QUICK = 0 ] && echo -n "; 124M $(cat "$W/$BC.warm")"
+    echo ". PyTorch's own --bench mean (steps 2..N, ms): small $(cat "$W/$ST.own")$( [ $QUICK = 0 ] && echo ", 124M $(cat "$W/$BT.own")")."
     echo
     echo "### Memory (MiB): peak RSS vs the trainer's --log-memory accounting"
     echo
@@ -288,9 +298,9 @@ REPORT=$W/report.md
     echo "| run | peak RSS | parameters | gradients | optimizer | activations | workspace | accounted total | RSS - accounted |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     mem_row "megatron.c, small" "$SC"
-    [ $QUICK = 0 ] && mem_row "megatron.c, GPT-2 124M" big_c
+    [ $QUICK = 0 ] && mem_row "megatron.c, GPT-2 124M" "$BC"
     echo "| PyTorch, small | $(rss_mib "$W/$ST.rss") | | | | | | | |"
-    [ $QUICK = 0 ] && echo "| PyTorch, GPT-2 124M | $(rss_mib "$W/big_t.rss") | | | | | | | |"
+    [ $QUICK = 0 ] && echo "| PyTorch, GPT-2 124M | $(rss_mib "$W/$BT.rss") | | | | | | | |"
     echo
     echo "### sgemm ($THREADS threads, best of the repetitions)"
     echo

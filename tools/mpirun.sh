@@ -15,5 +15,19 @@ if [ -z "${OMP_NUM_THREADS:-}" ]; then
   export OMP_NUM_THREADS=$t
 fi
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$OMP_NUM_THREADS}
+# Open MPI adds a 10-line banner when ranks exit non-zero; our ranks already
+# said why in one line (rank 0), so drop exactly those banners and keep any
+# other (e.g. "mpirun noticed that process rank 3 ... exited on signal 9").
+filter_banners() {
+  awk '
+    /^--------------------+$/ { if (inb) { inb = 0; if (keep) printf "%s%s\n", buf, $0; buf = ""; next } inb = 1; keep = 1; buf = $0 "\n"; next }
+    inb { buf = buf $0 "\n"; if ($0 ~ /returned a non-zero exit code|exited with non-zero status|Per user-direction, the job has been aborted/) keep = 0; next }
+    { print }
+    END { if (inb && keep) printf "%s", buf }'
+}
+set +e
 # shellcheck disable=SC2086
-exec mpirun -np "$np" "${flags[@]}" ${MPIRUN_FLAGS:-} -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS "$@"
+mpirun -np "$np" "${flags[@]}" ${MPIRUN_FLAGS:-} -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS "$@" 2> >(filter_banners >&2)
+rc=$?
+wait
+exit $rc

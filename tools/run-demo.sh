@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 [ -f data/fortunes_train.bin ] && [ -f data/fortunes_val.bin ] || tools/get-data.sh
 mkdir -p out
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-echo "+ tools/mpirun.sh 4 ./pretrain_gpt --config configs/demo.conf --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --sequence-parallel --log-layout --log-memory $*"
+echo "+ tools/mpirun.sh 4 ./pretrain_gpt --config configs/demo.conf --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --sequence-parallel --log-layout --log-memory --export-llmc out/demo_model.bin --save out/demo_ckpt $*"
 exec tools/mpirun.sh 4 ./pretrain_gpt --config configs/demo.conf \
   --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --sequence-parallel \
-  --log-layout --log-memory --export-llmc out/demo_model.bin "$@"
+  --log-layout --log-memory --export-llmc out/demo_model.bin --save out/demo_ckpt "$@"

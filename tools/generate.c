@@ -1,0 +1,155 @@
+// tools/generate: sample text from a checkpoint, so a learner sees what the
+// model learned.
+//
+//   tools/generate --load DIR [--prompt TEXT] [--tokens N] [--temperature T]
+//                  [--top-k K] [--seed S]
+//
+// The checkpoint's metadata gives the shape; the model runs on one rank with
+// the trainer's own layers (no dropout). Each new token re-runs the forward
+// over the context (at most the model's positions; no KV cache: these
+// models are small). Byte-level vocabularies (256) print text; larger ones
+// print token ids.
+#include <math.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "layers.h"
+#include "rng.h"
+#include "safetensors.h"
+
+typedef struct { const char *load, *prompt; int tokens, top_k; double temperature; uint64_t seed; } opts;
+
+static opts parse(int argc, char **argv) {
+    opts o = {NULL, "\n", 200, 40, 0.8, 1234};
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) mt_fail(1, MT_EXIT_USAGE, "generate: %s needs a value", f);
+        if (!strcmp(f, "--load")) o.load = v;
+        else if (!strcmp(f, "--prompt")) o.prompt = v;
+        else if (!strcmp(f, "--tokens")) o.tokens = atoi(v);
+        else if (!strcmp(f, "--top-k")) o.top_k = atoi(v);
+        else if (!strcmp(f, "--temperature")) o.temperature = atof(v);
+        else if (!strcmp(f, "--seed")) o.seed = strtoull(v, NULL, 10);
+        else mt_fail(1, MT_EXIT_USAGE, "generate: unknown flag '%s' (--load --prompt --tokens --temperature --top-k --seed)", f);
+        i++;
+    }
+    if (!o.load) mt_fail(1, MT_EXIT_USAGE, "generate: --load DIR is required");
+    if (o.tokens < 0 || o.top_k < 0 || !(o.temperature >= 0)) mt_fail(1, MT_EXIT_USAGE, "generate: --tokens, --top-k and --temperature must be >= 0");
+    return o;
+}
+
+// The model shape from the latest checkpoint's metadata.
+static void shape_from(const char *dir, mt_config *c) {
+    char path[1300], err[1400];
+    FILE *f = fopen((snprintf(path, sizeof path, "%s/latest_checkpointed_iteration.txt", dir), path), "r");
+    int it = 0;
+    if (!f || fscanf(f, "%d", &it) != 1) mt_fail(1, MT_EXIT_USAGE, "generate: %s holds no checkpoint", dir);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/iter_%07d/model.safetensors", dir, it);
+    mt_st_file *st = mt_st_open(path, err, sizeof err);
+    if (!st) mt_fail(1, MT_EXIT_USAGE, "generate: %s", err);
+    const char *keys[] = {"num_layers", "hidden_size", "num_attention_heads", "vocab_size", "max_position_embeddings"};
+    int *dst[] = {&c->num_layers, &c->hidden_size, &c->num_heads, &c->vocab_size, &c->max_position_embeddings};
+    for (int i = 0; i < 5; i++) {
+        const char *v = mt_st_meta(st, keys[i]);
+        if (!v) mt_fail(1, MT_EXIT_USAGE, "generate: %s lacks %s", path, keys[i]);
+        *dst[i] = atoi(v);
+    }
+    const char *pv = mt_st_meta(st, "padded_vocab_size");
+    c->vocab_divisor = pv ? atoi(pv) : c->vocab_size;  // Vp itself divides Vp
+    mt_st_close(st);
+}
+
+// Logits of row `row` of the final hidden states: LN_f, then wte.
+static void logits_of(mt_model *m, const real *x, int row, real *logits) {
+    real mean, rstd, *y = mt_malloc(sizeof(real) * (size_t)m->h);
+    mt_layernorm_forward(y, &mean, &rstd, x + (size_t)row * m->h, m->lnfw, m->lnfb, 1, m->h);
+    mt_matmul_forward(logits, y, m->wte, NULL, 1, m->h, m->Vp);
+    free(y);
+}
+
+static int sample(const real *logits, int V, const opts *o, int step) {
+    int best = 0;
+    for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+    if (o->temperature == 0) return best;
+    double *p = mt_malloc(sizeof(double) * (size_t)V), sum = 0;
+    // top-k: keep the k largest logits (threshold = k-th largest).
+    double thr = -INFINITY;
+    if (o->top_k > 0 && o->top_k < V) {
+        double *s = mt_malloc(sizeof(double) * (size_t)V);
+        for (int i = 0; i < V; i++) s[i] = logits[i];
+        for (int k = 0; k < o->top_k; k++) {  // partial selection, small k
+            int j = k;
+            for (int i = k + 1; i < V; i++) if (s[i] > s[j]) j = i;
+            double t = s[k]; s[k] = s[j]; s[j] = t;
+        }
+        thr = s[o->top_k - 1];
+        free(s);
+    }
+    for (int i = 0; i < V; i++) {
+        p[i] = logits[i] >= thr ? exp((logits[i] - logits[best]) / o->temperature) : 0;
+        sum += p[i];
+    }
+    mt_philox_ctr r = mt_philox((mt_philox_key){{(uint32_t)o->seed, (uint32_t)(o->seed >> 32)}}, (mt_philox_ctr){{(uint32_t)step, 7, 0, 0}});
+    double u = mt_u01(r.v[0]) * sum, acc = 0;
+    int pick = best;
+    for (int i = 0; i < V; i++) {
+        acc += p[i];
+        if (p[i] > 0 && u < acc) { pick = i; break; }
+    }
+    free(p);
+    return pick;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    opts o = parse(argc, argv);
+    char *av[] = {"generate", "--data-path", "(unused)"};
+    mt_config c;
+    mt_config_parse(&c, 3, av, 1);
+    shape_from(o.load, &c);
+    c.seq_length = c.max_position_embeddings;
+    c.hidden_dropout = c.attention_dropout = 0;
+    mt_config_finish(&c, 1, 1);
+    mt_parallel par;
+    mt_parallel_init(&par, MPI_COMM_WORLD, &c);
+    mt_comm cm = {.par = &par};
+    mt_model m;
+    mt_model_init(&m, &c, &par, 1);
+    m.m_mem = mt_calloc(m.shard_n, sizeof(real));  // the loader fills the moments too
+    m.v_mem = mt_calloc(m.shard_n, sizeof(real));
+    mt_ckpt_state st;
+    char err[1400];
+    if (mt_ckpt_load(&m, o.load, &st, err, sizeof err) != 1) mt_fail(1, MT_EXIT_USAGE, "generate: %s", err[0] ? err : "no checkpoint");
+    int T = c.seq_length, len = 0, cap = (int)strlen(o.prompt) + o.tokens + 1;
+    int *ctx = mt_malloc(sizeof(int) * (size_t)cap);
+    for (const unsigned char *q = (const unsigned char *)o.prompt; *q; q++) ctx[len++] = *q % c.vocab_size;
+    if (len == 0) ctx[len++] = '\n' % c.vocab_size;
+    fprintf(stderr, "generate: %d layers, hidden %d, vocab %d, iteration %d of %s\n", c.num_layers, c.hidden_size,
+            c.vocab_size, st.iteration, o.load);
+    real *logits = mt_malloc(sizeof(real) * (size_t)c.padded_vocab);
+    mt_slot *sl = &m.chunks[0].slots[0];
+    mt_step step = {0, 0};
+    if (c.vocab_size <= 256) fputs(o.prompt, stdout);
+    for (int i = 0; i < o.tokens; i++) {
+        int from = len > T ? len - T : 0, n = len - from;
+        for (int p = 0; p < T; p++) sl->tokens[p] = p < n ? ctx[from + p] : 0;  // causal: padding never looks back
+        sl->sample0 = 0;
+        mt_embed_forward(&m, &cm, &step, sl, sl->x[0]);
+        for (int l = 0; l < c.num_layers; l++)
+            mt_block_forward(&m, &cm, &step, l, &m.chunks[0].w[l], &sl->acts[l], sl->x[l], sl->x[l + 1], 0);
+        logits_of(&m, sl->x[c.num_layers], n - 1, logits);
+        int tok = sample(logits, c.vocab_size, &o, i);
+        ctx[len++] = tok;
+        if (c.vocab_size <= 256) putchar(tok); else printf("%d ", tok);
+        fflush(stdout);
+    }
+    putchar('\n');
+    free(ctx); free(logits);
+    mt_model_free(&m);
+    mt_parallel_free(&par);
+    MPI_Finalize();
+    return 0;
+}
