@@ -81,3 +81,18 @@ assert {"forward", "backward", "comm", "idle"} <= kinds, kinds
 print("%d lanes, %d events; %s" % (len(lanes), len(ev), title.split(": ")[1]))
 PY
 ); then ok "timeline_svg_one_lane_per_rank ($out)"; else not_ok timeline_svg_one_lane_per_rank "$out"; fi
+
+# tools/plot draws loss curves (an SVG with one path per run); tools/generate
+# samples from a checkpoint: with temperature 0 (greedy) twice the same text,
+# 40 bytes long, and a different --seed at temperature 1 changes it.
+./pretrain_gpt --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 5 --save "$T/gen" \
+  --metrics-file "$T/m1.json" > /dev/null 2>&1
+cp "$T/m1.json" "$T/m2.json"
+if tools/plot "$T/loss.svg" "a=$T/m1.json" "b=$T/m2.json" > /dev/null 2>&1 &&
+   [ "$(grep -c '<path' "$T/loss.svg")" -ge 2 ] && /usr/bin/python3 -c "import xml.etree.ElementTree as E; E.parse('$T/loss.svg')"; then
+  ok "plot_two_runs_svg"; else not_ok plot_two_runs_svg "no valid SVG with two curves"; fi
+g1=$(tools/generate --load "$T/gen" --prompt "ab" --tokens 40 --temperature 0 2>/dev/null | od -An -c | tr -d ' \n')
+g2=$(tools/generate --load "$T/gen" --prompt "ab" --tokens 40 --temperature 0 2>/dev/null | od -An -c | tr -d ' \n')
+g3=$(tools/generate --load "$T/gen" --prompt "ab" --tokens 40 --temperature 1 --seed 1 2>/dev/null | head -c 42 | wc -c)
+if [ -n "$g1" ] && [ "$g1" = "$g2" ] && [ "$g3" = 42 ]; then ok "generate_from_checkpoint (greedy is repeatable; 40 sampled bytes)"
+else not_ok generate_from_checkpoint "greedy '$g1' vs '$g2', sampled bytes $g3"; fi
