@@ -70,6 +70,13 @@ void mt_config_parse(mt_config *c, int argc, char **argv, int loud);
 // (known after --init-from or the data file): derives dp, Vp and M.
 void mt_config_finish(mt_config *c, int world, int loud);
 
+// The same two without exiting, for callers that must survive bad input (the
+// fuzzer, tests/fuzz/fuzz_config.c): print nothing (no notes, no error) and
+// return 0, or -1 with the one line the trainer would print in err. A bad
+// --config file's memory is freed on that path too.
+int mt_config_parse_checked(mt_config *c, int argc, char **argv, char *err, size_t errlen);
+int mt_config_finish_checked(mt_config *c, int world, char *err, size_t errlen);
+
 void mt_config_print(const mt_config *c, FILE *f);
 
 // Whether `flag` (e.g. "--num-layers") was given explicitly.

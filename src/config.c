@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -110,230 +111,280 @@ static void defaults(mt_config *c) {
     c->eval_iters = 10; c->log_interval = 1;
 }
 
-// The --config file being read (NULL: the command line), so that an error in
-// a flag read from it names the file as well as the flag.
-static const char *g_origin;
+// How one parse reports a bad flag, passed explicitly (no mutable globals).
+// The trainer's path prints one line (on the loud rank) and exits 2 through
+// mt_fail; the checked path (mt_config_parse_checked, the fuzzer) copies the
+// line into err and longjmps back to its entry point. Either way, what the
+// parse owns (an open --config file, its words) is released first, so
+// LeakSanitizer sees no leak on a bad flag.
+typedef struct {
+    int loud;
+    jmp_buf *jb;             // NULL: exit through mt_fail
+    char *err;               // the checked path's message (errlen bytes)
+    size_t errlen;
+    const char *origin;      // the --config file whose flags are being applied,
+                             // so an error names the file as well as the flag
+    FILE *fp;                // the --config file being read, or NULL
+    char **words;            // its words (NULL-terminated), or NULL
+    int nwords;
+} parse_ctx;
 
-static _Noreturn void bad_flag(int loud, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static _Noreturn void bad_flag(int loud, const char *fmt, ...) {
+static void release(parse_ctx *p) {
+    if (p->fp) fclose(p->fp);
+    p->fp = NULL;
+    for (int j = 0; p->words && j < p->nwords; j++) free(p->words[j]);
+    free(p->words);
+    p->words = NULL;
+    p->nwords = 0;
+}
+
+// Ends the parse with `msg`: exit `code` (mt_fail), or -1 from the checked entry.
+static _Noreturn void fail_msg(parse_ctx *p, int code, const char *msg) {
+    release(p);
+    if (p->jb) {
+        if (p->errlen) snprintf(p->err, p->errlen, "%s", msg);
+        longjmp(*p->jb, 1);
+    }
+    mt_fail(p->loud, code, "%s", msg);
+}
+
+// A rule broken: the message as given (config-file errors name the file themselves).
+static _Noreturn void fail(parse_ctx *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static _Noreturn void fail(parse_ctx *p, int code, const char *fmt, ...) {
+    char msg[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fail_msg(p, code, msg);
+}
+
+// A bad flag or value: prefixed with "--config FILE: " when read from one.
+static _Noreturn void bad_flag(parse_ctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static _Noreturn void bad_flag(parse_ctx *p, const char *fmt, ...) {
     char msg[1600];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (g_origin) mt_fail(loud, MT_EXIT_USAGE, "--config %s: %s", g_origin, msg);
-    mt_fail(loud, MT_EXIT_USAGE, "%s", msg);
+    if (p->origin) fail(p, MT_EXIT_USAGE, "--config %s: %s", p->origin, msg);
+    fail_msg(p, MT_EXIT_USAGE, msg);
 }
 
-static long parse_long(const char *flag, const char *v, int loud) {
+static long parse_long(const char *flag, const char *v, parse_ctx *p) {
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || end == v || *end || x < INT_MIN || x > INT_MAX)
-        bad_flag(loud, "%s expects an integer, got '%s'", flag, v);
+        bad_flag(p, "%s expects an integer, got '%s'", flag, v);
     return x;
 }
 
-static double parse_double(const char *flag, const char *v, int loud) {
+static double parse_double(const char *flag, const char *v, parse_ctx *p) {
     char *end;
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v || *end || !isfinite(x))
-        bad_flag(loud, "%s expects a finite number, got '%s'", flag, v);
+        bad_flag(p, "%s expects a finite number, got '%s'", flag, v);
     return x;
 }
 
-static void parse_special(mt_config *c, const char *f, const char *v, int loud) {
+static void parse_special(mt_config *c, const char *f, const char *v, parse_ctx *p) {
     if (!strcmp(f, "--lr-decay-style")) {
         if (!strcmp(v, "constant")) c->lr_style = MT_LR_CONSTANT;
         else if (!strcmp(v, "linear")) c->lr_style = MT_LR_LINEAR;
         else if (!strcmp(v, "cosine")) c->lr_style = MT_LR_COSINE;
-        else bad_flag(loud, "--lr-decay-style must be constant, linear or cosine, got '%s'", v);
+        else bad_flag(p, "--lr-decay-style must be constant, linear or cosine, got '%s'", v);
     } else if (!strcmp(f, "--data-order")) {
         if (!strcmp(v, "shuffle")) c->data_order = MT_ORDER_SHUFFLE;
         else if (!strcmp(v, "sequential")) c->data_order = MT_ORDER_SEQUENTIAL;
-        else bad_flag(loud, "--data-order must be shuffle or sequential, got '%s'", v);
+        else bad_flag(p, "--data-order must be shuffle or sequential, got '%s'", v);
     } else if (!strcmp(f, "--pipeline-schedule")) {
         if (!strcmp(v, "afab")) c->schedule = MT_SCHED_AFAB;
         else if (!strcmp(v, "1f1b")) c->schedule = MT_SCHED_1F1B;
-        else bad_flag(loud, "--pipeline-schedule must be afab or 1f1b (interleaving follows --num-layers-per-virtual-pipeline-stage), got '%s'", v);
+        else bad_flag(p, "--pipeline-schedule must be afab or 1f1b (interleaving follows --num-layers-per-virtual-pipeline-stage), got '%s'", v);
     } else if (!strcmp(f, "--recompute-granularity")) {
         if (!strcmp(v, "full")) c->recompute = MT_RECOMPUTE_FULL;
         else if (!strcmp(v, "selective")) c->recompute = MT_RECOMPUTE_SELECTIVE;
-        else bad_flag(loud, "--recompute-granularity must be full or selective, got '%s'", v);
+        else bad_flag(p, "--recompute-granularity must be full or selective, got '%s'", v);
     } else if (!strcmp(f, "--recompute-method")) {
         if (!strcmp(v, "uniform")) c->recompute_method = MT_RECOMPUTE_UNIFORM;
         else if (!strcmp(v, "block")) c->recompute_method = MT_RECOMPUTE_BLOCK;
-        else bad_flag(loud, "--recompute-method must be uniform or block, got '%s'", v);
+        else bad_flag(p, "--recompute-method must be uniform or block, got '%s'", v);
     } else if (!strcmp(f, "--split")) {
         int a, b, d, n = 0;
-        if (sscanf(v, "%d,%d,%d%n", &a, &b, &d, &n) != 3 || v[n] || a < 0 || b < 0 || d < 0 || a + b + d <= 0 || a == 0)
-            bad_flag(loud, "--split expects three non-negative weights like 969,30,1 with a non-zero first, got '%s'", v);
+        if (sscanf(v, "%d,%d,%d%n", &a, &b, &d, &n) != 3 || v[n] || a < 0 || b < 0 || d < 0 || a == 0)
+            bad_flag(p, "--split expects three non-negative weights like 969,30,1 with a non-zero first, got '%s'", v);
         c->split[0] = a; c->split[1] = b; c->split[2] = d;
     }
 }
 
 // Applies one flag; returns how many argv entries it consumed (1 or 2).
-static int apply(mt_config *c, int n, char **av, int i, int loud) {
+static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
     const char *f = av[i];
     for (int k = 0; k < NFLAGS; k++) {
         const flag_def *d = &FLAGS[k];
         if (strcmp(f, d->name)) continue;
         if (d->type == F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask[k / 64] |= 1ull << (k % 64); return 1; }
         if (d->type == F_GPU_NOTE) {
-            if (loud) printf("note: %s\n", d->note);
+            if (p->loud) printf("note: %s\n", d->note);
             if (!strcmp(f, "--bf16")) c->bf16 = 1;
             return 1;
         }
-        if (i + 1 >= n) bad_flag(loud, "%s needs a value", f);
+        if (i + 1 >= n) bad_flag(p, "%s needs a value", f);
         const char *v = av[i + 1];
         // "--save --train-iters 1" would otherwise save into "--train-iters".
-        if (!strncmp(v, "--", 2)) bad_flag(loud, "%s needs a value, got the flag '%s'", f, v);
+        if (!strncmp(v, "--", 2)) bad_flag(p, "%s needs a value, got the flag '%s'", f, v);
         void *dst = (char *)c + d->off;
         switch (d->type) {
-        case F_INT: *(int *)dst = (int)parse_long(f, v, loud); break;
-        case F_DBL: *(double *)dst = parse_double(f, v, loud); break;
+        case F_INT: *(int *)dst = (int)parse_long(f, v, p); break;
+        case F_DBL: *(double *)dst = parse_double(f, v, p); break;
         case F_U64: {
             char *end;
             errno = 0;
             unsigned long long x = strtoull(v, &end, 10);
-            if (errno || end == v || *end || v[0] == '-') bad_flag(loud, "--seed expects a non-negative integer, got '%s'", v);
+            if (errno || end == v || *end || v[0] == '-') bad_flag(p, "--seed expects a non-negative integer, got '%s'", v);
             *(uint64_t *)dst = x;
             break;
         }
         case F_STR:
-            if (strlen(v) >= 1024) bad_flag(loud, "%s: path longer than 1023 characters", f);
+            if (strlen(v) >= 1024) bad_flag(p, "%s: path longer than 1023 characters", f);
             strcpy((char *)dst, v);
             break;
         case F_GPU_NOTE_ARG:
-            if (loud) printf("note: %s (value '%s')\n", d->note, v);
+            if (p->loud) printf("note: %s (value '%s')\n", d->note, v);
             break;
-        case F_SPECIAL: parse_special(c, f, v, loud); break;
+        case F_SPECIAL: parse_special(c, f, v, p); break;
         default: break;
         }
         c->set_mask[k / 64] |= 1ull << (k % 64);
         return 2;
     }
-    bad_flag(loud, "unknown flag '%s' (see README.md, 'Flags')", f);
+    bad_flag(p, "unknown flag '%s' (see README.md, 'Flags')", f);
 }
 
 // Splits a config file into words: one flag (and value) per line, '#' starts
-// a comment. Returns a NULL-terminated array owned by the caller.
-static char **read_config_file(const char *path, int *count, int loud) {
+// a comment. Leaves them in p->words (NULL-terminated) and p->nwords; the
+// caller releases them (release), as does any error on the way.
+static void read_config_file(const char *path, parse_ctx *p) {
     struct stat st;
     // fopen succeeds on a directory and fgets then reads nothing: an empty config.
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) mt_fail(loud, MT_EXIT_USAGE, "--config %s: is a directory, expected a file of flags", path);
-    FILE *fp = fopen(path, "r");
-    if (!fp) mt_fail(loud, MT_EXIT_USAGE, "--config %s: cannot open (%s)", path, strerror(errno));
-    int cap = 64, n = 0;
-    char **w = mt_malloc(sizeof(char *) * cap);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) fail(p, MT_EXIT_USAGE, "--config %s: is a directory, expected a file of flags", path);
+    p->fp = fopen(path, "r");
+    if (!p->fp) fail(p, MT_EXIT_USAGE, "--config %s: cannot open (%s)", path, strerror(errno));
+    int cap = 64;
+    p->words = mt_malloc(sizeof(char *) * cap);
+    p->nwords = 0;
     char line[4096];
     int lineno = 0;
-    while (fgets(line, sizeof line, fp)) {
+    while (fgets(line, sizeof line, p->fp)) {
         lineno++;
-        if (!strchr(line, '\n') && !feof(fp))
-            mt_fail(loud, MT_EXIT_USAGE, "--config %s:%d: line longer than 4095 characters", path, lineno);
+        if (!strchr(line, '\n') && !feof(p->fp))
+            fail(p, MT_EXIT_USAGE, "--config %s:%d: line longer than 4095 characters", path, lineno);
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
         for (char *tok = strtok(line, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
-            if (n + 1 >= cap) w = realloc(w, sizeof(char *) * (cap *= 2));
-            if (!w) mt_fail(loud, MT_EXIT_FAIL, "out of memory reading --config");
-            w[n++] = strdup(tok);
+            if (p->nwords + 1 >= cap) {
+                char **w = realloc(p->words, sizeof(char *) * (cap *= 2));
+                if (!w) fail(p, MT_EXIT_FAIL, "out of memory reading --config");
+                p->words = w;
+            }
+            if (!(p->words[p->nwords] = strdup(tok))) fail(p, MT_EXIT_FAIL, "out of memory reading --config");
+            p->nwords++;
         }
     }
-    if (ferror(fp)) mt_fail(loud, MT_EXIT_USAGE, "--config %s: read error (%s)", path, strerror(errno));
-    fclose(fp);
-    w[n] = NULL;
-    *count = n;
-    return w;
+    if (ferror(p->fp)) fail(p, MT_EXIT_USAGE, "--config %s: read error (%s)", path, strerror(errno));
+    fclose(p->fp);
+    p->fp = NULL;
+    p->words[p->nwords] = NULL;
 }
 
-static void check(int ok, int loud, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void check(int ok, int loud, const char *fmt, ...) {
+static void check(int ok, parse_ctx *p, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void check(int ok, parse_ctx *p, const char *fmt, ...) {
     if (ok) return;
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    mt_fail(loud, MT_EXIT_USAGE, "%s", msg);
+    fail_msg(p, MT_EXIT_USAGE, msg);
 }
 
-static void validate(const mt_config *c, int loud) {
+static void validate(const mt_config *c, parse_ctx *p) {
     // Upper bounds: those of an llm.c model file's header (shard.c), which also
     // keep every size the model computes in int (3h, 4h, s*b) from overflowing.
-    check(c->num_layers >= 1 && c->num_layers <= 4096, loud, "--num-layers must be in [1, 4096], got %d", c->num_layers);
-    check(c->hidden_size >= 1 && c->hidden_size <= 65536, loud, "--hidden-size must be in [1, 65536], got %d", c->hidden_size);
-    check(c->num_heads >= 1 && c->num_heads < 65536, loud, "--num-attention-heads must be in [1, 65535], got %d", c->num_heads);
-    check(c->hidden_size % c->num_heads == 0, loud, "--hidden-size (%d) must be divisible by --num-attention-heads (%d)", c->hidden_size, c->num_heads);
-    check(c->seq_length >= 1 && c->seq_length < 65536, loud, "--seq-length must be in [1, 65535], got %d", c->seq_length);
-    check(c->max_position_embeddings >= c->seq_length, loud, "--max-position-embeddings (%d) must be >= --seq-length (%d)", c->max_position_embeddings, c->seq_length);
-    check(c->vocab_size >= 2, loud, "--vocab-size must be >= 2, got %d", c->vocab_size);
-    check(c->vocab_divisor >= 1 && c->vocab_divisor <= 65536, loud, "--make-vocab-size-divisible-by must be in [1, 65536], got %d", c->vocab_divisor);
-    check(c->init_method_std > 0, loud, "--init-method-std must be > 0, got %g", c->init_method_std);
-    check(c->hidden_dropout >= 0 && c->hidden_dropout < 1, loud, "--hidden-dropout must be in [0, 1), got %g", c->hidden_dropout);
-    check(c->attention_dropout >= 0 && c->attention_dropout < 1, loud, "--attention-dropout must be in [0, 1), got %g", c->attention_dropout);
-    check(c->tp >= 1, loud, "--tensor-model-parallel-size must be >= 1, got %d", c->tp);
-    check(c->pp >= 1, loud, "--pipeline-model-parallel-size must be >= 1, got %d", c->pp);
-    check(c->layers_per_virtual_stage >= 0, loud, "--num-layers-per-virtual-pipeline-stage must be >= 1, got %d", c->layers_per_virtual_stage);
-    check(c->micro_batch_size >= 1, loud, "--micro-batch-size must be >= 1, got %d", c->micro_batch_size);
-    check((long long)c->micro_batch_size * c->seq_length <= INT_MAX, loud, "--micro-batch-size (%d) x --seq-length (%d) must be < 2^31 tokens per micro-batch", c->micro_batch_size, c->seq_length);
-    check(c->global_batch_size >= 0, loud, "--global-batch-size must be >= 1, got %d", c->global_batch_size);
-    check(c->train_iters >= 0, loud, "--train-iters must be >= 0, got %d", c->train_iters);
-    check(c->lr >= 0, loud, "--lr must be >= 0, got %g", c->lr);
-    check(c->min_lr >= 0 && c->min_lr <= c->lr, loud, "--min-lr (%g) must be in [0, --lr (%g)]", c->min_lr, c->lr);
-    check(c->lr_warmup_iters >= 0, loud, "--lr-warmup-iters must be >= 0, got %d", c->lr_warmup_iters);
-    check(c->lr_decay_iters >= 0, loud, "--lr-decay-iters must be >= 0, got %d", c->lr_decay_iters);
-    check(c->lr_decay_iters == 0 || c->lr_decay_iters > c->lr_warmup_iters || c->lr_style == MT_LR_CONSTANT, loud,
+    check(c->num_layers >= 1 && c->num_layers <= 4096, p, "--num-layers must be in [1, 4096], got %d", c->num_layers);
+    check(c->hidden_size >= 1 && c->hidden_size <= 65536, p, "--hidden-size must be in [1, 65536], got %d", c->hidden_size);
+    check(c->num_heads >= 1 && c->num_heads < 65536, p, "--num-attention-heads must be in [1, 65535], got %d", c->num_heads);
+    check(c->hidden_size % c->num_heads == 0, p, "--hidden-size (%d) must be divisible by --num-attention-heads (%d)", c->hidden_size, c->num_heads);
+    check(c->seq_length >= 1 && c->seq_length < 65536, p, "--seq-length must be in [1, 65535], got %d", c->seq_length);
+    check(c->max_position_embeddings >= c->seq_length, p, "--max-position-embeddings (%d) must be >= --seq-length (%d)", c->max_position_embeddings, c->seq_length);
+    check(c->vocab_size >= 2, p, "--vocab-size must be >= 2, got %d", c->vocab_size);
+    check(c->vocab_divisor >= 1 && c->vocab_divisor <= 65536, p, "--make-vocab-size-divisible-by must be in [1, 65536], got %d", c->vocab_divisor);
+    check(c->init_method_std > 0, p, "--init-method-std must be > 0, got %g", c->init_method_std);
+    check(c->hidden_dropout >= 0 && c->hidden_dropout < 1, p, "--hidden-dropout must be in [0, 1), got %g", c->hidden_dropout);
+    check(c->attention_dropout >= 0 && c->attention_dropout < 1, p, "--attention-dropout must be in [0, 1), got %g", c->attention_dropout);
+    check(c->tp >= 1, p, "--tensor-model-parallel-size must be >= 1, got %d", c->tp);
+    check(c->pp >= 1, p, "--pipeline-model-parallel-size must be >= 1, got %d", c->pp);
+    check(c->layers_per_virtual_stage >= 0, p, "--num-layers-per-virtual-pipeline-stage must be >= 1, got %d", c->layers_per_virtual_stage);
+    check(c->micro_batch_size >= 1, p, "--micro-batch-size must be >= 1, got %d", c->micro_batch_size);
+    check((long long)c->micro_batch_size * c->seq_length <= INT_MAX, p, "--micro-batch-size (%d) x --seq-length (%d) must be < 2^31 tokens per micro-batch", c->micro_batch_size, c->seq_length);
+    check(c->global_batch_size >= 0, p, "--global-batch-size must be >= 1, got %d", c->global_batch_size);
+    check(c->train_iters >= 0, p, "--train-iters must be >= 0, got %d", c->train_iters);
+    check(c->lr >= 0, p, "--lr must be >= 0, got %g", c->lr);
+    check(c->min_lr >= 0 && c->min_lr <= c->lr, p, "--min-lr (%g) must be in [0, --lr (%g)]", c->min_lr, c->lr);
+    check(c->lr_warmup_iters >= 0, p, "--lr-warmup-iters must be >= 0, got %d", c->lr_warmup_iters);
+    check(c->lr_decay_iters >= 0, p, "--lr-decay-iters must be >= 0, got %d", c->lr_decay_iters);
+    check(c->lr_decay_iters == 0 || c->lr_decay_iters > c->lr_warmup_iters || c->lr_style == MT_LR_CONSTANT, p,
           "--lr-decay-iters (%d) must exceed --lr-warmup-iters (%d)", c->lr_decay_iters, c->lr_warmup_iters);
-    check(c->weight_decay >= 0, loud, "--weight-decay must be >= 0, got %g", c->weight_decay);
-    check(c->adam_beta1 >= 0 && c->adam_beta1 < 1, loud, "--adam-beta1 must be in [0, 1), got %g", c->adam_beta1);
-    check(c->adam_beta2 >= 0 && c->adam_beta2 < 1, loud, "--adam-beta2 must be in [0, 1), got %g", c->adam_beta2);
-    check(c->adam_eps > 0, loud, "--adam-eps must be > 0, got %g", c->adam_eps);
-    check(c->clip_grad >= 0, loud, "--clip-grad must be >= 0 (0 disables), got %g", c->clip_grad);
-    check(c->log_interval >= 1, loud, "--log-interval must be >= 1, got %d", c->log_interval);
-    check(c->eval_interval >= 0, loud, "--eval-interval must be >= 0 (0 disables), got %d", c->eval_interval);
-    check(c->eval_iters >= 1, loud, "--eval-iters must be >= 1, got %d", c->eval_iters);
-    check(c->save_interval >= 0, loud, "--save-interval must be >= 0, got %d", c->save_interval);
-    check(c->exit_interval >= 0, loud, "--exit-interval must be >= 0, got %d", c->exit_interval);
-    check(!c->save_interval || c->save[0], loud, "--save-interval needs --save DIR");
-    check(c->recompute_num_layers >= 0, loud, "--recompute-num-layers must be >= 1, got %d", c->recompute_num_layers);
-    check(c->recompute == MT_RECOMPUTE_FULL || (!mt_config_was_set(c, "--recompute-method") && !c->recompute_num_layers), loud,
+    check(c->weight_decay >= 0, p, "--weight-decay must be >= 0, got %g", c->weight_decay);
+    check(c->adam_beta1 >= 0 && c->adam_beta1 < 1, p, "--adam-beta1 must be in [0, 1), got %g", c->adam_beta1);
+    check(c->adam_beta2 >= 0 && c->adam_beta2 < 1, p, "--adam-beta2 must be in [0, 1), got %g", c->adam_beta2);
+    check(c->adam_eps > 0, p, "--adam-eps must be > 0, got %g", c->adam_eps);
+    check(c->clip_grad >= 0, p, "--clip-grad must be >= 0 (0 disables), got %g", c->clip_grad);
+    check(c->log_interval >= 1, p, "--log-interval must be >= 1, got %d", c->log_interval);
+    check(c->eval_interval >= 0, p, "--eval-interval must be >= 0 (0 disables), got %d", c->eval_interval);
+    check(c->eval_iters >= 1, p, "--eval-iters must be >= 1, got %d", c->eval_iters);
+    check(c->save_interval >= 0, p, "--save-interval must be >= 0, got %d", c->save_interval);
+    check(c->exit_interval >= 0, p, "--exit-interval must be >= 0, got %d", c->exit_interval);
+    check(!c->save_interval || c->save[0], p, "--save-interval needs --save DIR");
+    check(c->recompute_num_layers >= 0, p, "--recompute-num-layers must be >= 1, got %d", c->recompute_num_layers);
+    check(c->recompute == MT_RECOMPUTE_FULL || (!mt_config_was_set(c, "--recompute-method") && !c->recompute_num_layers), p,
           "--recompute-method and --recompute-num-layers need --recompute-granularity full");
-    check(c->dump_step >= 0, loud, "--dump-step must be >= 1, got %d", c->dump_step);
-    check(!c->dump_step == !c->dump_dir[0], loud, "--dump-step N and --dump-dir DIR go together");
-    check(c->data_path[0] || c->train_data_path[0], loud, "--data-path FILE (or --train-data-path FILE) is required");
-    check(!(c->data_path[0] && c->train_data_path[0]), loud, "give either --data-path or --train-data-path, not both");
-    check(!c->valid_data_path[0] || c->train_data_path[0], loud, "--valid-data-path needs --train-data-path");
-    check(c->layers_per_virtual_stage == 0 || c->schedule != MT_SCHED_AFAB, loud,
+    check(c->dump_step >= 0, p, "--dump-step must be >= 1, got %d", c->dump_step);
+    check(!c->dump_step == !c->dump_dir[0], p, "--dump-step N and --dump-dir DIR go together");
+    check(c->data_path[0] || c->train_data_path[0], p, "--data-path FILE (or --train-data-path FILE) is required");
+    check(!(c->data_path[0] && c->train_data_path[0]), p, "give either --data-path or --train-data-path, not both");
+    check(!c->valid_data_path[0] || c->train_data_path[0], p, "--valid-data-path needs --train-data-path");
+    check(c->layers_per_virtual_stage == 0 || c->schedule != MT_SCHED_AFAB, p,
           "--num-layers-per-virtual-pipeline-stage needs the 1f1b schedule (interleaved 1F1B), not --pipeline-schedule afab");
 }
 
-void mt_config_parse(mt_config *c, int argc, char **argv, int loud) {
+static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
     defaults(c);
     // A --config file's flags come first so the command line overrides them.
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config")) continue;
-        if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "--config needs a file");
-        int n;
-        char **w = read_config_file(argv[i + 1], &n, loud);
-        g_origin = argv[i + 1];
+        if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2)) fail(p, MT_EXIT_USAGE, "--config needs a file");
+        read_config_file(argv[i + 1], p);
+        char **w = p->words;
+        int n = p->nwords;
+        p->origin = argv[i + 1];
         for (int j = 0; j < n;) {
-            if (!strcmp(w[j], "--config")) mt_fail(loud, MT_EXIT_USAGE, "--config %s: nested --config is not allowed", argv[i + 1]);
-            if (strncmp(w[j], "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "--config %s: expected a flag, got '%s'", argv[i + 1], w[j]);
-            j += apply(c, n, w, j, loud);
+            if (!strcmp(w[j], "--config")) fail(p, MT_EXIT_USAGE, "--config %s: nested --config is not allowed", argv[i + 1]);
+            if (strncmp(w[j], "--", 2)) fail(p, MT_EXIT_USAGE, "--config %s: expected a flag, got '%s'", argv[i + 1], w[j]);
+            j += apply(c, n, w, j, p);
         }
-        g_origin = NULL;
-        for (int j = 0; j < n; j++) free(w[j]);
-        free(w);
+        p->origin = NULL;
+        release(p);
     }
     for (int i = 1; i < argc;) {
         if (!strcmp(argv[i], "--config")) { i += 2; continue; }
-        if (strncmp(argv[i], "--", 2)) mt_fail(loud, MT_EXIT_USAGE, "unexpected argument '%s' (flags start with --)", argv[i]);
-        i += apply(c, argc, argv, i, loud);
+        if (strncmp(argv[i], "--", 2)) fail(p, MT_EXIT_USAGE, "unexpected argument '%s' (flags start with --)", argv[i]);
+        i += apply(c, argc, argv, i, p);
     }
     if (c->max_position_embeddings == 0) c->max_position_embeddings = c->seq_length;
-    validate(c, loud);
+    validate(c, p);
     const char *bugs = getenv("MT_INJECT_BUG");
     if (bugs && *bugs) {
         c->bug_no_sp_grad_sync = strstr(bugs, "sp-grad-sync") != NULL;
@@ -341,48 +392,79 @@ void mt_config_parse(mt_config *c, int argc, char **argv, int loud) {
         c->bug_loss_per_stage = strstr(bugs, "loss-per-stage") != NULL;
         c->bug_norm_double = strstr(bugs, "norm-double") != NULL;
         c->bug_die_in_save = strstr(bugs, "die-in-save") != NULL;
-        if (loud) fprintf(stderr, "warning: MT_INJECT_BUG=%s: a deliberate bug is planted (test negative control)\n", bugs);
+        if (p->loud) fprintf(stderr, "warning: MT_INJECT_BUG=%s: a deliberate bug is planted (test negative control)\n", bugs);
     }
     if (c->layers_per_virtual_stage) c->schedule = MT_SCHED_INTERLEAVED;
 }
 
-void mt_config_finish(mt_config *c, int world, int loud) {
-    int mp = c->tp * c->pp;
-    check(world % mp == 0, loud, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x PP)", world, c->tp, c->pp);
-    c->dp = world / mp;
+static void finish(mt_config *c, int world, parse_ctx *p) {
+    long long mp = (long long)c->tp * c->pp;   // each may be up to INT_MAX
+    check(world % mp == 0, p, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x PP)", world, c->tp, c->pp);
+    c->dp = (int)(world / mp);
     long long padded = ((long long)c->vocab_size + c->vocab_divisor - 1) / c->vocab_divisor * c->vocab_divisor;
-    check(padded <= INT_MAX, loud, "padded vocabulary %lld (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be < 2^31", padded, c->vocab_size, c->vocab_divisor);
+    check(padded <= INT_MAX, p, "padded vocabulary %lld (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be < 2^31", padded, c->vocab_size, c->vocab_divisor);
     c->padded_vocab = (int)padded;
-    check(c->num_heads % c->tp == 0, loud, "--num-attention-heads (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole heads", c->num_heads, c->tp);
-    check(c->padded_vocab % c->tp == 0, loud, "padded vocabulary %d (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be divisible by --tensor-model-parallel-size (%d)", c->padded_vocab, c->vocab_size, c->vocab_divisor, c->tp);
+    check(c->num_heads % c->tp == 0, p, "--num-attention-heads (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole heads", c->num_heads, c->tp);
+    check(c->padded_vocab % c->tp == 0, p, "padded vocabulary %d (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be divisible by --tensor-model-parallel-size (%d)", c->padded_vocab, c->vocab_size, c->vocab_divisor, c->tp);
     if (c->tp == 1 && c->sequence_parallel) {
-        if (loud) printf("note: --sequence-parallel with --tensor-model-parallel-size 1 has nothing to split; running without it (as Megatron does)\n");
+        if (p->loud) printf("note: --sequence-parallel with --tensor-model-parallel-size 1 has nothing to split; running without it (as Megatron does)\n");
         c->sequence_parallel = 0;
     }
-    check(!c->sequence_parallel || c->seq_length % c->tp == 0, loud, "--sequence-parallel needs --seq-length (%d) divisible by --tensor-model-parallel-size (%d)", c->seq_length, c->tp);
-    check(c->num_layers % c->pp == 0, loud, "--num-layers (%d) must be divisible by --pipeline-model-parallel-size (%d)", c->num_layers, c->pp);
+    check(!c->sequence_parallel || c->seq_length % c->tp == 0, p, "--sequence-parallel needs --seq-length (%d) divisible by --tensor-model-parallel-size (%d)", c->seq_length, c->tp);
+    check(c->num_layers % c->pp == 0, p, "--num-layers (%d) must be divisible by --pipeline-model-parallel-size (%d)", c->num_layers, c->pp);
     long long per_step = (long long)c->micro_batch_size * c->dp;   // samples of one micro-batch, all DP ranks
-    check(per_step <= INT_MAX, loud, "--micro-batch-size (%d) x data-parallel size (%d) must be < 2^31", c->micro_batch_size, c->dp);
+    check(per_step <= INT_MAX, p, "--micro-batch-size (%d) x data-parallel size (%d) must be < 2^31", c->micro_batch_size, c->dp);
     if (c->global_batch_size == 0) c->global_batch_size = (int)per_step;
-    check(c->global_batch_size % per_step == 0, loud, "--global-batch-size (%d) must be divisible by --micro-batch-size (%d) x data-parallel size (%d)", c->global_batch_size, c->micro_batch_size, c->dp);
+    check(c->global_batch_size % per_step == 0, p, "--global-batch-size (%d) must be divisible by --micro-batch-size (%d) x data-parallel size (%d)", c->global_batch_size, c->micro_batch_size, c->dp);
     c->num_micro_batches = c->global_batch_size / (c->micro_batch_size * c->dp);
     if (c->layers_per_virtual_stage) {
         int per_stage = c->num_layers / c->pp;
-        check(c->pp > 1, loud, "--num-layers-per-virtual-pipeline-stage needs --pipeline-model-parallel-size > 1");
-        check(per_stage % c->layers_per_virtual_stage == 0, loud, "layers per pipeline stage (%d) must be divisible by --num-layers-per-virtual-pipeline-stage (%d)", per_stage, c->layers_per_virtual_stage);
-        check(c->num_micro_batches % c->pp == 0, loud, "interleaved 1F1B needs the number of micro-batches (%d) divisible by --pipeline-model-parallel-size (%d)", c->num_micro_batches, c->pp);
+        check(c->pp > 1, p, "--num-layers-per-virtual-pipeline-stage needs --pipeline-model-parallel-size > 1");
+        check(per_stage % c->layers_per_virtual_stage == 0, p, "layers per pipeline stage (%d) must be divisible by --num-layers-per-virtual-pipeline-stage (%d)", per_stage, c->layers_per_virtual_stage);
+        check(c->num_micro_batches % c->pp == 0, p, "interleaved 1F1B needs the number of micro-batches (%d) divisible by --pipeline-model-parallel-size (%d)", c->num_micro_batches, c->pp);
     }
     if (c->lr_decay_iters == 0) c->lr_decay_iters = c->train_iters;
     if (c->recompute == MT_RECOMPUTE_FULL) {
         int per_chunk = c->layers_per_virtual_stage ? c->layers_per_virtual_stage : c->num_layers / c->pp;
         if (!c->recompute_num_layers) c->recompute_num_layers = 1;
-        check(c->recompute_method != MT_RECOMPUTE_UNIFORM || per_chunk % c->recompute_num_layers == 0, loud,
+        check(c->recompute_method != MT_RECOMPUTE_UNIFORM || per_chunk % c->recompute_num_layers == 0, p,
               "--recompute-num-layers (%d) must divide the layers per pipeline chunk (%d) with --recompute-method uniform",
               c->recompute_num_layers, per_chunk);
-        check(c->recompute_method != MT_RECOMPUTE_BLOCK || c->recompute_num_layers <= per_chunk, loud,
+        check(c->recompute_method != MT_RECOMPUTE_BLOCK || c->recompute_num_layers <= per_chunk, p,
               "--recompute-num-layers (%d) exceeds the layers per pipeline chunk (%d) with --recompute-method block",
               c->recompute_num_layers, per_chunk);
     }
+}
+
+void mt_config_parse(mt_config *c, int argc, char **argv, int loud) {
+    parse_ctx p = {.loud = loud};
+    parse(c, argc, argv, &p);
+}
+
+void mt_config_finish(mt_config *c, int world, int loud) {
+    parse_ctx p = {.loud = loud};
+    finish(c, world, &p);
+}
+
+// The checked entries: a bad flag longjmps back here (fail_msg) after the
+// message is in err and everything the parse owned is freed. Nothing that
+// setjmp's caller reads after the jump changes in between.
+int mt_config_parse_checked(mt_config *c, int argc, char **argv, char *err, size_t errlen) {
+    jmp_buf jb;
+    parse_ctx p = {.jb = &jb, .err = err, .errlen = errlen};
+    if (errlen) err[0] = 0;
+    if (setjmp(jb)) return -1;
+    parse(c, argc, argv, &p);
+    return 0;
+}
+
+int mt_config_finish_checked(mt_config *c, int world, char *err, size_t errlen) {
+    jmp_buf jb;
+    parse_ctx p = {.jb = &jb, .err = err, .errlen = errlen};
+    if (errlen) err[0] = 0;
+    if (setjmp(jb)) return -1;
+    finish(c, world, &p);
+    return 0;
 }
 
 void mt_config_print(const mt_config *c, FILE *f) {
