@@ -4,14 +4,20 @@
 #   make run          train the demo model on 4 ranks (installs deps, prepares data)
 #   make test         the whole suite (tests/run.sh), exit code = failures
 #   make bench        speed report (tools/bench.sh)
+#   make fuzz         libFuzzer harnesses (tests/fuzz), FUZZ_SECONDS each (docs/fuzzing.md)
 # Switches: NO_OMP=1, SANITIZE=1 (ASan+UBSan), CUDA=1 (./pretrain_gpt_cuda).
+# SANITIZE=1 builds everything under build/san (trainers build/san/pretrain_gpt,
+# build/san/pretrain_gpt_fp64, tools under build/san/tools), never over the
+# root binaries; `make test SANITIZE=1` runs the sanitizer suite on them.
 
 SHELL := /bin/bash
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 CC := mpicc
 NVCC ?= nvcc
 
-CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -march=native -Wall -Wextra -Wno-unused-parameter -Iinclude
+# -fno-math-errno -fno-trapping-math change no result (no errno, no FP traps
+# are used) and let GCC vectorise sqrt, exp and the if-converted kernels.
+CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -march=native -fno-math-errno -fno-trapping-math -Wall -Wextra -Wno-unused-parameter -Iinclude
 LDLIBS := -lm
 
 # OpenBLAS: prefer the OpenMP build, whose threads cooperate with ours.
@@ -37,10 +43,16 @@ BUILD := build
 ifeq ($(NO_OMP),1)
   BUILD := $(BUILD)/noomp
 endif
+# Binaries of a sanitized build stay in its directory: a sanitized
+# ./pretrain_gpt would slow (and, under mpirun, break) every later plain run.
+BIN :=
+TEST_ENV :=
 ifeq ($(SANITIZE),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
   BUILD := $(BUILD)/san
+  BIN := $(BUILD)/
+  TEST_ENV := MT_SANITIZE=1 BUILD=$(BUILD)
 endif
 
 SRC := $(wildcard src/*.c src/cpu/*.c)
@@ -51,10 +63,11 @@ OBJ64 := $(patsubst %.c,$(BUILD)/fp64/%.o,$(LIBSRC))
 TESTSRC := $(wildcard tests/test_*.c)
 TESTS32 := $(patsubst tests/%.c,$(BUILD)/fp32/tests/%,$(TESTSRC))
 TESTS64 := $(patsubst tests/%.c,$(BUILD)/fp64/tests/%,$(TESTSRC))
-TOOLS := tools/prepare_data tools/compare tools/plan tools/generate
+TOOLS := $(addprefix $(BIN),tools/prepare_data tools/compare tools/plan tools/generate)
+TRAINERS := $(BIN)pretrain_gpt $(BIN)pretrain_gpt_fp64
 
-.PHONY: all deps found run test bench clean fuzz
-all: found pretrain_gpt pretrain_gpt_fp64 $(TOOLS) $(TESTS32) $(TESTS64)
+.PHONY: all deps found run test bench clean fuzz fuzz-build
+all: found $(TRAINERS) $(TOOLS) $(TESTS32) $(TESTS64)
 
 # Installs missing Debian packages (no-op when present).
 deps:
@@ -77,9 +90,9 @@ $(BUILD)/libmt32.a: $(OBJ32)
 $(BUILD)/libmt64.a: $(OBJ64)
 	ar rcs $@ $^
 
-pretrain_gpt: $(BUILD)/fp32/src/main.o $(BUILD)/libmt32.a
+$(BIN)pretrain_gpt: $(BUILD)/fp32/src/main.o $(BUILD)/libmt32.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-pretrain_gpt_fp64: $(BUILD)/fp64/src/main.o $(BUILD)/libmt64.a
+$(BIN)pretrain_gpt_fp64: $(BUILD)/fp64/src/main.o $(BUILD)/libmt64.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/fp32/tests/%: tests/%.c $(BUILD)/libmt32.a tests/harness.h
@@ -89,17 +102,50 @@ $(BUILD)/fp64/tests/%: tests/%.c $(BUILD)/libmt64.a tests/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -DMT_FP64 $< $(BUILD)/libmt64.a -o $@ $(LDLIBS)
 
-tools/%: tools/%.c $(BUILD)/libmt32.a
+$(BIN)tools/%: tools/%.c $(BUILD)/libmt32.a
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
 
 run: deps all
 	@tools/run-demo.sh
 
 test: deps all
-	@tests/run.sh
+	@$(TEST_ENV) tests/run.sh
 
 bench: deps all
 	@tools/bench.sh
+
+# ---- libFuzzer (tests/fuzz, docs/fuzzing.md) ---------------------------------
+# clang's libFuzzer with ASan + UBSan (LeakSanitizer on). The library is built
+# again with clang and coverage instrumentation (fuzzer-no-link) under
+# build/fuzz; OpenMP pragmas are ignored there (the readers have none).
+# `make fuzz` runs each harness FUZZ_SECONDS, FUZZ_JOBS at a time, growing
+# build/fuzz/corpus_NAME from the seeds in tests/fuzz/corpus_NAME.
+FUZZ_SECONDS ?= 600
+FUZZ_JOBS ?= 2
+FUZZ_DIR := build/fuzz
+FUZZ_CC ?= clang
+FUZZ_NAMES := config tokens llmc safetensors
+FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
+FUZZ_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIBSRC))
+# Recursive (=): mpicc is asked only when a fuzz target is built.
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
+              -Wno-unknown-pragmas -Iinclude $(filter -I%,$(CFLAGS)) $(shell mpicc --showme:compile) \
+              -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LDLIBS = $(shell mpicc --showme:link) $(LDLIBS)
+
+$(FUZZ_DIR)/obj/%.o: %.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_DIR)/libmt_fuzz.a: $(FUZZ_OBJ)
+	ar rcs $@ $^
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_DIR)/libmt_fuzz.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/libmt_fuzz.a -o $@ $(FUZZ_LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_JOBS)
 
 clean:
 	rm -rf build pretrain_gpt pretrain_gpt_fp64 pretrain_gpt_cuda $(TOOLS)

@@ -4,24 +4,24 @@
 #include <math.h>
 #include <stdlib.h>
 
-// Every element in double, whatever the build: fp32 then rounds once per
-// stored value instead of at each of the dozen operations.
+// In the build's precision, as PyTorch and apex do (fp32 arithmetic for
+// fp32 weights); the bias corrections are computed once, in double.
 void mt_adamw_update(real *p,       // (n)
                      const real *g, // (n) already clipped
                      real *m,       // (n) first moment
                      real *v,       // (n) second moment
                      size_t n, int t, real lr, real b1, real b2, real eps, real wd) {
-    double B1 = b1, B2 = b2, LR = lr, EPS = eps, WD = wd;
-    double c1 = 1.0 - pow(B1, t), c2 = 1.0 - pow(B2, t);
-#pragma omp parallel for schedule(static)
+    const real c1 = (real)(1.0 - pow((double)b1, t)), c2 = (real)(1.0 - pow((double)b2, t));
+    const real one = 1;
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
-        double gi = g[i], pi = p[i];
-        double mi = B1 * m[i] + (1.0 - B1) * gi;
-        double vi = B2 * v[i] + (1.0 - B2) * gi * gi;
-        pi -= LR * ((mi / c1) / (sqrt(vi / c2) + EPS) + WD * pi);
-        m[i] = (real)mi;
-        v[i] = (real)vi;
-        p[i] = (real)pi;
+        real gi = g[i], pi = p[i];
+        real mi = b1 * m[i] + (one - b1) * gi;
+        real vi = b2 * v[i] + (one - b2) * gi * gi;
+        pi -= lr * ((mi / c1) / (sqrt(vi / c2) + eps) + wd * pi);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi;
     }
 }
 

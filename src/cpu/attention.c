@@ -3,6 +3,7 @@
 // (batch column, head) pair is independent; threads take whole pairs, and the
 // OpenBLAS calls inside run single-threaded.
 #include "ops.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -52,15 +53,16 @@ static void causal_softmax(real *P, // (s, s) scores in, probabilities out
                            int s) {
     for (int q = 0; q < s; q++) {
         real *row = P + (size_t)q * s;
-        double m = row[0], sum = 0;
+        real m = row[0];
+        double sum = 0;
         for (int j = 1; j <= q; j++) m = row[j] > m ? row[j] : m;
-        for (int j = 0; j <= q; j++) {
-            double e = exp(row[j] - m);
-            row[j] = (real)e;
-            sum += e;
-        }
-        double inv = 1.0 / sum;
-        for (int j = 0; j <= q; j++) row[j] = (real)(row[j] * inv);
+        // Exponentials first (a vectorised loop in fp32, vmath.h), then
+        // their sum in double.
+#pragma omp simd
+        for (int j = 0; j <= q; j++) row[j] = MT_EXP(row[j] - m);
+        for (int j = 0; j <= q; j++) sum += row[j];
+        real inv = (real)(1.0 / sum);
+        for (int j = 0; j <= q; j++) row[j] *= inv;
         for (int j = q + 1; j < s; j++) row[j] = 0;
     }
 }

@@ -2,6 +2,7 @@
 // vocabulary (Megatron's VocabParallelCrossEntropy), padding masked out so
 // the loss never depends on it (Megatron issue #1754).
 #include "ops.h"
+#include "vmath.h"
 
 #include <math.h>
 
@@ -34,8 +35,10 @@ void mt_xent_local_sums(real *sumexp,       // (n)
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const real *l = logits + (size_t)i * vl;
-        double s = 0, m = rmax[i];
-        for (int j = 0; j < nv; j++) s += exp(l[j] - m);
+        double s = 0;
+        real m = rmax[i];
+#pragma omp simd reduction(+ : s)
+        for (int j = 0; j < nv; j++) s += (double)MT_EXP(l[j] - m);
         sumexp[i] = (real)s;
         int t = targets[i] - v0;
         // Zero from the ranks that lack the target, so a SUM all-reduce
@@ -63,9 +66,11 @@ void mt_xent_backward(real *dlogits,       // (n, vl) may alias logits
     for (int i = 0; i < n; i++) {
         const real *l = logits + (size_t)i * vl;
         real *d = dlogits + (size_t)i * vl;
-        double m = rmax[i], inv = 1.0 / (double)sumexp[i];
+        real m = rmax[i], sinv = (real)(scale / (double)sumexp[i]);
         int t = targets[i] - v0;
-        for (int j = 0; j < nv; j++) d[j] = (real)(scale * (exp(l[j] - m) * inv - (j == t)));
+#pragma omp simd
+        for (int j = 0; j < nv; j++) d[j] = MT_EXP(l[j] - m) * sinv;
+        if (t >= 0 && t < nv) d[t] -= scale;
         for (int j = nv; j < vl; j++) d[j] = 0;
     }
 }
