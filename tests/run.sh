@@ -7,10 +7,25 @@
 #
 #   tests/run.sh              everything
 #   tests/run.sh layouts      only suites/binaries whose name contains "layouts"
+#
+# Sanitizer mode (make test SANITIZE=1 runs MT_SANITIZE=1 BUILD=build/san
+# tests/run.sh): the unit binaries of $BUILD and tests/suite_sanitize.sh only,
+# with ASan/UBSan/LSan set to stop at the first report (tests/lsan.supp
+# suppresses Open MPI's own leaks). The other suites are for the plain build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 filter=${1:-}
 BUILD=${BUILD:-build}
+SANITIZE_MODE=${MT_SANITIZE:-0}
+if [ "$SANITIZE_MODE" = 1 ]; then
+  # fast_unwind_on_malloc=0: Open MPI's libraries lack frame pointers; only a
+  # full stack reaches the libmpi frame that tests/lsan.supp names.
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=0:detect_leaks=1:exitcode=86:fast_unwind_on_malloc=0:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:exitcode=87}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0:exitcode=86}
+  export OMPI_MCA_ess_singleton_isolated=${OMPI_MCA_ess_singleton_isolated:-1}
+  export BUILD
+fi
 export MT_TEST_TMP=${MT_TEST_TMP:-$(mktemp -d /tmp/mt-test.XXXXXX)}
 mkdir -p "$MT_TEST_TMP" || { echo "cannot create $MT_TEST_TMP"; exit 1; }
 passed=0; failed=0; failures=()
@@ -48,6 +63,9 @@ for b in "$BUILD"/fp64/tests/test_* "$BUILD"/fp32/tests/test_*; do
   run_one "$prec/$(basename "$b")" 300 "$b"
 done
 for s in tests/suite_*.sh; do
+  # suite_sanitize needs build/san and is the only suite of sanitizer mode.
+  if [ "$SANITIZE_MODE" = 1 ]; then [ "$s" = tests/suite_sanitize.sh ] || continue
+  else [ "$s" = tests/suite_sanitize.sh ] && continue; fi
   run_one "$(basename "$s" .sh)" 900 bash "$s"
 done
 

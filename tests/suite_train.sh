@@ -47,3 +47,11 @@ out=$(timeout 120 tools/run-demo.sh --train-iters 3 --eval-interval 3 --log-inte
 if [ $rc = 0 ] && echo "$out" | grep -q "validation loss at iteration 3" && echo "$out" | grep -q "iteration        3/"; then
   ok "make_run_demo_tp2_pp2_sp"
 else not_ok make_run_demo_tp2_pp2_sp "exit $rc: $(echo "$out" | tail -n 3 | tr '\n' ' ')"; fi
+
+# Interchange: --export-llmc then --init-from reproduces the parameters
+# exactly (fp32 files, fp32 build), through a TP 2 x PP 2 layout both ways.
+X="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 3"
+if mt_run "$T/exp" 4 ./pretrain_gpt $X --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --export-llmc "$T/exp.bin" &&
+   mt_run "$T/imp" 1 ./pretrain_gpt $X --train-iters 0 --init-from "$T/exp.bin" &&
+   tools/compare "$T/exp.st" "$T/imp.st" --max-abs 0 > "$T/exp.cmp" 2>&1; then ok "export_llmc_then_init_from_is_exact"
+else not_ok export_llmc_then_init_from_is_exact "$(tail -n 2 "$T/exp.cmp" "$T/imp.log" 2>/dev/null | tr '\n' ' ')"; fi

@@ -49,6 +49,20 @@ for tp in 1 2 4; do
   done
 done
 echo
+echo "## Activation memory and time: TP 2/4, +- SP, +- selective recomputation (small model)"
+echo
+echo "| layout | activation bytes of rank 0's layers (measured = formula) | Table 2 per layer at 2 bytes | ms/iteration |"
+echo "|---|---|---|---|"
+for tp in 2 4; do
+  for extra in "" "--sequence-parallel" "--recompute-granularity selective" "--sequence-parallel --recompute-granularity selective"; do
+    f="$tmp/act$tp$(echo "$extra" | tr -d ' -')"
+    tools/mpirun.sh $tp ./pretrain_gpt --config configs/small.conf --train-iters $ITERS --tensor-model-parallel-size $tp \
+      $extra --log-memory --metrics-file "$f.json" > "$f.log" 2>&1
+    act=$(sed -n 's/^activations of rank 0.s transformer layers: measured \([0-9]*\) bytes, formula \([0-9]*\) bytes.*Table 2 for this mode at 2-byte activations: \([0-9]*\) bytes.*/\1 = \2 | \3/p' "$f.log")
+    echo "| TP $tp ${extra:+$extra} | $act | $(median_ms "$f.json") |"
+  done
+done
+echo
 echo "## Pipeline bubble (small model, 8 layers, global batch 32 = M 8 micro-batches of 4)"
 echo
 echo "| schedule | p | v | ms/iteration | measured idle fraction (mean over ranks) | formula (p-1)/(vM+p-1) |"

@@ -17,11 +17,15 @@
 #                            earlier on PATH does not see them)
 #   fortunes-min fortunes    the default training text (/usr/share/games/fortunes)
 #   gnuplot-nox              loss curves in the terminal
-#   clang                    libFuzzer (clang -fsanitize=fuzzer) for `make fuzz`
+#   clang libclang-rt-dev    libFuzzer (clang -fsanitize=fuzzer) for `make fuzz` and
+#                            tests/suite_fuzz.sh: clang only recommends the
+#                            sanitizer/fuzzer runtimes (libclang-rt-dev pulls the
+#                            default version's), and we install without recommends
 set -euo pipefail
 
 packages=(gcc make openmpi-bin libopenmpi-dev libopenblas-openmp-dev
-          python3-torch python3-numpy fortunes-min fortunes gnuplot-nox clang)
+          python3-torch python3-numpy fortunes-min fortunes gnuplot-nox clang
+          libclang-rt-dev)
 
 # One dpkg-query for all (one per package costs a second); unknown names
 # print nothing and count as missing.
