@@ -78,10 +78,10 @@ found:
 	@echo "make: BLAS: $(BLAS_NOTE)"
 	@echo "make: nvcc: $$(command -v $(NVCC) >/dev/null && $(NVCC) --version | tail -n1 || echo 'not found') (CUDA=1 builds ./pretrain_gpt_cuda)"
 
-$(BUILD)/fp32/%.o: %.c $(HDR)
+$(BUILD)/fp32/%.o: %.c $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/fp64/%.o: %.c $(HDR)
+$(BUILD)/fp64/%.o: %.c $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DMT_FP64 -c $< -o $@
 
