@@ -31,7 +31,8 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out);
 //   a stored layer:   4 nl h  (input, LN1 out, residual, LN2 out)
 //                   + 4 nl    (two LayerNorms' mean and 1/std)
 //                   + 12 n h / t  (QKV 3, attention output 1, fc1 and GELU 4 + 4)
-//                   + a s^2 b / t (softmax probabilities; dropped by selective)
+//                   + a s^2 b / t (softmax probabilities; dropped by selective;
+//                                  a s b / t log-sum-exps with --use-flash-attn)
 //   full recomputation: nl h for the first layer of each group, 0 for the rest.
 // Dropout masks are never stored (regenerated from the counter-based
 // generator), which is where this differs from the paper's 1-byte masks.

@@ -48,7 +48,8 @@ typedef struct {
     int exit_interval;         // stop (after saving) when the iteration is a multiple
     int log_comm, log_memory, log_layout, log_pipeline;
     int dry_run;
-    int bf16;                  // --bf16 was given (noted; tools/plan counts 2-byte elements)               // check flags and layout, print them, allocate nothing
+    int bf16;                  // --bf16 was given (noted; tools/plan counts 2-byte elements)
+    int flash_attn;            // --use-flash-attn: the blocked attention kernel (no s x s matrix kept)               // check flags and layout, print them, allocate nothing
     uint64_t set_mask[2];      // bit k: FLAGS[k] was given (config file or argv)
     // Negative controls for the test suite, set only by the environment
     // variable MT_INJECT_BUG (comma-separated names, see README "Tests"):

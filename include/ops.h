@@ -142,6 +142,24 @@ void mt_attention_backward(real *dqkv,       // (s, b, 3*nh*hd) overwritten
                            const real *probs,// (b, nh, s, s) from forward
                            const mt_dropout_key *k, mt_attn_shape sh);
 
+// ---- flash_attention.c ----------------------------------------------------
+
+// The same attention, blocked (FlashAttention, Dao et al. 2022): query and
+// key blocks of 64, an online softmax, and no (s, s) matrix kept or formed
+// at once: per pair only a 64 x 64 block exists at a time. Forward saves the
+// row log-sum-exp instead of the probabilities; backward recomputes the
+// blocks from it. Same masks as the plain kernel (same keys).
+void mt_flash_attention_forward(real *out,       // (s, b, nh*hd)
+                                real *lse,       // (b, nh, s) saved for backward
+                                const real *qkv, // (s, b, 3*nh*hd)
+                                const mt_dropout_key *k, mt_attn_shape sh);
+void mt_flash_attention_backward(real *dqkv,       // (s, b, 3*nh*hd) overwritten
+                                 const real *dout, // (s, b, nh*hd)
+                                 const real *qkv,  // (s, b, 3*nh*hd)
+                                 const real *out,  // (s, b, nh*hd) from forward
+                                 const real *lse,  // (b, nh, s) from forward
+                                 const mt_dropout_key *k, mt_attn_shape sh);
+
 // ---- crossentropy.c -------------------------------------------------------
 
 // Vocab-parallel softmax cross-entropy over a padded vocabulary, in three

@@ -50,6 +50,10 @@ void mt_rng_keep_row(const mt_dropout_key *k, uint32_t sample, uint32_t pos,
 void mt_rng_keep_attn_row(const mt_dropout_key *k, uint32_t sample, uint32_t head,
                           uint32_t query, int nkeys, unsigned char *keep);
 
+// The same draws for keys [key0, key0 + nkeys) only (blocked attention).
+void mt_rng_keep_attn_range(const mt_dropout_key *k, uint32_t sample, uint32_t head,
+                            uint32_t query, uint32_t key0, int nkeys, unsigned char *keep);
+
 // Seeded permutation of [0, n) by cycle-walking a Feistel network: element j of
 // epoch e maps to a sample index that depends only on (seed, e, j, n).
 uint64_t mt_rng_permute(uint64_t seed, uint64_t epoch, uint64_t j, uint64_t n);

@@ -82,7 +82,7 @@ static const flag_def FLAGS[] = {
     {"--log-pipeline", F_BOOL, O(log_pipeline), 0},
     {"--bf16", F_GPU_NOTE, 0, "--bf16: the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"},
     {"--fp16", F_GPU_NOTE, 0, "--fp16: the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"},
-    {"--use-flash-attn", F_GPU_NOTE, 0, "--use-flash-attn: the CPU build uses its own attention kernel"},
+    {"--use-flash-attn", F_BOOL, O(flash_attn), 0},
     {"--fp8-format", F_GPU_NOTE_ARG, 0, "--fp8-format: no FP8 on CPUs; matrix products run in the build's precision"},
     {"--fp8-margin", F_GPU_NOTE_ARG, 0, "--fp8-margin: no FP8 on CPUs; ignored"},
     {"--fp8-interval", F_GPU_NOTE_ARG, 0, "--fp8-interval: no FP8 on CPUs; ignored"},

@@ -93,7 +93,8 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     mt_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, nl, h);
     const real *in = gather_in(m, cm, a->ln1);                          // (n, h)
     mt_matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, 3 * hl);     // (n, 3h/t)
-    mt_attention_forward(a->atty, a->probs, a->qkv, &kp, sh);           // (n, h/t)
+    if (c->flash_attn) mt_flash_attention_forward(a->atty, a->probs, a->qkv, &kp, sh);  // probs: (b, a/t, s) log-sum-exp
+    else mt_attention_forward(a->atty, a->probs, a->qkv, &kp, sh);           // (n, h/t)
     mt_matmul_forward(m->w_part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
     const real *proj = reduce_out(m, cm, m->w_part, m->w_dtmp);         // (nl, h)
     mt_bias_dropout_add_forward(a->x2, x, proj, w->projb, &ka, r, h);
@@ -153,8 +154,12 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     // Selective recomputation (Korthikanti et al. 2022 §5): the attention
     // core's probabilities were not kept; recompute them from the saved QKV
     // (the core's output lands in w_dqkv, which the backward overwrites).
-    if (c->recompute == MT_RECOMPUTE_SELECTIVE) mt_attention_forward(m->w_dqkv, a->probs, a->qkv, &kp, sh);
-    mt_attention_backward(m->w_dqkv, m->w_dprobs, m->w_datty, a->qkv, a->probs, &kp, sh);
+    if (c->flash_attn) {
+        mt_flash_attention_backward(m->w_dqkv, m->w_datty, a->qkv, a->atty, a->probs, &kp, sh);
+    } else {
+        if (c->recompute == MT_RECOMPUTE_SELECTIVE) mt_attention_forward(m->w_dqkv, a->probs, a->qkv, &kp, sh);
+        mt_attention_backward(m->w_dqkv, m->w_dprobs, m->w_datty, a->qkv, a->probs, &kp, sh);
+    }
     in = gather_in(m, cm, a->ln1);
     mt_matmul_backward(m->w_part, dw->qkvw, dw->qkvb, m->w_dqkv, in, w->qkvw, n, h, 3 * hl);
     ln_state l1 = {x, a->ln1, a->ln1_mean, a->ln1_rstd, w->ln1w, dw->ln1w, dw->ln1b};

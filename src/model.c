@@ -181,14 +181,20 @@ static void bind(mt_model *m, real *base, real **wte, real **wpe, real **lnfw, r
 // One layer's saved activations, from `kind` (slots: activations; the
 // shared recompute set: workspace). Under selective recomputation the
 // probabilities are never kept: every layer points at the one w_probs.
+// Saved attention state per layer: the (b, a/t, s, s) probabilities, or with
+// the blocked kernel only each row's log-sum-exp (b, a/t, s).
+static size_t probs_elems(const mt_model *m) {
+    return (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (m->cfg->flash_attn ? 1 : (size_t)m->s);
+}
+
 static void alloc_acts(mt_model *m, mt_layer_acts *a, mt_mem_kind kind) {
     size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
-    size_t probs = (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (size_t)m->s;
+    size_t probs = probs_elems(m);
     a->ln1 = alloc_kind(m, kind, nl * h);
     a->ln1_mean = alloc_kind(m, kind, nl);
     a->ln1_rstd = alloc_kind(m, kind, nl);
     a->qkv = alloc_kind(m, kind, n * 3 * (size_t)m->h_l);
-    a->probs = m->cfg->recompute == MT_RECOMPUTE_SELECTIVE ? m->w_probs : alloc_kind(m, kind, probs);
+    a->probs = m->cfg->recompute == MT_RECOMPUTE_SELECTIVE && !m->cfg->flash_attn ? m->w_probs : alloc_kind(m, kind, probs);
     a->atty = alloc_kind(m, kind, n * (size_t)m->h_l);
     a->x2 = alloc_kind(m, kind, nl * h);
     a->ln2 = alloc_kind(m, kind, nl * h);
@@ -232,7 +238,8 @@ static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
 
 static void alloc_workspace(mt_model *m) {
     size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
-    size_t probs = (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (size_t)m->s;
+    // The blocked kernel needs no (s, s) gradient workspace either.
+    size_t probs = m->cfg->flash_attn ? 0 : (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (size_t)m->s;
     m->w_gath = alloc_kind(m, MT_MEM_WORK, n * h);
     m->w_part = alloc_kind(m, MT_MEM_WORK, n * h);
     m->w_dres = alloc_kind(m, MT_MEM_WORK, nl * h);
@@ -257,8 +264,10 @@ static void plan_recompute(mt_model *m) {
     const mt_config *c = m->cfg;
     size_t nl = (size_t)m->n_l, h = (size_t)m->h;
     int uniform = c->recompute_method == MT_RECOMPUTE_UNIFORM;
-    if (c->recompute == MT_RECOMPUTE_SELECTIVE)
-        m->w_probs = alloc_kind(m, MT_MEM_WORK, (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (size_t)m->s);
+    // Selective recomputation re-forms the probabilities in one shared
+    // buffer; the blocked kernel keeps none, so it has nothing to recompute.
+    if (c->recompute == MT_RECOMPUTE_SELECTIVE && !c->flash_attn)
+        m->w_probs = alloc_kind(m, MT_MEM_WORK, probs_elems(m));
     m->rc_len = c->recompute == MT_RECOMPUTE_FULL ? (uniform ? c->recompute_num_layers : 1) : 0;
     for (int k = 0; k < m->nchunks; k++) {
         mt_chunk *ch = &m->chunks[k];

@@ -78,6 +78,11 @@ void mt_rng_keep_attn_row(const mt_dropout_key *k, uint32_t sample, uint32_t hea
     keep_run(dropout_key(k), k->iter, sample, head << 16 | query, 0, nkeys, (double)k->p, keep);
 }
 
+void mt_rng_keep_attn_range(const mt_dropout_key *k, uint32_t sample, uint32_t head,
+                            uint32_t query, uint32_t key0, int nkeys, unsigned char *keep) {
+    keep_run(dropout_key(k), k->iter, sample, head << 16 | query, key0, nkeys, (double)k->p, keep);
+}
+
 uint64_t mt_rng_permute(uint64_t seed, uint64_t epoch, uint64_t j, uint64_t n) {
     if (n <= 1) return 0;
     // Smallest even number of bits covering n, split into two halves.

@@ -25,3 +25,14 @@ check() {
 check one_rank 1 ""
 check tp2_sp 2 "--tensor-model-parallel-size 2 --sequence-parallel"
 check tp2_pp2_1f1b 4 "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2"
+
+# The blocked (flash) attention kernel: the same training as the plain one
+# (fp64: losses 1e-10, parameters 1e-9, as for layouts), on one rank and with
+# TP 2 + SP, with attention dropout on.
+for lay in "1:" "2:--tensor-model-parallel-size 2 --sequence-parallel"; do
+  np=${lay%%:*}; flags=${lay#*:}
+  ref="$T/flash_ref_$np"; out="$T/flash_$np"
+  mt_run "$ref" 1 ./pretrain_gpt_fp64 $BASE && mt_run "$out" $np ./pretrain_gpt_fp64 $BASE $flags --use-flash-attn || { not_ok "flash_np$np" "run failed"; continue; }
+  why=$(compare_losses "$ref.json" "$out.json" 1e-10) && tools/compare "$ref.st" "$out.st" --max-abs 1e-9 > /dev/null 2>&1 &&
+    ok "flash_attention_trains_like_plain_np$np ($why)" || not_ok "flash_attention_trains_like_plain_np$np" "$why"
+done

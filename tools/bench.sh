@@ -187,8 +187,11 @@ NCPU=$(grep -c '^processor' /proc/cpuinfo)
 MEM_GIB=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-REV=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
-git diff --quiet HEAD -- src include 2>/dev/null || REV="$REV + uncommitted changes in src/include"
+if REV=$(git rev-parse --short HEAD 2>/dev/null); then
+    git diff --quiet HEAD -- src include 2>/dev/null || REV="$REV + uncommitted changes in src/include"
+else
+    REV="(not a git checkout)"
+fi
 T_START=$SECONDS
 
 # ------------------------------------------------------------------ 1. sgemm --
