@@ -88,8 +88,9 @@ $MPIRUN 4 ./pretrain_gpt $A --tensor-model-parallel-size 2 --train-iters 100000 
   --seed $marker > "$d/run.log" 2>&1 &
 mpid=$!
 for _ in $(seq 100); do grep -q "saved checkpoint at iteration 20" "$d/run.log" && break; sleep 0.1; done
-victim=$(pgrep -P "$mpid" -f "seed $marker" | tail -n 1)
-[ -z "$victim" ] && victim=$(pgrep -f -- "--seed $marker" | grep -v "^$mpid$" | tail -n 1)
+# A rank, not mpirun nor the wrapper: the process whose command starts with
+# the binary and carries this run's marker.
+victim=$(pgrep -f -- "^./pretrain_gpt .*--seed $marker" | tail -n 1)
 t0=$(date +%s.%N); kill -9 "$victim" 2>/dev/null
 for _ in $(seq 300); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$mpid" 2>/dev/null; then kill -9 "$mpid"; not_ok killed_rank_ends_job_within_30s "mpirun still running after 30 s"
