@@ -31,6 +31,21 @@ echo "# Parallel measurements ($(date -u +%Y-%m-%d), $(grep -m1 'model name' /pr
 echo
 echo "Command: \`tools/bench-parallel.sh\` (ITERS=$ITERS, medians skip 2 warm-up iterations; one thread per rank)."
 echo
+echo "## Two cores, two ways: 1 rank x 2 threads against 2 ranks x 1 thread (small model, global batch 8)"
+echo
+echo "| layout | ranks x threads | ms/iteration | tokens/s | vs 1 rank x 2 threads |"
+echo "|---|---|---|---|---|"
+base=""
+for row in "1 rank:1:2:" "TP 2:2:1:--tensor-model-parallel-size 2" "TP 2 + SP:2:1:--tensor-model-parallel-size 2 --sequence-parallel" \
+           "PP 2:2:1:--pipeline-model-parallel-size 2" "DP 2:2:1:"; do
+  IFS=: read -r name np th flags <<< "$row"
+  f="$tmp/two$(echo "$name" | tr -d ' +')"
+  OMP_NUM_THREADS=$th OPENBLAS_NUM_THREADS=$th tools/mpirun.sh $np ./pretrain_gpt --config configs/small.conf --global-batch-size 8 \
+    --train-iters $ITERS $flags --metrics-file "$f.json" > "$f.log" 2>&1
+  ms=$(median_ms "$f.json"); [ -z "$base" ] && base=$ms
+  echo "| $name | $np x $th | $ms | $(awk -v m="$ms" 'BEGIN { printf "%.0f", 8 * 128 / (m / 1000) }') | $(awk -v a="$base" -v b="$ms" 'BEGIN { printf "%.2f", a / b }') |"
+done
+echo
 echo "## Tensor and sequence parallelism (small model, global batch 4)"
 echo
 echo "| layout | ranks | ms/iteration | TP bytes/iteration (rank 0) | SP overhead vs TP |"
