@@ -63,7 +63,8 @@ OBJ64 := $(patsubst %.c,$(BUILD)/fp64/%.o,$(LIBSRC))
 TESTSRC := $(wildcard tests/test_*.c)
 TESTS32 := $(patsubst tests/%.c,$(BUILD)/fp32/tests/%,$(TESTSRC))
 TESTS64 := $(patsubst tests/%.c,$(BUILD)/fp64/tests/%,$(TESTSRC))
-TOOLS := $(addprefix $(BIN),tools/prepare_data tools/compare tools/plan tools/generate)
+TOOL_NAMES := tools/prepare_data tools/compare tools/plan tools/generate
+TOOLS := $(addprefix $(BIN),$(TOOL_NAMES))
 TRAINERS := $(BIN)pretrain_gpt $(BIN)pretrain_gpt_fp64
 
 .PHONY: all deps found run test bench clean fuzz fuzz-build
@@ -130,16 +131,16 @@ FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
 FUZZ_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIBSRC))
 # Recursive (=): mpicc is asked only when a fuzz target is built.
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
-              -Wno-unknown-pragmas -Iinclude $(filter -I%,$(CFLAGS)) $(shell mpicc --showme:compile) \
+              -Wno-unknown-pragmas -Wno-unknown-warning-option -Iinclude $(filter -I%,$(CFLAGS)) $(shell mpicc --showme:compile) \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_LDLIBS = $(shell mpicc --showme:link) $(LDLIBS)
 
-$(FUZZ_DIR)/obj/%.o: %.c $(HDR)
+$(FUZZ_DIR)/obj/%.o: %.c $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_DIR)/libmt_fuzz.a: $(FUZZ_OBJ)
 	ar rcs $@ $^
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_DIR)/libmt_fuzz.a
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_DIR)/libmt_fuzz.a Makefile
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/libmt_fuzz.a -o $@ $(FUZZ_LDLIBS)
 
 fuzz-build: $(FUZZ_BINS)
@@ -148,4 +149,4 @@ fuzz: fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_JOBS)
 
 clean:
-	rm -rf build pretrain_gpt pretrain_gpt_fp64 pretrain_gpt_cuda $(TOOLS)
+	rm -rf build pretrain_gpt pretrain_gpt_fp64 pretrain_gpt_cuda $(TOOL_NAMES)

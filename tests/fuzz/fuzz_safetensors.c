@@ -7,8 +7,8 @@
 // Promises checked on an accepted file (safetensors.h): each tensor's bytes
 // match its shape and dtype, lie in the file and are aligned to the element
 // size; names are unique and findable; and the writer accepts it back:
-// mt_st_write of the tensors re-opens to the same tensors (a reader/writer
-// disagreement is what makes a checkpoint unloadable).
+// mt_st_write of the tensors and the metadata found re-opens to the same
+// (a reader/writer disagreement is what makes a checkpoint unloadable).
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,11 +71,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (v) sum += (unsigned)strlen(v);
     }
     g_sink = sum;
-    if (mt_st_write(g_out, copy, n, NULL, err, sizeof err) == 0) {
+    // The metadata the reader exposes (there is no way to list keys: those
+    // of META_KEYS that are present) goes back through the writer too.
+    const char *kv[2 * (sizeof META_KEYS / sizeof META_KEYS[0]) + 1];
+    int nkv = 0;
+    for (size_t k = 0; k < sizeof META_KEYS / sizeof META_KEYS[0]; k++) {
+        const char *v = mt_st_meta(f, META_KEYS[k]);
+        if (v) { kv[nkv++] = META_KEYS[k]; kv[nkv++] = v; }
+    }
+    kv[nkv] = NULL;
+    if (mt_st_write(g_out, copy, n, kv, err, sizeof err) == 0) {
         mt_st_file *g = mt_st_open(g_out, err, sizeof err);
         FUZZ_REQUIRE(g, "the writer's file does not re-open: %s", err);
         FUZZ_REQUIRE(mt_st_count(g) == n, "round trip: %d tensors, had %d", mt_st_count(g), n);
         for (int i = 0; i < n; i++) same_tensor(mt_st_at(f, i), mt_st_find(g, mt_st_at(f, i)->name));
+        for (int k = 0; k < nkv; k += 2) {
+            const char *v = mt_st_meta(g, kv[k]);
+            FUZZ_REQUIRE(v && !strcmp(v, kv[k + 1]), "round trip changed metadata '%s'", kv[k]);
+        }
         mt_st_close(g);
     } else {
         FUZZ_REQUIRE(0, "the writer refuses what the reader accepted: %s", err);

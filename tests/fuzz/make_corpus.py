@@ -31,6 +31,9 @@ put("config", "pp2_interleaved",
 put("config", "recompute",
     "--recompute-granularity full --recompute-method block --recompute-num-layers 1 --data-path d\0"
     "--use-distributed-optimizer\n--seed 7 # comment\n--bf16\n--fp8-format hybrid\n")
+put("config", "schedules_and_orders",
+    "--pipeline-schedule afab --data-order sequential --seed 42 --train-data-path t\0"
+    "--pipeline-schedule 1f1b\n--recompute-granularity full\n--recompute-method uniform\n--lr-decay-style constant\n")
 for name in sorted(os.listdir(os.path.join(repo, "configs"))):
     if name.endswith(".conf") and name != "tiny.conf":
         put("config", "conf_" + name[:-5], "\0" + open(os.path.join(repo, "configs", name)).read())
@@ -92,3 +95,4 @@ put("safetensors", "empty_tensor_and_unicode", st(
     [("empty", "F32", [0, 4], b""), ("caf\u00e9 \u2603", "F32", [1], f32(7))], {"note": "a \"quoted\" \\ value"}))
 put("safetensors", "misaligned_f64", st([("a", "F32", [1], f32(1)), ("b", "F64", [1], struct.pack("<d", 2))], pad=False))
 put("safetensors", "no_tensors", st([], {"k": "v"}))
+put("safetensors", "metadata_keys", st([("x", "I32", [1], struct.pack("<i", 5))], {"a": "1", "b": "2", "format": "x"}))
