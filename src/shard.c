@@ -187,12 +187,18 @@ static int load_one(void *vctx, const char *name, int64_t rows, int64_t cols, in
     load_ctx *x = vctx;
     size_t n = (size_t)(rows * cols), nf = (size_t)(file_rows * cols);
     if (x->m->par->world_rank == 0) {
+        // fp32 build: the file's floats go straight into the broadcast buffer
+        // (no second copy of the largest tensor at peak memory).
+        if (!x->tmp) x->tmp = (float *)x->full;
         if (fread(x->tmp, 4, nf, x->fp) != nf) x->bad = 2;
         // Rows past the file's (padding rows of a differently padded vocab)
         // keep this model's own init; they never reach the loss.
         const mt_param *p = mt_model_find(x->m, name);
         (void)p;
-        for (size_t i = 0; i < n; i++) x->full[i] = i < nf ? (real)x->tmp[i] : 0;
+        if ((void *)x->tmp != (void *)x->full)
+            for (size_t i = 0; i < n; i++) x->full[i] = i < nf ? (real)x->tmp[i] : 0;
+        else
+            for (size_t i = nf; i < n; i++) x->full[i] = 0;
         for (size_t i = 0; i < MT_MIN(n, nf); i++)
             if (!isfinite(x->tmp[i]) && !x->bad) { x->bad = 1; snprintf(x->bad_name, sizeof x->bad_name, "%s", name); }
     }
@@ -215,11 +221,11 @@ int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen) {
     size_t layer_max = 12 * (size_t)c->hidden_size * (size_t)c->hidden_size;
     maxn = MT_MAX(maxn, MT_MAX(layer_max, (size_t)c->max_position_embeddings * (size_t)c->hidden_size));
     x.full = mt_malloc(maxn * sizeof(real));
-    x.tmp = rank == 0 ? mt_malloc(maxn * sizeof(float)) : NULL;
+    x.tmp = rank == 0 && sizeof(real) != sizeof(float) ? mt_malloc(maxn * sizeof(float)) : NULL;
     llmc_walk(c, h.padded_vocab, load_one, &x);
     if (x.fp) fclose(x.fp);
+    if ((void *)x.tmp != (void *)x.full) free(x.tmp);
     free(x.full);
-    free(x.tmp);
     int bad = x.bad;
     MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
     MPI_Bcast(x.bad_name, sizeof x.bad_name, MPI_CHAR, 0, MPI_COMM_WORLD);
