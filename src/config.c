@@ -212,8 +212,20 @@ static void parse_special(mt_config *c, const char *f, const char *v, parse_ctx 
         else if (!strcmp(v, "block")) c->recompute_method = MT_RECOMPUTE_BLOCK;
         else bad_flag(p, "--recompute-method must be uniform or block, got '%s'", v);
     } else if (!strcmp(f, "--split")) {
-        int a, b, d, n = 0;
-        if (sscanf(v, "%d,%d,%d%n", &a, &b, &d, &n) != 3 || v[n] || a < 0 || b < 0 || d < 0 || a == 0)
+        // strtol, not sscanf("%d"): out-of-range numbers are an error, not UB.
+        long w[3] = {-1, -1, -1};
+        const char *q = v;
+        int ok = 1;
+        for (int i = 0; i < 3 && ok; i++) {
+            char *end;
+            errno = 0;
+            if (*q < '0' || *q > '9') { ok = 0; break; }
+            w[i] = strtol(q, &end, 10);
+            ok = !errno && w[i] <= INT_MAX && end != q && *end == (i < 2 ? ',' : '\0');
+            q = end + (i < 2);
+        }
+        int a = (int)w[0], b = (int)w[1], d = (int)w[2];
+        if (!ok || a == 0)
             bad_flag(p, "--split expects three non-negative weights like 969,30,1 with a non-zero first, got '%s'", v);
         c->split[0] = a; c->split[1] = b; c->split[2] = d;
     }
