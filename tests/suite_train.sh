@@ -31,7 +31,8 @@ if mt_run "$T/guide1" 1 ./pretrain_gpt_fp64 $G $ONE && mt_run "$T/guide8" 8 ./pr
     tools/compare "$T/guide1.st" "$T/guide8.st" --max-abs 1e-9 > /dev/null &&
     ok "guide_launch_tp4_pp2_sp_8_ranks_equals_one ($why)" || not_ok guide_launch_tp4_pp2_sp_8_ranks_equals_one "$why"
   n=$(grep -c '^note: ' "$T/guide8.log")
-  [ "$n" = 4 ] && ok "guide_launch_gpu_flags_noted (4 notes)" || not_ok guide_launch_gpu_flags_noted "$n notes, want 4 (--bf16, --fp8-margin, --fp8-format, --use-flash-attn)"
+  # --use-flash-attn is honoured (the blocked CPU kernel); the others are noted.
+  [ "$n" = 3 ] && ok "guide_launch_gpu_flags_noted (3 notes)" || not_ok guide_launch_gpu_flags_noted "$n notes, want 3 (--bf16, --fp8-margin, --fp8-format)"
 else
   not_ok guide_launch_tp4_pp2_sp_8_ranks_equals_one "run failed: $(tail -n 2 "$T/guide8.log" "$T/guide1.log" | tr '\n' ' ')"
 fi
