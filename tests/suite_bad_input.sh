@@ -265,6 +265,35 @@ bad   model_seq_over_positions "--seq-length 32 exceeds the 16 positions of --in
 bad   model_nan_weight        "--init-from $F/m_nan.bin: non-finite weight in tensor wte.weight" $BIN "${M[@]}" --init-from "$F/m_nan.bin"
 bad   model_inf_last_weight   "--init-from $F/m_inf_last.bin: non-finite weight in tensor ln_f.bias" $BIN "${M[@]}" --init-from "$F/m_inf_last.bin"
 bad   np4_model_nan_weight    "--init-from $F/m_nan.bin: non-finite weight in tensor wte.weight" $MPIRUN 4 $BIN "${M[@]}" --init-from "$F/m_nan.bin" --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2
+section="Checkpoints (--load)"
+# ---- checkpoints (--load): a valid one, then corrupted copies -------------------
+timeout 60 $BIN "${M[@]}" --train-iters 1 --save "$F/ck" > "$F/ck.log" 2>&1
+I=iter_0000001
+mkck() { rm -rf "${F:?}/$1"; cp -r "$F/ck" "$F/$1"; }
+mkck ck_trunc;   truncate -s 100 "$F/ck_trunc/$I/model.safetensors"
+mkck ck_hdr;     printf '\377\377\377\377\377\377\377\177' | dd of="$F/ck_hdr/$I/model.safetensors" conv=notrunc status=none
+mkck ck_json;    printf '{"x' | dd of="$F/ck_json/$I/model.safetensors" bs=1 seek=8 conv=notrunc status=none
+mkck ck_latest;  echo banana > "$F/ck_latest/latest_checkpointed_iteration.txt"
+mkck ck_noiter;  echo 7 > "$F/ck_noiter/latest_checkpointed_iteration.txt"
+mkck ck_dir;     rm "$F/ck_dir/$I/model.safetensors"; mkdir "$F/ck_dir/$I/model.safetensors"
+mkck ck_noopt;   rm "$F/ck_noopt/$I/optimizer.safetensors"
+mkck ck_empty;   : > "$F/ck_empty/$I/optimizer.safetensors"
+mkck ck_nan;     printf '\000\000\300\177' | dd of="$F/ck_nan/$I/model.safetensors" bs=1 seek=$(( $(stat -c %s "$F/ck_nan/$I/model.safetensors") - 4 )) conv=notrunc status=none
+good  control_load_checkpoint                    $BIN "${M[@]}" --train-iters 2 --load "$F/ck"
+bad   ckpt_truncated          "$F/ck_trunc/$I/model.safetensors" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_trunc"
+bad   ckpt_header_length      "$F/ck_hdr/$I/model.safetensors" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_hdr"
+bad   ckpt_bad_json           "$F/ck_json/$I/model.safetensors" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_json"
+bad   ckpt_latest_garbage     "expected a positive iteration number" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_latest"
+bad   ckpt_latest_names_missing "iter_0000007/model.safetensors" $BIN "${M[@]}" --train-iters 9 --load "$F/ck_noiter"
+bad   ckpt_directory_as_file  "$F/ck_dir/$I/model.safetensors" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_dir"
+bad   ckpt_optimizer_missing  "$F/ck_noopt/$I/optimizer.safetensors" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_noopt"
+bad   ckpt_optimizer_empty    "$F/ck_empty/$I/optimizer.safetensors" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_empty"
+bad   ckpt_nan_weight         "holds a non-finite value" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_nan"
+bad   ckpt_shape_mismatch     "checkpoint has num_layers 4 but --num-layers is 2" $BIN "${M[@]}" --train-iters 2 --num-layers 2 --load "$F/ck"
+bad   ckpt_hidden_mismatch    "checkpoint has hidden_size 32 but --hidden-size is 64" $BIN "${M[@]}" --train-iters 2 --hidden-size 64 --load "$F/ck"
+bad   ckpt_load_is_a_file     "not a directory" $BIN "${M[@]}" --train-iters 2 --load "$F/model.bin"
+bad   np4_ckpt_nan_weight     "holds a non-finite value" $MPIRUN 4 $BIN "${M[@]}" --train-iters 2 --load "$F/ck_nan" --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2
+
 (cd "$T/cases" && mkdir -p "${names[@]/%/.mpi}")
 # The slowest cases (several ranks, then the ones that train) start first, so
 # the last few to finish are quick ones.
