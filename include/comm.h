@@ -66,8 +66,6 @@ void mt_comm_dp_all_gather(mt_comm *cm, real *x, size_t n);
 // SUM of doubles over a group (the squared gradient norm).
 void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n);
 
-// SUM of doubles over the model-parallel (TP x PP) group: the grad norm.
-void mt_comm_mp_allreduce_double(mt_comm *cm, double *x, int n);
 
 // Pipeline point-to-point between stages of this PP group. Sends are
 // nonblocking (complete them with mt_comm_wait before reusing x) so that two

@@ -28,4 +28,9 @@ void mt_parallel_free(mt_parallel *p);
 // Prints every rank's coordinates and groups (rank 0, gathered).
 void mt_parallel_print_layout(const mt_parallel *p, FILE *f);
 
+// Collective: rank 0 prints every rank's text (a NUL-terminated string in a
+// buffer of `size` bytes, the same size on every rank) in rank order, so
+// per-rank reports never interleave.
+void mt_parallel_print_gathered(const mt_parallel *p, const char *text, size_t size, FILE *f);
+
 #endif

@@ -90,9 +90,6 @@ void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n) {
     allreduce(cm, g, x, (size_t)n, MPI_DOUBLE, MPI_SUM, sizeof(double));
 }
 
-void mt_comm_mp_allreduce_double(mt_comm *cm, double *x, int n) {
-    allreduce(cm, MT_GROUP_MP, x, (size_t)n, MPI_DOUBLE, MPI_SUM, sizeof(double));
-}
 
 void mt_comm_sp_all_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems) {
     size_t n = rows_local * row_elems;

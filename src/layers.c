@@ -60,8 +60,7 @@ void mt_embed_forward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slot
     int sp = m->cfg->sequence_parallel;
     real *word = sp ? m->w_part : x;  // (n, h) partial sums over vocab shards
     mt_embedding_forward(word, sl->tokens, m->wte, m->v0, m->v_l, m->n, m->h);
-    const real *sum = reduce_out(m, cm, word, x);  // f̄ or ḡ: x (nl, h)
-    (void)sum;
+    reduce_out(m, cm, word, x);  // f̄ (in place, word == x) or ḡ (into x): x (nl, h)
     mt_rows r = rows_of(m, sl->sample0);
     mt_position_forward(x, m->wpe, r, m->h);
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);

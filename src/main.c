@@ -194,12 +194,7 @@ static void log_comm(const run *r, int it) {
     fprintf(mf, "comm check rank %d: %s\n", r->par.world_rank, bad ? "MISMATCH with the formulas" : "measured == predicted");
     fclose(mf);
     buf[sizeof buf - 1] = 0;
-    char *all = r->par.world_rank == 0 ? mt_malloc(sizeof buf * (size_t)r->par.world_size) : NULL;
-    MPI_Gather(buf, sizeof buf, MPI_CHAR, all, sizeof buf, MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (all) {
-        for (int i = 0; i < r->par.world_size; i++) fputs(all + (size_t)i * sizeof buf, stdout);
-        free(all);
-    }
+    mt_parallel_print_gathered(&r->par, buf, sizeof buf, stdout);
 }
 
 // Pipeline bubble measured from timestamps: the time each rank spent blocked
@@ -324,13 +319,10 @@ static void print_memory(const run *r) {
     o += (size_t)snprintf(line + o, sizeof line - o, "memory (rank %d, tp %d, dp %d, pp %d, bytes):", r->par.world_rank,
                           r->par.tp_rank, r->par.dp_rank, r->par.pp_rank);
     for (int k = 0; k < MT_MEM_N; k++) o += (size_t)snprintf(line + o, sizeof line - o, " %s %zu |", mt_mem_names[k], m->mem[k]);
-    snprintf(line + o, sizeof line - o, " total %zu | activation slots %d per chunk x %d chunks", total,
+    snprintf(line + o, sizeof line - o, " total %zu | activation slots %d per chunk x %d chunks\n", total,
              m->chunks[0].nslots, m->nchunks);
-    char *all = r->par.world_rank == 0 ? mt_malloc(sizeof line * (size_t)r->par.world_size) : NULL;
-    MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (all) {
-        for (int i = 0; i < r->par.world_size; i++) printf("%s\n", all + (size_t)i * sizeof line);
-        free(all);
+    mt_parallel_print_gathered(&r->par, line, sizeof line, stdout);
+    if (r->par.world_rank == 0) {
         int layers = 0;
         for (int k = 0; k < m->nchunks; k++) layers += m->chunks[k].nlayers;
         double per = (double)m->act_layer_bytes / (layers * m->chunks[0].nslots);

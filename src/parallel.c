@@ -3,6 +3,7 @@
 #include "parallel.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void mt_parallel_init(mt_parallel *p, MPI_Comm world, const mt_config *c) {
     p->world = world;
@@ -63,10 +64,18 @@ void mt_parallel_print_layout(const mt_parallel *p, FILE *f) {
     MPI_Get_processor_name(host, &hl);
     snprintf(line, sizeof line, "rank %d on %s: tp_rank %d dp_rank %d pp_rank %d | TP %s DP %s PP %s embedding %s",
              p->world_rank, host, p->tp_rank, p->dp_rank, p->pp_rank, tp, dp, pp, em);
-    char *all = p->world_rank == 0 ? malloc((size_t)p->world_size * sizeof line) : NULL;
-    MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, p->world);
-    if (all) {
-        for (int i = 0; i < p->world_size; i++) fprintf(f, "%s\n", all + (size_t)i * sizeof line);
-        free(all);
+    size_t n = strlen(line);
+    snprintf(line + n, sizeof line - n, "\n");
+    mt_parallel_print_gathered(p, line, sizeof line, f);
+}
+
+void mt_parallel_print_gathered(const mt_parallel *p, const char *text, size_t size, FILE *f) {
+    char *all = p->world_rank == 0 ? malloc((size_t)p->world_size * size) : NULL;
+    MPI_Gather(text, (int)size, MPI_CHAR, all, (int)size, MPI_CHAR, 0, p->world);
+    if (!all) return;
+    for (int i = 0; i < p->world_size; i++) {
+        all[(size_t)(i + 1) * size - 1] = 0;
+        fputs(all + (size_t)i * size, f);
     }
+    free(all);
 }

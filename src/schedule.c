@@ -146,7 +146,7 @@ static void run_order(runner *r) {
     const mt_config *c = r->m->cfg;
     int M = c->num_micro_batches, p = c->pp, stage = r->m->par->pp_rank, v = r->m->nchunks;
     if (!r->backward) {
-        for (int i = 0; i < M * v; i++) forward_one(r, vchunk(r, i, 1), v > 1 ? vmb(r, i) : i);
+        for (int i = 0; i < M * v; i++) forward_one(r, vchunk(r, i, 1), vmb(r, i));
     } else if (p == 1) {
         for (int mb = 0; mb < M; mb++) { forward_one(r, 0, mb); backward_one(r, 0, mb); }
     } else if (c->schedule == MT_SCHED_INTERLEAVED) {

@@ -192,9 +192,7 @@ static int load_one(void *vctx, const char *name, int64_t rows, int64_t cols, in
         if (!x->tmp) x->tmp = (float *)x->full;
         if (fread(x->tmp, 4, nf, x->fp) != nf) x->bad = 2;
         // Rows past the file's (padding rows of a differently padded vocab)
-        // keep this model's own init; they never reach the loss.
-        const mt_param *p = mt_model_find(x->m, name);
-        (void)p;
+        // are zero; they never reach the loss.
         if ((void *)x->tmp != (void *)x->full)
             for (size_t i = 0; i < n; i++) x->full[i] = i < nf ? (real)x->tmp[i] : 0;
         else

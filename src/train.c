@@ -83,7 +83,7 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
         shard_part(m, p, &a, &b);
         if (a < b) ss += mt_sumsq(m->grad_mem + a, b - a);
     }
-    mt_comm_mp_allreduce_double(cm, &ss, 1);
+    mt_comm_allreduce_double(cm, MT_GROUP_MP, &ss, 1);
     // Distributed optimizer: each DP rank summed only its shard.
     if (m->cfg->use_distributed_optimizer) mt_comm_allreduce_double(cm, MT_GROUP_DP, &ss, 1);
     return sqrt(ss);

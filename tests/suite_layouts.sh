@@ -31,14 +31,9 @@ check() {
     if ! mt_run "$out" "$np" "$bin" $BASE $extra $layout; then
       not_ok "$name/$prec" "run failed: $(grep -m1 error "$out.log" || tail -n 1 "$out.log")"; continue
     fi
-    if [ $prec = fp64 ]; then
-      why=$(compare_losses "$ref.json" "$out.json" 1e-10) &&
-        why="$why; $(tools/compare "$ref.st" "$out.st" --top 1 --max-abs 1e-9 2>&1 | tail -n 2 | tr '\n' ' ')" &&
-        tools/compare "$ref.st" "$out.st" --max-abs 1e-9 > /dev/null 2>&1
-    else
-      why=$(compare_losses "$ref.json" "$out.json" 1e-5) &&
-        tools/compare "$ref.st" "$out.st" --max-rel-rms 1e-4 > /dev/null 2>&1
-    fi
+    local bound="--max-rel-rms 1e-4" ltol=1e-5
+    [ $prec = fp64 ] && { bound="--max-abs 1e-9"; ltol=1e-10; }
+    why=$(compare_losses "$ref.json" "$out.json" $ltol) && tools/compare "$ref.st" "$out.st" $bound > /dev/null 2>&1
     if [ $? = 0 ]; then ok "$name/$prec"; else
       not_ok "$name/$prec" "$why $(tools/compare "$ref.st" "$out.st" --top 2 2>&1 | tail -n 2 | tr '\n' ' ')"; fi
   done
