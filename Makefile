@@ -17,7 +17,9 @@ NVCC ?= nvcc
 
 # -fno-math-errno -fno-trapping-math change no result (no errno, no FP traps
 # are used) and let GCC vectorise sqrt, exp and the if-converted kernels.
-CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -march=native -fno-math-errno -fno-trapping-math -Wall -Wextra -Wno-unused-parameter -Iinclude
+# MARCH=x86-64-v3 builds binaries for another machine's CPU (tools/device-bundle.sh).
+MARCH ?= native
+CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -march=$(MARCH) -fno-math-errno -fno-trapping-math -Wall -Wextra -Wno-unused-parameter -Iinclude
 LDLIBS := -lm
 
 # OpenBLAS: prefer the OpenMP build, whose threads cooperate with ours.
@@ -67,8 +69,12 @@ TOOL_NAMES := tools/prepare_data tools/compare tools/plan tools/generate
 TOOLS := $(addprefix $(BIN),$(TOOL_NAMES))
 TRAINERS := $(BIN)pretrain_gpt $(BIN)pretrain_gpt_fp64
 
-.PHONY: all deps found run test bench clean fuzz fuzz-build
-all: found $(TRAINERS) $(TOOLS) $(TESTS32) $(TESTS64)
+# The backend op test (tests/backend_ops.c): the fp64 CPU build writes the
+# oracle, the fp32 CPU build and the CUDA build check themselves against it.
+OPTEST := $(BUILD)/fp64/tests/backend_ops $(BUILD)/fp32/tests/backend_ops
+
+.PHONY: all deps found run test bench clean fuzz fuzz-build cuda
+all: found $(TRAINERS) $(TOOLS) $(TESTS32) $(TESTS64) $(OPTEST) $(if $(filter 1,$(CUDA)),cuda)
 
 # Installs missing Debian packages (no-op when present).
 deps:
@@ -103,6 +109,45 @@ $(BUILD)/fp64/tests/%: tests/%.c $(BUILD)/libmt64.a tests/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -DMT_FP64 $< $(BUILD)/libmt64.a -o $@ $(LDLIBS)
 
+$(BUILD)/fp32/tests/backend_ops: tests/backend_ops.c $(BUILD)/libmt32.a tests/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
+$(BUILD)/fp64/tests/backend_ops: tests/backend_ops.c $(BUILD)/libmt64.a tests/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -DMT_FP64 $< $(BUILD)/libmt64.a -o $@ $(LDLIBS)
+
+# ---- CUDA=1: ./pretrain_gpt_cuda (fp32) and build/cuda/tests/backend_ops ----
+# The C sources again with -DMT_CUDA (the model takes the CUDA backend) plus
+# src/cuda/*.cu through nvcc; cuBLAS and the CUDA runtime from CUDA_HOME.
+# CUDA_ARCH: real code for sm_75 (the minimum), sm_80 and sm_90, and PTX
+# for newer GPUs.
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
+CUDA_ARCH ?= 75 80 90
+CUDA_BUILD := build/cuda
+NVFLAGS := -O2 -g -std=c++17 -Iinclude -Xcompiler -Wall,-Wno-unused-parameter \
+           $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+           -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH))
+CUSRC := $(wildcard src/cuda/*.cu)
+CUHDR := $(wildcard src/cuda/*.cuh)
+OBJCU := $(patsubst %.c,$(CUDA_BUILD)/%.o,$(LIBSRC)) $(patsubst %.cu,$(CUDA_BUILD)/%.o,$(CUSRC))
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+
+cuda: pretrain_gpt_cuda $(CUDA_BUILD)/tests/backend_ops
+$(CUDA_BUILD)/%.o: %.c $(HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DMT_CUDA -c $< -o $@
+$(CUDA_BUILD)/%.o: %.cu $(HDR) $(CUHDR) Makefile
+	@mkdir -p $(dir $@)
+	@[ -n "$(CUDA_HOME)" ] || { echo "make: CUDA=1 needs nvcc (not found on PATH)"; exit 2; }
+	$(NVCC) $(NVFLAGS) -DMT_CUDA -c $< -o $@
+$(CUDA_BUILD)/libmtcuda.a: $(OBJCU)
+	ar rcs $@ $^
+pretrain_gpt_cuda: $(CUDA_BUILD)/src/main.o $(CUDA_BUILD)/libmtcuda.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(CUDA_LDLIBS)
+$(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a tests/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DMT_CUDA $< $(CUDA_BUILD)/libmtcuda.a -o $@ $(LDLIBS) $(CUDA_LDLIBS)
+
 $(BIN)tools/%: tools/%.c $(BUILD)/libmt32.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
@@ -113,8 +158,9 @@ run: deps all
 test: deps all
 	@$(TEST_ENV) tests/run.sh
 
+# CUDA=1: the GPU report (tools/bench-cuda.sh) instead of the CPU one.
 bench: deps all
-	@tools/bench.sh
+	@$(if $(filter 1,$(CUDA)),tools/bench-cuda.sh,tools/bench.sh)
 
 # ---- libFuzzer (tests/fuzz, docs/fuzzing.md) ---------------------------------
 # clang's libFuzzer with ASan + UBSan (LeakSanitizer on). The library is built

@@ -30,11 +30,31 @@ typedef struct {
 } mt_comm_stats;
 
 struct mt_trace;
+struct mt_backend;
+
+// Host staging for device buffers: MPI runs on host copies when the
+// buffers live on a GPU and the MPI library cannot read device memory.
+typedef struct { void *buf; size_t cap; const MPI_Request *req; } mt_stage;
+#define MT_STAGE_SENDS 64
+
 typedef struct {
     const mt_parallel *par;
     mt_comm_stats stats;   // reset by the caller per iteration
     struct mt_trace *trace;  // when recording a timeline: every call is an event
+    // Where real-typed buffers live (NULL: host memory). With a device
+    // backend, collectives stage through host buffers unless the MPI
+    // library is CUDA-aware (mt_comm_set_backend decides once).
+    const struct mt_backend *be;
+    int staged;
+    mt_stage in, out;                      // collectives
+    mt_stage sends[MT_STAGE_SENDS];        // one per pipeline send in flight
 } mt_comm;
+
+// Declares where the buffers passed to this comm live; call once after the
+// model is built. Prints nothing; returns 1 when MPI sees device memory
+// directly (CUDA-aware), 0 when it stages, -1 for host buffers.
+int mt_comm_set_backend(mt_comm *cm, const struct mt_backend *be);
+void mt_comm_free(mt_comm *cm);
 
 extern const char *const mt_group_names[MT_GROUP_N];
 extern const char *const mt_coll_names[MT_COLL_N];

@@ -24,10 +24,17 @@ enum {
     MT_EXIT_USAGE = 2,  // bad flag, config, data file or checkpoint
 };
 
+// C11's _Noreturn; the CUDA sources (C++) include this header too.
+#ifdef __cplusplus
+#define MT_NORETURN [[noreturn]]
+#else
+#define MT_NORETURN _Noreturn
+#endif
+
 // Prints "pretrain_gpt: error: <msg>" on stderr when `loud` is set and exits.
 // Callers pass loud = (rank == 0) for errors every rank detects identically,
 // so the user sees one line, not one per rank.
-_Noreturn void mt_fail(int loud, int code, const char *fmt, ...)
+MT_NORETURN void mt_fail(int loud, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 // Allocation that never returns NULL (an out-of-memory exits with a line).

@@ -85,7 +85,9 @@ typedef struct { int param, grad, act, optim; } mt_elem_bytes;
 typedef enum { MT_MEM_PARAMS, MT_MEM_GRADS, MT_MEM_OPTIM, MT_MEM_ACTS, MT_MEM_WORK, MT_MEM_N } mt_mem_kind;
 extern const char *const mt_mem_names[MT_MEM_N];
 
+struct mt_backend;
 typedef struct {
+    const struct mt_backend *be;  // kernels and buffers (backend.h): CPU, or CUDA in CUDA=1 builds
     const mt_config *cfg;
     const mt_parallel *par;
     // dimensions (local where marked)

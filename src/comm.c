@@ -1,6 +1,7 @@
 // comm.c: the mappings f, f̄, g, ḡ and the gradient collectives, each counted.
 #include "comm.h"
 
+#include "backend.h"
 #include "trace.h"
 
 #include <stdlib.h>
@@ -42,39 +43,117 @@ static void count(mt_comm *cm, mt_group g, mt_coll c, size_t bytes, double t0) {
     mt_trace_add(cm->trace, c == MT_COLL_RECV ? MT_EV_IDLE : MT_EV_COMM, g, c, t0, t1);
 }
 
-static void allreduce(mt_comm *cm, mt_group g, void *x, size_t n, MPI_Datatype type, MPI_Op op, size_t esize) {
+// ---- host staging ----------------------------------------------------------
+
+#if defined(MT_CUDA) && defined(__has_include)
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>
+#endif
+#endif
+
+// Open MPI says at run time whether it was built CUDA-aware; others: no.
+static int mpi_reads_device_memory(void) {
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+    return MPIX_Query_cuda_support() == 1;
+#else
+    return 0;
+#endif
+}
+
+int mt_comm_set_backend(mt_comm *cm, const struct mt_backend *be) {
+    cm->be = be;
+    if (!be || !be->device_memory) return cm->staged = 0, -1;
+    int direct = mpi_reads_device_memory();
+    cm->staged = !direct;
+    return direct;
+}
+
+void mt_comm_free(mt_comm *cm) {
+    free(cm->in.buf);
+    free(cm->out.buf);
+    for (int i = 0; i < MT_STAGE_SENDS; i++) free(cm->sends[i].buf);
+    memset(&cm->in, 0, sizeof cm->in);
+    memset(&cm->out, 0, sizeof cm->out);
+    memset(cm->sends, 0, sizeof cm->sends);
+}
+
+// A host buffer of at least `bytes`, kept and grown: steady state allocates nothing.
+static void *stage_buf(mt_stage *s, size_t bytes) {
+    if (bytes > s->cap) {
+        free(s->buf);
+        s->buf = mt_malloc(bytes);
+        s->cap = bytes;
+    }
+    return s->buf;
+}
+
+// What MPI reads for buffer x: x itself, or its host copy in `s`.
+static void *host_view(mt_comm *cm, mt_stage *s, const void *x, size_t bytes) {
+    if (!cm->staged) return (void *)x;
+    void *h = stage_buf(s, bytes);
+    cm->be->to_host(h, x, bytes);
+    return h;
+}
+
+// Where MPI writes a result bound for y: y itself, or a host buffer.
+static void *host_dest(mt_comm *cm, void *y, size_t bytes) {
+    return cm->staged ? stage_buf(&cm->out, bytes) : y;
+}
+
+// Moves a result from MPI's buffer h into y (a no-op when h is y).
+static void land(mt_comm *cm, void *y, const void *h, size_t bytes) {
+    if (h == y || !bytes) return;
+    if (cm->staged) cm->be->to_device(y, h, bytes);
+    else memcpy(y, h, bytes);
+}
+
+// y = x for a group of one, on whatever memory the buffers live in.
+static void copy_local(mt_comm *cm, real *y, const real *x, size_t n) {
+    if (y == x) return;
+    if (cm->be) cm->be->copy(y, x, n);
+    else memcpy(y, x, n * sizeof(real));
+}
+
+// ---- collectives -----------------------------------------------------------
+
+// dev: x is a backend buffer (real-typed tensors), not host memory (doubles).
+static void allreduce(mt_comm *cm, mt_group g, void *x, size_t n, MPI_Datatype type, MPI_Op op, size_t esize, int dev) {
     MPI_Comm c = comm_of(cm, g);
     if (size_of(c) == 1 || n == 0) return;
     double t0 = mt_now();
+    void *h = dev ? host_view(cm, &cm->in, x, n * esize) : x;
     // MPI counts are int: large buffers go in chunks.
     for (size_t o = 0; o < n; o += (size_t)1 << 30) {
         int k = (int)MT_MIN(n - o, (size_t)1 << 30);
-        MPI_Allreduce(MPI_IN_PLACE, (char *)x + o * esize, k, type, op, c);
+        MPI_Allreduce(MPI_IN_PLACE, (char *)h + o * esize, k, type, op, c);
     }
+    if (dev) land(cm, x, h, n * esize);
     count(cm, g, MT_COLL_ALLREDUCE, n * esize, t0);
 }
 
 void mt_comm_tp_allreduce(mt_comm *cm, real *x, size_t n) {
-    allreduce(cm, MT_GROUP_TP, x, n, MT_MPI_REAL, MPI_SUM, sizeof(real));
+    allreduce(cm, MT_GROUP_TP, x, n, MT_MPI_REAL, MPI_SUM, sizeof(real), 1);
 }
 
 void mt_comm_tp_allreduce_max(mt_comm *cm, real *x, size_t n) {
-    allreduce(cm, MT_GROUP_TP, x, n, MT_MPI_REAL, MPI_MAX, sizeof(real));
+    allreduce(cm, MT_GROUP_TP, x, n, MT_MPI_REAL, MPI_MAX, sizeof(real), 1);
 }
 
 void mt_comm_allreduce_group(mt_comm *cm, mt_group g, real *x, size_t n) {
-    allreduce(cm, g, x, n, MT_MPI_REAL, MPI_SUM, sizeof(real));
+    allreduce(cm, g, x, n, MT_MPI_REAL, MPI_SUM, sizeof(real), 1);
 }
 
 void mt_comm_dp_reduce_scatter(mt_comm *cm, real *x, size_t n) {
     int d = cm->par->dp_size;
     if (d == 1) return;
     double t0 = mt_now();
-    size_t shard = n / (size_t)d;
-    real *tmp = mt_malloc(shard * sizeof(real));
-    MPI_Reduce_scatter_block(x, tmp, (int)shard, MT_MPI_REAL, MPI_SUM, cm->par->dp);
-    memcpy(x + (size_t)cm->par->dp_rank * shard, tmp, shard * sizeof(real));
-    free(tmp);
+    size_t shard = n / (size_t)d, sb = shard * sizeof(real);
+    const void *h = host_view(cm, &cm->in, x, n * sizeof(real));
+    real *out = stage_buf(&cm->out, sb);  // MPI forbids in place here: a host buffer either way
+    MPI_Reduce_scatter_block(h, out, (int)shard, MT_MPI_REAL, MPI_SUM, cm->par->dp);
+    real *mine = x + (size_t)cm->par->dp_rank * shard;
+    if (cm->staged) cm->be->to_device(mine, out, sb);
+    else memcpy(mine, out, sb);
     count(cm, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, n * sizeof(real), t0);
 }
 
@@ -82,24 +161,28 @@ void mt_comm_dp_all_gather(mt_comm *cm, real *x, size_t n) {
     int d = cm->par->dp_size;
     if (d == 1) return;
     double t0 = mt_now();
-    MPI_Allgather(MPI_IN_PLACE, 0, MT_MPI_REAL, x, (int)(n / (size_t)d), MT_MPI_REAL, cm->par->dp);
+    void *h = host_view(cm, &cm->in, x, n * sizeof(real));
+    MPI_Allgather(MPI_IN_PLACE, 0, MT_MPI_REAL, h, (int)(n / (size_t)d), MT_MPI_REAL, cm->par->dp);
+    land(cm, x, h, n * sizeof(real));
     count(cm, MT_GROUP_DP, MT_COLL_ALLGATHER, n * sizeof(real), t0);
 }
 
 void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n) {
-    allreduce(cm, g, x, (size_t)n, MPI_DOUBLE, MPI_SUM, sizeof(double));
+    allreduce(cm, g, x, (size_t)n, MPI_DOUBLE, MPI_SUM, sizeof(double), 0);
 }
-
 
 void mt_comm_sp_all_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems) {
     size_t n = rows_local * row_elems;
     int t = cm->par->tp_size;
     if (t == 1) {
-        if (y != x) memcpy(y, x, n * sizeof(real));
+        copy_local(cm, y, x, n);
         return;
     }
     double t0 = mt_now();
-    MPI_Allgather(x, (int)n, MT_MPI_REAL, y, (int)n, MT_MPI_REAL, cm->par->tp);
+    const void *h = host_view(cm, &cm->in, x, n * sizeof(real));
+    void *o = host_dest(cm, y, n * (size_t)t * sizeof(real));
+    MPI_Allgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, cm->par->tp);
+    land(cm, y, o, n * (size_t)t * sizeof(real));
     count(cm, MT_GROUP_TP, MT_COLL_ALLGATHER, n * (size_t)t * sizeof(real), t0);
 }
 
@@ -107,17 +190,34 @@ void mt_comm_sp_reduce_scatter(mt_comm *cm, real *y, const real *x, size_t rows_
     size_t n = rows_local * row_elems;
     int t = cm->par->tp_size;
     if (t == 1) {
-        if (y != x) memcpy(y, x, n * sizeof(real));
+        copy_local(cm, y, x, n);
         return;
     }
     double t0 = mt_now();
-    MPI_Reduce_scatter_block(x, y, (int)n, MT_MPI_REAL, MPI_SUM, cm->par->tp);
+    const void *h = host_view(cm, &cm->in, x, n * (size_t)t * sizeof(real));
+    void *o = host_dest(cm, y, n * sizeof(real));
+    MPI_Reduce_scatter_block(h, o, (int)n, MT_MPI_REAL, MPI_SUM, cm->par->tp);
+    land(cm, y, o, n * sizeof(real));
     count(cm, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, n * (size_t)t * sizeof(real), t0);
+}
+
+// The staging buffer of the send completing through `req`: each request
+// the schedule owns keeps its own, so a send in flight is never overwritten.
+static mt_stage *send_stage(mt_comm *cm, const MPI_Request *req) {
+    for (int i = 0; i < MT_STAGE_SENDS; i++)
+        if (cm->sends[i].req == req) return &cm->sends[i];
+    for (int i = 0; i < MT_STAGE_SENDS; i++)
+        if (!cm->sends[i].req) {
+            cm->sends[i].req = req;
+            return &cm->sends[i];
+        }
+    mt_fail(1, MT_EXIT_FAIL, "more than %d pipeline sends in flight on one rank", MT_STAGE_SENDS);
 }
 
 void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int tag, MPI_Request *req) {
     double t0 = mt_now();
-    MPI_Isend(x, (int)n, MT_MPI_REAL, dst_stage, tag, cm->par->pp, req);
+    const void *h = cm->staged ? host_view(cm, send_stage(cm, req), x, n * sizeof(real)) : x;
+    MPI_Isend(h, (int)n, MT_MPI_REAL, dst_stage, tag, cm->par->pp, req);
     count(cm, MT_GROUP_PP, MT_COLL_SEND, n * sizeof(real), t0);
 }
 
@@ -130,7 +230,9 @@ void mt_comm_wait(mt_comm *cm, MPI_Request *req) {
 
 void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag) {
     double t0 = mt_now();
-    MPI_Recv(x, (int)n, MT_MPI_REAL, src_stage, tag, cm->par->pp, MPI_STATUS_IGNORE);
+    void *h = host_dest(cm, x, n * sizeof(real));
+    MPI_Recv(h, (int)n, MT_MPI_REAL, src_stage, tag, cm->par->pp, MPI_STATUS_IGNORE);
+    land(cm, x, h, n * sizeof(real));
     count(cm, MT_GROUP_PP, MT_COLL_RECV, n * sizeof(real), t0);
 }
 

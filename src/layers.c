@@ -3,6 +3,8 @@
 // through the two helpers gather_in / reduce_out and their backwards.
 #include "layers.h"
 
+#include "backend.h"
+
 #include <string.h>
 
 static mt_dropout_key dkey(const mt_model *m, const mt_step *st, int layer, int site, double p) {
@@ -49,37 +51,35 @@ static const real *gather_in_backward(mt_model *m, mt_comm *cm, real *d, real *o
     return reduce_out(m, cm, d, out);
 }
 
-static void add_inplace(real *y, const real *x, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
 // ---- embedding ------------------------------------------------------------
 
 void mt_embed_forward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slot *sl, real *x) {
+    const mt_backend *B = m->be;
     int sp = m->cfg->sequence_parallel;
     real *word = sp ? m->w_part : x;  // (n, h) partial sums over vocab shards
-    mt_embedding_forward(word, sl->tokens, m->wte, m->v0, m->v_l, m->n, m->h);
+    B->embedding_forward(word, sl->tokens, m->wte, m->v0, m->v_l, m->n, m->h);
     reduce_out(m, cm, word, x);  // f̄ (in place, word == x) or ḡ (into x): x (nl, h)
     mt_rows r = rows_of(m, sl->sample0);
-    mt_position_forward(x, m->wpe, r, m->h);
+    B->position_forward(x, m->wpe, r, m->h);
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);
-    mt_dropout_forward(x, &k, r, m->h);
+    B->dropout_forward(x, &k, r, m->h);
 }
 
 void mt_embed_backward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slot *sl, real *dx) {
+    const mt_backend *B = m->be;
     mt_rows r = rows_of(m, sl->sample0);
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);
-    mt_dropout_backward(dx, &k, r, m->h);
-    mt_position_backward(m->dwpe, dx, r, m->h);
+    B->dropout_backward(dx, &k, r, m->h);
+    B->position_backward(m->dwpe, dx, r, m->h);
     const real *dword = reduce_out_backward(m, cm, dx);  // (n, h)
-    mt_embedding_backward(m->dwte, dword, sl->tokens, m->v0, m->v_l, m->n, m->h);
+    B->embedding_backward(m->dwte, dword, sl->tokens, m->v0, m->v_l, m->n, m->h);
 }
 
 // ---- transformer block ----------------------------------------------------
 
 void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, const mt_layer_w *w,
                       mt_layer_acts *a, const real *x, real *xout, uint32_t sample0) {
+    const mt_backend *B = m->be;
     const mt_config *c = m->cfg;
     int n = m->n, nl = m->n_l, h = m->h, hl = m->h_l, ff = m->ff_l;
     mt_rows r = rows_of(m, sample0);
@@ -89,23 +89,23 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     mt_dropout_key km = dkey(m, st, layer, MT_SITE_MLP_OUT, c->hidden_dropout);
 
     // attention: LN -> g -> QKV -> core -> proj -> ḡ -> bias+dropout+residual
-    mt_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, nl, h);
+    B->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, nl, h);
     const real *in = gather_in(m, cm, a->ln1);                          // (n, h)
-    mt_matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, 3 * hl);     // (n, 3h/t)
-    if (c->flash_attn) mt_flash_attention_forward(a->atty, a->probs, a->qkv, &kp, sh);  // probs: (b, a/t, s) log-sum-exp
-    else mt_attention_forward(a->atty, a->probs, a->qkv, &kp, sh);           // (n, h/t)
-    mt_matmul_forward(m->w_part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
+    B->matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, 3 * hl);     // (n, 3h/t)
+    if (c->flash_attn) B->flash_attention_forward(a->atty, a->probs, a->qkv, &kp, sh);  // probs: (b, a/t, s) log-sum-exp
+    else B->attention_forward(a->atty, a->probs, a->qkv, &kp, sh);           // (n, h/t)
+    B->matmul_forward(m->w_part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
     const real *proj = reduce_out(m, cm, m->w_part, m->w_dtmp);         // (nl, h)
-    mt_bias_dropout_add_forward(a->x2, x, proj, w->projb, &ka, r, h);
+    B->bias_dropout_add_forward(a->x2, x, proj, w->projb, &ka, r, h);
 
     // MLP: LN -> g -> fc1 -> GELU -> fc2 -> ḡ -> bias+dropout+residual
-    mt_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2w, w->ln2b, nl, h);
+    B->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2w, w->ln2b, nl, h);
     in = gather_in(m, cm, a->ln2);
-    mt_matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, ff);          // (n, 4h/t)
-    mt_gelu_forward(a->gelu, a->fc1, (size_t)n * (size_t)ff);
-    mt_matmul_forward(m->w_part, a->gelu, w->fc2w, NULL, n, ff, h);     // (n, h) partial
+    B->matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, ff);          // (n, 4h/t)
+    B->gelu_forward(a->gelu, a->fc1, (size_t)n * (size_t)ff);
+    B->matmul_forward(m->w_part, a->gelu, w->fc2w, NULL, n, ff, h);     // (n, h) partial
     const real *mlp = reduce_out(m, cm, m->w_part, m->w_dtmp);
-    mt_bias_dropout_add_forward(xout, a->x2, mlp, w->fc2b, &km, r, h);
+    B->bias_dropout_add_forward(xout, a->x2, mlp, w->fc2b, &km, r, h);
 }
 
 // One column-parallel linear + row-parallel linear sandwich, backward:
@@ -117,15 +117,17 @@ typedef struct {
 } ln_state;
 
 static void ln_backward_into_residual(mt_model *m, mt_comm *cm, real *dgath_part, const ln_state *ln, real *dres) {
+    const mt_backend *B = m->be;
     // d(LN output) over all rows, partial over TP -> g/f backward -> (nl, h)
     const real *dln = gather_in_backward(m, cm, dgath_part, m->w_dtmp);
     // LN backward overwrites its output: use w_gath (free again) as scratch.
-    mt_layernorm_backward(m->w_gath, ln->dlnw, ln->dlnb, dln, ln->ln_in, ln->lnw, ln->mean, ln->rstd, m->n_l, m->h);
-    add_inplace(dres, m->w_gath, (size_t)m->n_l * (size_t)m->h);
+    B->layernorm_backward(m->w_gath, ln->dlnw, ln->dlnb, dln, ln->ln_in, ln->lnw, ln->mean, ln->rstd, m->n_l, m->h);
+    B->add(dres, m->w_gath, (size_t)m->n_l * (size_t)m->h);
 }
 
 void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, const mt_layer_w *w,
                        mt_layer_w *dw, const mt_layer_acts *a, const real *x, real *dres, uint32_t sample0) {
+    const mt_backend *B = m->be;
     const mt_config *c = m->cfg;
     int n = m->n, h = m->h, hl = m->h_l, ff = m->ff_l;
     mt_rows r = rows_of(m, sample0);
@@ -135,32 +137,32 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     mt_dropout_key km = dkey(m, st, layer, MT_SITE_MLP_OUT, c->hidden_dropout);
 
     // MLP half. dres = d xout = d x2 through the residual.
-    mt_bias_dropout_add_backward(m->w_dtmp, dw->fc2b, dres, &km, r, h);           // (nl, h)
+    B->bias_dropout_add_backward(m->w_dtmp, dw->fc2b, dres, &km, r, h);           // (nl, h)
     const real *dmlp = reduce_out_backward(m, cm, m->w_dtmp);                      // (n, h)
-    mt_matmul_backward(m->w_dff, dw->fc2w, NULL, dmlp, a->gelu, w->fc2w, n, ff, h);
-    mt_gelu_backward(m->w_dff, a->fc1, m->w_dff, (size_t)n * (size_t)ff);
+    B->matmul_backward(m->w_dff, dw->fc2w, NULL, dmlp, a->gelu, w->fc2w, n, ff, h);
+    B->gelu_backward(m->w_dff, a->fc1, m->w_dff, (size_t)n * (size_t)ff);
     // Under SP only the local LN rows were saved: gather them again (Megatron
     // re-runs this all-gather in backward rather than keep s rows).
     const real *in = gather_in(m, cm, a->ln2);
-    mt_matmul_backward(m->w_part, dw->fc1w, dw->fc1b, m->w_dff, in, w->fc1w, n, h, ff);
+    B->matmul_backward(m->w_part, dw->fc1w, dw->fc1b, m->w_dff, in, w->fc1w, n, h, ff);
     ln_state l2 = {a->x2, a->ln2, a->ln2_mean, a->ln2_rstd, w->ln2w, dw->ln2w, dw->ln2b};
     ln_backward_into_residual(m, cm, m->w_part, &l2, dres);                        // dres = d x2
 
     // Attention half.
-    mt_bias_dropout_add_backward(m->w_dtmp, dw->projb, dres, &ka, r, h);
+    B->bias_dropout_add_backward(m->w_dtmp, dw->projb, dres, &ka, r, h);
     const real *dproj = reduce_out_backward(m, cm, m->w_dtmp);
-    mt_matmul_backward(m->w_datty, dw->projw, NULL, dproj, a->atty, w->projw, n, hl, h);
+    B->matmul_backward(m->w_datty, dw->projw, NULL, dproj, a->atty, w->projw, n, hl, h);
     // Selective recomputation (Korthikanti et al. 2022 §5): the attention
     // core's probabilities were not kept; recompute them from the saved QKV
     // (the core's output lands in w_dqkv, which the backward overwrites).
     if (c->flash_attn) {
-        mt_flash_attention_backward(m->w_dqkv, m->w_datty, a->qkv, a->atty, a->probs, &kp, sh);
+        B->flash_attention_backward(m->w_dqkv, m->w_datty, a->qkv, a->atty, a->probs, &kp, sh);
     } else {
-        if (c->recompute == MT_RECOMPUTE_SELECTIVE) mt_attention_forward(m->w_dqkv, a->probs, a->qkv, &kp, sh);
-        mt_attention_backward(m->w_dqkv, m->w_dprobs, m->w_datty, a->qkv, a->probs, &kp, sh);
+        if (c->recompute == MT_RECOMPUTE_SELECTIVE) B->attention_forward(m->w_dqkv, a->probs, a->qkv, &kp, sh);
+        B->attention_backward(m->w_dqkv, m->w_dprobs, m->w_datty, a->qkv, a->probs, &kp, sh);
     }
     in = gather_in(m, cm, a->ln1);
-    mt_matmul_backward(m->w_part, dw->qkvw, dw->qkvb, m->w_dqkv, in, w->qkvw, n, h, 3 * hl);
+    B->matmul_backward(m->w_part, dw->qkvw, dw->qkvb, m->w_dqkv, in, w->qkvw, n, h, 3 * hl);
     ln_state l1 = {x, a->ln1, a->ln1_mean, a->ln1_rstd, w->ln1w, dw->ln1w, dw->ln1b};
     ln_backward_into_residual(m, cm, m->w_part, &l1, dres);                        // dres = d x
 }
@@ -168,26 +170,28 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
 // ---- LM head and loss -----------------------------------------------------
 
 real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int *targets, real *dx, real dscale) {
+    const mt_backend *B = m->be;
     int n = m->n, nl = m->n_l, h = m->h, vl = m->v_l;
     real *rmax = m->w_xent, *sumexp = rmax + n, *tlogit = rmax + 2 * n, *loss = rmax + 3 * n;
-    mt_layernorm_forward(m->w_lnf, m->w_lnf_mean, m->w_lnf_rstd, x, m->lnfw, m->lnfb, nl, h);
+    B->layernorm_forward(m->w_lnf, m->w_lnf_mean, m->w_lnf_rstd, x, m->lnfw, m->lnfb, nl, h);
     const real *in = gather_in(m, cm, m->w_lnf);                       // (n, h)
-    mt_matmul_forward(m->w_logits, in, m->wte, NULL, n, h, vl);        // (n, Vp/t)
+    B->matmul_forward(m->w_logits, in, m->wte, NULL, n, h, vl);        // (n, Vp/t)
     // Vocab-parallel cross-entropy: MAX, then one SUM of (sumexp, tlogit).
-    mt_xent_local_max(rmax, m->w_logits, m->v0, vl, m->V, n);
+    B->xent_local_max(rmax, m->w_logits, m->v0, vl, m->V, n);
     mt_comm_tp_allreduce_max(cm, rmax, (size_t)n);
-    mt_xent_local_sums(sumexp, tlogit, m->w_logits, rmax, targets, m->v0, vl, m->V, n);
+    B->xent_local_sums(sumexp, tlogit, m->w_logits, rmax, targets, m->v0, vl, m->V, n);
     mt_comm_tp_allreduce(cm, sumexp, 2 * (size_t)n);
-    mt_xent_loss(loss, rmax, sumexp, tlogit, n);
+    B->xent_loss(loss, rmax, sumexp, tlogit, n);
+    B->sync();  // the host reads the per-token losses
     double total = 0;
     for (int i = 0; i < n; i++) total += loss[i];
     real mean = (real)(total / n);
     if (!dx) return mean;
 
     // Backward: d loss_i = dscale / n for each token; no communication.
-    mt_xent_backward(m->w_logits, m->w_logits, rmax, sumexp, targets, dscale / (real)n, m->v0, vl, m->V, n);
-    mt_matmul_backward(m->w_part, m->dwte, NULL, m->w_logits, in, m->wte, n, h, vl);
+    B->xent_backward(m->w_logits, m->w_logits, rmax, sumexp, targets, dscale / (real)n, m->v0, vl, m->V, n);
+    B->matmul_backward(m->w_part, m->dwte, NULL, m->w_logits, in, m->wte, n, h, vl);
     const real *dlnf = gather_in_backward(m, cm, m->w_part, m->w_dtmp);  // (nl, h)
-    mt_layernorm_backward(dx, m->dlnfw, m->dlnfb, dlnf, x, m->lnfw, m->w_lnf_mean, m->w_lnf_rstd, nl, h);
+    B->layernorm_backward(dx, m->dlnfw, m->dlnfb, dlnf, x, m->lnfw, m->w_lnf_mean, m->w_lnf_rstd, nl, h);
     return mean;
 }

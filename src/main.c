@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "account.h"
+#include "backend.h"
 #include "ckpt.h"
 #include "comm.h"
 #include "config.h"
@@ -259,7 +260,7 @@ static void train(run *r) {
     for (int it = r->start.iteration + 1; it <= c->train_iters; it++) {
         double t0 = mt_now();
         memset(&r->cm.stats, 0, sizeof r->cm.stats);
-        memset(m->grad_mem, 0, m->nelem * sizeof(real));
+        m->be->zero(m->grad_mem, m->nelem * sizeof(real));
         mt_step st = {(uint32_t)(it - 1), 1};
         // --timeline records the last iteration (warm caches, steady state).
         mt_trace trace = {0};
@@ -280,10 +281,14 @@ static void train(run *r) {
         if (!isfinite(loss) || !isfinite(norm))
             mt_fail(loud, MT_EXIT_FAIL, "iteration %d: non-finite %s (loss %g, grad norm %g); parameters of iteration %d kept",
                     it, isfinite(loss) ? "gradient norm" : "loss", loss, norm, it - 1);
-        if (c->dump_step == it) dump_step(r, it);
+        if (c->dump_step == it) {
+            m->be->sync();
+            dump_step(r, it);
+        }
         double lr = mt_lr_at(c, it);
         double t_opt = mt_now();
         mt_optimizer_step(m, &r->cm, norm, lr, it);
+        m->be->sync();  // the step time includes the last kernels
         double ms = 1000.0 * (mt_now() - t0);
         if (r->cm.trace) {
             mt_trace_add(&trace, MT_EV_OPTIM, 0, 0, t_opt, mt_now());
@@ -334,6 +339,26 @@ static void print_memory(const run *r) {
     }
 }
 
+// CUDA builds: one GPU per rank (local rank modulo the GPUs this node has),
+// or one line and exit 2 when there is none.
+static void init_device(int loud) {
+#ifdef MT_CUDA
+    MPI_Comm node;
+    int local;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &local);
+    MPI_Comm_free(&node);
+    char msg[256];
+    if (mt_cuda_init(local, msg, sizeof msg)) mt_fail(loud, MT_EXIT_USAGE, "%s", msg);
+    if (loud) {
+        mt_cuda_describe(msg, sizeof msg);
+        printf("backend: cuda (%s)\n", msg);
+    }
+#else
+    (void)loud;
+#endif
+}
+
 int main(int argc, char **argv) {
     // Large MPI buffers are malloc'd per collective call; keeping freed memory
     // in the heap avoids a page-fault storm (2x faster reduce-scatter here).
@@ -348,10 +373,14 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
     int loud = rank == 0;
+    init_device(loud);
     mt_config *c = &r.cfg;
     mt_config_parse(c, argc, argv, loud);
     if (c->init_from[0]) apply_init_header(&r, rank);
     mt_config_finish(c, world, loud);
+    if (c->flash_attn && !mt_backend_default()->flash_attention_forward)
+        mt_fail(loud, MT_EXIT_USAGE, "--use-flash-attn: the %s backend has no blocked attention kernel; run without the flag",
+                mt_backend_default()->name);
     mt_parallel_init(&r.par, MPI_COMM_WORLD, c);
     r.cm.par = &r.par;
     if (loud) mt_config_print(c, stdout);
@@ -366,6 +395,7 @@ int main(int argc, char **argv) {
     setup_data(&r);
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
     mt_optimizer_init(&r.model);
+    mt_comm_set_backend(&r.cm, r.model.be);
     char err[1400];
     int resumed = 0;
     if (c->load[0]) {
@@ -394,6 +424,7 @@ int main(int argc, char **argv) {
         mt_fail(loud, MT_EXIT_FAIL, "--dump-params %s", err);
     if (r.metrics) fclose(r.metrics);
     mt_model_free(&r.model);
+    mt_comm_free(&r.cm);
     mt_token_file_free(&r.train_file);
     mt_token_file_free(&r.valid_file);
     mt_parallel_free(&r.par);

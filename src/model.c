@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "rng.h"
 
 const char *const mt_mem_names[MT_MEM_N] = {"parameters", "gradients", "optimizer", "activations", "workspace"};
@@ -14,7 +15,7 @@ const char *const mt_mem_names[MT_MEM_N] = {"parameters", "gradients", "optimize
 static real *alloc_kind(mt_model *m, mt_mem_kind k, size_t n) {
     size_t e = k == MT_MEM_PARAMS ? (size_t)m->eb.param : k == MT_MEM_GRADS ? (size_t)m->eb.grad : (size_t)m->eb.act;
     m->mem[k] += n * e;
-    return m->dry ? NULL : mt_calloc(n, sizeof(real));
+    return m->dry ? NULL : m->be->alloc(n * sizeof(real));
 }
 
 // Parameter table ------------------------------------------------------------
@@ -207,16 +208,16 @@ static void alloc_acts(mt_model *m, mt_layer_acts *a, mt_mem_kind kind) {
 static void free_acts(const mt_model *m, mt_layer_acts *a) {
     real *bufs[] = {a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->atty, a->x2,
                     a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    if (a->probs != m->w_probs) free(a->probs);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) m->be->free(bufs[i]);
+    if (a->probs != m->w_probs) m->be->free(a->probs);
 }
 
 static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
     size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
     if (ch->has_embed || ch->has_head) {
         m->mem[MT_MEM_ACTS] += 2 * n * sizeof(int);
-        sl->tokens = m->dry ? NULL : mt_calloc(n, sizeof(int));
-        sl->targets = m->dry ? NULL : mt_calloc(n, sizeof(int));
+        sl->tokens = m->dry ? NULL : m->be->alloc(n * sizeof(int));
+        sl->targets = m->dry ? NULL : m->be->alloc(n * sizeof(int));
     }
     // Pipeline send buffer for this slot's input gradient: counted as
     // workspace, it is communication staging, not a saved activation.
@@ -299,6 +300,7 @@ void mt_model_plan(mt_model *m, const mt_config *c, const mt_parallel *p, int sl
 
 static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, int dry, const mt_elem_bytes *eb) {
     memset(m, 0, sizeof *m);
+    m->be = mt_backend_default();
     m->cfg = c;
     m->par = p;
     m->dry = dry;
@@ -338,16 +340,16 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
 }
 
 static void free_slot(const mt_model *m, const mt_chunk *ch, mt_slot *sl) {
-    free(sl->tokens);
-    free(sl->targets);
+    m->be->free(sl->tokens);
+    m->be->free(sl->targets);
     for (int l = 0; l <= ch->nlayers; l++) {
         int g0 = l < ch->nlayers ? ch->rc_group0[l] : -1;
-        if (g0 < 0 || g0 == l) free(sl->x[l]);
+        if (g0 < 0 || g0 == l) m->be->free(sl->x[l]);
         if (l < ch->nlayers && g0 < 0) free_acts(m, &sl->acts[l]);
     }
     free(sl->x);
     free(sl->acts);
-    free(sl->dsend);
+    m->be->free(sl->dsend);
 }
 
 
@@ -363,14 +365,14 @@ void mt_model_free(mt_model *m) {
     free(m->chunks);
     for (int i = 0; i < m->rc_len; i++) {
         free_acts(m, &m->rc_acts[i]);
-        free(m->rc_x[i]);
+        m->be->free(m->rc_x[i]);
     }
     free(m->rc_acts);
     free(m->rc_x);
     real *bufs[] = {m->w_probs, m->w_xscratch, m->param_mem, m->grad_mem, m->m_mem, m->v_mem, m->w_gath, m->w_part, m->w_dres, m->w_dtmp,
                     m->w_dqkv, m->w_datty, m->w_dff, m->w_dprobs, m->w_logits, m->w_lnf, m->w_lnf_mean,
                     m->w_lnf_rstd, m->w_xent};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) m->be->free(bufs[i]);
     free(m->params);
 }
 

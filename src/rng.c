@@ -3,26 +3,7 @@
 
 #include <math.h>
 
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-mt_philox_ctr mt_philox(mt_philox_key key, mt_philox_ctr c) {
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c.v[0];
-        uint64_t p1 = (uint64_t)PHILOX_M1 * c.v[2];
-        mt_philox_ctr n;
-        n.v[0] = (uint32_t)(p1 >> 32) ^ c.v[1] ^ key.v[0];
-        n.v[1] = (uint32_t)p1;
-        n.v[2] = (uint32_t)(p0 >> 32) ^ c.v[3] ^ key.v[1];
-        n.v[3] = (uint32_t)p0;
-        c = n;
-        key.v[0] += PHILOX_W0;
-        key.v[1] += PHILOX_W1;
-    }
-    return c;
-}
+mt_philox_ctr mt_philox(mt_philox_key key, mt_philox_ctr c) { return mt_philox_10(key, c); }
 
 static mt_philox_key key_of(uint64_t a, uint64_t b) {
     // Mix two 64-bit values into the 64-bit key (splitmix64 finalizer).
@@ -47,7 +28,9 @@ static mt_philox_key dropout_key(const mt_dropout_key *k) {
     return key_of(k->seed, ((uint64_t)k->layer << 8 | k->site) + 0x5D0000000ull);
 }
 
-static inline int keep_of(uint32_t word, double p) { return mt_u01(word) >= p; }
+mt_philox_key mt_rng_dropout_key(const mt_dropout_key *k) { return dropout_key(k); }
+
+static inline int keep_of(uint32_t word, double p) { return mt_keep_of(word, p); }
 
 int mt_rng_keep_hidden(const mt_dropout_key *k, uint32_t sample, uint32_t pos, uint32_t feature) {
     mt_philox_ctr c = {{k->iter, sample, pos, feature >> 2}};

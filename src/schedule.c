@@ -1,6 +1,7 @@
 // schedule.c: pipeline schedules over the model chunks of one stage.
 #include "schedule.h"
 
+#include "backend.h"
 #include "trace.h"
 
 #include <stdlib.h>
@@ -47,6 +48,7 @@ static void forward_one(runner *r, int k, int mb) {
     size_t nx = (size_t)m->n_l * (size_t)m->h;
     // The slot's previous activation send must finish before x is rewritten.
     mt_comm_wait(r->cm, &r->act_req[ri]);
+    m->be->sync();  // the slot's tokens are rewritten by the host: earlier kernels must be done with them
     r->fill(r->ctx, mb, sl, ch->has_embed || ch->has_head);
     double t0 = mt_now();
     if (ch->has_embed) {
@@ -67,7 +69,7 @@ static void forward_one(runner *r, int k, int mb) {
         // step's loss (DP averaging divides by dp later).
         real scale = (real)1 / (real)m->cfg->num_micro_batches;
         sl->loss = mt_head_forward_backward(m, r->cm, top, sl->targets, r->backward ? m->w_dres : NULL, scale);
-        if (r->backward) memcpy(top, m->w_dres, nx * sizeof(real));
+        if (r->backward) m->be->copy(top, m->w_dres, nx);
         r->res.loss_sum += sl->loss;
         r->res.t_compute += mt_now() - t0;
         mt_trace_add(r->cm->trace, MT_EV_FORWARD, k, mb, t0, mt_now());
@@ -85,13 +87,13 @@ static void backward_one(runner *r, int k, int mb) {
     mt_slot *sl = &ch->slots[si];
     size_t nx = (size_t)m->n_l * (size_t)m->h;
     if (ch->has_head) {
-        memcpy(m->w_dres, sl->x[ch->nlayers], nx * sizeof(real));
+        m->be->copy(m->w_dres, sl->x[ch->nlayers], nx);
     } else {
         double t0 = mt_now();
         mt_comm_pp_recv(r->cm, m->w_dres, nx, next_stage(m), tag_grad(k));
         r->res.t_wait += mt_now() - t0;
         // Negative control: divide by M again on every stage (DeepSpeed #8152).
-        if (m->cfg->bug_loss_per_stage) mt_scale(m->w_dres, nx, (real)1 / (real)m->cfg->num_micro_batches);
+        if (m->cfg->bug_loss_per_stage) m->be->scale(m->w_dres, nx, (real)1 / (real)m->cfg->num_micro_batches);
     }
     double t0 = mt_now();
     for (int l = ch->nlayers - 1; l >= 0; l--) {
@@ -113,7 +115,7 @@ static void backward_one(runner *r, int k, int mb) {
     mt_trace_add(r->cm->trace, MT_EV_BACKWARD, k, mb, t0, mt_now());
     if (!ch->has_embed) {
         mt_comm_wait(r->cm, &r->grad_req[ri]);
-        memcpy(sl->dsend, m->w_dres, nx * sizeof(real));
+        m->be->copy(sl->dsend, m->w_dres, nx);
         mt_comm_pp_isend(r->cm, sl->dsend, nx, prev_stage(m), tag_grad(prev_chunk(m, k)), &r->grad_req[ri]);
     }
 }

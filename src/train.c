@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops.h"
+#include "backend.h"
 
 double mt_lr_at(const mt_config *c, int it) {
     double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters;
@@ -26,14 +26,15 @@ static void sync_sp_partial(mt_model *m, mt_comm *cm) {
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i].sp_partial) total += m->params[i].n;
     if (!total || m->par->tp_size == 1) return;
+    const mt_backend *B = m->be;
     real *buf = m->w_part;  // (n, h) workspace; large enough? fall back otherwise
     int own = total > (size_t)m->n * (size_t)m->h;
-    if (own) buf = mt_malloc(total * sizeof(real));
+    if (own) buf = B->alloc(total * sizeof(real));
     size_t o = 0;
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
         if (!p->sp_partial) continue;
-        memcpy(buf + o, m->grad_mem + p->off, p->n * sizeof(real));
+        B->copy(buf + o, m->grad_mem + p->off, p->n);
         o += p->n;
     }
     mt_comm_tp_allreduce(cm, buf, total);
@@ -42,10 +43,10 @@ static void sync_sp_partial(mt_model *m, mt_comm *cm) {
         const mt_param *p = &m->params[i];
         if (!p->sp_partial) continue;
         // Negative control: keep the LayerNorm gradients rank-local (#1446).
-        if (!(m->cfg->bug_no_sp_grad_sync && is_layernorm(p))) memcpy(m->grad_mem + p->off, buf + o, p->n * sizeof(real));
+        if (!(m->cfg->bug_no_sp_grad_sync && is_layernorm(p))) B->copy(m->grad_mem + p->off, buf + o, p->n);
         o += p->n;
     }
-    if (own) free(buf);
+    if (own) B->free(buf);
 }
 
 void mt_grad_sync(mt_model *m, mt_comm *cm) {
@@ -61,7 +62,7 @@ void mt_grad_sync(mt_model *m, mt_comm *cm) {
             mt_comm_dp_reduce_scatter(cm, m->grad_mem, m->nelem_pad);
         else
             mt_comm_allreduce_group(cm, MT_GROUP_DP, m->grad_mem, m->nelem);
-        mt_scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
+        m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
     }
 }
 
@@ -81,7 +82,7 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
         if (!strcmp(p->name, "wte.weight") && par->pp_size > 1 && par->pp_rank != 0) continue;
         size_t a, b;
         shard_part(m, p, &a, &b);
-        if (a < b) ss += mt_sumsq(m->grad_mem + a, b - a);
+        if (a < b) ss += m->be->sumsq(m->grad_mem + a, b - a);
     }
     mt_comm_allreduce_double(cm, MT_GROUP_MP, &ss, 1);
     // Distributed optimizer: each DP rank summed only its shard.
@@ -93,22 +94,22 @@ void mt_optimizer_init(mt_model *m) {
     // Moments for the shard only; they are indexed by arena offset - shard0.
     m->mem[MT_MEM_OPTIM] += m->shard_n * (size_t)m->eb.optim;
     if (m->dry) return;
-    m->m_mem = mt_calloc(m->shard_n, sizeof(real));
-    m->v_mem = mt_calloc(m->shard_n, sizeof(real));
+    m->m_mem = m->be->alloc(m->shard_n * sizeof(real));
+    m->v_mem = m->be->alloc(m->shard_n * sizeof(real));
 }
 
 void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, int step) {
     const mt_config *c = m->cfg;
     if (c->clip_grad > 0) {
         double coeff = c->clip_grad / (grad_norm + 1e-6);
-        if (coeff < 1.0) mt_scale(m->grad_mem + m->shard0, m->shard_n, (real)coeff);
+        if (coeff < 1.0) m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)coeff);
     }
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
         size_t a, b, o = m->shard0;
         shard_part(m, p, &a, &b);
         if (a >= b) continue;
-        mt_adamw_update(m->param_mem + a, m->grad_mem + a, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
+        m->be->adamw_update(m->param_mem + a, m->grad_mem + a, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
                         (real)lr, (real)c->adam_beta1, (real)c->adam_beta2, (real)c->adam_eps,
                         p->decay ? (real)c->weight_decay : 0);
     }

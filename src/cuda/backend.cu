@@ -1,0 +1,212 @@
+// backend.cu: the CUDA backend table, device selection, memory, and the
+// optimizer-side kernels (AdamW, gradient norm, scale, add).
+//
+// Buffers are CUDA unified memory (cudaMallocManaged), first touched on the
+// device: kernels find them resident there, and the trainer's host-side code
+// (initialisation, checkpoints, llm.c files, tensor dumps) reads and writes
+// the same pointers after a sync, so none of it needs a device twin. The
+// hot path never touches them from the host: MPI goes through explicit
+// staging copies (src/comm.c) or a CUDA-aware MPI.
+#include "cuda_common.cuh"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "backend.h"
+}
+
+static mt_cuda_ctx ctx = {-1, NULL};
+
+const mt_cuda_ctx *mt_cuda(void) { return &ctx; }
+
+extern "C" int mt_cuda_init(int local_rank, char *msg, size_t msg_size) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        snprintf(msg, msg_size, "no usable CUDA GPU (%s); this is the CUDA build, ./pretrain_gpt runs on the CPU",
+                 e != cudaSuccess ? cudaGetErrorString(e) : "no devices");
+        return -1;
+    }
+    ctx.device = local_rank % count;
+    e = cudaSetDevice(ctx.device);
+    if (e == cudaSuccess) e = cudaFree(0);  // creates the context now, not inside the first op
+    if (e != cudaSuccess) {
+        snprintf(msg, msg_size, "no usable CUDA GPU: device %d: %s", ctx.device, cudaGetErrorString(e));
+        return -1;
+    }
+    if (cublasCreate(&ctx.blas) != CUBLAS_STATUS_SUCCESS) {
+        snprintf(msg, msg_size, "no usable CUDA GPU: cuBLAS could not start on device %d", ctx.device);
+        return -1;
+    }
+    // Plain fp32 products: the oracle comparison allows round-off, not TF32.
+    CUBLAS_CHECK(cublasSetMathMode(ctx.blas, CUBLAS_PEDANTIC_MATH));
+    return 0;
+}
+
+extern "C" void mt_cuda_describe(char *buf, size_t size) {
+    cudaDeviceProp p;
+    CUDA_CHECK(cudaGetDeviceProperties(&p, ctx.device));
+    snprintf(buf, size, "device %d: %s, sm_%d%d, %d SMs, %.1f GiB", ctx.device, p.name, p.major, p.minor,
+             p.multiProcessorCount, (double)p.totalGlobalMem / (1 << 30));
+}
+
+// ---- memory ---------------------------------------------------------------
+
+static void *cuda_alloc(size_t bytes) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    // Unified memory can oversubscribe the GPU, and a GPU oversubscribed that
+    // way can stall: refuse with a line instead.
+    if (bytes + ((size_t)64 << 20) > free_b)
+        mt_fail(1, MT_EXIT_FAIL, "out of GPU memory: %zu bytes asked, %zu free on device %d", bytes, free_b, ctx.device);
+    void *p = NULL;
+    CUDA_CHECK(cudaMallocManaged(&p, bytes ? bytes : 1, cudaMemAttachGlobal));
+    CUDA_CHECK(cudaMemset(p, 0, bytes ? bytes : 1));  // first touch on the device
+    CUDA_CHECK(cudaDeviceSynchronize());
+    return p;
+}
+static void cuda_free(void *p) {
+    if (p) CUDA_CHECK(cudaFree(p));
+}
+static void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+static void cuda_memcpy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+}
+static void cuda_copy(real *dst, const real *src, size_t n) {
+    if (n && dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(real), cudaMemcpyDefault, 0));
+}
+static void cuda_zero(void *p, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0));
+}
+
+// ---- elementwise and reductions --------------------------------------------
+
+__global__ static void add_kernel(real *y, const real *x, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += x[i];
+}
+extern "C" void mt_cuda_add(real *y, const real *x, size_t n) {
+    if (!n) return;
+    add_kernel<<<blocks_for(n, 256), 256>>>(y, x, n);
+    LAUNCH_CHECK();
+}
+
+__global__ static void scale_kernel(real *x, size_t n, real s) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= s;
+}
+extern "C" void mt_cuda_scale(real *x, size_t n, real s) {
+    if (!n) return;
+    scale_kernel<<<blocks_for(n, 256), 256>>>(x, n, s);
+    LAUNCH_CHECK();
+}
+
+// The CPU's formula, element for element (src/cpu/adamw.c).
+__global__ static void adamw_kernel(real *p, const real *g, real *m, real *v, size_t n, real c1, real c2, real lr,
+                                    real b1, real b2, real eps, real wd) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    real gi = g[i], pi = p[i];
+    real mi = b1 * m[i] + (1.0f - b1) * gi;
+    real vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    pi -= lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd * pi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi;
+}
+extern "C" void mt_cuda_adamw_update(real *p, const real *g, real *m, real *v, size_t n, int t, real lr, real b1,
+                                     real b2, real eps, real wd) {
+    if (!n) return;
+    real c1 = (real)(1.0 - pow((double)b1, t)), c2 = (real)(1.0 - pow((double)b2, t));
+    adamw_kernel<<<blocks_for(n, 256), 256>>>(p, g, m, v, n, c1, c2, lr, b1, b2, eps, wd);
+    LAUNCH_CHECK();
+}
+
+// Σ g² in double: fixed chunks of SUMSQ_CHUNK, one block each, partial sums
+// added on the host in chunk order, so the result never depends on timing.
+#define SUMSQ_CHUNK 16384
+#define SUMSQ_THREADS 256
+__global__ static void sumsq_kernel(double *part, const real *g, size_t n) {
+    __shared__ double warps[SUMSQ_THREADS / 32];
+    size_t lo = (size_t)blockIdx.x * SUMSQ_CHUNK, hi = lo + SUMSQ_CHUNK < n ? lo + SUMSQ_CHUNK : n;
+    double s = 0;
+    for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x) s += (double)g[i] * g[i];
+    s = warp_sum(s);
+    if ((threadIdx.x & 31) == 0) warps[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (int w = 0; w < SUMSQ_THREADS / 32; w++) t += warps[w];
+        part[blockIdx.x] = t;
+    }
+}
+extern "C" double mt_cuda_sumsq(const real *g, size_t n) {
+    if (!n) return 0;
+    size_t nc = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+    double *part = NULL, *host = (double *)mt_malloc(nc * sizeof(double));
+    CUDA_CHECK(cudaMalloc(&part, nc * sizeof(double)));
+    sumsq_kernel<<<(unsigned)nc, SUMSQ_THREADS>>>(part, g, n);
+    LAUNCH_CHECK();
+    CUDA_CHECK(cudaMemcpy(host, part, nc * sizeof(double), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaFree(part));
+    double s = 0;
+    for (size_t c = 0; c < nc; c++) s += host[c];
+    free(host);
+    return s;
+}
+
+__global__ static void colsum_kernel(real *dst, const real *x, int n, int h) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= h) return;
+    double acc = 0;
+    for (int i = 0; i < n; i++) acc += x[(size_t)i * h + j];
+    dst[j] += (real)acc;
+}
+void mt_cuda_colsum_accumulate(real *dst, const real *x, int n, int h) {
+    if (h <= 0) return;
+    colsum_kernel<<<blocks_for((size_t)h, 128), 128>>>(dst, x, n, h);
+    LAUNCH_CHECK();
+}
+
+// ---- the table --------------------------------------------------------------
+
+extern "C" const mt_backend mt_backend_cuda = {
+    /* name */ "cuda",
+    /* device_memory */ 1,
+    cuda_alloc,
+    cuda_free,
+    cuda_sync,
+    cuda_memcpy,
+    cuda_memcpy,
+    cuda_copy,
+    cuda_zero,
+    mt_cuda_add,
+    mt_cuda_matmul_forward,
+    mt_cuda_matmul_backward,
+    mt_cuda_layernorm_forward,
+    mt_cuda_layernorm_backward,
+    mt_cuda_gelu_forward,
+    mt_cuda_gelu_backward,
+    mt_cuda_bias_dropout_add_forward,
+    mt_cuda_bias_dropout_add_backward,
+    mt_cuda_dropout_forward,
+    mt_cuda_dropout_backward,
+    mt_cuda_embedding_forward,
+    mt_cuda_embedding_backward,
+    mt_cuda_position_forward,
+    mt_cuda_position_backward,
+    mt_cuda_attention_forward,
+    mt_cuda_attention_backward,
+    /* flash_attention_forward */ NULL,
+    /* flash_attention_backward */ NULL,
+    mt_cuda_xent_local_max,
+    mt_cuda_xent_local_sums,
+    mt_cuda_xent_loss,
+    mt_cuda_xent_backward,
+    mt_cuda_adamw_update,
+    mt_cuda_sumsq,
+    mt_cuda_scale,
+};

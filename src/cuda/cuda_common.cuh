@@ -1,0 +1,97 @@
+// cuda_common.cuh: what every CUDA kernel file shares: error checks, launch
+// sizes, warp reductions and the process's CUDA context.
+//
+// The CUDA kernels mirror src/cpu op by op (same signatures, ops.h's
+// contracts) and are tested against the CPU fp64 build (tests/backend_ops.c).
+// Reductions accumulate in double where the CPU does, so fp32 results stay
+// within round-off of the CPU's; sums that must not depend on scheduling
+// (weight-gradient column sums, the gradient norm) have one thread per
+// output walk the rows in order, never atomics.
+#ifndef MT_CUDA_COMMON_CUH
+#define MT_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "ops.h"
+}
+
+// A CUDA error is a runtime failure (exit 1) with the call that failed.
+#define CUDA_CHECK(call)                                                                          \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess) mt_fail(1, MT_EXIT_FAIL, "CUDA: %s (%s:%d: %s)", cudaGetErrorString(e_), \
+                                       __FILE__, __LINE__, #call);                                \
+    } while (0)
+#define CUBLAS_CHECK(call)                                                                        \
+    do {                                                                                          \
+        cublasStatus_t s_ = (call);                                                               \
+        if (s_ != CUBLAS_STATUS_SUCCESS) mt_fail(1, MT_EXIT_FAIL, "cuBLAS: status %d (%s:%d: %s)", (int)s_, \
+                                                 __FILE__, __LINE__, #call);                      \
+    } while (0)
+// After every launch: a bad configuration shows here, a fault at the next sync.
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+static inline unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
+
+__device__ static inline double warp_sum(double x) {
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_down_sync(0xffffffffu, x, o);
+    return __shfl_sync(0xffffffffu, x, 0);
+}
+__device__ static inline float warp_max(float x) {
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_down_sync(0xffffffffu, x, o));
+    return __shfl_sync(0xffffffffu, x, 0);
+}
+
+// The process's CUDA state, set once by mt_cuda_init before any op runs and
+// read-only afterwards: the ops' signatures (shared with the CPU) carry no
+// context, like OpenBLAS's own global state.
+typedef struct {
+    int device;
+    cublasHandle_t blas;
+} mt_cuda_ctx;
+const mt_cuda_ctx *mt_cuda(void);
+
+// Column sums accumulated into dst in double, one thread per column walking
+// the rows in order (deterministic): dst[j] += Σ_i x[i, j].
+void mt_cuda_colsum_accumulate(real *dst, const real *x, int n, int h);
+
+// The ops, one per ops.h function (src/cuda/*.cu).
+extern "C" {
+void mt_cuda_matmul_forward(real *out, const real *inp, const real *w, const real *bias, int n, int c, int oc);
+void mt_cuda_matmul_backward(real *dinp, real *dw, real *dbias, const real *dout, const real *inp, const real *w,
+                             int n, int c, int oc);
+void mt_cuda_layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b,
+                               int n, int h);
+void mt_cuda_layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp, const real *w,
+                                const real *mean, const real *rstd, int n, int h);
+void mt_cuda_gelu_forward(real *out, const real *inp, size_t n);
+void mt_cuda_gelu_backward(real *dinp, const real *inp, const real *dout, size_t n);
+void mt_cuda_bias_dropout_add_forward(real *out, const real *res, const real *inp, const real *bias,
+                                      const mt_dropout_key *k, mt_rows r, int h);
+void mt_cuda_bias_dropout_add_backward(real *dinp, real *dbias, const real *dout, const mt_dropout_key *k,
+                                       mt_rows r, int h);
+void mt_cuda_dropout_forward(real *x, const mt_dropout_key *k, mt_rows r, int h);
+void mt_cuda_dropout_backward(real *dx, const mt_dropout_key *k, mt_rows r, int h);
+void mt_cuda_embedding_forward(real *out, const int *tokens, const real *wte, int v0, int vl, int n, int h);
+void mt_cuda_embedding_backward(real *dwte, const real *dout, const int *tokens, int v0, int vl, int n, int h);
+void mt_cuda_position_forward(real *x, const real *wpe, mt_rows r, int h);
+void mt_cuda_position_backward(real *dwpe, const real *dout, mt_rows r, int h);
+void mt_cuda_attention_forward(real *out, real *probs, const real *qkv, const mt_dropout_key *k, mt_attn_shape sh);
+void mt_cuda_attention_backward(real *dqkv, real *scratch, const real *dout, const real *qkv, const real *probs,
+                                const mt_dropout_key *k, mt_attn_shape sh);
+void mt_cuda_xent_local_max(real *rmax, const real *logits, int v0, int vl, int V, int n);
+void mt_cuda_xent_local_sums(real *sumexp, real *tlogit, const real *logits, const real *rmax, const int *targets,
+                             int v0, int vl, int V, int n);
+void mt_cuda_xent_loss(real *loss, const real *rmax, const real *sumexp, const real *tlogit, int n);
+void mt_cuda_xent_backward(real *dlogits, const real *logits, const real *rmax, const real *sumexp,
+                           const int *targets, real scale, int v0, int vl, int V, int n);
+void mt_cuda_adamw_update(real *p, const real *g, real *m, real *v, size_t n, int t, real lr, real b1, real b2,
+                          real eps, real wd);
+double mt_cuda_sumsq(const real *g, size_t n);
+void mt_cuda_scale(real *x, size_t n, real s);
+void mt_cuda_add(real *y, const real *x, size_t n);
+}
+
+#endif

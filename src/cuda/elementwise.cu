@@ -1,0 +1,169 @@
+// elementwise.cu: GELU, hidden dropout (with bias and residual), and the
+// embeddings. Masks come from the same Philox draws as the CPU (rng.h's
+// mt_keep_at), keyed by global indices, so they equal the CPU's bit for bit.
+#include "cuda_common.cuh"
+
+#include <string.h>
+
+extern "C" {
+#include "rng.h"
+}
+
+#define GELU_K 0.7978845608028654f
+#define GELU_C 0.044715f
+
+__global__ static void gelu_forward_kernel(real *out, const real *inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    real x = inp[i];
+    out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
+}
+extern "C" void mt_cuda_gelu_forward(real *out, const real *inp, size_t n) {
+    if (!n) return;
+    gelu_forward_kernel<<<blocks_for(n, 256), 256>>>(out, inp, n);
+    LAUNCH_CHECK();
+}
+
+__global__ static void gelu_backward_kernel(real *dinp, const real *inp, const real *dout, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    real x = inp[i];
+    real t = tanhf(GELU_K * (x + GELU_C * x * x * x));
+    real du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    dinp[i] = (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du) * dout[i];
+}
+extern "C" void mt_cuda_gelu_backward(real *dinp, const real *inp, const real *dout, size_t n) {
+    if (!n) return;
+    gelu_backward_kernel<<<blocks_for(n, 256), 256>>>(dinp, inp, dout, n);
+    LAUNCH_CHECK();
+}
+
+// ---- hidden dropout -----------------------------------------------------------
+
+// What a kernel needs of a mask: the Philox key, the iteration, p, and
+// whether dropout is on at all (k NULL or p 0: off).
+typedef struct {
+    mt_philox_key key;
+    uint32_t iter;
+    double p;
+    int on;
+    real scale;  // 1 / (1 - p)
+} mask_args;
+
+static mask_args mask_of(const mt_dropout_key *k) {
+    mask_args a;
+    memset(&a, 0, sizeof a);
+    a.on = k && k->p > 0;
+    if (a.on) {
+        a.key = mt_rng_dropout_key(k);
+        a.iter = k->iter;
+        a.p = k->p;
+        a.scale = (real)(1.0 / (1.0 - k->p));
+    }
+    return a;
+}
+
+// Row i of a (rows, h) block is sample sample0 + i % b at position pos0 + i / b.
+__device__ static inline int hidden_keep(const mask_args &a, mt_rows r, size_t i, int j) {
+    return mt_keep_at(a.key, a.iter, r.sample0 + (uint32_t)(i % r.b), r.pos0 + (uint32_t)(i / r.b), (uint32_t)j, a.p);
+}
+
+__global__ static void bias_dropout_add_kernel(real *out, const real *res, const real *inp, const real *bias,
+                                               mask_args a, mt_rows r, int h) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)r.rows * h) return;
+    size_t i = e / h;
+    int j = (int)(e % h);
+    real v = inp[e] + (bias ? bias[j] : 0.0f);
+    out[e] = res[e] + (!a.on ? v : hidden_keep(a, r, i, j) ? v * a.scale : 0.0f);
+}
+extern "C" void mt_cuda_bias_dropout_add_forward(real *out, const real *res, const real *inp, const real *bias,
+                                                 const mt_dropout_key *k, mt_rows r, int h) {
+    size_t n = (size_t)r.rows * h;
+    if (!n) return;
+    bias_dropout_add_kernel<<<blocks_for(n, 256), 256>>>(out, res, inp, bias, mask_of(k), r, h);
+    LAUNCH_CHECK();
+}
+
+// y = mask * x / (1 - p); dropout is linear and its own adjoint.
+__global__ static void dropout_kernel(real *y, const real *x, mask_args a, mt_rows r, int h) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)r.rows * h) return;
+    y[e] = !a.on ? x[e] : hidden_keep(a, r, e / h, (int)(e % h)) ? x[e] * a.scale : 0.0f;
+}
+static void dropout_apply(real *y, const real *x, const mt_dropout_key *k, mt_rows r, int h) {
+    mask_args a = mask_of(k);
+    size_t n = (size_t)r.rows * h;
+    if (!n || (!a.on && y == x)) return;
+    dropout_kernel<<<blocks_for(n, 256), 256>>>(y, x, a, r, h);
+    LAUNCH_CHECK();
+}
+extern "C" void mt_cuda_bias_dropout_add_backward(real *dinp, real *dbias, const real *dout, const mt_dropout_key *k,
+                                                  mt_rows r, int h) {
+    dropout_apply(dinp, dout, k, r, h);
+    if (dbias) mt_cuda_colsum_accumulate(dbias, dinp, r.rows, h);
+}
+extern "C" void mt_cuda_dropout_forward(real *x, const mt_dropout_key *k, mt_rows r, int h) { dropout_apply(x, x, k, r, h); }
+extern "C" void mt_cuda_dropout_backward(real *dx, const mt_dropout_key *k, mt_rows r, int h) { dropout_apply(dx, dx, k, r, h); }
+
+// ---- embeddings -----------------------------------------------------------------
+
+__global__ static void embedding_forward_kernel(real *out, const int *tokens, const real *wte, int v0, int vl, int n,
+                                                int h) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)n * h) return;
+    int t = tokens[e / h] - v0;
+    out[e] = t >= 0 && t < vl ? wte[(size_t)t * h + e % h] : 0.0f;
+}
+extern "C" void mt_cuda_embedding_forward(real *out, const int *tokens, const real *wte, int v0, int vl, int n, int h) {
+    if (n <= 0) return;
+    embedding_forward_kernel<<<blocks_for((size_t)n * h, 256), 256>>>(out, tokens, wte, v0, vl, n, h);
+    LAUNCH_CHECK();
+}
+
+// A token may repeat: one thread per column walks the rows in order (the
+// CPU's order), no atomics.
+__global__ static void embedding_backward_kernel(real *dwte, const real *dout, const int *tokens, int v0, int vl,
+                                                 int n, int h) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= h) return;
+    for (int i = 0; i < n; i++) {
+        int t = tokens[i] - v0;
+        if (t >= 0 && t < vl) dwte[(size_t)t * h + j] += dout[(size_t)i * h + j];
+    }
+}
+extern "C" void mt_cuda_embedding_backward(real *dwte, const real *dout, const int *tokens, int v0, int vl, int n,
+                                           int h) {
+    if (n <= 0) return;
+    embedding_backward_kernel<<<blocks_for((size_t)h, 128), 128>>>(dwte, dout, tokens, v0, vl, n, h);
+    LAUNCH_CHECK();
+}
+
+__global__ static void position_forward_kernel(real *x, const real *wpe, mt_rows r, int h) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)r.rows * h) return;
+    size_t i = e / h;
+    x[e] += wpe[((size_t)r.pos0 + i / r.b) * h + e % h];
+}
+extern "C" void mt_cuda_position_forward(real *x, const real *wpe, mt_rows r, int h) {
+    size_t n = (size_t)r.rows * h;
+    if (!n) return;
+    position_forward_kernel<<<blocks_for(n, 256), 256>>>(x, wpe, r, h);
+    LAUNCH_CHECK();
+}
+
+// One thread per (position, column): the b rows of a position, in order.
+__global__ static void position_backward_kernel(real *dwpe, const real *dout, mt_rows r, int h) {
+    int npos = (r.rows + r.b - 1) / r.b;
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)npos * h) return;
+    int p = (int)(e / h), j = (int)(e % h);
+    real *g = dwpe + ((size_t)r.pos0 + p) * h + j;
+    for (int i = p * r.b; i < (p + 1) * r.b && i < r.rows; i++) *g += dout[(size_t)i * h + j];
+}
+extern "C" void mt_cuda_position_backward(real *dwpe, const real *dout, mt_rows r, int h) {
+    if (r.rows <= 0) return;
+    size_t npos = (size_t)((r.rows + r.b - 1) / r.b);
+    position_backward_kernel<<<blocks_for(npos * h, 256), 256>>>(dwpe, dout, r, h);
+    LAUNCH_CHECK();
+}

@@ -1,0 +1,76 @@
+// layernorm.cu: LayerNorm over the hidden dim, one warp per row; statistics
+// in double as on the CPU (src/cpu/layernorm.c), eps 1e-5.
+#include "cuda_common.cuh"
+
+#define LN_EPS 1e-5
+
+__global__ static void layernorm_forward_kernel(real *out, real *mean, real *rstd, const real *inp, const real *w,
+                                                const real *b, int n, int h) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= n) return;
+    const real *x = inp + (size_t)row * h;
+    real *y = out + (size_t)row * h;
+    double m = 0, v = 0;
+    for (int j = lane; j < h; j += 32) m += x[j];
+    m = warp_sum(m) / h;
+    for (int j = lane; j < h; j += 32) v += (x[j] - m) * (x[j] - m);
+    v = warp_sum(v) / h;
+    double r = 1.0 / sqrt(v + LN_EPS);
+    for (int j = lane; j < h; j += 32) y[j] = (real)((x[j] - m) * r * w[j] + b[j]);
+    if (lane == 0) {
+        mean[row] = (real)m;
+        rstd[row] = (real)r;
+    }
+}
+
+extern "C" void mt_cuda_layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w,
+                                          const real *b, int n, int h) {
+    if (n <= 0) return;
+    layernorm_forward_kernel<<<blocks_for((size_t)n, 8), 256>>>(out, mean, rstd, inp, w, b, n, h);
+    LAUNCH_CHECK();
+}
+
+// dinp = rstd (g - mean(g) - x̂ mean(g x̂)), g = w dout.
+__global__ static void layernorm_dinp_kernel(real *dinp, const real *dout, const real *inp, const real *w,
+                                             const real *mean, const real *rstd, int n, int h) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= n) return;
+    const real *x = inp + (size_t)row * h, *dy = dout + (size_t)row * h;
+    real *dx = dinp + (size_t)row * h;
+    double m = mean[row], r = rstd[row], sg = 0, sgx = 0;
+    for (int j = lane; j < h; j += 32) {
+        double g = (double)w[j] * dy[j];
+        sg += g;
+        sgx += g * (x[j] - m) * r;
+    }
+    sg = warp_sum(sg) / h;
+    sgx = warp_sum(sgx) / h;
+    for (int j = lane; j < h; j += 32) {
+        double g = (double)w[j] * dy[j];
+        dx[j] = (real)(r * (g - sg - (x[j] - m) * r * sgx));
+    }
+}
+
+// dw[j] += Σ_i dout x̂, db[j] += Σ_i dout: one thread per column, rows in order.
+__global__ static void layernorm_dparams_kernel(real *dw, real *db, const real *dout, const real *inp,
+                                                const real *mean, const real *rstd, int n, int h) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= h) return;
+    double aw = 0, ab = 0;
+    for (int i = 0; i < n; i++) {
+        double dy = dout[(size_t)i * h + j];
+        aw += dy * (inp[(size_t)i * h + j] - (double)mean[i]) * (double)rstd[i];
+        ab += dy;
+    }
+    dw[j] += (real)aw;
+    db[j] += (real)ab;
+}
+
+extern "C" void mt_cuda_layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp,
+                                           const real *w, const real *mean, const real *rstd, int n, int h) {
+    if (n <= 0) return;
+    layernorm_dinp_kernel<<<blocks_for((size_t)n, 8), 256>>>(dinp, dout, inp, w, mean, rstd, n, h);
+    LAUNCH_CHECK();
+    layernorm_dparams_kernel<<<blocks_for((size_t)h, 128), 128>>>(dw, db, dout, inp, mean, rstd, n, h);
+    LAUNCH_CHECK();
+}

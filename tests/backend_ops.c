@@ -1,0 +1,328 @@
+// backend_ops.c: every op of a backend, forward and backward, against the CPU
+// fp64 build, the way ggml's test-backend-ops checks its backends.
+//
+//   build/fp64/tests/backend_ops write FILE   the oracle: the CPU fp64 results
+//   build/fp32/tests/backend_ops check FILE   the fp32 CPU backend against them
+//   build/cuda/tests/backend_ops check FILE   the CUDA backend against them
+//
+// Inputs are Philox draws rounded to float, so every build starts from the
+// same values, and the oracle's results are exact to fp64 round-off. Each
+// output's normalised mean-square error NMSE = Σ (x - ref)² / Σ ref² must be
+// at most MAX_NMSE: fp32 round-off gives 1e-14 to 1e-11 on these sizes,
+// while one dropout mask element drawn differently, a missed row or a wrong
+// scale gives 1e-4 or more. Odd sizes (37 rows, 19 positions) catch edge
+// handling; shapes include a TP-style vocabulary shard with padding.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "rng.h"
+
+#define MAX_NMSE 1e-9
+
+typedef struct {
+    const mt_backend *B;
+    FILE *f;
+    int writing;
+    int passed, failed;
+    uint64_t draw;  // one stream per input tensor
+} ctx;
+
+// ---- inputs and outputs ---------------------------------------------------
+
+// A backend buffer of n normal draws times `scale` plus `shift`, rounded to float.
+static real *input(ctx *t, size_t n, double scale, double shift) {
+    real *h = mt_malloc(n * sizeof(real));
+    for (size_t i = 0; i < n; i++) h[i] = (real)(float)(shift + scale * mt_rng_normal(1234, t->draw, i, 0));
+    t->draw++;
+    real *d = t->B->alloc(n * sizeof(real));
+    t->B->to_device(d, h, n * sizeof(real));
+    free(h);
+    return d;
+}
+
+static real *zeros(ctx *t, size_t n) { return t->B->alloc(n * sizeof(real)); }
+
+// n ids in [0, range).
+static int *ids(ctx *t, size_t n, int range) {
+    int *h = mt_malloc(n * sizeof(int));
+    mt_philox_key key = {{0xB0A7u, (uint32_t)t->draw++}};
+    for (size_t i = 0; i < n; i++) {
+        mt_philox_ctr c = {{(uint32_t)i, 0, 0, 0}};
+        h[i] = (int)(mt_philox(key, c).v[0] % (uint32_t)range);
+    }
+    int *d = t->B->alloc(n * sizeof(int));
+    t->B->to_device(d, h, n * sizeof(int));
+    free(h);
+    return d;
+}
+
+// Writes (oracle) or checks (backend) one output.
+static void output(ctx *t, const char *name, const real *d, size_t n) {
+    real *h = mt_malloc(n * sizeof(real));
+    t->B->sync();
+    t->B->to_host(h, d, n * sizeof(real));
+    double *x = mt_malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) x[i] = (double)h[i];
+    free(h);
+    char tag[64] = {0};
+    snprintf(tag, sizeof tag, "%s", name);
+    uint64_t len = n;
+    if (t->writing) {
+        if (fwrite(tag, sizeof tag, 1, t->f) != 1 || fwrite(&len, sizeof len, 1, t->f) != 1 ||
+            fwrite(x, sizeof(double), n, t->f) != n) {
+            printf("not ok %s: cannot write the oracle file\n", name);
+            t->failed++;
+        } else {
+            t->passed++;
+        }
+        free(x);
+        return;
+    }
+    char rtag[64];
+    uint64_t rlen = 0;
+    double *ref = mt_malloc(n * sizeof(double));
+    if (fread(rtag, sizeof rtag, 1, t->f) != 1 || fread(&rlen, sizeof rlen, 1, t->f) != 1 ||
+        strncmp(rtag, tag, sizeof tag) || rlen != len || fread(ref, sizeof(double), n, t->f) != n) {
+        printf("not ok %s: the oracle file does not hold this output next (rebuild and rewrite it)\n", name);
+        t->failed++;
+        free(ref);
+        free(x);
+        return;
+    }
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = x[i] - ref[i];
+        num += e * e;
+        den += ref[i] * ref[i];
+    }
+    // An all-zero reference (a gradient that must vanish) is checked absolutely.
+    double nmse = den > 0 ? num / den : num;
+    if (nmse <= MAX_NMSE && isfinite(nmse)) {
+        printf("ok %s (nmse %.2e, %zu values)\n", name, nmse, n);
+        t->passed++;
+    } else {
+        printf("not ok %s: nmse %.3e > %.0e over %zu values\n", name, nmse, MAX_NMSE, n);
+        t->failed++;
+    }
+    free(ref);
+    free(x);
+}
+
+static void output_scalar(ctx *t, const char *name, double v) {
+    // Through a one-element host buffer: outputs are always backend buffers.
+    real one = (real)v;
+    real *d = t->B->alloc(sizeof(real));
+    t->B->to_device(d, &one, sizeof(real));
+    output(t, name, d, 1);
+    t->B->free(d);
+}
+
+#define FREE(t, ...)                                                            \
+    do {                                                                        \
+        void *ps_[] = {__VA_ARGS__};                                            \
+        for (size_t i_ = 0; i_ < sizeof ps_ / sizeof ps_[0]; i_++) (t)->B->free(ps_[i_]); \
+    } while (0)
+
+// ---- the ops ------------------------------------------------------------------
+
+static void case_matmul(ctx *t) {
+    int n = 37, c = 50, oc = 70;
+    real *inp = input(t, (size_t)n * c, 1, 0), *w = input(t, (size_t)oc * c, 0.2, 0), *bias = input(t, oc, 1, 0);
+    real *out = zeros(t, (size_t)n * oc);
+    t->B->matmul_forward(out, inp, w, bias, n, c, oc);
+    output(t, "matmul_forward", out, (size_t)n * oc);
+    t->B->matmul_forward(out, inp, w, NULL, n, c, oc);
+    output(t, "matmul_forward_nobias", out, (size_t)n * oc);
+    real *dout = input(t, (size_t)n * oc, 1, 0), *dinp = zeros(t, (size_t)n * c);
+    real *dw = input(t, (size_t)oc * c, 1, 0), *db = input(t, oc, 1, 0);  // accumulated into
+    t->B->matmul_backward(dinp, dw, db, dout, inp, w, n, c, oc);
+    output(t, "matmul_backward_dinp", dinp, (size_t)n * c);
+    output(t, "matmul_backward_dw", dw, (size_t)oc * c);
+    output(t, "matmul_backward_dbias", db, oc);
+    FREE(t, inp, w, bias, out, dout, dinp, dw, db);
+}
+
+static void case_layernorm(ctx *t) {
+    int n = 33, h = 100;
+    real *x = input(t, (size_t)n * h, 2, 0.5), *w = input(t, h, 0.3, 1), *b = input(t, h, 0.3, 0);
+    real *out = zeros(t, (size_t)n * h), *mean = zeros(t, n), *rstd = zeros(t, n);
+    t->B->layernorm_forward(out, mean, rstd, x, w, b, n, h);
+    output(t, "layernorm_forward", out, (size_t)n * h);
+    output(t, "layernorm_forward_mean", mean, n);
+    output(t, "layernorm_forward_rstd", rstd, n);
+    real *dout = input(t, (size_t)n * h, 1, 0), *dinp = zeros(t, (size_t)n * h);
+    real *dw = input(t, h, 1, 0), *db = input(t, h, 1, 0);
+    t->B->layernorm_backward(dinp, dw, db, dout, x, w, mean, rstd, n, h);
+    output(t, "layernorm_backward_dinp", dinp, (size_t)n * h);
+    output(t, "layernorm_backward_dw", dw, h);
+    output(t, "layernorm_backward_db", db, h);
+    FREE(t, x, w, b, out, mean, rstd, dout, dinp, dw, db);
+}
+
+static void case_gelu(ctx *t) {
+    size_t n = 1000;
+    real *x = input(t, n, 3, 0), *y = zeros(t, n), *dy = input(t, n, 1, 0), *dx = zeros(t, n);
+    t->B->gelu_forward(y, x, n);
+    output(t, "gelu_forward", y, n);
+    t->B->gelu_backward(dx, x, dy, n);
+    output(t, "gelu_backward", dx, n);
+    t->B->gelu_backward(dy, x, dy, n);  // in place, as the trainer calls it
+    output(t, "gelu_backward_inplace", dy, n);
+    FREE(t, x, y, dy, dx);
+}
+
+static void case_dropout(ctx *t, double p, const char *tag) {
+    int h = 40;
+    mt_rows r = {24, 3, 5, 7};  // 8 positions from 5, samples 7..9
+    mt_dropout_key key = {42, 3, 2, MT_SITE_MLP_OUT, p};
+    size_t n = (size_t)r.rows * h;
+    char name[64];
+    real *res = input(t, n, 1, 0), *inp = input(t, n, 1, 0), *bias = input(t, h, 1, 0), *out = zeros(t, n);
+    t->B->bias_dropout_add_forward(out, res, inp, bias, &key, r, h);
+    snprintf(name, sizeof name, "bias_dropout_add_forward%s", tag);
+    output(t, name, out, n);
+    real *dout = input(t, n, 1, 0), *dinp = zeros(t, n), *dbias = input(t, h, 1, 0);
+    t->B->bias_dropout_add_backward(dinp, dbias, dout, &key, r, h);
+    snprintf(name, sizeof name, "bias_dropout_add_backward_dinp%s", tag);
+    output(t, name, dinp, n);
+    snprintf(name, sizeof name, "bias_dropout_add_backward_dbias%s", tag);
+    output(t, name, dbias, h);
+    // The embedding's in-place dropout, on another site's mask.
+    key.site = MT_SITE_EMBED;
+    t->B->dropout_forward(inp, &key, r, h);
+    snprintf(name, sizeof name, "dropout_forward%s", tag);
+    output(t, name, inp, n);
+    t->B->dropout_backward(dout, &key, r, h);
+    snprintf(name, sizeof name, "dropout_backward%s", tag);
+    output(t, name, dout, n);
+    FREE(t, res, inp, bias, out, dout, dinp, dbias);
+}
+
+static void case_embedding(ctx *t) {
+    int n = 30, h = 24, v0 = 10, vl = 50, npos = 64;
+    int *tok = ids(t, n, 80);  // ids below v0 and past v0 + vl: zero rows
+    real *wte = input(t, (size_t)vl * h, 1, 0), *out = zeros(t, (size_t)n * h);
+    t->B->embedding_forward(out, tok, wte, v0, vl, n, h);
+    output(t, "embedding_forward", out, (size_t)n * h);
+    real *dout = input(t, (size_t)n * h, 1, 0), *dwte = input(t, (size_t)vl * h, 1, 0);
+    t->B->embedding_backward(dwte, dout, tok, v0, vl, n, h);
+    output(t, "embedding_backward", dwte, (size_t)vl * h);
+    mt_rows r = {n, 3, 4, 0};
+    real *wpe = input(t, (size_t)npos * h, 1, 0), *dwpe = input(t, (size_t)npos * h, 1, 0);
+    t->B->position_forward(out, wpe, r, h);
+    output(t, "position_forward", out, (size_t)n * h);
+    t->B->position_backward(dwpe, dout, r, h);
+    output(t, "position_backward", dwpe, (size_t)npos * h);
+    FREE(t, tok, wte, out, dout, dwte, wpe, dwpe);
+}
+
+static void case_attention(ctx *t, double p, const char *tag) {
+    mt_attn_shape sh = {19, 2, 3, 8, 1, 4};  // s, b, local heads, hd, head0, sample0
+    mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
+    size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, np = (size_t)sh.b * sh.nh * sh.s * sh.s;
+    char name[64];
+    real *qkv = input(t, n * 3 * H, 1, 0), *out = zeros(t, n * H), *probs = zeros(t, np);
+    t->B->attention_forward(out, probs, qkv, &key, sh);
+    snprintf(name, sizeof name, "attention_forward%s", tag);
+    output(t, name, out, n * H);
+    snprintf(name, sizeof name, "attention_forward_probs%s", tag);
+    output(t, name, probs, np);
+    real *dout = input(t, n * H, 1, 0), *dqkv = zeros(t, n * 3 * H), *scratch = zeros(t, np);
+    t->B->attention_backward(dqkv, scratch, dout, qkv, probs, &key, sh);
+    snprintf(name, sizeof name, "attention_backward%s", tag);
+    output(t, name, dqkv, n * 3 * H);
+    FREE(t, qkv, out, probs, dout, dqkv, scratch);
+}
+
+static void case_xent(ctx *t) {
+    // A TP shard [40, 85) of a vocabulary of 70: 30 padding columns.
+    int n = 21, vl = 45, v0 = 40, V = 70;
+    real *logits = input(t, (size_t)n * vl, 3, 0);
+    int *tgt = ids(t, n, V);
+    real *rmax = zeros(t, n), *sumexp = zeros(t, n), *tlogit = zeros(t, n), *loss = zeros(t, n);
+    real *dl = zeros(t, (size_t)n * vl);
+    t->B->xent_local_max(rmax, logits, v0, vl, V, n);
+    output(t, "xent_local_max", rmax, n);
+    t->B->xent_local_sums(sumexp, tlogit, logits, rmax, tgt, v0, vl, V, n);
+    output(t, "xent_local_sums_sumexp", sumexp, n);
+    output(t, "xent_local_sums_tlogit", tlogit, n);
+    t->B->xent_loss(loss, rmax, sumexp, tlogit, n);
+    output(t, "xent_loss", loss, n);
+    t->B->xent_backward(dl, logits, rmax, sumexp, tgt, (real)0.3, v0, vl, V, n);
+    output(t, "xent_backward", dl, (size_t)n * vl);
+    t->B->xent_backward(logits, logits, rmax, sumexp, tgt, (real)0.3, v0, vl, V, n);
+    output(t, "xent_backward_inplace", logits, (size_t)n * vl);
+    FREE(t, logits, tgt, rmax, sumexp, tlogit, loss, dl);
+}
+
+static void case_optimizer(ctx *t) {
+    size_t n = 40000;  // more than one of the norm's 16384-element chunks
+    real *p = input(t, n, 1, 0), *g = input(t, n, 0.1, 0), *m = input(t, n, 0.01, 0);
+    real *v = input(t, n, 1e-4, 2e-3);  // second moments: positive (20 standard deviations)
+    t->B->adamw_update(p, g, m, v, n, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8, (real)0.1);
+    output(t, "adamw_param", p, n);
+    output(t, "adamw_m", m, n);
+    output(t, "adamw_v", v, n);
+    output_scalar(t, "sumsq", t->B->sumsq(g, n));
+    t->B->scale(g, n, (real)0.37);
+    output(t, "scale", g, n);
+    t->B->add(p, g, n);
+    output(t, "add", p, n);
+    t->B->copy(m, p, n);
+    output(t, "copy", m, n);
+    t->B->zero(v, n * sizeof(real));
+    output(t, "zero", v, n);
+    FREE(t, p, g, m, v);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3 || (strcmp(argv[1], "write") && strcmp(argv[1], "check"))) {
+        fprintf(stderr, "usage: backend_ops write|check FILE\n");
+        return 2;
+    }
+    ctx t = {0};
+    t.writing = !strcmp(argv[1], "write");
+#ifdef MT_FP64
+    if (!t.writing) {
+        fprintf(stderr, "backend_ops: the fp64 build is the oracle: use `write`\n");
+        return 2;
+    }
+#else
+    if (t.writing) {
+        fprintf(stderr, "backend_ops: only the fp64 build writes the oracle\n");
+        return 2;
+    }
+#endif
+#ifdef MT_CUDA
+    char msg[256];
+    if (mt_cuda_init(0, msg, sizeof msg)) {
+        fprintf(stderr, "backend_ops: %s\n", msg);
+        return 2;
+    }
+    mt_cuda_describe(msg, sizeof msg);
+    printf("# backend cuda, %s\n", msg);
+#endif
+    t.B = mt_backend_default();
+    t.f = fopen(argv[2], t.writing ? "wb" : "rb");
+    if (!t.f) {
+        fprintf(stderr, "backend_ops: cannot open %s\n", argv[2]);
+        return 2;
+    }
+    case_matmul(&t);
+    case_layernorm(&t);
+    case_gelu(&t);
+    case_dropout(&t, 0.25, "");
+    case_dropout(&t, 0, "_p0");
+    case_embedding(&t);
+    case_attention(&t, 0.2, "");
+    case_attention(&t, 0, "_p0");
+    case_xent(&t);
+    case_optimizer(&t);
+    fclose(t.f);
+    printf("%d passed, %d failed (backend %s, %s, max nmse %.0e)\n", t.passed, t.failed, t.B->name,
+           MT_PRECISION_NAME, MAX_NMSE);
+    return t.failed ? 1 : 0;
+}

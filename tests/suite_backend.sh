@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# suite_backend.sh: the backend boundary (include/backend.h) and the CUDA build.
+#  1. The fp32 CPU backend's op table against the CPU fp64 oracle
+#     (tests/backend_ops.c, NMSE <= 1e-9 per output), and a corrupted oracle
+#     that the check must reject: the harness the CUDA backend is held to,
+#     proven without a GPU.
+#  2. `make CUDA=1` builds ./pretrain_gpt_cuda and the CUDA op test (nvcc and
+#     cuBLAS are enough; no GPU needed).
+#  3. No GPU: ./pretrain_gpt_cuda says so in one line and exits 2, on one
+#     rank and on two.
+#  4. A GPU (nvidia-smi lists one): the CUDA op table against the oracle; 10
+#     iterations of the tiny model (dropout on) against the CPU fp32 run at
+#     DESIGN §1's fp32 tolerances; TP / SP / PP / DP layouts with several
+#     ranks sharing the GPU against one GPU rank.
+#   MT_CUDA_BUILD=0 skips 2-4 (a machine without nvcc).
+source "$(dirname "$0")/lib.sh"
+B=${BUILD:-build}
+ORACLE=$T/oracle.bin
+
+# check_ops NAME BINARY ORACLE: the binary's own ok / not ok lines, prefixed.
+check_ops() {
+  local name=$1 bin=$2 oracle=$3
+  "$bin" check "$oracle" > "$T/$name.log" 2>&1
+  local rc=$?
+  sed -n "s/^ok /ok ${name}_/p; s/^not ok /not ok ${name}_/p" "$T/$name.log"
+  grep -q '^ok ' "$T/$name.log" || not_ok "$name" "exit $rc: $(tail -n 1 "$T/$name.log")"
+  return $rc
+}
+
+if "$B"/fp64/tests/backend_ops write "$ORACLE" > "$T/oracle.log" 2>&1; then ok oracle_fp64_written
+else not_ok oracle_fp64_written "$(tail -n 1 "$T/oracle.log")"; fi
+check_ops cpu_fp32 "$B"/fp32/tests/backend_ops "$ORACLE"
+
+# Negative control: one value of the first output (matmul_forward, element
+# 10) replaced by 1e30 must fail that output and only that one.
+cp "$ORACLE" "$T/bad.bin"
+printf '\x00\x00\x00\x00\x00\x00\x49\x46' | dd of="$T/bad.bin" bs=1 seek=$((64 + 8 + 8 * 10)) conv=notrunc status=none
+"$B"/fp32/tests/backend_ops check "$T/bad.bin" > "$T/bad.log" 2>&1
+rc=$?
+nbad=$(grep -c '^not ok' "$T/bad.log")
+if [ $rc != 0 ] && [ "$nbad" = 1 ] && grep -q '^not ok matmul_forward:' "$T/bad.log"; then ok corrupted_oracle_rejected
+else not_ok corrupted_oracle_rejected "exit $rc, $nbad failing outputs: $(grep -m1 '^not ok' "$T/bad.log")"; fi
+
+if [ "${MT_CUDA_BUILD:-1}" = 0 ]; then echo "# CUDA checks skipped (MT_CUDA_BUILD=0)"; exit 0; fi
+if [ "${MT_CUDA_PREBUILT:-0}" = 1 ]; then
+  echo "# using the prebuilt ./pretrain_gpt_cuda (MT_CUDA_PREBUILT=1)"
+elif ! command -v "${NVCC:-nvcc}" > /dev/null; then
+  not_ok cuda_build "nvcc not found (install the CUDA toolkit, or MT_CUDA_BUILD=0 to skip)"; exit 0
+elif make CUDA=1 cuda -j"$(nproc --all)" > "$T/cuda_build.log" 2>&1; then ok cuda_build
+else not_ok cuda_build "$(grep -m1 -E 'error|Error' "$T/cuda_build.log")"; exit 0; fi
+
+# one_line_exit2 NAME CMD...: exit 2 and one line naming the missing GPU.
+one_line_exit2() {
+  local name=$1; shift
+  timeout --kill-after=5 120 "$@" > "$T/$name.out" 2> "$T/$name.err"
+  local rc=$? n
+  n=$(grep -cv '^[[:space:]]*$' "$T/$name.err")
+  if [ $rc = 2 ] && [ "$n" = 1 ] && grep -q 'no usable CUDA GPU' "$T/$name.err" && [ ! -s "$T/$name.out" ]; then ok "$name"
+  else not_ok "$name" "exit $rc, $n stderr lines: $(head -n 2 "$T/$name.err" | tr '\n' ' ')"; fi
+}
+
+if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  echo "# no GPU here: the no-GPU contract"
+  one_line_exit2 cuda_no_gpu_np1 ./pretrain_gpt_cuda $(tiny_model)
+  one_line_exit2 cuda_no_gpu_np2 $MPIRUN 2 ./pretrain_gpt_cuda $(tiny_model) --tensor-model-parallel-size 2
+  exit 0
+fi
+
+echo "# GPU: $(nvidia-smi -L | head -n 1)"
+check_ops cuda build/cuda/tests/backend_ops "$ORACLE"
+
+BASE=$(tiny_model)
+# gpu_vs NAME NP "FLAGS" REF: a GPU run against a reference run at fp32 tolerances.
+gpu_vs() {
+  local name=$1 np=$2 flags=$3 ref=$4 out=$T/$1 why
+  if ! mt_run "$out" "$np" ./pretrain_gpt_cuda $BASE $flags; then
+    not_ok "$name" "run failed: $(grep -m1 error "$out.log" || tail -n 1 "$out.log")"; return
+  fi
+  why=$(compare_losses "$ref.json" "$out.json" 1e-5) && tools/compare "$ref.st" "$out.st" --max-rel-rms 1e-4 > /dev/null 2>&1
+  if [ $? = 0 ]; then ok "$name ($why)"; else
+    not_ok "$name" "$why $(tools/compare "$ref.st" "$out.st" --top 2 2>&1 | tail -n 2 | tr '\n' ' ')"; fi
+}
+mt_run "$T/cpu" 1 ./pretrain_gpt $BASE || not_ok cpu_reference "$(tail -n 1 "$T/cpu.log")"
+gpu_vs cuda_tiny_vs_cpu_fp32 1 "" "$T/cpu"
+mt_run "$T/gpu1" 1 ./pretrain_gpt_cuda $BASE || not_ok gpu_reference "$(tail -n 1 "$T/gpu1.log")"
+gpu_vs cuda_tp2 2 "--tensor-model-parallel-size 2" "$T/gpu1"
+gpu_vs cuda_tp2_sp 2 "--tensor-model-parallel-size 2 --sequence-parallel" "$T/gpu1"
+gpu_vs cuda_tp4_sp 4 "--tensor-model-parallel-size 4 --sequence-parallel" "$T/gpu1"
+gpu_vs cuda_tp2_sp_pp2 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2" "$T/gpu1"
+gpu_vs cuda_dp2_distopt 2 "--use-distributed-optimizer" "$T/gpu1"

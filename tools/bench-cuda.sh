@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# tools/bench-cuda.sh: what `make bench CUDA=1` runs on a machine with an
+# NVIDIA GPU. GPT-2 124M's shape (configs/gpt2-124m.conf: 12 layers, 768,
+# 12 heads, vocab 50257 padded to 50304), trained from the trainer's own
+# initialisation on random tokens, by ./pretrain_gpt_cuda (one GPU) and by
+# ./pretrain_gpt (one process, every core) side by side, at two sizes:
+# issue 7's B=4, T=64 (256 tokens a step: launch-bound on a GPU) and B=8,
+# T=1024 (8192 tokens a step).
+#
+# Printed as Markdown and written to out/bench-cuda.md: ms/iter (median
+# after 2 warm-up steps), tokens/s, model GFLOP/s (6N + 12·L·T·h per token),
+# and for the GPU the share of its fp32 peak: SMs × 128 fp32 lanes × 2
+# (FMA) × the maximum SM clock (nvidia-smi). Products run in plain fp32
+# (no TF32), the precision the oracle comparisons hold the backend to.
+#
+#   tools/bench-cuda.sh            both sizes
+#   BENCH_CPU=0 tools/bench-cuda.sh    GPU rows only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LC_ALL=C
+W=out/bench-cuda
+mkdir -p "$W"
+say() { echo "bench-cuda: $*" >&2; }
+die() { echo "bench-cuda.sh: error: $*" >&2; exit 1; }
+[ -x ./pretrain_gpt_cuda ] || die "./pretrain_gpt_cuda missing: make CUDA=1"
+[ -x ./pretrain_gpt ] || die "./pretrain_gpt missing: make"
+nvidia-smi -L 2>/dev/null | grep -q '^GPU' || die "no NVIDIA GPU here (nvidia-smi lists none)"
+
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
+MAXCLK=$(nvidia-smi --query-gpu=clocks.max.sm --format=csv,noheader,nounits | head -n 1)
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+CORES=$(nproc --all)
+
+# Random GPT-2 tokens in llm.c's format (header 20240520, version 1, count).
+DATA=$W/tokens.bin
+if [ ! -f "$DATA" ]; then
+    python3 - "$DATA" <<'EOF'
+import random, struct, sys
+n = 200000
+random.seed(1)
+hdr = struct.pack('<256i', 20240520, 1, n, *([0] * 253))
+with open(sys.argv[1], 'wb') as f:
+    f.write(hdr)
+    f.write(struct.pack('<%dH' % n, *(random.randrange(50257) for _ in range(n))))
+EOF
+fi
+
+# run BIN TAG B T ITERS [env...]: per-step ms after 2 warm-up steps into TAG.ms
+run() {
+    local bin=$1 tag=$2 b=$3 t=$4 iters=$5; shift 5
+    local cmd=(env "$@" "$bin" --config configs/gpt2-124m.conf --train-data-path "$DATA" --micro-batch-size "$b"
+               --global-batch-size "$b" --seq-length "$t" --train-iters "$iters" --log-interval 1000
+               --metrics-file "$W/$tag.jsonl")
+    rm -f "$W/$tag.jsonl"
+    say "$tag: ${cmd[*]}"
+    "${cmd[@]}" > "$W/$tag.log" 2>&1 || { tail -n 3 "$W/$tag.log" >&2; die "$tag failed"; }
+    awk -F'"ms_per_iter": ' '{ split($0, a, "\"iteration\": "); split(a[2], b, ","); sub(/}.*/, "", $2)
+        if (b[1] + 0 > 2) print $2 }' "$W/$tag.jsonl" | sort -g |
+        awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }' > "$W/$tag.ms"
+}
+# N = Vp·h + maxT·h + L(12h² + 13h) + 2h; FLOPs/token = 6N + 12·L·T·h
+fpt() { awk -v T="$1" 'BEGIN { h = 768; L = 12; N = 50304*h + 1024*h + L*(12*h*h + 13*h) + 2*h; printf "%.0f", 6*N + 12*L*T*h }'; }
+
+rows=()
+for shape in "4 64" "8 1024"; do
+    read -r b t <<< "$shape"
+    run ./pretrain_gpt_cuda "gpu_b${b}_t$t" "$b" "$t" 12
+    cpu_ms=nan
+    if [ "${BENCH_CPU:-1}" = 1 ]; then
+        run ./pretrain_gpt "cpu_b${b}_t$t" "$b" "$t" 5 OMP_NUM_THREADS="$CORES" OPENBLAS_NUM_THREADS="$CORES" OMP_WAIT_POLICY=PASSIVE
+        cpu_ms=$(cat "$W/cpu_b${b}_t$t.ms")
+    fi
+    rows+=("$b $t $(cat "$W/gpu_b${b}_t$t.ms") $cpu_ms $(fpt "$t")")
+done
+# The trainer's "backend: cuda (device 0: NAME, sm_90, 132 SMs, ...)" line.
+SMS=$(sed -n 's/.* \([0-9][0-9]*\) SMs.*/\1/p' "$W/gpu_b4_t64.log" | head -n 1)
+PEAK=$(awk -v s="${SMS:-0}" -v c="$MAXCLK" 'BEGIN { printf "%.1f", s * 128 * 2 * c / 1e6 }')
+
+{
+    echo "## make bench CUDA=1 ($(date -u +%Y-%m-%d), $GPU, ${SMS:-?} SMs at up to $MAXCLK MHz: fp32 peak $PEAK TFLOP/s; CPU: $CPU, $CORES cores)"
+    echo
+    echo "| shape (GPT-2 124M) | tokens/step | GPU ms/iter | GPU tokens/s | GPU model TFLOP/s | share of fp32 peak | CPU ms/iter ($CORES threads) | CPU tokens/s | GPU / CPU |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for r in "${rows[@]}"; do
+        read -r b t g c f <<< "$r"
+        awk -v b="$b" -v t="$t" -v g="$g" -v c="$c" -v f="$f" -v peak="$PEAK" 'BEGIN {
+            tok = b * t; gt = tok / (g / 1000); tf = gt * f / 1e12
+            ct = (c == "nan") ? "n/a" : sprintf("%.0f", tok / (c / 1000))
+            ratio = (c == "nan") ? "n/a" : sprintf("%.1fx", c / g)
+            printf "| B=%d, T=%d | %d | %.1f | %.0f | %.2f | %.1f%% | %s | %s | %s |\n", b, t, tok, g, gt, tf, 100 * tf / peak, (c == "nan") ? "n/a" : sprintf("%.0f", c), ct, ratio }'
+    done
+    echo
+    echo "Commands: $W/*.log head lines; per-step times in $W/*.jsonl."
+} | tee out/bench-cuda.md
