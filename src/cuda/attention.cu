@@ -1,5 +1,6 @@
 // attention.cu: causal self-attention core, plain (probabilities kept), the
-// CPU's algorithm (src/cpu/attention.c) in small kernels. Rows of qkv are
+// CPU's algorithm (src/cpu/attention.c): the products on cuBLAS (batched
+// over heads), the softmax and its backward in warp-per-row kernels. Rows of qkv are
 // (s, b) ordered, each [Q | K | V] with head hh at columns hh*hd; a
 // (batch column, head) "pair" owns an (s, s) block of probs. Attention
 // dropout draws the CPU's mask (sample, head, query, key) from rng.h.
@@ -57,23 +58,38 @@ __device__ static inline float dropped(const attn_args &a, int bc, int hh, int q
     return keep ? pv * a.keep_scale : 0.0f;
 }
 
-// One warp per (pair, query): scores, causal softmax (sum in double), zeros past q.
-__global__ static void softmax_kernel(real *probs, const real *qkv, attn_args a) {
+// Per batch column, all local heads at once (strided batched GEMMs; a
+// head's columns are hd apart). Row-major (s, hd) blocks with row stride
+// ld are column-major (hd, s) matrices, so each product below is written
+// for cuBLAS's column-major view; P, dS are (s, s) row-major with ld s.
+typedef struct {
+    const real *base;  // first row of head 0 for this batch column
+    int ld;            // row stride
+} blk;
+
+static blk q_blk(const attn_args &a, const real *qkv, int bc, int which) {  // which: 0 Q, 1 K, 2 V
+    blk r = {qkv + (size_t)bc * 3 * a.H + (size_t)which * a.H, a.b * 3 * a.H};
+    return r;
+}
+static size_t pair0(const attn_args &a, int bc) { return (size_t)bc * a.nh * a.s * a.s; }
+
+// C = alpha op(A) op(B), batched over the nh heads of one batch column.
+static void gemm_heads(bool ta, bool tb, int m, int n, int k, float alpha, const real *A, int lda, long long sa,
+                       const real *B, int ldb, long long sb, real *C, int ldc, long long sc, int heads) {
+    const float zero = 0;
+    CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cuda()->blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                           m, n, k, &alpha, A, lda, sa, B, ldb, sb, &zero, C, ldc, sc, heads));
+}
+
+// One warp per (pair, query) row of P: causal softmax in place (sum in
+// double), zeros past the query.
+__global__ static void softmax_kernel(real *probs, attn_args a) {
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
-    int npairs = a.b * a.nh;
-    if (warp >= npairs * a.s) return;
-    int pr = warp / a.s, q = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
-    const real *Q = qkv + q_at(a, bc, hh, q);
-    real *P = probs + p_at(a, bc, hh, q);
+    if (warp >= a.b * a.nh * a.s) return;
+    int q = warp % a.s;
+    real *P = probs + (size_t)warp * a.s;
     float m = -INFINITY;
-    for (int j = lane; j <= q; j += 32) {
-        const real *K = qkv + q_at(a, bc, hh, j) + a.H;
-        float d = 0;
-        for (int t = 0; t < a.hd; t++) d += Q[t] * K[t];
-        d *= a.scale;
-        P[j] = d;
-        m = fmaxf(m, d);
-    }
+    for (int j = lane; j <= q; j += 32) m = fmaxf(m, P[j]);
     m = warp_max(m);
     double sum = 0;
     for (int j = lane; j <= q; j += 32) {
@@ -83,13 +99,12 @@ __global__ static void softmax_kernel(real *probs, const real *qkv, attn_args a)
     }
     sum = warp_sum(sum);
     float inv = (float)(1.0 / sum);
-    __syncwarp();
     for (int j = lane; j < a.s; j += 32) P[j] = j <= q ? P[j] * inv : 0.0f;
 }
 
-// One block per (pair, query): the dropped row in shared memory, then
-// out[q, d] = Σ_j Pd[q, j] V[j, d], one thread per d.
-__global__ static void pv_kernel(real *out, const real *probs, const real *qkv, attn_args a) {
+// With dropout, P·V reads the dropped probabilities: one block per (pair,
+// query), the dropped row in shared memory, one thread per d.
+__global__ static void pv_dropout_kernel(real *out, const real *probs, const real *qkv, attn_args a) {
     extern __shared__ float row[];
     int pr = blockIdx.x / a.s, q = blockIdx.x % a.s, bc = pr / a.nh, hh = pr % a.nh;
     const real *P = probs + p_at(a, bc, hh, q);
@@ -107,72 +122,52 @@ extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qk
     attn_args a = args_of(k, sh);
     unsigned rows = (unsigned)(a.b * a.nh * a.s);
     if (!rows) return;
-    softmax_kernel<<<blocks_for(rows, 8), 256>>>(probs, qkv, a);
+    long long ss = (long long)a.s * a.s;
+    for (int bc = 0; bc < a.b; bc++) {
+        blk Q = q_blk(a, qkv, bc, 0), K = q_blk(a, qkv, bc, 1);
+        // P[q][j] = scale Q[q]·K[j]: column-major Pᵀ (s, s) = Kᵀ · Q
+        gemm_heads(true, false, a.s, a.s, a.hd, a.scale, K.base, K.ld, a.hd, Q.base, Q.ld, a.hd, probs + pair0(a, bc),
+                   a.s, ss, a.nh);
+    }
+    softmax_kernel<<<blocks_for(rows, 8), 256>>>(probs, a);
     LAUNCH_CHECK();
-    pv_kernel<<<rows, 64, (size_t)a.s * sizeof(float)>>>(out, probs, qkv, a);
-    LAUNCH_CHECK();
+    if (a.drop) {
+        pv_dropout_kernel<<<rows, 64, (size_t)a.s * sizeof(float)>>>(out, probs, qkv, a);
+        LAUNCH_CHECK();
+        return;
+    }
+    for (int bc = 0; bc < a.b; bc++) {
+        blk V = q_blk(a, qkv, bc, 2);
+        // out[q][d] = Σ_j P[q][j] V[j][d]: column-major outᵀ (hd, s) = Vᵀ (hd, s) · Pᵀ (s, s)
+        gemm_heads(false, false, a.hd, a.s, a.s, 1, V.base, V.ld, a.hd, probs + pair0(a, bc), a.s, ss,
+                   out + (size_t)bc * a.H, a.b * a.H, a.hd, a.nh);
+    }
 }
 
 // ---- backward ---------------------------------------------------------------------
 
-// One block per (pair, query): dPd[q, j] = dO[q]·V[j], then the softmax
-// backward dS = Pd ⊙ dPd - P ⊙ Σ_j (Pd ⊙ dPd), written to scratch.
-__global__ static void dscores_kernel(real *dS, const real *dout, const real *qkv, const real *probs, attn_args a) {
-    extern __shared__ float sh_mem[];
-    float *pd = sh_mem, *dp = sh_mem + a.s;
-    __shared__ double part[32];
-    int pr = blockIdx.x / a.s, q = blockIdx.x % a.s, bc = pr / a.nh, hh = pr % a.nh;
-    const real *P = probs + p_at(a, bc, hh, q), *dO = dout + o_at(a, bc, hh, q);
-    double dot = 0;
-    for (int j = threadIdx.x; j <= q; j += blockDim.x) {
-        const real *V = qkv + q_at(a, bc, hh, j) + 2 * a.H;
-        float d = 0;
-        for (int t = 0; t < a.hd; t++) d += dO[t] * V[t];
-        pd[j] = dropped(a, bc, hh, q, j, P[j]);
-        dp[j] = d;
-        dot += (double)pd[j] * d;
-    }
-    dot = warp_sum(dot);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = dot;
-    __syncthreads();
-    double tot = 0;
-    for (int w = 0; w < (int)(blockDim.x >> 5); w++) tot += part[w];
-    real *row = dS + p_at(a, bc, hh, q);
-    for (int j = threadIdx.x; j < a.s; j += blockDim.x)
-        row[j] = j <= q ? (real)((double)pd[j] * dp[j] - (double)P[j] * tot) : 0.0f;
-}
-
-// One block per (pair, key j): the dropped column Pd[q ≥ j, j] in shared
-// memory; then dV[j, d] = Σ_q Pd[q, j] dO[q, d] and
-// dK[j, d] = scale Σ_q dS[q, j] Q[q, d], one thread per d.
-__global__ static void dkv_kernel(real *dqkv, const real *dout, const real *qkv, const real *probs, const real *dS,
-                                  attn_args a) {
-    extern __shared__ float col[];
-    int pr = blockIdx.x / a.s, j = blockIdx.x % a.s, bc = pr / a.nh, hh = pr % a.nh;
-    for (int q = j + threadIdx.x; q < a.s; q += blockDim.x) col[q] = dropped(a, bc, hh, q, j, probs[p_at(a, bc, hh, q) + j]);
-    __syncthreads();
-    real *dK = dqkv + q_at(a, bc, hh, j) + a.H, *dV = dK + a.H;
-    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
-        float v = 0, k = 0;
-        for (int q = j; q < a.s; q++) {
-            v += col[q] * dout[o_at(a, bc, hh, q) + d];
-            k += dS[p_at(a, bc, hh, q) + j] * qkv[q_at(a, bc, hh, q) + d];
-        }
-        dV[d] = v;
-        dK[d] = k * a.scale;
-    }
-}
-
-// dQ[q, d] = scale Σ_{j ≤ q} dS[q, j] K[j, d], one thread per (pair, q, d).
-__global__ static void dq_kernel(real *dqkv, const real *qkv, const real *dS, attn_args a) {
+// Pd = P keep / (1 - p) into dst (the dropout case of dV = Pdᵀ · dO).
+__global__ static void drop_probs_kernel(real *dst, const real *probs, attn_args a) {
     size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e >= (size_t)a.b * a.nh * a.s * a.hd) return;
-    int d = (int)(e % a.hd), q = (int)(e / a.hd % a.s);
-    int pr = (int)(e / ((size_t)a.hd * a.s)), bc = pr / a.nh, hh = pr % a.nh;
-    const real *row = dS + p_at(a, bc, hh, q);
-    float acc = 0;
-    for (int j = 0; j <= q; j++) acc += row[j] * qkv[q_at(a, bc, hh, j) + a.H + d];
-    dqkv[q_at(a, bc, hh, q) + d] = acc * a.scale;
+    if (e >= (size_t)a.b * a.nh * a.s * a.s) return;
+    int j = (int)(e % a.s), q = (int)(e / a.s % a.s);
+    int pr = (int)(e / ((size_t)a.s * a.s)), bc = pr / a.nh, hh = pr % a.nh;
+    dst[e] = j <= q ? dropped(a, bc, hh, q, j, probs[e]) : 0.0f;
+}
+
+// One warp per (pair, query) row, in place over dPd:
+// dS = Pd ⊙ dPd - P ⊙ Σ_j (Pd ⊙ dPd), the CPU's rewrite (src/cpu/attention.c).
+__global__ static void softmax_backward_kernel(real *dS, const real *probs, attn_args a) {
+    int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (warp >= a.b * a.nh * a.s) return;
+    int pr = warp / a.s, q = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
+    const real *P = probs + (size_t)warp * a.s;
+    real *d = dS + (size_t)warp * a.s;
+    double dot = 0;
+    for (int j = lane; j <= q; j += 32) dot += (double)dropped(a, bc, hh, q, j, P[j]) * d[j];
+    dot = warp_sum(dot);
+    for (int j = lane; j < a.s; j += 32)
+        d[j] = j <= q ? (real)((double)dropped(a, bc, hh, q, j, P[j]) * d[j] - (double)P[j] * dot) : 0.0f;
 }
 
 extern "C" void mt_cuda_attention_backward(real *dqkv, real *scratch, const real *dout, const real *qkv,
@@ -180,11 +175,37 @@ extern "C" void mt_cuda_attention_backward(real *dqkv, real *scratch, const real
     attn_args a = args_of(k, sh);
     unsigned rows = (unsigned)(a.b * a.nh * a.s);
     if (!rows) return;
-    dscores_kernel<<<rows, 128, 2 * (size_t)a.s * sizeof(float)>>>(scratch, dout, qkv, probs, a);
+    long long ss = (long long)a.s * a.s;
+    int ldo = a.b * a.H;
+    // dV = Pdᵀ · dO, with Pd materialised in scratch when dropout is on.
+    const real *pd = probs;
+    if (a.drop) {
+        drop_probs_kernel<<<blocks_for((size_t)rows * a.s, 256), 256>>>(scratch, probs, a);
+        LAUNCH_CHECK();
+        pd = scratch;
+    }
+    for (int bc = 0; bc < a.b; bc++) {
+        blk dV = q_blk(a, dqkv, bc, 2);
+        // dV[j][d] = Σ_q dO[q][d] Pd[q][j]: column-major dVᵀ (hd, s) = dOᵀ (hd, s) · Pd (s, s)
+        gemm_heads(false, true, a.hd, a.s, a.s, 1, dout + (size_t)bc * a.H, ldo, a.hd, pd + pair0(a, bc), a.s, ss,
+                   (real *)dV.base, dV.ld, a.hd, a.nh);
+    }
+    for (int bc = 0; bc < a.b; bc++) {
+        blk V = q_blk(a, qkv, bc, 2);
+        // dPd[q][j] = dO[q]·V[j]: column-major dPdᵀ (s, s) = V (s, hd) · dOᵀ (hd, s)
+        gemm_heads(true, false, a.s, a.s, a.hd, 1, V.base, V.ld, a.hd, dout + (size_t)bc * a.H, ldo, a.hd,
+                   scratch + pair0(a, bc), a.s, ss, a.nh);
+    }
+    softmax_backward_kernel<<<blocks_for(rows, 8), 256>>>(scratch, probs, a);
     LAUNCH_CHECK();
-    dkv_kernel<<<rows, 64, (size_t)a.s * sizeof(float)>>>(dqkv, dout, qkv, probs, scratch, a);
-    LAUNCH_CHECK();
-    size_t nq = (size_t)rows * a.hd;
-    dq_kernel<<<blocks_for(nq, 256), 256>>>(dqkv, qkv, scratch, a);
-    LAUNCH_CHECK();
+    for (int bc = 0; bc < a.b; bc++) {
+        blk Q = q_blk(a, qkv, bc, 0), K = q_blk(a, qkv, bc, 1);
+        blk dQ = q_blk(a, dqkv, bc, 0), dK = q_blk(a, dqkv, bc, 1);
+        // dQ[q][d] = scale Σ_j dS[q][j] K[j][d]: column-major dQᵀ (hd, s) = Kᵀ (hd, s) · dSᵀ (s, s)
+        gemm_heads(false, false, a.hd, a.s, a.s, a.scale, K.base, K.ld, a.hd, scratch + pair0(a, bc), a.s, ss,
+                   (real *)dQ.base, dQ.ld, a.hd, a.nh);
+        // dK[j][d] = scale Σ_q dS[q][j] Q[q][d]: column-major dKᵀ (hd, s) = Qᵀ (hd, s) · dS (s, s)
+        gemm_heads(false, true, a.hd, a.s, a.s, a.scale, Q.base, Q.ld, a.hd, scratch + pair0(a, bc), a.s, ss,
+                   (real *)dK.base, dK.ld, a.hd, a.nh);
+    }
 }

@@ -146,30 +146,55 @@ __global__ static void sumsq_kernel(double *part, const real *g, size_t n) {
 extern "C" double mt_cuda_sumsq(const real *g, size_t n) {
     if (!n) return 0;
     size_t nc = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
-    double *part = NULL, *host = (double *)mt_malloc(nc * sizeof(double));
-    CUDA_CHECK(cudaMalloc(&part, nc * sizeof(double)));
+    double *part = (double *)mt_cuda_scratch(nc * sizeof(double)), *host = (double *)mt_malloc(nc * sizeof(double));
     sumsq_kernel<<<(unsigned)nc, SUMSQ_THREADS>>>(part, g, n);
     LAUNCH_CHECK();
     CUDA_CHECK(cudaMemcpy(host, part, nc * sizeof(double), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaFree(part));
+    mt_cuda_scratch_free(part);
     double s = 0;
     for (size_t c = 0; c < nc; c++) s += host[c];
     free(host);
     return s;
 }
 
-__global__ static void colsum_kernel(real *dst, const real *x, int n, int h) {
+// Column sums in two deterministic stages, so every SM has work: partial
+// sums over fixed chunks of COLSUM_ROWS rows (one thread per chunk and
+// column), then one thread per column adds the chunks in order. Scratch
+// comes from the stream-ordered pool (cudaMallocAsync): no per-call
+// cudaMalloc, no state kept between calls.
+__global__ static void colsum_partial_kernel(double *part, const real *x, int n, int h) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x, c = blockIdx.y;
+    if (j >= h) return;
+    int lo = c * COLSUM_ROWS, hi = lo + COLSUM_ROWS < n ? lo + COLSUM_ROWS : n;
+    double acc = 0;
+    for (int i = lo; i < hi; i++) acc += x[(size_t)i * h + j];
+    part[(size_t)c * h + j] = acc;
+}
+__global__ static void colsum_finish_kernel(real *dst, const double *part, int nc, int h) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= h) return;
     double acc = 0;
-    for (int i = 0; i < n; i++) acc += x[(size_t)i * h + j];
+    for (int c = 0; c < nc; c++) acc += part[(size_t)c * h + j];
     dst[j] += (real)acc;
 }
 void mt_cuda_colsum_accumulate(real *dst, const real *x, int n, int h) {
-    if (h <= 0) return;
-    colsum_kernel<<<blocks_for((size_t)h, 128), 128>>>(dst, x, n, h);
+    if (h <= 0 || n <= 0) return;
+    int nc = mt_cuda_row_chunks(n);
+    double *part = (double *)mt_cuda_scratch((size_t)nc * h * sizeof(double));
+    colsum_partial_kernel<<<dim3(blocks_for((size_t)h, 128), (unsigned)nc), 128>>>(part, x, n, h);
     LAUNCH_CHECK();
+    colsum_finish_kernel<<<blocks_for((size_t)h, 128), 128>>>(dst, part, nc, h);
+    LAUNCH_CHECK();
+    mt_cuda_scratch_free(part);
 }
+
+int mt_cuda_row_chunks(int n) { return (n + COLSUM_ROWS - 1) / COLSUM_ROWS; }
+void *mt_cuda_scratch(size_t bytes) {
+    void *p = NULL;
+    CUDA_CHECK(cudaMallocAsync(&p, bytes ? bytes : 1, 0));
+    return p;
+}
+void mt_cuda_scratch_free(void *p) { CUDA_CHECK(cudaFreeAsync(p, 0)); }
 
 // ---- the table --------------------------------------------------------------
 

@@ -53,9 +53,14 @@ typedef struct {
 } mt_cuda_ctx;
 const mt_cuda_ctx *mt_cuda(void);
 
-// Column sums accumulated into dst in double, one thread per column walking
-// the rows in order (deterministic): dst[j] += Σ_i x[i, j].
+// Column sums accumulated into dst in double, deterministic (fixed chunks of
+// COLSUM_ROWS rows summed in chunk order): dst[j] += Σ_i x[i, j].
+#define COLSUM_ROWS 64
 void mt_cuda_colsum_accumulate(real *dst, const real *x, int n, int h);
+int mt_cuda_row_chunks(int n);  // chunks of COLSUM_ROWS rows covering n
+// Scratch from the stream-ordered pool, freed in stream order.
+void *mt_cuda_scratch(size_t bytes);
+void mt_cuda_scratch_free(void *p);
 
 // The ops, one per ops.h function (src/cuda/*.cu).
 extern "C" {

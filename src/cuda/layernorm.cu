@@ -51,16 +51,30 @@ __global__ static void layernorm_dinp_kernel(real *dinp, const real *dout, const
     }
 }
 
-// dw[j] += Σ_i dout x̂, db[j] += Σ_i dout: one thread per column, rows in order.
-__global__ static void layernorm_dparams_kernel(real *dw, real *db, const real *dout, const real *inp,
-                                                const real *mean, const real *rstd, int n, int h) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
+// dw[j] += Σ_i dout x̂, db[j] += Σ_i dout, in two deterministic stages as
+// mt_cuda_colsum_accumulate: chunks of COLSUM_ROWS rows, then chunks in order.
+__global__ static void layernorm_dparams_partial_kernel(double *part, const real *dout, const real *inp,
+                                                        const real *mean, const real *rstd, int n, int h) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x, c = blockIdx.y;
     if (j >= h) return;
+    int lo = c * COLSUM_ROWS, hi = lo + COLSUM_ROWS < n ? lo + COLSUM_ROWS : n;
     double aw = 0, ab = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = lo; i < hi; i++) {
         double dy = dout[(size_t)i * h + j];
         aw += dy * (inp[(size_t)i * h + j] - (double)mean[i]) * (double)rstd[i];
         ab += dy;
+    }
+    size_t nc = gridDim.y;
+    part[(size_t)c * h + j] = aw;
+    part[(nc + c) * h + j] = ab;
+}
+__global__ static void layernorm_dparams_finish_kernel(real *dw, real *db, const double *part, int nc, int h) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= h) return;
+    double aw = 0, ab = 0;
+    for (int c = 0; c < nc; c++) {
+        aw += part[(size_t)c * h + j];
+        ab += part[((size_t)nc + c) * h + j];
     }
     dw[j] += (real)aw;
     db[j] += (real)ab;
@@ -71,6 +85,12 @@ extern "C" void mt_cuda_layernorm_backward(real *dinp, real *dw, real *db, const
     if (n <= 0) return;
     layernorm_dinp_kernel<<<blocks_for((size_t)n, 8), 256>>>(dinp, dout, inp, w, mean, rstd, n, h);
     LAUNCH_CHECK();
-    layernorm_dparams_kernel<<<blocks_for((size_t)h, 128), 128>>>(dw, db, dout, inp, mean, rstd, n, h);
+    int nc = mt_cuda_row_chunks(n);
+    double *part = (double *)mt_cuda_scratch(2 * (size_t)nc * h * sizeof(double));
+    layernorm_dparams_partial_kernel<<<dim3(blocks_for((size_t)h, 128), (unsigned)nc), 128>>>(part, dout, inp, mean,
+                                                                                               rstd, n, h);
     LAUNCH_CHECK();
+    layernorm_dparams_finish_kernel<<<blocks_for((size_t)h, 128), 128>>>(dw, db, part, nc, h);
+    LAUNCH_CHECK();
+    mt_cuda_scratch_free(part);
 }
