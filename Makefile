@@ -13,7 +13,8 @@
 SHELL := /bin/bash
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 CC := mpicc
-NVCC ?= nvcc
+# nvcc from PATH, else CUDA's default install directory.
+NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc),nvcc)
 
 # -fno-math-errno -fno-trapping-math change no result (no errno, no FP traps
 # are used) and let GCC vectorise sqrt, exp and the if-converted kernels.

@@ -44,7 +44,7 @@ else not_ok corrupted_oracle_rejected "exit $rc, $nbad failing outputs: $(grep -
 if [ "${MT_CUDA_BUILD:-1}" = 0 ]; then echo "# CUDA checks skipped (MT_CUDA_BUILD=0)"; exit 0; fi
 if [ "${MT_CUDA_PREBUILT:-0}" = 1 ]; then
   echo "# using the prebuilt ./pretrain_gpt_cuda (MT_CUDA_PREBUILT=1)"
-elif ! command -v "${NVCC:-nvcc}" > /dev/null; then
+elif ! command -v "${NVCC:-nvcc}" > /dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
   not_ok cuda_build "nvcc not found (install the CUDA toolkit, or MT_CUDA_BUILD=0 to skip)"; exit 0
 elif make CUDA=1 cuda -j"$(nproc --all)" > "$T/cuda_build.log" 2>&1; then ok cuda_build
 else not_ok cuda_build "$(grep -m1 -E 'error|Error' "$T/cuda_build.log")"; exit 0; fi
@@ -68,6 +68,11 @@ fi
 
 echo "# GPU: $(nvidia-smi -L | head -n 1)"
 check_ops cuda build/cuda/tests/backend_ops "$ORACLE"
+# The one flag this backend refuses: one line, exit 2, on the GPU.
+timeout 60 ./pretrain_gpt_cuda $(tiny_model) --use-flash-attn > "$T/flash.out" 2> "$T/flash.err"
+rc=$?
+if [ $rc = 2 ] && [ "$(grep -c . "$T/flash.err")" = 1 ] && grep -q 'use-flash-attn' "$T/flash.err"; then ok cuda_refuses_flash_attn
+else not_ok cuda_refuses_flash_attn "exit $rc: $(head -n 2 "$T/flash.err" | tr '\n' ' ')"; fi
 
 BASE=$(tiny_model)
 # gpu_vs NAME NP "FLAGS" REF: a GPU run against a reference run at fp32 tolerances.
