@@ -70,8 +70,8 @@ typedef struct mt_backend {
     void (*xent_loss)(real *loss, const real *rmax, const real *sumexp, const real *tlogit, int n);
     void (*xent_backward)(real *dlogits, const real *logits, const real *rmax, const real *sumexp,
                           const int *targets, real scale, int v0, int vl, int V, int n);
-    void (*adamw_update)(real *p, const real *g, real *m, real *v, size_t n, int t, real lr, real b1, real b2,
-                         real eps, real wd);
+    void (*adamw_update)(real *p, const real *g, real gscale, real *m, real *v, size_t n, int t, real lr, real b1,
+                         real b2, real eps, real wd);
     double (*sumsq)(const real *g, size_t n);
     void (*scale)(real *x, size_t n, real s);
 } mt_backend;

@@ -192,10 +192,11 @@ void mt_xent_backward(real *dlogits,      // (n, vl)
 // ---- adamw.c --------------------------------------------------------------
 
 // AdamW as Megatron (apex FusedAdam, adam_w_mode) with bias correction:
+//   g = gscale * grad (gscale: the global-norm clip coefficient, 1 for none)
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²
 //   p -= lr * ( (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + wd * p )
-// t is the 1-based step. g is the already clipped gradient.
-void mt_adamw_update(real *p, const real *g, real *m, real *v, size_t n, int t,
+// t is the 1-based step. grad is read, not written.
+void mt_adamw_update(real *p, const real *grad, real gscale, real *m, real *v, size_t n, int t,
                      real lr, real b1, real b2, real eps, real wd);
 
 // Σ g² in double (for the global gradient norm).

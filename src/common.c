@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <time.h>
 
 void mt_fail(int loud, int code, const char *fmt, ...) {
@@ -56,4 +57,14 @@ uint64_t mt_hash_str(const char *s) {
         h *= 1099511628211ull;
     }
     return h;
+}
+
+size_t mt_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long size = 0, resident = 0;
+    int ok = fscanf(f, "%lu %lu", &size, &resident) == 2;
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return ok && page > 0 ? (size_t)resident * (size_t)page : 0;
 }

@@ -29,6 +29,7 @@ typedef struct {
     mt_config cfg;
     mt_parallel par;
     mt_comm cm;
+    size_t rss_before_model;  // bytes resident before any model allocation (libraries, MPI, data)
     mt_model model;
     mt_token_file train_file, valid_file;
     mt_split_view train, valid;
@@ -324,8 +325,8 @@ static void print_memory(const run *r) {
     o += (size_t)snprintf(line + o, sizeof line - o, "memory (rank %d, tp %d, dp %d, pp %d, bytes):", r->par.world_rank,
                           r->par.tp_rank, r->par.dp_rank, r->par.pp_rank);
     for (int k = 0; k < MT_MEM_N; k++) o += (size_t)snprintf(line + o, sizeof line - o, " %s %zu |", mt_mem_names[k], m->mem[k]);
-    snprintf(line + o, sizeof line - o, " total %zu | activation slots %d per chunk x %d chunks\n", total,
-             m->chunks[0].nslots, m->nchunks);
+    snprintf(line + o, sizeof line - o, " total %zu | activation slots %d per chunk x %d chunks | process RSS before the model %zu\n",
+             total, m->chunks[0].nslots, m->nchunks, r->rss_before_model);
     mt_parallel_print_gathered(&r->par, line, sizeof line, stdout);
     if (r->par.world_rank == 0) {
         int layers = 0;
@@ -357,6 +358,22 @@ static void init_device(int loud) {
 #else
     (void)loud;
 #endif
+}
+
+// Peak resident memory of every rank (VmHWM) next to its accounted total,
+// printed after training so the peak includes every step.
+static void print_peak_rss(const run *r) {
+    size_t hwm = 0, total = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    char buf[256];
+    while (f && fgets(buf, sizeof buf, f))
+        if (!strncmp(buf, "VmHWM:", 6)) hwm = (size_t)strtoull(buf + 6, NULL, 10) * 1024;
+    if (f) fclose(f);
+    for (int k = 0; k < MT_MEM_N; k++) total += r->model.mem[k];
+    char line[256];
+    snprintf(line, sizeof line, "peak RSS (rank %d): %zu bytes; accounted %zu, before the model %zu; RSS / accounted %.3f\n",
+             r->par.world_rank, hwm, total, r->rss_before_model, total ? (double)hwm / (double)total : 0.0);
+    mt_parallel_print_gathered(&r->par, line, sizeof line, stdout);
 }
 
 int main(int argc, char **argv) {
@@ -393,6 +410,7 @@ int main(int argc, char **argv) {
     }
     check_outputs(&r);
     setup_data(&r);
+    r.rss_before_model = mt_rss_bytes();
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
     mt_optimizer_init(&r.model);
     mt_comm_set_backend(&r.cm, r.model.be);
@@ -409,6 +427,9 @@ int main(int argc, char **argv) {
     // so one command line both starts and resumes a run.
     if (!resumed && c->init_from[0] && mt_llmc_load(&r.model, c->init_from, err, sizeof err))
         mt_fail(loud, MT_EXIT_USAGE, "--init-from %s", err);
+    // Loading freed its file buffers (the largest tensor, 154 MB at 124M);
+    // hand them back, since the mallopt above keeps freed memory otherwise.
+    malloc_trim(0);
     if (c->log_memory) print_memory(&r);
     if (c->metrics_file[0] && loud) {
         r.metrics = fopen(c->metrics_file, "a");
@@ -418,6 +439,7 @@ int main(int argc, char **argv) {
     MPI_Bcast(&bad_metrics, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (bad_metrics) mt_fail(0, MT_EXIT_USAGE, "--metrics-file");
     train(&r);
+    if (c->log_memory) print_peak_rss(&r);
     if (c->export_llmc[0] && mt_llmc_save(&r.model, c->export_llmc, err, sizeof err))
         mt_fail(loud, MT_EXIT_FAIL, "--export-llmc %s", err);
     if (c->dump_params[0] && mt_dump_tensors(&r.model, c->dump_params, 0, err, sizeof err))

@@ -100,16 +100,19 @@ void mt_optimizer_init(mt_model *m) {
 
 void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, int step) {
     const mt_config *c = m->cfg;
+    // Megatron's clip_grad_norm_: scale by clip / (norm + 1e-6) when below 1,
+    // applied inside AdamW's pass over the gradients.
+    real gscale = 1;
     if (c->clip_grad > 0) {
         double coeff = c->clip_grad / (grad_norm + 1e-6);
-        if (coeff < 1.0) m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)coeff);
+        if (coeff < 1.0) gscale = (real)coeff;
     }
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
         size_t a, b, o = m->shard0;
         shard_part(m, p, &a, &b);
         if (a >= b) continue;
-        m->be->adamw_update(m->param_mem + a, m->grad_mem + a, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
+        m->be->adamw_update(m->param_mem + a, m->grad_mem + a, gscale, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
                         (real)lr, (real)c->adam_beta1, (real)c->adam_beta2, (real)c->adam_eps,
                         p->decay ? (real)c->weight_decay : 0);
     }

@@ -262,7 +262,7 @@ static void case_optimizer(ctx *t) {
     size_t n = 40000;  // more than one of the norm's 16384-element chunks
     real *p = input(t, n, 1, 0), *g = input(t, n, 0.1, 0), *m = input(t, n, 0.01, 0);
     real *v = input(t, n, 1e-4, 2e-3);  // second moments: positive (20 standard deviations)
-    t->B->adamw_update(p, g, m, v, n, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8, (real)0.1);
+    t->B->adamw_update(p, g, (real)0.75, m, v, n, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8, (real)0.1);
     output(t, "adamw_param", p, n);
     output(t, "adamw_m", m, n);
     output(t, "adamw_v", v, n);

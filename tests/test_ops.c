@@ -637,7 +637,7 @@ TEST(adamw_one_step_by_hand) {
     memcpy(p0, p, sizeof p), memcpy(m0, m, sizeof m), memcpy(v0, v, sizeof v);
     real lr = 3e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
     int t = 3;
-    mt_adamw_update(p, gr, m, v, 3, t, lr, b1, b2, eps, wd);
+    mt_adamw_update(p, gr, 1, m, v, 3, t, lr, b1, b2, eps, wd);
     for (int i = 0; i < 3; i++) {
         double mi = (double)b1 * m0[i] + (1 - (double)b1) * gr[i];
         double vi = (double)b2 * v0[i] + (1 - (double)b2) * (double)gr[i] * gr[i];

@@ -14,7 +14,11 @@
 #      50304, B=4, T=64), both implementations, a few steps;
 #   5. model FLOPs per token = 6N + 12*L*T*h (N = all parameters, embeddings
 #      included), GFLOP/s = FLOPs/token * tokens/s, as a share of the ceiling.
-# Plus peak RSS of every run next to the trainer's own --log-memory accounting.
+#   6. the small shape's layouts on the same cores: TP 2, TP 2 + SP, PP 2 and
+#      DP 2 as 2 ranks x 1 thread against 1 rank x 2 threads (same batches).
+# Plus peak RSS of every run next to the trainer's own --log-memory accounting
+# (the trainer prints rank 0's VmHWM and, separately, what was resident
+# before it allocated the model: libraries, Open MPI, OpenBLAS, the data).
 #
 #   tools/bench.sh            everything (~3-6 minutes on 2 cores)
 #   tools/bench.sh --quick    sgemm + the small shape only, fewer iterations
@@ -255,17 +259,52 @@ if [ $QUICK = 0 ]; then
     done
     BC=$(best_round big_c $BIG_ROUNDS); BT=$(best_round big_t $BIG_ROUNDS)
 fi
+# ------------------------------------------------------------------ 5. layouts --
+# The small shape on the two cores split as 2 ranks x 1 thread, against
+# 1 rank x 2 threads on the same batches (micro-batch 2, global batch 8, so
+# PP 2 has micro-batches to pipeline and DP 2 has samples to split).
+PAR_ARGS=(--config configs/small.conf --init-from "$SMALL_MODEL" --data-order sequential --micro-batch-size 2
+          --global-batch-size 8 --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS")
+PAR_LAYOUTS=("1 rank|1|" "TP 2|2|--tensor-model-parallel-size 2" "TP 2 + SP|2|--tensor-model-parallel-size 2 --sequence-parallel"
+             "PP 2|2|--pipeline-model-parallel-size 2" "DP 2|2|")
+run_par() { # TAG NP FLAGS...
+    local tag=$1 np=$2; shift 2
+    local t=$((THREADS / np)); [ $t -lt 1 ] && t=1
+    rm -f "$W/$tag.jsonl"
+    local cmd=(env OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t OMP_WAIT_POLICY=PASSIVE tools/mpirun.sh "$np" "$PG" "${PAR_ARGS[@]}" "$@"
+               --metrics-file "$W/$tag.jsonl" --log-memory)
+    record "${cmd[@]}"
+    say "$tag: ${cmd[*]}"
+    "${cmd[@]}" > "$W/$tag.log" 2>&1 || { tail -n 5 "$W/$tag.log" >&2; die "$tag failed (log: $W/$tag.log)"; }
+    awk -v w=$WARMUP -F'"ms_per_iter": ' '{ split($0, a, "\"iteration\": "); split(a[2], b, ","); sub(/}.*/, "", $2)
+        if (b[1] + 0 > w) print $2 }' "$W/$tag.jsonl" > "$W/$tag.ms"
+    [ -s "$W/$tag.ms" ] || die "$tag: no timed iterations in $W/$tag.jsonl"
+}
+for i in "${!PAR_LAYOUTS[@]}"; do
+    IFS='|' read -r _ np flags <<< "${PAR_LAYOUTS[$i]}"
+    # shellcheck disable=SC2086
+    run_par "par_$i" "$np" $flags
+done
+
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$((SECONDS - T_START))
 
 # ------------------------------------------------------------------ report --
-# row SHAPE IMPL TAG TOKENS_PER_STEP FLOPS_PER_TOKEN TORCH_TAG
+# rss_vs TAG: "peak RSS / accounted" in MiB from the trainer's own
+# --log-memory lines (rank 0: VmHWM after training, accounted total).
+rss_vs() {
+    sed -n 's/^peak RSS (rank 0): \([0-9]*\) bytes; accounted \([0-9]*\),.*/\1 \2/p' "$W/$1.log" |
+        awk '{ printf "%.0f / %.0f (%+.0f%%)", $1 / 1048576, $2 / 1048576, 100 * ($1 / $2 - 1) }'
+}
+# row SHAPE LAYOUT IMPL TAG TOKENS_PER_STEP FLOPS_PER_TOKEN TORCH_TAG [RSS]
 row() {
-    local m tm
-    m=$(med "$3"); tm=$(med "$6")
-    awk -v shape="$1" -v impl="$2" -v ms="$m" -v tok="$4" -v fpt="$5" -v ceil="$CEIL" -v tms="$tm" 'BEGIN {
+    local m tm rss=${8:-}
+    m=$(med "$4"); tm=nan; [ "$7" != - ] && tm=$(med "$7")
+    [ -z "$rss" ] && rss=$(rss_vs "$4")
+    awk -v shape="$1" -v layout="$2" -v impl="$3" -v ms="$m" -v tok="$5" -v fpt="$6" -v ceil="$CEIL" -v tms="$tm" -v rss="$rss" 'BEGIN {
         tps = tok / (ms / 1000); gf = fpt * tps / 1e9; ttps = tok / (tms / 1000)
-        printf "| %s | %s | %.1f | %.0f | %.1f | %.0f%% | %.2f |\n", shape, impl, ms, tps, gf, 100 * gf / ceil, tps / ttps }'
+        tc = (tms == "nan") ? "" : sprintf("%.0f", ttps); rc = (tms == "nan") ? "" : sprintf("%.2f", tps / ttps)
+        printf "| %s | %s | %s | %.1f | %.0f | %.1f | %.0f%% | %s | %s | %s |\n", shape, layout, impl, ms, tps, gf, 100 * gf / ceil, tc, rc, rss }'
 }
 mem_row() { # LABEL TAG
     local line; line=$(grep -m1 '^memory (rank 0' "$W/$2.log" || true)
@@ -292,16 +331,29 @@ REPORT=$W/report.md
     [ -n "$ALT_NOTE" ] && echo "- note: this CPU has AVX-512 but OpenBLAS runs its $(sed 's/.*(core \(.*\))/\1/' <<< "$BLAS_CORE") kernels; OPENBLAS_CORETYPE=SkylakeX (used by no run here) gives, nt GFLOP/s default -> SkylakeX: $ALT_NOTE"
     echo "- $( [ $QUICK = 1 ] && echo 'quick run (--quick): small shape only; ' )wall time of the benchmark: ${ELAPSED} s"
     echo
-    echo "| shape | impl | ms/iter | tokens/s | model GFLOP/s | % of sgemm ceiling | ratio vs PyTorch (tokens/s) |"
-    echo "|---|---|---:|---:|---:|---:|---:|"
-    echo "| sgemm $CEIL_AT | OpenBLAS cblas_sgemm | | | $CEIL | 100% | |"
-    row "small: L4 h256 a4 V256, B4 T128" "megatron.c" "$SC" 512 "$SMALL_FPT" "$ST"
-    row "small: L4 h256 a4 V256, B4 T128" "megatron.c, OMP_WAIT_POLICY=PASSIVE" "$SCP" 512 "$SMALL_FPT" "$ST"
-    row "small: L4 h256 a4 V256, B4 T128" "PyTorch" "$ST" 512 "$SMALL_FPT" "$ST"
+    echo "| shape | layout | impl | ms/iter | tokens/s | model GFLOP/s | % of sgemm ceiling | PyTorch tokens/s | ratio vs PyTorch | peak RSS / accounted (MiB, rank 0) |"
+    echo "|---|---|---|---:|---:|---:|---:|---:|---:|---|"
+    echo "| sgemm $CEIL_AT | | OpenBLAS cblas_sgemm | | | $CEIL | 100% | | | |"
+    L1="1 rank x $THREADS threads"
+    row "small: L4 h256 a4 V256, B4 T128" "$L1" "megatron.c" "$SC" 512 "$SMALL_FPT" "$ST"
+    row "small: L4 h256 a4 V256, B4 T128" "$L1" "megatron.c, OMP_WAIT_POLICY=PASSIVE" "$SCP" 512 "$SMALL_FPT" "$ST"
+    row "small: L4 h256 a4 V256, B4 T128" "$L1" "PyTorch" "$ST" 512 "$SMALL_FPT" "$ST" "$(rss_mib "$W/$ST.rss") / -"
     if [ $QUICK = 0 ]; then
-        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "megatron.c" "$BC" 256 "$BIG_FPT" "$BT"
-        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "PyTorch" "$BT" 256 "$BIG_FPT" "$BT"
+        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "$L1" "megatron.c" "$BC" 256 "$BIG_FPT" "$BT"
+        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "$L1" "PyTorch" "$BT" 256 "$BIG_FPT" "$BT" "$(rss_mib "$W/$BT.rss") / -"
     fi
+    for i in "${!PAR_LAYOUTS[@]}"; do
+        IFS='|' read -r name np _ <<< "${PAR_LAYOUTS[$i]}"
+        lay="$name, $np x $((THREADS / np > 0 ? THREADS / np : 1))"
+        row "small, micro-batch 2, global batch 8" "$lay" "megatron.c" "par_$i" 1024 "$SMALL_FPT" -
+    done
+    echo
+    echo "Layouts on the same cores (small shape, micro-batch 2, global batch 8; tokens/s against the 1-rank row of the same batches):"
+    for i in "${!PAR_LAYOUTS[@]}"; do
+        IFS='|' read -r name _ _ <<< "${PAR_LAYOUTS[$i]}"
+        awk -v n="$name" -v a="$(med par_0)" -v b="$(med "par_$i")" 'BEGIN { printf "%s %.2f; ", n, a / b }'
+    done
+    echo "SP's time over TP 2: $(awk -v a="$(med par_1)" -v b="$(med par_2)" 'BEGIN { printf "%+.1f%%", 100 * (b / a - 1) }')."
     echo
     echo "Same model, same batches: step-1 loss small C $(cat "$W/$SC.loss1"), PyTorch $(cat "$W/$ST.loss1")$(
         [ $QUICK = 0 ] && echo "; 124M C $(cat "$W/$BC.loss1"), PyTorch $(cat "$W/$BT.loss1")")."

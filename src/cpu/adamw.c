@@ -4,10 +4,15 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "vmath.h"
+
 // In the build's precision, as PyTorch and apex do (fp32 arithmetic for
-// fp32 weights); the bias corrections are computed once, in double.
+// fp32 weights); the bias corrections are computed once, in double. The
+// clip coefficient rides along as gscale, so clipping costs no extra pass
+// over the gradients (this loop is memory-bound: 28 bytes per element).
 void mt_adamw_update(real *p,       // (n)
-                     const real *g, // (n) already clipped
+                     const real *g, // (n) unclipped
+                     real gscale,   // clip coefficient (1: none)
                      real *m,       // (n) first moment
                      real *v,       // (n) second moment
                      size_t n, int t, real lr, real b1, real b2, real eps, real wd) {
@@ -15,10 +20,10 @@ void mt_adamw_update(real *p,       // (n)
     const real one = 1;
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
-        real gi = g[i], pi = p[i];
+        real gi = g[i] * gscale, pi = p[i];
         real mi = b1 * m[i] + (one - b1) * gi;
         real vi = b2 * v[i] + (one - b2) * gi * gi;
-        pi -= lr * ((mi / c1) / (sqrt(vi / c2) + eps) + wd * pi);
+        pi -= lr * ((mi / c1) / (MT_SQRT(vi / c2) + eps) + wd * pi);
         m[i] = mi;
         v[i] = vi;
         p[i] = pi;
@@ -30,21 +35,27 @@ void mt_adamw_update(real *p,       // (n)
 // which an OpenMP reduction clause does not promise.
 #define SUMSQ_CHUNK 16384
 
+// Σ g² of one chunk with eight independent accumulators: one serial chain
+// of double adds (4 cycles each) made the gradient norm 4% of a 124M step;
+// eight chains vectorise and still sum in one fixed order.
+static double sumsq_chunk(const real *g, size_t n) {
+    double acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += (double)g[i + k] * g[i + k];
+    for (; i < n; i++) acc[i & 7] += (double)g[i] * g[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 double mt_sumsq(const real *g, // (n)
                 size_t n) {
     size_t nc = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
-    if (nc <= 1) {
-        double s = 0;
-        for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-        return s;
-    }
+    if (nc <= 1) return sumsq_chunk(g, n);
     double *part = mt_malloc(nc * sizeof(double));
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < nc; c++) {
         size_t lo = c * SUMSQ_CHUNK, hi = MT_MIN(lo + SUMSQ_CHUNK, n);
-        double s = 0;
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
-        part[c] = s;
+        part[c] = sumsq_chunk(g + lo, hi - lo);
     }
     double s = 0;
     for (size_t c = 0; c < nc; c++) s += part[c];

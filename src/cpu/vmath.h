@@ -32,9 +32,12 @@ static inline float mt_tanhf_fast(float x) { return 1.0f - 2.0f / (mt_expf_fast(
 #ifdef MT_FP64
 #define MT_EXP(x) exp(x)
 #define MT_TANH(x) tanh(x)
+#define MT_SQRT(x) sqrt(x)
 #else
 #define MT_EXP(x) mt_expf_fast(x)
 #define MT_TANH(x) mt_tanhf_fast(x)
+// Correctly rounded like (float)sqrt((double)x), without the round trip.
+#define MT_SQRT(x) sqrtf(x)
 #endif
 
 #endif

@@ -105,11 +105,11 @@ extern "C" void mt_cuda_scale(real *x, size_t n, real s) {
 }
 
 // The CPU's formula, element for element (src/cpu/adamw.c).
-__global__ static void adamw_kernel(real *p, const real *g, real *m, real *v, size_t n, real c1, real c2, real lr,
-                                    real b1, real b2, real eps, real wd) {
+__global__ static void adamw_kernel(real *p, const real *g, real gscale, real *m, real *v, size_t n, real c1, real c2,
+                                    real lr, real b1, real b2, real eps, real wd) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    real gi = g[i], pi = p[i];
+    real gi = g[i] * gscale, pi = p[i];
     real mi = b1 * m[i] + (1.0f - b1) * gi;
     real vi = b2 * v[i] + (1.0f - b2) * gi * gi;
     pi -= lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd * pi);
@@ -117,11 +117,11 @@ __global__ static void adamw_kernel(real *p, const real *g, real *m, real *v, si
     v[i] = vi;
     p[i] = pi;
 }
-extern "C" void mt_cuda_adamw_update(real *p, const real *g, real *m, real *v, size_t n, int t, real lr, real b1,
-                                     real b2, real eps, real wd) {
+extern "C" void mt_cuda_adamw_update(real *p, const real *g, real gscale, real *m, real *v, size_t n, int t, real lr,
+                                     real b1, real b2, real eps, real wd) {
     if (!n) return;
     real c1 = (real)(1.0 - pow((double)b1, t)), c2 = (real)(1.0 - pow((double)b2, t));
-    adamw_kernel<<<blocks_for(n, 256), 256>>>(p, g, m, v, n, c1, c2, lr, b1, b2, eps, wd);
+    adamw_kernel<<<blocks_for(n, 256), 256>>>(p, g, gscale, m, v, n, c1, c2, lr, b1, b2, eps, wd);
     LAUNCH_CHECK();
 }
 

@@ -92,8 +92,8 @@ void mt_cuda_xent_local_sums(real *sumexp, real *tlogit, const real *logits, con
 void mt_cuda_xent_loss(real *loss, const real *rmax, const real *sumexp, const real *tlogit, int n);
 void mt_cuda_xent_backward(real *dlogits, const real *logits, const real *rmax, const real *sumexp,
                            const int *targets, real scale, int v0, int vl, int V, int n);
-void mt_cuda_adamw_update(real *p, const real *g, real *m, real *v, size_t n, int t, real lr, real b1, real b2,
-                          real eps, real wd);
+void mt_cuda_adamw_update(real *p, const real *g, real gscale, real *m, real *v, size_t n, int t, real lr, real b1,
+                          real b2, real eps, real wd);
 double mt_cuda_sumsq(const real *g, size_t n);
 void mt_cuda_scale(real *x, size_t n, real s);
 void mt_cuda_add(real *y, const real *x, size_t n);
