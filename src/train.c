@@ -76,14 +76,23 @@ static void shard_part(const mt_model *m, const mt_param *p, size_t *a, size_t *
 double mt_grad_norm(mt_model *m, mt_comm *cm) {
     double ss = 0;
     const mt_parallel *par = m->par;
+    // Counted parameters adjacent in the arena are summed as one range: one
+    // reduction (and on a GPU one wait) per run of tensors, not per tensor.
+    size_t ra = 0, rb = 0;
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
         if (p->tp_replicated && par->tp_rank != 0 && !m->cfg->bug_norm_double) continue;
         if (!strcmp(p->name, "wte.weight") && par->pp_size > 1 && par->pp_rank != 0) continue;
         size_t a, b;
         shard_part(m, p, &a, &b);
-        if (a < b) ss += m->be->sumsq(m->grad_mem + a, b - a);
+        if (a >= b) continue;
+        if (a != rb) {
+            if (ra < rb) ss += m->be->sumsq(m->grad_mem + ra, rb - ra);
+            ra = a;
+        }
+        rb = b;
     }
+    if (ra < rb) ss += m->be->sumsq(m->grad_mem + ra, rb - ra);
     mt_comm_allreduce_double(cm, MT_GROUP_MP, &ss, 1);
     // Distributed optimizer: each DP rank summed only its shard.
     if (m->cfg->use_distributed_optimizer) mt_comm_allreduce_double(cm, MT_GROUP_DP, &ss, 1);
