@@ -237,6 +237,25 @@ static void case_attention(ctx *t, double p, const char *tag) {
     FREE(t, qkv, out, probs, dout, dqkv, scratch);
 }
 
+// The blocked kernel; its lse is (b, nh, s), the pair's row log-sum-exp.
+static void case_flash(ctx *t, double p, const char *tag) {
+    mt_attn_shape sh = {37, 2, 3, 8, 1, 4};  // a sequence longer than one 32-key chunk
+    mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
+    size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, nl = (size_t)sh.b * sh.nh * sh.s;
+    char name[64];
+    real *qkv = input(t, n * 3 * H, 1, 0), *out = zeros(t, n * H), *lse = zeros(t, nl);
+    t->B->flash_attention_forward(out, lse, qkv, &key, sh);
+    snprintf(name, sizeof name, "flash_attention_forward%s", tag);
+    output(t, name, out, n * H);
+    snprintf(name, sizeof name, "flash_attention_forward_lse%s", tag);
+    output(t, name, lse, nl);
+    real *dout = input(t, n * H, 1, 0), *dqkv = zeros(t, n * 3 * H);
+    t->B->flash_attention_backward(dqkv, dout, qkv, out, lse, &key, sh);
+    snprintf(name, sizeof name, "flash_attention_backward%s", tag);
+    output(t, name, dqkv, n * 3 * H);
+    FREE(t, qkv, out, lse, dout, dqkv);
+}
+
 static void case_xent(ctx *t) {
     // A TP shard [40, 85) of a vocabulary of 70: 30 padding columns.
     int n = 21, vl = 45, v0 = 40, V = 70;
@@ -319,6 +338,8 @@ int main(int argc, char **argv) {
     case_embedding(&t);
     case_attention(&t, 0.2, "");
     case_attention(&t, 0, "_p0");
+    case_flash(&t, 0.2, "");
+    case_flash(&t, 0, "_p0");
     case_xent(&t);
     case_optimizer(&t);
     fclose(t.f);

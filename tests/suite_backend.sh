@@ -11,7 +11,8 @@
 #  4. A GPU (nvidia-smi lists one): the CUDA op table against the oracle; 10
 #     iterations of the tiny model (dropout on) against the CPU fp32 run at
 #     DESIGN §1's fp32 tolerances; TP / SP / PP / DP layouts with several
-#     ranks sharing the GPU against one GPU rank.
+#     ranks sharing the GPU against one GPU rank; the blocked attention
+#     (--use-flash-attn) against the plain one.
 #   MT_CUDA_BUILD=0 skips 2-4 (a machine without nvcc).
 source "$(dirname "$0")/lib.sh"
 B=${BUILD:-build}
@@ -68,11 +69,6 @@ fi
 
 echo "# GPU: $(nvidia-smi -L | head -n 1)"
 check_ops cuda build/cuda/tests/backend_ops "$ORACLE"
-# The one flag this backend refuses: one line, exit 2, on the GPU.
-timeout 60 ./pretrain_gpt_cuda $(tiny_model) --use-flash-attn > "$T/flash.out" 2> "$T/flash.err"
-rc=$?
-if [ $rc = 2 ] && [ "$(grep -c . "$T/flash.err")" = 1 ] && grep -q 'use-flash-attn' "$T/flash.err"; then ok cuda_refuses_flash_attn
-else not_ok cuda_refuses_flash_attn "exit $rc: $(head -n 2 "$T/flash.err" | tr '\n' ' ')"; fi
 
 BASE=$(tiny_model)
 # gpu_vs NAME NP "FLAGS" REF: a GPU run against a reference run at fp32 tolerances.
@@ -93,3 +89,6 @@ gpu_vs cuda_tp2_sp 2 "--tensor-model-parallel-size 2 --sequence-parallel" "$T/gp
 gpu_vs cuda_tp4_sp 4 "--tensor-model-parallel-size 4 --sequence-parallel" "$T/gpu1"
 gpu_vs cuda_tp2_sp_pp2 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2" "$T/gpu1"
 gpu_vs cuda_dp2_distopt 2 "--use-distributed-optimizer" "$T/gpu1"
+# The blocked attention trains like the plain one (dropout on), also under TP 2 + SP.
+gpu_vs cuda_flash 1 "--use-flash-attn" "$T/gpu1"
+gpu_vs cuda_flash_tp2_sp 2 "--use-flash-attn --tensor-model-parallel-size 2 --sequence-parallel" "$T/gpu1"

@@ -45,10 +45,12 @@ with open(sys.argv[1], 'wb') as f:
 EOF
 fi
 
-# run BIN TAG B T ITERS [env...]: per-step ms after 2 warm-up steps into TAG.ms
+# run BIN TAG B T ITERS "FLAGS" [env...]: per-step ms after 2 warm-up steps into TAG.ms
 run() {
-    local bin=$1 tag=$2 b=$3 t=$4 iters=$5; shift 5
-    local cmd=(env "$@" "$bin" --config configs/gpt2-124m.conf --train-data-path "$DATA" --micro-batch-size "$b"
+    local bin=$1 tag=$2 b=$3 t=$4 iters=$5 flags=$6; shift 6
+    # shellcheck disable=SC2206
+    local extra=($flags)
+    local cmd=(env "$@" "$bin" ${extra[@]+"${extra[@]}"} --config configs/gpt2-124m.conf --train-data-path "$DATA" --micro-batch-size "$b"
                --global-batch-size "$b" --seq-length "$t" --train-iters "$iters" --log-interval 1000
                --metrics-file "$W/$tag.jsonl")
     rm -f "$W/$tag.jsonl"
@@ -62,34 +64,37 @@ run() {
 fpt() { awk -v T="$1" 'BEGIN { h = 768; L = 12; N = 50304*h + 1024*h + L*(12*h*h + 13*h) + 2*h; printf "%.0f", 6*N + 12*L*T*h }'; }
 
 rows=()
-for shape in "4 64" "8 1024"; do
-    read -r b t <<< "$shape"
-    run ./pretrain_gpt_cuda "gpu_b${b}_t$t" "$b" "$t" 12
+# B T ATTENTION CPU?: the blocked attention (--use-flash-attn) on the GPU only.
+for shape in "4 64 plain 1" "8 1024 plain 1" "8 1024 flash 0"; do
+    read -r b t att with_cpu <<< "$shape"
+    flags=""; [ "$att" = flash ] && flags="--use-flash-attn"
+    tag="b${b}_t${t}_$att"
+    run ./pretrain_gpt_cuda "gpu_$tag" "$b" "$t" 12 "$flags"
     cpu_ms=nan
-    if [ "${BENCH_CPU:-1}" = 1 ]; then
+    if [ "${BENCH_CPU:-1}" = 1 ] && [ "$with_cpu" = 1 ]; then
         # The CPU takes ~30 s a step at T=1024: 2 warm-up steps and 1 timed.
         cpu_iters=5; [ "$t" -ge 1024 ] && cpu_iters=3
-        run ./pretrain_gpt "cpu_b${b}_t$t" "$b" "$t" $cpu_iters OMP_NUM_THREADS="$CORES" OPENBLAS_NUM_THREADS="$CORES" OMP_WAIT_POLICY=PASSIVE
-        cpu_ms=$(cat "$W/cpu_b${b}_t$t.ms")
+        run ./pretrain_gpt "cpu_$tag" "$b" "$t" $cpu_iters "$flags" OMP_NUM_THREADS="$CORES" OPENBLAS_NUM_THREADS="$CORES" OMP_WAIT_POLICY=PASSIVE
+        cpu_ms=$(cat "$W/cpu_$tag.ms")
     fi
-    rows+=("$b $t $(cat "$W/gpu_b${b}_t$t.ms") $cpu_ms $(fpt "$t")")
+    rows+=("$b $t $att $(cat "$W/gpu_$tag.ms") $cpu_ms $(fpt "$t")")
 done
 # The trainer's "backend: cuda (device 0: NAME, sm_90, 132 SMs, ...)" line.
-SMS=$(sed -n 's/.* \([0-9][0-9]*\) SMs.*/\1/p' "$W/gpu_b4_t64.log" | head -n 1)
+SMS=$(sed -n 's/.* \([0-9][0-9]*\) SMs.*/\1/p' "$W/gpu_b4_t64_plain.log" | head -n 1)
 PEAK=$(awk -v s="${SMS:-0}" -v c="$MAXCLK" 'BEGIN { printf "%.1f", s * 128 * 2 * c / 1e6 }')
 
 {
     echo "## make bench CUDA=1 ($(date -u +%Y-%m-%d), $GPU, ${SMS:-?} SMs at up to $MAXCLK MHz: fp32 peak $PEAK TFLOP/s; CPU: $CPU, $CORES cores)"
     echo
-    echo "| shape (GPT-2 124M) | tokens/step | GPU ms/iter | GPU tokens/s | GPU model TFLOP/s | share of fp32 peak | CPU ms/iter ($CORES threads) | CPU tokens/s | GPU / CPU |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| shape (GPT-2 124M) | attention | tokens/step | GPU ms/iter | GPU tokens/s | GPU model TFLOP/s | share of fp32 peak | CPU ms/iter ($CORES threads) | CPU tokens/s | GPU / CPU |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for r in "${rows[@]}"; do
-        read -r b t g c f <<< "$r"
-        awk -v b="$b" -v t="$t" -v g="$g" -v c="$c" -v f="$f" -v peak="$PEAK" 'BEGIN {
+        read -r b t att g c f <<< "$r"
+        awk -v b="$b" -v t="$t" -v att="$att" -v g="$g" -v c="$c" -v f="$f" -v peak="$PEAK" 'BEGIN {
             tok = b * t; gt = tok / (g / 1000); tf = gt * f / 1e12
             ct = (c == "nan") ? "n/a" : sprintf("%.0f", tok / (c / 1000))
             ratio = (c == "nan") ? "n/a" : sprintf("%.1fx", c / g)
-            printf "| B=%d, T=%d | %d | %.1f | %.0f | %.2f | %.1f%% | %s | %s | %s |\n", b, t, tok, g, gt, tf, 100 * tf / peak, (c == "nan") ? "n/a" : sprintf("%.0f", c), ct, ratio }'
+            printf "| B=%d, T=%d | %s | %d | %.1f | %.0f | %.2f | %.1f%% | %s | %s | %s |\n", b, t, att, tok, g, gt, tf, 100 * tf / peak, (c == "nan") ? "n/a" : sprintf("%.0f", c), ct, ratio }'
     done
     echo
     echo "Commands: $W/*.log head lines; per-step times in $W/*.jsonl."

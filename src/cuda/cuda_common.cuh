@@ -86,6 +86,10 @@ void mt_cuda_position_backward(real *dwpe, const real *dout, mt_rows r, int h);
 void mt_cuda_attention_forward(real *out, real *probs, const real *qkv, const mt_dropout_key *k, mt_attn_shape sh);
 void mt_cuda_attention_backward(real *dqkv, real *scratch, const real *dout, const real *qkv, const real *probs,
                                 const mt_dropout_key *k, mt_attn_shape sh);
+void mt_cuda_flash_attention_forward(real *out, real *lse, const real *qkv, const mt_dropout_key *k,
+                                     mt_attn_shape sh);
+void mt_cuda_flash_attention_backward(real *dqkv, const real *dout, const real *qkv, const real *out,
+                                      const real *lse, const mt_dropout_key *k, mt_attn_shape sh);
 void mt_cuda_xent_local_max(real *rmax, const real *logits, int v0, int vl, int V, int n);
 void mt_cuda_xent_local_sums(real *sumexp, real *tlogit, const real *logits, const real *rmax, const int *targets,
                              int v0, int vl, int V, int n);
