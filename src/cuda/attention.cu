@@ -4,58 +4,29 @@
 // (s, b) ordered, each [Q | K | V] with head hh at columns hh*hd; a
 // (batch column, head) "pair" owns an (s, s) block of probs. Attention
 // dropout draws the CPU's mask (sample, head, query, key) from rng.h.
-#include "cuda_common.cuh"
+#include "attention_common.cuh"
 
 #include <math.h>
 #include <string.h>
 
-extern "C" {
-#include "rng.h"
-}
+typedef mt_cuda_attn attn_args;
 
-typedef struct {
-    int s, b, nh, hd, H;   // H = nh * hd
-    uint32_t head0, sample0;
-    float scale;           // 1/√hd
-    mt_philox_key key;
-    uint32_t iter;
-    double p;
-    int drop;
-    float keep_scale;      // 1/(1-p)
-} attn_args;
-
-static attn_args args_of(const mt_dropout_key *k, mt_attn_shape sh) {
-    attn_args a;
+mt_cuda_attn mt_cuda_attn_of(const mt_dropout_key *k, mt_attn_shape sh) {
+    mt_cuda_attn a;
     memset(&a, 0, sizeof a);
     a.s = sh.s; a.b = sh.b; a.nh = sh.nh; a.hd = sh.hd; a.H = sh.nh * sh.hd;
     a.head0 = sh.head0; a.sample0 = sh.sample0;
     a.scale = (float)(1.0 / sqrt((double)sh.hd));
-    a.drop = k && k->p > 0;
-    if (a.drop) {
-        a.key = mt_rng_dropout_key(k);
-        a.iter = k->iter;
-        a.p = k->p;
-        a.keep_scale = (float)(1.0 / (1.0 - k->p));
-    }
+    a.mask = mt_cuda_mask_of(k);
     return a;
 }
 
-// Offsets of pair (bc, hh): its Q row `pos` in qkv, its output row in out.
-__device__ static inline size_t q_at(const attn_args &a, int bc, int hh, int pos) {
-    return ((size_t)pos * a.b + bc) * 3 * a.H + (size_t)hh * a.hd;
-}
-__device__ static inline size_t o_at(const attn_args &a, int bc, int hh, int pos) {
-    return ((size_t)pos * a.b + bc) * a.H + (size_t)hh * a.hd;
-}
 __device__ static inline size_t p_at(const attn_args &a, int bc, int hh, int q) {
     return (((size_t)bc * a.nh + hh) * a.s + q) * a.s;
 }
 // P[q, j] after dropout (Pd = P keep / (1-p)).
 __device__ static inline float dropped(const attn_args &a, int bc, int hh, int q, int j, float pv) {
-    if (!a.drop) return pv;
-    int keep = mt_keep_at(a.key, a.iter, a.sample0 + (uint32_t)bc, (a.head0 + (uint32_t)hh) << 16 | (uint32_t)q,
-                          (uint32_t)j, a.p);
-    return keep ? pv * a.keep_scale : 0.0f;
+    return mt_cuda_apply(pv, attn_keep(a, bc, hh, q, j));
 }
 
 // Per batch column, all local heads at once (strided batched GEMMs; a
@@ -112,14 +83,14 @@ __global__ static void pv_dropout_kernel(real *out, const real *probs, const rea
     __syncthreads();
     for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
         float acc = 0;
-        for (int j = 0; j <= q; j++) acc += row[j] * qkv[q_at(a, bc, hh, j) + 2 * a.H + d];
-        out[o_at(a, bc, hh, q) + d] = acc;
+        for (int j = 0; j <= q; j++) acc += row[j] * qkv[attn_q_at(a, bc, hh, j) + 2 * a.H + d];
+        out[attn_o_at(a, bc, hh, q) + d] = acc;
     }
 }
 
 extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qkv, const mt_dropout_key *k,
                                           mt_attn_shape sh) {
-    attn_args a = args_of(k, sh);
+    attn_args a = mt_cuda_attn_of(k, sh);
     unsigned rows = (unsigned)(a.b * a.nh * a.s);
     if (!rows) return;
     long long ss = (long long)a.s * a.s;
@@ -131,7 +102,7 @@ extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qk
     }
     softmax_kernel<<<blocks_for(rows, 8), 256>>>(probs, a);
     LAUNCH_CHECK();
-    if (a.drop) {
+    if (a.mask.on) {
         pv_dropout_kernel<<<rows, 64, (size_t)a.s * sizeof(float)>>>(out, probs, qkv, a);
         LAUNCH_CHECK();
         return;
@@ -172,14 +143,14 @@ __global__ static void softmax_backward_kernel(real *dS, const real *probs, attn
 
 extern "C" void mt_cuda_attention_backward(real *dqkv, real *scratch, const real *dout, const real *qkv,
                                            const real *probs, const mt_dropout_key *k, mt_attn_shape sh) {
-    attn_args a = args_of(k, sh);
+    attn_args a = mt_cuda_attn_of(k, sh);
     unsigned rows = (unsigned)(a.b * a.nh * a.s);
     if (!rows) return;
     long long ss = (long long)a.s * a.s;
     int ldo = a.b * a.H;
     // dV = Pdᵀ · dO, with Pd materialised in scratch when dropout is on.
     const real *pd = probs;
-    if (a.drop) {
+    if (a.mask.on) {
         drop_probs_kernel<<<blocks_for((size_t)rows * a.s, 256), 256>>>(scratch, probs, a);
         LAUNCH_CHECK();
         pd = scratch;

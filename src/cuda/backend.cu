@@ -53,6 +53,19 @@ extern "C" void mt_cuda_describe(char *buf, size_t size) {
              p.multiProcessorCount, (double)p.totalGlobalMem / (1 << 30));
 }
 
+mt_cuda_mask mt_cuda_mask_of(const mt_dropout_key *k) {
+    mt_cuda_mask m;
+    memset(&m, 0, sizeof m);
+    m.on = k && k->p > 0;
+    if (m.on) {
+        m.key = mt_rng_dropout_key(k);
+        m.iter = k->iter;
+        m.p = k->p;
+        m.scale = (float)(1.0 / (1.0 - k->p));
+    }
+    return m;
+}
+
 // ---- memory ---------------------------------------------------------------
 
 static void *cuda_alloc(size_t bytes) {

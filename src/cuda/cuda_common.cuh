@@ -44,6 +44,25 @@ __device__ static inline float warp_max(float x) {
     return __shfl_sync(0xffffffffu, x, 0);
 }
 
+// A dropout site as the kernels draw it (rng.h's mt_keep_at): the Philox
+// key, the iteration, p, on/off and the kept values' scale 1/(1-p).
+typedef struct {
+    mt_philox_key key;
+    uint32_t iter;
+    double p;
+    int on;       // k NULL or p 0: no dropout
+    float scale;
+} mt_cuda_mask;
+mt_cuda_mask mt_cuda_mask_of(const mt_dropout_key *k);
+// keep/(1-p) or 0 for draw j of run (sample, w2); 1 when dropout is off.
+__device__ static inline float mt_cuda_keep(const mt_cuda_mask &m, uint32_t sample, uint32_t w2, uint32_t j) {
+    if (!m.on) return 1.0f;
+    return mt_keep_at(m.key, m.iter, sample, w2, j, m.p) ? m.scale : 0.0f;
+}
+// v scaled by a keep factor, selecting 0 for a dropped value (as the CPU
+// does: a dropped inf or NaN gives 0, not NaN).
+__device__ static inline float mt_cuda_apply(float v, float keep) { return keep == 0.0f ? 0.0f : v * keep; }
+
 // The process's CUDA state, set once by mt_cuda_init before any op runs and
 // read-only afterwards: the ops' signatures (shared with the CPU) carry no
 // context, like OpenBLAS's own global state.

@@ -3,12 +3,6 @@
 // mt_keep_at), keyed by global indices, so they equal the CPU's bit for bit.
 #include "cuda_common.cuh"
 
-#include <string.h>
-
-extern "C" {
-#include "rng.h"
-}
-
 #define GELU_K 0.7978845608028654f
 #define GELU_C 0.044715f
 
@@ -40,59 +34,36 @@ extern "C" void mt_cuda_gelu_backward(real *dinp, const real *inp, const real *d
 
 // ---- hidden dropout -----------------------------------------------------------
 
-// What a kernel needs of a mask: the Philox key, the iteration, p, and
-// whether dropout is on at all (k NULL or p 0: off).
-typedef struct {
-    mt_philox_key key;
-    uint32_t iter;
-    double p;
-    int on;
-    real scale;  // 1 / (1 - p)
-} mask_args;
-
-static mask_args mask_of(const mt_dropout_key *k) {
-    mask_args a;
-    memset(&a, 0, sizeof a);
-    a.on = k && k->p > 0;
-    if (a.on) {
-        a.key = mt_rng_dropout_key(k);
-        a.iter = k->iter;
-        a.p = k->p;
-        a.scale = (real)(1.0 / (1.0 - k->p));
-    }
-    return a;
-}
-
 // Row i of a (rows, h) block is sample sample0 + i % b at position pos0 + i / b.
-__device__ static inline int hidden_keep(const mask_args &a, mt_rows r, size_t i, int j) {
-    return mt_keep_at(a.key, a.iter, r.sample0 + (uint32_t)(i % r.b), r.pos0 + (uint32_t)(i / r.b), (uint32_t)j, a.p);
+__device__ static inline float hidden_keep(const mt_cuda_mask &a, mt_rows r, size_t i, int j) {
+    return mt_cuda_keep(a, r.sample0 + (uint32_t)(i % r.b), r.pos0 + (uint32_t)(i / r.b), (uint32_t)j);
 }
 
 __global__ static void bias_dropout_add_kernel(real *out, const real *res, const real *inp, const real *bias,
-                                               mask_args a, mt_rows r, int h) {
+                                               mt_cuda_mask a, mt_rows r, int h) {
     size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= (size_t)r.rows * h) return;
     size_t i = e / h;
     int j = (int)(e % h);
     real v = inp[e] + (bias ? bias[j] : 0.0f);
-    out[e] = res[e] + (!a.on ? v : hidden_keep(a, r, i, j) ? v * a.scale : 0.0f);
+    out[e] = res[e] + (!a.on ? v : mt_cuda_apply(v, hidden_keep(a, r, i, j)));
 }
 extern "C" void mt_cuda_bias_dropout_add_forward(real *out, const real *res, const real *inp, const real *bias,
                                                  const mt_dropout_key *k, mt_rows r, int h) {
     size_t n = (size_t)r.rows * h;
     if (!n) return;
-    bias_dropout_add_kernel<<<blocks_for(n, 256), 256>>>(out, res, inp, bias, mask_of(k), r, h);
+    bias_dropout_add_kernel<<<blocks_for(n, 256), 256>>>(out, res, inp, bias, mt_cuda_mask_of(k), r, h);
     LAUNCH_CHECK();
 }
 
 // y = mask * x / (1 - p); dropout is linear and its own adjoint.
-__global__ static void dropout_kernel(real *y, const real *x, mask_args a, mt_rows r, int h) {
+__global__ static void dropout_kernel(real *y, const real *x, mt_cuda_mask a, mt_rows r, int h) {
     size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= (size_t)r.rows * h) return;
-    y[e] = !a.on ? x[e] : hidden_keep(a, r, e / h, (int)(e % h)) ? x[e] * a.scale : 0.0f;
+    y[e] = !a.on ? x[e] : mt_cuda_apply(x[e], hidden_keep(a, r, e / h, (int)(e % h)));
 }
 static void dropout_apply(real *y, const real *x, const mt_dropout_key *k, mt_rows r, int h) {
-    mask_args a = mask_of(k);
+    mt_cuda_mask a = mt_cuda_mask_of(k);
     size_t n = (size_t)r.rows * h;
     if (!n || (!a.on && y == x)) return;
     dropout_kernel<<<blocks_for(n, 256), 256>>>(y, x, a, r, h);

@@ -5,62 +5,21 @@
 // scores, then own head dimensions d = lane, lane + 32, ... for the sums.
 // No (s, s) block exists in memory at any time. Same dropout masks as the
 // CPU (rng.h's mt_keep_at on (sample, head << 16 | query, key)).
-#include "cuda_common.cuh"
-
-#include <math.h>
-#include <string.h>
-
-extern "C" {
-#include "rng.h"
-}
+#include "attention_common.cuh"
 
 #define HD_PER_LANE 8  // head dims up to 256
 
-typedef struct {
-    int s, b, nh, hd, H;
-    uint32_t head0, sample0;
-    float scale;
-    mt_philox_key key;
-    uint32_t iter;
-    double p;
-    int drop;
-    float keep_scale;
-} flash_args;
+typedef mt_cuda_attn flash_args;
 
 static flash_args flash_args_of(const mt_dropout_key *k, mt_attn_shape sh) {
-    flash_args a;
-    memset(&a, 0, sizeof a);
-    a.s = sh.s; a.b = sh.b; a.nh = sh.nh; a.hd = sh.hd; a.H = sh.nh * sh.hd;
-    a.head0 = sh.head0; a.sample0 = sh.sample0;
-    a.scale = (float)(1.0 / sqrt((double)sh.hd));
-    a.drop = k && k->p > 0;
-    if (a.drop) {
-        a.key = mt_rng_dropout_key(k);
-        a.iter = k->iter;
-        a.p = k->p;
-        a.keep_scale = (float)(1.0 / (1.0 - k->p));
-    }
     if (sh.hd > 32 * HD_PER_LANE) mt_fail(1, MT_EXIT_USAGE, "--use-flash-attn on CUDA: head dim %d > %d", sh.hd, 32 * HD_PER_LANE);
-    return a;
+    return mt_cuda_attn_of(k, sh);
 }
 
-// Row `pos` of pair (bc, hh): Q in qkv (K at + H, V at + 2H), and in out/dout.
-__device__ static inline size_t fq_at(const flash_args &a, int bc, int hh, int pos) {
-    return ((size_t)pos * a.b + bc) * 3 * a.H + (size_t)hh * a.hd;
-}
-__device__ static inline size_t fo_at(const flash_args &a, int bc, int hh, int pos) {
-    return ((size_t)pos * a.b + bc) * a.H + (size_t)hh * a.hd;
-}
 __device__ static inline float dot(const real *x, const real *y, int n) {
     float d = 0;
     for (int t = 0; t < n; t++) d += x[t] * y[t];
     return d;
-}
-// keep / (1 - p), or 0, or 1 without dropout.
-__device__ static inline float keep_factor(const flash_args &a, int bc, int hh, int q, int j) {
-    if (!a.drop) return 1.0f;
-    return mt_keep_at(a.key, a.iter, a.sample0 + (uint32_t)bc, (a.head0 + (uint32_t)hh) << 16 | (uint32_t)q, (uint32_t)j, a.p)
-               ? a.keep_scale : 0.0f;
 }
 
 // One warp per (pair, query): running max m and sum l (double, as the CPU),
@@ -69,28 +28,28 @@ __global__ static void flash_forward_kernel(real *out, real *lse, const real *qk
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (warp >= a.b * a.nh * a.s) return;
     int pr = warp / a.s, q = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
-    const real *Q = qkv + fq_at(a, bc, hh, q);
+    const real *Q = qkv + attn_q_at(a, bc, hh, q);
     float o[HD_PER_LANE] = {0};
     float m = -INFINITY;
     double l = 0;
     for (int j0 = 0; j0 <= q; j0 += 32) {
         int j = j0 + lane, valid = j <= q, nj = min(32, q - j0 + 1);
-        float sc = valid ? a.scale * dot(Q, qkv + fq_at(a, bc, hh, j) + a.H, a.hd) : -INFINITY;
+        float sc = valid ? a.scale * dot(Q, qkv + attn_q_at(a, bc, hh, j) + a.H, a.hd) : -INFINITY;
         float mn = fmaxf(m, warp_max(sc));
         float resc = m == -INFINITY ? 0.0f : expf(m - mn);
         float pj = valid ? expf(sc - mn) : 0.0f;
         l = l * resc + warp_sum((double)pj);
         m = mn;
-        float pd = valid ? pj * keep_factor(a, bc, hh, q, j) : 0.0f;
+        float pd = valid ? mt_cuda_apply(pj, attn_keep(a, bc, hh, q, j)) : 0.0f;
         for (int k = 0; k < HD_PER_LANE; k++) o[k] *= resc;
         for (int c = 0; c < nj; c++) {
             float pc = __shfl_sync(0xffffffffu, pd, c);
-            const real *V = qkv + fq_at(a, bc, hh, j0 + c) + 2 * a.H;
+            const real *V = qkv + attn_q_at(a, bc, hh, j0 + c) + 2 * a.H;
             for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) o[k] += pc * V[d];
         }
     }
     float inv = (float)(1.0 / l);
-    real *O = out + fo_at(a, bc, hh, q);
+    real *O = out + attn_o_at(a, bc, hh, q);
     for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) O[d] = o[k] * inv;
     if (lane == 0) lse[(size_t)pr * a.s + q] = (real)((double)m + log(l));
 }
@@ -111,7 +70,7 @@ __global__ static void flash_rowdot_kernel(real *D, const real *dout, const real
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (warp >= a.b * a.nh * a.s) return;
     int pr = warp / a.s, q = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
-    size_t o = fo_at(a, bc, hh, q);
+    size_t o = attn_o_at(a, bc, hh, q);
     double acc = 0;
     for (int d = lane; d < a.hd; d += 32) acc += (double)out[o + d] * dout[o + d];
     acc = warp_sum(acc);
@@ -121,12 +80,12 @@ __global__ static void flash_rowdot_kernel(real *D, const real *dout, const real
 // dS[q, j] = P (dPd kd - D[q]) with P = exp(scale Q·K - lse[q]), dPd = dO[q]·V[j].
 __device__ static inline void score_grads(const flash_args &a, const real *qkv, const real *dout, const real *lse,
                                           const real *D, int pr, int bc, int hh, int q, int j, float *dS, float *pd) {
-    float P = expf(a.scale * dot(qkv + fq_at(a, bc, hh, q), qkv + fq_at(a, bc, hh, j) + a.H, a.hd) -
+    float P = expf(a.scale * dot(qkv + attn_q_at(a, bc, hh, q), qkv + attn_q_at(a, bc, hh, j) + a.H, a.hd) -
                    lse[(size_t)pr * a.s + q]);
-    float dpd = dot(dout + fo_at(a, bc, hh, q), qkv + fq_at(a, bc, hh, j) + 2 * a.H, a.hd);
-    float kd = keep_factor(a, bc, hh, q, j);
-    *dS = P * (dpd * kd - D[(size_t)pr * a.s + q]);
-    *pd = P * kd;
+    float dpd = dot(dout + attn_o_at(a, bc, hh, q), qkv + attn_q_at(a, bc, hh, j) + 2 * a.H, a.hd);
+    float kd = attn_keep(a, bc, hh, q, j);
+    *dS = P * (mt_cuda_apply(dpd, kd) - D[(size_t)pr * a.s + q]);
+    *pd = mt_cuda_apply(P, kd);
 }
 
 // One warp per (pair, query): dQ[q] = scale Σ_{j ≤ q} dS[q, j] K[j].
@@ -142,11 +101,11 @@ __global__ static void flash_dq_kernel(real *dqkv, const real *qkv, const real *
         if (j <= q) score_grads(a, qkv, dout, lse, D, pr, bc, hh, q, j, &dS, &pd);
         for (int c = 0; c < nj; c++) {
             float g = __shfl_sync(0xffffffffu, dS, c);
-            const real *K = qkv + fq_at(a, bc, hh, j0 + c) + a.H;
+            const real *K = qkv + attn_q_at(a, bc, hh, j0 + c) + a.H;
             for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) acc[k] += g * K[d];
         }
     }
-    real *dQ = dqkv + fq_at(a, bc, hh, q);
+    real *dQ = dqkv + attn_q_at(a, bc, hh, q);
     for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) dQ[d] = acc[k] * a.scale;
 }
 
@@ -164,14 +123,14 @@ __global__ static void flash_dkv_kernel(real *dqkv, const real *qkv, const real 
         if (q < a.s) score_grads(a, qkv, dout, lse, D, pr, bc, hh, q, j, &dS, &pd);
         for (int c = 0; c < nq; c++) {
             float g = __shfl_sync(0xffffffffu, dS, c), w = __shfl_sync(0xffffffffu, pd, c);
-            const real *Q = qkv + fq_at(a, bc, hh, q0 + c), *dO = dout + fo_at(a, bc, hh, q0 + c);
+            const real *Q = qkv + attn_q_at(a, bc, hh, q0 + c), *dO = dout + attn_o_at(a, bc, hh, q0 + c);
             for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) {
                 dk[k] += g * Q[d];
                 dv[k] += w * dO[d];
             }
         }
     }
-    real *dK = dqkv + fq_at(a, bc, hh, j) + a.H, *dV = dK + a.H;
+    real *dK = dqkv + attn_q_at(a, bc, hh, j) + a.H, *dV = dK + a.H;
     for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) {
         dK[d] = dk[k] * a.scale;
         dV[d] = dv[k];

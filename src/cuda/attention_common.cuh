@@ -1,0 +1,34 @@
+// attention_common.cuh: what the plain (attention.cu) and blocked
+// (flash_attention.cu) attention kernels share: the shape, the dropout site,
+// and where a (batch column, head) pair's rows sit. Rows of qkv are (s, b)
+// ordered, each [Q | K | V] with head hh at columns hh*hd; out/dout rows
+// hold the heads' outputs side by side.
+#ifndef MT_CUDA_ATTENTION_COMMON_CUH
+#define MT_CUDA_ATTENTION_COMMON_CUH
+
+#include "cuda_common.cuh"
+
+typedef struct {
+    int s, b, nh, hd, H;      // H = nh * hd
+    uint32_t head0, sample0;  // global indices of local head 0 and batch column 0
+    float scale;              // 1/√hd
+    mt_cuda_mask mask;        // attention dropout on the probabilities
+} mt_cuda_attn;
+
+mt_cuda_attn mt_cuda_attn_of(const mt_dropout_key *k, mt_attn_shape sh);
+
+// Row `pos` of pair (bc, hh): its Q in qkv (K at + H, V at + 2H) and its
+// row in out / dout.
+__device__ static inline size_t attn_q_at(const mt_cuda_attn &a, int bc, int hh, int pos) {
+    return ((size_t)pos * a.b + bc) * 3 * a.H + (size_t)hh * a.hd;
+}
+__device__ static inline size_t attn_o_at(const mt_cuda_attn &a, int bc, int hh, int pos) {
+    return ((size_t)pos * a.b + bc) * a.H + (size_t)hh * a.hd;
+}
+// keep/(1-p), 0, or 1 without dropout, for probability (query q, key j):
+// the CPU's draw (sample, head << 16 | query, key).
+__device__ static inline float attn_keep(const mt_cuda_attn &a, int bc, int hh, int q, int j) {
+    return mt_cuda_keep(a.mask, a.sample0 + (uint32_t)bc, (a.head0 + (uint32_t)hh) << 16 | (uint32_t)q, (uint32_t)j);
+}
+
+#endif
