@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # tools/gpu-check.sh: the GPU checks, as run on a GPU machine that has CUDA
 # but no MPI, no OpenBLAS and no package archive (README "CUDA backend").
-# Built elsewhere with `make MARCH=x86-64-v3 CUDA=1 ...` and carried in
-# .dev/: mpi-blas.tar.xz (tools/device-bundle.sh), bins.tar.gz (the binaries),
-# corpus_{train,val}.bin (the test corpus). Runs tests/suite_backend.sh (the
-# CUDA op table, the tiny model against the CPU, TP/SP/PP/DP on one GPU)
-# and tools/bench-cuda.sh; logs land in $OUT (default /tmp/gpu-check).
+# tools/gpu-pack.sh prepares .dev/ on a machine with Open MPI, OpenBLAS and
+# nvcc: mpi-blas.tar.xz (tools/device-bundle.sh), bins.tar.gz (the binaries,
+# built with MARCH=x86-64-v3), corpus_{train,val}.bin (the test corpus).
+# Runs tests/suite_backend.sh (the CUDA op table, the tiny model against the
+# CPU, TP/SP/PP/DP and the blocked attention on one GPU) and
+# tools/bench-cuda.sh; logs land in $OUT (default /tmp/gpu-check).
 set -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
