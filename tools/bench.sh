@@ -293,8 +293,9 @@ ELAPSED=$((SECONDS - T_START))
 # rss_vs TAG: "peak RSS / accounted" in MiB from the trainer's own
 # --log-memory lines (rank 0: VmHWM after training, accounted total).
 rss_vs() {
-    sed -n 's/^peak RSS (rank 0): \([0-9]*\) bytes; accounted \([0-9]*\),.*/\1 \2/p' "$W/$1.log" |
-        awk '{ printf "%.0f / %.0f (%+.0f%%)", $1 / 1048576, $2 / 1048576, 100 * ($1 / $2 - 1) }'
+    sed -n 's/^peak RSS (rank 0): \([0-9]*\) bytes; accounted \([0-9]*\), before the model \([0-9]*\);.*/\1 \2 \3/p' "$W/$1.log" |
+        awk '{ printf "%.0f / %.0f (%+.0f%%) | %.0f (%+.0f%%)", $1 / 1048576, $2 / 1048576, 100 * ($1 / $2 - 1),
+               ($1 - $3) / 1048576, 100 * (($1 - $3) / $2 - 1) }'
 }
 # row SHAPE LAYOUT IMPL TAG TOKENS_PER_STEP FLOPS_PER_TOKEN TORCH_TAG [RSS]
 row() {
@@ -331,16 +332,16 @@ REPORT=$W/report.md
     [ -n "$ALT_NOTE" ] && echo "- note: this CPU has AVX-512 but OpenBLAS runs its $(sed 's/.*(core \(.*\))/\1/' <<< "$BLAS_CORE") kernels; OPENBLAS_CORETYPE=SkylakeX (used by no run here) gives, nt GFLOP/s default -> SkylakeX: $ALT_NOTE"
     echo "- $( [ $QUICK = 1 ] && echo 'quick run (--quick): small shape only; ' )wall time of the benchmark: ${ELAPSED} s"
     echo
-    echo "| shape | layout | impl | ms/iter | tokens/s | model GFLOP/s | % of sgemm ceiling | PyTorch tokens/s | ratio vs PyTorch | peak RSS / accounted (MiB, rank 0) |"
-    echo "|---|---|---|---:|---:|---:|---:|---:|---:|---|"
-    echo "| sgemm $CEIL_AT | | OpenBLAS cblas_sgemm | | | $CEIL | 100% | | | |"
+    echo "| shape | layout | impl | ms/iter | tokens/s | model GFLOP/s | % of sgemm ceiling | PyTorch tokens/s | ratio vs PyTorch | peak RSS / accounted (MiB, rank 0) | peak RSS - RSS before the model (vs accounted) |"
+    echo "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"
+    echo "| sgemm $CEIL_AT | | OpenBLAS cblas_sgemm | | | $CEIL | 100% | | | | |"
     L1="1 rank x $THREADS threads"
     row "small: L4 h256 a4 V256, B4 T128" "$L1" "megatron.c" "$SC" 512 "$SMALL_FPT" "$ST"
     row "small: L4 h256 a4 V256, B4 T128" "$L1" "megatron.c, OMP_WAIT_POLICY=PASSIVE" "$SCP" 512 "$SMALL_FPT" "$ST"
-    row "small: L4 h256 a4 V256, B4 T128" "$L1" "PyTorch" "$ST" 512 "$SMALL_FPT" "$ST" "$(rss_mib "$W/$ST.rss") / -"
+    row "small: L4 h256 a4 V256, B4 T128" "$L1" "PyTorch" "$ST" 512 "$SMALL_FPT" "$ST" "$(rss_mib "$W/$ST.rss") / - | "
     if [ $QUICK = 0 ]; then
         row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "$L1" "megatron.c" "$BC" 256 "$BIG_FPT" "$BT"
-        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "$L1" "PyTorch" "$BT" 256 "$BIG_FPT" "$BT" "$(rss_mib "$W/$BT.rss") / -"
+        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "$L1" "PyTorch" "$BT" 256 "$BIG_FPT" "$BT" "$(rss_mib "$W/$BT.rss") / - | "
     fi
     for i in "${!PAR_LAYOUTS[@]}"; do
         IFS='|' read -r name np _ <<< "${PAR_LAYOUTS[$i]}"
