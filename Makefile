@@ -103,10 +103,10 @@ $(BIN)pretrain_gpt: $(BUILD)/fp32/src/main.o $(BUILD)/libmt32.a
 $(BIN)pretrain_gpt_fp64: $(BUILD)/fp64/src/main.o $(BUILD)/libmt64.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/fp32/tests/%: tests/%.c $(BUILD)/libmt32.a tests/harness.h
+$(BUILD)/fp32/tests/%: tests/%.c $(BUILD)/libmt32.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
-$(BUILD)/fp64/tests/%: tests/%.c $(BUILD)/libmt64.a tests/harness.h
+$(BUILD)/fp64/tests/%: tests/%.c $(BUILD)/libmt64.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -DMT_FP64 $< $(BUILD)/libmt64.a -o $@ $(LDLIBS)
 

@@ -9,7 +9,8 @@
 // object of string values. The reader refuses anything it cannot vouch for:
 // it runs on checkpoints a user hands us and, under libFuzzer, on any bytes.
 //
-// No MPI, no globals: the fuzzer and the tools link this file alone.
+// No MPI, no globals: the fuzzer and the tools link these files alone
+// (safetensors.c reads, safetensors_write.c writes).
 #ifndef MT_SAFETENSORS_H
 #define MT_SAFETENSORS_H
 

@@ -1,0 +1,221 @@
+// test_ops_attn.c: attention, the vocab-parallel cross-entropy and the
+// optimizer kernels of ops.h, checked as test_ops.c checks the others:
+// forward against the definition, backward against central differences.
+#include "ops_helpers.h"
+
+// ---- attention -------------------------------------------------------------
+
+static const mt_attn_shape ATT = {.s = 5, .b = 2, .nh = 2, .hd = 4, .head0 = 1, .sample0 = 3};
+static const mt_dropout_key KEY_ATTN = {.seed = 99, .iter = 3, .layer = 1, .site = MT_SITE_ATTN_PROB, .p = 0.2};
+
+// Per element, straight from the definition: one query, one head at a time.
+// Returns how many probabilities dropout zeroed.
+static int attention_naive(real *out, real *probs, const real *qkv, const mt_dropout_key *k, mt_attn_shape a) {
+    int H = a.nh * a.hd, dropped = 0;
+    unsigned char keep[64];
+    for (int bc = 0; bc < a.b; bc++)
+        for (int h = 0; h < a.nh; h++)
+            for (int q = 0; q < a.s; q++) {
+                const real *Q = qkv + (size_t)(q * a.b + bc) * 3 * H + h * a.hd;
+                double sc[64], m = -INFINITY, sum = 0;
+                for (int t = 0; t <= q; t++) {
+                    const real *K = qkv + (size_t)(t * a.b + bc) * 3 * H + H + h * a.hd;
+                    sc[t] = 0;
+                    for (int d = 0; d < a.hd; d++) sc[t] += (double)Q[d] * K[d];
+                    sc[t] /= sqrt(a.hd);
+                    m = fmax(m, sc[t]);
+                }
+                for (int t = 0; t <= q; t++) sum += sc[t] = exp(sc[t] - m);
+                real *pr = probs + (((size_t)bc * a.nh + h) * a.s + q) * a.s;
+                for (int t = 0; t < a.s; t++) pr[t] = t <= q ? (real)(sc[t] / sum) : 0;
+                for (int t = 0; t <= q; t++) keep[t] = 1;
+                if (k) mt_rng_keep_attn_row(k, a.sample0 + bc, a.head0 + h, q, q + 1, keep);
+                for (int d = 0; d < a.hd; d++) {
+                    double o = 0;
+                    for (int t = 0; t <= q; t++) {
+                        const real *V = qkv + (size_t)(t * a.b + bc) * 3 * H + 2 * H + h * a.hd;
+                        if (keep[t]) o += sc[t] / sum / (1 - (double)(k ? k->p : 0)) * V[d];
+                    }
+                    out[(size_t)(q * a.b + bc) * H + h * a.hd + d] = (real)o;
+                }
+                for (int t = 0; t <= q; t++) dropped += !keep[t];
+            }
+    return dropped;
+}
+
+TEST(attention_forward_matches_naive) {
+    pool P = {0};
+    lcg g = {13};
+    mt_attn_shape a = ATT;
+    a.s = 9;  // longer than the gradcheck's, still cheap
+    size_t H = (size_t)a.nh * a.hd, rows = (size_t)a.s * a.b, pp = (size_t)a.b * a.nh * a.s * a.s;
+    real *qkv = buf_rand(&P, &g, rows * 3 * H, 2);
+    real *out = buf_fill(&P, rows * H, 777), *probs = buf_fill(&P, pp, 777);
+    real *out_n = buf_fill(&P, rows * H, 0), *probs_n = buf_fill(&P, pp, 0);
+    for (int drop = 0; drop < 2; drop++) {
+        const mt_dropout_key *k = drop ? &KEY_ATTN : NULL;
+        mt_attention_forward(out, probs, qkv, k, a);
+        int dropped = attention_naive(out_n, probs_n, qkv, k, a);
+        ASSERT(!drop || dropped > 0, "p = 0.2 dropped nothing");
+        double ep = max_abs_diff(probs, probs_n, pp), eo = max_abs_diff(out, out_n, rows * H);
+        ASSERT(ep <= FWD_TOL, "probs (dropout %d) differ by %.3g", drop, ep);
+        ASSERT(eo <= FWD_TOL * 10, "out (dropout %d) differs by %.3g", drop, eo);
+    }
+    pool_free(&P);
+}
+
+typedef struct { real *out, *probs; const real *qkv; const mt_dropout_key *k; } att_ctx;
+static void att_fwd(void *p) {
+    att_ctx *x = p;
+    mt_attention_forward(x->out, x->probs, x->qkv, x->k, ATT);
+}
+
+TEST(attention_gradcheck) {
+    GRADCHECK_BUILD_ONLY();
+    pool P = {0};
+    lcg g = {14};
+    size_t H = (size_t)ATT.nh * ATT.hd, rows = (size_t)ATT.s * ATT.b, pp = (size_t)ATT.b * ATT.nh * ATT.s * ATT.s;
+    real *qkv = buf_rand(&P, &g, rows * 3 * H, 1.5), *R = buf_rand(&P, &g, rows * H, 1);
+    real *out = buf_fill(&P, rows * H, 0), *probs = buf_fill(&P, pp, 0), *scratch = buf_fill(&P, pp, 777);
+    real *dqkv = buf_fill(&P, rows * 3 * H, 777);
+    for (int drop = 0; drop < 2; drop++) {
+        att_ctx ctx = {out, probs, qkv, drop ? &KEY_ATTN : NULL};
+        att_fwd(&ctx);
+        mt_attention_backward(dqkv, scratch, R, qkv, probs, ctx.k, ATT);
+        loss_fn f = {att_fwd, &ctx, out, R, rows * H};
+        GRADCHECK(f, qkv, rows * 3 * H, dqkv, drop ? "attention dqkv, p=0.2" : "attention dqkv, no dropout");
+    }
+    // The p = 0.2 case only tests the mask if this shape draws some drops.
+    ASSERT(attention_naive(out, probs, qkv, &KEY_ATTN, ATT) > 0, "p = 0.2 dropped nothing");
+    pool_free(&P);
+}
+
+// ---- cross-entropy ---------------------------------------------------------
+
+// V = 11 real tokens padded to 16 columns: 11..15 must never matter.
+enum { XE_N = 4, XE_V = 11, XE_VP = 16 };
+static const int XE_TGT[XE_N] = {0, 10, 8, 3};
+
+static void xent_full(real *loss, real *rmax, real *sumexp, const real *logits) {
+    real tl[XE_N];
+    mt_xent_local_max(rmax, logits, 0, XE_VP, XE_V, XE_N);
+    mt_xent_local_sums(sumexp, tl, logits, rmax, XE_TGT, 0, XE_VP, XE_V, XE_N);
+    mt_xent_loss(loss, rmax, sumexp, tl, XE_N);
+}
+
+TEST(xent_matches_logsumexp_and_ignores_padding) {
+    pool P = {0};
+    lcg g = {15};
+    real *logits = buf_rand(&P, &g, XE_N * XE_VP, 4), loss[XE_N], rmax[XE_N], se[XE_N], loss2[XE_N];
+    xent_full(loss, rmax, se, logits);
+    for (int i = 0; i < XE_N; i++) {
+        double s = 0;
+        for (int j = 0; j < XE_V; j++) s += exp((double)logits[i * XE_VP + j]);
+        ASSERT_CLOSE(loss[i], log(s) - logits[i * XE_VP + XE_TGT[i]], FWD_TOL * 10);
+    }
+    for (int i = 0; i < XE_N; i++)
+        for (int j = XE_V; j < XE_VP; j++) logits[i * XE_VP + j] = 1000;  // would dominate if counted
+    xent_full(loss2, rmax, se, logits);
+    for (int i = 0; i < XE_N; i++) ASSERT(loss2[i] == loss[i], "row %d: padding changed the loss", i);
+    pool_free(&P);
+}
+
+// Two shards [0, 8) and [8, 16), combined by hand as the all-reduces would:
+// max of maxes, then sum of sums.
+TEST(xent_two_shards_equal_unsplit) {
+    pool P = {0};
+    lcg g = {16};
+    real *logits = buf_rand(&P, &g, XE_N * XE_VP, 4), loss[XE_N], rmax[XE_N], se[XE_N];
+    real *dl = buf_fill(&P, XE_N * XE_VP, 0), *sh[2], *dsh[2];
+    real m[2][XE_N], s[2][XE_N], t[2][XE_N], gm[XE_N], gs[XE_N], gt[XE_N], gl[XE_N];
+    xent_full(loss, rmax, se, logits);
+    mt_xent_backward(dl, logits, rmax, se, XE_TGT, 0.25, 0, XE_VP, XE_V, XE_N);
+    for (int r = 0; r < 2; r++) {
+        sh[r] = buf_fill(&P, XE_N * 8, 0);
+        dsh[r] = buf_fill(&P, XE_N * 8, 777);
+        for (int i = 0; i < XE_N; i++) memcpy(sh[r] + i * 8, logits + i * XE_VP + r * 8, 8 * sizeof(real));
+        mt_xent_local_max(m[r], sh[r], r * 8, 8, XE_V, XE_N);
+    }
+    for (int i = 0; i < XE_N; i++) gm[i] = fmax(m[0][i], m[1][i]);
+    for (int r = 0; r < 2; r++) mt_xent_local_sums(s[r], t[r], sh[r], gm, XE_TGT, r * 8, 8, XE_V, XE_N);
+    for (int i = 0; i < XE_N; i++) gs[i] = s[0][i] + s[1][i], gt[i] = t[0][i] + t[1][i];
+    mt_xent_loss(gl, gm, gs, gt, XE_N);
+    for (int i = 0; i < XE_N; i++) {
+        ASSERT_CLOSE(gm[i], rmax[i], 0);
+        ASSERT_CLOSE(gl[i], loss[i], FWD_TOL);
+    }
+    for (int r = 0; r < 2; r++) {
+        mt_xent_backward(dsh[r], sh[r], gm, gs, XE_TGT, 0.25, r * 8, 8, XE_V, XE_N);
+        for (int i = 0; i < XE_N; i++)
+            for (int j = 0; j < 8; j++) ASSERT_CLOSE(dsh[r][i * 8 + j], dl[i * XE_VP + r * 8 + j], FWD_TOL);
+    }
+    // A shard of pure padding: -inf max, zero sum, no target, zero gradient.
+    real pm[XE_N], ps[XE_N], pt[XE_N];
+    mt_xent_local_max(pm, sh[1], 12, 4, XE_V, XE_N);
+    mt_xent_local_sums(ps, pt, sh[1], gm, XE_TGT, 12, 4, XE_V, XE_N);
+    for (int i = 0; i < XE_N; i++) ASSERT(isinf(pm[i]) && pm[i] < 0 && ps[i] == 0 && pt[i] == 0, "row %d", i);
+    pool_free(&P);
+}
+
+typedef struct { real *loss; const real *logits; } xe_ctx;
+static void xe_fwd(void *p) {
+    xe_ctx *x = p;
+    real rmax[XE_N], se[XE_N];
+    xent_full(x->loss, rmax, se, x->logits);
+}
+
+TEST(xent_gradcheck_padded) {
+    GRADCHECK_BUILD_ONLY();
+    pool P = {0};
+    lcg g = {17};
+    real *logits = buf_rand(&P, &g, XE_N * XE_VP, 3), loss[XE_N], rmax[XE_N], se[XE_N];
+    real *dl = buf_fill(&P, XE_N * XE_VP, 777), *R = buf_fill(&P, XE_N, 0.37);
+    xent_full(loss, rmax, se, logits);
+    // The backward's one scale is the loss weight, the same for every row.
+    mt_xent_backward(dl, logits, rmax, se, XE_TGT, 0.37, 0, XE_VP, XE_V, XE_N);
+    for (int i = 0; i < XE_N; i++)
+        for (int j = XE_V; j < XE_VP; j++) ASSERT(dl[i * XE_VP + j] == 0, "padding gradient (%d, %d)", i, j);
+    xe_ctx ctx = {loss, logits};
+    loss_fn f = {xe_fwd, &ctx, loss, R, XE_N};
+    GRADCHECK(f, logits, XE_N * XE_VP, dl, "xent dlogits (padded)");
+    pool_free(&P);
+}
+
+// ---- optimizer -------------------------------------------------------------
+
+TEST(adamw_one_step_by_hand) {
+    real p[3] = {0.5, -1.25, 2}, gr[3] = {0.1, -0.3, 0.02}, m[3] = {0.01, 0.02, -0.03}, v[3] = {1e-3, 2e-3, 4e-4};
+    real p0[3], m0[3], v0[3];
+    memcpy(p0, p, sizeof p), memcpy(m0, m, sizeof m), memcpy(v0, v, sizeof v);
+    real lr = 3e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
+    int t = 3;
+    mt_adamw_update(p, gr, 1, m, v, 3, t, lr, b1, b2, eps, wd);
+    for (int i = 0; i < 3; i++) {
+        double mi = (double)b1 * m0[i] + (1 - (double)b1) * gr[i];
+        double vi = (double)b2 * v0[i] + (1 - (double)b2) * (double)gr[i] * gr[i];
+        double mh = mi / (1 - pow(b1, t)), vh = vi / (1 - pow(b2, t));
+        double pi = p0[i] - (double)lr * (mh / (sqrt(vh) + eps) + (double)wd * p0[i]);
+        ASSERT_CLOSE(m[i], mi, FWD_TOL);
+        ASSERT_CLOSE(v[i], vi, FWD_TOL);
+        ASSERT_CLOSE(p[i], pi, FWD_TOL);
+        ASSERT(p[i] != p0[i], "parameter %d did not move", i);
+    }
+}
+
+TEST(sumsq_and_scale) {
+    pool P = {0};
+    lcg g = {18};
+    size_t n = 100003;  // several chunks and a ragged tail
+    real *x = buf_rand(&P, &g, n, 1);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    ASSERT_CLOSE(mt_sumsq(x, n), s, 1e-12 * s);
+    ASSERT_CLOSE(mt_sumsq(x, 3), (double)x[0] * x[0] + (double)x[1] * x[1] + (double)x[2] * x[2], 1e-15);
+    real x0 = x[n - 1];
+    mt_scale(x, n, 0.5);
+    ASSERT(x[n - 1] == x0 * (real)0.5, "last element not scaled");
+    ASSERT_CLOSE(mt_sumsq(x, n), s / 4, 1e-12 * s);
+    pool_free(&P);
+}
+
+int main(int argc, char **argv) { return mt_test_main(argc, argv); }
