@@ -127,6 +127,8 @@ typedef struct {
     FILE *fp;                // the --config file being read, or NULL
     char **words;            // its words (NULL-terminated), or NULL
     int nwords;
+    char *line;              // getline's buffer while reading it
+    size_t line_cap;
 } parse_ctx;
 
 static void release(parse_ctx *p) {
@@ -136,6 +138,9 @@ static void release(parse_ctx *p) {
     free(p->words);
     p->words = NULL;
     p->nwords = 0;
+    free(p->line);
+    p->line = NULL;
+    p->line_cap = 0;
 }
 
 // Ends the parse with `msg`: exit `code` (mt_fail), or -1 from the checked entry.
@@ -287,12 +292,17 @@ static void read_config_file(const char *path, parse_ctx *p) {
     int cap = 64;
     p->words = mt_malloc(sizeof(char *) * cap);
     p->nwords = 0;
-    char line[4096];
     int lineno = 0;
-    while (fgets(line, sizeof line, p->fp)) {
+    ssize_t len;
+    // getline, not fgets: it reports the length, so a NUL byte inside a line
+    // is named as such instead of cutting the line short.
+    while ((len = getline(&p->line, &p->line_cap, p->fp)) > 0) {
+        char *line = p->line;
         lineno++;
-        if (!strchr(line, '\n') && !feof(p->fp))
+        if (len > 4096 || (len == 4096 && line[4095] != '\n'))
             fail(p, MT_EXIT_USAGE, "--config %s:%d: line longer than 4095 characters", path, lineno);
+        if (memchr(line, '\0', (size_t)len))
+            fail(p, MT_EXIT_USAGE, "--config %s:%d: contains a NUL byte (a text file of flags expected)", path, lineno);
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
         for (char *tok = strtok(line, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
@@ -308,6 +318,9 @@ static void read_config_file(const char *path, parse_ctx *p) {
     if (ferror(p->fp)) fail(p, MT_EXIT_USAGE, "--config %s: read error (%s)", path, strerror(errno));
     fclose(p->fp);
     p->fp = NULL;
+    free(p->line);
+    p->line = NULL;
+    p->line_cap = 0;
     p->words[p->nwords] = NULL;
 }
 

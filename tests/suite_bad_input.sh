@@ -125,6 +125,9 @@ cf noval "--hidden-size 32" "--lr"
 cf unknown "--hidden-size 32" "--hiden-size 32"
 cf good "# the tiny model's shape" "--num-layers 4" "--hidden-size 32   # comment after a value" "--num-attention-heads 4"
 awk 'BEGIN { printf "--num-layers "; for (i = 0; i < 5000; i++) printf "4"; print "" }' > "$F/long.conf"
+printf -- '--num-layers 2\n--hidden\0-size 32\n' > "$F/nul.conf"
+# A 4095-character comment line is the longest allowed (positive control).
+awk 'BEGIN { printf "#"; for (i = 0; i < 4094; i++) printf "x"; print "" }' > "$F/longest.conf"
 
 section="Flags and flag combinations"
 # ---- flags ---------------------------------------------------------------------
@@ -212,6 +215,8 @@ bad   config_bad_value        "--config $F/badval.conf: --num-layers expects an 
 bad   config_missing_value    "--config $F/noval.conf: --lr needs a value" $BIN "${M[@]}" --config "$F/noval.conf"
 bad   config_unknown_flag     "--config $F/unknown.conf: unknown flag '--hiden-size'" $BIN "${M[@]}" --config "$F/unknown.conf"
 bad   config_long_line        "line longer than 4095 characters" $BIN "${M[@]}" --config "$F/long.conf"
+bad   config_nul_byte         "contains a NUL byte" $BIN "${M[@]}" --config "$F/nul.conf"
+good  control_config_4095_chars $BIN "${M[@]}" --config "$F/longest.conf" --train-iters 1
 
 section="Token files (--data-path, --train-data-path, --valid-data-path)"
 # ---- token files ------------------------------------------------------------------------
