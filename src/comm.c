@@ -62,6 +62,10 @@ static int mpi_reads_device_memory(void) {
 
 int mt_comm_set_backend(mt_comm *cm, const struct mt_backend *be) {
     cm->be = be;
+    // MT_COMM_STAGED=1 stages host buffers too, so CI runs the GPU build's
+    // staging path on the CPU (tests/suite_backend.sh: results must not move).
+    const char *force = getenv("MT_COMM_STAGED");
+    if (be && force && !strcmp(force, "1")) return cm->staged = 1, 0;
     if (!be || !be->device_memory) return cm->staged = 0, -1;
     int direct = mpi_reads_device_memory();
     cm->staged = !direct;
@@ -201,8 +205,8 @@ void mt_comm_sp_reduce_scatter(mt_comm *cm, real *y, const real *x, size_t rows_
     count(cm, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, n * (size_t)t * sizeof(real), t0);
 }
 
-// The staging buffer of the send completing through `req`: each request
-// the schedule owns keeps its own, so a send in flight is never overwritten.
+// The staging buffer of the send completing through `req`: a send in flight
+// holds its own (released by mt_comm_wait), so it is never overwritten.
 static mt_stage *send_stage(mt_comm *cm, const MPI_Request *req) {
     for (int i = 0; i < MT_STAGE_SENDS; i++)
         if (cm->sends[i].req == req) return &cm->sends[i];
@@ -226,6 +230,9 @@ void mt_comm_wait(mt_comm *cm, MPI_Request *req) {
     double t0 = mt_now();
     MPI_Wait(req, MPI_STATUS_IGNORE);
     cm->stats.seconds += mt_now() - t0;
+    // The send's staging buffer is free again (kept for the next send).
+    for (int i = 0; i < MT_STAGE_SENDS; i++)
+        if (cm->sends[i].req == req) cm->sends[i].req = NULL;
 }
 
 void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag) {

@@ -42,6 +42,24 @@ nbad=$(grep -c '^not ok' "$T/bad.log")
 if [ $rc != 0 ] && [ "$nbad" = 1 ] && grep -q '^not ok matmul_forward:' "$T/bad.log"; then ok corrupted_oracle_rejected
 else not_ok corrupted_oracle_rejected "exit $rc, $nbad failing outputs: $(grep -m1 '^not ok' "$T/bad.log")"; fi
 
+# The GPU build's MPI staging (src/comm.c: host copies around every
+# collective and pipeline message), run on the CPU with MT_COMM_STAGED=1: the
+# copies must not change one bit of the result. TP 2 + SP x PP 2 exercises
+# all-gather, reduce-scatter, all-reduce and the pipeline sends; DP 2 with
+# the distributed optimizer the gradient reduce-scatter and parameter gather.
+staged_same() {
+  local name=$1 np=$2 flags=$3 a=$T/${1}_plain b=$T/${1}_staged
+  # shellcheck disable=SC2086
+  mt_run "$a" "$np" ./pretrain_gpt $(tiny_model) $flags || { not_ok "$name" "plain run failed: $(tail -n 1 "$a.log")"; return; }
+  # shellcheck disable=SC2086
+  MT_COMM_STAGED=1 mt_run "$b" "$np" ./pretrain_gpt $(tiny_model) $flags || { not_ok "$name" "staged run failed: $(tail -n 1 "$b.log")"; return; }
+  local why
+  if why=$(compare_losses "$a.json" "$b.json" 0) && cmp -s "$a.st" "$b.st"; then ok "$name ($why)"
+  else not_ok "$name" "losses or parameters differ: $why"; fi
+}
+staged_same comm_staged_tp2_sp_pp2_bitwise 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2"
+staged_same comm_staged_dp2_distopt_bitwise 2 "--use-distributed-optimizer"
+
 if [ "${MT_CUDA_BUILD:-1}" = 0 ]; then echo "# CUDA checks skipped (MT_CUDA_BUILD=0)"; exit 0; fi
 if [ "${MT_CUDA_PREBUILT:-0}" = 1 ]; then
   echo "# using the prebuilt ./pretrain_gpt_cuda (MT_CUDA_PREBUILT=1)"
