@@ -58,8 +58,6 @@ typedef struct mt_backend {
     void (*attention_forward)(real *out, real *probs, const real *qkv, const mt_dropout_key *k, mt_attn_shape sh);
     void (*attention_backward)(real *dqkv, real *scratch, const real *dout, const real *qkv, const real *probs,
                                const mt_dropout_key *k, mt_attn_shape sh);
-    // NULL where the backend has no blocked kernel (the trainer refuses
-    // --use-flash-attn then).
     void (*flash_attention_forward)(real *out, real *lse, const real *qkv, const mt_dropout_key *k,
                                     mt_attn_shape sh);
     void (*flash_attention_backward)(real *dqkv, const real *dout, const real *qkv, const real *out,

@@ -44,8 +44,10 @@ void *mt_calloc(size_t n, size_t size);
 // Wall-clock seconds, monotonic.
 double mt_now(void);
 
-// Resident set size of this process in bytes (/proc/self/statm; 0 if unknown).
+// Resident set size of this process in bytes now (/proc/self/statm) and at
+// its peak (VmHWM in /proc/self/status); 0 if unknown.
 size_t mt_rss_bytes(void);
+size_t mt_peak_rss_bytes(void);
 
 // 64-bit FNV-1a of a string: parameter names become RNG keys.
 uint64_t mt_hash_str(const char *s);

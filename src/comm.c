@@ -155,9 +155,7 @@ void mt_comm_dp_reduce_scatter(mt_comm *cm, real *x, size_t n) {
     const void *h = host_view(cm, &cm->in, x, n * sizeof(real));
     real *out = stage_buf(&cm->out, sb);  // MPI forbids in place here: a host buffer either way
     MPI_Reduce_scatter_block(h, out, (int)shard, MT_MPI_REAL, MPI_SUM, cm->par->dp);
-    real *mine = x + (size_t)cm->par->dp_rank * shard;
-    if (cm->staged) cm->be->to_device(mine, out, sb);
-    else memcpy(mine, out, sb);
+    land(cm, x + (size_t)cm->par->dp_rank * shard, out, sb);
     count(cm, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, n * sizeof(real), t0);
 }
 

@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -67,4 +68,15 @@ size_t mt_rss_bytes(void) {
     fclose(f);
     long page = sysconf(_SC_PAGESIZE);
     return ok && page > 0 ? (size_t)resident * (size_t)page : 0;
+}
+
+size_t mt_peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    size_t kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kib = (size_t)strtoull(line + 6, NULL, 10);
+    fclose(f);
+    return kib * 1024;
 }

@@ -363,12 +363,7 @@ static void init_device(int loud) {
 // Peak resident memory of every rank (VmHWM) next to its accounted total,
 // printed after training so the peak includes every step.
 static void print_peak_rss(const run *r) {
-    size_t hwm = 0, total = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    char buf[256];
-    while (f && fgets(buf, sizeof buf, f))
-        if (!strncmp(buf, "VmHWM:", 6)) hwm = (size_t)strtoull(buf + 6, NULL, 10) * 1024;
-    if (f) fclose(f);
+    size_t hwm = mt_peak_rss_bytes(), total = 0;
     for (int k = 0; k < MT_MEM_N; k++) total += r->model.mem[k];
     char line[256];
     snprintf(line, sizeof line, "peak RSS (rank %d): %zu bytes; accounted %zu, before the model %zu; RSS / accounted %.3f\n",
@@ -395,9 +390,6 @@ int main(int argc, char **argv) {
     mt_config_parse(c, argc, argv, loud);
     if (c->init_from[0]) apply_init_header(&r, rank);
     mt_config_finish(c, world, loud);
-    if (c->flash_attn && !mt_backend_default()->flash_attention_forward)
-        mt_fail(loud, MT_EXIT_USAGE, "--use-flash-attn: the %s backend has no blocked attention kernel; run without the flag",
-                mt_backend_default()->name);
     mt_parallel_init(&r.par, MPI_COMM_WORLD, c);
     r.cm.par = &r.par;
     if (loud) mt_config_print(c, stdout);
@@ -413,7 +405,9 @@ int main(int argc, char **argv) {
     r.rss_before_model = mt_rss_bytes();
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
     mt_optimizer_init(&r.model);
-    mt_comm_set_backend(&r.cm, r.model.be);
+    int direct = mt_comm_set_backend(&r.cm, r.model.be);
+    if (loud && direct >= 0)
+        printf("comm: MPI on %s\n", direct ? "device buffers (CUDA-aware MPI)" : "host-staged copies");
     char err[1400];
     int resumed = 0;
     if (c->load[0]) {

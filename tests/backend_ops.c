@@ -111,6 +111,13 @@ static void output(ctx *t, const char *name, const real *d, size_t n) {
     free(x);
 }
 
+// output() under the name base + tag (the same case with and without dropout).
+static void output_tag(ctx *t, const char *base, const char *tag, const real *d, size_t n) {
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", base, tag);
+    output(t, name, d, n);
+}
+
 static void output_scalar(ctx *t, const char *name, double v) {
     // Through a one-element host buffer: outputs are always backend buffers.
     real one = (real)v;
@@ -179,25 +186,19 @@ static void case_dropout(ctx *t, double p, const char *tag) {
     mt_rows r = {24, 3, 5, 7};  // 8 positions from 5, samples 7..9
     mt_dropout_key key = {42, 3, 2, MT_SITE_MLP_OUT, p};
     size_t n = (size_t)r.rows * h;
-    char name[64];
     real *res = input(t, n, 1, 0), *inp = input(t, n, 1, 0), *bias = input(t, h, 1, 0), *out = zeros(t, n);
     t->B->bias_dropout_add_forward(out, res, inp, bias, &key, r, h);
-    snprintf(name, sizeof name, "bias_dropout_add_forward%s", tag);
-    output(t, name, out, n);
+    output_tag(t, "bias_dropout_add_forward", tag, out, n);
     real *dout = input(t, n, 1, 0), *dinp = zeros(t, n), *dbias = input(t, h, 1, 0);
     t->B->bias_dropout_add_backward(dinp, dbias, dout, &key, r, h);
-    snprintf(name, sizeof name, "bias_dropout_add_backward_dinp%s", tag);
-    output(t, name, dinp, n);
-    snprintf(name, sizeof name, "bias_dropout_add_backward_dbias%s", tag);
-    output(t, name, dbias, h);
+    output_tag(t, "bias_dropout_add_backward_dinp", tag, dinp, n);
+    output_tag(t, "bias_dropout_add_backward_dbias", tag, dbias, h);
     // The embedding's in-place dropout, on another site's mask.
     key.site = MT_SITE_EMBED;
     t->B->dropout_forward(inp, &key, r, h);
-    snprintf(name, sizeof name, "dropout_forward%s", tag);
-    output(t, name, inp, n);
+    output_tag(t, "dropout_forward", tag, inp, n);
     t->B->dropout_backward(dout, &key, r, h);
-    snprintf(name, sizeof name, "dropout_backward%s", tag);
-    output(t, name, dout, n);
+    output_tag(t, "dropout_backward", tag, dout, n);
     FREE(t, res, inp, bias, out, dout, dinp, dbias);
 }
 
@@ -223,17 +224,13 @@ static void case_attention(ctx *t, double p, const char *tag) {
     mt_attn_shape sh = {19, 2, 3, 8, 1, 4};  // s, b, local heads, hd, head0, sample0
     mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
     size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, np = (size_t)sh.b * sh.nh * sh.s * sh.s;
-    char name[64];
     real *qkv = input(t, n * 3 * H, 1, 0), *out = zeros(t, n * H), *probs = zeros(t, np);
     t->B->attention_forward(out, probs, qkv, &key, sh);
-    snprintf(name, sizeof name, "attention_forward%s", tag);
-    output(t, name, out, n * H);
-    snprintf(name, sizeof name, "attention_forward_probs%s", tag);
-    output(t, name, probs, np);
+    output_tag(t, "attention_forward", tag, out, n * H);
+    output_tag(t, "attention_forward_probs", tag, probs, np);
     real *dout = input(t, n * H, 1, 0), *dqkv = zeros(t, n * 3 * H), *scratch = zeros(t, np);
     t->B->attention_backward(dqkv, scratch, dout, qkv, probs, &key, sh);
-    snprintf(name, sizeof name, "attention_backward%s", tag);
-    output(t, name, dqkv, n * 3 * H);
+    output_tag(t, "attention_backward", tag, dqkv, n * 3 * H);
     FREE(t, qkv, out, probs, dout, dqkv, scratch);
 }
 
@@ -242,17 +239,13 @@ static void case_flash(ctx *t, double p, const char *tag) {
     mt_attn_shape sh = {37, 2, 3, 8, 1, 4};  // a sequence longer than one 32-key chunk
     mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
     size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, nl = (size_t)sh.b * sh.nh * sh.s;
-    char name[64];
     real *qkv = input(t, n * 3 * H, 1, 0), *out = zeros(t, n * H), *lse = zeros(t, nl);
     t->B->flash_attention_forward(out, lse, qkv, &key, sh);
-    snprintf(name, sizeof name, "flash_attention_forward%s", tag);
-    output(t, name, out, n * H);
-    snprintf(name, sizeof name, "flash_attention_forward_lse%s", tag);
-    output(t, name, lse, nl);
+    output_tag(t, "flash_attention_forward", tag, out, n * H);
+    output_tag(t, "flash_attention_forward_lse", tag, lse, nl);
     real *dout = input(t, n * H, 1, 0), *dqkv = zeros(t, n * 3 * H);
     t->B->flash_attention_backward(dqkv, dout, qkv, out, lse, &key, sh);
-    snprintf(name, sizeof name, "flash_attention_backward%s", tag);
-    output(t, name, dqkv, n * 3 * H);
+    output_tag(t, "flash_attention_backward", tag, dqkv, n * 3 * H);
     FREE(t, qkv, out, lse, dout, dqkv);
 }
 

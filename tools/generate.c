@@ -18,6 +18,7 @@
 #include "layers.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "train.h"
 
 typedef struct { const char *load, *prompt; int tokens, top_k; double temperature; uint64_t seed; } opts;
 
@@ -118,8 +119,7 @@ int main(int argc, char **argv) {
     mt_comm cm = {.par = &par};
     mt_model m;
     mt_model_init(&m, &c, &par, 1);
-    m.m_mem = mt_calloc(m.shard_n, sizeof(real));  // the loader fills the moments too
-    m.v_mem = mt_calloc(m.shard_n, sizeof(real));
+    mt_optimizer_init(&m);  // the loader fills the moments too
     mt_ckpt_state st;
     char err[1400];
     if (mt_ckpt_load(&m, o.load, &st, err, sizeof err) != 1) mt_fail(1, MT_EXIT_USAGE, "generate: %s", err[0] ? err : "no checkpoint");

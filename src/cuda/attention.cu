@@ -9,8 +9,6 @@
 #include <math.h>
 #include <string.h>
 
-typedef mt_cuda_attn attn_args;
-
 mt_cuda_attn mt_cuda_attn_of(const mt_dropout_key *k, mt_attn_shape sh) {
     mt_cuda_attn a;
     memset(&a, 0, sizeof a);
@@ -21,11 +19,11 @@ mt_cuda_attn mt_cuda_attn_of(const mt_dropout_key *k, mt_attn_shape sh) {
     return a;
 }
 
-__device__ static inline size_t p_at(const attn_args &a, int bc, int hh, int q) {
+__device__ static inline size_t p_at(const mt_cuda_attn &a, int bc, int hh, int q) {
     return (((size_t)bc * a.nh + hh) * a.s + q) * a.s;
 }
 // P[q, j] after dropout (Pd = P keep / (1-p)).
-__device__ static inline float dropped(const attn_args &a, int bc, int hh, int q, int j, float pv) {
+__device__ static inline float dropped(const mt_cuda_attn &a, int bc, int hh, int q, int j, float pv) {
     return mt_cuda_apply(pv, attn_keep(a, bc, hh, q, j));
 }
 
@@ -38,11 +36,11 @@ typedef struct {
     int ld;            // row stride
 } blk;
 
-static blk q_blk(const attn_args &a, const real *qkv, int bc, int which) {  // which: 0 Q, 1 K, 2 V
+static blk q_blk(const mt_cuda_attn &a, const real *qkv, int bc, int which) {  // which: 0 Q, 1 K, 2 V
     blk r = {qkv + (size_t)bc * 3 * a.H + (size_t)which * a.H, a.b * 3 * a.H};
     return r;
 }
-static size_t pair0(const attn_args &a, int bc) { return (size_t)bc * a.nh * a.s * a.s; }
+static size_t pair0(const mt_cuda_attn &a, int bc) { return (size_t)bc * a.nh * a.s * a.s; }
 
 // C = alpha op(A) op(B), batched over the nh heads of one batch column.
 static void gemm_heads(bool ta, bool tb, int m, int n, int k, float alpha, const real *A, int lda, long long sa,
@@ -54,7 +52,7 @@ static void gemm_heads(bool ta, bool tb, int m, int n, int k, float alpha, const
 
 // One warp per (pair, query) row of P: causal softmax in place (sum in
 // double), zeros past the query.
-__global__ static void softmax_kernel(real *probs, attn_args a) {
+__global__ static void softmax_kernel(real *probs, mt_cuda_attn a) {
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (warp >= a.b * a.nh * a.s) return;
     int q = warp % a.s;
@@ -75,7 +73,7 @@ __global__ static void softmax_kernel(real *probs, attn_args a) {
 
 // With dropout, P·V reads the dropped probabilities: one block per (pair,
 // query), the dropped row in shared memory, one thread per d.
-__global__ static void pv_dropout_kernel(real *out, const real *probs, const real *qkv, attn_args a) {
+__global__ static void pv_dropout_kernel(real *out, const real *probs, const real *qkv, mt_cuda_attn a) {
     extern __shared__ float row[];
     int pr = blockIdx.x / a.s, q = blockIdx.x % a.s, bc = pr / a.nh, hh = pr % a.nh;
     const real *P = probs + p_at(a, bc, hh, q);
@@ -90,7 +88,7 @@ __global__ static void pv_dropout_kernel(real *out, const real *probs, const rea
 
 extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qkv, const mt_dropout_key *k,
                                           mt_attn_shape sh) {
-    attn_args a = mt_cuda_attn_of(k, sh);
+    mt_cuda_attn a = mt_cuda_attn_of(k, sh);
     unsigned rows = (unsigned)(a.b * a.nh * a.s);
     if (!rows) return;
     long long ss = (long long)a.s * a.s;
@@ -118,7 +116,7 @@ extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qk
 // ---- backward ---------------------------------------------------------------------
 
 // Pd = P keep / (1 - p) into dst (the dropout case of dV = Pdᵀ · dO).
-__global__ static void drop_probs_kernel(real *dst, const real *probs, attn_args a) {
+__global__ static void drop_probs_kernel(real *dst, const real *probs, mt_cuda_attn a) {
     size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= (size_t)a.b * a.nh * a.s * a.s) return;
     int j = (int)(e % a.s), q = (int)(e / a.s % a.s);
@@ -128,7 +126,7 @@ __global__ static void drop_probs_kernel(real *dst, const real *probs, attn_args
 
 // One warp per (pair, query) row, in place over dPd:
 // dS = Pd ⊙ dPd - P ⊙ Σ_j (Pd ⊙ dPd), the CPU's rewrite (src/cpu/attention.c).
-__global__ static void softmax_backward_kernel(real *dS, const real *probs, attn_args a) {
+__global__ static void softmax_backward_kernel(real *dS, const real *probs, mt_cuda_attn a) {
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (warp >= a.b * a.nh * a.s) return;
     int pr = warp / a.s, q = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
@@ -143,7 +141,7 @@ __global__ static void softmax_backward_kernel(real *dS, const real *probs, attn
 
 extern "C" void mt_cuda_attention_backward(real *dqkv, real *scratch, const real *dout, const real *qkv,
                                            const real *probs, const mt_dropout_key *k, mt_attn_shape sh) {
-    attn_args a = mt_cuda_attn_of(k, sh);
+    mt_cuda_attn a = mt_cuda_attn_of(k, sh);
     unsigned rows = (unsigned)(a.b * a.nh * a.s);
     if (!rows) return;
     long long ss = (long long)a.s * a.s;

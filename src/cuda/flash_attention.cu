@@ -9,9 +9,7 @@
 
 #define HD_PER_LANE 8  // head dims up to 256
 
-typedef mt_cuda_attn flash_args;
-
-static flash_args flash_args_of(const mt_dropout_key *k, mt_attn_shape sh) {
+static mt_cuda_attn flash_args_of(const mt_dropout_key *k, mt_attn_shape sh) {
     if (sh.hd > 32 * HD_PER_LANE) mt_fail(1, MT_EXIT_USAGE, "--use-flash-attn on CUDA: head dim %d > %d", sh.hd, 32 * HD_PER_LANE);
     return mt_cuda_attn_of(k, sh);
 }
@@ -24,7 +22,7 @@ __device__ static inline float dot(const real *x, const real *y, int n) {
 
 // One warp per (pair, query): running max m and sum l (double, as the CPU),
 // output accumulated over 32-key chunks and rescaled as the max grows.
-__global__ static void flash_forward_kernel(real *out, real *lse, const real *qkv, flash_args a) {
+__global__ static void flash_forward_kernel(real *out, real *lse, const real *qkv, mt_cuda_attn a) {
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (warp >= a.b * a.nh * a.s) return;
     int pr = warp / a.s, q = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
@@ -56,7 +54,7 @@ __global__ static void flash_forward_kernel(real *out, real *lse, const real *qk
 
 extern "C" void mt_cuda_flash_attention_forward(real *out, real *lse, const real *qkv, const mt_dropout_key *k,
                                                 mt_attn_shape sh) {
-    flash_args a = flash_args_of(k, sh);
+    mt_cuda_attn a = flash_args_of(k, sh);
     size_t rows = (size_t)a.b * a.nh * a.s;
     if (!rows) return;
     flash_forward_kernel<<<blocks_for(rows, 8), 256>>>(out, lse, qkv, a);
@@ -66,7 +64,7 @@ extern "C" void mt_cuda_flash_attention_forward(real *out, real *lse, const real
 // ---- backward ---------------------------------------------------------------------
 
 // D[q] = dO[q]·O[q] (= Σ_j Pd dPd: the softmax backward's row term).
-__global__ static void flash_rowdot_kernel(real *D, const real *dout, const real *out, flash_args a) {
+__global__ static void flash_rowdot_kernel(real *D, const real *dout, const real *out, mt_cuda_attn a) {
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (warp >= a.b * a.nh * a.s) return;
     int pr = warp / a.s, q = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
@@ -78,7 +76,7 @@ __global__ static void flash_rowdot_kernel(real *D, const real *dout, const real
 }
 
 // dS[q, j] = P (dPd kd - D[q]) with P = exp(scale Q·K - lse[q]), dPd = dO[q]·V[j].
-__device__ static inline void score_grads(const flash_args &a, const real *qkv, const real *dout, const real *lse,
+__device__ static inline void score_grads(const mt_cuda_attn &a, const real *qkv, const real *dout, const real *lse,
                                           const real *D, int pr, int bc, int hh, int q, int j, float *dS, float *pd) {
     float P = expf(a.scale * dot(qkv + attn_q_at(a, bc, hh, q), qkv + attn_q_at(a, bc, hh, j) + a.H, a.hd) -
                    lse[(size_t)pr * a.s + q]);
@@ -90,7 +88,7 @@ __device__ static inline void score_grads(const flash_args &a, const real *qkv, 
 
 // One warp per (pair, query): dQ[q] = scale Σ_{j ≤ q} dS[q, j] K[j].
 __global__ static void flash_dq_kernel(real *dqkv, const real *qkv, const real *dout, const real *lse, const real *D,
-                                       flash_args a) {
+                                       mt_cuda_attn a) {
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (warp >= a.b * a.nh * a.s) return;
     int pr = warp / a.s, q = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
@@ -112,7 +110,7 @@ __global__ static void flash_dq_kernel(real *dqkv, const real *qkv, const real *
 // One warp per (pair, key): dK[j] = scale Σ_{q ≥ j} dS[q, j] Q[q] and
 // dV[j] = Σ_{q ≥ j} Pd[q, j] dO[q].
 __global__ static void flash_dkv_kernel(real *dqkv, const real *qkv, const real *dout, const real *lse, const real *D,
-                                        flash_args a) {
+                                        mt_cuda_attn a) {
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (warp >= a.b * a.nh * a.s) return;
     int pr = warp / a.s, j = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
@@ -139,7 +137,7 @@ __global__ static void flash_dkv_kernel(real *dqkv, const real *qkv, const real 
 
 extern "C" void mt_cuda_flash_attention_backward(real *dqkv, const real *dout, const real *qkv, const real *out,
                                                  const real *lse, const mt_dropout_key *k, mt_attn_shape sh) {
-    flash_args a = flash_args_of(k, sh);
+    mt_cuda_attn a = flash_args_of(k, sh);
     size_t rows = (size_t)a.b * a.nh * a.s;
     if (!rows) return;
     real *D = (real *)mt_cuda_scratch(rows * sizeof(real));
