@@ -20,7 +20,13 @@ NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin
 # are used) and let GCC vectorise sqrt, exp and the if-converted kernels.
 # MARCH=x86-64-v3 builds binaries for another machine's CPU (tools/device-bundle.sh).
 MARCH ?= native
-CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -march=$(MARCH) -fno-math-errno -fno-trapping-math -Wall -Wextra -Wno-unused-parameter -Iinclude
+CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -march=$(MARCH) -fno-math-errno -fno-trapping-math -Wall -Wextra -Wno-unused-parameter \
+          -Werror=incompatible-pointer-types -Werror=implicit-function-declaration -Iinclude
+# Header dependencies come from the compiler: every object and test binary
+# writes a .d file next to it (-MMD), with empty targets for headers (-MP) so
+# a deleted header is not an error. Editing any header, src/cpu/vmath.h
+# included, rebuilds exactly what includes it.
+DEPFLAGS = -MMD -MP -MF $@.d
 LDLIBS := -lm
 
 # OpenBLAS: prefer the OpenMP build, whose threads cooperate with ours.
@@ -60,7 +66,6 @@ endif
 
 SRC := $(wildcard src/*.c src/cpu/*.c)
 LIBSRC := $(filter-out src/main.c,$(SRC))
-HDR := $(wildcard include/*.h)
 OBJ32 := $(patsubst %.c,$(BUILD)/fp32/%.o,$(LIBSRC))
 OBJ64 := $(patsubst %.c,$(BUILD)/fp64/%.o,$(LIBSRC))
 TESTSRC := $(wildcard tests/test_*.c)
@@ -86,12 +91,12 @@ found:
 	@echo "make: BLAS: $(BLAS_NOTE)"
 	@echo "make: nvcc: $$(command -v $(NVCC) >/dev/null && $(NVCC) --version | tail -n1 || echo 'not found') (CUDA=1 builds ./pretrain_gpt_cuda)"
 
-$(BUILD)/fp32/%.o: %.c $(HDR) Makefile
+$(BUILD)/fp32/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/fp64/%.o: %.c $(HDR) Makefile
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+$(BUILD)/fp64/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DMT_FP64 -c $< -o $@
+	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_FP64 -c $< -o $@
 
 $(BUILD)/libmt32.a: $(OBJ32)
 	ar rcs $@ $^
@@ -103,19 +108,12 @@ $(BIN)pretrain_gpt: $(BUILD)/fp32/src/main.o $(BUILD)/libmt32.a
 $(BIN)pretrain_gpt_fp64: $(BUILD)/fp64/src/main.o $(BUILD)/libmt64.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/fp32/tests/%: tests/%.c $(BUILD)/libmt32.a $(wildcard tests/*.h)
+$(BUILD)/fp32/tests/%: tests/%.c $(BUILD)/libmt32.a Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
-$(BUILD)/fp64/tests/%: tests/%.c $(BUILD)/libmt64.a $(wildcard tests/*.h)
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
+$(BUILD)/fp64/tests/%: tests/%.c $(BUILD)/libmt64.a Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -DMT_FP64 $< $(BUILD)/libmt64.a -o $@ $(LDLIBS)
-
-$(BUILD)/fp32/tests/backend_ops: tests/backend_ops.c $(BUILD)/libmt32.a tests/harness.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
-$(BUILD)/fp64/tests/backend_ops: tests/backend_ops.c $(BUILD)/libmt64.a tests/harness.h
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -DMT_FP64 $< $(BUILD)/libmt64.a -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(DEPFLAGS) $(LDFLAGS) -DMT_FP64 $< $(BUILD)/libmt64.a -o $@ $(LDLIBS)
 
 # ---- CUDA=1: ./pretrain_gpt_cuda (fp32) and build/cuda/tests/backend_ops ----
 # The C sources again with -DMT_CUDA (the model takes the CUDA backend) plus
@@ -125,33 +123,32 @@ $(BUILD)/fp64/tests/backend_ops: tests/backend_ops.c $(BUILD)/libmt64.a tests/ha
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
 CUDA_ARCH ?= 75 80 90
 CUDA_BUILD := build/cuda
-NVFLAGS := -O2 -g -std=c++17 -Iinclude -Xcompiler -Wall,-Wno-unused-parameter \
+NVFLAGS := -O2 -g -std=c++20 -Iinclude -Xcompiler -Wall,-Wno-unused-parameter \
            $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
            -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH))
 CUSRC := $(wildcard src/cuda/*.cu)
-CUHDR := $(wildcard src/cuda/*.cuh)
 OBJCU := $(patsubst %.c,$(CUDA_BUILD)/%.o,$(LIBSRC)) $(patsubst %.cu,$(CUDA_BUILD)/%.o,$(CUSRC))
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 
 cuda: pretrain_gpt_cuda $(CUDA_BUILD)/tests/backend_ops
-$(CUDA_BUILD)/%.o: %.c $(HDR) Makefile
+$(CUDA_BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DMT_CUDA -c $< -o $@
-$(CUDA_BUILD)/%.o: %.cu $(HDR) $(CUHDR) Makefile
+	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA -c $< -o $@
+$(CUDA_BUILD)/%.o: %.cu Makefile
 	@mkdir -p $(dir $@)
 	@[ -n "$(CUDA_HOME)" ] || { echo "make: CUDA=1 needs nvcc (not found on PATH)"; exit 2; }
-	$(NVCC) $(NVFLAGS) -DMT_CUDA -c $< -o $@
+	$(NVCC) $(NVFLAGS) -MMD -MP -MF $@.d -DMT_CUDA -c $< -o $@
 $(CUDA_BUILD)/libmtcuda.a: $(OBJCU)
 	ar rcs $@ $^
 pretrain_gpt_cuda: $(CUDA_BUILD)/src/main.o $(CUDA_BUILD)/libmtcuda.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(CUDA_LDLIBS)
-$(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a tests/harness.h
+$(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DMT_CUDA $< $(CUDA_BUILD)/libmtcuda.a -o $@ $(LDLIBS) $(CUDA_LDLIBS)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA $< $(CUDA_BUILD)/libmtcuda.a -o $@ $(LDLIBS) $(CUDA_LDLIBS)
 
-$(BIN)tools/%: tools/%.c $(BUILD)/libmt32.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
+$(BIN)tools/%: tools/%.c $(BUILD)/libmt32.a Makefile
+	@mkdir -p $(dir $@) $(BUILD)/deps
+	$(CC) $(CFLAGS) -MMD -MP -MF $(BUILD)/deps/$(notdir $@).d $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
 
 run: deps all
 	@tools/run-demo.sh
@@ -182,18 +179,21 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextr
               -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_LDLIBS = $(shell mpicc --showme:link) $(LDLIBS)
 
-$(FUZZ_DIR)/obj/%.o: %.c $(HDR) Makefile
+$(FUZZ_DIR)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -MF $@.d -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_DIR)/libmt_fuzz.a: $(FUZZ_OBJ)
 	ar rcs $@ $^
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_DIR)/libmt_fuzz.a Makefile
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/libmt_fuzz.a -o $@ $(FUZZ_LDLIBS)
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libmt_fuzz.a Makefile
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -MF $@.d -fsanitize=fuzzer $< $(FUZZ_DIR)/libmt_fuzz.a -o $@ $(FUZZ_LDLIBS)
 
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_JOBS)
+
+# The compiler's dependency files (see DEPFLAGS); absent on a first build.
+-include $(shell find build -name '*.d' 2>/dev/null)
 
 clean:
 	rm -rf build pretrain_gpt pretrain_gpt_fp64 pretrain_gpt_cuda $(TOOL_NAMES)

@@ -20,7 +20,6 @@
 #include "common.h"
 #include "parallel.h"
 
-typedef enum { MT_GROUP_TP, MT_GROUP_DP, MT_GROUP_PP, MT_GROUP_EMBD, MT_GROUP_MP, MT_GROUP_N } mt_group;
 typedef enum { MT_COLL_ALLREDUCE, MT_COLL_ALLGATHER, MT_COLL_REDUCE_SCATTER, MT_COLL_SEND, MT_COLL_RECV, MT_COLL_N } mt_coll;
 
 typedef struct {
@@ -56,7 +55,6 @@ typedef struct {
 int mt_comm_set_backend(mt_comm *cm, const struct mt_backend *be);
 void mt_comm_free(mt_comm *cm);
 
-extern const char *const mt_group_names[MT_GROUP_N];
 extern const char *const mt_coll_names[MT_COLL_N];
 
 // f̄ forward and f backward: SUM all-reduce over TP, in place.

@@ -31,13 +31,26 @@ enum {
 #define MT_NORETURN _Noreturn
 #endif
 
-// Prints "pretrain_gpt: error: <msg>" on stderr when `loud` is set and exits.
-// Callers pass loud = (rank == 0) for errors every rank detects identically,
-// so the user sees one line, not one per rank.
-MT_NORETURN void mt_fail(int loud, int code, const char *fmt, ...)
+// Two ways to fail, by who knows about the failure.
+//
+// mt_fail_all: every rank reached the same verdict (a bad flag, or a file
+// rank 0 checked and whose verdict it broadcast). Prints "<program>: error:
+// <msg>" on stderr when `loud` (rank 0, so the user sees one line), then
+// every rank finalizes MPI and exits with `code`.
+MT_NORETURN void mt_fail_all(int loud, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+// mt_fail_local: this rank alone failed (a write error, an allocation, a
+// GPU error, an internal check) while others may wait for it in a
+// collective. Prints its line, then MPI_Abort ends the whole job with
+// `code` within seconds: MPI_Finalize here would leave the others waiting
+// forever.
+MT_NORETURN void mt_fail_local(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-// Allocation that never returns NULL (an out-of-memory exits with a line).
+// The program name in error lines ("pretrain_gpt" unless a tool sets its own
+// at start-up; the one process-wide setting, written once before any work).
+void mt_set_program_name(const char *name);
+
+// Allocation that never returns NULL (an out-of-memory ends the job with a line).
 void *mt_malloc(size_t bytes);
 void *mt_calloc(size_t n, size_t size);
 

@@ -19,7 +19,7 @@ typedef struct {
     double init_method_std;
     double hidden_dropout, attention_dropout;
     // parallelism
-    int tp, pp, dp;            // dp derived from the world size
+    int tp, cp, pp, dp;        // dp derived from the world size; cp (context parallelism) 1 for now
     int sequence_parallel;
     int layers_per_virtual_stage;  // 0: no interleaving
     int use_distributed_optimizer;

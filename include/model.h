@@ -1,57 +1,78 @@
-// model.h: one pipeline stage's share of GPT-2: its parameter shards, gradient
-// and optimizer arenas, activation slots (one per micro-batch in flight) and
-// workspaces, all allocated through one accounting table.
+// model.h: one pipeline stage's share of the model: its parameter shards
+// (from the tables of params.h), gradient and optimizer arenas, activation
+// slots (one per micro-batch in flight) and workspaces, all allocated through
+// one accounting table.
 #ifndef MT_MODEL_H
 #define MT_MODEL_H
 
 #include "common.h"
 #include "config.h"
 #include "parallel.h"
+#include "params.h"
 
-// How a parameter is split over TP (global shape (rows, cols)).
-typedef enum {
-    MT_SPLIT_NONE,  // replicated on every TP rank
-    MT_SPLIT_ROWS,  // column-parallel weights/biases and the vocab: rows [r*lr, (r+1)*lr)
-    MT_SPLIT_COLS,  // row-parallel weights: columns [r*lc, (r+1)*lc)
-    MT_SPLIT_QKV,   // QKV: each of the Q, K, V row blocks split like MT_SPLIT_ROWS
-} mt_split;
-
+// One tensor instance on this rank: a row of params.h with the config's
+// shape, this rank's shard and where it sits in the arenas.
 typedef struct {
-    char name[64];          // e.g. "h.3.attn.qkv.weight" (DESIGN §7)
+    char name[64];          // e.g. "h.3.attn.qkv.weight" (checkpoints, dumps)
+    const mt_param_def *def;
+    int index;              // its row: mt_layer_param (layer >= 0) or mt_top_param
     int layer;              // global layer, -1 outside the blocks
     int ndim;               // 1 or 2
     int64_t rows, cols;     // global shape (cols 1 for vectors)
     int64_t lrows, lcols;   // this rank's shard
+    int nblocks;            // row blocks (MT_SPLIT_ROWS cuts each into tp parts)
+    int64_t block[3];       // their global rows
     mt_split split;
-    int tp_replicated;      // same value on every TP rank: counted once in the norm
+    // Ownership (Megatron's param_is_not_tensor_parallel_duplicate and
+    // shared-embedding attributes); the predicates below read only these.
+    int tp_replicated;      // every TP rank holds the same values
+    int tied;               // the first and the last stage each hold a copy (PP > 1)
     int sp_partial;         // under SP its gradient is a partial sum over s/t rows
-    int decay;              // weight decay applies (2-D weights only, as Megatron)
+    int decay;              // weight decay applies
     double std;             // init std; 0 means constant `init_value`
     double init_value;
     size_t off, n;          // offset and length in the stage's arenas
 } mt_param;
 
-// The weights (or gradients) of one transformer layer, local shards.
-typedef struct {
-    real *ln1w, *ln1b;      // (h)
-    real *qkvw, *qkvb;      // (3h/t, h), (3h/t)
-    real *projw, *projb;    // (h, h/t), (h)
-    real *ln2w, *ln2b;      // (h)
-    real *fc1w, *fc1b;      // (4h/t, h), (4h/t)
-    real *fc2w, *fc2b;      // (h, 4h/t), (h)
-} mt_layer_w;
+// Row and width symbols of the activation and workspace tables, local sizes:
+// rows N = s*b, NL = the rows this rank keeps (s/t*b under SP, else N);
+// widths per row: ONE, FOUR, H, QKV (3h/t), HL (h/t), FF (4h/t), PROBS
+// (a/t * s: the (b, a/t, s, s) probabilities), LSE (a/t), VL (Vp/t).
+typedef enum { MT_R_N, MT_R_NL } mt_rows_sym;
+typedef enum { MT_W_ONE, MT_W_FOUR, MT_W_H, MT_W_QKV, MT_W_HL, MT_W_FF, MT_W_PROBS, MT_W_LSE, MT_W_VL } mt_width_sym;
 
-// Saved activations of one layer for one micro-batch (local shapes; n = s*b
-// rows, nl = s/t*b under SP and n otherwise).
-typedef struct {
-    real *ln1, *ln1_mean, *ln1_rstd;  // (nl, h), (nl), (nl)
-    real *qkv;                        // (n, 3h/t)
-    real *probs;                      // (b, a/t, s, s)
-    real *atty;                       // (n, h/t)
-    real *x2;                         // (nl, h) residual after attention
-    real *ln2, *ln2_mean, *ln2_rstd;  // (nl, h), (nl), (nl)
-    real *fc1;                        // (n, 4h/t) before GELU
-    real *gelu;                       // (n, 4h/t)
+// The activation fields of one layer: X(field, rows, width). PROBS and LSE
+// exist only for the plain and the blocked attention kernel respectively.
+#define MT_LAYER_ACTS(X)                                                          \
+    X(ln1, NL, H)          /* LN1 output */                                       \
+    X(ln1_mean, NL, ONE)   /* LN1 statistics, saved for backward */               \
+    X(ln1_rstd, NL, ONE)                                                          \
+    X(qkv, N, QKV)         /* (n, 3h/t) */                                        \
+    X(probs, N, PROBS)     /* (b, a/t, s, s) softmax probabilities, plain kernel */ \
+    X(lse, N, LSE)         /* (b, a/t, s) row log-sum-exp, blocked kernel */      \
+    X(atty, N, HL)         /* attention output (n, h/t) */                        \
+    X(x2, NL, H)           /* residual after attention */                         \
+    X(ln2, NL, H)                                                                 \
+    X(ln2_mean, NL, ONE)                                                          \
+    X(ln2_rstd, NL, ONE)                                                          \
+    X(fc1, N, FF)          /* (n, 4h/t) before GELU */                            \
+    X(gelu, N, FF)         /* (n, 4h/t) */
+
+typedef enum {
+#define X(field, ...) MT_ACT_##field,
+    MT_LAYER_ACTS(X)
+#undef X
+    MT_ACT_N
+} mt_act;
+
+// Saved activations of one layer for one micro-batch (NULL: not kept).
+typedef union {
+    struct {
+#define X(field, ...) real *field;
+        MT_LAYER_ACTS(X)
+#undef X
+    };
+    real *t[MT_ACT_N];
 } mt_layer_acts;
 
 // One micro-batch in flight through one model chunk.
@@ -75,6 +96,39 @@ typedef struct {
     int nslots;
     mt_slot *slots;
 } mt_chunk;
+
+// Workspaces shared by all layers and micro-batches of the stage. Each has
+// one role; the comment says from when to when its contents matter. (n =
+// s*b rows, nl = the rows this rank keeps.)
+//   X(field, rows, width, when) when: ALWAYS, HEAD (last stage only), PLAIN
+//   (the plain attention kernel), SELECTIVE (selective recomputation of the
+//   plain kernel), RECOMPUTE (full recomputation), SP (sequence parallelism
+//   with TP > 1).
+#define MT_WORKSPACE(X)                                                                                     \
+    X(gath, N, H, ALWAYS)     /* g's output: from the all-gather to the GEMM that reads it */              \
+    X(part, N, H, ALWAYS)     /* row-parallel partial sums, until f̄/ḡ sums them; the head's dlnf */       \
+    X(dres, NL, H, ALWAYS)    /* the residual gradient, through a chunk's backward */                       \
+    X(dtmp, NL, H, ALWAYS)    /* a summed (nl, h) branch: f̄/ḡ's output, bias-dropout-add's gradient */     \
+    X(dln, NL, H, ALWAYS)     /* a LayerNorm's input gradient, until added into dres */                     \
+    X(dqkv, N, QKV, ALWAYS)   /* attention's input gradient; the recomputed core output before it */       \
+    X(datty, N, HL, ALWAYS)   /* the attention output's gradient */                                         \
+    X(dff, N, FF, ALWAYS)     /* the MLP hidden gradient (fc2 backward, then GELU backward in place) */     \
+    X(dprobs, N, PROBS, PLAIN) /* the probabilities' gradient inside attention backward */                  \
+    X(logits, N, VL, HEAD)    /* the logits shard, then (in place) their gradient */                        \
+    X(lnf, NL, H, HEAD)       /* final LayerNorm output and statistics, forward to backward of the head */ \
+    X(lnf_mean, NL, ONE, HEAD)                                                                              \
+    X(lnf_rstd, NL, ONE, HEAD)                                                                              \
+    X(xent, N, FOUR, HEAD)     /* per row: max, sum of exp, target logit, loss */                            \
+    X(probs, N, PROBS, SELECTIVE) /* selective recomputation: the layer in backward's probabilities */      \
+    X(xscratch, NL, H, RECOMPUTE) /* a recomputed group's output (discarded) */
+
+typedef enum { MT_WS_ALWAYS, MT_WS_HEAD, MT_WS_PLAIN, MT_WS_SELECTIVE, MT_WS_RECOMPUTE } mt_ws_when;
+
+typedef struct {
+#define X(field, ...) real *field;
+    MT_WORKSPACE(X)
+#undef X
+} mt_workspace;
 
 // Bytes per element by category. The trainer uses its real type for all
 // and keeps two AdamW moments per optimizer element; the planner can count
@@ -102,28 +156,17 @@ typedef struct {
     size_t nelem_pad;               // arena length: nelem rounded up to a multiple of dp
     size_t shard0, shard_n;         // this DP rank's optimizer shard (distributed optimizer)
     real *param_mem, *grad_mem, *m_mem, *v_mem;
-    real *wte, *dwte, *wpe, *dwpe, *lnfw, *lnfb, *dlnfw, *dlnfb;  // NULL if absent
+    mt_top_w w, dw;                 // the non-layer tensors (NULL where absent) and their gradients
+    real *sp_pack;                  // the SP-partial gradients packed for one TP all-reduce
+    size_t sp_pack_n;
     int nchunks;
     mt_chunk *chunks;
-    // workspaces shared by all layers and micro-batches
-    real *w_gath;      // (n, h)    g's output
-    real *w_part;      // (n, h)    row-parallel partial sums; head: dlnf gathered
-    real *w_dres;      // (nl, h)   running residual gradient
-    real *w_dtmp;      // (nl, h)
-    real *w_dqkv;      // (n, 3h/t)
-    real *w_datty;     // (n, h/t)
-    real *w_dff;       // (n, 4h/t)
-    real *w_dprobs;    // (b, a/t, s, s)
-    real *w_logits;    // (n, Vp/t)
-    real *w_lnf, *w_lnf_mean, *w_lnf_rstd;  // (nl, h), (nl), (nl)
-    real *w_xent;      // (4n) row max, sumexp, target logit, loss
-    // Recomputation: one group's activations, shared by all slots, refilled
-    // by re-running the forward in backward (Korthikanti et al. 2022 §5).
+    mt_workspace ws;
+    // Full recomputation: one group's activations, shared by all slots,
+    // refilled by re-running the forward in backward (Korthikanti et al. 2022 §5).
     int rc_len;                     // layers per recompute group (0: none)
     mt_layer_acts *rc_acts;         // rc_len
     real **rc_x;                    // rc_len: inputs of a group's inner layers
-    real *w_xscratch;               // (nl, h) a recomputed group's output (discarded)
-    real *w_probs;                  // (b, a/t, s, s) selective: probabilities of the layer in backward
     size_t act_layer_bytes;         // activation bytes the slots hold for transformer layers
     size_t mem[MT_MEM_N];           // bytes allocated per category
     int dry;                        // planning only: count bytes, allocate nothing
@@ -140,9 +183,24 @@ void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int sl
 void mt_model_plan(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, const mt_elem_bytes *eb);
 void mt_model_free(mt_model *m);
 
+// Every tensor of the whole model (all stages, all layers) with its global
+// shape and no shard: what files store. Caller frees.
+mt_param *mt_params_global(const mt_config *c, int *n);
+
 // Global (row, col) of local element (i, j) of parameter `pr` on TP rank r.
 void mt_param_global_index(const mt_param *pr, int tp_rank, int64_t i, int64_t j, int64_t *gi, int64_t *gj);
 
 const mt_param *mt_model_find(const mt_model *m, const char *name);
+
+// Ownership predicates (from the attributes, never from names).
+// This rank's copy is the one counted in the gradient norm: TP rank 0 for a
+// TP-replicated tensor, the first stage for a tied one.
+int mt_param_counts_in_norm(const mt_model *m, const mt_param *p);
+// This rank's copy is the one written to files: as above, and DP rank 0
+// when every DP rank holds the same values (dp_copies).
+int mt_param_is_writer(const mt_model *m, const mt_param *p, int dp_copies);
+// The groups whose sum the gradient needs before the optimizer, besides the
+// data-parallel average every tensor gets: a bit (1 << g) per mt_group.
+unsigned mt_param_grad_groups(const mt_model *m, const mt_param *p);
 
 #endif

@@ -7,10 +7,6 @@
 
 #include "model.h"
 
-// Every parameter of the whole model (all stages), with the local shapes of
-// a TP rank of a `tp`-way split. Caller frees.
-mt_param *mt_params_full(const mt_config *c, int tp, int *n);
-
 // Which arena a tensor lives in. Parameters and gradients span the stage's
 // whole arena; AdamW moments span this rank's optimizer shard [shard0,
 // shard0 + shard_n) (all of it without the distributed optimizer), stored

@@ -11,12 +11,14 @@
 // or cosine decay to --min-lr at --lr-decay-iters.
 double mt_lr_at(const mt_config *c, int it);
 
-// After the last micro-batch's backward: sums SP-partial gradients over TP,
-// the tied embedding over the embedding group, and averages over DP.
+// After the last micro-batch's backward: sums each gradient over the groups
+// mt_param_grad_groups names (SP-partial tensors over TP, tied ones over the
+// embedding group) and averages all of them over DP.
 void mt_grad_sync(mt_model *m, mt_comm *cm);
 
-// Global L2 norm of all gradients, each parameter counted once: TP-replicated
-// tensors on TP rank 0 only, the tied embedding on the first stage only.
+// Global L2 norm of all gradients, each parameter counted once
+// (mt_param_counts_in_norm: TP-replicated tensors on TP rank 0 only, tied
+// ones on the first stage only).
 double mt_grad_norm(mt_model *m, mt_comm *cm);
 
 // Allocates the AdamW moments (m, v), zeroed.

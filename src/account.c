@@ -35,7 +35,8 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
             add(out, MT_GROUP_TP, MT_COLL_ALLGATHER, M * (6 * L + 2 * R + E + H), nh, r);
             add(out, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, M * (4 * L + 2 * R + E + H), nh, r);
             uint64_t sp = 0;
-            for (int i = 0; i < m->nparams; i++) sp += m->params[i].sp_partial ? m->params[i].n : 0;
+            for (int i = 0; i < m->nparams; i++)
+                if (mt_param_grad_groups(m, &m->params[i]) & (1u << MT_GROUP_TP)) sp += m->params[i].n;
             add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, sp ? 1 : 0, sp, rg);
         }
         add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, n, r);      // MAX
@@ -46,8 +47,9 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
         int first = p->pp_rank == 0, last = p->pp_rank == p->pp_size - 1;
         add(out, MT_GROUP_PP, MT_COLL_SEND, M * ((uint64_t)!last + (uint64_t)!first), x, r);
         add(out, MT_GROUP_PP, MT_COLL_RECV, M * ((uint64_t)!last + (uint64_t)!first), x, r);
-        const mt_param *w = mt_model_find(m, "wte.weight");
-        if (w) add(out, MT_GROUP_EMBD, MT_COLL_ALLREDUCE, 1, w->n, rg);
+        for (int i = 0; i < m->nparams; i++)
+            if (mt_param_grad_groups(m, &m->params[i]) & (1u << MT_GROUP_EMBD))
+                add(out, MT_GROUP_EMBD, MT_COLL_ALLREDUCE, 1, m->params[i].n, rg);
     }
     if (p->dp_size > 1 && !c->use_distributed_optimizer) add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, m->nelem, rg);
     if (p->dp_size > 1 && c->use_distributed_optimizer) {

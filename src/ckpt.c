@@ -120,7 +120,7 @@ typedef struct {
 } tensor_set;
 
 static void set_gather(const mt_model *m, tensor_set *s) {
-    s->all = mt_params_full(m->cfg, 1, &s->n);
+    s->all = mt_params_global(m->cfg, &s->n);
     s->t = mt_calloc(3 * (size_t)s->n, sizeof(mt_st_tensor));
     s->buf = mt_calloc(3 * (size_t)s->n, sizeof(real *));
     int rank = m->par->world_rank;
@@ -293,7 +293,7 @@ static void to_real(real *dst, const mt_st_tensor *t, size_t n) {
 
 int mt_ckpt_load(mt_model *m, const char *dir, mt_ckpt_state *st, char *err, size_t errlen) {
     int rank = m->par->world_rank, n, iter = 0, rc = 0;
-    mt_param *all = mt_params_full(m->cfg, 1, &n);
+    mt_param *all = mt_params_global(m->cfg, &n);
     open_ckpt o = {0};
     if (rank == 0) {
         rc = find_latest(dir, &iter, err, errlen);

@@ -13,19 +13,9 @@
 #define MT_MPI_REAL MPI_FLOAT
 #endif
 
-const char *const mt_group_names[MT_GROUP_N] = {"tp", "dp", "pp", "embd", "mp"};
 const char *const mt_coll_names[MT_COLL_N] = {"all-reduce", "all-gather", "reduce-scatter", "send", "recv"};
 
-static MPI_Comm comm_of(const mt_comm *cm, mt_group g) {
-    const mt_parallel *p = cm->par;
-    switch (g) {
-    case MT_GROUP_TP: return p->tp;
-    case MT_GROUP_DP: return p->dp;
-    case MT_GROUP_PP: return p->pp;
-    case MT_GROUP_EMBD: return p->embd;
-    default: return p->mp;
-    }
-}
+static MPI_Comm comm_of(const mt_comm *cm, mt_group g) { return cm->par->comm[g]; }
 
 static int size_of(MPI_Comm c) {
     if (c == MPI_COMM_NULL) return 1;
@@ -154,7 +144,7 @@ void mt_comm_dp_reduce_scatter(mt_comm *cm, real *x, size_t n) {
     size_t shard = n / (size_t)d, sb = shard * sizeof(real);
     const void *h = host_view(cm, &cm->in, x, n * sizeof(real));
     real *out = stage_buf(&cm->out, sb);  // MPI forbids in place here: a host buffer either way
-    MPI_Reduce_scatter_block(h, out, (int)shard, MT_MPI_REAL, MPI_SUM, cm->par->dp);
+    MPI_Reduce_scatter_block(h, out, (int)shard, MT_MPI_REAL, MPI_SUM, comm_of(cm, MT_GROUP_DP));
     land(cm, x + (size_t)cm->par->dp_rank * shard, out, sb);
     count(cm, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, n * sizeof(real), t0);
 }
@@ -164,7 +154,7 @@ void mt_comm_dp_all_gather(mt_comm *cm, real *x, size_t n) {
     if (d == 1) return;
     double t0 = mt_now();
     void *h = host_view(cm, &cm->in, x, n * sizeof(real));
-    MPI_Allgather(MPI_IN_PLACE, 0, MT_MPI_REAL, h, (int)(n / (size_t)d), MT_MPI_REAL, cm->par->dp);
+    MPI_Allgather(MPI_IN_PLACE, 0, MT_MPI_REAL, h, (int)(n / (size_t)d), MT_MPI_REAL, comm_of(cm, MT_GROUP_DP));
     land(cm, x, h, n * sizeof(real));
     count(cm, MT_GROUP_DP, MT_COLL_ALLGATHER, n * sizeof(real), t0);
 }
@@ -183,7 +173,7 @@ void mt_comm_sp_all_gather(mt_comm *cm, real *y, const real *x, size_t rows_loca
     double t0 = mt_now();
     const void *h = host_view(cm, &cm->in, x, n * sizeof(real));
     void *o = host_dest(cm, y, n * (size_t)t * sizeof(real));
-    MPI_Allgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, cm->par->tp);
+    MPI_Allgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, comm_of(cm, MT_GROUP_TP));
     land(cm, y, o, n * (size_t)t * sizeof(real));
     count(cm, MT_GROUP_TP, MT_COLL_ALLGATHER, n * (size_t)t * sizeof(real), t0);
 }
@@ -198,7 +188,7 @@ void mt_comm_sp_reduce_scatter(mt_comm *cm, real *y, const real *x, size_t rows_
     double t0 = mt_now();
     const void *h = host_view(cm, &cm->in, x, n * (size_t)t * sizeof(real));
     void *o = host_dest(cm, y, n * sizeof(real));
-    MPI_Reduce_scatter_block(h, o, (int)n, MT_MPI_REAL, MPI_SUM, cm->par->tp);
+    MPI_Reduce_scatter_block(h, o, (int)n, MT_MPI_REAL, MPI_SUM, comm_of(cm, MT_GROUP_TP));
     land(cm, y, o, n * sizeof(real));
     count(cm, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, n * (size_t)t * sizeof(real), t0);
 }
@@ -213,13 +203,13 @@ static mt_stage *send_stage(mt_comm *cm, const MPI_Request *req) {
             cm->sends[i].req = req;
             return &cm->sends[i];
         }
-    mt_fail(1, MT_EXIT_FAIL, "more than %d pipeline sends in flight on one rank", MT_STAGE_SENDS);
+    mt_fail_local(MT_EXIT_FAIL, "more than %d pipeline sends in flight on one rank", MT_STAGE_SENDS);
 }
 
 void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int tag, MPI_Request *req) {
     double t0 = mt_now();
     const void *h = cm->staged ? host_view(cm, send_stage(cm, req), x, n * sizeof(real)) : x;
-    MPI_Isend(h, (int)n, MT_MPI_REAL, dst_stage, tag, cm->par->pp, req);
+    MPI_Isend(h, (int)n, MT_MPI_REAL, dst_stage, tag, comm_of(cm, MT_GROUP_PP), req);
     count(cm, MT_GROUP_PP, MT_COLL_SEND, n * sizeof(real), t0);
 }
 
@@ -236,7 +226,7 @@ void mt_comm_wait(mt_comm *cm, MPI_Request *req) {
 void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag) {
     double t0 = mt_now();
     void *h = host_dest(cm, x, n * sizeof(real));
-    MPI_Recv(h, (int)n, MT_MPI_REAL, src_stage, tag, cm->par->pp, MPI_STATUS_IGNORE);
+    MPI_Recv(h, (int)n, MT_MPI_REAL, src_stage, tag, comm_of(cm, MT_GROUP_PP), MPI_STATUS_IGNORE);
     land(cm, x, h, n * sizeof(real));
     count(cm, MT_GROUP_PP, MT_COLL_RECV, n * sizeof(real), t0);
 }

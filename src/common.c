@@ -8,15 +8,27 @@
 #include <unistd.h>
 #include <time.h>
 
-void mt_fail(int loud, int code, const char *fmt, ...) {
+static const char *program = "pretrain_gpt";
+
+void mt_set_program_name(const char *name) { program = name; }
+
+// One line, written with a single write so lines of several ranks never mix.
+static void say(const char *fmt, va_list ap) {
+    char line[2048];
+    int o = snprintf(line, sizeof line, "%s: error: ", program);
+    vsnprintf(line + o, sizeof line - (size_t)o, fmt, ap);
+    size_t n = strlen(line);
+    if (n + 1 < sizeof line) line[n++] = '\n';
+    fwrite(line, 1, n, stderr);
+    fflush(stderr);
+}
+
+void mt_fail_all(int loud, int code, const char *fmt, ...) {
     if (loud) {
         va_list ap;
         va_start(ap, fmt);
-        fprintf(stderr, "pretrain_gpt: error: ");
-        vfprintf(stderr, fmt, ap);
-        fprintf(stderr, "\n");
+        say(fmt, ap);
         va_end(ap);
-        fflush(stderr);
     }
     // Every rank reaches this point for errors all ranks detect; finalizing
     // lets mpirun report the exit code instead of an abort banner.
@@ -27,21 +39,27 @@ void mt_fail(int loud, int code, const char *fmt, ...) {
     exit(code);
 }
 
+void mt_fail_local(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
 void *mt_malloc(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "pretrain_gpt: error: out of memory allocating %zu bytes\n", bytes);
-        exit(MT_EXIT_FAIL);
-    }
+    if (!p) mt_fail_local(MT_EXIT_FAIL, "out of memory allocating %zu bytes", bytes);
     return p;
 }
 
 void *mt_calloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "pretrain_gpt: error: out of memory allocating %zu x %zu bytes\n", n, size);
-        exit(MT_EXIT_FAIL);
-    }
+    if (!p) mt_fail_local(MT_EXIT_FAIL, "out of memory allocating %zu x %zu bytes", n, size);
     return p;
 }
 

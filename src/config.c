@@ -99,7 +99,7 @@ static void defaults(mt_config *c) {
     c->vocab_size = 256; c->vocab_divisor = 128;
     c->init_method_std = 0.02;
     c->hidden_dropout = 0.1; c->attention_dropout = 0.1;   // Megatron's defaults
-    c->tp = 1; c->pp = 1;
+    c->tp = 1; c->cp = 1; c->pp = 1;
     c->schedule = MT_SCHED_1F1B;
     c->micro_batch_size = 1;
     c->train_iters = 10;
@@ -150,7 +150,7 @@ static _Noreturn void fail_msg(parse_ctx *p, int code, const char *msg) {
         if (p->errlen) snprintf(p->err, p->errlen, "%s", msg);
         longjmp(*p->jb, 1);
     }
-    mt_fail(p->loud, code, "%s", msg);
+    mt_fail_all(p->loud, code, "%s", msg);
 }
 
 // A rule broken: the message as given (config-file errors name the file themselves).
@@ -423,7 +423,7 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
 }
 
 static void finish(mt_config *c, int world, parse_ctx *p) {
-    long long mp = (long long)c->tp * c->pp;   // each may be up to INT_MAX
+    long long mp = (long long)c->tp * c->cp * c->pp;   // each may be up to INT_MAX
     check(world % mp == 0, p, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x PP)", world, c->tp, c->pp);
     c->dp = (int)(world / mp);
     long long padded = ((long long)c->vocab_size + c->vocab_divisor - 1) / c->vocab_divisor * c->vocab_divisor;

@@ -20,12 +20,12 @@ static mt_rows rows_of(const mt_model *m, uint32_t sample0) {
     return r;
 }
 
-// g forward (SP: all-gather along s into w_gath) or f forward (identity).
+// g forward (SP: all-gather along s into ws.gath) or f forward (identity).
 // Returns the (n, h) input of a column-parallel layer.
 static const real *gather_in(mt_model *m, mt_comm *cm, const real *x) {
     if (!m->cfg->sequence_parallel) return x;
-    mt_comm_sp_all_gather(cm, m->w_gath, x, (size_t)m->n_l, (size_t)m->h);
-    return m->w_gath;
+    mt_comm_sp_all_gather(cm, m->ws.gath, x, (size_t)m->n_l, (size_t)m->h);
+    return m->ws.gath;
 }
 
 // ḡ forward (SP: reduce-scatter along s into out) or f̄ forward (all-reduce
@@ -56,11 +56,11 @@ static const real *gather_in_backward(mt_model *m, mt_comm *cm, real *d, real *o
 void mt_embed_forward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slot *sl, real *x) {
     const mt_backend *B = m->be;
     int sp = m->cfg->sequence_parallel;
-    real *word = sp ? m->w_part : x;  // (n, h) partial sums over vocab shards
-    B->embedding_forward(word, sl->tokens, m->wte, m->v0, m->v_l, m->n, m->h);
+    real *word = sp ? m->ws.part : x;  // (n, h) partial sums over vocab shards
+    B->embedding_forward(word, sl->tokens, m->w.wte, m->v0, m->v_l, m->n, m->h);
     reduce_out(m, cm, word, x);  // f̄ (in place, word == x) or ḡ (into x): x (nl, h)
     mt_rows r = rows_of(m, sl->sample0);
-    B->position_forward(x, m->wpe, r, m->h);
+    B->position_forward(x, m->w.wpe, r, m->h);
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);
     B->dropout_forward(x, &k, r, m->h);
 }
@@ -70,9 +70,9 @@ void mt_embed_backward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slo
     mt_rows r = rows_of(m, sl->sample0);
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);
     B->dropout_backward(dx, &k, r, m->h);
-    B->position_backward(m->dwpe, dx, r, m->h);
+    B->position_backward(m->dw.wpe, dx, r, m->h);
     const real *dword = reduce_out_backward(m, cm, dx);  // (n, h)
-    B->embedding_backward(m->dwte, dword, sl->tokens, m->v0, m->v_l, m->n, m->h);
+    B->embedding_backward(m->dw.wte, dword, sl->tokens, m->v0, m->v_l, m->n, m->h);
 }
 
 // ---- transformer block ----------------------------------------------------
@@ -92,10 +92,10 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     B->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, nl, h);
     const real *in = gather_in(m, cm, a->ln1);                          // (n, h)
     B->matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, 3 * hl);     // (n, 3h/t)
-    if (c->flash_attn) B->flash_attention_forward(a->atty, a->probs, a->qkv, &kp, sh);  // probs: (b, a/t, s) log-sum-exp
-    else B->attention_forward(a->atty, a->probs, a->qkv, &kp, sh);           // (n, h/t)
-    B->matmul_forward(m->w_part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
-    const real *proj = reduce_out(m, cm, m->w_part, m->w_dtmp);         // (nl, h)
+    if (c->flash_attn) B->flash_attention_forward(a->atty, a->lse, a->qkv, &kp, sh);  // (n, h/t), lse (b, a/t, s)
+    else B->attention_forward(a->atty, a->probs, a->qkv, &kp, sh);          // (n, h/t), probs (b, a/t, s, s)
+    B->matmul_forward(m->ws.part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
+    const real *proj = reduce_out(m, cm, m->ws.part, m->ws.dtmp);         // (nl, h)
     B->bias_dropout_add_forward(a->x2, x, proj, w->projb, &ka, r, h);
 
     // MLP: LN -> g -> fc1 -> GELU -> fc2 -> ḡ -> bias+dropout+residual
@@ -103,8 +103,8 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     in = gather_in(m, cm, a->ln2);
     B->matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, ff);          // (n, 4h/t)
     B->gelu_forward(a->gelu, a->fc1, (size_t)n * (size_t)ff);
-    B->matmul_forward(m->w_part, a->gelu, w->fc2w, NULL, n, ff, h);     // (n, h) partial
-    const real *mlp = reduce_out(m, cm, m->w_part, m->w_dtmp);
+    B->matmul_forward(m->ws.part, a->gelu, w->fc2w, NULL, n, ff, h);     // (n, h) partial
+    const real *mlp = reduce_out(m, cm, m->ws.part, m->ws.dtmp);
     B->bias_dropout_add_forward(xout, a->x2, mlp, w->fc2b, &km, r, h);
 }
 
@@ -119,10 +119,9 @@ typedef struct {
 static void ln_backward_into_residual(mt_model *m, mt_comm *cm, real *dgath_part, const ln_state *ln, real *dres) {
     const mt_backend *B = m->be;
     // d(LN output) over all rows, partial over TP -> g/f backward -> (nl, h)
-    const real *dln = gather_in_backward(m, cm, dgath_part, m->w_dtmp);
-    // LN backward overwrites its output: use w_gath (free again) as scratch.
-    B->layernorm_backward(m->w_gath, ln->dlnw, ln->dlnb, dln, ln->ln_in, ln->lnw, ln->mean, ln->rstd, m->n_l, m->h);
-    B->add(dres, m->w_gath, (size_t)m->n_l * (size_t)m->h);
+    const real *dln = gather_in_backward(m, cm, dgath_part, m->ws.dtmp);
+    B->layernorm_backward(m->ws.dln, ln->dlnw, ln->dlnb, dln, ln->ln_in, ln->lnw, ln->mean, ln->rstd, m->n_l, m->h);
+    B->add(dres, m->ws.dln, (size_t)m->n_l * (size_t)m->h);
 }
 
 void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, const mt_layer_w *w,
@@ -137,34 +136,34 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     mt_dropout_key km = dkey(m, st, layer, MT_SITE_MLP_OUT, c->hidden_dropout);
 
     // MLP half. dres = d xout = d x2 through the residual.
-    B->bias_dropout_add_backward(m->w_dtmp, dw->fc2b, dres, &km, r, h);           // (nl, h)
-    const real *dmlp = reduce_out_backward(m, cm, m->w_dtmp);                      // (n, h)
-    B->matmul_backward(m->w_dff, dw->fc2w, NULL, dmlp, a->gelu, w->fc2w, n, ff, h);
-    B->gelu_backward(m->w_dff, a->fc1, m->w_dff, (size_t)n * (size_t)ff);
+    B->bias_dropout_add_backward(m->ws.dtmp, dw->fc2b, dres, &km, r, h);           // (nl, h)
+    const real *dmlp = reduce_out_backward(m, cm, m->ws.dtmp);                      // (n, h)
+    B->matmul_backward(m->ws.dff, dw->fc2w, NULL, dmlp, a->gelu, w->fc2w, n, ff, h);
+    B->gelu_backward(m->ws.dff, a->fc1, m->ws.dff, (size_t)n * (size_t)ff);
     // Under SP only the local LN rows were saved: gather them again (Megatron
     // re-runs this all-gather in backward rather than keep s rows).
     const real *in = gather_in(m, cm, a->ln2);
-    B->matmul_backward(m->w_part, dw->fc1w, dw->fc1b, m->w_dff, in, w->fc1w, n, h, ff);
+    B->matmul_backward(m->ws.part, dw->fc1w, dw->fc1b, m->ws.dff, in, w->fc1w, n, h, ff);
     ln_state l2 = {a->x2, a->ln2, a->ln2_mean, a->ln2_rstd, w->ln2w, dw->ln2w, dw->ln2b};
-    ln_backward_into_residual(m, cm, m->w_part, &l2, dres);                        // dres = d x2
+    ln_backward_into_residual(m, cm, m->ws.part, &l2, dres);                        // dres = d x2
 
     // Attention half.
-    B->bias_dropout_add_backward(m->w_dtmp, dw->projb, dres, &ka, r, h);
-    const real *dproj = reduce_out_backward(m, cm, m->w_dtmp);
-    B->matmul_backward(m->w_datty, dw->projw, NULL, dproj, a->atty, w->projw, n, hl, h);
+    B->bias_dropout_add_backward(m->ws.dtmp, dw->projb, dres, &ka, r, h);
+    const real *dproj = reduce_out_backward(m, cm, m->ws.dtmp);
+    B->matmul_backward(m->ws.datty, dw->projw, NULL, dproj, a->atty, w->projw, n, hl, h);
     // Selective recomputation (Korthikanti et al. 2022 §5): the attention
     // core's probabilities were not kept; recompute them from the saved QKV
-    // (the core's output lands in w_dqkv, which the backward overwrites).
+    // (the core's output lands in ws.dqkv, which the backward overwrites).
     if (c->flash_attn) {
-        B->flash_attention_backward(m->w_dqkv, m->w_datty, a->qkv, a->atty, a->probs, &kp, sh);
+        B->flash_attention_backward(m->ws.dqkv, m->ws.datty, a->qkv, a->atty, a->lse, &kp, sh);
     } else {
-        if (c->recompute == MT_RECOMPUTE_SELECTIVE) B->attention_forward(m->w_dqkv, a->probs, a->qkv, &kp, sh);
-        B->attention_backward(m->w_dqkv, m->w_dprobs, m->w_datty, a->qkv, a->probs, &kp, sh);
+        if (c->recompute == MT_RECOMPUTE_SELECTIVE) B->attention_forward(m->ws.dqkv, a->probs, a->qkv, &kp, sh);
+        B->attention_backward(m->ws.dqkv, m->ws.dprobs, m->ws.datty, a->qkv, a->probs, &kp, sh);
     }
     in = gather_in(m, cm, a->ln1);
-    B->matmul_backward(m->w_part, dw->qkvw, dw->qkvb, m->w_dqkv, in, w->qkvw, n, h, 3 * hl);
+    B->matmul_backward(m->ws.part, dw->qkvw, dw->qkvb, m->ws.dqkv, in, w->qkvw, n, h, 3 * hl);
     ln_state l1 = {x, a->ln1, a->ln1_mean, a->ln1_rstd, w->ln1w, dw->ln1w, dw->ln1b};
-    ln_backward_into_residual(m, cm, m->w_part, &l1, dres);                        // dres = d x
+    ln_backward_into_residual(m, cm, m->ws.part, &l1, dres);                        // dres = d x
 }
 
 // ---- LM head and loss -----------------------------------------------------
@@ -172,14 +171,14 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
 real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int *targets, real *dx, real dscale) {
     const mt_backend *B = m->be;
     int n = m->n, nl = m->n_l, h = m->h, vl = m->v_l;
-    real *rmax = m->w_xent, *sumexp = rmax + n, *tlogit = rmax + 2 * n, *loss = rmax + 3 * n;
-    B->layernorm_forward(m->w_lnf, m->w_lnf_mean, m->w_lnf_rstd, x, m->lnfw, m->lnfb, nl, h);
-    const real *in = gather_in(m, cm, m->w_lnf);                       // (n, h)
-    B->matmul_forward(m->w_logits, in, m->wte, NULL, n, h, vl);        // (n, Vp/t)
+    real *rmax = m->ws.xent, *sumexp = rmax + n, *tlogit = rmax + 2 * n, *loss = rmax + 3 * n;
+    B->layernorm_forward(m->ws.lnf, m->ws.lnf_mean, m->ws.lnf_rstd, x, m->w.lnfw, m->w.lnfb, nl, h);
+    const real *in = gather_in(m, cm, m->ws.lnf);                       // (n, h)
+    B->matmul_forward(m->ws.logits, in, m->w.wte, NULL, n, h, vl);        // (n, Vp/t)
     // Vocab-parallel cross-entropy: MAX, then one SUM of (sumexp, tlogit).
-    B->xent_local_max(rmax, m->w_logits, m->v0, vl, m->V, n);
+    B->xent_local_max(rmax, m->ws.logits, m->v0, vl, m->V, n);
     mt_comm_tp_allreduce_max(cm, rmax, (size_t)n);
-    B->xent_local_sums(sumexp, tlogit, m->w_logits, rmax, targets, m->v0, vl, m->V, n);
+    B->xent_local_sums(sumexp, tlogit, m->ws.logits, rmax, targets, m->v0, vl, m->V, n);
     mt_comm_tp_allreduce(cm, sumexp, 2 * (size_t)n);
     B->xent_loss(loss, rmax, sumexp, tlogit, n);
     B->sync();  // the host reads the per-token losses
@@ -189,9 +188,9 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     if (!dx) return mean;
 
     // Backward: d loss_i = dscale / n for each token; no communication.
-    B->xent_backward(m->w_logits, m->w_logits, rmax, sumexp, targets, dscale / (real)n, m->v0, vl, m->V, n);
-    B->matmul_backward(m->w_part, m->dwte, NULL, m->w_logits, in, m->wte, n, h, vl);
-    const real *dlnf = gather_in_backward(m, cm, m->w_part, m->w_dtmp);  // (nl, h)
-    B->layernorm_backward(dx, m->dlnfw, m->dlnfb, dlnf, x, m->lnfw, m->w_lnf_mean, m->w_lnf_rstd, nl, h);
+    B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)n, m->v0, vl, m->V, n);
+    B->matmul_backward(m->ws.part, m->dw.wte, NULL, m->ws.logits, in, m->w.wte, n, h, vl);
+    const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)
+    B->layernorm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, nl, h);
     return mean;
 }

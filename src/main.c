@@ -66,7 +66,7 @@ static void read_tokens(run *r, const char *path, mt_token_file *f) {
     int rank = r->par.world_rank;
     if (rank == 0) n = mt_token_file_read(f, path, r->cfg.vocab_size, err, sizeof err) ? -1 : (long long)f->ntok;
     MPI_Bcast(&n, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
-    if (n < 0) mt_fail(rank == 0, MT_EXIT_USAGE, "%s", err);
+    if (n < 0) mt_fail_all(rank == 0, MT_EXIT_USAGE, "%s", err);
     if (rank != 0) {
         f->ntok = (size_t)n;
         f->tok = mt_malloc((size_t)n * sizeof(uint32_t));
@@ -97,9 +97,9 @@ static void setup_data(run *r) {
     }
     const char *tp = c->train_data_path[0] ? c->train_data_path : c->data_path;
     if (r->train.nsamples == 0)
-        mt_fail(loud, MT_EXIT_USAGE, "%s: the training split has %zu tokens, fewer than --seq-length + 1 (%d)", tp, r->train.ntok, T + 1);
+        mt_fail_all(loud, MT_EXIT_USAGE, "%s: the training split has %zu tokens, fewer than --seq-length + 1 (%d)", tp, r->train.ntok, T + 1);
     if (c->eval_interval > 0 && (!r->has_valid || r->valid.nsamples == 0))
-        mt_fail(loud, MT_EXIT_USAGE, "--eval-interval %d needs a validation split of at least --seq-length + 1 (%d) tokens (--split or --valid-data-path)", c->eval_interval, T + 1);
+        mt_fail_all(loud, MT_EXIT_USAGE, "--eval-interval %d needs a validation split of at least --seq-length + 1 (%d) tokens (--split or --valid-data-path)", c->eval_interval, T + 1);
 }
 
 // Output files are checked before training, not found unwritable after it:
@@ -119,7 +119,7 @@ static void check_outputs(const run *r) {
             else { fclose(f); unlink(tmp); }
         }
     MPI_Bcast(err, sizeof err, MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (err[0]) mt_fail(r->par.world_rank == 0, MT_EXIT_USAGE, "%s", err);
+    if (err[0]) mt_fail_all(r->par.world_rank == 0, MT_EXIT_USAGE, "%s", err);
 }
 
 // --init-from: the file's header gives the shape; an explicit flag that
@@ -132,7 +132,7 @@ static void apply_init_header(run *r, int world_rank) {
     int rc = 0;
     if (world_rank == 0) rc = mt_llmc_read_header(c->init_from, &h, err, sizeof err);
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (rc) mt_fail(loud, MT_EXIT_USAGE, "--init-from %s", err);
+    if (rc) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);
     MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
     struct { const char *flag; int *field; int value; } map[] = {
         {"--num-layers", &c->num_layers, h.layers},
@@ -143,11 +143,11 @@ static void apply_init_header(run *r, int world_rank) {
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (mt_config_was_set(c, map[i].flag) && *map[i].field != map[i].value)
-            mt_fail(loud, MT_EXIT_USAGE, "%s %d disagrees with --init-from %s, whose header says %d", map[i].flag, *map[i].field, c->init_from, map[i].value);
+            mt_fail_all(loud, MT_EXIT_USAGE, "%s %d disagrees with --init-from %s, whose header says %d", map[i].flag, *map[i].field, c->init_from, map[i].value);
         *map[i].field = map[i].value;
     }
     if (c->seq_length > c->max_position_embeddings)
-        mt_fail(loud, MT_EXIT_USAGE, "--seq-length %d exceeds the %d positions of --init-from %s", c->seq_length, c->max_position_embeddings, c->init_from);
+        mt_fail_all(loud, MT_EXIT_USAGE, "--seq-length %d exceeds the %d positions of --init-from %s", c->seq_length, c->max_position_embeddings, c->init_from);
 }
 
 static double evaluate(run *r, int iter) {
@@ -226,7 +226,7 @@ static void dump_step(run *r, int it) {
     snprintf(path, sizeof path, "%s/step_%d.safetensors", r->cfg.dump_dir, it);
     if (r->par.world_rank == 0) mkdir(r->cfg.dump_dir, 0755);
     if (mt_dump_tensors(&r->model, path, 1, err, sizeof err))
-        mt_fail(r->par.world_rank == 0, MT_EXIT_FAIL, "--dump-dir: %s", err);
+        mt_fail_all(r->par.world_rank == 0, MT_EXIT_FAIL, "--dump-dir: %s", err);
     if (r->par.world_rank == 0) printf(" dumped parameters and gradients of iteration %d to %s\n", it, path);
 }
 
@@ -239,7 +239,7 @@ static void write_timeline(const run *r, mt_trace *t, int it) {
     int rc = mt_trace_write(t, &r->par, c->timeline, title, err, sizeof err);
     mt_trace_free(t);
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (rc) mt_fail(r->par.world_rank == 0, MT_EXIT_FAIL, "%s", err);
+    if (rc) mt_fail_all(r->par.world_rank == 0, MT_EXIT_FAIL, "%s", err);
     if (r->par.world_rank == 0) printf(" timeline of iteration %d written to %s (and .json for chrome://tracing)\n", it, c->timeline);
 }
 
@@ -248,7 +248,7 @@ static void save(run *r, int it, uint64_t consumed) {
     double t0 = mt_now();
     mt_ckpt_state st = {it, consumed};
     if (mt_ckpt_save(&r->model, r->cfg.save, st, err, sizeof err))
-        mt_fail(r->par.world_rank == 0, MT_EXIT_FAIL, "saving the checkpoint of iteration %d failed: %s (the previous checkpoint in %s is intact)",
+        mt_fail_all(r->par.world_rank == 0, MT_EXIT_FAIL, "saving the checkpoint of iteration %d failed: %s (the previous checkpoint in %s is intact)",
                 it, err, r->cfg.save);
     if (r->par.world_rank == 0)
         printf(" saved checkpoint at iteration %d to %s (%.1f ms)\n", it, r->cfg.save, 1e3 * (mt_now() - t0));
@@ -280,7 +280,7 @@ static void train(run *r) {
                           ? res.loss_sum / ((double)c->num_micro_batches * c->dp) : 0;
         mt_comm_report_sum(&r->par, &loss, 1);
         if (!isfinite(loss) || !isfinite(norm))
-            mt_fail(loud, MT_EXIT_FAIL, "iteration %d: non-finite %s (loss %g, grad norm %g); parameters of iteration %d kept",
+            mt_fail_all(loud, MT_EXIT_FAIL, "iteration %d: non-finite %s (loss %g, grad norm %g); parameters of iteration %d kept",
                     it, isfinite(loss) ? "gradient norm" : "loss", loss, norm, it - 1);
         if (c->dump_step == it) {
             m->be->sync();
@@ -350,7 +350,7 @@ static void init_device(int loud) {
     MPI_Comm_rank(node, &local);
     MPI_Comm_free(&node);
     char msg[256];
-    if (mt_cuda_init(local, msg, sizeof msg)) mt_fail(loud, MT_EXIT_USAGE, "%s", msg);
+    if (mt_cuda_init(local, msg, sizeof msg)) mt_fail_all(loud, MT_EXIT_USAGE, "%s", msg);
     if (loud) {
         mt_cuda_describe(msg, sizeof msg);
         printf("backend: cuda (%s)\n", msg);
@@ -412,7 +412,7 @@ int main(int argc, char **argv) {
     int resumed = 0;
     if (c->load[0]) {
         resumed = mt_ckpt_load(&r.model, c->load, &r.start, err, sizeof err);
-        if (resumed < 0) mt_fail(loud, MT_EXIT_USAGE, "%s", err);
+        if (resumed < 0) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
         if (loud && resumed) printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)\n", c->load,
                                     r.start.iteration, (unsigned long long)r.start.consumed_samples);
         if (loud && !resumed) printf("no checkpoint in %s yet: starting fresh\n", c->load);
@@ -420,7 +420,7 @@ int main(int argc, char **argv) {
     // A checkpoint found by --load wins over --init-from (Megatron's rule),
     // so one command line both starts and resumes a run.
     if (!resumed && c->init_from[0] && mt_llmc_load(&r.model, c->init_from, err, sizeof err))
-        mt_fail(loud, MT_EXIT_USAGE, "--init-from %s", err);
+        mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);
     // Loading freed its file buffers (the largest tensor, 154 MB at 124M);
     // hand them back, since the mallopt above keeps freed memory otherwise.
     malloc_trim(0);
@@ -431,13 +431,13 @@ int main(int argc, char **argv) {
     }
     int bad_metrics = c->metrics_file[0] && loud && !r.metrics;
     MPI_Bcast(&bad_metrics, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (bad_metrics) mt_fail(0, MT_EXIT_USAGE, "--metrics-file");
+    if (bad_metrics) mt_fail_all(0, MT_EXIT_USAGE, "--metrics-file");
     train(&r);
     if (c->log_memory) print_peak_rss(&r);
     if (c->export_llmc[0] && mt_llmc_save(&r.model, c->export_llmc, err, sizeof err))
-        mt_fail(loud, MT_EXIT_FAIL, "--export-llmc %s", err);
+        mt_fail_all(loud, MT_EXIT_FAIL, "--export-llmc %s", err);
     if (c->dump_params[0] && mt_dump_tensors(&r.model, c->dump_params, 0, err, sizeof err))
-        mt_fail(loud, MT_EXIT_FAIL, "--dump-params %s", err);
+        mt_fail_all(loud, MT_EXIT_FAIL, "--dump-params %s", err);
     if (r.metrics) fclose(r.metrics);
     mt_model_free(&r.model);
     mt_comm_free(&r.cm);

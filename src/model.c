@@ -1,6 +1,7 @@
-// model.c: a stage's parameter table, arenas, initialisation and activation
-// slots. Every allocation goes through alloc_kind so --log-memory reports what
-// was really allocated, per category.
+// model.c: a stage's tensors from the tables of params.h, its arenas,
+// initialisation, activation slots and workspaces. Every allocation goes
+// through alloc_kind so --log-memory reports what was really allocated, per
+// category.
 #include "model.h"
 
 #include <math.h>
@@ -18,117 +19,96 @@ static real *alloc_kind(mt_model *m, mt_mem_kind k, size_t n) {
     return m->dry ? NULL : m->be->alloc(n * sizeof(real));
 }
 
-// Parameter table ------------------------------------------------------------
+// ---- the tensor list ---------------------------------------------------------
 
 typedef struct { mt_param *v; int n, cap; size_t nelem; } ptable;
 
-static mt_param *add(ptable *t, const mt_model *m, const char *name, int layer, int64_t rows, int64_t cols,
-                     mt_split split, double std, double init_value) {
+// Appends one row of a table as a tensor of layer `layer` (-1: none). With
+// par NULL the tensor is global (no shard): the view files take.
+static void add(ptable *t, const mt_config *c, const mt_parallel *par, const mt_param_def *d, int index, int layer) {
+    if (!mt_param_present(c, d)) return;
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 64;
         t->v = realloc(t->v, sizeof(mt_param) * (size_t)t->cap);
-        if (!t->v) mt_fail(1, MT_EXIT_FAIL, "out of memory building the parameter table");
+        if (!t->v) mt_fail_local(MT_EXIT_FAIL, "out of memory building the parameter table");
     }
     mt_param *p = &t->v[t->n++];
     memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    int tp = m->par->tp_size;
+    if (layer >= 0) snprintf(p->name, sizeof p->name, "h.%d.%s", layer, d->name);
+    else snprintf(p->name, sizeof p->name, "%s", d->name);
+    int tp = par ? par->tp_size : 1, pp = par ? par->pp_size : 1;
+    p->def = d;
+    p->index = index;
     p->layer = layer;
-    p->ndim = cols > 1 ? 2 : 1;
-    p->rows = rows; p->cols = cols;
-    p->lrows = rows; p->lcols = cols;
-    p->split = split;
-    if (split == MT_SPLIT_ROWS || split == MT_SPLIT_QKV) p->lrows = rows / tp;
-    if (split == MT_SPLIT_COLS) p->lcols = cols / tp;
-    p->tp_replicated = split == MT_SPLIT_NONE;
-    p->decay = p->ndim == 2;
-    p->std = std;
-    p->init_value = init_value;
+    for (int b = 0; b < 3 && d->rows[b] != MT_DIM_NONE; b++) {
+        p->block[b] = mt_param_dim(c, d->rows[b]);
+        p->rows += p->block[b];
+        p->nblocks++;
+    }
+    p->cols = mt_param_dim(c, d->cols);
+    p->ndim = d->cols == MT_DIM_ONE ? 1 : 2;
+    p->split = d->split;
+    p->lrows = d->split == MT_SPLIT_ROWS ? p->rows / tp : p->rows;
+    p->lcols = d->split == MT_SPLIT_COLS ? p->cols / tp : p->cols;
+    p->tp_replicated = d->split == MT_SPLIT_NONE;
+    p->tied = layer < 0 && d->where == MT_AT_TIED && pp > 1;
+    // A TP-replicated tensor is applied to the sequence-split rows (norms,
+    // the biases after ḡ, the position table): under SP each TP rank sees
+    // only s/t tokens of it (Megatron #1446).
+    p->sp_partial = p->tp_replicated && c->sequence_parallel;
+    p->decay = d->decay;
+    p->std = d->init == MT_INIT_NORMAL ? c->init_method_std
+           : d->init == MT_INIT_SCALED ? c->init_method_std / sqrt(2.0 * c->num_layers) : 0;
+    p->init_value = d->init == MT_INIT_ONES ? 1 : 0;
     p->n = (size_t)(p->lrows * p->lcols);
     p->off = t->nelem;
     t->nelem += p->n;
-    return p;
+}
+
+static void add_top(ptable *t, const mt_config *c, const mt_parallel *par, int first, int last, int after_layers) {
+    for (int i = 0; i < MT_TP_N; i++) {
+        const mt_param_def *d = &mt_top_param_defs[i];
+        int here = d->where == MT_AT_FIRST ? first : d->where == MT_AT_LAST ? last : first || last;
+        // llm.c's order: what the first stage holds comes before the layers.
+        if (here && (d->where == MT_AT_LAST) == after_layers) add(t, c, par, d, i, -1);
+    }
+}
+
+static void add_layer(ptable *t, const mt_config *c, const mt_parallel *par, int layer) {
+    for (int i = 0; i < MT_LP_N; i++) add(t, c, par, &mt_layer_param_defs[i], i, layer);
+}
+
+// The tensors of chunks [chunks, chunks + nchunks) in arena order.
+static ptable build_table(const mt_config *c, const mt_parallel *par, const mt_chunk *chunks, int nchunks) {
+    ptable t = {0};
+    int first = chunks[0].has_embed, last = chunks[nchunks - 1].has_head;
+    add_top(&t, c, par, first, last, 0);
+    for (int k = 0; k < nchunks; k++)
+        for (int l = 0; l < chunks[k].nlayers; l++) add_layer(&t, c, par, chunks[k].layer0 + l);
+    add_top(&t, c, par, first, last, 1);
+    return t;
+}
+
+mt_param *mt_params_global(const mt_config *c, int *n) {
+    mt_chunk all = {.layer0 = 0, .nlayers = c->num_layers, .has_embed = 1, .has_head = 1};
+    ptable t = build_table(c, NULL, &all, 1);
+    *n = t.n;
+    return t.v;
 }
 
 void mt_param_global_index(const mt_param *pr, int r, int64_t i, int64_t j, int64_t *gi, int64_t *gj) {
     *gi = i;
     *gj = j;
-    switch (pr->split) {
-    case MT_SPLIT_ROWS: *gi = r * pr->lrows + i; break;
-    case MT_SPLIT_COLS: *gj = r * pr->lcols + j; break;
-    case MT_SPLIT_QKV: {
-        int64_t part = pr->lrows / 3, blk = i / part;   // Q, K or V block
-        *gi = blk * (pr->rows / 3) + r * part + i % part;
-        break;
+    if (pr->split == MT_SPLIT_COLS) *gj = r * pr->lcols + j;
+    if (pr->split != MT_SPLIT_ROWS) return;
+    // Row blocks (Q, K, V): the local rows are each block's tp-th part in turn.
+    int64_t tp = pr->rows / pr->lrows, g0 = 0, l0 = 0;
+    for (int b = 0; b < pr->nblocks; b++) {
+        int64_t part = pr->block[b] / tp;
+        if (i < l0 + part) { *gi = g0 + r * part + (i - l0); return; }
+        g0 += pr->block[b];
+        l0 += part;
     }
-    default: break;
-    }
-}
-
-static void add_layer(ptable *t, const mt_model *m, int l) {
-    const mt_config *c = m->cfg;
-    int64_t h = m->h;
-    // Output projections scaled by 1/sqrt(2L) (GPT-2, Megatron's scaled init).
-    double std = c->init_method_std, ostd = std / sqrt(2.0 * c->num_layers);
-    char nm[64];
-#define P(suffix, rows, cols, split, sd, v)                        \
-    do {                                                           \
-        snprintf(nm, sizeof nm, "h.%d." suffix, l);               \
-        add(t, m, nm, l, rows, cols, split, sd, v);                \
-    } while (0)
-    P("ln_1.weight", h, 1, MT_SPLIT_NONE, 0, 1);
-    P("ln_1.bias", h, 1, MT_SPLIT_NONE, 0, 0);
-    P("attn.qkv.weight", 3 * h, h, MT_SPLIT_QKV, std, 0);
-    P("attn.qkv.bias", 3 * h, 1, MT_SPLIT_QKV, 0, 0);
-    P("attn.proj.weight", h, h, MT_SPLIT_COLS, ostd, 0);
-    P("attn.proj.bias", h, 1, MT_SPLIT_NONE, 0, 0);
-    P("ln_2.weight", h, 1, MT_SPLIT_NONE, 0, 1);
-    P("ln_2.bias", h, 1, MT_SPLIT_NONE, 0, 0);
-    P("mlp.fc1.weight", 4 * h, h, MT_SPLIT_ROWS, std, 0);
-    P("mlp.fc1.bias", 4 * h, 1, MT_SPLIT_ROWS, 0, 0);
-    P("mlp.fc2.weight", h, 4 * h, MT_SPLIT_COLS, ostd, 0);
-    P("mlp.fc2.bias", h, 1, MT_SPLIT_NONE, 0, 0);
-#undef P
-}
-
-// Fills the chunk list: which layers this stage holds, virtual stage by
-// virtual stage (Narayanan et al. 2021, interleaved schedule).
-static void plan_chunks(mt_model *m) {
-    const mt_config *c = m->cfg;
-    int pp = c->pp, r = m->par->pp_rank;
-    int per = c->layers_per_virtual_stage ? c->layers_per_virtual_stage : c->num_layers / pp;
-    m->nchunks = c->num_layers / pp / per;
-    m->chunks = mt_calloc((size_t)m->nchunks, sizeof(mt_chunk));
-    for (int k = 0; k < m->nchunks; k++) {
-        mt_chunk *ch = &m->chunks[k];
-        ch->layer0 = (k * pp + r) * per;
-        ch->nlayers = per;
-        ch->has_embed = r == 0 && k == 0;
-        ch->has_head = r == pp - 1 && k == m->nchunks - 1;
-    }
-}
-
-static void build_table(mt_model *m) {
-    const mt_config *c = m->cfg;
-    ptable t = {0};
-    int first = m->chunks[0].has_embed, last = m->chunks[m->nchunks - 1].has_head;
-    if (first || last) add(&t, m, "wte.weight", -1, m->Vp, m->h, MT_SPLIT_ROWS, c->init_method_std, 0);
-    if (first) add(&t, m, "wpe.weight", -1, c->max_position_embeddings, m->h, MT_SPLIT_NONE, c->init_method_std, 0);
-    for (int k = 0; k < m->nchunks; k++)
-        for (int l = 0; l < m->chunks[k].nlayers; l++) add_layer(&t, m, m->chunks[k].layer0 + l);
-    if (last) {
-        add(&t, m, "ln_f.weight", -1, m->h, 1, MT_SPLIT_NONE, 0, 1);
-        add(&t, m, "ln_f.bias", -1, m->h, 1, MT_SPLIT_NONE, 0, 0);
-    }
-    for (int i = 0; i < t.n; i++) {
-        mt_param *p = &t.v[i];
-        // Under SP these see only s/t tokens per rank (Megatron #1446): LN
-        // weights and biases, row-parallel biases, and the position table.
-        p->sp_partial = c->sequence_parallel && p->split == MT_SPLIT_NONE;
-    }
-    m->params = t.v;
-    m->nparams = t.n;
-    m->nelem = t.nelem;
 }
 
 const mt_param *mt_model_find(const mt_model *m, const char *name) {
@@ -136,6 +116,33 @@ const mt_param *mt_model_find(const mt_model *m, const char *name) {
         if (!strcmp(m->params[i].name, name)) return &m->params[i];
     return NULL;
 }
+
+// ---- ownership ---------------------------------------------------------------
+
+int mt_param_counts_in_norm(const mt_model *m, const mt_param *p) {
+    const mt_parallel *par = m->par;
+    // Negative control: count TP-replicated tensors on every TP rank.
+    if (p->tp_replicated && par->tp_rank != 0 && !m->cfg->bug_norm_double) return 0;
+    if (p->tied && par->pp_rank != 0) return 0;
+    return 1;
+}
+
+int mt_param_is_writer(const mt_model *m, const mt_param *p, int dp_copies) {
+    const mt_parallel *par = m->par;
+    if (dp_copies && par->dp_rank != 0) return 0;
+    if (p->tp_replicated && par->tp_rank != 0) return 0;
+    if (p->tied && par->pp_rank != 0) return 0;
+    return 1;
+}
+
+unsigned mt_param_grad_groups(const mt_model *m, const mt_param *p) {
+    unsigned g = 0;
+    if (p->sp_partial && m->par->tp_size > 1) g |= 1u << MT_GROUP_TP;
+    if (p->tied) g |= 1u << MT_GROUP_EMBD;
+    return g;
+}
+
+// ---- initialisation and binding ----------------------------------------------
 
 static void init_params(mt_model *m) {
     uint64_t seed = m->cfg->seed;
@@ -154,63 +161,108 @@ static void init_params(mt_model *m) {
     }
 }
 
-// Points the per-layer weight tables at the arenas.
-static void bind(mt_model *m, real *base, real **wte, real **wpe, real **lnfw, real **lnfb, int grads) {
-    const mt_param *p;
-    *wte = (p = mt_model_find(m, "wte.weight")) ? base + p->off : NULL;
-    *wpe = (p = mt_model_find(m, "wpe.weight")) ? base + p->off : NULL;
-    *lnfw = (p = mt_model_find(m, "ln_f.weight")) ? base + p->off : NULL;
-    *lnfb = (p = mt_model_find(m, "ln_f.bias")) ? base + p->off : NULL;
-    for (int k = 0; k < m->nchunks; k++) {
-        mt_chunk *ch = &m->chunks[k];
-        mt_layer_w *lw = grads ? ch->dw : ch->w;
-        for (int l = 0; l < ch->nlayers; l++) {
-            char nm[64];
-            real **slots[12] = {&lw[l].ln1w, &lw[l].ln1b, &lw[l].qkvw, &lw[l].qkvb, &lw[l].projw, &lw[l].projb,
-                                &lw[l].ln2w, &lw[l].ln2b, &lw[l].fc1w, &lw[l].fc1b, &lw[l].fc2w, &lw[l].fc2b};
-            static const char *const sfx[12] = {"ln_1.weight", "ln_1.bias", "attn.qkv.weight", "attn.qkv.bias",
-                                                "attn.proj.weight", "attn.proj.bias", "ln_2.weight", "ln_2.bias",
-                                                "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"};
-            for (int i = 0; i < 12; i++) {
-                snprintf(nm, sizeof nm, "h.%d.%s", ch->layer0 + l, sfx[i]);
-                *slots[i] = base + mt_model_find(m, nm)->off;
-            }
+// Points the pointer tables (weights, or gradients when grads) at the arena
+// `base`; a tensor the config leaves out stays NULL.
+static void bind(mt_model *m, real *base, int grads) {
+    mt_top_w *top = grads ? &m->dw : &m->w;
+    memset(top, 0, sizeof *top);
+    for (int i = 0; i < m->nparams; i++) {
+        const mt_param *p = &m->params[i];
+        if (p->layer < 0) { top->t[p->index] = base + p->off; continue; }
+        for (int k = 0; k < m->nchunks; k++) {
+            mt_chunk *ch = &m->chunks[k];
+            int l = p->layer - ch->layer0;
+            if (l >= 0 && l < ch->nlayers) (grads ? ch->dw : ch->w)[l].t[p->index] = base + p->off;
         }
     }
 }
 
-// One layer's saved activations, from `kind` (slots: activations; the
-// shared recompute set: workspace). Under selective recomputation the
-// probabilities are never kept: every layer points at the one w_probs.
-// Saved attention state per layer: the (b, a/t, s, s) probabilities, or with
-// the blocked kernel only each row's log-sum-exp (b, a/t, s).
-static size_t probs_elems(const mt_model *m) {
-    return (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (m->cfg->flash_attn ? 1 : (size_t)m->s);
+// ---- activations and workspaces ----------------------------------------------
+
+static size_t rows_of(const mt_model *m, mt_rows_sym r) { return r == MT_R_N ? (size_t)m->n : (size_t)m->n_l; }
+
+static size_t width_of(const mt_model *m, mt_width_sym w) {
+    switch (w) {
+    case MT_W_ONE: return 1;
+    case MT_W_FOUR: return 4;
+    case MT_W_H: return (size_t)m->h;
+    case MT_W_QKV: return 3 * (size_t)m->h_l;
+    case MT_W_HL: return (size_t)m->h_l;
+    case MT_W_FF: return (size_t)m->ff_l;
+    case MT_W_PROBS: return (size_t)m->nh_l * (size_t)m->s;
+    case MT_W_LSE: return (size_t)m->nh_l;
+    case MT_W_VL: return (size_t)m->v_l;
+    }
+    return 0;
 }
 
+// Selective recomputation of the plain kernel keeps no probabilities: every
+// layer points at the one ws.probs, refilled in backward.
+static int probs_shared(const mt_model *m) {
+    return !m->cfg->flash_attn && m->cfg->recompute == MT_RECOMPUTE_SELECTIVE;
+}
+
+// Elements of one layer's activation `a` on this rank (0: not kept).
+static size_t act_elems(const mt_model *m, mt_act a) {
+    static const mt_rows_sym rows[MT_ACT_N] = {
+#define X(field, r, w) [MT_ACT_##field] = MT_R_##r,
+        MT_LAYER_ACTS(X)
+#undef X
+    };
+    static const mt_width_sym width[MT_ACT_N] = {
+#define X(field, r, w) [MT_ACT_##field] = MT_W_##w,
+        MT_LAYER_ACTS(X)
+#undef X
+    };
+    int flash = m->cfg->flash_attn;
+    if ((a == MT_ACT_probs && flash) || (a == MT_ACT_lse && !flash)) return 0;
+    return rows_of(m, rows[a]) * width_of(m, width[a]);
+}
+
+// One layer's saved activations, from `kind` (slots: activations; the
+// shared recompute set: workspace).
 static void alloc_acts(mt_model *m, mt_layer_acts *a, mt_mem_kind kind) {
-    size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
-    size_t probs = probs_elems(m);
-    a->ln1 = alloc_kind(m, kind, nl * h);
-    a->ln1_mean = alloc_kind(m, kind, nl);
-    a->ln1_rstd = alloc_kind(m, kind, nl);
-    a->qkv = alloc_kind(m, kind, n * 3 * (size_t)m->h_l);
-    a->probs = m->cfg->recompute == MT_RECOMPUTE_SELECTIVE && !m->cfg->flash_attn ? m->w_probs : alloc_kind(m, kind, probs);
-    a->atty = alloc_kind(m, kind, n * (size_t)m->h_l);
-    a->x2 = alloc_kind(m, kind, nl * h);
-    a->ln2 = alloc_kind(m, kind, nl * h);
-    a->ln2_mean = alloc_kind(m, kind, nl);
-    a->ln2_rstd = alloc_kind(m, kind, nl);
-    a->fc1 = alloc_kind(m, kind, n * (size_t)m->ff_l);
-    a->gelu = alloc_kind(m, kind, n * (size_t)m->ff_l);
+    for (int i = 0; i < MT_ACT_N; i++) {
+        size_t n = act_elems(m, (mt_act)i);
+        a->t[i] = !n ? NULL : i == MT_ACT_probs && probs_shared(m) ? m->ws.probs : alloc_kind(m, kind, n);
+    }
 }
 
 static void free_acts(const mt_model *m, mt_layer_acts *a) {
-    real *bufs[] = {a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->atty, a->x2,
-                    a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) m->be->free(bufs[i]);
-    if (a->probs != m->w_probs) m->be->free(a->probs);
+    for (int i = 0; i < MT_ACT_N; i++)
+        if (a->t[i] != m->ws.probs) m->be->free(a->t[i]);
 }
+
+static int ws_wanted(const mt_model *m, mt_ws_when when) {
+    switch (when) {
+    case MT_WS_ALWAYS: return 1;
+    case MT_WS_HEAD: return m->chunks[m->nchunks - 1].has_head;
+    case MT_WS_PLAIN: return !m->cfg->flash_attn;
+    case MT_WS_SELECTIVE: return probs_shared(m);
+    case MT_WS_RECOMPUTE: return m->rc_len > 0;
+    }
+    return 0;
+}
+
+static void alloc_workspace(mt_model *m) {
+#define X(field, r, w, when) \
+    if (ws_wanted(m, MT_WS_##when)) m->ws.field = alloc_kind(m, MT_MEM_WORK, rows_of(m, MT_R_##r) * width_of(m, MT_W_##w));
+    MT_WORKSPACE(X)
+#undef X
+    // The SP-partial gradients travel packed in one TP all-reduce.
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].sp_partial) m->sp_pack_n += m->params[i].n;
+    if (m->par->tp_size > 1 && m->sp_pack_n) m->sp_pack = alloc_kind(m, MT_MEM_WORK, m->sp_pack_n);
+}
+
+static void free_workspace(mt_model *m) {
+#define X(field, ...) m->be->free(m->ws.field);
+    MT_WORKSPACE(X)
+#undef X
+    m->be->free(m->sp_pack);
+}
+
+// ---- slots, chunks, recomputation --------------------------------------------
 
 static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
     size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
@@ -237,24 +289,33 @@ static void alloc_slot(mt_model *m, const mt_chunk *ch, mt_slot *sl) {
     sl->x[ch->nlayers] = alloc_kind(m, MT_MEM_ACTS, nl * h);  // the chunk's output
 }
 
-static void alloc_workspace(mt_model *m) {
-    size_t n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h;
-    // The blocked kernel needs no (s, s) gradient workspace either.
-    size_t probs = m->cfg->flash_attn ? 0 : (size_t)m->b * (size_t)m->nh_l * (size_t)m->s * (size_t)m->s;
-    m->w_gath = alloc_kind(m, MT_MEM_WORK, n * h);
-    m->w_part = alloc_kind(m, MT_MEM_WORK, n * h);
-    m->w_dres = alloc_kind(m, MT_MEM_WORK, nl * h);
-    m->w_dtmp = alloc_kind(m, MT_MEM_WORK, nl * h);
-    m->w_dqkv = alloc_kind(m, MT_MEM_WORK, n * 3 * (size_t)m->h_l);
-    m->w_datty = alloc_kind(m, MT_MEM_WORK, n * (size_t)m->h_l);
-    m->w_dff = alloc_kind(m, MT_MEM_WORK, n * (size_t)m->ff_l);
-    m->w_dprobs = alloc_kind(m, MT_MEM_WORK, probs);
-    if (m->chunks[m->nchunks - 1].has_head) {
-        m->w_logits = alloc_kind(m, MT_MEM_WORK, n * (size_t)m->v_l);
-        m->w_lnf = alloc_kind(m, MT_MEM_WORK, nl * h);
-        m->w_lnf_mean = alloc_kind(m, MT_MEM_WORK, nl);
-        m->w_lnf_rstd = alloc_kind(m, MT_MEM_WORK, nl);
-        m->w_xent = alloc_kind(m, MT_MEM_WORK, 4 * n);
+static void free_slot(const mt_model *m, const mt_chunk *ch, mt_slot *sl) {
+    m->be->free(sl->tokens);
+    m->be->free(sl->targets);
+    for (int l = 0; l <= ch->nlayers; l++) {
+        int g0 = l < ch->nlayers ? ch->rc_group0[l] : -1;
+        if (g0 < 0 || g0 == l) m->be->free(sl->x[l]);
+        if (l < ch->nlayers && g0 < 0) free_acts(m, &sl->acts[l]);
+    }
+    free(sl->x);
+    free(sl->acts);
+    m->be->free(sl->dsend);
+}
+
+// Fills the chunk list: which layers this stage holds, virtual stage by
+// virtual stage (Narayanan et al. 2021, interleaved schedule).
+static void plan_chunks(mt_model *m) {
+    const mt_config *c = m->cfg;
+    int pp = c->pp, r = m->par->pp_rank;
+    int per = c->layers_per_virtual_stage ? c->layers_per_virtual_stage : c->num_layers / pp;
+    m->nchunks = c->num_layers / pp / per;
+    m->chunks = mt_calloc((size_t)m->nchunks, sizeof(mt_chunk));
+    for (int k = 0; k < m->nchunks; k++) {
+        mt_chunk *ch = &m->chunks[k];
+        ch->layer0 = (k * pp + r) * per;
+        ch->nlayers = per;
+        ch->has_embed = r == 0 && k == 0;
+        ch->has_head = r == pp - 1 && k == m->nchunks - 1;
     }
 }
 
@@ -263,12 +324,7 @@ static void alloc_workspace(mt_model *m) {
 // first --recompute-num-layers layers of each chunk, one at a time.
 static void plan_recompute(mt_model *m) {
     const mt_config *c = m->cfg;
-    size_t nl = (size_t)m->n_l, h = (size_t)m->h;
     int uniform = c->recompute_method == MT_RECOMPUTE_UNIFORM;
-    // Selective recomputation re-forms the probabilities in one shared
-    // buffer; the blocked kernel keeps none, so it has nothing to recompute.
-    if (c->recompute == MT_RECOMPUTE_SELECTIVE && !c->flash_attn)
-        m->w_probs = alloc_kind(m, MT_MEM_WORK, probs_elems(m));
     m->rc_len = c->recompute == MT_RECOMPUTE_FULL ? (uniform ? c->recompute_num_layers : 1) : 0;
     for (int k = 0; k < m->nchunks; k++) {
         mt_chunk *ch = &m->chunks[k];
@@ -278,25 +334,19 @@ static void plan_recompute(mt_model *m) {
             ch->rc_group0[l] = on ? (uniform ? l / m->rc_len * m->rc_len : l) : -1;
         }
     }
+}
+
+static void alloc_recompute_set(mt_model *m) {
     if (!m->rc_len) return;
     m->rc_acts = mt_calloc((size_t)m->rc_len, sizeof(mt_layer_acts));
     m->rc_x = mt_calloc((size_t)m->rc_len, sizeof(real *));
     for (int i = 0; i < m->rc_len; i++) {
         alloc_acts(m, &m->rc_acts[i], MT_MEM_WORK);
-        if (i > 0) m->rc_x[i] = alloc_kind(m, MT_MEM_WORK, nl * h);
+        if (i > 0) m->rc_x[i] = alloc_kind(m, MT_MEM_WORK, (size_t)m->n_l * (size_t)m->h);
     }
-    m->w_xscratch = alloc_kind(m, MT_MEM_WORK, nl * h);
 }
 
-static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, int dry, const mt_elem_bytes *eb);
-
-void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk) {
-    build(m, c, p, slots_per_chunk, 0, NULL);
-}
-
-void mt_model_plan(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, const mt_elem_bytes *eb) {
-    build(m, c, p, slots_per_chunk, 1, eb);
-}
+// ---- construction --------------------------------------------------------------
 
 static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, int dry, const mt_elem_bytes *eb) {
     memset(m, 0, sizeof *m);
@@ -315,7 +365,10 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     m->pos0 = c->sequence_parallel ? p->tp_rank * m->s_l : 0;
     m->n = m->s * m->b; m->n_l = m->s_l * m->b;
     plan_chunks(m);
-    build_table(m);
+    ptable tab = build_table(c, p, m->chunks, m->nchunks);
+    m->params = tab.v;
+    m->nparams = tab.n;
+    m->nelem = tab.nelem;
     // The distributed optimizer splits the arenas into dp equal shards.
     size_t dp = (size_t)p->dp_size;
     m->nelem_pad = (m->nelem + dp - 1) / dp * dp;
@@ -324,6 +377,8 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     m->param_mem = alloc_kind(m, MT_MEM_PARAMS, m->nelem_pad);
     m->grad_mem = alloc_kind(m, MT_MEM_GRADS, m->nelem_pad);
     plan_recompute(m);
+    alloc_workspace(m);
+    alloc_recompute_set(m);
     for (int k = 0; k < m->nchunks; k++) {
         mt_chunk *ch = &m->chunks[k];
         ch->w = mt_calloc((size_t)ch->nlayers, sizeof(mt_layer_w));
@@ -332,29 +387,22 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
         ch->slots = mt_calloc((size_t)slots_per_chunk, sizeof(mt_slot));
         for (int s = 0; s < slots_per_chunk; s++) alloc_slot(m, ch, &ch->slots[s]);
     }
-    alloc_workspace(m);
     if (dry) return;
-    bind(m, m->param_mem, &m->wte, &m->wpe, &m->lnfw, &m->lnfb, 0);
-    bind(m, m->grad_mem, &m->dwte, &m->dwpe, &m->dlnfw, &m->dlnfb, 1);
+    bind(m, m->param_mem, 0);
+    bind(m, m->grad_mem, 1);
     // --init-from overwrites every parameter (llm.c files hold them all, and
     // a checkpoint found by --load does too): drawing ~N normals first would
     // only cost start-up time (20% of a short 124M run).
     if (!c->init_from[0]) init_params(m);
 }
 
-static void free_slot(const mt_model *m, const mt_chunk *ch, mt_slot *sl) {
-    m->be->free(sl->tokens);
-    m->be->free(sl->targets);
-    for (int l = 0; l <= ch->nlayers; l++) {
-        int g0 = l < ch->nlayers ? ch->rc_group0[l] : -1;
-        if (g0 < 0 || g0 == l) m->be->free(sl->x[l]);
-        if (l < ch->nlayers && g0 < 0) free_acts(m, &sl->acts[l]);
-    }
-    free(sl->x);
-    free(sl->acts);
-    m->be->free(sl->dsend);
+void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk) {
+    build(m, c, p, slots_per_chunk, 0, NULL);
 }
 
+void mt_model_plan(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, const mt_elem_bytes *eb) {
+    build(m, c, p, slots_per_chunk, 1, eb);
+}
 
 void mt_model_free(mt_model *m) {
     for (int k = 0; k < m->nchunks; k++) {
@@ -372,27 +420,8 @@ void mt_model_free(mt_model *m) {
     }
     free(m->rc_acts);
     free(m->rc_x);
-    real *bufs[] = {m->w_probs, m->w_xscratch, m->param_mem, m->grad_mem, m->m_mem, m->v_mem, m->w_gath, m->w_part, m->w_dres, m->w_dtmp,
-                    m->w_dqkv, m->w_datty, m->w_dff, m->w_dprobs, m->w_logits, m->w_lnf, m->w_lnf_mean,
-                    m->w_lnf_rstd, m->w_xent};
+    free_workspace(m);
+    real *bufs[] = {m->param_mem, m->grad_mem, m->m_mem, m->v_mem};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) m->be->free(bufs[i]);
     free(m->params);
-}
-
-mt_param *mt_params_full(const mt_config *c, int tp, int *n) {
-    // A model-shaped view with one chunk holding every layer, the embedding
-    // and the head, on a TP rank of a `tp`-way split; only the table is built.
-    mt_parallel par = {0};
-    par.tp_size = tp;
-    mt_model m = {0};
-    m.cfg = c;
-    m.par = &par;
-    m.h = c->hidden_size;
-    m.Vp = c->padded_vocab;
-    mt_chunk ch = {.layer0 = 0, .nlayers = c->num_layers, .has_embed = 1, .has_head = 1};
-    m.chunks = &ch;
-    m.nchunks = 1;
-    build_table(&m);
-    *n = m.nparams;
-    return m.params;
 }

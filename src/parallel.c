@@ -1,71 +1,125 @@
-// parallel.c: communicators for TP, DP, PP, the embedding group and the
-// model-parallel group, split from the world in Megatron's rank order.
+// parallel.c: coordinates and communicators from the ordered axis list.
 #include "parallel.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+const char *const mt_axis_names[MT_AXIS_N] = {"tp", "cp", "ep", "dp", "pp"};
+const char *const mt_group_names[MT_GROUP_N] = {"tp", "dp", "pp", "embd", "mp", "cp", "dpcp"};
+
+#define AX(a) (1u << (a))
+// The axes each group spans. The embedding group is the PP group cut down to
+// its first and last stage (mt_parallel_group_ranks).
+static const unsigned GROUP_AXES[MT_GROUP_N] = {
+    [MT_GROUP_TP] = AX(MT_AXIS_TP),
+    [MT_GROUP_DP] = AX(MT_AXIS_DP),
+    [MT_GROUP_PP] = AX(MT_AXIS_PP),
+    [MT_GROUP_EMBD] = AX(MT_AXIS_PP),
+    [MT_GROUP_MP] = AX(MT_AXIS_TP) | AX(MT_AXIS_PP),
+    [MT_GROUP_CP] = AX(MT_AXIS_CP),
+    [MT_GROUP_DPCP] = AX(MT_AXIS_DP) | AX(MT_AXIS_CP),
+};
+
+mt_parallel mt_parallel_coords(const mt_config *c, int world_rank) {
+    mt_parallel p;
+    memset(&p, 0, sizeof p);
+    p.size[MT_AXIS_TP] = c->tp;
+    p.size[MT_AXIS_CP] = c->cp > 0 ? c->cp : 1;
+    p.size[MT_AXIS_EP] = 1;
+    p.size[MT_AXIS_DP] = c->dp > 0 ? c->dp : 1;
+    p.size[MT_AXIS_PP] = c->pp;
+    p.world_size = 1;
+    for (int a = 0; a < MT_AXIS_N; a++) p.world_size *= p.size[a];
+    p.world_rank = world_rank;
+    // The order string read left to right: each axis's coordinate is the
+    // remainder after the faster axes are divided out.
+    int r = world_rank;
+    for (int a = 0; a < MT_AXIS_N; a++) {
+        p.rank[a] = r % p.size[a];
+        r /= p.size[a];
+    }
+    p.sequence_parallel = c->sequence_parallel;
+    p.in_embd = p.pp_rank == 0 || p.pp_rank == p.pp_size - 1;
+    p.world = MPI_COMM_NULL;
+    for (int g = 0; g < MT_GROUP_N; g++) p.comm[g] = MPI_COMM_NULL;
+    return p;
+}
+
+// World rank of coordinates `rank`.
+static int rank_of(const mt_parallel *p, const int *rank) {
+    int r = 0;
+    for (int a = MT_AXIS_N - 1; a >= 0; a--) r = r * p->size[a] + rank[a];
+    return r;
+}
+
+// Linear index of p's coordinates over the axes in (or out of) `mask`.
+static int index_over(const mt_parallel *p, unsigned mask, int inside) {
+    int idx = 0;
+    for (int a = MT_AXIS_N - 1; a >= 0; a--)
+        if (!(mask & AX(a)) == !inside) idx = idx * p->size[a] + p->rank[a];
+    return idx;
+}
+
+static int group_member(const mt_parallel *p, mt_group g) { return g != MT_GROUP_EMBD || p->in_embd; }
+
+int mt_parallel_group_ranks(const mt_parallel *p, mt_group g, int *ranks, int cap) {
+    if (!group_member(p, g)) return 0;
+    unsigned mask = GROUP_AXES[g];
+    int n = 0, total = 1;
+    for (int a = 0; a < MT_AXIS_N; a++)
+        if (mask & AX(a)) total *= p->size[a];
+    // Enumerate the group's coordinates in order (fastest axis first).
+    for (int i = 0; i < total; i++) {
+        int rank[MT_AXIS_N], q = i;
+        for (int a = 0; a < MT_AXIS_N; a++) {
+            rank[a] = p->rank[a];
+            if (mask & AX(a)) { rank[a] = q % p->size[a]; q /= p->size[a]; }
+        }
+        if (g == MT_GROUP_EMBD && rank[MT_AXIS_PP] != 0 && rank[MT_AXIS_PP] != p->pp_size - 1) continue;
+        if (n < cap) ranks[n] = rank_of(p, rank);
+        n++;
+    }
+    return n;
+}
+
 void mt_parallel_init(mt_parallel *p, MPI_Comm world, const mt_config *c) {
+    int rank;
+    MPI_Comm_rank(world, &rank);
+    *p = mt_parallel_coords(c, rank);
     p->world = world;
-    MPI_Comm_rank(world, &p->world_rank);
-    MPI_Comm_size(world, &p->world_size);
-    p->tp_size = c->tp;
-    p->pp_size = c->pp;
-    p->dp_size = c->dp;
-    p->sequence_parallel = c->sequence_parallel;
-    int r = p->world_rank;
-    p->tp_rank = r % c->tp;
-    p->dp_rank = (r / c->tp) % c->dp;
-    p->pp_rank = r / (c->tp * c->dp);
-    // Colour = the coordinates a group shares; key = the rank within it.
-    MPI_Comm_split(world, p->dp_rank + c->dp * p->pp_rank, p->tp_rank, &p->tp);
-    MPI_Comm_split(world, p->tp_rank + c->tp * p->pp_rank, p->dp_rank, &p->dp);
-    MPI_Comm_split(world, p->tp_rank + c->tp * p->dp_rank, p->pp_rank, &p->pp);
-    MPI_Comm_split(world, p->dp_rank, p->tp_rank + c->tp * p->pp_rank, &p->mp);
-    p->in_embd = p->pp_rank == 0 || p->pp_rank == c->pp - 1;
-    MPI_Comm_split(world, p->in_embd ? p->tp_rank + c->tp * p->dp_rank : MPI_UNDEFINED,
-                   p->pp_rank, &p->embd);
+    // Colour = the coordinates a group's members share; key = the rank within it.
+    for (int g = 0; g < MT_GROUP_N; g++) {
+        unsigned mask = GROUP_AXES[g];
+        int colour = group_member(p, g) ? index_over(p, mask, 0) : MPI_UNDEFINED;
+        MPI_Comm_split(world, colour, index_over(p, mask, 1), &p->comm[g]);
+    }
 }
 
 void mt_parallel_free(mt_parallel *p) {
-    MPI_Comm_free(&p->tp);
-    MPI_Comm_free(&p->dp);
-    MPI_Comm_free(&p->pp);
-    MPI_Comm_free(&p->mp);
-    if (p->embd != MPI_COMM_NULL) MPI_Comm_free(&p->embd);
+    for (int g = 0; g < MT_GROUP_N; g++)
+        if (p->comm[g] != MPI_COMM_NULL) MPI_Comm_free(&p->comm[g]);
 }
 
-// Ranks of `comm`'s members in the world, written as "[a,b,...]".
-static void members(MPI_Comm comm, MPI_Comm world, char *out, size_t len) {
-    int n;
-    MPI_Comm_size(comm, &n);
-    MPI_Group g, gw;
-    MPI_Comm_group(comm, &g);
-    MPI_Comm_group(world, &gw);
-    int *in = malloc(sizeof(int) * n), *w = malloc(sizeof(int) * n);
-    for (int i = 0; i < n; i++) in[i] = i;
-    MPI_Group_translate_ranks(g, n, in, gw, w);
+// Group g's members as "[a,b,...]", or "-" when this rank is not in one.
+static void members(const mt_parallel *p, mt_group g, char *out, size_t len) {
+    int ranks[256], n = mt_parallel_group_ranks(p, g, ranks, 256);
+    if (!n) { snprintf(out, len, "-"); return; }
     size_t o = (size_t)snprintf(out, len, "[");
-    for (int i = 0; i < n && o < len; i++) o += (size_t)snprintf(out + o, len - o, i ? ",%d" : "%d", w[i]);
-    if (o < len) snprintf(out + o, len - o, "]");
-    free(in); free(w);
-    MPI_Group_free(&g);
-    MPI_Group_free(&gw);
+    for (int i = 0; i < n && i < 256 && o < len; i++) o += (size_t)snprintf(out + o, len - o, i ? ",%d" : "%d", ranks[i]);
+    if (o < len) snprintf(out + o, len - o, n > 256 ? ",...]" : "]");
 }
 
 void mt_parallel_print_layout(const mt_parallel *p, FILE *f) {
-    char line[1024], tp[96], dp[96], pp[96], em[96] = "-";
-    members(p->tp, p->world, tp, sizeof tp);
-    members(p->dp, p->world, dp, sizeof dp);
-    members(p->pp, p->world, pp, sizeof pp);
-    if (p->embd != MPI_COMM_NULL) members(p->embd, p->world, em, sizeof em);
+    char line[1024], tp[96], dp[96], pp[96], em[96];
+    members(p, MT_GROUP_TP, tp, sizeof tp);
+    members(p, MT_GROUP_DP, dp, sizeof dp);
+    members(p, MT_GROUP_PP, pp, sizeof pp);
+    members(p, MT_GROUP_EMBD, em, sizeof em);
     char host[MPI_MAX_PROCESSOR_NAME];
     int hl;
     MPI_Get_processor_name(host, &hl);
-    snprintf(line, sizeof line, "rank %d on %s: tp_rank %d dp_rank %d pp_rank %d | TP %s DP %s PP %s embedding %s",
+    snprintf(line, sizeof line, "rank %d on %s: tp_rank %d dp_rank %d pp_rank %d | TP %s DP %s PP %s embedding %s\n",
              p->world_rank, host, p->tp_rank, p->dp_rank, p->pp_rank, tp, dp, pp, em);
-    size_t n = strlen(line);
-    snprintf(line + n, sizeof line - n, "\n");
     mt_parallel_print_gathered(p, line, sizeof line, f);
 }
 

@@ -2,6 +2,7 @@
 #include "schedule.h"
 
 #include "backend.h"
+#include "chunk.h"
 #include "trace.h"
 
 #include <stdlib.h>
@@ -50,34 +51,16 @@ static void forward_one(runner *r, int k, int mb) {
     mt_comm_wait(r->cm, &r->act_req[ri]);
     m->be->sync();  // the slot's tokens are rewritten by the host: earlier kernels must be done with them
     r->fill(r->ctx, mb, sl, ch->has_embed || ch->has_head);
-    double t0 = mt_now();
-    if (ch->has_embed) {
-        mt_embed_forward(m, r->cm, r->st, sl, sl->x[0]);
-    } else {
+    if (!ch->has_embed) {
+        double t0 = mt_now();
         mt_comm_pp_recv(r->cm, sl->x[0], nx, prev_stage(m), tag_act(k));
         r->res.t_wait += mt_now() - t0;
-        t0 = mt_now();
     }
-    for (int l = 0; l < ch->nlayers; l++)
-        mt_block_forward(m, r->cm, r->st, ch->layer0 + l, &ch->w[l], &sl->acts[l], sl->x[l], sl->x[l + 1], sl->sample0);
-    real *top = sl->x[ch->nlayers];
-    double t_end_layers = mt_now();
-    if (ch->has_head) {
-        // The head runs its backward at once; its input gradient replaces the
-        // (no longer needed) head input in the slot until this micro-batch's
-        // backward comes up. Each micro-batch's mean loss counts 1/M of the
-        // step's loss (DP averaging divides by dp later).
-        real scale = (real)1 / (real)m->cfg->num_micro_batches;
-        sl->loss = mt_head_forward_backward(m, r->cm, top, sl->targets, r->backward ? m->w_dres : NULL, scale);
-        if (r->backward) m->be->copy(top, m->w_dres, nx);
-        r->res.loss_sum += sl->loss;
-        r->res.t_compute += mt_now() - t0;
-        mt_trace_add(r->cm->trace, MT_EV_FORWARD, k, mb, t0, mt_now());
-    } else {
-        r->res.t_compute += mt_now() - t0;
-        mt_trace_add(r->cm->trace, MT_EV_FORWARD, k, mb, t0, t_end_layers);
-        mt_comm_pp_isend(r->cm, top, nx, next_stage(m), tag_act(next_chunk(m, k)), &r->act_req[ri]);
-    }
+    double t0 = mt_now();
+    r->res.loss_sum += mt_chunk_forward(m, r->cm, r->st, k, sl, r->backward);
+    r->res.t_compute += mt_now() - t0;
+    mt_trace_add(r->cm->trace, MT_EV_FORWARD, k, mb, t0, mt_now());
+    if (!ch->has_head) mt_comm_pp_isend(r->cm, sl->x[ch->nlayers], nx, next_stage(m), tag_act(next_chunk(m, k)), &r->act_req[ri]);
 }
 
 static void backward_one(runner *r, int k, int mb) {
@@ -86,36 +69,20 @@ static void backward_one(runner *r, int k, int mb) {
     int si = mb % ch->nslots, ri = k * ch->nslots + si;
     mt_slot *sl = &ch->slots[si];
     size_t nx = (size_t)m->n_l * (size_t)m->h;
-    if (ch->has_head) {
-        m->be->copy(m->w_dres, sl->x[ch->nlayers], nx);
-    } else {
+    if (!ch->has_head) {
         double t0 = mt_now();
-        mt_comm_pp_recv(r->cm, m->w_dres, nx, next_stage(m), tag_grad(k));
+        mt_comm_pp_recv(r->cm, m->ws.dres, nx, next_stage(m), tag_grad(k));
         r->res.t_wait += mt_now() - t0;
         // Negative control: divide by M again on every stage (DeepSpeed #8152).
-        if (m->cfg->bug_loss_per_stage) m->be->scale(m->w_dres, nx, (real)1 / (real)m->cfg->num_micro_batches);
+        if (m->cfg->bug_loss_per_stage) m->be->scale(m->ws.dres, nx, (real)1 / (real)m->cfg->num_micro_batches);
     }
     double t0 = mt_now();
-    for (int l = ch->nlayers - 1; l >= 0; l--) {
-        int g0 = ch->rc_group0[l];
-        // Full recomputation: on reaching the last layer of a group, re-run
-        // the group's forward from its stored input. The masks are keyed by
-        // global indices, so the recomputed activations are bitwise the
-        // originals; the group's output goes to scratch (the stored copy may
-        // already hold the head's gradient).
-        if (g0 >= 0 && (l == ch->nlayers - 1 || ch->rc_group0[l + 1] != g0))
-            for (int j = g0; j <= l; j++)
-                mt_block_forward(m, r->cm, r->st, ch->layer0 + j, &ch->w[j], &sl->acts[j], sl->x[j],
-                                 j == l ? m->w_xscratch : sl->x[j + 1], sl->sample0);
-        mt_block_backward(m, r->cm, r->st, ch->layer0 + l, &ch->w[l], &ch->dw[l], &sl->acts[l], sl->x[l], m->w_dres,
-                          sl->sample0);
-    }
-    if (ch->has_embed) mt_embed_backward(m, r->cm, r->st, sl, m->w_dres);
+    mt_chunk_backward(m, r->cm, r->st, k, sl);
     r->res.t_compute += mt_now() - t0;
     mt_trace_add(r->cm->trace, MT_EV_BACKWARD, k, mb, t0, mt_now());
     if (!ch->has_embed) {
         mt_comm_wait(r->cm, &r->grad_req[ri]);
-        m->be->copy(sl->dsend, m->w_dres, nx);
+        m->be->copy(sl->dsend, m->ws.dres, nx);
         mt_comm_pp_isend(r->cm, sl->dsend, nx, prev_stage(m), tag_grad(prev_chunk(m, k)), &r->grad_req[ri]);
     }
 }

@@ -59,17 +59,6 @@ static void place(const mt_param *p, int tp_rank, real *full, const arena_view *
         }
 }
 
-// Whether this rank's copy is the one written to files: TP rank 0 for
-// replicated tensors, the first stage for the tied embedding, and DP rank 0
-// where every DP rank holds the same values.
-static int is_writer(const mt_model *m, const mt_param *p, const arena_view *v) {
-    const mt_parallel *par = m->par;
-    if (v->dp_copies && par->dp_rank != 0) return 0;
-    if (p->tp_replicated && par->tp_rank != 0) return 0;
-    if (!strcmp(p->name, "wte.weight") && par->pp_size > 1 && par->pp_rank != 0) return 0;
-    return 1;
-}
-
 static void reduce_to_root(real *buf, size_t n, int rank) {
     // Each element is written by exactly one rank and zero elsewhere, so
     // the SUM is exact.
@@ -86,7 +75,7 @@ void mt_shard_gather(const mt_model *m, mt_arena arena, const char *name, int64_
     if (rank == 0) memset(full, 0, n * sizeof(real));
     const mt_param *p = mt_model_find(m, name);
     arena_view v = view_of(m, arena);
-    if (p && is_writer(m, p, &v)) place(p, m->par->tp_rank, buf, &v, 1);
+    if (p && mt_param_is_writer(m, p, v.dp_copies)) place(p, m->par->tp_rank, buf, &v, 1);
     reduce_to_root(buf, n, rank);
     if (rank != 0) free(buf);
 }
@@ -105,25 +94,62 @@ void mt_shard_scatter(mt_model *m, mt_arena arena, const char *name, int64_t row
 
 // ---- llm.c model files ----------------------------------------------------
 
-// llm.c's tensor order: each kind for all layers, then the next kind.
-static const char *const LLMC_LAYER_KINDS[12] = {
-    "ln_1.weight", "ln_1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-    "ln_2.weight", "ln_2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"};
+// Calls fn(name, rows, cols, file_rows) for each tensor of llm.c's file in
+// its order: the first stage's tensors, then each layer tensor kind for all
+// layers in turn, then the last stage's (params.h's row order). file_rows
+// differs from rows for the vocabulary of a file padded differently.
+typedef int (*llmc_visit)(void *ctx, const char *name, int64_t rows, int64_t cols, int64_t file_rows);
 
-static void layer_shape(const char *kind, int64_t C, int64_t *r, int64_t *c) {
-    *c = 1;
-    if (!strcmp(kind, "attn.qkv.weight")) { *r = 3 * C; *c = C; }
-    else if (!strcmp(kind, "attn.qkv.bias")) *r = 3 * C;
-    else if (!strcmp(kind, "attn.proj.weight")) { *r = C; *c = C; }
-    else if (!strcmp(kind, "mlp.fc1.weight")) { *r = 4 * C; *c = C; }
-    else if (!strcmp(kind, "mlp.fc1.bias")) *r = 4 * C;
-    else if (!strcmp(kind, "mlp.fc2.weight")) { *r = C; *c = 4 * C; }
-    else *r = C;
+static int llmc_visit_one(const mt_config *c, const mt_param_def *d, int layer, int64_t file_vp, llmc_visit fn, void *ctx) {
+    if (!d->llmc || !mt_param_present(c, d)) return 0;
+    char nm[64];
+    if (layer >= 0) snprintf(nm, sizeof nm, "h.%d.%s", layer, d->name);
+    else snprintf(nm, sizeof nm, "%s", d->name);
+    int64_t rows = 0;
+    for (int b = 0; b < 3; b++) rows += mt_param_dim(c, d->rows[b]);
+    int64_t file_rows = d->rows[0] == MT_DIM_VP && d->rows[1] == MT_DIM_NONE ? file_vp : rows;
+    return fn(ctx, nm, rows, mt_param_dim(c, d->cols), file_rows);
 }
 
-static size_t llmc_count(const mt_llmc_header *h) {
-    size_t C = (size_t)h->channels, L = (size_t)h->layers;
-    return (size_t)h->padded_vocab * C + (size_t)h->max_seq * C + L * (12 * C * C + 13 * C) + 2 * C;
+static int llmc_walk(const mt_config *c, int64_t file_vp, llmc_visit fn, void *ctx) {
+    for (int i = 0; i < MT_TP_N; i++)
+        if (mt_top_param_defs[i].where != MT_AT_LAST && llmc_visit_one(c, &mt_top_param_defs[i], -1, file_vp, fn, ctx)) return -1;
+    for (int k = 0; k < MT_LP_N; k++)
+        for (int l = 0; l < c->num_layers; l++)
+            if (llmc_visit_one(c, &mt_layer_param_defs[k], l, file_vp, fn, ctx)) return -1;
+    for (int i = 0; i < MT_TP_N; i++)
+        if (mt_top_param_defs[i].where == MT_AT_LAST && llmc_visit_one(c, &mt_top_param_defs[i], -1, file_vp, fn, ctx)) return -1;
+    return 0;
+}
+
+// The config an llm.c header describes (its shape; nothing else is set).
+static mt_config llmc_config(const mt_llmc_header *h) {
+    mt_config c;
+    memset(&c, 0, sizeof c);
+    c.num_layers = h->layers;
+    c.hidden_size = h->channels;
+    c.num_heads = h->heads;
+    c.vocab_size = h->vocab;
+    c.padded_vocab = h->padded_vocab;
+    c.max_position_embeddings = h->max_seq;
+    return c;
+}
+
+// Element counts over a walk: the total in the file and the largest tensor.
+typedef struct { size_t total, largest; } llmc_sizes;
+
+static int count_one(void *vctx, const char *name, int64_t rows, int64_t cols, int64_t file_rows) {
+    llmc_sizes *z = vctx;
+    (void)name;
+    z->total += (size_t)(file_rows * cols);
+    z->largest = MT_MAX(z->largest, (size_t)(MT_MAX(rows, file_rows) * cols));
+    return 0;
+}
+
+static llmc_sizes llmc_count(const mt_config *c, int64_t file_vp) {
+    llmc_sizes z = {0, 0};
+    llmc_walk(c, file_vp, count_one, &z);
+    return z;
 }
 
 int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t errlen) {
@@ -147,31 +173,13 @@ int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t e
                  path, h->max_seq, h->vocab, h->layers, h->heads, h->channels, h->padded_vocab);
         return -1;
     }
-    size_t want = 1024 + 4 * llmc_count(h);
+    mt_config hc = llmc_config(h);
+    size_t want = 1024 + 4 * llmc_count(&hc, h->padded_vocab).total;
     if ((size_t)st.st_size != want) {
         snprintf(err, errlen, "%s: header implies %zu bytes but the file has %lld", path, want, (long long)st.st_size);
         return -1;
     }
     return 0;
-}
-
-// Calls fn(name, rows, cols, file_rows) for each tensor in llm.c's order.
-typedef int (*llmc_visit)(void *ctx, const char *name, int64_t rows, int64_t cols, int64_t file_rows);
-
-static int llmc_walk(const mt_config *c, int64_t file_vp, llmc_visit fn, void *ctx) {
-    int64_t C = c->hidden_size;
-    if (fn(ctx, "wte.weight", c->padded_vocab, C, file_vp)) return -1;
-    if (fn(ctx, "wpe.weight", c->max_position_embeddings, C, c->max_position_embeddings)) return -1;
-    for (int k = 0; k < 12; k++)
-        for (int l = 0; l < c->num_layers; l++) {
-            char nm[64];
-            int64_t r, cc;
-            snprintf(nm, sizeof nm, "h.%d.%s", l, LLMC_LAYER_KINDS[k]);
-            layer_shape(LLMC_LAYER_KINDS[k], C, &r, &cc);
-            if (fn(ctx, nm, r, cc, r)) return -1;
-        }
-    if (fn(ctx, "ln_f.weight", C, 1, C)) return -1;
-    return fn(ctx, "ln_f.bias", C, 1, C);
 }
 
 typedef struct {
@@ -215,9 +223,7 @@ int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen) {
         if (x.fp) fseek(x.fp, 1024, SEEK_SET); else x.bad = 2;
     }
     MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
-    size_t maxn = (size_t)MT_MAX(c->padded_vocab, h.padded_vocab) * (size_t)c->hidden_size;
-    size_t layer_max = 12 * (size_t)c->hidden_size * (size_t)c->hidden_size;
-    maxn = MT_MAX(maxn, MT_MAX(layer_max, (size_t)c->max_position_embeddings * (size_t)c->hidden_size));
+    size_t maxn = llmc_count(c, h.padded_vocab).largest;
     x.full = mt_malloc(maxn * sizeof(real));
     x.tmp = rank == 0 && sizeof(real) != sizeof(float) ? mt_malloc(maxn * sizeof(float)) : NULL;
     llmc_walk(c, h.padded_vocab, load_one, &x);
@@ -264,8 +270,7 @@ int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen) 
                            c->num_heads, c->hidden_size, c->padded_vocab};
         if (x.fp && fwrite(hd, 4, 256, x.fp) != 256) x.bad = errno ? errno : EIO;
     }
-    size_t maxn = MT_MAX((size_t)c->padded_vocab, (size_t)c->max_position_embeddings) * (size_t)c->hidden_size;
-    maxn = MT_MAX(maxn, 4 * (size_t)c->hidden_size * (size_t)c->hidden_size);
+    size_t maxn = llmc_count(c, c->padded_vocab).largest;
     x.full = mt_malloc(maxn * sizeof(real));
     x.tmp = rank == 0 ? mt_malloc(maxn * sizeof(float)) : NULL;
     llmc_walk(c, c->padded_vocab, save_one, &x);
@@ -290,7 +295,7 @@ int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen) 
 int mt_dump_tensors(const mt_model *m, const char *path, int grads, char *err, size_t errlen) {
     const mt_config *c = m->cfg;
     int n;
-    mt_param *all = mt_params_full(c, 1, &n);
+    mt_param *all = mt_params_global(c, &n);
     int nt = grads ? 2 * n : n, rank = m->par->world_rank;
     mt_st_tensor *t = mt_calloc((size_t)nt, sizeof(mt_st_tensor));
     real **bufs = mt_calloc((size_t)nt, sizeof(real *));

@@ -20,7 +20,7 @@ void mt_trace_add(mt_trace *t, int kind, int chunk, int mb, double t0, double t1
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 256;
         t->ev = realloc(t->ev, sizeof(mt_event) * (size_t)t->cap);
-        if (!t->ev) mt_fail(1, MT_EXIT_FAIL, "out of memory recording the timeline");
+        if (!t->ev) mt_fail_local(MT_EXIT_FAIL, "out of memory recording the timeline");
     }
     t->ev[t->n++] = (mt_event){kind, chunk, mb, t0 - t->origin, t1 - t->origin};
 }

@@ -17,43 +17,39 @@ double mt_lr_at(const mt_config *c, int it) {
     return c->min_lr + coeff * (c->lr - c->min_lr);
 }
 
-static int is_layernorm(const mt_param *p) { return strstr(p->name, "ln_") != NULL; }
-
-// Packs the SP-partial gradients into one buffer so TP sums them in a single
-// all-reduce (Megatron does the same for its sequence-parallel grads).
-static void sync_sp_partial(mt_model *m, mt_comm *cm) {
-    size_t total = 0;
-    for (int i = 0; i < m->nparams; i++)
-        if (m->params[i].sp_partial) total += m->params[i].n;
-    if (!total || m->par->tp_size == 1) return;
+// Packs the gradients that need a TP sum (SP-partial tensors) into one
+// buffer so TP sums them in a single all-reduce (Megatron does the same for
+// its sequence-parallel grads).
+static void sync_tp_partial(mt_model *m, mt_comm *cm) {
+    if (!m->sp_pack) return;
     const mt_backend *B = m->be;
-    real *buf = m->w_part;  // (n, h) workspace; large enough? fall back otherwise
-    int own = total > (size_t)m->n * (size_t)m->h;
-    if (own) buf = B->alloc(total * sizeof(real));
+    const unsigned tp = 1u << MT_GROUP_TP;
     size_t o = 0;
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
-        if (!p->sp_partial) continue;
-        B->copy(buf + o, m->grad_mem + p->off, p->n);
+        if (!(mt_param_grad_groups(m, p) & tp)) continue;
+        B->copy(m->sp_pack + o, m->grad_mem + p->off, p->n);
         o += p->n;
     }
-    mt_comm_tp_allreduce(cm, buf, total);
+    mt_comm_tp_allreduce(cm, m->sp_pack, o);
+    // Negative control: keep them rank-local (Megatron #1446).
+    if (m->cfg->bug_no_sp_grad_sync) return;
     o = 0;
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
-        if (!p->sp_partial) continue;
-        // Negative control: keep the LayerNorm gradients rank-local (#1446).
-        if (!(m->cfg->bug_no_sp_grad_sync && is_layernorm(p))) B->copy(m->grad_mem + p->off, buf + o, p->n);
+        if (!(mt_param_grad_groups(m, p) & tp)) continue;
+        B->copy(m->grad_mem + p->off, m->sp_pack + o, p->n);
         o += p->n;
     }
-    if (own) B->free(buf);
 }
 
 void mt_grad_sync(mt_model *m, mt_comm *cm) {
-    sync_sp_partial(m, cm);
-    if (m->par->pp_size > 1 && m->dwte) {
-        const mt_param *p = mt_model_find(m, "wte.weight");
-        mt_comm_allreduce_group(cm, MT_GROUP_EMBD, m->grad_mem + p->off, p->n);
+    sync_tp_partial(m, cm);
+    // Tied tensors: the first and last stage each hold a copy (the embedding).
+    for (int i = 0; i < m->nparams; i++) {
+        const mt_param *p = &m->params[i];
+        if (mt_param_grad_groups(m, p) & (1u << MT_GROUP_EMBD))
+            mt_comm_allreduce_group(cm, MT_GROUP_EMBD, m->grad_mem + p->off, p->n);
     }
     if (m->par->dp_size > 1) {
         // Average over DP: all of it, or (distributed optimizer) only this
@@ -75,14 +71,12 @@ static void shard_part(const mt_model *m, const mt_param *p, size_t *a, size_t *
 
 double mt_grad_norm(mt_model *m, mt_comm *cm) {
     double ss = 0;
-    const mt_parallel *par = m->par;
     // Counted parameters adjacent in the arena are summed as one range: one
     // reduction (and on a GPU one wait) per run of tensors, not per tensor.
     size_t ra = 0, rb = 0;
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
-        if (p->tp_replicated && par->tp_rank != 0 && !m->cfg->bug_norm_double) continue;
-        if (!strcmp(p->name, "wte.weight") && par->pp_size > 1 && par->pp_rank != 0) continue;
+        if (!mt_param_counts_in_norm(m, p)) continue;
         size_t a, b;
         shard_part(m, p, &a, &b);
         if (a >= b) continue;

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "ckpt.h"
-#include "layers.h"
+#include "chunk.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "train.h"
@@ -26,18 +26,18 @@ static opts parse(int argc, char **argv) {
     opts o = {NULL, "\n", 200, 40, 0.8, 1234};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) mt_fail(1, MT_EXIT_USAGE, "generate: %s needs a value", f);
+        if (!v) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s needs a value", f);
         if (!strcmp(f, "--load")) o.load = v;
         else if (!strcmp(f, "--prompt")) o.prompt = v;
         else if (!strcmp(f, "--tokens")) o.tokens = atoi(v);
         else if (!strcmp(f, "--top-k")) o.top_k = atoi(v);
         else if (!strcmp(f, "--temperature")) o.temperature = atof(v);
         else if (!strcmp(f, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else mt_fail(1, MT_EXIT_USAGE, "generate: unknown flag '%s' (--load --prompt --tokens --temperature --top-k --seed)", f);
+        else mt_fail_all(1, MT_EXIT_USAGE, "generate: unknown flag '%s' (--load --prompt --tokens --temperature --top-k --seed)", f);
         i++;
     }
-    if (!o.load) mt_fail(1, MT_EXIT_USAGE, "generate: --load DIR is required");
-    if (o.tokens < 0 || o.top_k < 0 || !(o.temperature >= 0)) mt_fail(1, MT_EXIT_USAGE, "generate: --tokens, --top-k and --temperature must be >= 0");
+    if (!o.load) mt_fail_all(1, MT_EXIT_USAGE, "generate: --load DIR is required");
+    if (o.tokens < 0 || o.top_k < 0 || !(o.temperature >= 0)) mt_fail_all(1, MT_EXIT_USAGE, "generate: --tokens, --top-k and --temperature must be >= 0");
     return o;
 }
 
@@ -46,16 +46,16 @@ static void shape_from(const char *dir, mt_config *c) {
     char path[1300], err[1400];
     FILE *f = fopen((snprintf(path, sizeof path, "%s/latest_checkpointed_iteration.txt", dir), path), "r");
     int it = 0;
-    if (!f || fscanf(f, "%d", &it) != 1) mt_fail(1, MT_EXIT_USAGE, "generate: %s holds no checkpoint", dir);
+    if (!f || fscanf(f, "%d", &it) != 1) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s holds no checkpoint", dir);
     fclose(f);
     snprintf(path, sizeof path, "%s/iter_%07d/model.safetensors", dir, it);
     mt_st_file *st = mt_st_open(path, err, sizeof err);
-    if (!st) mt_fail(1, MT_EXIT_USAGE, "generate: %s", err);
+    if (!st) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s", err);
     const char *keys[] = {"num_layers", "hidden_size", "num_attention_heads", "vocab_size", "max_position_embeddings"};
     int *dst[] = {&c->num_layers, &c->hidden_size, &c->num_heads, &c->vocab_size, &c->max_position_embeddings};
     for (int i = 0; i < 5; i++) {
         const char *v = mt_st_meta(st, keys[i]);
-        if (!v) mt_fail(1, MT_EXIT_USAGE, "generate: %s lacks %s", path, keys[i]);
+        if (!v) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s lacks %s", path, keys[i]);
         *dst[i] = atoi(v);
     }
     const char *pv = mt_st_meta(st, "padded_vocab_size");
@@ -66,8 +66,8 @@ static void shape_from(const char *dir, mt_config *c) {
 // Logits of row `row` of the final hidden states: LN_f, then wte.
 static void logits_of(mt_model *m, const real *x, int row, real *logits) {
     real mean, rstd, *y = mt_malloc(sizeof(real) * (size_t)m->h);
-    mt_layernorm_forward(y, &mean, &rstd, x + (size_t)row * m->h, m->lnfw, m->lnfb, 1, m->h);
-    mt_matmul_forward(logits, y, m->wte, NULL, 1, m->h, m->Vp);
+    mt_layernorm_forward(y, &mean, &rstd, x + (size_t)row * m->h, m->w.lnfw, m->w.lnfb, 1, m->h);
+    mt_matmul_forward(logits, y, m->w.wte, NULL, 1, m->h, m->Vp);
     free(y);
 }
 
@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     mt_optimizer_init(&m);  // the loader fills the moments too
     mt_ckpt_state st;
     char err[1400];
-    if (mt_ckpt_load(&m, o.load, &st, err, sizeof err) != 1) mt_fail(1, MT_EXIT_USAGE, "generate: %s", err[0] ? err : "no checkpoint");
+    if (mt_ckpt_load(&m, o.load, &st, err, sizeof err) != 1) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s", err[0] ? err : "no checkpoint");
     int T = c.seq_length, len = 0, cap = (int)strlen(o.prompt) + o.tokens + 1;
     int *ctx = mt_malloc(sizeof(int) * (size_t)cap);
     for (const unsigned char *q = (const unsigned char *)o.prompt; *q; q++) ctx[len++] = *q % c.vocab_size;
@@ -137,10 +137,7 @@ int main(int argc, char **argv) {
         int from = len > T ? len - T : 0, n = len - from;
         for (int p = 0; p < T; p++) sl->tokens[p] = p < n ? ctx[from + p] : 0;  // causal: padding never looks back
         sl->sample0 = 0;
-        mt_embed_forward(&m, &cm, &step, sl, sl->x[0]);
-        for (int l = 0; l < c.num_layers; l++)
-            mt_block_forward(&m, &cm, &step, l, &m.chunks[0].w[l], &sl->acts[l], sl->x[l], sl->x[l + 1], 0);
-        logits_of(&m, sl->x[c.num_layers], n - 1, logits);
+        logits_of(&m, mt_model_hidden(&m, &cm, &step, sl), n - 1, logits);
         int tok = sample(logits, c.vocab_size, &o, i);
         ctx[len++] = tok;
         if (c.vocab_size <= 256) putchar(tok); else printf("%d ", tok);

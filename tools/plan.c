@@ -45,9 +45,9 @@ int main(int argc, char **argv) {
            c.sequence_parallel ? " with SP" : "", c.num_micro_batches, c.micro_batch_size,
            bf16 ? "bf16 mixed-precision" : MT_PRECISION_NAME, eb.param, eb.grad, eb.act, eb.optim);
     for (int stage = 0; stage < c.pp; stage++) {
-        // TP ranks of a stage are symmetric; DP rank 0 stands for all.
-        mt_parallel par = {.world_rank = stage * c.tp * c.dp, .world_size = world, .tp_size = c.tp, .dp_size = c.dp,
-                           .pp_size = c.pp, .pp_rank = stage, .sequence_parallel = c.sequence_parallel};
+        // TP ranks of a stage are symmetric; DP rank 0 stands for all. The
+        // first rank of the stage in the order string: every faster axis 0.
+        mt_parallel par = mt_parallel_coords(&c, stage * (world / c.pp));
         mt_model m;
         mt_model_plan(&m, &c, &par, mt_schedule_slots(&c, stage), &eb);
         mt_optimizer_init(&m);

@@ -74,7 +74,7 @@ static void *cuda_alloc(size_t bytes) {
     // Unified memory can oversubscribe the GPU, and a GPU oversubscribed that
     // way can stall: refuse with a line instead.
     if (bytes + ((size_t)64 << 20) > free_b)
-        mt_fail(1, MT_EXIT_FAIL, "out of GPU memory: %zu bytes asked, %zu free on device %d", bytes, free_b, ctx.device);
+        mt_fail_local(MT_EXIT_FAIL, "out of GPU memory: %zu bytes asked, %zu free on device %d", bytes, free_b, ctx.device);
     void *p = NULL;
     CUDA_CHECK(cudaMallocManaged(&p, bytes ? bytes : 1, cudaMemAttachGlobal));
     CUDA_CHECK(cudaMemset(p, 0, bytes ? bytes : 1));  // first touch on the device

@@ -21,13 +21,13 @@ extern "C" {
 #define CUDA_CHECK(call)                                                                          \
     do {                                                                                          \
         cudaError_t e_ = (call);                                                                  \
-        if (e_ != cudaSuccess) mt_fail(1, MT_EXIT_FAIL, "CUDA: %s (%s:%d: %s)", cudaGetErrorString(e_), \
+        if (e_ != cudaSuccess) mt_fail_local(MT_EXIT_FAIL, "CUDA: %s (%s:%d: %s)", cudaGetErrorString(e_), \
                                        __FILE__, __LINE__, #call);                                \
     } while (0)
 #define CUBLAS_CHECK(call)                                                                        \
     do {                                                                                          \
         cublasStatus_t s_ = (call);                                                               \
-        if (s_ != CUBLAS_STATUS_SUCCESS) mt_fail(1, MT_EXIT_FAIL, "cuBLAS: status %d (%s:%d: %s)", (int)s_, \
+        if (s_ != CUBLAS_STATUS_SUCCESS) mt_fail_local(MT_EXIT_FAIL, "cuBLAS: status %d (%s:%d: %s)", (int)s_, \
                                                  __FILE__, __LINE__, #call);                      \
     } while (0)
 // After every launch: a bad configuration shows here, a fault at the next sync.

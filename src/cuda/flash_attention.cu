@@ -10,7 +10,7 @@
 #define HD_PER_LANE 8  // head dims up to 256
 
 static mt_cuda_attn flash_args_of(const mt_dropout_key *k, mt_attn_shape sh) {
-    if (sh.hd > 32 * HD_PER_LANE) mt_fail(1, MT_EXIT_USAGE, "--use-flash-attn on CUDA: head dim %d > %d", sh.hd, 32 * HD_PER_LANE);
+    if (sh.hd > 32 * HD_PER_LANE) mt_fail_local(MT_EXIT_USAGE, "--use-flash-attn on CUDA: head dim %d > %d", sh.hd, 32 * HD_PER_LANE);
     return mt_cuda_attn_of(k, sh);
 }
 

@@ -1,0 +1,38 @@
+// params.c: the tables of params.h as data, and the dims and conditions
+// their rows are written in.
+#include "params.h"
+
+#define X(field, name, r0, r1, r2, cols, split, init, decay, when, llmc, hf, tr)                                   \
+    [MT_LP_##field] = {name, {MT_DIM_##r0, MT_DIM_##r1, MT_DIM_##r2}, MT_DIM_##cols, MT_SPLIT_##split, MT_INIT_##init, \
+                       decay, MT_WHEN_##when, MT_AT_FIRST, llmc, hf, tr},
+const mt_param_def mt_layer_param_defs[MT_LP_N] = {MT_LAYER_PARAMS(X)};
+#undef X
+
+#define X(field, name, rows, cols, split, init, decay, when, where, llmc, hf, tr)                                  \
+    [MT_TP_##field] = {name, {MT_DIM_##rows, MT_DIM_NONE, MT_DIM_NONE}, MT_DIM_##cols, MT_SPLIT_##split,            \
+                       MT_INIT_##init, decay, MT_WHEN_##when, MT_AT_##where, llmc, hf, tr},
+const mt_param_def mt_top_param_defs[MT_TP_N] = {MT_TOP_PARAMS(X)};
+#undef X
+
+int64_t mt_param_dim(const mt_config *c, mt_dim d) {
+    int64_t h = c->hidden_size;
+    switch (d) {
+    case MT_DIM_NONE: return 0;
+    case MT_DIM_ONE: return 1;
+    case MT_DIM_H: return h;
+    case MT_DIM_Q: return h;
+    case MT_DIM_KV: return h;
+    case MT_DIM_FF: return 4 * h;
+    case MT_DIM_VP: return c->padded_vocab;
+    case MT_DIM_POS: return c->max_position_embeddings;
+    }
+    return 0;
+}
+
+int mt_param_present(const mt_config *c, const mt_param_def *d) {
+    (void)c;
+    switch (d->when) {
+    case MT_WHEN_ALWAYS: return 1;
+    }
+    return 0;
+}
