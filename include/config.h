@@ -9,6 +9,7 @@ typedef enum { MT_ORDER_SHUFFLE, MT_ORDER_SEQUENTIAL } mt_data_order;
 typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_kind;
 typedef enum { MT_RECOMPUTE_NONE, MT_RECOMPUTE_SELECTIVE, MT_RECOMPUTE_FULL } mt_recompute;
 typedef enum { MT_RECOMPUTE_UNIFORM, MT_RECOMPUTE_BLOCK } mt_recompute_method;
+typedef enum { MT_FAULT_NONE, MT_FAULT_ALLOC, MT_FAULT_WRITE, MT_FAULT_CHECK } mt_fault;
 
 typedef struct {
     // model
@@ -59,6 +60,12 @@ typedef struct {
     int bug_loss_per_stage;    // "loss-per-stage": divide by M again on every stage
     int bug_norm_double;       // "norm-double": count TP-replicated grads per rank
     int bug_die_in_save;       // "die-in-save": the last rank SIGKILLs itself mid-save
+    // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
+    // world rank R alone meets an allocation failure (a real malloc of 2^62
+    // bytes), a write error on its --metrics-file (rank 0 writes it) or a
+    // failed internal check; the job must end within seconds, not hang.
+    int bug_fail_site;         // 0 none, else one of MT_FAULT_*
+    int bug_fail_rank;
 } mt_config;
 
 // Parses argv (with --config FILE lines first, argv overriding them), fills

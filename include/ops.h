@@ -203,5 +203,7 @@ void mt_adamw_update(real *p, const real *grad, real gscale, real *m, real *v, s
 double mt_sumsq(const real *g, size_t n);
 // x *= s
 void mt_scale(real *x, size_t n, real s);
+// y += x
+void mt_add(real *y, const real *x, size_t n);
 
 #endif

@@ -35,7 +35,8 @@ int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t e
 // non-finite weights: returns -1 with err on every rank.
 int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen);
 // Writes the current weights as an llm.c version-3 file (rank 0 writes:
-// temporary name, fsync, rename). Returns -1 with err on failure (rank 0).
+// temporary name, fsync, rename). Collective: returns -1 with err on every
+// rank when the write failed.
 int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen);
 
 // Writes every parameter (and with grads also every gradient, named

@@ -163,34 +163,32 @@ void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n) {
     allreduce(cm, g, x, (size_t)n, MPI_DOUBLE, MPI_SUM, sizeof(double), 0);
 }
 
-void mt_comm_sp_all_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems) {
-    size_t n = rows_local * row_elems;
+// g and ḡ's collective over TP: the full tensor has t * n elements, each
+// rank's part n. gather: all-gather x (n) into y (t n); else reduce-scatter
+// x (t n) into y (n). One rank: a copy.
+static void sp_collective(mt_comm *cm, real *y, const real *x, size_t n, int gather) {
     int t = cm->par->tp_size;
     if (t == 1) {
         copy_local(cm, y, x, n);
         return;
     }
     double t0 = mt_now();
-    const void *h = host_view(cm, &cm->in, x, n * sizeof(real));
-    void *o = host_dest(cm, y, n * (size_t)t * sizeof(real));
-    MPI_Allgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, comm_of(cm, MT_GROUP_TP));
-    land(cm, y, o, n * (size_t)t * sizeof(real));
-    count(cm, MT_GROUP_TP, MT_COLL_ALLGATHER, n * (size_t)t * sizeof(real), t0);
+    size_t part = n * sizeof(real), full = part * (size_t)t;
+    const void *h = host_view(cm, &cm->in, x, gather ? part : full);
+    void *o = host_dest(cm, y, gather ? full : part);
+    MPI_Comm c = comm_of(cm, MT_GROUP_TP);
+    if (gather) MPI_Allgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, c);
+    else MPI_Reduce_scatter_block(h, o, (int)n, MT_MPI_REAL, MPI_SUM, c);
+    land(cm, y, o, gather ? full : part);
+    count(cm, MT_GROUP_TP, gather ? MT_COLL_ALLGATHER : MT_COLL_REDUCE_SCATTER, full, t0);
+}
+
+void mt_comm_sp_all_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems) {
+    sp_collective(cm, y, x, rows_local * row_elems, 1);
 }
 
 void mt_comm_sp_reduce_scatter(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems) {
-    size_t n = rows_local * row_elems;
-    int t = cm->par->tp_size;
-    if (t == 1) {
-        copy_local(cm, y, x, n);
-        return;
-    }
-    double t0 = mt_now();
-    const void *h = host_view(cm, &cm->in, x, n * (size_t)t * sizeof(real));
-    void *o = host_dest(cm, y, n * sizeof(real));
-    MPI_Reduce_scatter_block(h, o, (int)n, MT_MPI_REAL, MPI_SUM, comm_of(cm, MT_GROUP_TP));
-    land(cm, y, o, n * sizeof(real));
-    count(cm, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, n * (size_t)t * sizeof(real), t0);
+    sp_collective(cm, y, x, rows_local * row_elems, 0);
 }
 
 // The staging buffer of the send completing through `req`: a send in flight

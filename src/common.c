@@ -23,19 +23,21 @@ static void say(const char *fmt, va_list ap) {
     fflush(stderr);
 }
 
-void mt_fail_all(int loud, int code, const char *fmt, ...) {
-    if (loud) {
-        va_list ap;
-        va_start(ap, fmt);
-        say(fmt, ap);
-        va_end(ap);
-    }
-    // Every rank reaches this point for errors all ranks detect; finalizing
-    // lets mpirun report the exit code instead of an abort banner.
+static int mpi_running(void) {
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
-    if (init && !fin) MPI_Finalize();
+    return init && !fin;
+}
+
+void mt_fail_all(int loud, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (loud) say(fmt, ap);
+    va_end(ap);
+    // Every rank reaches this point for errors all ranks detect; finalizing
+    // lets mpirun report the exit code instead of an abort banner.
+    if (mpi_running()) MPI_Finalize();
     exit(code);
 }
 
@@ -44,10 +46,7 @@ void mt_fail_local(int code, const char *fmt, ...) {
     va_start(ap, fmt);
     say(fmt, ap);
     va_end(ap);
-    int init = 0, fin = 0;
-    MPI_Initialized(&init);
-    MPI_Finalized(&fin);
-    if (init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
+    if (mpi_running()) MPI_Abort(MPI_COMM_WORLD, code);
     exit(code);
 }
 

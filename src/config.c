@@ -417,6 +417,13 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_loss_per_stage = strstr(bugs, "loss-per-stage") != NULL;
         c->bug_norm_double = strstr(bugs, "norm-double") != NULL;
         c->bug_die_in_save = strstr(bugs, "die-in-save") != NULL;
+        static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
+        for (int k = 1; k < 4; k++) {
+            const char *at = strstr(bugs, sites[k]);
+            if (!at) continue;
+            c->bug_fail_site = k;
+            c->bug_fail_rank = atoi(at + strlen(sites[k]));
+        }
         if (p->loud) fprintf(stderr, "warning: MT_INJECT_BUG=%s: a deliberate bug is planted (test negative control)\n", bugs);
     }
     if (c->layers_per_virtual_stage) c->schedule = MT_SCHED_INTERLEAVED;

@@ -166,6 +166,24 @@ static double evaluate(run *r, int iter) {
     return v;
 }
 
+// The test hook of config.h's bug_fail_*: whether this rank meets the
+// planted fault `site` at iteration it.
+static int injected_fault(const run *r, int it, mt_fault site) {
+    const mt_config *c = &r->cfg;
+    return c->bug_fail_site == (int)site && c->bug_fail_rank == r->par.world_rank && it == r->start.iteration + 2;
+}
+
+// Faults planted mid-step (allocation, internal check): the rank is inside
+// the step's collectives while the others wait for it.
+static void inject_step_faults(const run *r, int it) {
+    if (injected_fault(r, it, MT_FAULT_ALLOC)) {
+        void *p = mt_malloc((size_t)1 << 62);  // a real allocation failure: mt_malloc ends the job
+        free(p);
+    }
+    if (injected_fault(r, it, MT_FAULT_CHECK))
+        mt_fail_local(MT_EXIT_FAIL, "internal check failed on rank %d at iteration %d (planted by MT_INJECT_BUG)", r->par.world_rank, it);
+}
+
 static void log_iteration(run *r, int it, double loss, double norm, double lr, double ms) {
     const mt_config *c = &r->cfg;
     double tokens = (double)c->global_batch_size * c->seq_length;
@@ -178,7 +196,11 @@ static void log_iteration(run *r, int it, double loss, double norm, double lr, d
     if (r->metrics) {
         fprintf(r->metrics, "{\"iteration\": %d, \"lm_loss\": %.17g, \"grad_norm\": %.17g, \"lr\": %.17g, \"tokens_per_s\": %.3f, \"ms_per_iter\": %.3f}\n",
                 it, loss, norm, lr, tps, ms);
-        fflush(r->metrics);
+        // Only rank 0 writes: a full disk here is its failure alone, so it
+        // ends the job (the others would wait in the next step's collectives).
+        int failed = fflush(r->metrics) != 0 || ferror(r->metrics);
+        if (injected_fault(r, it, MT_FAULT_WRITE)) failed = 1, errno = ENOSPC;
+        if (failed) mt_fail_local(MT_EXIT_FAIL, "--metrics-file %s: write failed at iteration %d (%s)", c->metrics_file, it, strerror(errno));
     }
     fflush(stdout);
 }
@@ -273,6 +295,7 @@ static void train(run *r) {
         uint64_t done = (uint64_t)(it - 1 - r->start.iteration) * (uint64_t)c->global_batch_size;
         fill_ctx x = {r, &r->train, r->start.consumed_samples + done};
         mt_sched_result res = mt_schedule_run(m, &r->cm, &st, 1, fill, &x);
+        inject_step_faults(r, it);
         double t_sched = mt_now() - t0;
         mt_grad_sync(m, &r->cm);
         double norm = mt_grad_norm(m, &r->cm);

@@ -41,11 +41,20 @@ static int next_stage(const mt_model *m) { return (m->par->pp_rank + 1) % m->par
 static int prev_chunk(const mt_model *m, int k) { return m->par->pp_rank == 0 ? k - 1 : k; }
 static int next_chunk(const mt_model *m, int k) { return m->par->pp_rank == m->par->pp_size - 1 ? k + 1 : k; }
 
+// Micro-batch mb of chunk k lives in slot mb mod nslots; *ri indexes its
+// send requests.
+static mt_slot *slot_of(runner *r, int k, int mb, int *ri) {
+    mt_chunk *ch = &r->m->chunks[k];
+    int si = mb % ch->nslots;
+    *ri = k * ch->nslots + si;
+    return &ch->slots[si];
+}
+
 static void forward_one(runner *r, int k, int mb) {
     mt_model *m = r->m;
-    mt_chunk *ch = &m->chunks[k];
-    int si = mb % ch->nslots, ri = k * ch->nslots + si;
-    mt_slot *sl = &ch->slots[si];
+    const mt_chunk *ch = &m->chunks[k];
+    int ri;
+    mt_slot *sl = slot_of(r, k, mb, &ri);
     size_t nx = (size_t)m->n_l * (size_t)m->h;
     // The slot's previous activation send must finish before x is rewritten.
     mt_comm_wait(r->cm, &r->act_req[ri]);
@@ -65,9 +74,9 @@ static void forward_one(runner *r, int k, int mb) {
 
 static void backward_one(runner *r, int k, int mb) {
     mt_model *m = r->m;
-    mt_chunk *ch = &m->chunks[k];
-    int si = mb % ch->nslots, ri = k * ch->nslots + si;
-    mt_slot *sl = &ch->slots[si];
+    const mt_chunk *ch = &m->chunks[k];
+    int ri;
+    mt_slot *sl = slot_of(r, k, mb, &ri);
     size_t nx = (size_t)m->n_l * (size_t)m->h;
     if (!ch->has_head) {
         double t0 = mt_now();

@@ -276,18 +276,17 @@ int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen) 
     llmc_walk(c, c->padded_vocab, save_one, &x);
     free(x.full);
     free(x.tmp);
-    if (rank != 0) return 0;
-    if (x.fp) {
+    if (rank == 0 && x.fp) {
         if (fflush(x.fp) || fsync(fileno(x.fp))) x.bad = x.bad ? x.bad : errno;
         if (fclose(x.fp) && !x.bad) x.bad = errno;
     }
-    if (!x.bad && rename(tmp, path)) x.bad = errno;
-    if (x.bad) {
-        snprintf(err, errlen, "%s: cannot write (%s)", path, strerror(x.bad));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    if (rank == 0 && !x.bad && rename(tmp, path)) x.bad = errno;
+    if (rank == 0 && x.bad) unlink(tmp);
+    // Every rank learns the verdict: the failure is then everyone's (exit 1
+    // through finalize), not rank 0's alone while the others move on.
+    MPI_Bcast(&x.bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (x.bad) snprintf(err, errlen, "%s: cannot write (%s)", path, strerror(x.bad));
+    return x.bad ? -1 : 0;
 }
 
 // ---- tensor dumps ---------------------------------------------------------

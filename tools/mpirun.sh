@@ -19,13 +19,16 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$OMP_NUM_THREADS}
 # spinning thread steals its neighbour's core (3-10x slower steps measured
 # under load, ~3% slower on an idle machine).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-# Open MPI adds a 10-line banner when ranks exit non-zero; our ranks already
-# said why in one line (rank 0), so drop exactly those banners and keep any
+# Open MPI adds a 10-line banner when ranks exit non-zero or call MPI_Abort;
+# our ranks already said why in one line, so drop exactly those banners and keep any
 # other (e.g. "mpirun noticed that process rank 3 ... exited on signal 9").
 filter_banners() {
   awk '
     /^--------------------+$/ { if (inb) { inb = 0; if (keep) printf "%s%s\n", buf, $0; buf = ""; next } inb = 1; keep = 1; buf = $0 "\n"; next }
-    inb { buf = buf $0 "\n"; if ($0 ~ /returned a non-zero exit code|exited with non-zero status|Per user-direction, the job has been aborted/) keep = 0; next }
+    inb { buf = buf $0 "\n"; if ($0 ~ /returned a non-zero exit code|exited with non-zero status|Per user-direction, the job has been aborted|MPI_ABORT was invoked/) keep = 0; next }
+    # Open MPI 4.1 sometimes garbles its aggregated help when ranks are
+    # killed after an MPI_Abort; the abort itself was already explained.
+    /ORTE_ERROR_LOG: .* in file .*orte\/util\/show_help\.c/ { next }
     { print }
     END { if (inb && keep) printf "%s", buf }'
 }

@@ -68,3 +68,10 @@ void mt_scale(real *x, // (n) in place
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
+
+void mt_add(real *y,       // (n) accumulated
+            const real *x, // (n)
+            size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}

@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 
+#include "reduce.h"
+
 static int dropout_on(const mt_dropout_key *k) { return k && k->p > 0; }
 
 // Scale applied to kept values so the expectation is unchanged.
@@ -41,8 +43,6 @@ void mt_bias_dropout_add_forward(real *out,        // (rows, h) may alias res
     }
 }
 
-#define COLS_PER_TASK 64
-
 void mt_bias_dropout_add_backward(real *dinp,       // (rows, h)
                                   real *dbias,      // (h) accumulated, or NULL
                                   const real *dout, // (rows, h)
@@ -53,16 +53,8 @@ void mt_bias_dropout_add_backward(real *dinp,       // (rows, h)
     }
     mt_dropout_backward(dinp, k, r, h);
     if (!dbias) return;
-    // The bias sits before the dropout, so its gradient is the column sum of
-    // dinp. Threads own column blocks: a fixed summation order.
-#pragma omp parallel for schedule(static)
-    for (int j0 = 0; j0 < h; j0 += COLS_PER_TASK) {
-        int w = MT_MIN(COLS_PER_TASK, h - j0);
-        double acc[COLS_PER_TASK] = {0};
-        for (int i = 0; i < r.rows; i++)
-            for (int j = 0; j < w; j++) acc[j] += dinp[(size_t)i * h + j0 + j];
-        for (int j = 0; j < w; j++) dbias[j0 + j] += (real)acc[j];
-    }
+    // The bias sits before the dropout, so its gradient is the column sum of dinp.
+    mt_colsum_accumulate(dbias, dinp, r.rows, h);
 }
 
 // x = mask * x / (1-p), in place. Forward and backward are the same map:

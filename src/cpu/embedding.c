@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "reduce.h"
+
 // Rows of tokens this rank does not hold come out zero; the caller's TP
 // all-reduce then fills them in from the rank that does (Megatron's
 // VocabParallelEmbedding).
@@ -19,8 +21,6 @@ void mt_embedding_forward(real *out,         // (n, h) overwritten
     }
 }
 
-#define COLS_PER_TASK 64
-
 // A token may repeat, so rows of dwte collide; threads own column blocks
 // instead of rows, which avoids atomics and keeps the sum order fixed.
 void mt_embedding_backward(real *dwte,        // (vl, h) accumulated
@@ -28,8 +28,8 @@ void mt_embedding_backward(real *dwte,        // (vl, h) accumulated
                            const int *tokens, // (n)
                            int v0, int vl, int n, int h) {
 #pragma omp parallel for schedule(static)
-    for (int j0 = 0; j0 < h; j0 += COLS_PER_TASK) {
-        int w = MT_MIN(COLS_PER_TASK, h - j0);
+    for (int j0 = 0; j0 < h; j0 += MT_COLS_PER_TASK) {
+        int w = MT_MIN(MT_COLS_PER_TASK, h - j0);
         for (int i = 0; i < n; i++) {
             int t = tokens[i] - v0;
             if (t < 0 || t >= vl) continue;

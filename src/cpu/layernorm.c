@@ -4,6 +4,8 @@
 
 #include <math.h>
 
+#include "reduce.h"
+
 #define LN_EPS 1e-5
 
 // Mean and variance accumulate in double: in fp32 a long row's one-pass sum
@@ -32,15 +34,17 @@ void mt_layernorm_forward(real *out,       // (n, h)
     }
 }
 
-// dinp = rstd * (g - mean(g) - x̂ * mean(g * x̂)) with g = w * dout, x̂ the
-// normalised input; rows are independent.
-static void layernorm_dinp(real *dinp,       // (n, h)
+void mt_layernorm_backward(real *dinp,       // (n, h)
+                           real *dw,         // (h) accumulated
+                           real *db,         // (h) accumulated
                            const real *dout, // (n, h)
                            const real *inp,  // (n, h)
                            const real *w,    // (h)
                            const real *mean, // (n)
                            const real *rstd, // (n)
                            int n, int h) {
+    // dinp = rstd * (g - mean(g) - x̂ * mean(g * x̂)) with g = w * dout, x̂ the
+    // normalised input; rows are independent.
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const real *x = inp + (size_t)i * h, *dy = dout + (size_t)i * h;
@@ -58,37 +62,17 @@ static void layernorm_dinp(real *dinp,       // (n, h)
             dx[j] = (real)(r * (g - sg - (x[j] - m) * r * sgx));
         }
     }
-}
-
-#define COLS_PER_TASK 64
-
-void mt_layernorm_backward(real *dinp,       // (n, h)
-                           real *dw,         // (h) accumulated
-                           real *db,         // (h) accumulated
-                           const real *dout, // (n, h)
-                           const real *inp,  // (n, h)
-                           const real *w,    // (h)
-                           const real *mean, // (n)
-                           const real *rstd, // (n)
-                           int n, int h) {
-    layernorm_dinp(dinp, dout, inp, w, mean, rstd, n, h);
-    // Column sums over rows: threads own column blocks, so no two threads
-    // write the same dw[j] and the order of the sum never changes.
+    mt_colsum_accumulate(db, dout, n, h);
+    // dw: the column sums of dout * x̂, in the same fixed order.
 #pragma omp parallel for schedule(static)
-    for (int j0 = 0; j0 < h; j0 += COLS_PER_TASK) {
-        int wd = MT_MIN(COLS_PER_TASK, h - j0);
-        double aw[COLS_PER_TASK] = {0}, ab[COLS_PER_TASK] = {0};
+    for (int j0 = 0; j0 < h; j0 += MT_COLS_PER_TASK) {
+        int wd = MT_MIN(MT_COLS_PER_TASK, h - j0);
+        double aw[MT_COLS_PER_TASK] = {0};
         for (int i = 0; i < n; i++) {
             const real *x = inp + (size_t)i * h + j0, *dy = dout + (size_t)i * h + j0;
             double m = mean[i], r = rstd[i];
-            for (int j = 0; j < wd; j++) {
-                aw[j] += dy[j] * (x[j] - m) * r;
-                ab[j] += dy[j];
-            }
+            for (int j = 0; j < wd; j++) aw[j] += dy[j] * (x[j] - m) * r;
         }
-        for (int j = 0; j < wd; j++) {
-            dw[j0 + j] += (real)aw[j];
-            db[j0 + j] += (real)ab[j];
-        }
+        for (int j = 0; j < wd; j++) dw[j0 + j] += (real)aw[j];
     }
 }

@@ -3,6 +3,8 @@
 
 #include <cblas.h>
 
+#include "reduce.h"
+
 // The build picks the BLAS precision, so callers never name sgemm or dgemm.
 void mt_gemm(int ta, int tb, int m, int n, int k, real alpha, const real *a, int lda,
              const real *b, int ldb, real beta, real *c, int ldc) {
@@ -23,27 +25,6 @@ void mt_gemm(int ta, int tb, int m, int n, int k, real alpha, const real *a, int
 #else
     cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
-}
-
-// Columns per thread task in column reductions: wide enough to stream rows,
-// narrow enough that the partial sums stay in registers and L1.
-#define COLS_PER_TASK 64
-
-// dst[j] += Σ_i x[i, j] in double. Threads own column blocks, so the sum
-// order is fixed (row 0 first) whatever the thread count.
-static void colsum_accumulate(real *dst,     // (h) accumulated
-                              const real *x, // (n, h)
-                              int n, int h) {
-#pragma omp parallel for schedule(static)
-    for (int j0 = 0; j0 < h; j0 += COLS_PER_TASK) {
-        int w = MT_MIN(COLS_PER_TASK, h - j0);
-        double acc[COLS_PER_TASK] = {0};
-        for (int i = 0; i < n; i++) {
-            const real *row = x + (size_t)i * h + j0;
-            for (int j = 0; j < w; j++) acc[j] += row[j];
-        }
-        for (int j = 0; j < w; j++) dst[j0 + j] += (real)acc[j];
-    }
 }
 
 void mt_matmul_forward(real *out,        // (n, oc)
@@ -72,5 +53,5 @@ void mt_matmul_backward(real *dinp,       // (n, c) or NULL
     if (dinp) mt_gemm(0, 0, n, c, oc, 1, dout, oc, w, c, 0, dinp, c);
     // beta = 1: weight gradients add up over micro-batches.
     mt_gemm(1, 0, oc, c, n, 1, dout, oc, inp, c, 1, dw, c);
-    if (dbias) colsum_accumulate(dbias, dout, n, oc);
+    if (dbias) mt_colsum_accumulate(dbias, dout, n, oc);
 }

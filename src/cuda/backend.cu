@@ -14,9 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern "C" {
-#include "backend.h"
-}
 
 static mt_cuda_ctx ctx = {-1, NULL};
 
@@ -85,9 +82,11 @@ static void cuda_free(void *p) {
     if (p) CUDA_CHECK(cudaFree(p));
 }
 static void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
-static void cuda_memcpy(void *dst, const void *src, size_t bytes) {
+static void cuda_to_host(void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }
+// Unified memory: cudaMemcpyDefault finds the direction from the pointers.
+static void cuda_to_device(void *dst, const void *src, size_t bytes) { cuda_to_host(dst, src, bytes); }
 static void cuda_copy(real *dst, const real *src, size_t n) {
     if (n && dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(real), cudaMemcpyDefault, 0));
 }
@@ -211,40 +210,11 @@ void mt_cuda_scratch_free(void *p) { CUDA_CHECK(cudaFreeAsync(p, 0)); }
 
 // ---- the table --------------------------------------------------------------
 
+// Generated from MT_OPS (backend.h); C++20 designated initializers, in the
+// struct's order.
 extern "C" const mt_backend mt_backend_cuda = {
-    /* name */ "cuda",
-    /* device_memory */ 1,
-    cuda_alloc,
-    cuda_free,
-    cuda_sync,
-    cuda_memcpy,
-    cuda_memcpy,
-    cuda_copy,
-    cuda_zero,
-    mt_cuda_add,
-    mt_cuda_matmul_forward,
-    mt_cuda_matmul_backward,
-    mt_cuda_layernorm_forward,
-    mt_cuda_layernorm_backward,
-    mt_cuda_gelu_forward,
-    mt_cuda_gelu_backward,
-    mt_cuda_bias_dropout_add_forward,
-    mt_cuda_bias_dropout_add_backward,
-    mt_cuda_dropout_forward,
-    mt_cuda_dropout_backward,
-    mt_cuda_embedding_forward,
-    mt_cuda_embedding_backward,
-    mt_cuda_position_forward,
-    mt_cuda_position_backward,
-    mt_cuda_attention_forward,
-    mt_cuda_attention_backward,
-    mt_cuda_flash_attention_forward,
-    mt_cuda_flash_attention_backward,
-    mt_cuda_xent_local_max,
-    mt_cuda_xent_local_sums,
-    mt_cuda_xent_loss,
-    mt_cuda_xent_backward,
-    mt_cuda_adamw_update,
-    mt_cuda_sumsq,
-    mt_cuda_scale,
+    .name = "cuda", .device_memory = 1,
+#define BUF(ret, name, params) .name = cuda_##name,
+#define OP(ret, name, params) .name = mt_cuda_##name,
+    MT_BACKEND_TABLE(BUF, OP)
 };

@@ -14,7 +14,7 @@
 #include <cuda_runtime.h>
 
 extern "C" {
-#include "ops.h"
+#include "backend.h"
 }
 
 // A CUDA error is a runtime failure (exit 1) with the call that failed.
@@ -80,46 +80,5 @@ int mt_cuda_row_chunks(int n);  // chunks of COLSUM_ROWS rows covering n
 // Scratch from the stream-ordered pool, freed in stream order.
 void *mt_cuda_scratch(size_t bytes);
 void mt_cuda_scratch_free(void *p);
-
-// The ops, one per ops.h function (src/cuda/*.cu).
-extern "C" {
-void mt_cuda_matmul_forward(real *out, const real *inp, const real *w, const real *bias, int n, int c, int oc);
-void mt_cuda_matmul_backward(real *dinp, real *dw, real *dbias, const real *dout, const real *inp, const real *w,
-                             int n, int c, int oc);
-void mt_cuda_layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b,
-                               int n, int h);
-void mt_cuda_layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp, const real *w,
-                                const real *mean, const real *rstd, int n, int h);
-void mt_cuda_gelu_forward(real *out, const real *inp, size_t n);
-void mt_cuda_gelu_backward(real *dinp, const real *inp, const real *dout, size_t n);
-void mt_cuda_bias_dropout_add_forward(real *out, const real *res, const real *inp, const real *bias,
-                                      const mt_dropout_key *k, mt_rows r, int h);
-void mt_cuda_bias_dropout_add_backward(real *dinp, real *dbias, const real *dout, const mt_dropout_key *k,
-                                       mt_rows r, int h);
-void mt_cuda_dropout_forward(real *x, const mt_dropout_key *k, mt_rows r, int h);
-void mt_cuda_dropout_backward(real *dx, const mt_dropout_key *k, mt_rows r, int h);
-void mt_cuda_embedding_forward(real *out, const int *tokens, const real *wte, int v0, int vl, int n, int h);
-void mt_cuda_embedding_backward(real *dwte, const real *dout, const int *tokens, int v0, int vl, int n, int h);
-void mt_cuda_position_forward(real *x, const real *wpe, mt_rows r, int h);
-void mt_cuda_position_backward(real *dwpe, const real *dout, mt_rows r, int h);
-void mt_cuda_attention_forward(real *out, real *probs, const real *qkv, const mt_dropout_key *k, mt_attn_shape sh);
-void mt_cuda_attention_backward(real *dqkv, real *scratch, const real *dout, const real *qkv, const real *probs,
-                                const mt_dropout_key *k, mt_attn_shape sh);
-void mt_cuda_flash_attention_forward(real *out, real *lse, const real *qkv, const mt_dropout_key *k,
-                                     mt_attn_shape sh);
-void mt_cuda_flash_attention_backward(real *dqkv, const real *dout, const real *qkv, const real *out,
-                                      const real *lse, const mt_dropout_key *k, mt_attn_shape sh);
-void mt_cuda_xent_local_max(real *rmax, const real *logits, int v0, int vl, int V, int n);
-void mt_cuda_xent_local_sums(real *sumexp, real *tlogit, const real *logits, const real *rmax, const int *targets,
-                             int v0, int vl, int V, int n);
-void mt_cuda_xent_loss(real *loss, const real *rmax, const real *sumexp, const real *tlogit, int n);
-void mt_cuda_xent_backward(real *dlogits, const real *logits, const real *rmax, const real *sumexp,
-                           const int *targets, real scale, int v0, int vl, int V, int n);
-void mt_cuda_adamw_update(real *p, const real *g, real gscale, real *m, real *v, size_t n, int t, real lr, real b1,
-                          real b2, real eps, real wd);
-double mt_cuda_sumsq(const real *g, size_t n);
-void mt_cuda_scale(real *x, size_t n, real s);
-void mt_cuda_add(real *y, const real *x, size_t n);
-}
 
 #endif
