@@ -21,50 +21,6 @@
 extern "C" {
 #endif
 
-// Every op, once: X(return type, name, parameters). The CPU table binds
-// name to mt_<name> (ops.h, src/cpu), the CUDA table to mt_cuda_<name>
-// (src/cuda); both tables and the CUDA prototypes are generated from this
-// list, so a missing op, a wrong signature or two ops swapped is a compile
-// error. Contracts and shapes: ops.h.
-#define MT_OPS(X)                                                                                            \
-    X(void, add, (real *y, const real *x, size_t n))                                                         \
-    X(void, matmul_forward, (real *out, const real *inp, const real *w, const real *bias, int n, int c, int oc)) \
-    X(void, matmul_backward, (real *dinp, real *dw, real *dbias, const real *dout, const real *inp, const real *w, \
-                              int n, int c, int oc))                                                        \
-    X(void, layernorm_forward, (real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b, \
-                                int n, int h))                                                              \
-    X(void, layernorm_backward, (real *dinp, real *dw, real *db, const real *dout, const real *inp, const real *w, \
-                                 const real *mean, const real *rstd, int n, int h))                         \
-    X(void, gelu_forward, (real *out, const real *inp, size_t n))                                            \
-    X(void, gelu_backward, (real *dinp, const real *inp, const real *dout, size_t n))                        \
-    X(void, bias_dropout_add_forward, (real *out, const real *res, const real *inp, const real *bias,         \
-                                       const mt_dropout_key *k, mt_rows r, int h))                          \
-    X(void, bias_dropout_add_backward, (real *dinp, real *dbias, const real *dout, const mt_dropout_key *k,   \
-                                        mt_rows r, int h))                                                  \
-    X(void, dropout_forward, (real *x, const mt_dropout_key *k, mt_rows r, int h))                           \
-    X(void, dropout_backward, (real *dx, const mt_dropout_key *k, mt_rows r, int h))                         \
-    X(void, embedding_forward, (real *out, const int *tokens, const real *wte, int v0, int vl, int n, int h)) \
-    X(void, embedding_backward, (real *dwte, const real *dout, const int *tokens, int v0, int vl, int n, int h)) \
-    X(void, position_forward, (real *x, const real *wpe, mt_rows r, int h))                                  \
-    X(void, position_backward, (real *dwpe, const real *dout, mt_rows r, int h))                             \
-    X(void, attention_forward, (real *out, real *probs, const real *qkv, const mt_dropout_key *k, mt_attn_shape sh)) \
-    X(void, attention_backward, (real *dqkv, real *scratch, const real *dout, const real *qkv, const real *probs, \
-                                 const mt_dropout_key *k, mt_attn_shape sh))                                \
-    X(void, flash_attention_forward, (real *out, real *lse, const real *qkv, const mt_dropout_key *k,         \
-                                      mt_attn_shape sh))                                                    \
-    X(void, flash_attention_backward, (real *dqkv, const real *dout, const real *qkv, const real *out,        \
-                                       const real *lse, const mt_dropout_key *k, mt_attn_shape sh))         \
-    X(void, xent_local_max, (real *rmax, const real *logits, int v0, int vl, int V, int n))                  \
-    X(void, xent_local_sums, (real *sumexp, real *tlogit, const real *logits, const real *rmax,               \
-                              const int *targets, int v0, int vl, int V, int n))                            \
-    X(void, xent_loss, (real *loss, const real *rmax, const real *sumexp, const real *tlogit, int n))        \
-    X(void, xent_backward, (real *dlogits, const real *logits, const real *rmax, const real *sumexp,          \
-                            const int *targets, real scale, int v0, int vl, int V, int n))                  \
-    X(void, adamw_update, (real *p, const real *g, real gscale, real *m, real *v, size_t n, int t, real lr,   \
-                           real b1, real b2, real eps, real wd))                                            \
-    X(double, sumsq, (const real *g, size_t n))                                                              \
-    X(void, scale, (real *x, size_t n, real s))
-
 // Buffer management, the same way: X(return type, name, parameters), bound
 // to a static cpu_<name> or cuda_<name> in the backend's own file.
 #define MT_BUFFER_OPS(X)                                                                                     \
@@ -88,16 +44,10 @@ typedef struct mt_backend {
 #define MT_OP_FIELD(ret, name, params) ret(*name) params;
     MT_BUFFER_OPS(MT_OP_FIELD)
 
-    // ---- ops (ops.h), in MT_OPS order ------------------------------------------
+    // ---- ops (ops.h's MT_OPS), in its order ------------------------------------------
     MT_OPS(MT_OP_FIELD)
 #undef MT_OP_FIELD
 } mt_backend;
-
-// The CPU functions must match the list exactly: a redeclaration with
-// another signature is an error.
-#define MT_OP_CPU_DECL(ret, name, params) ret mt_##name params;
-MT_OPS(MT_OP_CPU_DECL)
-#undef MT_OP_CPU_DECL
 
 // The CPU reference (src/backend.c): ops.h's functions, malloc'd buffers.
 extern const mt_backend mt_backend_cpu;

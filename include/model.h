@@ -8,6 +8,7 @@
 #include "common.h"
 #include "config.h"
 #include "parallel.h"
+#include "ops.h"
 #include "params.h"
 
 // One tensor instance on this rank: a row of params.h with the config's
@@ -149,6 +150,7 @@ typedef struct {
     int nh_l, h_l, ff_l, v_l, v0;   // local heads, h/t, 4h/t, Vp/t, first vocab row
     int s_l, pos0;                  // rows of s held (s/t under SP), first position
     int n, n_l;                     // s*b, s_l*b
+    mt_norm norm;                   // the normalisation every norm op of the model uses
     // parameters
     int nparams;
     mt_param *params;

@@ -31,16 +31,22 @@
 
 #include "config.h"
 
-// Dims a shape is made of, evaluated from the config (mt_param_dim).
+// Dims a shape is made of: X(name, value under the config `c`). NONE ends
+// a row-block list.
+#define MT_PARAM_DIMS(X)                                                  \
+    X(NONE, 0)                                                            \
+    X(ONE, 1)                                                             \
+    X(H, c->hidden_size)                    /* hidden size */             \
+    X(Q, c->hidden_size)                    /* query width: heads x head dim */ \
+    X(KV, c->hidden_size)                   /* key (or value) width */    \
+    X(FF, 4 * (int64_t)c->hidden_size)      /* MLP hidden size */         \
+    X(VP, c->padded_vocab)                  /* padded vocabulary */       \
+    X(POS, c->max_position_embeddings)      /* learned positions */
+
 typedef enum {
-    MT_DIM_NONE,  // ends a row-block list
-    MT_DIM_ONE,   // 1 (a vector's columns)
-    MT_DIM_H,     // hidden size
-    MT_DIM_Q,     // query width: heads x head dim
-    MT_DIM_KV,    // key (or value) width
-    MT_DIM_FF,    // MLP hidden size (4h)
-    MT_DIM_VP,    // padded vocabulary
-    MT_DIM_POS,   // --max-position-embeddings
+#define X(name, value) MT_DIM_##name,
+    MT_PARAM_DIMS(X)
+#undef X
 } mt_dim;
 
 // How a tensor is split over TP (global shape (rows, cols)).
@@ -57,8 +63,15 @@ typedef enum {
     MT_INIT_ZEROS,
 } mt_init;
 
-// Config conditions a tensor exists under (mt_param_present).
-typedef enum { MT_WHEN_ALWAYS } mt_when;
+// Config conditions a tensor exists under: X(name, condition on `c`).
+#define MT_PARAM_WHEN(X) \
+    X(ALWAYS, 1)
+
+typedef enum {
+#define X(name, cond) MT_WHEN_##name,
+    MT_PARAM_WHEN(X)
+#undef X
+} mt_when;
 
 // Which pipeline stage holds a non-layer tensor.
 typedef enum {

@@ -1,6 +1,7 @@
 // config.c: Megatron-LM flag names, --config files, and every rule between
 // flags checked before any work starts (one line, exit 2).
 #include "config.h"
+#include "flags.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -12,104 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { F_INT, F_DBL, F_STR, F_BOOL, F_U64, F_GPU_NOTE, F_GPU_NOTE_ARG, F_SPECIAL } ftype;
-
-typedef struct {
-    const char *name;
-    ftype type;
-    size_t off;     // offset into mt_config (F_INT, F_DBL, F_STR, F_BOOL, F_U64)
-    const char *note;  // what the CPU build does instead (F_GPU_NOTE*)
-} flag_def;
-
-#define O(f) offsetof(mt_config, f)
-static const flag_def FLAGS[] = {
-    {"--num-layers", F_INT, O(num_layers), 0},
-    {"--hidden-size", F_INT, O(hidden_size), 0},
-    {"--num-attention-heads", F_INT, O(num_heads), 0},
-    {"--seq-length", F_INT, O(seq_length), 0},
-    {"--max-position-embeddings", F_INT, O(max_position_embeddings), 0},
-    {"--vocab-size", F_INT, O(vocab_size), 0},
-    {"--make-vocab-size-divisible-by", F_INT, O(vocab_divisor), 0},
-    {"--init-method-std", F_DBL, O(init_method_std), 0},
-    {"--hidden-dropout", F_DBL, O(hidden_dropout), 0},
-    {"--attention-dropout", F_DBL, O(attention_dropout), 0},
-    {"--tensor-model-parallel-size", F_INT, O(tp), 0},
-    {"--pipeline-model-parallel-size", F_INT, O(pp), 0},
-    {"--sequence-parallel", F_BOOL, O(sequence_parallel), 0},
-    {"--num-layers-per-virtual-pipeline-stage", F_INT, O(layers_per_virtual_stage), 0},
-    {"--use-distributed-optimizer", F_BOOL, O(use_distributed_optimizer), 0},
-    {"--pipeline-schedule", F_SPECIAL, 0, 0},
-    {"--recompute-granularity", F_SPECIAL, 0, 0},
-    {"--recompute-method", F_SPECIAL, 0, 0},
-    {"--recompute-num-layers", F_INT, O(recompute_num_layers), 0},
-    {"--micro-batch-size", F_INT, O(micro_batch_size), 0},
-    {"--global-batch-size", F_INT, O(global_batch_size), 0},
-    {"--train-iters", F_INT, O(train_iters), 0},
-    {"--lr", F_DBL, O(lr), 0},
-    {"--min-lr", F_DBL, O(min_lr), 0},
-    {"--lr-decay-style", F_SPECIAL, 0, 0},
-    {"--lr-warmup-iters", F_INT, O(lr_warmup_iters), 0},
-    {"--lr-decay-iters", F_INT, O(lr_decay_iters), 0},
-    {"--weight-decay", F_DBL, O(weight_decay), 0},
-    {"--adam-beta1", F_DBL, O(adam_beta1), 0},
-    {"--adam-beta2", F_DBL, O(adam_beta2), 0},
-    {"--adam-eps", F_DBL, O(adam_eps), 0},
-    {"--clip-grad", F_DBL, O(clip_grad), 0},
-    {"--seed", F_U64, O(seed), 0},
-    {"--data-path", F_STR, O(data_path), 0},
-    {"--train-data-path", F_STR, O(train_data_path), 0},
-    {"--valid-data-path", F_STR, O(valid_data_path), 0},
-    {"--split", F_SPECIAL, 0, 0},
-    {"--data-order", F_SPECIAL, 0, 0},
-    {"--init-from", F_STR, O(init_from), 0},
-    {"--export-llmc", F_STR, O(export_llmc), 0},
-    {"--metrics-file", F_STR, O(metrics_file), 0},
-    {"--dump-params", F_STR, O(dump_params), 0},
-    {"--dump-dir", F_STR, O(dump_dir), 0},
-    {"--timeline", F_STR, O(timeline), 0},
-    {"--dump-step", F_INT, O(dump_step), 0},
-    {"--save", F_STR, O(save), 0},
-    {"--load", F_STR, O(load), 0},
-    {"--save-interval", F_INT, O(save_interval), 0},
-    {"--exit-interval", F_INT, O(exit_interval), 0},
-    {"--eval-interval", F_INT, O(eval_interval), 0},
-    {"--eval-iters", F_INT, O(eval_iters), 0},
-    {"--log-interval", F_INT, O(log_interval), 0},
-    {"--log-comm", F_BOOL, O(log_comm), 0},
-    {"--log-memory", F_BOOL, O(log_memory), 0},
-    {"--log-layout", F_BOOL, O(log_layout), 0},
-    {"--dry-run", F_BOOL, O(dry_run), 0},
-    {"--log-pipeline", F_BOOL, O(log_pipeline), 0},
-    {"--bf16", F_GPU_NOTE, 0, "--bf16: the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"},
-    {"--fp16", F_GPU_NOTE, 0, "--fp16: the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"},
-    {"--use-flash-attn", F_BOOL, O(flash_attn), 0},
-    {"--fp8-format", F_GPU_NOTE_ARG, 0, "--fp8-format: no FP8 on CPUs; matrix products run in the build's precision"},
-    {"--fp8-margin", F_GPU_NOTE_ARG, 0, "--fp8-margin: no FP8 on CPUs; ignored"},
-    {"--fp8-interval", F_GPU_NOTE_ARG, 0, "--fp8-interval: no FP8 on CPUs; ignored"},
-    {"--fp8-amax-history-len", F_GPU_NOTE_ARG, 0, "--fp8-amax-history-len: no FP8 on CPUs; ignored"},
-    {"--fp8-amax-compute-algo", F_GPU_NOTE_ARG, 0, "--fp8-amax-compute-algo: no FP8 on CPUs; ignored"},
-};
-#undef O
-#define NFLAGS (int)(sizeof(FLAGS) / sizeof(FLAGS[0]))
-_Static_assert(sizeof(FLAGS) / sizeof(FLAGS[0]) <= 128, "set_mask holds 128 flags");
-
-static void defaults(mt_config *c) {
-    memset(c, 0, sizeof *c);
-    c->num_layers = 2; c->hidden_size = 64; c->num_heads = 4; c->seq_length = 64;
-    c->vocab_size = 256; c->vocab_divisor = 128;
-    c->init_method_std = 0.02;
-    c->hidden_dropout = 0.1; c->attention_dropout = 0.1;   // Megatron's defaults
-    c->tp = 1; c->cp = 1; c->pp = 1;
-    c->schedule = MT_SCHED_1F1B;
-    c->micro_batch_size = 1;
-    c->train_iters = 10;
-    c->lr = 1e-4; c->min_lr = 0.0; c->lr_style = MT_LR_LINEAR;
-    c->weight_decay = 0.01; c->adam_beta1 = 0.9; c->adam_beta2 = 0.999;
-    c->adam_eps = 1e-8; c->clip_grad = 1.0;
-    c->seed = 1234;
-    c->split[0] = 969; c->split[1] = 30; c->split[2] = 1;
-    c->eval_iters = 10; c->log_interval = 1;
-}
+#define NFLAGS mt_nflags
+#define FLAGS mt_flags
 
 // How one parse reports a bad flag, passed explicitly (no mutable globals).
 // The trainer's path prints one line (on the loud rank) and exits 2 through
@@ -194,57 +99,88 @@ static double parse_double(const char *flag, const char *v, parse_ctx *p) {
     return x;
 }
 
-static void parse_special(mt_config *c, const char *f, const char *v, parse_ctx *p) {
-    if (!strcmp(f, "--lr-decay-style")) {
-        if (!strcmp(v, "constant")) c->lr_style = MT_LR_CONSTANT;
-        else if (!strcmp(v, "linear")) c->lr_style = MT_LR_LINEAR;
-        else if (!strcmp(v, "cosine")) c->lr_style = MT_LR_COSINE;
-        else bad_flag(p, "--lr-decay-style must be constant, linear or cosine, got '%s'", v);
-    } else if (!strcmp(f, "--data-order")) {
-        if (!strcmp(v, "shuffle")) c->data_order = MT_ORDER_SHUFFLE;
-        else if (!strcmp(v, "sequential")) c->data_order = MT_ORDER_SEQUENTIAL;
-        else bad_flag(p, "--data-order must be shuffle or sequential, got '%s'", v);
-    } else if (!strcmp(f, "--pipeline-schedule")) {
-        if (!strcmp(v, "afab")) c->schedule = MT_SCHED_AFAB;
-        else if (!strcmp(v, "1f1b")) c->schedule = MT_SCHED_1F1B;
-        else bad_flag(p, "--pipeline-schedule must be afab or 1f1b (interleaving follows --num-layers-per-virtual-pipeline-stage), got '%s'", v);
-    } else if (!strcmp(f, "--recompute-granularity")) {
-        if (!strcmp(v, "full")) c->recompute = MT_RECOMPUTE_FULL;
-        else if (!strcmp(v, "selective")) c->recompute = MT_RECOMPUTE_SELECTIVE;
-        else bad_flag(p, "--recompute-granularity must be full or selective, got '%s'", v);
-    } else if (!strcmp(f, "--recompute-method")) {
-        if (!strcmp(v, "uniform")) c->recompute_method = MT_RECOMPUTE_UNIFORM;
-        else if (!strcmp(v, "block")) c->recompute_method = MT_RECOMPUTE_BLOCK;
-        else bad_flag(p, "--recompute-method must be uniform or block, got '%s'", v);
-    } else if (!strcmp(f, "--split")) {
-        // strtol, not sscanf("%d"): out-of-range numbers are an error, not UB.
-        long w[3] = {-1, -1, -1};
-        const char *q = v;
-        int ok = 1;
-        for (int i = 0; i < 3 && ok; i++) {
-            char *end;
-            errno = 0;
-            if (*q < '0' || *q > '9') { ok = 0; break; }
-            w[i] = strtol(q, &end, 10);
-            ok = !errno && w[i] <= INT_MAX && end != q && *end == (i < 2 ? ',' : '\0');
-            q = end + (i < 2);
-        }
-        int a = (int)w[0], b = (int)w[1], d = (int)w[2];
-        if (!ok || a == 0)
-            bad_flag(p, "--split expects three non-negative weights like 969,30,1 with a non-zero first, got '%s'", v);
-        c->split[0] = a; c->split[1] = b; c->split[2] = d;
+// --split a,b,c: strtol, not sscanf("%d"): out-of-range numbers are an
+// error, not UB.
+static void parse_split(mt_config *c, const char *v, parse_ctx *p) {
+    long w[3] = {-1, -1, -1};
+    const char *q = v;
+    int ok = 1;
+    for (int i = 0; i < 3 && ok; i++) {
+        char *end;
+        errno = 0;
+        if (*q < '0' || *q > '9') { ok = 0; break; }
+        w[i] = strtol(q, &end, 10);
+        ok = !errno && w[i] <= INT_MAX && end != q && *end == (i < 2 ? ',' : '\0');
+        q = end + (i < 2);
     }
+    if (!ok || w[0] == 0)
+        bad_flag(p, "--split expects three non-negative weights like 969,30,1 with a non-zero first, got '%s'", v);
+    for (int i = 0; i < 3; i++) c->split[i] = (int)w[i];
+}
+
+// A choice flag's value: the index of v in "a|b|c", or a line naming them
+// ("must be a, b or c").
+static int parse_choice(const mt_flag_def *d, const char *v, parse_ctx *p) {
+    char names[256] = "";
+    size_t o = 0;
+    int k = 0, found = -1, count = 1;
+    for (const char *q = d->choices; *q; q++) count += *q == '|';
+    for (const char *q = d->choices; *q; k++) {
+        const char *e = strchr(q, '|');
+        size_t len = e ? (size_t)(e - q) : strlen(q);
+        if (strlen(v) == len && !strncmp(q, v, len)) found = k;
+        o += (size_t)snprintf(names + o, sizeof names - o, "%s%.*s", k == 0 ? "" : k == count - 1 ? " or " : ", ", (int)len, q);
+        q += len + (e != NULL);
+    }
+    if (found < 0) bad_flag(p, "%s must be %s, got '%s'", d->name, names, v);
+    return found;
+}
+
+// Stores value v of flag d into c (a default or a given value).
+static void store(mt_config *c, const mt_flag_def *d, const char *v, parse_ctx *p) {
+    const char *f = d->name;
+    void *dst = (char *)c + d->off;
+    switch (d->type) {
+    case MT_F_INT: *(int *)dst = (int)parse_long(f, v, p); break;
+    case MT_F_DBL: *(double *)dst = parse_double(f, v, p); break;
+    case MT_F_U64: {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-') bad_flag(p, "--seed expects a non-negative integer, got '%s'", v);
+        *(uint64_t *)dst = x;
+        break;
+    }
+    case MT_F_STR:
+        if (strlen(v) >= 1024) bad_flag(p, "%s: path longer than 1023 characters", f);
+        strcpy((char *)dst, v);
+        break;
+    case MT_F_CHOICE: *(int *)dst = parse_choice(d, v, p); break;
+    case MT_F_SPECIAL: parse_split(c, v, p); break;
+    case MT_F_NOTE_ARG:
+        if (p->loud) printf("note: %s: %s (value '%s')\n", f, d->help, v);
+        break;
+    default: break;
+    }
+}
+
+// Every flag's default from the table, then what no flag sets.
+static void defaults(mt_config *c, parse_ctx *p) {
+    memset(c, 0, sizeof *c);
+    for (int k = 0; k < NFLAGS; k++)
+        if (FLAGS[k].def) store(c, &FLAGS[k], FLAGS[k].def, p);
+    c->cp = 1;
 }
 
 // Applies one flag; returns how many argv entries it consumed (1 or 2).
 static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
     const char *f = av[i];
     for (int k = 0; k < NFLAGS; k++) {
-        const flag_def *d = &FLAGS[k];
+        const mt_flag_def *d = &FLAGS[k];
         if (strcmp(f, d->name)) continue;
-        if (d->type == F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask[k / 64] |= 1ull << (k % 64); return 1; }
-        if (d->type == F_GPU_NOTE) {
-            if (p->loud) printf("note: %s\n", d->note);
+        if (d->type == MT_F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask[k / 64] |= 1ull << (k % 64); return 1; }
+        if (d->type == MT_F_NOTE) {
+            if (p->loud) printf("note: %s: %s\n", f, d->help);
             if (!strcmp(f, "--bf16")) c->bf16 = 1;
             return 1;
         }
@@ -252,32 +188,11 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
         const char *v = av[i + 1];
         // "--save --train-iters 1" would otherwise save into "--train-iters".
         if (!strncmp(v, "--", 2)) bad_flag(p, "%s needs a value, got the flag '%s'", f, v);
-        void *dst = (char *)c + d->off;
-        switch (d->type) {
-        case F_INT: *(int *)dst = (int)parse_long(f, v, p); break;
-        case F_DBL: *(double *)dst = parse_double(f, v, p); break;
-        case F_U64: {
-            char *end;
-            errno = 0;
-            unsigned long long x = strtoull(v, &end, 10);
-            if (errno || end == v || *end || v[0] == '-') bad_flag(p, "--seed expects a non-negative integer, got '%s'", v);
-            *(uint64_t *)dst = x;
-            break;
-        }
-        case F_STR:
-            if (strlen(v) >= 1024) bad_flag(p, "%s: path longer than 1023 characters", f);
-            strcpy((char *)dst, v);
-            break;
-        case F_GPU_NOTE_ARG:
-            if (p->loud) printf("note: %s (value '%s')\n", d->note, v);
-            break;
-        case F_SPECIAL: parse_special(c, f, v, p); break;
-        default: break;
-        }
+        store(c, d, v, p);
         c->set_mask[k / 64] |= 1ull << (k % 64);
         return 2;
     }
-    bad_flag(p, "unknown flag '%s' (see README.md, 'Flags')", f);
+    bad_flag(p, "unknown flag '%s' (see --help)", f);
 }
 
 // Splits a config file into words: one flag (and value) per line, '#' starts
@@ -386,7 +301,7 @@ static void validate(const mt_config *c, parse_ctx *p) {
 }
 
 static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
-    defaults(c);
+    defaults(c, p);
     // A --config file's flags come first so the command line overrides them.
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config")) continue;

@@ -89,7 +89,7 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     mt_dropout_key km = dkey(m, st, layer, MT_SITE_MLP_OUT, c->hidden_dropout);
 
     // attention: LN -> g -> QKV -> core -> proj -> ḡ -> bias+dropout+residual
-    B->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, nl, h);
+    B->norm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, m->norm, nl, h);
     const real *in = gather_in(m, cm, a->ln1);                          // (n, h)
     B->matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, 3 * hl);     // (n, 3h/t)
     if (c->flash_attn) B->flash_attention_forward(a->atty, a->lse, a->qkv, &kp, sh);  // (n, h/t), lse (b, a/t, s)
@@ -99,7 +99,7 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     B->bias_dropout_add_forward(a->x2, x, proj, w->projb, &ka, r, h);
 
     // MLP: LN -> g -> fc1 -> GELU -> fc2 -> ḡ -> bias+dropout+residual
-    B->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2w, w->ln2b, nl, h);
+    B->norm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2w, w->ln2b, m->norm, nl, h);
     in = gather_in(m, cm, a->ln2);
     B->matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, ff);          // (n, 4h/t)
     B->gelu_forward(a->gelu, a->fc1, (size_t)n * (size_t)ff);
@@ -120,7 +120,7 @@ static void ln_backward_into_residual(mt_model *m, mt_comm *cm, real *dgath_part
     const mt_backend *B = m->be;
     // d(LN output) over all rows, partial over TP -> g/f backward -> (nl, h)
     const real *dln = gather_in_backward(m, cm, dgath_part, m->ws.dtmp);
-    B->layernorm_backward(m->ws.dln, ln->dlnw, ln->dlnb, dln, ln->ln_in, ln->lnw, ln->mean, ln->rstd, m->n_l, m->h);
+    B->norm_backward(m->ws.dln, ln->dlnw, ln->dlnb, dln, ln->ln_in, ln->lnw, ln->mean, ln->rstd, m->norm, m->n_l, m->h);
     B->add(dres, m->ws.dln, (size_t)m->n_l * (size_t)m->h);
 }
 
@@ -172,7 +172,7 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     const mt_backend *B = m->be;
     int n = m->n, nl = m->n_l, h = m->h, vl = m->v_l;
     real *rmax = m->ws.xent, *sumexp = rmax + n, *tlogit = rmax + 2 * n, *loss = rmax + 3 * n;
-    B->layernorm_forward(m->ws.lnf, m->ws.lnf_mean, m->ws.lnf_rstd, x, m->w.lnfw, m->w.lnfb, nl, h);
+    B->norm_forward(m->ws.lnf, m->ws.lnf_mean, m->ws.lnf_rstd, x, m->w.lnfw, m->w.lnfb, m->norm, nl, h);
     const real *in = gather_in(m, cm, m->ws.lnf);                       // (n, h)
     B->matmul_forward(m->ws.logits, in, m->w.wte, NULL, n, h, vl);        // (n, Vp/t)
     // Vocab-parallel cross-entropy: MAX, then one SUM of (sumexp, tlogit).
@@ -191,6 +191,6 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)n, m->v0, vl, m->V, n);
     B->matmul_backward(m->ws.part, m->dw.wte, NULL, m->ws.logits, in, m->w.wte, n, h, vl);
     const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)
-    B->layernorm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, nl, h);
+    B->norm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, m->norm, nl, h);
     return mean;
 }

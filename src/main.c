@@ -16,6 +16,7 @@
 #include "comm.h"
 #include "config.h"
 #include "data.h"
+#include "flags.h"
 #include "layers.h"
 #include "model.h"
 #include "parallel.h"
@@ -408,6 +409,17 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
     int loud = rank == 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            if (loud) {
+                printf("usage: pretrain_gpt [--config FILE] [FLAGS...]   (under mpirun for several ranks)\n"
+                       "Megatron-LM's flag names; --config FILE reads the same flags, one per line, '#' comments;\n"
+                       "the command line overrides it.\n");
+                mt_flags_help(stdout);
+            }
+            MPI_Finalize();
+            return 0;
+        }
     init_device(loud);
     mt_config *c = &r.cfg;
     mt_config_parse(c, argc, argv, loud);

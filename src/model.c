@@ -364,6 +364,7 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     m->s_l = c->sequence_parallel ? m->s / t : m->s;
     m->pos0 = c->sequence_parallel ? p->tp_rank * m->s_l : 0;
     m->n = m->s * m->b; m->n_l = m->s_l * m->b;
+    m->norm = (mt_norm){1e-5};
     plan_chunks(m);
     ptable tab = build_table(c, p, m->chunks, m->nchunks);
     m->params = tab.v;

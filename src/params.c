@@ -15,24 +15,19 @@ const mt_param_def mt_top_param_defs[MT_TP_N] = {MT_TOP_PARAMS(X)};
 #undef X
 
 int64_t mt_param_dim(const mt_config *c, mt_dim d) {
-    int64_t h = c->hidden_size;
     switch (d) {
-    case MT_DIM_NONE: return 0;
-    case MT_DIM_ONE: return 1;
-    case MT_DIM_H: return h;
-    case MT_DIM_Q: return h;
-    case MT_DIM_KV: return h;
-    case MT_DIM_FF: return 4 * h;
-    case MT_DIM_VP: return c->padded_vocab;
-    case MT_DIM_POS: return c->max_position_embeddings;
+#define X(name, value) case MT_DIM_##name: return (value);
+        MT_PARAM_DIMS(X)
+#undef X
     }
     return 0;
 }
 
 int mt_param_present(const mt_config *c, const mt_param_def *d) {
-    (void)c;
     switch (d->when) {
-    case MT_WHEN_ALWAYS: return 1;
+#define X(name, cond) case MT_WHEN_##name: return (cond);
+        MT_PARAM_WHEN(X)
+#undef X
     }
     return 0;
 }

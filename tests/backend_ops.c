@@ -156,13 +156,13 @@ static void case_layernorm(ctx *t) {
     int n = 33, h = 100;
     real *x = input(t, (size_t)n * h, 2, 0.5), *w = input(t, h, 0.3, 1), *b = input(t, h, 0.3, 0);
     real *out = zeros(t, (size_t)n * h), *mean = zeros(t, n), *rstd = zeros(t, n);
-    t->B->layernorm_forward(out, mean, rstd, x, w, b, n, h);
+    t->B->norm_forward(out, mean, rstd, x, w, b, (mt_norm){1e-5}, n, h);
     output(t, "layernorm_forward", out, (size_t)n * h);
     output(t, "layernorm_forward_mean", mean, n);
     output(t, "layernorm_forward_rstd", rstd, n);
     real *dout = input(t, (size_t)n * h, 1, 0), *dinp = zeros(t, (size_t)n * h);
     real *dw = input(t, h, 1, 0), *db = input(t, h, 1, 0);
-    t->B->layernorm_backward(dinp, dw, db, dout, x, w, mean, rstd, n, h);
+    t->B->norm_backward(dinp, dw, db, dout, x, w, mean, rstd, (mt_norm){1e-5}, n, h);
     output(t, "layernorm_backward_dinp", dinp, (size_t)n * h);
     output(t, "layernorm_backward_dw", dw, h);
     output(t, "layernorm_backward_db", db, h);

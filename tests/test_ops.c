@@ -81,13 +81,15 @@ TEST(matmul_gradcheck) {
 
 // ---- layernorm -------------------------------------------------------------
 
+static const mt_norm LN = {1e-5};
+
 TEST(layernorm_forward_normalises) {
     pool P = {0};
     lcg g = {3};
     int n = 4, h = 50;
     real *inp = buf_rand(&P, &g, n * h, 3), *w = buf_fill(&P, h, 1), *b = buf_fill(&P, h, 0);
     real *out = buf_fill(&P, n * h, 0), *mean = buf_fill(&P, n, 0), *rstd = buf_fill(&P, n, 0);
-    mt_layernorm_forward(out, mean, rstd, inp, w, b, n, h);
+    mt_norm_forward(out, mean, rstd, inp, w, b, LN, n, h);
     for (int i = 0; i < n; i++) {
         double m = 0, v = 0, m2 = 0;
         for (int j = 0; j < h; j++) m += inp[i * h + j];
@@ -105,7 +107,7 @@ TEST(layernorm_forward_normalises) {
 typedef struct { real *out, *mean, *rstd; const real *inp, *w, *b; int n, h; } ln_ctx;
 static void ln_fwd(void *p) {
     ln_ctx *x = p;
-    mt_layernorm_forward(x->out, x->mean, x->rstd, x->inp, x->w, x->b, x->n, x->h);
+    mt_norm_forward(x->out, x->mean, x->rstd, x->inp, x->w, x->b, LN, x->n, x->h);
 }
 
 TEST(layernorm_gradcheck) {
@@ -120,7 +122,7 @@ TEST(layernorm_gradcheck) {
     real *dw = buf_copy(&P, dw0, h), *db = buf_copy(&P, db0, h);
     ln_ctx ctx = {out, mean, rstd, inp, w, b, n, h};
     ln_fwd(&ctx);
-    mt_layernorm_backward(dinp, dw, db, R, inp, w, mean, rstd, n, h);
+    mt_norm_backward(dinp, dw, db, R, inp, w, mean, rstd, LN, n, h);
     sub_in(dw, dw0, h);
     sub_in(db, db0, h);
     loss_fn f = {ln_fwd, &ctx, out, R, (size_t)n * h};

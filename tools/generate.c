@@ -66,7 +66,7 @@ static void shape_from(const char *dir, mt_config *c) {
 // Logits of row `row` of the final hidden states: LN_f, then wte.
 static void logits_of(mt_model *m, const real *x, int row, real *logits) {
     real mean, rstd, *y = mt_malloc(sizeof(real) * (size_t)m->h);
-    mt_layernorm_forward(y, &mean, &rstd, x + (size_t)row * m->h, m->w.lnfw, m->w.lnfb, 1, m->h);
+    mt_norm_forward(y, &mean, &rstd, x + (size_t)row * m->h, m->w.lnfw, m->w.lnfb, m->norm, 1, m->h);
     mt_matmul_forward(logits, y, m->w.wte, NULL, 1, m->h, m->Vp);
     free(y);
 }

@@ -6,17 +6,15 @@
 
 #include "reduce.h"
 
-#define LN_EPS 1e-5
-
 // Mean and variance accumulate in double: in fp32 a long row's one-pass sum
 // loses digits that the oracle comparison would see.
-void mt_layernorm_forward(real *out,       // (n, h)
+void mt_norm_forward(real *out,       // (n, h)
                           real *mean,      // (n) saved for backward
                           real *rstd,      // (n) saved for backward
                           const real *inp, // (n, h)
                           const real *w,   // (h)
                           const real *b,   // (h)
-                          int n, int h) {
+                          mt_norm nm, int n, int h) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const real *x = inp + (size_t)i * h;
@@ -27,14 +25,14 @@ void mt_layernorm_forward(real *out,       // (n, h)
         // Two passes: the variance of centred values cannot go negative.
         for (int j = 0; j < h; j++) v += (x[j] - m) * (x[j] - m);
         v /= h;
-        double r = 1.0 / sqrt(v + LN_EPS);
+        double r = 1.0 / sqrt(v + nm.eps);
         for (int j = 0; j < h; j++) y[j] = (real)((x[j] - m) * r * w[j] + b[j]);
         mean[i] = (real)m;
         rstd[i] = (real)r;
     }
 }
 
-void mt_layernorm_backward(real *dinp,       // (n, h)
+void mt_norm_backward(real *dinp,       // (n, h)
                            real *dw,         // (h) accumulated
                            real *db,         // (h) accumulated
                            const real *dout, // (n, h)
@@ -42,7 +40,7 @@ void mt_layernorm_backward(real *dinp,       // (n, h)
                            const real *w,    // (h)
                            const real *mean, // (n)
                            const real *rstd, // (n)
-                           int n, int h) {
+                           mt_norm nm, int n, int h) {
     // dinp = rstd * (g - mean(g) - x̂ * mean(g * x̂)) with g = w * dout, x̂ the
     // normalised input; rows are independent.
 #pragma omp parallel for schedule(static)

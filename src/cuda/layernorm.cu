@@ -1,11 +1,9 @@
 // layernorm.cu: LayerNorm over the hidden dim, one warp per row; statistics
-// in double as on the CPU (src/cpu/layernorm.c), eps 1e-5.
+// in double as on the CPU (src/cpu/layernorm.c).
 #include "cuda_common.cuh"
 
-#define LN_EPS 1e-5
-
 __global__ static void layernorm_forward_kernel(real *out, real *mean, real *rstd, const real *inp, const real *w,
-                                                const real *b, int n, int h) {
+                                                const real *b, double eps, int n, int h) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= n) return;
     const real *x = inp + (size_t)row * h;
@@ -15,7 +13,7 @@ __global__ static void layernorm_forward_kernel(real *out, real *mean, real *rst
     m = warp_sum(m) / h;
     for (int j = lane; j < h; j += 32) v += (x[j] - m) * (x[j] - m);
     v = warp_sum(v) / h;
-    double r = 1.0 / sqrt(v + LN_EPS);
+    double r = 1.0 / sqrt(v + eps);
     for (int j = lane; j < h; j += 32) y[j] = (real)((x[j] - m) * r * w[j] + b[j]);
     if (lane == 0) {
         mean[row] = (real)m;
@@ -23,10 +21,10 @@ __global__ static void layernorm_forward_kernel(real *out, real *mean, real *rst
     }
 }
 
-extern "C" void mt_cuda_layernorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w,
-                                          const real *b, int n, int h) {
+extern "C" void mt_cuda_norm_forward(real *out, real *mean, real *rstd, const real *inp, const real *w,
+                                     const real *b, mt_norm nm, int n, int h) {
     if (n <= 0) return;
-    layernorm_forward_kernel<<<blocks_for((size_t)n, 8), 256>>>(out, mean, rstd, inp, w, b, n, h);
+    layernorm_forward_kernel<<<blocks_for((size_t)n, 8), 256>>>(out, mean, rstd, inp, w, b, nm.eps, n, h);
     LAUNCH_CHECK();
 }
 
@@ -80,8 +78,8 @@ __global__ static void layernorm_dparams_finish_kernel(real *dw, real *db, const
     db[j] += (real)ab;
 }
 
-extern "C" void mt_cuda_layernorm_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp,
-                                           const real *w, const real *mean, const real *rstd, int n, int h) {
+extern "C" void mt_cuda_norm_backward(real *dinp, real *dw, real *db, const real *dout, const real *inp,
+                                      const real *w, const real *mean, const real *rstd, mt_norm nm, int n, int h) {
     if (n <= 0) return;
     layernorm_dinp_kernel<<<blocks_for((size_t)n, 8), 256>>>(dinp, dout, inp, w, mean, rstd, n, h);
     LAUNCH_CHECK();

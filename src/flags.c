@@ -1,0 +1,133 @@
+// flags.c: the command line's table (flags.h) and --help.
+#include "flags.h"
+
+#include <string.h>
+
+#include "config.h"
+
+const char *const mt_flag_group_names[MT_FG_N] = {
+    "model", "parallelism", "training and optimizer", "data", "files: checkpoints, weights, dumps", "logging",
+    "GPU-only flags (accepted; what this build does instead)"};
+
+#define O(f) offsetof(mt_config, f)
+#define INT(flag, field, def, group, help) {flag, MT_F_INT, O(field), def, NULL, MT_FG_##group, help}
+#define DBL(flag, field, def, group, help) {flag, MT_F_DBL, O(field), def, NULL, MT_FG_##group, help}
+#define STR(flag, field, group, help) {flag, MT_F_STR, O(field), NULL, NULL, MT_FG_##group, help}
+#define BOOL(flag, field, group, help) {flag, MT_F_BOOL, O(field), NULL, NULL, MT_FG_##group, help}
+#define CHOICE(flag, field, choices, def, group, help) {flag, MT_F_CHOICE, O(field), def, choices, MT_FG_##group, help}
+#define NOTE(flag, help) {flag, MT_F_NOTE, 0, NULL, NULL, MT_FG_GPU, help}
+#define NOTE_ARG(flag, help) {flag, MT_F_NOTE_ARG, 0, NULL, NULL, MT_FG_GPU, help}
+
+const mt_flag_def mt_flags[] = {
+    INT("--num-layers", num_layers, "2", MODEL, "transformer layers"),
+    INT("--hidden-size", hidden_size, "64", MODEL, "hidden size h"),
+    INT("--num-attention-heads", num_heads, "4", MODEL, "attention heads a"),
+    INT("--seq-length", seq_length, "64", MODEL, "sequence length s"),
+    INT("--max-position-embeddings", max_position_embeddings, NULL, MODEL,
+        "rows of the position table (default: --seq-length)"),
+    INT("--vocab-size", vocab_size, "256", MODEL, "vocabulary V (a token file or --init-from may set it)"),
+    INT("--make-vocab-size-divisible-by", vocab_divisor, "128", MODEL,
+        "pad the vocabulary to a multiple of this (padding is masked out of the softmax)"),
+    DBL("--init-method-std", init_method_std, "0.02", MODEL, "normal init std; output projections get std/sqrt(2 layers)"),
+    DBL("--hidden-dropout", hidden_dropout, "0.1", MODEL, "dropout after the embedding, attention projection and fc2"),
+    DBL("--attention-dropout", attention_dropout, "0.1", MODEL, "dropout on the attention probabilities"),
+    BOOL("--use-flash-attn", flash_attn, MODEL, "the blocked (flash-style) attention kernel: no s x s matrix kept"),
+    CHOICE("--recompute-granularity", recompute, "none|selective|full", "none", MODEL,
+           "activation recomputation (Korthikanti et al. 2022)"),
+    CHOICE("--recompute-method", recompute_method, "uniform|block", "uniform", MODEL,
+           "full recomputation: groups of layers (uniform) or the first layers of each chunk (block)"),
+    INT("--recompute-num-layers", recompute_num_layers, NULL, MODEL, "layers per group (uniform) or per chunk (block); default 1"),
+
+    INT("--tensor-model-parallel-size", tp, "1", PARALLEL, "TP size"),
+    BOOL("--sequence-parallel", sequence_parallel, PARALLEL, "split LayerNorm, dropout and residual along the sequence over TP"),
+    INT("--pipeline-model-parallel-size", pp, "1", PARALLEL, "PP size (data parallelism takes the rest of the world)"),
+    INT("--num-layers-per-virtual-pipeline-stage", layers_per_virtual_stage, NULL, PARALLEL,
+        "layers per virtual stage: interleaved 1F1B"),
+    CHOICE("--pipeline-schedule", schedule, "afab|1f1b", "1f1b", PARALLEL,
+           "all-forward-all-backward (GPipe) or 1F1B; interleaving follows the flag above"),
+    BOOL("--use-distributed-optimizer", use_distributed_optimizer, PARALLEL,
+         "reduce-scatter gradients, 1/dp of the AdamW state per rank"),
+
+    INT("--micro-batch-size", micro_batch_size, "1", TRAIN, "samples per micro-batch"),
+    INT("--global-batch-size", global_batch_size, NULL, TRAIN,
+        "samples per step (default micro-batch x dp); M = global / (micro x dp) micro-batches"),
+    INT("--train-iters", train_iters, "10", TRAIN, "optimizer steps"),
+    DBL("--lr", lr, "1e-4", TRAIN, "peak learning rate"),
+    DBL("--min-lr", min_lr, "0", TRAIN, "learning rate at the end of the decay"),
+    CHOICE("--lr-decay-style", lr_style, "constant|linear|cosine", "linear", TRAIN, "decay after the warm-up"),
+    INT("--lr-warmup-iters", lr_warmup_iters, "0", TRAIN, "linear warm-up from 0"),
+    INT("--lr-decay-iters", lr_decay_iters, NULL, TRAIN, "decay length (default --train-iters)"),
+    DBL("--weight-decay", weight_decay, "0.01", TRAIN, "AdamW decay (not on biases and norm weights)"),
+    DBL("--adam-beta1", adam_beta1, "0.9", TRAIN, "AdamW beta1"),
+    DBL("--adam-beta2", adam_beta2, "0.999", TRAIN, "AdamW beta2"),
+    DBL("--adam-eps", adam_eps, "1e-8", TRAIN, "AdamW epsilon"),
+    DBL("--clip-grad", clip_grad, "1.0", TRAIN, "global-norm clipping (0 disables)"),
+    {"--seed", MT_F_U64, O(seed), "1234", NULL, MT_FG_TRAIN, "every random number is keyed by it and by global indices"},
+
+    STR("--data-path", data_path, DATA, "one llm.c token file, split by --split"),
+    {"--split", MT_F_SPECIAL, 0, "969,30,1", NULL, MT_FG_DATA, "train,valid,test weights over the token ranges of --data-path"},
+    STR("--train-data-path", train_data_path, DATA, "the training token file (instead of --data-path)"),
+    STR("--valid-data-path", valid_data_path, DATA, "the validation token file (with --train-data-path)"),
+    CHOICE("--data-order", data_order, "shuffle|sequential", "shuffle", DATA,
+           "sample order; sequential: sample j = tokens [jT, (j+1)T+1) (llm.c's)"),
+    INT("--eval-interval", eval_interval, "0", DATA, "validation every N iterations (0: never)"),
+    INT("--eval-iters", eval_iters, "10", DATA, "global batches per validation"),
+
+    STR("--init-from", init_from, FILES, "start from an llm.c model file (its header gives the shape)"),
+    STR("--export-llmc", export_llmc, FILES, "write the final weights as an llm.c model file"),
+    STR("--save", save, FILES, "checkpoint directory"),
+    STR("--load", load, FILES, "resume from this checkpoint directory (none there yet: start fresh)"),
+    INT("--save-interval", save_interval, "0", FILES, "save every N iterations (and at the end)"),
+    INT("--exit-interval", exit_interval, "0", FILES, "save and stop when the iteration is a multiple of N"),
+    STR("--dump-params", dump_params, FILES, "write the final weights as safetensors in the build's precision"),
+    INT("--dump-step", dump_step, "0", FILES, "with --dump-dir: parameters and gradients of iteration N"),
+    STR("--dump-dir", dump_dir, FILES, "directory for --dump-step's step_N.safetensors"),
+
+    STR("--metrics-file", metrics_file, LOG, "append one JSON object per iteration"),
+    STR("--timeline", timeline, LOG, "an SVG timeline of the last iteration (and FILE.json, a Chrome trace)"),
+    INT("--log-interval", log_interval, "1", LOG, "a log line every N iterations"),
+    BOOL("--log-layout", log_layout, LOG, "every rank's coordinates and groups"),
+    BOOL("--log-memory", log_memory, LOG, "bytes per category on every rank, next to the formulas"),
+    BOOL("--log-comm", log_comm, LOG, "collectives per iteration on every rank, next to the formulas"),
+    BOOL("--log-pipeline", log_pipeline, LOG, "time each rank waited on the pipeline, next to the formula"),
+    BOOL("--dry-run", dry_run, LOG, "check the flags and the layout, allocate nothing"),
+
+    NOTE("--bf16", "the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"),
+    NOTE("--fp16", "the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"),
+    NOTE_ARG("--fp8-format", "no FP8 on CPUs; matrix products run in the build's precision"),
+    NOTE_ARG("--fp8-margin", "no FP8 on CPUs; ignored"),
+    NOTE_ARG("--fp8-interval", "no FP8 on CPUs; ignored"),
+    NOTE_ARG("--fp8-amax-history-len", "no FP8 on CPUs; ignored"),
+    NOTE_ARG("--fp8-amax-compute-algo", "no FP8 on CPUs; ignored"),
+};
+const int mt_nflags = (int)(sizeof mt_flags / sizeof mt_flags[0]);
+_Static_assert(sizeof mt_flags / sizeof mt_flags[0] <= 128, "mt_config.set_mask holds 128 flags");
+
+// What a flag's value looks like in --help.
+static void value_form(const mt_flag_def *d, char *out, size_t len) {
+    switch (d->type) {
+    case MT_F_INT: snprintf(out, len, " N"); break;
+    case MT_F_DBL: snprintf(out, len, " X"); break;
+    case MT_F_U64: snprintf(out, len, " N"); break;
+    case MT_F_STR: snprintf(out, len, " %s", strstr(d->help, "directory") ? "DIR" : "FILE"); break;
+    case MT_F_CHOICE: snprintf(out, len, " %s", d->choices); break;
+    case MT_F_SPECIAL: snprintf(out, len, " A,B,C"); break;
+    case MT_F_NOTE_ARG: snprintf(out, len, " V"); break;
+    default: out[0] = 0;
+    }
+}
+
+void mt_flags_help(FILE *f) {
+    for (int g = 0; g < MT_FG_N; g++) {
+        fprintf(f, "\n%s:\n", mt_flag_group_names[g]);
+        for (int i = 0; i < mt_nflags; i++) {
+            const mt_flag_def *d = &mt_flags[i];
+            if (d->group != (mt_flag_group)g) continue;
+            char form[96], head[160];
+            value_form(d, form, sizeof form);
+            snprintf(head, sizeof head, "%s%s", d->name, form);
+            fprintf(f, "  %-44s %s%s%s%s\n", head, d->help, d->def ? " (default " : "", d->def ? d->def : "",
+                    d->def ? ")" : "");
+        }
+    }
+}
