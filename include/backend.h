@@ -1,4 +1,4 @@
-// backend.h: the boundary between the trainer and its kernels (DESIGN §2).
+// backend.h: the boundary between the trainer and its kernels (docs/design.md §2).
 //
 // Layers, schedules, the optimizer and communication call kernels only
 // through an mt_backend table, so the same code drives the CPU reference

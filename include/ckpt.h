@@ -1,4 +1,4 @@
-// ckpt.h: layout-independent checkpoints (DESIGN §7).
+// ckpt.h: layout-independent checkpoints (docs/design.md §6).
 //
 //   DIR/latest_checkpointed_iteration.txt     the iteration to resume from
 //   DIR/iter_0000010/model.safetensors       every parameter, unsharded, in

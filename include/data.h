@@ -1,4 +1,4 @@
-// data.h: llm.c token files (DESIGN §7) and the global sample order.
+// data.h: llm.c token files (docs/design.md §6) and the global sample order.
 //
 // Global sample j of a split with n = (tokens - 1) / T samples is the window
 // [k*T, k*T + T + 1) with k = j mod n in sequential order, or k = a seeded

@@ -176,7 +176,7 @@ typedef struct {
 } mt_model;
 
 // Builds the stage's parameter table, allocates everything and initialises
-// the parameters from the counter-based generator (DESIGN §1).
+// the parameters from the counter-based generator (docs/design.md §1).
 // `slots_per_chunk` = micro-batches in flight that the schedule needs.
 void mt_model_init(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk);
 // The same construction without allocating or initialising anything: every

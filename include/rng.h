@@ -1,7 +1,7 @@
 // rng.h: counter-based random numbers (Philox4x32-10, Salmon et al. 2011).
 //
 // Every random value in the trainer is a pure function of global indices
-// (DESIGN §1): a rank computes exactly the values of its own shard, with no
+// (docs/design.md §1): a rank computes exactly the values of its own shard, with no
 // state to carry between iterations and nothing that depends on the layout.
 #ifndef MT_RNG_H
 #define MT_RNG_H

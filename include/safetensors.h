@@ -1,6 +1,6 @@
 // safetensors.h: a small, strict reader and writer of the safetensors format
 // (https://github.com/huggingface/safetensors), used for checkpoints and for
-// the oracle's tensor dumps (DESIGN §7), so PyTorch can read what we write.
+// the oracle's tensor dumps (docs/design.md §6), so PyTorch can read what we write.
 //
 // Layout: u64 little-endian N, then N bytes of JSON header, then the data
 // buffer. The header maps each tensor name to

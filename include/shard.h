@@ -1,7 +1,7 @@
 // shard.h: unsharded views of the parameters, for files. Gathers a global
 // tensor onto world rank 0 from whichever ranks own its shards, or hands each
 // rank its shard of a tensor rank 0 read. Files therefore never depend on
-// the layout that wrote or reads them. Also llm.c's model file (DESIGN §7).
+// the layout that wrote or reads them. Also llm.c's model file (docs/design.md §6).
 #ifndef MT_SHARD_H
 #define MT_SHARD_H
 

@@ -40,7 +40,7 @@ typedef struct {
 } run;
 
 // Per-step context of the fill callback: which split and which global
-// samples (DESIGN §1: samples are keyed by iteration and global index).
+// samples (docs/design.md §1: samples are keyed by iteration and global index).
 typedef struct {
     const run *r;
     const mt_split_view *split;

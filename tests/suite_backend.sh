@@ -10,7 +10,7 @@
 #     rank and on two.
 #  4. A GPU (nvidia-smi lists one): the CUDA op table against the oracle; 10
 #     iterations of the tiny model (dropout on) against the CPU fp32 run at
-#     DESIGN §1's fp32 tolerances; TP / SP / PP / DP layouts with several
+#     docs/design.md §1's fp32 tolerances; TP / SP / PP / DP layouts with several
 #     ranks sharing the GPU against one GPU rank; the blocked attention
 #     (--use-flash-attn) against the plain one.
 #   MT_CUDA_BUILD=0 skips 2-4 (a machine without nvcc).

@@ -2,7 +2,7 @@
 # tests/suite_bad_input.sh: every kind of bad input (flags, flag combinations,
 # --config files, token files, llm.c model files for --init-from) ends the run
 # with exit code 2 and exactly one line on stderr that names the flag or file
-# and the rule: no crash, no hang, no other rank's noise (DESIGN §8).
+# and the rule: no crash, no hang, no other rank's noise (docs/design.md §3).
 #
 #   bad NAME EXPECT CMD...    CMD exits 2; stderr, less "note:"/"warning:"
 #                             lines, is one line containing EXPECT (fixed text)
@@ -353,7 +353,7 @@ if [ -n "$doc" ]; then
     echo "Every bad flag value, inconsistent flag combination, \`--config\` file, token file"
     echo "or llm.c model file (\`--init-from\`) stops the run before training with **exit"
     echo "code 2** and **one line on stderr**, printed by rank 0, that names the flag or"
-    echo "file and the rule it breaks (DESIGN §8). The other ranks print nothing."
+    echo "file and the rule it breaks (docs/design.md §3). The other ranks print nothing."
     echo "Lines starting with \`note:\` (GPU-only flags) and \`warning:\` are not errors."
     echo
     echo "This page is generated from real runs, not written by hand:"

@@ -30,7 +30,7 @@ exact resume_exact_tp2_pp2_fp32 4 ./pretrain_gpt "--tensor-model-parallel-size 2
 
 # 2. Resharding: save at 10 with TP 2 x PP 2 x DP 2 (SP, distributed
 # optimizer), resume with TP 4 x PP 1 x DP 2 and with one rank; both must
-# match the uninterrupted one-rank run within DESIGN §1's fp64 bounds.
+# match the uninterrupted one-rank run within docs/design.md §1's fp64 bounds.
 d="$T/reshard"; rm -rf "$d"; mkdir -p "$d"
 mt_run "$d/ref" 1 ./pretrain_gpt_fp64 $A
 mt_run "$d/first" 8 ./pretrain_gpt_fp64 $A --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 \

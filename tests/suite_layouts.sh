@@ -2,7 +2,7 @@
 # suite_layouts.sh: the promise. Every layout trains the same model as one
 # rank: 10 iterations of the tiny model, dropout on, both builds, against the
 # one-rank run of the same binary with the same non-layout flags.
-# Tolerances are DESIGN §1's: fp64 loss rel. diff <= 1e-10 every iteration and
+# Tolerances are docs/design.md §1's: fp64 loss rel. diff <= 1e-10 every iteration and
 # every parameter element within 1e-9; fp32 loss rel. diff <= 1e-5 and each
 # tensor's relative RMS diff <= 1e-4.
 #   MT_LAYOUTS=quick   only the TP/SP rows (issue 3's matrix)

@@ -1,4 +1,4 @@
-// compare: diffs two safetensors tensor dumps by name (DESIGN §7), worst
+// compare: diffs two safetensors tensor dumps by name (docs/design.md §6), worst
 // tensors first, so a porter sees where an implementation departs from the
 // oracle rather than only that it does.
 //

@@ -1,4 +1,4 @@
-// prepare_data: turns a text file into llm.c's token files (DESIGN §7).
+// prepare_data: turns a text file into llm.c's token files (docs/design.md §6).
 //
 //   tools/prepare_data INPUT.txt OUTPREFIX [--val-fraction 0.1]
 //

@@ -1,6 +1,6 @@
 // dropout.c: hidden dropout (Megatron's bias-dropout-add and the embedding
 // dropout). Masks are never stored: they are pure functions of global indices
-// (DESIGN §1), so backward draws them again.
+// (docs/design.md §1), so backward draws them again.
 #include "ops.h"
 
 #include <stdlib.h>

@@ -12,7 +12,7 @@
 //
 // Promises checked beyond "no crash, no leak, no UB": a rejection comes with
 // one non-empty line; an accepted config satisfies the invariants the model
-// code relies on (config.h, DESIGN §3).
+// code relies on (config.h, docs/design.md §3).
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
