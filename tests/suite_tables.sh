@@ -28,6 +28,20 @@ fi
 ok "build_with_extra_tensor"
 BIN="$TREE/pretrain_gpt_fp64"
 
+# Dependencies come from the compiler: touching a header rebuilds exactly the
+# sources that include it (found here by grep, independently of make).
+for hdr in src/cpu/vmath.h include/params.h; do
+  touch "$TREE/$hdr"
+  want=$(cd "$TREE" && grep -rl --include='*.c' "$(basename "$hdr")" src | sort | tr '\n' ' ')
+  [ "$hdr" = include/params.h ] && want=$(cd "$TREE" && for f in $(find src -name '*.c' | grep -v src/cuda); do
+      gcc -MM -Iinclude -I/usr/include/x86_64-linux-gnu/openblas-openmp $(mpicc --showme:compile) "$f" 2>/dev/null |
+        grep -q 'include/params.h' && echo "$f"; done | sort | tr '\n' ' ')
+  got=$(make -C "$TREE" -n pretrain_gpt_fp64 2>/dev/null | grep -o ' -c src/[a-z_/]*\.c' | sed 's/ -c //' | sort -u | tr '\n' ' ')
+  if [ -n "$got" ] && [ "$got" = "$want" ]; then ok "touching_${hdr//\//_}_rebuilds_its_includers ($got)"
+  else not_ok "touching_${hdr//\//_}_rebuilds_its_includers" "make would compile '$got', includers are '$want'"; fi
+  make -C "$TREE" -j2 pretrain_gpt_fp64 > /dev/null 2>&1
+done
+
 BASE="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 10"
 L4="--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2"
 # The reference: one rank, 10 iterations straight. The layout: TP 2 x PP 2,
