@@ -27,10 +27,16 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out);
 
 // Activation bytes the slots of this stage hold for transformer layers,
 // from the formula of this trainer's storage (elements of m->eb.act bytes;
-// n = s*b rows, nl = n/t under SP and n otherwise; a heads, t = TP):
-//   a stored layer:   4 nl h  (input, LN1 out, residual, LN2 out)
-//                   + 4 nl    (two LayerNorms' mean and 1/std)
-//                   + 12 n h / t  (QKV 3, attention output 1, fc1 and GELU 4 + 4)
+// n = s*b rows, nl = n/t under SP and n otherwise; a heads, g KV groups,
+// hd = h/a, f the MLP hidden size, t = TP):
+//   a stored layer:   4 nl h  (input, norm 1 out, residual, norm 2 out)
+//                   + 4 nl    (two LayerNorms' mean and 1/std; 2 nl: RMSNorm
+//                              keeps only 1/std)
+//                   + n ((a + 2g) hd / t    QKV (3h/t without GQA)
+//                        + h / t            attention output
+//                        + f / t            fc1 (2f/t with SwiGLU's gate and up)
+//                        + f / t)           GELU / SwiGLU output
+//                     (12 n h / t for GPT-2: f = 4h, g = a)
 //                   + a s^2 b / t (softmax probabilities; dropped by selective;
 //                                  a s b / t log-sum-exps with --use-flash-attn)
 //   full recomputation: nl h for the first layer of each group, 0 for the rest.

@@ -9,6 +9,8 @@ typedef enum { MT_ORDER_SHUFFLE, MT_ORDER_SEQUENTIAL } mt_data_order;
 typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_kind;
 typedef enum { MT_RECOMPUTE_NONE, MT_RECOMPUTE_SELECTIVE, MT_RECOMPUTE_FULL } mt_recompute;
 typedef enum { MT_RECOMPUTE_UNIFORM, MT_RECOMPUTE_BLOCK } mt_recompute_method;
+typedef enum { MT_NORM_LAYERNORM, MT_NORM_RMSNORM } mt_normalization;
+typedef enum { MT_POS_LEARNED, MT_POS_ROPE } mt_position_type;
 typedef enum { MT_FAULT_NONE, MT_FAULT_ALLOC, MT_FAULT_WRITE, MT_FAULT_CHECK } mt_fault;
 
 typedef struct {
@@ -19,6 +21,17 @@ typedef struct {
     int padded_vocab;          // Vp, derived
     double init_method_std;
     double hidden_dropout, attention_dropout;
+    // the block family (Megatron's flags; every zero value is GPT-2's choice)
+    mt_normalization normalization;        // --normalization LayerNorm|RMSNorm
+    double norm_epsilon;
+    mt_position_type position_embedding;   // --position-embedding-type learned_absolute|rope
+    double rotary_base, rotary_percent;
+    int swiglu;                            // down(silu(gate x) * up x)
+    int ffn_hidden_size;                   // derived when not given (Megatron's rule)
+    int group_query_attention;
+    int num_query_groups;                  // KV heads; derived: = heads without GQA
+    int untie_embeddings;                  // a separate LM head
+    int disable_bias_linear;               // no bias in any linear layer
     // parallelism
     int tp, cp, pp, dp;        // dp derived from the world size; cp (context parallelism) 1 for now
     int sequence_parallel;
@@ -43,7 +56,7 @@ typedef struct {
     mt_data_order data_order;
     // I/O and logging
     char init_from[1024], export_llmc[1024], metrics_file[1024], dump_params[1024];
-    char save[1024], load[1024], dump_dir[1024], timeline[1024];
+    char save[1024], load[1024], dump_dir[1024], timeline[1024], export_hf[1024];
     int dump_step;             // iteration whose parameters and gradients go to dump_dir
     int save_interval, eval_interval, eval_iters, log_interval;
     int exit_interval;         // stop (after saving) when the iteration is a multiple

@@ -36,28 +36,38 @@ typedef struct {
 } mt_param;
 
 // Row and width symbols of the activation and workspace tables, local sizes:
-// rows N = s*b, NL = the rows this rank keeps (s/t*b under SP, else N);
-// widths per row: ONE, FOUR, H, QKV (3h/t), HL (h/t), FF (4h/t), PROBS
-// (a/t * s: the (b, a/t, s, s) probabilities), LSE (a/t), VL (Vp/t).
-typedef enum { MT_R_N, MT_R_NL } mt_rows_sym;
-typedef enum { MT_W_ONE, MT_W_FOUR, MT_W_H, MT_W_QKV, MT_W_HL, MT_W_FF, MT_W_PROBS, MT_W_LSE, MT_W_VL } mt_width_sym;
+// rows N = s*b, NL = the rows this rank keeps (s/t*b under SP, else N), S =
+// s (one per position); widths per row: ONE, FOUR, H, QKV ((a + 2 g)/t head
+// dims: Q, K, V), HL (h/t), FF (ffn/t), FC1 (ffn/t, twice that with
+// SwiGLU's gate and up), PROBS (a/t * s: the (b, a/t, s, s) probabilities),
+// LSE (a/t), VL (Vp/t), ROT (RoPE's rotated dims: cos and sin of each pair).
+typedef enum { MT_R_N, MT_R_NL, MT_R_S } mt_rows_sym;
+typedef enum {
+    MT_W_ONE, MT_W_FOUR, MT_W_H, MT_W_QKV, MT_W_HL, MT_W_FF, MT_W_FC1, MT_W_PROBS, MT_W_LSE, MT_W_VL, MT_W_ROT
+} mt_width_sym;
+// When a buffer exists: always; the plain or the blocked attention kernel;
+// LayerNorm (RMSNorm keeps no mean); SwiGLU; RoPE; the head stage; selective
+// recomputation of the plain kernel; full recomputation.
+typedef enum {
+    MT_BUF_ALWAYS, MT_BUF_PLAIN, MT_BUF_FLASH, MT_BUF_LN, MT_BUF_GLU, MT_BUF_ROPE, MT_BUF_HEAD,
+    MT_BUF_SELECTIVE, MT_BUF_RECOMPUTE
+} mt_buf_when;
 
-// The activation fields of one layer: X(field, rows, width). PROBS and LSE
-// exist only for the plain and the blocked attention kernel respectively.
-#define MT_LAYER_ACTS(X)                                                          \
-    X(ln1, NL, H)          /* LN1 output */                                       \
-    X(ln1_mean, NL, ONE)   /* LN1 statistics, saved for backward */               \
-    X(ln1_rstd, NL, ONE)                                                          \
-    X(qkv, N, QKV)         /* (n, 3h/t) */                                        \
-    X(probs, N, PROBS)     /* (b, a/t, s, s) softmax probabilities, plain kernel */ \
-    X(lse, N, LSE)         /* (b, a/t, s) row log-sum-exp, blocked kernel */      \
-    X(atty, N, HL)         /* attention output (n, h/t) */                        \
-    X(x2, NL, H)           /* residual after attention */                         \
-    X(ln2, NL, H)                                                                 \
-    X(ln2_mean, NL, ONE)                                                          \
-    X(ln2_rstd, NL, ONE)                                                          \
-    X(fc1, N, FF)          /* (n, 4h/t) before GELU */                            \
-    X(gelu, N, FF)         /* (n, 4h/t) */
+// The activation fields of one layer: X(field, rows, width, when).
+#define MT_LAYER_ACTS(X)                                                                  \
+    X(ln1, NL, H, ALWAYS)       /* LN1 output */                                         \
+    X(ln1_mean, NL, ONE, LN)     /* LN1 statistics, saved for backward */                 \
+    X(ln1_rstd, NL, ONE, ALWAYS)                                                         \
+    X(qkv, N, QKV, ALWAYS)      /* (n, W) Q, K (rotated under RoPE), V */                \
+    X(probs, N, PROBS, PLAIN)    /* (b, a/t, s, s) softmax probabilities */               \
+    X(lse, N, LSE, FLASH)        /* (b, a/t, s) row log-sum-exp of the blocked kernel */  \
+    X(atty, N, HL, ALWAYS)      /* attention output (n, h/t) */                          \
+    X(x2, NL, H, ALWAYS)        /* residual after attention */                           \
+    X(ln2, NL, H, ALWAYS)                                                                \
+    X(ln2_mean, NL, ONE, LN)                                                              \
+    X(ln2_rstd, NL, ONE, ALWAYS)                                                         \
+    X(fc1, N, FC1, ALWAYS)      /* (n, ffn/t) before GELU; (n, 2 ffn/t) gate | up */      \
+    X(act, N, FF, ALWAYS)       /* (n, ffn/t) GELU or SwiGLU output, fc2's input */
 
 typedef enum {
 #define X(field, ...) MT_ACT_##field,
@@ -100,30 +110,26 @@ typedef struct {
 
 // Workspaces shared by all layers and micro-batches of the stage. Each has
 // one role; the comment says from when to when its contents matter. (n =
-// s*b rows, nl = the rows this rank keeps.)
-//   X(field, rows, width, when) when: ALWAYS, HEAD (last stage only), PLAIN
-//   (the plain attention kernel), SELECTIVE (selective recomputation of the
-//   plain kernel), RECOMPUTE (full recomputation), SP (sequence parallelism
-//   with TP > 1).
+// s*b rows, nl = the rows this rank keeps.) X(field, rows, width, when).
 #define MT_WORKSPACE(X)                                                                                     \
-    X(gath, N, H, ALWAYS)     /* g's output: from the all-gather to the GEMM that reads it */              \
-    X(part, N, H, ALWAYS)     /* row-parallel partial sums, until f̄/ḡ sums them; the head's dlnf */       \
-    X(dres, NL, H, ALWAYS)    /* the residual gradient, through a chunk's backward */                       \
-    X(dtmp, NL, H, ALWAYS)    /* a summed (nl, h) branch: f̄/ḡ's output, bias-dropout-add's gradient */     \
-    X(dln, NL, H, ALWAYS)     /* a LayerNorm's input gradient, until added into dres */                     \
-    X(dqkv, N, QKV, ALWAYS)   /* attention's input gradient; the recomputed core output before it */       \
-    X(datty, N, HL, ALWAYS)   /* the attention output's gradient */                                         \
-    X(dff, N, FF, ALWAYS)     /* the MLP hidden gradient (fc2 backward, then GELU backward in place) */     \
+    X(gath, N, H, ALWAYS)    /* g's output: from the all-gather to the GEMM that reads it */              \
+    X(part, N, H, ALWAYS)    /* row-parallel partial sums, until f̄/ḡ sums them; the head's dlnf */       \
+    X(dres, NL, H, ALWAYS)   /* the residual gradient, through a chunk's backward */                       \
+    X(dtmp, NL, H, ALWAYS)   /* a summed (nl, h) branch: f̄/ḡ's output, bias-dropout-add's gradient */     \
+    X(dln, NL, H, ALWAYS)    /* a norm's input gradient, until added into dres */                          \
+    X(dqkv, N, QKV, ALWAYS)  /* attention's input gradient; the recomputed core output before it */       \
+    X(datty, N, HL, ALWAYS)  /* the attention output's gradient */                                         \
+    X(dff, N, FF, ALWAYS)    /* fc2's input gradient; with GELU, fc1's output gradient (in place) */       \
+    X(dfc1, N, FC1, GLU)      /* SwiGLU: fc1's output gradient (gate | up) */                               \
     X(dprobs, N, PROBS, PLAIN) /* the probabilities' gradient inside attention backward */                  \
     X(logits, N, VL, HEAD)    /* the logits shard, then (in place) their gradient */                        \
-    X(lnf, NL, H, HEAD)       /* final LayerNorm output and statistics, forward to backward of the head */ \
+    X(lnf, NL, H, HEAD)       /* final norm output and statistics, forward to backward of the head */      \
     X(lnf_mean, NL, ONE, HEAD)                                                                              \
     X(lnf_rstd, NL, ONE, HEAD)                                                                              \
-    X(xent, N, FOUR, HEAD)     /* per row: max, sum of exp, target logit, loss */                            \
+    X(xent, N, FOUR, HEAD)    /* per row: max, sum of exp, target logit, loss */                            \
     X(probs, N, PROBS, SELECTIVE) /* selective recomputation: the layer in backward's probabilities */      \
-    X(xscratch, NL, H, RECOMPUTE) /* a recomputed group's output (discarded) */
-
-typedef enum { MT_WS_ALWAYS, MT_WS_HEAD, MT_WS_PLAIN, MT_WS_SELECTIVE, MT_WS_RECOMPUTE } mt_ws_when;
+    X(xscratch, NL, H, RECOMPUTE) /* a recomputed group's output (discarded) */                             \
+    X(rope_cs, S, ROT, ROPE)  /* RoPE: cos | sin of each row's global position, filled once */
 
 typedef struct {
 #define X(field, ...) real *field;
@@ -147,7 +153,9 @@ typedef struct {
     const mt_parallel *par;
     // dimensions (local where marked)
     int h, nh, hd, s, b, V, Vp;
-    int nh_l, h_l, ff_l, v_l, v0;   // local heads, h/t, 4h/t, Vp/t, first vocab row
+    int nh_l, h_l, ff_l, v_l, v0;   // local heads, h/t, ffn/t, Vp/t, first vocab row
+    int nkv_l, qkv_l, fc1_l;        // local KV heads, QKV row width, fc1 output width
+    int rot;                        // RoPE's rotated dims per head (0: learned positions)
     int s_l, pos0;                  // rows of s held (s/t under SP), first position
     int n, n_l;                     // s*b, s_l*b
     mt_norm norm;                   // the normalisation every norm op of the model uses

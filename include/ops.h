@@ -32,17 +32,24 @@ typedef struct {
     uint32_t sample0;  // global sample index of batch column 0
 } mt_rows;
 
-// The normalisation of a norm op: LayerNorm (y = (x - mean) rstd w + b) with
-// eps (PyTorch's and Megatron's default 1e-5).
+// The normalisation of a norm op: LayerNorm, y = (x - mean) rstd w + b with
+// rstd = 1/sqrt(var + eps); or RMSNorm, y = x rstd w with rstd =
+// 1/sqrt(mean(x²) + eps), no mean and no bias (Zhang & Sennrich 2019;
+// Hugging Face's LlamaRMSNorm, Megatron's RMSNorm). Statistics in double.
 typedef struct {
     double eps;
+    int rms;       // RMSNorm: mean is NULL and b is NULL
 } mt_norm;
 
 // The attention core's shape: qkv rows are (s, b) ordered; each row is
-// [Q | K | V], each nh*hd wide with head j in columns [j*hd, (j+1)*hd).
+// [Q | K | V]: Q is nh*hd wide with head j in columns [j*hd, (j+1)*hd), K
+// and V are nkv*hd wide each. Query head j reads KV head j / (nh / nkv)
+// (grouped-query attention; nkv = nh is multi-head attention). A row is
+// W = (nh + 2 nkv) hd wide.
 typedef struct {
-    int s, b, nh, hd;   // sequence, micro-batch, local heads, head dim
-    uint32_t head0;     // global index of local head 0
+    int s, b, nh, hd;   // sequence, micro-batch, local query heads, head dim
+    int nkv;            // local KV heads (nh a multiple of it)
+    uint32_t head0;     // global index of local query head 0
     uint32_t sample0;   // global sample of batch column 0
 } mt_attn_shape;
 
@@ -65,9 +72,10 @@ typedef struct {
                               int n, int c, int oc))
 
 // ---- layernorm.c: normalisation over the last dim ------------------------------
-// Under sequence parallelism the caller passes only its s/tp rows; the op
-// never knows. Backward: dinp overwritten; dw, db accumulated (partial over
-// these n rows: under SP the caller sums them over TP).
+// LayerNorm or RMSNorm (mt_norm). Under sequence parallelism the caller
+// passes only its s/tp rows; the op never knows. Backward: dinp overwritten;
+// dw, db accumulated (partial over these n rows: under SP the caller sums
+// them over TP). RMSNorm: mean and b (db) are NULL.
 #define MT_OPS_NORM(X)                                                                    \
     X(void, norm_forward, (real *out,           /* (n, h) */                              \
                            real *mean,          /* (n) saved for backward */              \
@@ -92,6 +100,35 @@ typedef struct {
 #define MT_OPS_GELU(X)                                                                    \
     X(void, gelu_forward, (real *out, const real *inp, size_t n))                         \
     X(void, gelu_backward, (real *dinp, const real *inp, const real *dout, size_t n))
+
+// ---- swiglu.c: SwiGLU (Shazeer 2020) -----------------------------------------------
+// out = silu(gate) * up, silu(x) = x sigmoid(x), where each row of inp is
+// [gate | up], f values each (the local halves of a column-parallel fc1:
+// Megatron's chunk of the fc1 output into two). Backward: dinp (n, 2f)
+// overwritten from dout (n, f).
+#define MT_OPS_SWIGLU(X)                                                                  \
+    X(void, swiglu_forward, (real *out,       /* (n, f) */                                \
+                             const real *inp, /* (n, 2f) [gate | up] */                   \
+                             int n, int f))                                               \
+    X(void, swiglu_backward, (real *dinp,       /* (n, 2f) */                             \
+                              const real *inp,  /* (n, 2f) */                             \
+                              const real *dout, /* (n, f) */                              \
+                              int n, int f))
+
+// ---- rope.c: rotary position embeddings (Su et al. 2021) ----------------------------
+// Rotate-half, non-interleaved (Hugging Face's and Megatron's default): in
+// each Q and K head, dims i and i + rot/2 (i < rot/2) turn by the angle
+// pos * base^(-2i/rot); dims past rot are left alone (--rotary-percent).
+// The caller passes the angles' cos and sin per sequence row of qkv (the
+// positions are global, whatever the split). In place on Q and K; V is
+// untouched. Backward: the inverse rotation of dQ and dK, in place.
+#define MT_OPS_ROPE(X)                                                                    \
+    X(void, rope_forward, (real *qkv,       /* (s, b, W) Q and K rotated in place */      \
+                           const real *cs,  /* (s, rot) per row: cos[rot/2] | sin[rot/2] */ \
+                           int rot, mt_attn_shape sh))                                    \
+    X(void, rope_backward, (real *dqkv,     /* (s, b, W) dQ and dK rotated back in place */ \
+                            const real *cs, /* (s, rot) */                                \
+                            int rot, mt_attn_shape sh))
 
 // ---- dropout.c: hidden dropout ---------------------------------------------------
 // bias_dropout_add: out = res + dropout(inp + bias), Megatron's
@@ -136,18 +173,19 @@ typedef struct {
                                 mt_rows r, int h))
 
 // ---- attention.c: causal multi-head self-attention core ------------------------
-// After QKV, before the projection. Scale 1/√hd. Attention dropout on the
-// probabilities, keyed by (sample0 + batch column, head0 + local head, query,
-// key) through mt_rng_keep_attn_row; k NULL or p 0 disables it.
+// After QKV, before the projection; grouped-query when sh.nkv < sh.nh.
+// Scale 1/√hd. Attention dropout on the probabilities, keyed by (sample0 +
+// batch column, head0 + local query head, query, key) through
+// mt_rng_keep_attn_row; k NULL or p 0 disables it. W = (nh + 2 nkv) hd.
 #define MT_OPS_ATTENTION(X)                                                               \
     X(void, attention_forward, (real *out,       /* (s, b, nh*hd) */                      \
                                 real *probs,     /* (b, nh, s, s) softmax before dropout; saved */ \
-                                const real *qkv, /* (s, b, 3*nh*hd) */                    \
+                                const real *qkv, /* (s, b, W) */                    \
                                 const mt_dropout_key *k, mt_attn_shape sh))               \
-    X(void, attention_backward, (real *dqkv,        /* (s, b, 3*nh*hd) overwritten */     \
+    X(void, attention_backward, (real *dqkv,        /* (s, b, W) overwritten */     \
                                  real *scratch,     /* (b, nh, s, s) workspace */         \
                                  const real *dout,  /* (s, b, nh*hd) */                   \
-                                 const real *qkv,   /* (s, b, 3*nh*hd) */                 \
+                                 const real *qkv,   /* (s, b, W) */                 \
                                  const real *probs, /* (b, nh, s, s) from forward */      \
                                  const mt_dropout_key *k, mt_attn_shape sh))
 
@@ -160,11 +198,11 @@ typedef struct {
 #define MT_OPS_FLASH(X)                                                                   \
     X(void, flash_attention_forward, (real *out,       /* (s, b, nh*hd) */                \
                                       real *lse,       /* (b, nh, s) saved for backward */ \
-                                      const real *qkv, /* (s, b, 3*nh*hd) */              \
+                                      const real *qkv, /* (s, b, W) */              \
                                       const mt_dropout_key *k, mt_attn_shape sh))         \
-    X(void, flash_attention_backward, (real *dqkv,       /* (s, b, 3*nh*hd) overwritten */ \
+    X(void, flash_attention_backward, (real *dqkv,       /* (s, b, W) overwritten */ \
                                        const real *dout, /* (s, b, nh*hd) */              \
-                                       const real *qkv,  /* (s, b, 3*nh*hd) */            \
+                                       const real *qkv,  /* (s, b, W) */            \
                                        const real *out,  /* (s, b, nh*hd) from forward */ \
                                        const real *lse,  /* (b, nh, s) from forward */    \
                                        const mt_dropout_key *k, mt_attn_shape sh))
@@ -213,7 +251,8 @@ typedef struct {
     X(void, add, (real *y, const real *x, size_t n))
 
 #define MT_OPS(X)                                                                         \
-    MT_OPS_MATMUL(X) MT_OPS_NORM(X) MT_OPS_GELU(X) MT_OPS_DROPOUT(X) MT_OPS_EMBEDDING(X)  \
+    MT_OPS_MATMUL(X) MT_OPS_NORM(X) MT_OPS_GELU(X) MT_OPS_SWIGLU(X) MT_OPS_ROPE(X)        \
+    MT_OPS_DROPOUT(X) MT_OPS_EMBEDDING(X)                                                 \
     MT_OPS_ATTENTION(X) MT_OPS_FLASH(X) MT_OPS_XENT(X) MT_OPS_OPTIM(X)
 
 // The CPU reference functions, declared from the list.

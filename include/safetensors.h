@@ -17,7 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { MT_ST_F32, MT_ST_F64, MT_ST_I32, MT_ST_I64 } mt_st_dtype;
+typedef enum { MT_ST_F32, MT_ST_F64, MT_ST_I32, MT_ST_I64, MT_ST_BF16, MT_ST_F16 } mt_st_dtype;
+#define MT_ST_NDTYPES 6
 
 #define MT_ST_MAX_NAME 128  // names hold at most 127 bytes
 #define MT_ST_MAX_DIMS 4
@@ -34,6 +35,9 @@ typedef struct {
 // Bytes per element, and the format's name of the dtype ("F32", ...).
 size_t mt_st_dtype_size(mt_st_dtype dtype);
 const char *mt_st_dtype_name(mt_st_dtype dtype);
+// Element i of a floating-point tensor (F32, F64, BF16, F16) as a double,
+// exactly (every such value is a double).
+double mt_st_float_at(const mt_st_tensor *t, size_t i);
 
 // Writes n tensors, in the order given, with optional metadata given as a
 // NULL-terminated list key, value, key, value, ..., NULL (or NULL for none).

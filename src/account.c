@@ -63,9 +63,12 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
 size_t mt_account_act_layers(const mt_model *m) {
     const mt_config *c = m->cfg;
     size_t t = (size_t)m->par->tp_size, n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h, e = (size_t)m->eb.act;
-    size_t rows = (size_t)c->num_heads * (size_t)m->s * (size_t)m->b / t;
+    size_t a = (size_t)c->num_heads, g = (size_t)c->num_query_groups, hd = h / a, f = (size_t)c->ffn_hidden_size;
+    size_t rows = a * (size_t)m->s * (size_t)m->b / t;
     size_t probs = c->flash_attn ? rows : c->recompute == MT_RECOMPUTE_SELECTIVE ? 0 : rows * (size_t)m->s;
-    size_t stored = 4 * nl * h + 4 * nl + 12 * n * h / t + probs, total = 0;
+    size_t stats = c->normalization == MT_NORM_RMSNORM ? 2 : 4;   // per norm: 1/std, and the mean for LayerNorm
+    size_t qkv = (a + 2 * g) * hd / t, fc1 = (c->swiglu ? 2 : 1) * f / t;
+    size_t stored = 4 * nl * h + stats * nl + n * (qkv + h / t + fc1 + f / t) + probs, total = 0;
     for (int k = 0; k < m->nchunks; k++) {
         const mt_chunk *ch = &m->chunks[k];
         for (int l = 0; l < ch->nlayers; l++) {

@@ -293,6 +293,14 @@ static void validate(const mt_config *c, parse_ctx *p) {
           "--recompute-method and --recompute-num-layers need --recompute-granularity full");
     check(c->dump_step >= 0, p, "--dump-step must be >= 1, got %d", c->dump_step);
     check(!c->dump_step == !c->dump_dir[0], p, "--dump-step N and --dump-dir DIR go together");
+    check(c->norm_epsilon > 0, p, "--norm-epsilon must be > 0, got %g", c->norm_epsilon);
+    check(c->rotary_base > 0, p, "--rotary-base must be > 0, got %g", c->rotary_base);
+    check(c->rotary_percent > 0 && c->rotary_percent <= 1, p, "--rotary-percent must be in (0, 1], got %g", c->rotary_percent);
+    check(c->ffn_hidden_size >= 0 && c->ffn_hidden_size <= 1 << 20, p, "--ffn-hidden-size must be in [1, 1048576], got %d", c->ffn_hidden_size);
+    check(!mt_config_was_set(c, "--num-query-groups") || c->group_query_attention, p,
+          "--num-query-groups needs --group-query-attention");
+    check(!c->group_query_attention || (c->num_query_groups >= 1 && c->num_query_groups <= c->num_heads), p,
+          "--group-query-attention needs --num-query-groups in [1, --num-attention-heads (%d)], got %d", c->num_heads, c->num_query_groups);
     check(c->data_path[0] || c->train_data_path[0], p, "--data-path FILE (or --train-data-path FILE) is required");
     check(!(c->data_path[0] && c->train_data_path[0]), p, "give either --data-path or --train-data-path, not both");
     check(!c->valid_data_path[0] || c->train_data_path[0], p, "--valid-data-path needs --train-data-path");
@@ -352,6 +360,19 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     check(padded <= INT_MAX, p, "padded vocabulary %lld (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be < 2^31", padded, c->vocab_size, c->vocab_divisor);
     c->padded_vocab = (int)padded;
     check(c->num_heads % c->tp == 0, p, "--num-attention-heads (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole heads", c->num_heads, c->tp);
+    // The block family's derived sizes (Megatron's rules, arguments.py).
+    if (!c->ffn_hidden_size)
+        c->ffn_hidden_size = c->swiglu ? (int)((4.0 * c->hidden_size * 2 / 3) / 64) * 64 : 4 * c->hidden_size;
+    check(c->ffn_hidden_size >= 1, p, "--swiglu's default MLP size int(8h/3 / 64) * 64 is 0 for --hidden-size %d: give --ffn-hidden-size", c->hidden_size);
+    if (!c->group_query_attention) c->num_query_groups = c->num_heads;
+    check(c->num_heads % c->num_query_groups == 0, p, "--num-attention-heads (%d) must be divisible by --num-query-groups (%d)", c->num_heads, c->num_query_groups);
+    check(c->num_query_groups % c->tp == 0, p,
+          "--num-query-groups (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole KV groups (Megatron's rule; KV heads are not replicated)",
+          c->num_query_groups, c->tp);
+    check(c->ffn_hidden_size % c->tp == 0, p, "--ffn-hidden-size (%d) must be divisible by --tensor-model-parallel-size (%d)", c->ffn_hidden_size, c->tp);
+    int rot = (int)(c->hidden_size / c->num_heads * c->rotary_percent);
+    check(c->position_embedding != MT_POS_ROPE || (rot >= 2 && rot % 2 == 0), p,
+          "--rotary-percent %g of head dim %d gives %d rotated dims: RoPE needs an even number >= 2", c->rotary_percent, c->hidden_size / c->num_heads, rot);
     check(c->padded_vocab % c->tp == 0, p, "padded vocabulary %d (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be divisible by --tensor-model-parallel-size (%d)", c->padded_vocab, c->vocab_size, c->vocab_divisor, c->tp);
     if (c->tp == 1 && c->sequence_parallel) {
         if (p->loud) printf("note: --sequence-parallel with --tensor-model-parallel-size 1 has nothing to split; running without it (as Megatron does)\n");

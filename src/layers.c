@@ -60,7 +60,7 @@ void mt_embed_forward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slot
     B->embedding_forward(word, sl->tokens, m->w.wte, m->v0, m->v_l, m->n, m->h);
     reduce_out(m, cm, word, x);  // f̄ (in place, word == x) or ḡ (into x): x (nl, h)
     mt_rows r = rows_of(m, sl->sample0);
-    B->position_forward(x, m->w.wpe, r, m->h);
+    if (m->w.wpe) B->position_forward(x, m->w.wpe, r, m->h);  // none under RoPE
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);
     B->dropout_forward(x, &k, r, m->h);
 }
@@ -70,40 +70,49 @@ void mt_embed_backward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slo
     mt_rows r = rows_of(m, sl->sample0);
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);
     B->dropout_backward(dx, &k, r, m->h);
-    B->position_backward(m->dw.wpe, dx, r, m->h);
+    if (m->dw.wpe) B->position_backward(m->dw.wpe, dx, r, m->h);
     const real *dword = reduce_out_backward(m, cm, dx);  // (n, h)
     B->embedding_backward(m->dw.wte, dword, sl->tokens, m->v0, m->v_l, m->n, m->h);
 }
 
 // ---- transformer block ----------------------------------------------------
 
+// This rank's heads: query heads [tp_rank nh_l, ...) and their nkv_l KV heads.
+static mt_attn_shape attn_shape(const mt_model *m, uint32_t sample0) {
+    mt_attn_shape sh = {.s = m->s, .b = m->b, .nh = m->nh_l, .hd = m->hd, .nkv = m->nkv_l,
+                        .head0 = (uint32_t)(m->par->tp_rank * m->nh_l), .sample0 = sample0};
+    return sh;
+}
+
 void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, const mt_layer_w *w,
                       mt_layer_acts *a, const real *x, real *xout, uint32_t sample0) {
     const mt_backend *B = m->be;
     const mt_config *c = m->cfg;
-    int n = m->n, nl = m->n_l, h = m->h, hl = m->h_l, ff = m->ff_l;
+    int n = m->n, nl = m->n_l, h = m->h, hl = m->h_l, ff = m->ff_l, fc1 = m->fc1_l;
     mt_rows r = rows_of(m, sample0);
-    mt_attn_shape sh = {m->s, m->b, m->nh_l, m->hd, (uint32_t)(m->par->tp_rank * m->nh_l), sample0};
+    mt_attn_shape sh = attn_shape(m, sample0);
     mt_dropout_key kp = dkey(m, st, layer, MT_SITE_ATTN_PROB, c->attention_dropout);
     mt_dropout_key ka = dkey(m, st, layer, MT_SITE_ATTN_OUT, c->hidden_dropout);
     mt_dropout_key km = dkey(m, st, layer, MT_SITE_MLP_OUT, c->hidden_dropout);
 
-    // attention: LN -> g -> QKV -> core -> proj -> ḡ -> bias+dropout+residual
+    // attention: LN -> g -> QKV (-> RoPE) -> core -> proj -> ḡ -> bias+dropout+residual
     B->norm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, m->norm, nl, h);
     const real *in = gather_in(m, cm, a->ln1);                          // (n, h)
-    B->matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, 3 * hl);     // (n, 3h/t)
+    B->matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, m->qkv_l);   // (n, W) Q | K | V
+    if (m->rot) B->rope_forward(a->qkv, m->ws.rope_cs, m->rot, sh);     // Q and K rotated, kept so
     if (c->flash_attn) B->flash_attention_forward(a->atty, a->lse, a->qkv, &kp, sh);  // (n, h/t), lse (b, a/t, s)
     else B->attention_forward(a->atty, a->probs, a->qkv, &kp, sh);          // (n, h/t), probs (b, a/t, s, s)
     B->matmul_forward(m->ws.part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
     const real *proj = reduce_out(m, cm, m->ws.part, m->ws.dtmp);         // (nl, h)
     B->bias_dropout_add_forward(a->x2, x, proj, w->projb, &ka, r, h);
 
-    // MLP: LN -> g -> fc1 -> GELU -> fc2 -> ḡ -> bias+dropout+residual
+    // MLP: LN -> g -> fc1 -> GELU or SwiGLU -> fc2 -> ḡ -> bias+dropout+residual
     B->norm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2w, w->ln2b, m->norm, nl, h);
     in = gather_in(m, cm, a->ln2);
-    B->matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, ff);          // (n, 4h/t)
-    B->gelu_forward(a->gelu, a->fc1, (size_t)n * (size_t)ff);
-    B->matmul_forward(m->ws.part, a->gelu, w->fc2w, NULL, n, ff, h);     // (n, h) partial
+    B->matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, fc1);         // (n, ffn/t), or gate | up
+    if (c->swiglu) B->swiglu_forward(a->act, a->fc1, n, ff);
+    else B->gelu_forward(a->act, a->fc1, (size_t)n * (size_t)ff);
+    B->matmul_forward(m->ws.part, a->act, w->fc2w, NULL, n, ff, h);      // (n, h) partial
     const real *mlp = reduce_out(m, cm, m->ws.part, m->ws.dtmp);
     B->bias_dropout_add_forward(xout, a->x2, mlp, w->fc2b, &km, r, h);
 }
@@ -128,9 +137,9 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
                        mt_layer_w *dw, const mt_layer_acts *a, const real *x, real *dres, uint32_t sample0) {
     const mt_backend *B = m->be;
     const mt_config *c = m->cfg;
-    int n = m->n, h = m->h, hl = m->h_l, ff = m->ff_l;
+    int n = m->n, h = m->h, hl = m->h_l, ff = m->ff_l, fc1 = m->fc1_l;
     mt_rows r = rows_of(m, sample0);
-    mt_attn_shape sh = {m->s, m->b, m->nh_l, m->hd, (uint32_t)(m->par->tp_rank * m->nh_l), sample0};
+    mt_attn_shape sh = attn_shape(m, sample0);
     mt_dropout_key kp = dkey(m, st, layer, MT_SITE_ATTN_PROB, c->attention_dropout);
     mt_dropout_key ka = dkey(m, st, layer, MT_SITE_ATTN_OUT, c->hidden_dropout);
     mt_dropout_key km = dkey(m, st, layer, MT_SITE_MLP_OUT, c->hidden_dropout);
@@ -138,12 +147,15 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     // MLP half. dres = d xout = d x2 through the residual.
     B->bias_dropout_add_backward(m->ws.dtmp, dw->fc2b, dres, &km, r, h);           // (nl, h)
     const real *dmlp = reduce_out_backward(m, cm, m->ws.dtmp);                      // (n, h)
-    B->matmul_backward(m->ws.dff, dw->fc2w, NULL, dmlp, a->gelu, w->fc2w, n, ff, h);
-    B->gelu_backward(m->ws.dff, a->fc1, m->ws.dff, (size_t)n * (size_t)ff);
+    B->matmul_backward(m->ws.dff, dw->fc2w, NULL, dmlp, a->act, w->fc2w, n, ff, h);
+    // fc1's output gradient: GELU's in place, SwiGLU's (twice as wide) in dfc1.
+    real *dfc1 = c->swiglu ? m->ws.dfc1 : m->ws.dff;
+    if (c->swiglu) B->swiglu_backward(dfc1, a->fc1, m->ws.dff, n, ff);
+    else B->gelu_backward(dfc1, a->fc1, m->ws.dff, (size_t)n * (size_t)ff);
     // Under SP only the local LN rows were saved: gather them again (Megatron
     // re-runs this all-gather in backward rather than keep s rows).
     const real *in = gather_in(m, cm, a->ln2);
-    B->matmul_backward(m->ws.part, dw->fc1w, dw->fc1b, m->ws.dff, in, w->fc1w, n, h, ff);
+    B->matmul_backward(m->ws.part, dw->fc1w, dw->fc1b, dfc1, in, w->fc1w, n, h, fc1);
     ln_state l2 = {a->x2, a->ln2, a->ln2_mean, a->ln2_rstd, w->ln2w, dw->ln2w, dw->ln2b};
     ln_backward_into_residual(m, cm, m->ws.part, &l2, dres);                        // dres = d x2
 
@@ -160,8 +172,9 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
         if (c->recompute == MT_RECOMPUTE_SELECTIVE) B->attention_forward(m->ws.dqkv, a->probs, a->qkv, &kp, sh);
         B->attention_backward(m->ws.dqkv, m->ws.dprobs, m->ws.datty, a->qkv, a->probs, &kp, sh);
     }
+    if (m->rot) B->rope_backward(m->ws.dqkv, m->ws.rope_cs, m->rot, sh);  // dQ, dK of the unrotated Q, K
     in = gather_in(m, cm, a->ln1);
-    B->matmul_backward(m->ws.part, dw->qkvw, dw->qkvb, m->ws.dqkv, in, w->qkvw, n, h, 3 * hl);
+    B->matmul_backward(m->ws.part, dw->qkvw, dw->qkvb, m->ws.dqkv, in, w->qkvw, n, h, m->qkv_l);
     ln_state l1 = {x, a->ln1, a->ln1_mean, a->ln1_rstd, w->ln1w, dw->ln1w, dw->ln1b};
     ln_backward_into_residual(m, cm, m->ws.part, &l1, dres);                        // dres = d x
 }
@@ -173,8 +186,11 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     int n = m->n, nl = m->n_l, h = m->h, vl = m->v_l;
     real *rmax = m->ws.xent, *sumexp = rmax + n, *tlogit = rmax + 2 * n, *loss = rmax + 3 * n;
     B->norm_forward(m->ws.lnf, m->ws.lnf_mean, m->ws.lnf_rstd, x, m->w.lnfw, m->w.lnfb, m->norm, nl, h);
+    // The LM head: the embedding's vocab shard, or its own (untied).
+    const real *head = m->w.lm_head ? m->w.lm_head : m->w.wte;
+    real *dhead = m->w.lm_head ? m->dw.lm_head : m->dw.wte;
     const real *in = gather_in(m, cm, m->ws.lnf);                       // (n, h)
-    B->matmul_forward(m->ws.logits, in, m->w.wte, NULL, n, h, vl);        // (n, Vp/t)
+    B->matmul_forward(m->ws.logits, in, head, NULL, n, h, vl);            // (n, Vp/t)
     // Vocab-parallel cross-entropy: MAX, then one SUM of (sumexp, tlogit).
     B->xent_local_max(rmax, m->ws.logits, m->v0, vl, m->V, n);
     mt_comm_tp_allreduce_max(cm, rmax, (size_t)n);
@@ -189,7 +205,7 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
 
     // Backward: d loss_i = dscale / n for each token; no communication.
     B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)n, m->v0, vl, m->V, n);
-    B->matmul_backward(m->ws.part, m->dw.wte, NULL, m->ws.logits, in, m->w.wte, n, h, vl);
+    B->matmul_backward(m->ws.part, dhead, NULL, m->ws.logits, in, head, n, h, vl);
     const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)
     B->norm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, m->norm, nl, h);
     return mean;

@@ -51,7 +51,7 @@ static void add(ptable *t, const mt_config *c, const mt_parallel *par, const mt_
     p->lrows = d->split == MT_SPLIT_ROWS ? p->rows / tp : p->rows;
     p->lcols = d->split == MT_SPLIT_COLS ? p->cols / tp : p->cols;
     p->tp_replicated = d->split == MT_SPLIT_NONE;
-    p->tied = layer < 0 && d->where == MT_AT_TIED && pp > 1;
+    p->tied = layer < 0 && d->where == MT_AT_TIED && pp > 1 && !c->untie_embeddings;
     // A TP-replicated tensor is applied to the sequence-split rows (norms,
     // the biases after ḡ, the position table): under SP each TP rank sees
     // only s/t tokens of it (Megatron #1446).
@@ -68,7 +68,7 @@ static void add(ptable *t, const mt_config *c, const mt_parallel *par, const mt_
 static void add_top(ptable *t, const mt_config *c, const mt_parallel *par, int first, int last, int after_layers) {
     for (int i = 0; i < MT_TP_N; i++) {
         const mt_param_def *d = &mt_top_param_defs[i];
-        int here = d->where == MT_AT_FIRST ? first : d->where == MT_AT_LAST ? last : first || last;
+        int here = d->where == MT_AT_FIRST ? first : d->where == MT_AT_LAST ? last : first || (last && !c->untie_embeddings);
         // llm.c's order: what the first stage holds comes before the layers.
         if (here && (d->where == MT_AT_LAST) == after_layers) add(t, c, par, d, i, -1);
     }
@@ -179,19 +179,23 @@ static void bind(mt_model *m, real *base, int grads) {
 
 // ---- activations and workspaces ----------------------------------------------
 
-static size_t rows_of(const mt_model *m, mt_rows_sym r) { return r == MT_R_N ? (size_t)m->n : (size_t)m->n_l; }
+static size_t rows_of(const mt_model *m, mt_rows_sym r) {
+    return r == MT_R_N ? (size_t)m->n : r == MT_R_NL ? (size_t)m->n_l : (size_t)m->s;
+}
 
 static size_t width_of(const mt_model *m, mt_width_sym w) {
     switch (w) {
     case MT_W_ONE: return 1;
     case MT_W_FOUR: return 4;
     case MT_W_H: return (size_t)m->h;
-    case MT_W_QKV: return 3 * (size_t)m->h_l;
+    case MT_W_QKV: return (size_t)m->qkv_l;
     case MT_W_HL: return (size_t)m->h_l;
     case MT_W_FF: return (size_t)m->ff_l;
+    case MT_W_FC1: return (size_t)m->fc1_l;
     case MT_W_PROBS: return (size_t)m->nh_l * (size_t)m->s;
     case MT_W_LSE: return (size_t)m->nh_l;
     case MT_W_VL: return (size_t)m->v_l;
+    case MT_W_ROT: return (size_t)m->rot;
     }
     return 0;
 }
@@ -202,21 +206,31 @@ static int probs_shared(const mt_model *m) {
     return !m->cfg->flash_attn && m->cfg->recompute == MT_RECOMPUTE_SELECTIVE;
 }
 
+// Whether a buffer of the activation or workspace table exists here.
+static int wanted(const mt_model *m, mt_buf_when when) {
+    const mt_config *c = m->cfg;
+    switch (when) {
+    case MT_BUF_ALWAYS: return 1;
+    case MT_BUF_PLAIN: return !c->flash_attn;
+    case MT_BUF_FLASH: return c->flash_attn;
+    case MT_BUF_LN: return !m->norm.rms;
+    case MT_BUF_GLU: return c->swiglu;
+    case MT_BUF_ROPE: return m->rot > 0;
+    case MT_BUF_HEAD: return m->chunks[m->nchunks - 1].has_head;
+    case MT_BUF_SELECTIVE: return probs_shared(m);
+    case MT_BUF_RECOMPUTE: return m->rc_len > 0;
+    }
+    return 0;
+}
+
 // Elements of one layer's activation `a` on this rank (0: not kept).
 static size_t act_elems(const mt_model *m, mt_act a) {
-    static const mt_rows_sym rows[MT_ACT_N] = {
-#define X(field, r, w) [MT_ACT_##field] = MT_R_##r,
+    static const struct { mt_rows_sym rows; mt_width_sym width; mt_buf_when when; } T[MT_ACT_N] = {
+#define X(field, r, w, when) [MT_ACT_##field] = {MT_R_##r, MT_W_##w, MT_BUF_##when},
         MT_LAYER_ACTS(X)
 #undef X
     };
-    static const mt_width_sym width[MT_ACT_N] = {
-#define X(field, r, w) [MT_ACT_##field] = MT_W_##w,
-        MT_LAYER_ACTS(X)
-#undef X
-    };
-    int flash = m->cfg->flash_attn;
-    if ((a == MT_ACT_probs && flash) || (a == MT_ACT_lse && !flash)) return 0;
-    return rows_of(m, rows[a]) * width_of(m, width[a]);
+    return wanted(m, T[a].when) ? rows_of(m, T[a].rows) * width_of(m, T[a].width) : 0;
 }
 
 // One layer's saved activations, from `kind` (slots: activations; the
@@ -233,20 +247,9 @@ static void free_acts(const mt_model *m, mt_layer_acts *a) {
         if (a->t[i] != m->ws.probs) m->be->free(a->t[i]);
 }
 
-static int ws_wanted(const mt_model *m, mt_ws_when when) {
-    switch (when) {
-    case MT_WS_ALWAYS: return 1;
-    case MT_WS_HEAD: return m->chunks[m->nchunks - 1].has_head;
-    case MT_WS_PLAIN: return !m->cfg->flash_attn;
-    case MT_WS_SELECTIVE: return probs_shared(m);
-    case MT_WS_RECOMPUTE: return m->rc_len > 0;
-    }
-    return 0;
-}
-
 static void alloc_workspace(mt_model *m) {
 #define X(field, r, w, when) \
-    if (ws_wanted(m, MT_WS_##when)) m->ws.field = alloc_kind(m, MT_MEM_WORK, rows_of(m, MT_R_##r) * width_of(m, MT_W_##w));
+    if (wanted(m, MT_BUF_##when)) m->ws.field = alloc_kind(m, MT_MEM_WORK, rows_of(m, MT_R_##r) * width_of(m, MT_W_##w));
     MT_WORKSPACE(X)
 #undef X
     // The SP-partial gradients travel packed in one TP all-reduce.
@@ -346,6 +349,22 @@ static void alloc_recompute_set(mt_model *m) {
     }
 }
 
+// RoPE's angles, once: row i of the sequence this rank's QKV sees is global
+// position i (QKV always holds every position of the sequence: under SP
+// after g's all-gather), so a token keeps its position under any split.
+// theta_j = pos * base^(-2j/rot), in double, as cos | sin per row.
+static void fill_rope(mt_model *m) {
+    if (!m->rot) return;
+    int half = m->rot / 2;
+    real *cs = m->ws.rope_cs;
+    for (int i = 0; i < m->s; i++)
+        for (int j = 0; j < half; j++) {
+            double inv = pow(m->cfg->rotary_base, -2.0 * j / m->rot), a = (double)i * inv;
+            cs[(size_t)i * m->rot + j] = (real)cos(a);
+            cs[(size_t)i * m->rot + half + j] = (real)sin(a);
+        }
+}
+
 // ---- construction --------------------------------------------------------------
 
 static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, int dry, const mt_elem_bytes *eb) {
@@ -359,12 +378,16 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     m->h = c->hidden_size; m->nh = c->num_heads; m->hd = c->hidden_size / c->num_heads;
     m->s = c->seq_length; m->b = c->micro_batch_size;
     m->V = c->vocab_size; m->Vp = c->padded_vocab;
-    m->nh_l = m->nh / t; m->h_l = m->h / t; m->ff_l = 4 * m->h / t;
+    m->nh_l = m->nh / t; m->h_l = m->h / t; m->ff_l = (int)(mt_param_ffn(c) / t);
+    m->nkv_l = mt_param_kv_heads(c) / t;
+    m->qkv_l = (m->nh_l + 2 * m->nkv_l) * m->hd;
+    m->fc1_l = (c->swiglu ? 2 : 1) * m->ff_l;
+    m->rot = c->position_embedding == MT_POS_ROPE ? (int)(m->hd * c->rotary_percent) : 0;
     m->v_l = m->Vp / t; m->v0 = p->tp_rank * m->v_l;
     m->s_l = c->sequence_parallel ? m->s / t : m->s;
     m->pos0 = c->sequence_parallel ? p->tp_rank * m->s_l : 0;
     m->n = m->s * m->b; m->n_l = m->s_l * m->b;
-    m->norm = (mt_norm){1e-5};
+    m->norm = (mt_norm){c->norm_epsilon, c->normalization == MT_NORM_RMSNORM};
     plan_chunks(m);
     ptable tab = build_table(c, p, m->chunks, m->nchunks);
     m->params = tab.v;
@@ -391,6 +414,7 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     if (dry) return;
     bind(m, m->param_mem, 0);
     bind(m, m->grad_mem, 1);
+    fill_rope(m);
     // --init-from overwrites every parameter (llm.c files hold them all, and
     // a checkpoint found by --load does too): drawing ~N normals first would
     // only cost start-up time (20% of a short 124M run).

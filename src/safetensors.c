@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,13 +53,36 @@ int st_fail(const st_ctx *c, const char *fmt, ...) {
 }
 
 size_t mt_st_dtype_size(mt_st_dtype d) {
-    return d == MT_ST_F64 || d == MT_ST_I64 ? 8 : 4;
+    return d == MT_ST_F64 || d == MT_ST_I64 ? 8 : d == MT_ST_BF16 || d == MT_ST_F16 ? 2 : 4;
 }
 
-static const char *const st_dtype_names[] = {"F32", "F64", "I32", "I64"};
+static const char *const st_dtype_names[MT_ST_NDTYPES] = {"F32", "F64", "I32", "I64", "BF16", "F16"};
 
 const char *mt_st_dtype_name(mt_st_dtype d) {
-    return (unsigned)d < 4 ? st_dtype_names[d] : "?";
+    return (unsigned)d < MT_ST_NDTYPES ? st_dtype_names[d] : "?";
+}
+
+// IEEE half: sign, 5-bit exponent (bias 15), 10-bit fraction.
+static double half_to_double(uint16_t h) {
+    int e = h >> 10 & 0x1F, f = h & 0x3FF;
+    double v = e == 0 ? ldexp(f, -24) : e == 31 ? (f ? NAN : INFINITY) : ldexp(f + 1024, e - 25);
+    return h >> 15 ? -v : v;
+}
+
+double mt_st_float_at(const mt_st_tensor *t, size_t i) {
+    const unsigned char *p = t->data;
+    switch (t->dtype) {
+    case MT_ST_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
+    case MT_ST_F64: { double v; memcpy(&v, p + 8 * i, 8); return v; }
+    case MT_ST_BF16: {  // the high half of an fp32
+        uint32_t u = (uint32_t)p[2 * i] << 16 | (uint32_t)p[2 * i + 1] << 24;
+        float v;
+        memcpy(&v, &u, 4);
+        return v;
+    }
+    case MT_ST_F16: return half_to_double((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    default: return NAN;
+    }
 }
 
 // Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF): JSON requires
@@ -250,9 +274,9 @@ typedef struct {
 static int st_parse_dtype(st_lex *x, const char *name, mt_st_dtype *d) {
     char *s;
     if (lx_string(x, &s)) return -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < MT_ST_NDTYPES; i++)
         if (!strcmp(s, st_dtype_names[i])) { *d = (mt_st_dtype)i; free(s); return 0; }
-    st_fail(x->c, "tensor '%s': unsupported dtype '%.32s' (known: F32, F64, I32, I64)", name, s);
+    st_fail(x->c, "tensor '%s': unsupported dtype '%.32s' (known: F32, F64, I32, I64, BF16, F16)", name, s);
     free(s);
     return -1;
 }

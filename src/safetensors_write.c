@@ -59,7 +59,7 @@ static int st_check_input(const mt_st_tensor *t, int n, const char *const *kv, c
         if (len == 0 || len == MT_ST_MAX_NAME) return st_fail(c, "tensor %d: name empty or over %d bytes", i, MT_ST_MAX_NAME - 1);
         if (st_check_string(t[i].name, "a tensor name", c)) return -1;
         if (!strcmp(t[i].name, "__metadata__")) return st_fail(c, "'__metadata__' is not a tensor name");
-        if ((unsigned)t[i].dtype > MT_ST_I64) return st_fail(c, "tensor '%s': bad dtype %d", t[i].name, (int)t[i].dtype);
+        if ((unsigned)t[i].dtype >= MT_ST_NDTYPES) return st_fail(c, "tensor '%s': bad dtype %d", t[i].name, (int)t[i].dtype);
         if (t[i].ndim < 0 || t[i].ndim > MT_ST_MAX_DIMS) return st_fail(c, "tensor '%s': %d dims", t[i].name, t[i].ndim);
         if (st_shape_bytes(t[i].shape, t[i].ndim, t[i].dtype, &need) || need != t[i].nbytes)
             return st_fail(c, "tensor '%s': nbytes %zu does not match its shape and dtype", t[i].name, t[i].nbytes);

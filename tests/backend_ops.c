@@ -156,13 +156,13 @@ static void case_layernorm(ctx *t) {
     int n = 33, h = 100;
     real *x = input(t, (size_t)n * h, 2, 0.5), *w = input(t, h, 0.3, 1), *b = input(t, h, 0.3, 0);
     real *out = zeros(t, (size_t)n * h), *mean = zeros(t, n), *rstd = zeros(t, n);
-    t->B->norm_forward(out, mean, rstd, x, w, b, (mt_norm){1e-5}, n, h);
+    t->B->norm_forward(out, mean, rstd, x, w, b, (mt_norm){1e-5, 0}, n, h);
     output(t, "layernorm_forward", out, (size_t)n * h);
     output(t, "layernorm_forward_mean", mean, n);
     output(t, "layernorm_forward_rstd", rstd, n);
     real *dout = input(t, (size_t)n * h, 1, 0), *dinp = zeros(t, (size_t)n * h);
     real *dw = input(t, h, 1, 0), *db = input(t, h, 1, 0);
-    t->B->norm_backward(dinp, dw, db, dout, x, w, mean, rstd, (mt_norm){1e-5}, n, h);
+    t->B->norm_backward(dinp, dw, db, dout, x, w, mean, rstd, (mt_norm){1e-5, 0}, n, h);
     output(t, "layernorm_backward_dinp", dinp, (size_t)n * h);
     output(t, "layernorm_backward_dw", dw, h);
     output(t, "layernorm_backward_db", db, h);
@@ -221,7 +221,7 @@ static void case_embedding(ctx *t) {
 }
 
 static void case_attention(ctx *t, double p, const char *tag) {
-    mt_attn_shape sh = {19, 2, 3, 8, 1, 4};  // s, b, local heads, hd, head0, sample0
+    mt_attn_shape sh = {.s = 19, .b = 2, .nh = 3, .hd = 8, .nkv = 3, .head0 = 1, .sample0 = 4};
     mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
     size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, np = (size_t)sh.b * sh.nh * sh.s * sh.s;
     real *qkv = input(t, n * 3 * H, 1, 0), *out = zeros(t, n * H), *probs = zeros(t, np);
@@ -236,7 +236,7 @@ static void case_attention(ctx *t, double p, const char *tag) {
 
 // The blocked kernel; its lse is (b, nh, s), the pair's row log-sum-exp.
 static void case_flash(ctx *t, double p, const char *tag) {
-    mt_attn_shape sh = {37, 2, 3, 8, 1, 4};  // a sequence longer than one 32-key chunk
+    mt_attn_shape sh = {.s = 37, .b = 2, .nh = 3, .hd = 8, .nkv = 3, .head0 = 1, .sample0 = 4};  // longer than one 32-key chunk
     mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
     size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, nl = (size_t)sh.b * sh.nh * sh.s;
     real *qkv = input(t, n * 3 * H, 1, 0), *out = zeros(t, n * H), *lse = zeros(t, nl);

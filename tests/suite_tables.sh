@@ -13,11 +13,10 @@ cp -r Makefile src include tools "$TREE"/
 
 # The row: a (2h, h) matrix in two row blocks, column-parallel (each TP rank
 # holds matching halves of both blocks), initialised N(0, std), with decay.
-row='    X(dummy, "dummy.weight", H, H, NONE, H, ROWS, NORMAL, 1, ALWAYS, 0, "", 0)'
-# Append a continuation to the fc2b row and put the new row after it.
-awk -v row="$row" '/^ *X\(fc2b, / { sub(/[ \t]*$/, ""); print $0 " \\"; print row; next } { print }' \
-  include/params.h > "$TREE/include/params.h"
-if [ "$(diff include/params.h "$TREE/include/params.h" | grep -c '^[<>]')" != 3 ]; then
+row='    X(dummy, "dummy.weight", H, H, NONE, H, ROWS, NORMAL, 1, ALWAYS, 0, "", 0, "") \'
+# The new row goes first in the table (a macro continuation line).
+awk -v row="$row" '/^ *X\(ln1w, / && !done { print row; done = 1 } { print }' include/params.h > "$TREE/include/params.h"
+if [ "$(diff include/params.h "$TREE/include/params.h" | grep -c '^[<>]')" != 1 ]; then
   not_ok "table_edit_is_one_row" "the edit to params.h is not one added row: $(diff include/params.h "$TREE/include/params.h" | head -c 300)"
   exit 0
 fi

@@ -24,9 +24,10 @@ static double max_rel(const real *a, const real *b, size_t n) {
     return worst / big;
 }
 
-static int compare(int s, double p, double *fw, double *bw) {
-    mt_attn_shape sh = {s, 2, 2, 8, 1, 5};
-    size_t nq = (size_t)s * sh.b * 3 * sh.nh * sh.hd, no = (size_t)s * sh.b * sh.nh * sh.hd;
+// nh query heads over nkv KV heads (grouped-query when nkv < nh).
+static int compare(int s, double p, int nh, int nkv, double *fw, double *bw) {
+    mt_attn_shape sh = {.s = s, .b = 2, .nh = nh, .hd = 8, .nkv = nkv, .head0 = 1, .sample0 = 5};
+    size_t nq = (size_t)s * sh.b * (sh.nh + 2 * sh.nkv) * sh.hd, no = (size_t)s * sh.b * sh.nh * sh.hd;
     size_t np = (size_t)sh.b * sh.nh * s * s, nl = (size_t)sh.b * sh.nh * s;
     real *qkv = malloc(nq * sizeof(real)), *dout = malloc(no * sizeof(real));
     real *o1 = malloc(no * sizeof(real)), *o2 = malloc(no * sizeof(real)), *probs = malloc(np * sizeof(real));
@@ -47,16 +48,19 @@ static int compare(int s, double p, double *fw, double *bw) {
     return 0;
 }
 
-#define CASE(name, s, p)                                                            \
+#define CASE(name, s, p, nh, nkv)                                                   \
     TEST(name) {                                                                    \
         double fw, bw;                                                              \
-        compare(s, p, &fw, &bw);                                                    \
-        printf("  s %d p %.1f: forward %.2e, backward %.2e\n", s, p, fw, bw);       \
+        compare(s, p, nh, nkv, &fw, &bw);                                           \
+        printf("  s %d p %.1f heads %d/%d: forward %.2e, backward %.2e\n", s, p, nh, nkv, fw, bw); \
         ASSERT(fw <= TOL && bw <= TOL, "forward %.3g backward %.3g > %.1g", fw, bw, TOL); \
     }
-CASE(flash_equals_plain_s64, 64, 0.0)
-CASE(flash_equals_plain_s150, 150, 0.0)
-CASE(flash_equals_plain_s150_dropout, 150, 0.2)
-CASE(flash_equals_plain_s200_dropout, 200, 0.1)
+CASE(flash_equals_plain_s64, 64, 0.0, 2, 2)
+CASE(flash_equals_plain_s150, 150, 0.0, 2, 2)
+CASE(flash_equals_plain_s150_dropout, 150, 0.2, 2, 2)
+CASE(flash_equals_plain_s200_dropout, 200, 0.1, 2, 2)
+// Grouped-query attention: 4 query heads on 2 KV heads, and on 1.
+CASE(flash_equals_plain_gqa_s150_dropout, 150, 0.2, 4, 2)
+CASE(flash_equals_plain_mqa_s100, 100, 0.0, 4, 1)
 
 int main(int argc, char **argv) { return mt_test_main(argc, argv); }

@@ -81,7 +81,7 @@ TEST(matmul_gradcheck) {
 
 // ---- layernorm -------------------------------------------------------------
 
-static const mt_norm LN = {1e-5};
+static const mt_norm LN = {1e-5, 0};
 
 TEST(layernorm_forward_normalises) {
     pool P = {0};

@@ -5,21 +5,27 @@
 
 // ---- attention -------------------------------------------------------------
 
-static const mt_attn_shape ATT = {.s = 5, .b = 2, .nh = 2, .hd = 4, .head0 = 1, .sample0 = 3};
+static const mt_attn_shape ATT = {.s = 5, .b = 2, .nh = 2, .hd = 4, .nkv = 2, .head0 = 1, .sample0 = 3};
+// Grouped-query: 4 query heads share 2 KV heads (heads 0, 1 read KV 0).
+static const mt_attn_shape GQA = {.s = 5, .b = 2, .nh = 4, .hd = 4, .nkv = 2, .head0 = 2, .sample0 = 1};
+static size_t row_w(mt_attn_shape a) { return (size_t)(a.nh + 2 * a.nkv) * a.hd; }
 static const mt_dropout_key KEY_ATTN = {.seed = 99, .iter = 3, .layer = 1, .site = MT_SITE_ATTN_PROB, .p = 0.2};
 
 // Per element, straight from the definition: one query, one head at a time.
 // Returns how many probabilities dropout zeroed.
+// Query head h reads KV head h / (nh / nkv), straight from the definition
+// of grouped-query attention.
 static int attention_naive(real *out, real *probs, const real *qkv, const mt_dropout_key *k, mt_attn_shape a) {
-    int H = a.nh * a.hd, dropped = 0;
+    int H = a.nh * a.hd, W = (int)row_w(a), dropped = 0;
     unsigned char keep[64];
     for (int bc = 0; bc < a.b; bc++)
         for (int h = 0; h < a.nh; h++)
             for (int q = 0; q < a.s; q++) {
-                const real *Q = qkv + (size_t)(q * a.b + bc) * 3 * H + h * a.hd;
+                int kv = h / (a.nh / a.nkv);
+                const real *Q = qkv + (size_t)(q * a.b + bc) * W + h * a.hd;
                 double sc[64], m = -INFINITY, sum = 0;
                 for (int t = 0; t <= q; t++) {
-                    const real *K = qkv + (size_t)(t * a.b + bc) * 3 * H + H + h * a.hd;
+                    const real *K = qkv + (size_t)(t * a.b + bc) * W + H + kv * a.hd;
                     sc[t] = 0;
                     for (int d = 0; d < a.hd; d++) sc[t] += (double)Q[d] * K[d];
                     sc[t] /= sqrt(a.hd);
@@ -33,7 +39,7 @@ static int attention_naive(real *out, real *probs, const real *qkv, const mt_dro
                 for (int d = 0; d < a.hd; d++) {
                     double o = 0;
                     for (int t = 0; t <= q; t++) {
-                        const real *V = qkv + (size_t)(t * a.b + bc) * 3 * H + 2 * H + h * a.hd;
+                        const real *V = qkv + (size_t)(t * a.b + bc) * W + H + (a.nkv + kv) * a.hd;
                         if (keep[t]) o += sc[t] / sum / (1 - (double)(k ? k->p : 0)) * V[d];
                     }
                     out[(size_t)(q * a.b + bc) * H + h * a.hd + d] = (real)o;
@@ -43,52 +49,65 @@ static int attention_naive(real *out, real *probs, const real *qkv, const mt_dro
     return dropped;
 }
 
-TEST(attention_forward_matches_naive) {
+static int forward_vs_naive(int *mt_failed_, mt_attn_shape a) {
     pool P = {0};
     lcg g = {13};
-    mt_attn_shape a = ATT;
     a.s = 9;  // longer than the gradcheck's, still cheap
     size_t H = (size_t)a.nh * a.hd, rows = (size_t)a.s * a.b, pp = (size_t)a.b * a.nh * a.s * a.s;
-    real *qkv = buf_rand(&P, &g, rows * 3 * H, 2);
+    real *qkv = buf_rand(&P, &g, rows * row_w(a), 2);
     real *out = buf_fill(&P, rows * H, 777), *probs = buf_fill(&P, pp, 777);
     real *out_n = buf_fill(&P, rows * H, 0), *probs_n = buf_fill(&P, pp, 0);
     for (int drop = 0; drop < 2; drop++) {
         const mt_dropout_key *k = drop ? &KEY_ATTN : NULL;
         mt_attention_forward(out, probs, qkv, k, a);
         int dropped = attention_naive(out_n, probs_n, qkv, k, a);
-        ASSERT(!drop || dropped > 0, "p = 0.2 dropped nothing");
         double ep = max_abs_diff(probs, probs_n, pp), eo = max_abs_diff(out, out_n, rows * H);
-        ASSERT(ep <= FWD_TOL, "probs (dropout %d) differ by %.3g", drop, ep);
-        ASSERT(eo <= FWD_TOL * 10, "out (dropout %d) differs by %.3g", drop, eo);
+        if (drop && !dropped) { printf("  p = 0.2 dropped nothing\n"); *mt_failed_ = 1; }
+        if (ep > FWD_TOL) { printf("  probs (dropout %d) differ by %.3g\n", drop, ep); *mt_failed_ = 1; }
+        if (eo > FWD_TOL * 10) { printf("  out (dropout %d) differs by %.3g\n", drop, eo); *mt_failed_ = 1; }
     }
     pool_free(&P);
+    return 0;
 }
 
-typedef struct { real *out, *probs; const real *qkv; const mt_dropout_key *k; } att_ctx;
+TEST(attention_forward_matches_naive) { forward_vs_naive(mt_failed_, ATT); }
+TEST(gqa_attention_forward_matches_naive) { forward_vs_naive(mt_failed_, GQA); }
+
+typedef struct { real *out, *probs; const real *qkv; const mt_dropout_key *k; mt_attn_shape a; } att_ctx;
 static void att_fwd(void *p) {
     att_ctx *x = p;
-    mt_attention_forward(x->out, x->probs, x->qkv, x->k, ATT);
+    mt_attention_forward(x->out, x->probs, x->qkv, x->k, x->a);
+}
+// The blocked kernel through the same loss: its backward is checked by
+// central differences too, not only against the plain kernel.
+static void flash_fwd(void *p) {
+    att_ctx *x = p;
+    mt_flash_attention_forward(x->out, x->probs, x->qkv, x->k, x->a);
 }
 
-TEST(attention_gradcheck) {
-    GRADCHECK_BUILD_ONLY();
+static void gradcheck_attention(int *mt_failed_, mt_attn_shape a, int flash) {
     pool P = {0};
     lcg g = {14};
-    size_t H = (size_t)ATT.nh * ATT.hd, rows = (size_t)ATT.s * ATT.b, pp = (size_t)ATT.b * ATT.nh * ATT.s * ATT.s;
-    real *qkv = buf_rand(&P, &g, rows * 3 * H, 1.5), *R = buf_rand(&P, &g, rows * H, 1);
+    size_t H = (size_t)a.nh * a.hd, rows = (size_t)a.s * a.b, pp = (size_t)a.b * a.nh * a.s * a.s;
+    real *qkv = buf_rand(&P, &g, rows * row_w(a), 1.5), *R = buf_rand(&P, &g, rows * H, 1);
     real *out = buf_fill(&P, rows * H, 0), *probs = buf_fill(&P, pp, 0), *scratch = buf_fill(&P, pp, 777);
-    real *dqkv = buf_fill(&P, rows * 3 * H, 777);
+    real *dqkv = buf_fill(&P, rows * row_w(a), 777);
     for (int drop = 0; drop < 2; drop++) {
-        att_ctx ctx = {out, probs, qkv, drop ? &KEY_ATTN : NULL};
-        att_fwd(&ctx);
-        mt_attention_backward(dqkv, scratch, R, qkv, probs, ctx.k, ATT);
-        loss_fn f = {att_fwd, &ctx, out, R, rows * H};
-        GRADCHECK(f, qkv, rows * 3 * H, dqkv, drop ? "attention dqkv, p=0.2" : "attention dqkv, no dropout");
+        att_ctx ctx = {out, probs, qkv, drop ? &KEY_ATTN : NULL, a};
+        (flash ? flash_fwd : att_fwd)(&ctx);
+        if (flash) mt_flash_attention_backward(dqkv, R, qkv, out, probs, ctx.k, a);
+        else mt_attention_backward(dqkv, scratch, R, qkv, probs, ctx.k, a);
+        loss_fn f = {flash ? flash_fwd : att_fwd, &ctx, out, R, rows * H};
+        GRADCHECK(f, qkv, rows * row_w(a), dqkv, drop ? "attention dqkv, p=0.2" : "attention dqkv, no dropout");
     }
     // The p = 0.2 case only tests the mask if this shape draws some drops.
-    ASSERT(attention_naive(out, probs, qkv, &KEY_ATTN, ATT) > 0, "p = 0.2 dropped nothing");
+    ASSERT(attention_naive(out, probs, qkv, &KEY_ATTN, a) > 0, "p = 0.2 dropped nothing");
     pool_free(&P);
 }
+
+TEST(attention_gradcheck) { GRADCHECK_BUILD_ONLY(); gradcheck_attention(mt_failed_, ATT, 0); }
+TEST(gqa_attention_gradcheck) { GRADCHECK_BUILD_ONLY(); gradcheck_attention(mt_failed_, GQA, 0); }
+TEST(gqa_flash_attention_gradcheck) { GRADCHECK_BUILD_ONLY(); gradcheck_attention(mt_failed_, GQA, 1); }
 
 // ---- cross-entropy ---------------------------------------------------------
 

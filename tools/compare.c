@@ -52,6 +52,8 @@ static double mt_cmp_get(const mt_st_tensor *t, size_t i) {
     case MT_ST_F64: return ((const double *)t->data)[i];
     case MT_ST_I32: return ((const int32_t *)t->data)[i];
     case MT_ST_I64: return (double)((const int64_t *)t->data)[i];
+    case MT_ST_BF16:
+    case MT_ST_F16: return mt_st_float_at(t, i);
     }
     return NAN;
 }

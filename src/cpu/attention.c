@@ -8,24 +8,27 @@
 #include <math.h>
 #include <stdlib.h>
 
-// Where one (batch column, head) pair's operands sit. Rows are (s, b)
-// ordered, so consecutive positions of one sample are b rows apart.
+// Where one (batch column, query head) pair's operands sit. Rows are (s, b)
+// ordered, so consecutive positions of one sample are b rows apart; a row is
+// [Q (nh hd) | K (nkv hd) | V (nkv hd)] and query head h reads KV head
+// h / (nh / nkv).
 typedef struct {
-    size_t q, o;   // offsets of Q in qkv and of the head's output in out
-    int ld, ldo;   // row strides of qkv and out
-    size_t p;      // offset of the (s, s) block in probs and scratch
-    int H;         // nh * hd: K is Q + H, V is Q + 2H
+    size_t q, k, v, o;  // offsets of Q, K, V in qkv and of the head's output in out
+    int ld, ldo;        // row strides of qkv and out
+    size_t p;           // offset of the (s, s) block in probs and scratch
 } pair_at;
 
-static pair_at locate(mt_attn_shape sh, int bc, int hd_i) {
-    int H = sh.nh * sh.hd;
+static pair_at locate(mt_attn_shape sh, int bc, int h) {
+    int W = (sh.nh + 2 * sh.nkv) * sh.hd, g = h / (sh.nh / sh.nkv);
+    size_t row = (size_t)bc * W;
     pair_at a = {
-        .q = (size_t)bc * 3 * H + (size_t)hd_i * sh.hd,
-        .o = (size_t)bc * H + (size_t)hd_i * sh.hd,
-        .ld = sh.b * 3 * H,
-        .ldo = sh.b * H,
-        .p = ((size_t)bc * sh.nh + hd_i) * sh.s * sh.s,
-        .H = H,
+        .q = row + (size_t)h * sh.hd,
+        .k = row + ((size_t)sh.nh + g) * sh.hd,
+        .v = row + ((size_t)sh.nh + sh.nkv + g) * sh.hd,
+        .o = (size_t)bc * sh.nh * sh.hd + (size_t)h * sh.hd,
+        .ld = sh.b * W,
+        .ldo = sh.b * sh.nh * sh.hd,
+        .p = ((size_t)bc * sh.nh + h) * sh.s * sh.s,
     };
     return a;
 }
@@ -82,7 +85,7 @@ void mt_attention_forward(real *out,       // (s, b, nh*hd)
         for (int pr = 0; pr < npair; pr++) {
             int bc = pr / sh.nh, h = pr % sh.nh;
             pair_at a = locate(sh, bc, h);
-            const real *Q = qkv + a.q, *K = Q + a.H, *V = Q + 2 * a.H;
+            const real *Q = qkv + a.q, *K = qkv + a.k, *V = qkv + a.v;
             real *P = probs + a.p;
             mt_gemm(0, 1, s, s, hd, scale, Q, a.ld, K, a.ld, 0, P, s);
             causal_softmax(P, s);
@@ -111,33 +114,40 @@ static void softmax_backward(real *dS,       // (s, s) dPd in, dS out
     }
 }
 
-void mt_attention_backward(real *dqkv,        // (s, b, 3*nh*hd) overwritten
+void mt_attention_backward(real *dqkv,        // (s, b, W) overwritten
                            real *scratch,     // (b, nh, s, s) workspace
                            const real *dout,  // (s, b, nh*hd)
-                           const real *qkv,   // (s, b, 3*nh*hd)
+                           const real *qkv,   // (s, b, W)
                            const real *probs, // (b, nh, s, s) from forward
                            const mt_dropout_key *k, mt_attn_shape sh) {
-    int s = sh.s, hd = sh.hd, npair = sh.b * sh.nh, drop = attn_dropout_on(k);
+    int s = sh.s, hd = sh.hd, per = sh.nh / sh.nkv, ngroups = sh.b * sh.nkv, drop = attn_dropout_on(k);
     real scale = (real)(1.0 / sqrt((double)hd));
 #pragma omp parallel
     {
         real *pd = drop ? mt_malloc((size_t)s * s * sizeof(real)) : NULL;
         unsigned char *keep = drop ? mt_malloc((size_t)s) : NULL;
+        // A thread owns a (batch column, KV head) pair: the query heads that
+        // share K and V add their dK and dV in head order, so the sums are
+        // race-free and their order fixed.
 #pragma omp for schedule(static)
-        for (int pr = 0; pr < npair; pr++) {
-            int bc = pr / sh.nh, h = pr % sh.nh;
-            pair_at a = locate(sh, bc, h);
-            const real *Q = qkv + a.q, *K = Q + a.H, *V = Q + 2 * a.H, *dO = dout + a.o;
-            real *dQ = dqkv + a.q, *dK = dQ + a.H, *dV = dQ + 2 * a.H;
-            const real *P = probs + a.p;
-            real *dS = scratch + a.p;
-            if (drop) drop_probs(pd, P, keep, k, sh.sample0 + (uint32_t)bc, sh.head0 + (uint32_t)h, s);
-            const real *Pd = drop ? pd : P;
-            mt_gemm(1, 0, s, hd, s, 1, Pd, s, dO, a.ldo, 0, dV, a.ld);   // dV = Pdᵀ·dO
-            mt_gemm(0, 1, s, s, hd, 1, dO, a.ldo, V, a.ld, 0, dS, s);    // dPd = dO·Vᵀ
-            softmax_backward(dS, Pd, P, s);
-            mt_gemm(0, 0, s, hd, s, scale, dS, s, K, a.ld, 0, dQ, a.ld);  // dQ = dS·K/√hd
-            mt_gemm(1, 0, s, hd, s, scale, dS, s, Q, a.ld, 0, dK, a.ld);  // dK = dSᵀ·Q/√hd
+        for (int gi = 0; gi < ngroups; gi++) {
+            int bc = gi / sh.nkv, g = gi % sh.nkv;
+            for (int j = 0; j < per; j++) {
+                int h = g * per + j;
+                pair_at a = locate(sh, bc, h);
+                const real *Q = qkv + a.q, *K = qkv + a.k, *V = qkv + a.v, *dO = dout + a.o;
+                real *dQ = dqkv + a.q, *dK = dqkv + a.k, *dV = dqkv + a.v;
+                real beta = j ? 1 : 0;  // the group's first head writes dK and dV, the others add
+                const real *P = probs + a.p;
+                real *dS = scratch + a.p;
+                if (drop) drop_probs(pd, P, keep, k, sh.sample0 + (uint32_t)bc, sh.head0 + (uint32_t)h, s);
+                const real *Pd = drop ? pd : P;
+                mt_gemm(1, 0, s, hd, s, 1, Pd, s, dO, a.ldo, beta, dV, a.ld);      // dV (+)= Pdᵀ·dO
+                mt_gemm(0, 1, s, s, hd, 1, dO, a.ldo, V, a.ld, 0, dS, s);         // dPd = dO·Vᵀ
+                softmax_backward(dS, Pd, P, s);
+                mt_gemm(0, 0, s, hd, s, scale, dS, s, K, a.ld, 0, dQ, a.ld);      // dQ = dS·K/√hd
+                mt_gemm(1, 0, s, hd, s, scale, dS, s, Q, a.ld, beta, dK, a.ld);   // dK (+)= dSᵀ·Q/√hd
+            }
         }
         free(pd);
         free(keep);

@@ -19,10 +19,13 @@ typedef struct {
     uint32_t sample, head;  // global indices for the dropout keys
 } flash_pair;
 
+// Query head h of batch column bc, with its KV head h / (nh / nkv) (rows
+// [Q | K | V] of W = (nh + 2 nkv) hd).
 static flash_pair pair_of(const real *qkv, mt_attn_shape sh, int bc, int h) {
-    int H = sh.nh * sh.hd;
-    const real *Q = qkv + (size_t)bc * 3 * H + (size_t)h * sh.hd;
-    flash_pair f = {Q, Q + H, Q + 2 * H, sh.b * 3 * H, sh.b * H, (size_t)bc * H + (size_t)h * sh.hd,
+    int W = (sh.nh + 2 * sh.nkv) * sh.hd, g = h / (sh.nh / sh.nkv);
+    const real *row = qkv + (size_t)bc * W;
+    flash_pair f = {row + (size_t)h * sh.hd, row + ((size_t)sh.nh + g) * sh.hd, row + ((size_t)sh.nh + sh.nkv + g) * sh.hd,
+                    sh.b * W, sh.b * sh.nh * sh.hd, (size_t)bc * sh.nh * sh.hd + (size_t)h * sh.hd,
                     ((size_t)bc * sh.nh + h) * sh.s, sh.sample0 + (uint32_t)bc, sh.head0 + (uint32_t)h};
     return f;
 }
@@ -118,33 +121,36 @@ static void bwd_block(const flash_pair *f, const flash_grads *g, mt_attn_shape s
 
 void mt_flash_attention_backward(real *dqkv, const real *dout, const real *qkv, const real *out, const real *lse,
                                  const mt_dropout_key *k, mt_attn_shape sh) {
-    int s = sh.s, npair = sh.b * sh.nh, hd = sh.hd;
+    int s = sh.s, hd = sh.hd, per = sh.nh / sh.nkv, ngroups = sh.b * sh.nkv;
     real scale = (real)(1.0 / sqrt((double)hd));
 #pragma omp parallel
     {
         real *P = mt_malloc(sizeof(real) * BLK * BLK), *dP = mt_malloc(sizeof(real) * BLK * BLK);
         real *D = mt_malloc(sizeof(real) * (size_t)s);
         unsigned char keep[BLK];
+        // A thread owns a (batch column, KV head): its query heads add into
+        // the shared dK and dV in head order (race-free, a fixed order).
 #pragma omp for schedule(dynamic, 1)
-        for (int pr = 0; pr < npair; pr++) {
-            flash_pair f = pair_of(qkv, sh, pr / sh.nh, pr % sh.nh);
-            size_t dq = (size_t)(f.Q - qkv);
-            flash_grads g = {dqkv + dq, dqkv + dq + (size_t)(f.K - f.Q), dqkv + dq + (size_t)(f.V - f.Q), dout + f.o,
-                             lse + f.l, D};
-            // D = rowsum(dO ∘ O) = rowsum(P ∘ dP) of the softmax backward,
-            // dropout included (O is P_drop V).
-            for (int q = 0; q < s; q++) {
-                const real *o = out + f.o + (size_t)q * f.ldo, *d = g.dO + (size_t)q * f.ldo;
-                double acc = 0;
-                for (int c = 0; c < hd; c++) acc += (double)o[c] * d[c];
-                D[q] = (real)acc;
-                memset(g.dQ + (size_t)q * f.ld, 0, sizeof(real) * (size_t)hd);
-                memset(g.dK + (size_t)q * f.ld, 0, sizeof(real) * (size_t)hd);
-                memset(g.dV + (size_t)q * f.ld, 0, sizeof(real) * (size_t)hd);
+        for (int gi = 0; gi < ngroups; gi++) {
+            for (int j = 0; j < per; j++) {
+                flash_pair f = pair_of(qkv, sh, gi / sh.nkv, (gi % sh.nkv) * per + j);
+                flash_grads g = {dqkv + (f.Q - qkv), dqkv + (f.K - qkv), dqkv + (f.V - qkv), dout + f.o, lse + f.l, D};
+                // D = rowsum(dO ∘ O) = rowsum(P ∘ dP) of the softmax backward,
+                // dropout included (O is P_drop V).
+                for (int q = 0; q < s; q++) {
+                    const real *o = out + f.o + (size_t)q * f.ldo, *d = g.dO + (size_t)q * f.ldo;
+                    double acc = 0;
+                    for (int c = 0; c < hd; c++) acc += (double)o[c] * d[c];
+                    D[q] = (real)acc;
+                    memset(g.dQ + (size_t)q * f.ld, 0, sizeof(real) * (size_t)hd);
+                    if (j) continue;  // the group's first head starts dK and dV at zero
+                    memset(g.dK + (size_t)q * f.ld, 0, sizeof(real) * (size_t)hd);
+                    memset(g.dV + (size_t)q * f.ld, 0, sizeof(real) * (size_t)hd);
+                }
+                for (int j0 = 0; j0 < s; j0 += BLK)
+                    for (int i0 = j0 / BLK * BLK; i0 < s; i0 += BLK)
+                        bwd_block(&f, &g, sh, k, i0, MT_MIN(BLK, s - i0), j0, MT_MIN(BLK, s - j0), P, dP, keep, scale);
             }
-            for (int j0 = 0; j0 < s; j0 += BLK)
-                for (int i0 = j0 / BLK * BLK; i0 < s; i0 += BLK)
-                    bwd_block(&f, &g, sh, k, i0, MT_MIN(BLK, s - i0), j0, MT_MIN(BLK, s - j0), P, dP, keep, scale);
         }
         free(P); free(dP); free(D);
     }

@@ -13,6 +13,7 @@ mt_cuda_attn mt_cuda_attn_of(const mt_dropout_key *k, mt_attn_shape sh) {
     mt_cuda_attn a;
     memset(&a, 0, sizeof a);
     a.s = sh.s; a.b = sh.b; a.nh = sh.nh; a.hd = sh.hd; a.H = sh.nh * sh.hd;
+    a.nkv = sh.nkv; a.per = sh.nh / sh.nkv; a.W = (sh.nh + 2 * sh.nkv) * sh.hd;
     a.head0 = sh.head0; a.sample0 = sh.sample0;
     a.scale = (float)(1.0 / sqrt((double)sh.hd));
     a.mask = mt_cuda_mask_of(k);
@@ -36,18 +37,30 @@ typedef struct {
     int ld;            // row stride
 } blk;
 
-static blk q_blk(const mt_cuda_attn &a, const real *qkv, int bc, int which) {  // which: 0 Q, 1 K, 2 V
-    blk r = {qkv + (size_t)bc * 3 * a.H + (size_t)which * a.H, a.b * 3 * a.H};
+// The block of query head hh (which 0), or of its KV head's K (1) or V (2).
+static blk q_blk(const mt_cuda_attn &a, const real *qkv, int bc, int which, int hh = 0) {
+    size_t col = which == 0 ? (size_t)hh * a.hd
+               : ((size_t)a.nh + (which == 2 ? a.nkv : 0) + hh / a.per) * a.hd;
+    blk r = {qkv + (size_t)bc * a.W + col, a.b * a.W};
     return r;
 }
 static size_t pair0(const mt_cuda_attn &a, int bc) { return (size_t)bc * a.nh * a.s * a.s; }
 
-// C = alpha op(A) op(B), batched over the nh heads of one batch column.
+// C = alpha op(A) op(B) + beta C, batched over heads of one batch column.
 static void gemm_heads(bool ta, bool tb, int m, int n, int k, float alpha, const real *A, int lda, long long sa,
-                       const real *B, int ldb, long long sb, real *C, int ldc, long long sc, int heads) {
-    const float zero = 0;
+                       const real *B, int ldb, long long sb, real *C, int ldc, long long sc, int heads, float beta = 0) {
     CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cuda()->blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                           m, n, k, &alpha, A, lda, sa, B, ldb, sb, &zero, C, ldc, sc, heads));
+                                           m, n, k, &alpha, A, lda, sa, B, ldb, sb, &beta, C, ldc, sc, heads));
+}
+
+// Multi-head attention batches all nh heads of a batch column (K and V hd
+// apart, like Q). Grouped-query batches each KV head's `per` query heads
+// with K and V stride 0 (the same block for all of them): calls go per
+// group, g0 the group's first query head.
+typedef struct { int groups, per; long long kv_stride; } head_batches;
+static head_batches batches(const mt_cuda_attn &a) {
+    head_batches hb = a.per == 1 ? head_batches{1, a.nh, (long long)a.hd} : head_batches{a.nkv, a.per, 0};
+    return hb;
 }
 
 // One warp per (pair, query) row of P: causal softmax in place (sum in
@@ -81,7 +94,7 @@ __global__ static void pv_dropout_kernel(real *out, const real *probs, const rea
     __syncthreads();
     for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
         float acc = 0;
-        for (int j = 0; j <= q; j++) acc += row[j] * qkv[attn_q_at(a, bc, hh, j) + 2 * a.H + d];
+        for (int j = 0; j <= q; j++) acc += row[j] * qkv[attn_v_at(a, bc, hh, j) + d];
         out[attn_o_at(a, bc, hh, q) + d] = acc;
     }
 }
@@ -92,12 +105,15 @@ extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qk
     unsigned rows = (unsigned)(a.b * a.nh * a.s);
     if (!rows) return;
     long long ss = (long long)a.s * a.s;
-    for (int bc = 0; bc < a.b; bc++) {
-        blk Q = q_blk(a, qkv, bc, 0), K = q_blk(a, qkv, bc, 1);
-        // P[q][j] = scale Q[q]·K[j]: column-major Pᵀ (s, s) = Kᵀ · Q
-        gemm_heads(true, false, a.s, a.s, a.hd, a.scale, K.base, K.ld, a.hd, Q.base, Q.ld, a.hd, probs + pair0(a, bc),
-                   a.s, ss, a.nh);
-    }
+    head_batches hb = batches(a);
+    for (int bc = 0; bc < a.b; bc++)
+        for (int gi = 0; gi < hb.groups; gi++) {
+            int h0 = gi * hb.per;
+            blk Q = q_blk(a, qkv, bc, 0, h0), K = q_blk(a, qkv, bc, 1, h0);
+            // P[q][j] = scale Q[q]·K[j]: column-major Pᵀ (s, s) = Kᵀ · Q
+            gemm_heads(true, false, a.s, a.s, a.hd, a.scale, K.base, K.ld, hb.kv_stride, Q.base, Q.ld, a.hd,
+                       probs + pair0(a, bc) + (size_t)h0 * ss, a.s, ss, hb.per);
+        }
     softmax_kernel<<<blocks_for(rows, 8), 256>>>(probs, a);
     LAUNCH_CHECK();
     if (a.mask.on) {
@@ -105,12 +121,14 @@ extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qk
         LAUNCH_CHECK();
         return;
     }
-    for (int bc = 0; bc < a.b; bc++) {
-        blk V = q_blk(a, qkv, bc, 2);
-        // out[q][d] = Σ_j P[q][j] V[j][d]: column-major outᵀ (hd, s) = Vᵀ (hd, s) · Pᵀ (s, s)
-        gemm_heads(false, false, a.hd, a.s, a.s, 1, V.base, V.ld, a.hd, probs + pair0(a, bc), a.s, ss,
-                   out + (size_t)bc * a.H, a.b * a.H, a.hd, a.nh);
-    }
+    for (int bc = 0; bc < a.b; bc++)
+        for (int gi = 0; gi < hb.groups; gi++) {
+            int h0 = gi * hb.per;
+            blk V = q_blk(a, qkv, bc, 2, h0);
+            // out[q][d] = Σ_j P[q][j] V[j][d]: column-major outᵀ (hd, s) = Vᵀ (hd, s) · Pᵀ (s, s)
+            gemm_heads(false, false, a.hd, a.s, a.s, 1, V.base, V.ld, hb.kv_stride, probs + pair0(a, bc) + (size_t)h0 * ss,
+                       a.s, ss, out + (size_t)bc * a.H + (size_t)h0 * a.hd, a.b * a.H, a.hd, hb.per);
+        }
 }
 
 // ---- backward ---------------------------------------------------------------------
@@ -153,28 +171,43 @@ extern "C" void mt_cuda_attention_backward(real *dqkv, real *scratch, const real
         LAUNCH_CHECK();
         pd = scratch;
     }
-    for (int bc = 0; bc < a.b; bc++) {
-        blk dV = q_blk(a, dqkv, bc, 2);
-        // dV[j][d] = Σ_q dO[q][d] Pd[q][j]: column-major dVᵀ (hd, s) = dOᵀ (hd, s) · Pd (s, s)
-        gemm_heads(false, true, a.hd, a.s, a.s, 1, dout + (size_t)bc * a.H, ldo, a.hd, pd + pair0(a, bc), a.s, ss,
-                   (real *)dV.base, dV.ld, a.hd, a.nh);
-    }
-    for (int bc = 0; bc < a.b; bc++) {
-        blk V = q_blk(a, qkv, bc, 2);
-        // dPd[q][j] = dO[q]·V[j]: column-major dPdᵀ (s, s) = V (s, hd) · dOᵀ (hd, s)
-        gemm_heads(true, false, a.s, a.s, a.hd, 1, V.base, V.ld, a.hd, dout + (size_t)bc * a.H, ldo, a.hd,
-                   scratch + pair0(a, bc), a.s, ss, a.nh);
-    }
+    head_batches hb = batches(a);
+    // dV (and below dK) of a KV head sums over its query heads: with
+    // grouped-query attention one head at a time, the first writing (beta 0)
+    // and the rest adding, in head order.
+    for (int bc = 0; bc < a.b; bc++)
+        for (int h = 0; h < a.nh; h += a.per == 1 ? a.nh : 1) {
+            int heads = a.per == 1 ? a.nh : 1;
+            blk dV = q_blk(a, dqkv, bc, 2, h);
+            // dV[j][d] = Σ_q dO[q][d] Pd[q][j]: column-major dVᵀ (hd, s) = dOᵀ (hd, s) · Pd (s, s)
+            gemm_heads(false, true, a.hd, a.s, a.s, 1, dout + (size_t)bc * a.H + (size_t)h * a.hd, ldo, a.hd,
+                       pd + pair0(a, bc) + (size_t)h * ss, a.s, ss, (real *)dV.base, dV.ld, a.hd, heads,
+                       a.per > 1 && h % a.per ? 1.0f : 0.0f);
+        }
+    for (int bc = 0; bc < a.b; bc++)
+        for (int gi = 0; gi < hb.groups; gi++) {
+            int h0 = gi * hb.per;
+            blk V = q_blk(a, qkv, bc, 2, h0);
+            // dPd[q][j] = dO[q]·V[j]: column-major dPdᵀ (s, s) = V (s, hd) · dOᵀ (hd, s)
+            gemm_heads(true, false, a.s, a.s, a.hd, 1, V.base, V.ld, hb.kv_stride, dout + (size_t)bc * a.H + (size_t)h0 * a.hd,
+                       ldo, a.hd, scratch + pair0(a, bc) + (size_t)h0 * ss, a.s, ss, hb.per);
+        }
     softmax_backward_kernel<<<blocks_for(rows, 8), 256>>>(scratch, probs, a);
     LAUNCH_CHECK();
-    for (int bc = 0; bc < a.b; bc++) {
-        blk Q = q_blk(a, qkv, bc, 0), K = q_blk(a, qkv, bc, 1);
-        blk dQ = q_blk(a, dqkv, bc, 0), dK = q_blk(a, dqkv, bc, 1);
-        // dQ[q][d] = scale Σ_j dS[q][j] K[j][d]: column-major dQᵀ (hd, s) = Kᵀ (hd, s) · dSᵀ (s, s)
-        gemm_heads(false, false, a.hd, a.s, a.s, a.scale, K.base, K.ld, a.hd, scratch + pair0(a, bc), a.s, ss,
-                   (real *)dQ.base, dQ.ld, a.hd, a.nh);
-        // dK[j][d] = scale Σ_q dS[q][j] Q[q][d]: column-major dKᵀ (hd, s) = Qᵀ (hd, s) · dS (s, s)
-        gemm_heads(false, true, a.hd, a.s, a.s, a.scale, Q.base, Q.ld, a.hd, scratch + pair0(a, bc), a.s, ss,
-                   (real *)dK.base, dK.ld, a.hd, a.nh);
-    }
+    for (int bc = 0; bc < a.b; bc++)
+        for (int gi = 0; gi < hb.groups; gi++) {
+            int h0 = gi * hb.per;
+            blk K = q_blk(a, qkv, bc, 1, h0), dQ = q_blk(a, dqkv, bc, 0, h0);
+            // dQ[q][d] = scale Σ_j dS[q][j] K[j][d]: column-major dQᵀ (hd, s) = Kᵀ (hd, s) · dSᵀ (s, s)
+            gemm_heads(false, false, a.hd, a.s, a.s, a.scale, K.base, K.ld, hb.kv_stride, scratch + pair0(a, bc) + (size_t)h0 * ss,
+                       a.s, ss, (real *)dQ.base, dQ.ld, a.hd, hb.per);
+        }
+    for (int bc = 0; bc < a.b; bc++)
+        for (int h = 0; h < a.nh; h += a.per == 1 ? a.nh : 1) {
+            int heads = a.per == 1 ? a.nh : 1;
+            blk Q = q_blk(a, qkv, bc, 0, h), dK = q_blk(a, dqkv, bc, 1, h);
+            // dK[j][d] = scale Σ_q dS[q][j] Q[q][d]: column-major dKᵀ (hd, s) = Qᵀ (hd, s) · dS (s, s)
+            gemm_heads(false, true, a.hd, a.s, a.s, a.scale, Q.base, Q.ld, a.hd, scratch + pair0(a, bc) + (size_t)h * ss, a.s,
+                       ss, (real *)dK.base, dK.ld, a.hd, heads, a.per > 1 && h % a.per ? 1.0f : 0.0f);
+        }
 }

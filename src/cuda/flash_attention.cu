@@ -32,7 +32,7 @@ __global__ static void flash_forward_kernel(real *out, real *lse, const real *qk
     double l = 0;
     for (int j0 = 0; j0 <= q; j0 += 32) {
         int j = j0 + lane, valid = j <= q, nj = min(32, q - j0 + 1);
-        float sc = valid ? a.scale * dot(Q, qkv + attn_q_at(a, bc, hh, j) + a.H, a.hd) : -INFINITY;
+        float sc = valid ? a.scale * dot(Q, qkv + attn_k_at(a, bc, hh, j), a.hd) : -INFINITY;
         float mn = fmaxf(m, warp_max(sc));
         float resc = m == -INFINITY ? 0.0f : expf(m - mn);
         float pj = valid ? expf(sc - mn) : 0.0f;
@@ -42,7 +42,7 @@ __global__ static void flash_forward_kernel(real *out, real *lse, const real *qk
         for (int k = 0; k < HD_PER_LANE; k++) o[k] *= resc;
         for (int c = 0; c < nj; c++) {
             float pc = __shfl_sync(0xffffffffu, pd, c);
-            const real *V = qkv + attn_q_at(a, bc, hh, j0 + c) + 2 * a.H;
+            const real *V = qkv + attn_v_at(a, bc, hh, j0 + c);
             for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) o[k] += pc * V[d];
         }
     }
@@ -78,9 +78,9 @@ __global__ static void flash_rowdot_kernel(real *D, const real *dout, const real
 // dS[q, j] = P (dPd kd - D[q]) with P = exp(scale Q·K - lse[q]), dPd = dO[q]·V[j].
 __device__ static inline void score_grads(const mt_cuda_attn &a, const real *qkv, const real *dout, const real *lse,
                                           const real *D, int pr, int bc, int hh, int q, int j, float *dS, float *pd) {
-    float P = expf(a.scale * dot(qkv + attn_q_at(a, bc, hh, q), qkv + attn_q_at(a, bc, hh, j) + a.H, a.hd) -
+    float P = expf(a.scale * dot(qkv + attn_q_at(a, bc, hh, q), qkv + attn_k_at(a, bc, hh, j), a.hd) -
                    lse[(size_t)pr * a.s + q]);
-    float dpd = dot(dout + attn_o_at(a, bc, hh, q), qkv + attn_q_at(a, bc, hh, j) + 2 * a.H, a.hd);
+    float dpd = dot(dout + attn_o_at(a, bc, hh, q), qkv + attn_v_at(a, bc, hh, j), a.hd);
     float kd = attn_keep(a, bc, hh, q, j);
     *dS = P * (mt_cuda_apply(dpd, kd) - D[(size_t)pr * a.s + q]);
     *pd = mt_cuda_apply(P, kd);
@@ -99,7 +99,7 @@ __global__ static void flash_dq_kernel(real *dqkv, const real *qkv, const real *
         if (j <= q) score_grads(a, qkv, dout, lse, D, pr, bc, hh, q, j, &dS, &pd);
         for (int c = 0; c < nj; c++) {
             float g = __shfl_sync(0xffffffffu, dS, c);
-            const real *K = qkv + attn_q_at(a, bc, hh, j0 + c) + a.H;
+            const real *K = qkv + attn_k_at(a, bc, hh, j0 + c);
             for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) acc[k] += g * K[d];
         }
     }
@@ -107,28 +107,32 @@ __global__ static void flash_dq_kernel(real *dqkv, const real *qkv, const real *
     for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) dQ[d] = acc[k] * a.scale;
 }
 
-// One warp per (pair, key): dK[j] = scale Σ_{q ≥ j} dS[q, j] Q[q] and
-// dV[j] = Σ_{q ≥ j} Pd[q, j] dO[q].
+// One warp per (batch column, KV head, key): dK[j] = scale Σ_h Σ_{q ≥ j}
+// dS_h[q, j] Q_h[q] and dV[j] = Σ_h Σ_{q ≥ j} Pd_h[q, j] dO_h[q] over the
+// query heads h that share the KV head, in head order (deterministic).
 __global__ static void flash_dkv_kernel(real *dqkv, const real *qkv, const real *dout, const real *lse, const real *D,
                                         mt_cuda_attn a) {
     int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
-    if (warp >= a.b * a.nh * a.s) return;
-    int pr = warp / a.s, j = warp % a.s, bc = pr / a.nh, hh = pr % a.nh;
+    if (warp >= a.b * a.nkv * a.s) return;
+    int gp = warp / a.s, j = warp % a.s, bc = gp / a.nkv, g = gp % a.nkv;
     float dk[HD_PER_LANE] = {0}, dv[HD_PER_LANE] = {0};
-    for (int q0 = j; q0 < a.s; q0 += 32) {
-        int q = q0 + lane, nq = min(32, a.s - q0);
-        float dS = 0, pd = 0;
-        if (q < a.s) score_grads(a, qkv, dout, lse, D, pr, bc, hh, q, j, &dS, &pd);
-        for (int c = 0; c < nq; c++) {
-            float g = __shfl_sync(0xffffffffu, dS, c), w = __shfl_sync(0xffffffffu, pd, c);
-            const real *Q = qkv + attn_q_at(a, bc, hh, q0 + c), *dO = dout + attn_o_at(a, bc, hh, q0 + c);
-            for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) {
-                dk[k] += g * Q[d];
-                dv[k] += w * dO[d];
+    for (int hh = g * a.per; hh < (g + 1) * a.per; hh++) {
+        int pr = bc * a.nh + hh;
+        for (int q0 = j; q0 < a.s; q0 += 32) {
+            int q = q0 + lane, nq = min(32, a.s - q0);
+            float dS = 0, pd = 0;
+            if (q < a.s) score_grads(a, qkv, dout, lse, D, pr, bc, hh, q, j, &dS, &pd);
+            for (int c = 0; c < nq; c++) {
+                float gs = __shfl_sync(0xffffffffu, dS, c), w = __shfl_sync(0xffffffffu, pd, c);
+                const real *Q = qkv + attn_q_at(a, bc, hh, q0 + c), *dO = dout + attn_o_at(a, bc, hh, q0 + c);
+                for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) {
+                    dk[k] += gs * Q[d];
+                    dv[k] += w * dO[d];
+                }
             }
         }
     }
-    real *dK = dqkv + attn_q_at(a, bc, hh, j) + a.H, *dV = dK + a.H;
+    real *dK = dqkv + attn_k_at(a, bc, g * a.per, j), *dV = dqkv + attn_v_at(a, bc, g * a.per, j);
     for (int k = 0, d = lane; k < HD_PER_LANE && d < a.hd; k++, d += 32) {
         dK[d] = dk[k] * a.scale;
         dV[d] = dv[k];
@@ -145,7 +149,7 @@ extern "C" void mt_cuda_flash_attention_backward(real *dqkv, const real *dout, c
     LAUNCH_CHECK();
     flash_dq_kernel<<<blocks_for(rows, 8), 256>>>(dqkv, qkv, dout, lse, D, a);
     LAUNCH_CHECK();
-    flash_dkv_kernel<<<blocks_for(rows, 8), 256>>>(dqkv, qkv, dout, lse, D, a);
+    flash_dkv_kernel<<<blocks_for((size_t)a.b * a.nkv * a.s, 8), 256>>>(dqkv, qkv, dout, lse, D, a);
     LAUNCH_CHECK();
     mt_cuda_scratch_free(D);
 }
