@@ -73,6 +73,7 @@ typedef struct {
     int bug_loss_per_stage;    // "loss-per-stage": divide by M again on every stage
     int bug_norm_double;       // "norm-double": count TP-replicated grads per rank
     int bug_die_in_save;       // "die-in-save": the last rank SIGKILLs itself mid-save
+    int bug_rope_local;        // "rope-local": RoPE positions restart in each rank's SP block
     // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
     // world rank R alone meets an allocation failure (a real malloc of 2^62
     // bytes), a write error on its --metrics-file (rank 0 writes it) or a

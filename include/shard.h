@@ -27,6 +27,10 @@ typedef struct {
     int max_seq, vocab, layers, heads, channels, padded_vocab;
 } mt_llmc_header;
 
+// Whether llm.c's file can hold this config's model (GPT-2 blocks only): 0,
+// or -1 with the reason in err.
+int mt_llmc_supports(const mt_config *c, char *err, size_t errlen);
+
 // Validates an llm.c model file (magic, version 3 = fp32, positive sizes,
 // file size matching the header). 0 on success, -1 with one line in err.
 int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t errlen);

@@ -68,14 +68,21 @@ static int write_small(const char *dir, const char *name, const char *text, char
     return 0;
 }
 
-// The run's metadata as key/value strings (safetensors __metadata__).
-typedef struct { char kv[13][2][64]; const char *ptrs[27]; } meta_t;
+// The run's metadata as key/value strings (safetensors __metadata__): what
+// the run was, and the model's shape and block family (the family keys are
+// absent from checkpoints written before the Llama blocks; a missing one
+// means GPT-2's value).
+#define NMETA 23
+#define NCOMMON 13
+typedef struct { char kv[NMETA][2][64]; const char *ptrs[2 * NMETA + 1]; } meta_t;
 
 static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
-    const char *keys[13] = {"format", "iteration", "consumed_samples", "seed", "data_order", "num_layers", "hidden_size",
-                            "num_attention_heads", "vocab_size", "padded_vocab_size", "max_position_embeddings",
-                            "seq_length", "precision"};
-    char v[13][64];
+    const char *keys[NMETA] = {"format", "iteration", "consumed_samples", "seed", "data_order", "num_layers", "hidden_size",
+                               "num_attention_heads", "vocab_size", "padded_vocab_size", "max_position_embeddings",
+                               "seq_length", "precision", "normalization", "norm_epsilon", "position_embedding_type",
+                               "rotary_base", "rotary_percent", "swiglu", "ffn_hidden_size", "num_query_groups",
+                               "untie_embeddings_and_output_weights", "disable_bias_linear"};
+    char v[NMETA][64];
     snprintf(v[0], 64, "%s", FORMAT);
     snprintf(v[1], 64, "%d", st.iteration);
     snprintf(v[2], 64, "%llu", (unsigned long long)st.consumed_samples);
@@ -89,22 +96,34 @@ static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
     snprintf(v[10], 64, "%d", c->max_position_embeddings);
     snprintf(v[11], 64, "%d", c->seq_length);
     snprintf(v[12], 64, "%s", MT_PRECISION_NAME);
-    for (int i = 0; i < 13; i++) {
+    snprintf(v[13], 64, "%s", c->normalization == MT_NORM_RMSNORM ? "RMSNorm" : "LayerNorm");
+    snprintf(v[14], 64, "%.17g", c->norm_epsilon);
+    snprintf(v[15], 64, "%s", c->position_embedding == MT_POS_ROPE ? "rope" : "learned_absolute");
+    snprintf(v[16], 64, "%.17g", c->rotary_base);
+    snprintf(v[17], 64, "%.17g", c->rotary_percent);
+    snprintf(v[18], 64, "%d", c->swiglu);
+    snprintf(v[19], 64, "%d", c->ffn_hidden_size);
+    snprintf(v[20], 64, "%d", c->num_query_groups);
+    snprintf(v[21], 64, "%d", c->untie_embeddings);
+    snprintf(v[22], 64, "%d", c->disable_bias_linear);
+    for (int i = 0; i < NMETA; i++) {
         snprintf(mt->kv[i][0], 64, "%s", keys[i]);
         snprintf(mt->kv[i][1], 64, "%s", v[i]);
         mt->ptrs[2 * i] = mt->kv[i][0];
         mt->ptrs[2 * i + 1] = mt->kv[i][1];
     }
-    mt->ptrs[26] = NULL;
+    mt->ptrs[2 * NMETA] = NULL;
 }
 
 static int write_json(const char *dir, const meta_t *mt, char *err, size_t errlen) {
-    char text[2048];
+    char text[4096];
     size_t o = (size_t)snprintf(text, sizeof text, "{");
-    for (int i = 0; i < 13; i++) {
-        int numeric = i != 0 && i != 4 && i != 12;
-        o += (size_t)snprintf(text + o, sizeof text - o, "%s\"%s\": %s%s%s", i ? ", " : "", mt->kv[i][0],
-                              numeric ? "" : "\"", mt->kv[i][1], numeric ? "" : "\"");
+    for (int i = 0; i < NMETA; i++) {
+        const char *k = mt->kv[i][0];
+        int quoted = i == 0 || !strcmp(k, "data_order") || !strcmp(k, "precision") || !strcmp(k, "normalization") ||
+                     !strcmp(k, "position_embedding_type");
+        o += (size_t)snprintf(text + o, sizeof text - o, "%s\"%s\": %s%s%s", i ? ", " : "", k, quoted ? "\"" : "",
+                              mt->kv[i][1], quoted ? "\"" : "");
     }
     snprintf(text + o, sizeof text - o, "}\n");
     return write_small(dir, "checkpoint.json", text, err, errlen);
@@ -233,6 +252,20 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
         if (!v) { snprintf(err, errlen, "%s: metadata lacks %s", path, rules[i].key); return -1; }
         if (strtol(v, NULL, 10) != rules[i].want) {
             snprintf(err, errlen, "%s: checkpoint has %s %s but %s is %ld", path, rules[i].key, v, rules[i].flag, rules[i].want);
+            return -1;
+        }
+    }
+    // The block family: a key written as this run would write it, or absent
+    // (a checkpoint from before the family keys: GPT-2's values).
+    meta_t want;
+    meta_make(&want, c, (mt_ckpt_state){0, 0});
+    static const char *const gpt2[NMETA - NCOMMON] = {"LayerNorm", NULL, "learned_absolute", NULL, NULL, "0", NULL, NULL, "0", "0"};
+    for (int i = NCOMMON; i < NMETA; i++) {
+        const char *key = want.kv[i][0], *v = mt_st_meta(f, key), *def = gpt2[i - NCOMMON];
+        if (!v && (!def || !strcmp(def, want.kv[i][1]))) continue;
+        if (!v || strcmp(v, want.kv[i][1])) {
+            snprintf(err, errlen, "%s: checkpoint has %s %s but this run's flags give %s", path, key, v ? v : "(absent)",
+                     want.kv[i][1]);
             return -1;
         }
     }

@@ -340,6 +340,7 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_loss_per_stage = strstr(bugs, "loss-per-stage") != NULL;
         c->bug_norm_double = strstr(bugs, "norm-double") != NULL;
         c->bug_die_in_save = strstr(bugs, "die-in-save") != NULL;
+        c->bug_rope_local = strstr(bugs, "rope-local") != NULL;
         static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
         for (int k = 1; k < 4; k++) {
             const char *at = strstr(bugs, sites[k]);

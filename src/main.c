@@ -17,6 +17,7 @@
 #include "config.h"
 #include "data.h"
 #include "flags.h"
+#include "hf.h"
 #include "layers.h"
 #include "model.h"
 #include "parallel.h"
@@ -123,14 +124,25 @@ static void check_outputs(const run *r) {
     if (err[0]) mt_fail_all(r->par.world_rank == 0, MT_EXIT_USAGE, "%s", err);
 }
 
-// --init-from: the file's header gives the shape; an explicit flag that
-// disagrees is an error, not silently overridden.
+// --init-from: the llm.c file's header or the Hugging Face directory's
+// config.json gives the shape; an explicit flag that disagrees is an error,
+// not silently overridden. Rank 0 reads, every rank applies the same values.
 static void apply_init_header(run *r, int world_rank) {
     mt_config *c = &r->cfg;
     int loud = world_rank == 0;
-    mt_llmc_header h;
     char err[1200] = "";
     int rc = 0;
+    if (mt_hf_is_dir(c->init_from)) {
+        mt_hf_config h;
+        if (world_rank == 0) rc = mt_hf_read_config(c->init_from, &h, err, sizeof err);
+        MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        MPI_Bcast(err, sizeof err, MPI_CHAR, 0, MPI_COMM_WORLD);
+        if (rc) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);
+        MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
+        if (mt_hf_apply_config(c, &h, c->init_from, err, sizeof err)) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
+        return;
+    }
+    mt_llmc_header h;
     if (world_rank == 0) rc = mt_llmc_read_header(c->init_from, &h, err, sizeof err);
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (rc) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);
@@ -149,6 +161,16 @@ static void apply_init_header(run *r, int world_rank) {
     }
     if (c->seq_length > c->max_position_embeddings)
         mt_fail_all(loud, MT_EXIT_USAGE, "--seq-length %d exceeds the %d positions of --init-from %s", c->seq_length, c->max_position_embeddings, c->init_from);
+    if (mt_llmc_supports(c, err, sizeof err)) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s: %s", c->init_from, err);
+}
+
+// The file formats the outputs need must fit the model: refused before any work.
+static void check_formats(const run *r) {
+    const mt_config *c = &r->cfg;
+    char err[512];
+    int loud = r->par.world_rank == 0;
+    if (c->export_llmc[0] && mt_llmc_supports(c, err, sizeof err)) mt_fail_all(loud, MT_EXIT_USAGE, "--export-llmc: %s", err);
+    if (c->export_hf[0] && mt_hf_arch_of(c, err, sizeof err) < 0) mt_fail_all(loud, MT_EXIT_USAGE, "--export-hf: %s", err);
 }
 
 static double evaluate(run *r, int iter) {
@@ -435,6 +457,7 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return 0;
     }
+    check_formats(&r);
     check_outputs(&r);
     setup_data(&r);
     r.rss_before_model = mt_rss_bytes();
@@ -454,8 +477,11 @@ int main(int argc, char **argv) {
     }
     // A checkpoint found by --load wins over --init-from (Megatron's rule),
     // so one command line both starts and resumes a run.
-    if (!resumed && c->init_from[0] && mt_llmc_load(&r.model, c->init_from, err, sizeof err))
-        mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);
+    if (!resumed && c->init_from[0]) {
+        int bad = mt_hf_is_dir(c->init_from) ? mt_hf_load(&r.model, c->init_from, err, sizeof err)
+                                             : mt_llmc_load(&r.model, c->init_from, err, sizeof err);
+        if (bad) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);
+    }
     // Loading freed its file buffers (the largest tensor, 154 MB at 124M);
     // hand them back, since the mallopt above keeps freed memory otherwise.
     malloc_trim(0);
@@ -471,6 +497,8 @@ int main(int argc, char **argv) {
     if (c->log_memory) print_peak_rss(&r);
     if (c->export_llmc[0] && mt_llmc_save(&r.model, c->export_llmc, err, sizeof err))
         mt_fail_all(loud, MT_EXIT_FAIL, "--export-llmc %s", err);
+    if (c->export_hf[0] && mt_hf_save(&r.model, c->export_hf, err, sizeof err))
+        mt_fail_all(loud, MT_EXIT_FAIL, "--export-hf %s", err);
     if (c->dump_params[0] && mt_dump_tensors(&r.model, c->dump_params, 0, err, sizeof err))
         mt_fail_all(loud, MT_EXIT_FAIL, "--dump-params %s", err);
     if (r.metrics) fclose(r.metrics);

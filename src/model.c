@@ -359,7 +359,10 @@ static void fill_rope(mt_model *m) {
     real *cs = m->ws.rope_cs;
     for (int i = 0; i < m->s; i++)
         for (int j = 0; j < half; j++) {
-            double inv = pow(m->cfg->rotary_base, -2.0 * j / m->rot), a = (double)i * inv;
+            // Negative control: positions restarting at 0 in each rank's
+            // sequence block, as if they were rank-local under SP.
+            int pos = m->cfg->bug_rope_local ? i % m->s_l : i;
+            double inv = pow(m->cfg->rotary_base, -2.0 * j / m->rot), a = (double)pos * inv;
             cs[(size_t)i * m->rot + j] = (real)cos(a);
             cs[(size_t)i * m->rot + half + j] = (real)sin(a);
         }

@@ -152,6 +152,16 @@ static llmc_sizes llmc_count(const mt_config *c, int64_t file_vp) {
     return z;
 }
 
+int mt_llmc_supports(const mt_config *c, char *err, size_t errlen) {
+    if (c->normalization == MT_NORM_LAYERNORM && c->position_embedding == MT_POS_LEARNED && !c->swiglu &&
+        !c->group_query_attention && !c->untie_embeddings && !c->disable_bias_linear &&
+        (c->ffn_hidden_size == 0 || c->ffn_hidden_size == 4 * c->hidden_size))
+        return 0;
+    snprintf(err, errlen, "llm.c's model file holds GPT-2 only (LayerNorm, learned positions, GELU MLP of 4h, biases, "
+                          "tied embeddings, no GQA); use --export-hf or --save for this model");
+    return -1;
+}
+
 int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t errlen) {
     struct stat st;
     if (stat(path, &st) != 0) { snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }

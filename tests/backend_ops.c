@@ -169,6 +169,56 @@ static void case_layernorm(ctx *t) {
     FREE(t, x, w, b, out, mean, rstd, dout, dinp, dw, db);
 }
 
+// RMSNorm: the norm op's second mode (no mean, no bias).
+static void case_rmsnorm(ctx *t) {
+    int n = 33, h = 100;
+    real *x = input(t, (size_t)n * h, 2, 0.5), *w = input(t, h, 0.3, 1);
+    real *out = zeros(t, (size_t)n * h), *rstd = zeros(t, n);
+    t->B->norm_forward(out, NULL, rstd, x, w, NULL, (mt_norm){1e-6, 1}, n, h);
+    output(t, "rmsnorm_forward", out, (size_t)n * h);
+    output(t, "rmsnorm_forward_rstd", rstd, n);
+    real *dout = input(t, (size_t)n * h, 1, 0), *dinp = zeros(t, (size_t)n * h), *dw = input(t, h, 1, 0);
+    t->B->norm_backward(dinp, dw, NULL, dout, x, w, NULL, rstd, (mt_norm){1e-6, 1}, n, h);
+    output(t, "rmsnorm_backward_dinp", dinp, (size_t)n * h);
+    output(t, "rmsnorm_backward_dw", dw, h);
+    FREE(t, x, w, out, rstd, dout, dinp, dw);
+}
+
+static void case_swiglu(ctx *t) {
+    int n = 17, f = 41;
+    real *x = input(t, (size_t)n * 2 * f, 2, 0), *y = zeros(t, (size_t)n * f);
+    t->B->swiglu_forward(y, x, n, f);
+    output(t, "swiglu_forward", y, (size_t)n * f);
+    real *dy = input(t, (size_t)n * f, 1, 0), *dx = zeros(t, (size_t)n * 2 * f);
+    t->B->swiglu_backward(dx, x, dy, n, f);
+    output(t, "swiglu_backward", dx, (size_t)n * 2 * f);
+    FREE(t, x, y, dy, dx);
+}
+
+// RoPE on 3 query heads and 1 KV head of dim 10, 6 of them rotated; the
+// angles of positions 5.. as the model would pass them.
+static void case_rope(ctx *t) {
+    mt_attn_shape sh = {.s = 13, .b = 2, .nh = 3, .hd = 10, .nkv = 1, .head0 = 0, .sample0 = 0};
+    int rot = 6;
+    size_t n = (size_t)sh.s * sh.b * (sh.nh + 2 * sh.nkv) * sh.hd;
+    real *h = mt_malloc(sizeof(real) * (size_t)sh.s * rot);
+    for (int i = 0; i < sh.s; i++)
+        for (int j = 0; j < rot / 2; j++) {
+            double a = (5 + i) * pow(10000.0, -2.0 * j / rot);
+            h[i * rot + j] = (real)cos(a);
+            h[i * rot + rot / 2 + j] = (real)sin(a);
+        }
+    real *cs = zeros(t, (size_t)sh.s * rot);
+    t->B->to_device(cs, h, sizeof(real) * (size_t)sh.s * rot);
+    free(h);
+    real *x = input(t, n, 1, 0), *d = input(t, n, 1, 0);
+    t->B->rope_forward(x, cs, rot, sh);
+    output(t, "rope_forward", x, n);
+    t->B->rope_backward(d, cs, rot, sh);
+    output(t, "rope_backward", d, n);
+    FREE(t, cs, x, d);
+}
+
 static void case_gelu(ctx *t) {
     size_t n = 1000;
     real *x = input(t, n, 3, 0), *y = zeros(t, n), *dy = input(t, n, 1, 0), *dx = zeros(t, n);
@@ -220,32 +270,35 @@ static void case_embedding(ctx *t) {
     FREE(t, tok, wte, out, dout, dwte, wpe, dwpe);
 }
 
-static void case_attention(ctx *t, double p, const char *tag) {
-    mt_attn_shape sh = {.s = 19, .b = 2, .nh = 3, .hd = 8, .nkv = 3, .head0 = 1, .sample0 = 4};
+// nh query heads on nkv KV heads (grouped-query when nkv < nh); rows W wide.
+static void case_attention(ctx *t, double p, int nh, int nkv, const char *tag) {
+    mt_attn_shape sh = {.s = 19, .b = 2, .nh = nh, .hd = 8, .nkv = nkv, .head0 = 1, .sample0 = 4};
     mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
     size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, np = (size_t)sh.b * sh.nh * sh.s * sh.s;
-    real *qkv = input(t, n * 3 * H, 1, 0), *out = zeros(t, n * H), *probs = zeros(t, np);
+    size_t W = (size_t)(nh + 2 * nkv) * sh.hd;
+    real *qkv = input(t, n * W, 1, 0), *out = zeros(t, n * H), *probs = zeros(t, np);
     t->B->attention_forward(out, probs, qkv, &key, sh);
     output_tag(t, "attention_forward", tag, out, n * H);
     output_tag(t, "attention_forward_probs", tag, probs, np);
-    real *dout = input(t, n * H, 1, 0), *dqkv = zeros(t, n * 3 * H), *scratch = zeros(t, np);
+    real *dout = input(t, n * H, 1, 0), *dqkv = zeros(t, n * W), *scratch = zeros(t, np);
     t->B->attention_backward(dqkv, scratch, dout, qkv, probs, &key, sh);
-    output_tag(t, "attention_backward", tag, dqkv, n * 3 * H);
+    output_tag(t, "attention_backward", tag, dqkv, n * W);
     FREE(t, qkv, out, probs, dout, dqkv, scratch);
 }
 
 // The blocked kernel; its lse is (b, nh, s), the pair's row log-sum-exp.
-static void case_flash(ctx *t, double p, const char *tag) {
-    mt_attn_shape sh = {.s = 37, .b = 2, .nh = 3, .hd = 8, .nkv = 3, .head0 = 1, .sample0 = 4};  // longer than one 32-key chunk
+static void case_flash(ctx *t, double p, int nh, int nkv, const char *tag) {
+    mt_attn_shape sh = {.s = 37, .b = 2, .nh = nh, .hd = 8, .nkv = nkv, .head0 = 1, .sample0 = 4};  // longer than one 32-key chunk
     mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
     size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, nl = (size_t)sh.b * sh.nh * sh.s;
-    real *qkv = input(t, n * 3 * H, 1, 0), *out = zeros(t, n * H), *lse = zeros(t, nl);
+    size_t W = (size_t)(nh + 2 * nkv) * sh.hd;
+    real *qkv = input(t, n * W, 1, 0), *out = zeros(t, n * H), *lse = zeros(t, nl);
     t->B->flash_attention_forward(out, lse, qkv, &key, sh);
     output_tag(t, "flash_attention_forward", tag, out, n * H);
     output_tag(t, "flash_attention_forward_lse", tag, lse, nl);
-    real *dout = input(t, n * H, 1, 0), *dqkv = zeros(t, n * 3 * H);
+    real *dout = input(t, n * H, 1, 0), *dqkv = zeros(t, n * W);
     t->B->flash_attention_backward(dqkv, dout, qkv, out, lse, &key, sh);
-    output_tag(t, "flash_attention_backward", tag, dqkv, n * 3 * H);
+    output_tag(t, "flash_attention_backward", tag, dqkv, n * W);
     FREE(t, qkv, out, lse, dout, dqkv);
 }
 
@@ -325,14 +378,19 @@ int main(int argc, char **argv) {
     }
     case_matmul(&t);
     case_layernorm(&t);
+    case_rmsnorm(&t);
     case_gelu(&t);
+    case_swiglu(&t);
+    case_rope(&t);
     case_dropout(&t, 0.25, "");
     case_dropout(&t, 0, "_p0");
     case_embedding(&t);
-    case_attention(&t, 0.2, "");
-    case_attention(&t, 0, "_p0");
-    case_flash(&t, 0.2, "");
-    case_flash(&t, 0, "_p0");
+    case_attention(&t, 0.2, 3, 3, "");
+    case_attention(&t, 0, 3, 3, "_p0");
+    case_attention(&t, 0.2, 4, 2, "_gqa");
+    case_flash(&t, 0.2, 3, 3, "");
+    case_flash(&t, 0, 3, 3, "_p0");
+    case_flash(&t, 0.2, 4, 2, "_gqa");
     case_xent(&t);
     case_optimizer(&t);
     fclose(t.f);

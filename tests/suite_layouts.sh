@@ -78,6 +78,20 @@ check "pp4_interleaved_8layers" 4 "--pipeline-model-parallel-size 4 $VP" "--num-
 check "tp2_pp2_dp2_interleaved_distopt" 8 "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 $VP $DO"
 fi
 
+# The Llama family: RMSNorm, RoPE, SwiGLU, 2 KV groups for 4 heads, an
+# untied head, no linear biases (docs/design.md §4). TP 2 splits the KV
+# groups; TP 4 with 2 groups is refused (Megatron's rule; suite_llama).
+LLAMA="--normalization RMSNorm --position-embedding-type rope --swiglu --group-query-attention --num-query-groups 2 --untie-embeddings-and-output-weights --disable-bias-linear --ffn-hidden-size 48"
+check "llama_tp2_sp_gqa" 2 "--tensor-model-parallel-size 2 --sequence-parallel" "$LLAMA"
+if [ "${MT_LAYOUTS:-}" != quick ]; then
+check "llama_pp2_1f1b" 2 "--pipeline-model-parallel-size 2" "$LLAMA"
+check "llama_tp2_pp2_dp2_interleaved_distopt" 8 "--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 $VP $DO --sequence-parallel" "$LLAMA $CLIP"
+check "llama_tp2_sp_recompute_full" 2 "--tensor-model-parallel-size 2 --sequence-parallel --recompute-granularity full" "$LLAMA"
+check "llama_tp2_sp_selective" 2 "--tensor-model-parallel-size 2 --sequence-parallel --recompute-granularity selective" "$LLAMA"
+check "llama_tp2_sp_flash" 2 "--tensor-model-parallel-size 2 --sequence-parallel --use-flash-attn" "$LLAMA"
+check "llama_dp2_distopt" 2 "$DO" "$LLAMA $CLIP"
+fi
+
 # Negative controls: each planted bug must make the equivalence check fail,
 # proving the check can see it (fp64, where the bound is tightest).
 # check_fails NAME NP "LAYOUT" BUG ["EXTRA"]
@@ -96,6 +110,7 @@ check_fails() {
 }
 check_fails "control_sp_ln_grad_not_summed" 2 "--tensor-model-parallel-size 2 --sequence-parallel" sp-grad-sync
 check_fails "control_dropout_seeded_per_rank" 2 "--tensor-model-parallel-size 2" rank-dropout
+check_fails "control_rope_positions_rank_local" 2 "--tensor-model-parallel-size 2 --sequence-parallel" rope-local "$LLAMA"
 [ "${MT_LAYOUTS:-}" = quick ] && exit 0
 check_fails "control_loss_divided_per_stage" 2 "--pipeline-model-parallel-size 2" loss-per-stage
 check_fails "control_norm_counts_replicated_twice" 2 "--tensor-model-parallel-size 2" norm-double "--clip-grad 0.05"

@@ -58,16 +58,29 @@ static void shape_from(const char *dir, mt_config *c) {
         if (!v) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s lacks %s", path, keys[i]);
         *dst[i] = atoi(v);
     }
+    // The block family (absent from older checkpoints: GPT-2's).
+    const char *v;
+    if ((v = mt_st_meta(st, "normalization"))) c->normalization = !strcmp(v, "RMSNorm") ? MT_NORM_RMSNORM : MT_NORM_LAYERNORM;
+    if ((v = mt_st_meta(st, "norm_epsilon"))) c->norm_epsilon = atof(v);
+    if ((v = mt_st_meta(st, "position_embedding_type"))) c->position_embedding = !strcmp(v, "rope") ? MT_POS_ROPE : MT_POS_LEARNED;
+    if ((v = mt_st_meta(st, "rotary_base"))) c->rotary_base = atof(v);
+    if ((v = mt_st_meta(st, "rotary_percent"))) c->rotary_percent = atof(v);
+    if ((v = mt_st_meta(st, "swiglu"))) c->swiglu = atoi(v);
+    if ((v = mt_st_meta(st, "ffn_hidden_size"))) c->ffn_hidden_size = atoi(v);
+    if ((v = mt_st_meta(st, "num_query_groups"))) c->num_query_groups = atoi(v), c->group_query_attention = c->num_query_groups != c->num_heads;
+    if ((v = mt_st_meta(st, "untie_embeddings_and_output_weights"))) c->untie_embeddings = atoi(v);
+    if ((v = mt_st_meta(st, "disable_bias_linear"))) c->disable_bias_linear = atoi(v);
     const char *pv = mt_st_meta(st, "padded_vocab_size");
     c->vocab_divisor = pv ? atoi(pv) : c->vocab_size;  // Vp itself divides Vp
     mt_st_close(st);
 }
 
-// Logits of row `row` of the final hidden states: LN_f, then wte.
+// Logits of row `row` of the final hidden states: the final norm, then the
+// LM head (the embedding when tied).
 static void logits_of(mt_model *m, const real *x, int row, real *logits) {
     real mean, rstd, *y = mt_malloc(sizeof(real) * (size_t)m->h);
     mt_norm_forward(y, &mean, &rstd, x + (size_t)row * m->h, m->w.lnfw, m->w.lnfb, m->norm, 1, m->h);
-    mt_matmul_forward(logits, y, m->w.wte, NULL, 1, m->h, m->Vp);
+    mt_matmul_forward(logits, y, m->w.lm_head ? m->w.lm_head : m->w.wte, NULL, 1, m->h, m->Vp);
     free(y);
 }
 

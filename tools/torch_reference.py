@@ -14,6 +14,12 @@ by hand (no nn.Module, no torch.optim) so the arithmetic is the stated formula.
               --padded-vocab [--seed --std]
   make data:  --write-data F --tokens N --vocab V [--seed]
   self-check: --selftest
+  Hugging Face directories (tools/torch_hf.py: GPT2LMHeadModel, LlamaForCausalLM):
+    train:      --hf DIR --data F [same training flags; --out F writes megatron.c's
+                names, the vocabulary padded to --padded-vocab]
+    make Llama: --write-llama DIR --layers --heads --kv-heads --channels --ffn --vocab
+                --max-seq [--tied --bias --seed --std]
+    convert:    --write-gpt2-hf DIR --model F (an llm.c file as a GPT-2 directory)
 Exit status 2 (one line on stderr) on a malformed input file or bad flag.
 """
 import os
@@ -292,6 +298,45 @@ def train(a):
                           "tokens_per_s": round(B * T / (ms / 1000.0), 1)}), flush=True)
 
 
+def train_hf(a):
+    """The same loop on a Hugging Face directory's own tensors and names."""
+    import torch_hf as H
+    dtype = torch.float64 if a.dtype == "float64" else torch.float32
+    cfg, arrays = H.read_dir(a.hf)
+    s = H.shape_of(cfg)
+    tokens = read_tokens(a.data, s["V"])
+    B, T = a.batch, a.seq
+    p = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in arrays.items()}
+    m = {k: torch.zeros_like(v) for k, v in p.items()}
+    v2 = {k: torch.zeros_like(v) for k, v in p.items()}
+    for t in range(1, a.steps + 1):
+        idx, tgt = batch_at(tokens, t - 1, B, T)
+        for x in p.values():
+            x.grad = None
+        loss = H.loss(s, p, idx, tgt)
+        loss.backward()
+        with torch.no_grad():
+            grads = {k: (x.grad if x.grad is not None else torch.zeros_like(x)) for k, x in p.items()}
+            norm = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+            coeff = a.clip_grad / (norm + 1e-6) if a.clip_grad > 0 else 1.0
+            scale = coeff if coeff < 1.0 else 1.0
+            lr = lr_at(t, a)
+            bc1, bc2 = 1.0 - a.beta1 ** t, 1.0 - a.beta2 ** t
+            for k, x in p.items():  # AdamW, decay on 2-D tensors only (Megatron's groups)
+                g = grads[k] * scale
+                m[k].mul_(a.beta1).add_(g, alpha=1.0 - a.beta1)
+                v2[k].mul_(a.beta2).addcmul_(g, g, value=1.0 - a.beta2)
+                upd = (m[k] / bc1) / ((v2[k] / bc2).sqrt() + a.eps)
+                if x.dim() == 2 and a.weight_decay != 0.0:
+                    upd = upd + a.weight_decay * x
+                x.add_(upd, alpha=-lr)
+        print('{"iteration": %d, "lm_loss": %s, "grad_norm": %s, "lr": %s}'
+              % (t, fmt(float(loss)), fmt(norm), fmt(lr)), flush=True)
+    if a.out:
+        Vp = a.padded_vocab if a.padded_vocab is not None else s["V"]
+        H.write_safetensors(a.out, H.ours(s, p, Vp), dtype)
+
+
 # ------------------------------------------------------- generated inputs ----
 def init_weights(cfg, seed, std):
     """Random llm.c weights, drawn in file order from one seeded generator."""
@@ -399,6 +444,8 @@ def main():
     A("--vocab", type=int); A("--max-seq", type=int); A("--padded-vocab", type=int)
     A("--seed", type=int, default=1234); A("--std", type=float, default=0.02)
     A("--write-data"); A("--tokens", type=int)
+    A("--hf"); A("--write-llama"); A("--write-gpt2-hf"); A("--kv-heads", type=int); A("--ffn", type=int)
+    A("--tied", action="store_true"); A("--bias", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(max(1, a.threads))
     if a.selftest:
@@ -417,6 +464,28 @@ def main():
         if a.tokens is None or a.vocab is None or a.tokens < 0 or a.vocab <= 0:
             die("--write-data needs --tokens N --vocab V")
         write_data(a.write_data, a.tokens, a.vocab, a.seed)
+        return 0
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if a.write_llama:
+        need = ["layers", "heads", "kv_heads", "channels", "ffn", "vocab", "max_seq"]
+        if any(getattr(a, k) is None for k in need):
+            die("--write-llama needs --layers --heads --kv-heads --channels --ffn --vocab --max-seq")
+        import torch_hf as H
+        H.write_llama(a.write_llama, a.layers, a.channels, a.heads, a.kv_heads, a.ffn, a.vocab, a.max_seq,
+                      a.seed, a.std, tied=a.tied, bias=a.bias)
+        return 0
+    if a.write_gpt2_hf:
+        if not a.model:
+            die("--write-gpt2-hf needs --model F (an llm.c file)")
+        import torch_hf as H
+        cfg, flat32 = read_model(a.model)
+        P = Params(cfg, flat32, torch.float32)
+        H.write_gpt2_from(P.safetensors_entries(), cfg, a.write_gpt2_hf)
+        return 0
+    if a.hf:
+        if not a.data:
+            die("--hf DIR needs --data F")
+        train_hf(a)
         return 0
     if not a.model or not a.data:
         die("need --model and --data (or --write-init / --write-data / --selftest)")
