@@ -20,12 +20,16 @@
 #include "common.h"
 #include "parallel.h"
 
-typedef enum { MT_COLL_ALLREDUCE, MT_COLL_ALLGATHER, MT_COLL_REDUCE_SCATTER, MT_COLL_SEND, MT_COLL_RECV, MT_COLL_N } mt_coll;
+typedef enum { MT_COLL_ALLREDUCE, MT_COLL_ALLGATHER, MT_COLL_REDUCE_SCATTER, MT_COLL_SEND, MT_COLL_RECV, MT_COLL_ALLTOALL, MT_COLL_N } mt_coll;
 
 typedef struct {
     uint64_t bytes[MT_GROUP_N][MT_COLL_N];
     uint64_t calls[MT_GROUP_N][MT_COLL_N];
     double seconds;   // time spent inside MPI calls
+    // Context parallelism's ring: seconds from posting an exchange to its
+    // completion, and of those the seconds spent waiting for it (not hidden
+    // behind the block's compute).
+    double ring_seconds, ring_wait_seconds;
 } mt_comm_stats;
 
 struct mt_trace;
@@ -46,6 +50,7 @@ typedef struct {
     const struct mt_backend *be;
     int staged;
     mt_stage in, out;                      // collectives
+    mt_stage ring_in;                      // the ring's receive, landed at its wait
     mt_stage sends[MT_STAGE_SENDS];        // one per pipeline send in flight
 } mt_comm;
 
@@ -75,12 +80,14 @@ void mt_comm_sp_reduce_scatter(mt_comm *cm, real *y, const real *x, size_t rows_
 
 // Gradient synchronisation: SUM over a group, in place (DP, embedding group).
 void mt_comm_allreduce_group(mt_comm *cm, mt_group g, real *x, size_t n);
-// Distributed optimizer (DP): reduce-scatter the gradient arena x (n elements,
-// n divisible by dp) so that rank d's shard [d*n/dp, (d+1)*n/dp) of x holds
-// the sum (the rest of x is left unspecified), and all-gather the parameter
-// arena from every rank's shard, in place.
-void mt_comm_dp_reduce_scatter(mt_comm *cm, real *x, size_t n);
-void mt_comm_dp_all_gather(mt_comm *cm, real *x, size_t n);
+// Distributed optimizer, over the group g holding every copy of the
+// parameters (DP, or dp-cp with context parallelism; mt_grad_group):
+// reduce-scatter the gradient arena x (n elements, n divisible by the group
+// size G) so that group rank d's shard [d*n/G, (d+1)*n/G) of x holds the sum
+// (the rest of x is left unspecified), and all-gather the parameter arena
+// from every rank's shard, in place.
+void mt_comm_shard_reduce_scatter(mt_comm *cm, mt_group g, real *x, size_t n);
+void mt_comm_shard_all_gather(mt_comm *cm, mt_group g, real *x, size_t n);
 // SUM of doubles over a group (the squared gradient norm).
 void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n);
 
@@ -92,6 +99,19 @@ void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int t
 void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag);
 // Completes a send; a no-op on MPI_REQUEST_NULL.
 void mt_comm_wait(mt_comm *cm, MPI_Request *req);
+
+// Context parallelism (Megatron's cp group). The ring: send x (n elements)
+// to the next CP rank and receive the previous one's into y, both in flight
+// until mt_comm_cp_ring_wait (so the caller computes meanwhile); its
+// backward is the same ring in reverse direction of travel of the gradients
+// it carries (layers_cp.c). Counted as one send and one receive.
+typedef struct { MPI_Request req[2]; real *y; size_t n; double t0; } mt_cp_ring;
+void mt_comm_cp_ring_start(mt_comm *cm, mt_cp_ring *ring, real *y, const real *x, size_t n);
+void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring);
+// The all-to-all of DeepSpeed-Ulysses over CP: block d of x (n/C elements)
+// goes to CP rank d, y's block s comes from rank s. Its backward is the
+// all-to-all of the gradients the other way (the same call).
+void mt_comm_cp_all_to_all(mt_comm *cm, real *y, const real *x, size_t n);
 
 // SUM over the world of a few doubles, for logging only (not counted).
 void mt_comm_report_sum(const mt_parallel *p, double *x, int n);

@@ -10,6 +10,7 @@ typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_
 typedef enum { MT_RECOMPUTE_NONE, MT_RECOMPUTE_SELECTIVE, MT_RECOMPUTE_FULL } mt_recompute;
 typedef enum { MT_RECOMPUTE_UNIFORM, MT_RECOMPUTE_BLOCK } mt_recompute_method;
 typedef enum { MT_NORM_LAYERNORM, MT_NORM_RMSNORM } mt_normalization;
+typedef enum { MT_CP_P2P, MT_CP_A2A } mt_cp_comm;
 typedef enum { MT_POS_LEARNED, MT_POS_ROPE } mt_position_type;
 typedef enum { MT_FAULT_NONE, MT_FAULT_ALLOC, MT_FAULT_WRITE, MT_FAULT_CHECK } mt_fault;
 
@@ -33,7 +34,8 @@ typedef struct {
     int untie_embeddings;                  // a separate LM head
     int disable_bias_linear;               // no bias in any linear layer
     // parallelism
-    int tp, cp, pp, dp;        // dp derived from the world size; cp (context parallelism) 1 for now
+    int tp, cp, pp, dp;        // dp derived from the world size
+    mt_cp_comm cp_comm;        // --cp-comm-type: how attention crosses the CP split
     int sequence_parallel;
     int layers_per_virtual_stage;  // 0: no interleaving
     int use_distributed_optimizer;
@@ -74,6 +76,9 @@ typedef struct {
     int bug_norm_double;       // "norm-double": count TP-replicated grads per rank
     int bug_die_in_save;       // "die-in-save": the last rank SIGKILLs itself mid-save
     int bug_rope_local;        // "rope-local": RoPE positions restart in each rank's SP block
+    int bug_no_cp_grad_sum;    // "cp-grad-sum": gradients summed over DP only, not over CP
+    int bug_cp_local_pos;      // "cp-local-pos": each CP rank's positions start at 0
+    int bug_cp_no_causal;      // "cp-no-causal": the ring attends to every chunk, no causal mask between them
     // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
     // world rank R alone meets an allocation failure (a real malloc of 2^62
     // bytes), a write error on its --metrics-file (rank 0 writes it) or a

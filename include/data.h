@@ -38,6 +38,10 @@ mt_split_view mt_split_make(const mt_token_file *f, size_t begin, size_t end, in
 // Writes global sample j's inputs and targets into column bcol of (s, b)
 // ordered buffers: row pos*b + bcol.
 void mt_split_fill(const mt_split_view *v, uint64_t j, int *inputs, int *targets, int b, int bcol);
+// The same for the positions pos[0..npos) of sample j only (context
+// parallelism: a rank's two chunks of the sequence), in that order.
+void mt_split_fill_at(const mt_split_view *v, uint64_t j, const int *pos, int npos, int *inputs, int *targets, int b,
+                      int bcol);
 
 // Token ranges of the train/valid/test splits for "a,b,c" weights (Megatron's
 // --split): contiguous, in order, boundaries rounded down.

@@ -40,17 +40,21 @@ typedef struct {
 // s (one per position); widths per row: ONE, FOUR, H, QKV ((a + 2 g)/t head
 // dims: Q, K, V), HL (h/t), FF (ffn/t), FC1 (ffn/t, twice that with
 // SwiGLU's gate and up), PROBS (a/t * s: the (b, a/t, s, s) probabilities),
-// LSE (a/t), VL (Vp/t), ROT (RoPE's rotated dims: cos and sin of each pair).
+// LSE (a/t), VL (Vp/t), ROT (RoPE's rotated dims: cos and sin of each pair),
+// KV2 (2 g/t head dims: a packed K | V block of context parallelism's ring).
+// PROBS counts every key of the sequence the attention core sees: s, or
+// with the a2a context parallelism the whole sequence for a/(t C) heads.
 typedef enum { MT_R_N, MT_R_NL, MT_R_S } mt_rows_sym;
 typedef enum {
-    MT_W_ONE, MT_W_FOUR, MT_W_H, MT_W_QKV, MT_W_HL, MT_W_FF, MT_W_FC1, MT_W_PROBS, MT_W_LSE, MT_W_VL, MT_W_ROT
+    MT_W_ONE, MT_W_FOUR, MT_W_H, MT_W_QKV, MT_W_HL, MT_W_FF, MT_W_FC1, MT_W_PROBS, MT_W_LSE, MT_W_VL, MT_W_ROT, MT_W_KV2
 } mt_width_sym;
-// When a buffer exists: always; the plain or the blocked attention kernel;
-// LayerNorm (RMSNorm keeps no mean); SwiGLU; RoPE; the head stage; selective
-// recomputation of the plain kernel; full recomputation.
+// When a buffer exists: always; the plain or the blocked attention kernel
+// (context parallelism's ring is blocked); LayerNorm (RMSNorm keeps no
+// mean); SwiGLU; RoPE; the head stage; selective recomputation of the plain
+// kernel; full recomputation; context parallelism's ring or all-to-all.
 typedef enum {
     MT_BUF_ALWAYS, MT_BUF_PLAIN, MT_BUF_FLASH, MT_BUF_LN, MT_BUF_GLU, MT_BUF_ROPE, MT_BUF_HEAD,
-    MT_BUF_SELECTIVE, MT_BUF_RECOMPUTE
+    MT_BUF_SELECTIVE, MT_BUF_RECOMPUTE, MT_BUF_RING, MT_BUF_A2A
 } mt_buf_when;
 
 // The activation fields of one layer: X(field, rows, width, when).
@@ -129,7 +133,19 @@ typedef struct {
     X(xent, N, FOUR, HEAD)    /* per row: max, sum of exp, target logit, loss */                            \
     X(probs, N, PROBS, SELECTIVE) /* selective recomputation: the layer in backward's probabilities */      \
     X(xscratch, NL, H, RECOMPUTE) /* a recomputed group's output (discarded) */                             \
-    X(rope_cs, S, ROT, ROPE)  /* RoPE: cos | sin of each row's global position, filled once */
+    X(rope_cs, S, ROT, ROPE)  /* RoPE: cos | sin of each row's global position, filled once */            \
+    X(kv_cur, N, KV2, RING)   /* the ring: the K | V block attended now (this rank's, then others') */    \
+    X(kv_next, N, KV2, RING)  /* the ring: the next block, arriving while kv_cur is attended */           \
+    X(dkv_cur, N, KV2, RING)  /* the ring, backward: the current block's dK | dV, travelling with it */   \
+    X(dkv_next, N, KV2, RING)                                                                             \
+    X(out_b, N, HL, RING)     /* the ring: one block's partial output, merged into the running one */      \
+    X(lse_b, N, LSE, RING)    /* its log-sum-exps */                                                      \
+    X(cp_send, N, QKV, A2A)   /* the all-to-all's send blocks (one per CP rank) */                         \
+    X(cp_recv, N, QKV, A2A)   /* and its received blocks */                                                \
+    X(qkv_h, N, QKV, A2A)     /* QKV split by heads: the whole sequence, a/(tC) heads */                  \
+    X(atty_h, N, HL, A2A)     /* the attention output in that split */                                    \
+    X(datty_h, N, HL, A2A)    /* its gradient */                                                          \
+    X(dqkv_h, N, QKV, A2A)    /* the head-split QKV gradient, before the all-to-all back */
 
 typedef struct {
 #define X(field, ...) real *field;
@@ -152,11 +168,14 @@ typedef struct {
     const mt_config *cfg;
     const mt_parallel *par;
     // dimensions (local where marked)
-    int h, nh, hd, s, b, V, Vp;
+    int h, nh, hd, s, b, V, Vp;     // s: the positions this rank's QKV holds (s_full / CP)
+    int s_full;                     // --seq-length
     int nh_l, h_l, ff_l, v_l, v0;   // local heads, h/t, ffn/t, Vp/t, first vocab row
     int nkv_l, qkv_l, fc1_l;        // local KV heads, QKV row width, fc1 output width
     int rot;                        // RoPE's rotated dims per head (0: learned positions)
-    int s_l, pos0;                  // rows of s held (s/t under SP), first position
+    int cp_ring, cp_a2a;            // context parallelism's attention: a K/V ring, or an all-to-all
+    int *cp_pos;                    // (C, s) every CP rank's global positions, in its local order
+    int s_l, pos0;                  // positions of s held (s/t under SP), the first one's local index
     int n, n_l;                     // s*b, s_l*b
     mt_norm norm;                   // the normalisation every norm op of the model uses
     // parameters
@@ -196,6 +215,11 @@ void mt_model_free(mt_model *m);
 // Every tensor of the whole model (all stages, all layers) with its global
 // shape and no shard: what files store. Caller frees.
 mt_param *mt_params_global(const mt_config *c, int *n);
+
+// Where local positions [first, first + count) of this rank's sequence sit
+// globally (mt_rows; rows = count * b): with context parallelism the rank
+// holds chunks cp_rank and 2C-1-cp_rank of the 2C chunks.
+mt_rows mt_model_rows(const mt_model *m, int first, int count, uint32_t sample0);
 
 // Global (row, col) of local element (i, j) of parameter `pr` on TP rank r.
 void mt_param_global_index(const mt_param *pr, int tp_rank, int64_t i, int64_t j, int64_t *gi, int64_t *gj);

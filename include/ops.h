@@ -23,14 +23,24 @@
 #include "rng.h"
 
 // Where a block of hidden rows sits in the global batch: row r of a block of
-// `rows` rows ordered (s, b) is token position pos0 + r / b of global sample
-// sample0 + r % b. Dropout masks are keyed by these global indices.
+// `rows` rows ordered (s, b) is the token at local position p = r / b of
+// global sample sample0 + r % b, whose global position is mt_rows_pos(p).
+// Positions run from pos0; with context parallelism a rank holds two chunks
+// of the sequence, so the positions may jump once: after `split` local
+// positions they continue from pos1. Dropout masks and position tables are
+// keyed by these global indices.
 typedef struct {
     int rows;          // local rows = s_local * b
     int b;             // micro-batch size (samples per position)
     uint32_t pos0;     // global sequence position of the first row
     uint32_t sample0;  // global sample index of batch column 0
+    int split;         // local positions in the first run (0: one run)
+    uint32_t pos1;     // global position of local position `split`
 } mt_rows;
+
+static inline MT_HD uint32_t mt_rows_pos(mt_rows r, int p) {
+    return r.split == 0 || p < r.split ? r.pos0 + (uint32_t)p : r.pos1 + (uint32_t)(p - r.split);
+}
 
 // The normalisation of a norm op: LayerNorm, y = (x - mean) rstd w + b with
 // rstd = 1/sqrt(var + eps); or RMSNorm, y = x rstd w with rstd =
@@ -52,6 +62,17 @@ typedef struct {
     uint32_t head0;     // global index of local query head 0
     uint32_t sample0;   // global sample of batch column 0
 } mt_attn_shape;
+
+// One block of context parallelism's attention: this rank's queries (sq
+// positions) against one rank's keys and values (sk positions, packed rows
+// [K (nkv hd) | V (nkv hd)]), each with global positions: key visible when
+// its position is at most the query's.
+typedef struct {
+    int sq, sk, b, nh, nkv, hd;  // query and key positions, micro-batch, local query and KV heads, head dim
+    int ldq;                     // row stride of the queries' buffer (Q at columns [0, nh hd))
+    uint32_t head0, sample0;     // global indices of local head 0 and batch column 0
+    int chunk, no_causal;        // negative control: no causal mask between chunks of `chunk` positions
+} mt_attn_block;
 
 // ---- matmul.c: linear layer ----------------------------------------------------
 // PyTorch/llm.c convention: out = inp · wᵀ + bias. Backward: dinp = dout · w
@@ -219,6 +240,36 @@ typedef struct {
 //  3. after SUM all-reduces, xent_loss: loss[i] = log(sumexp) + rmax - tlogit.
 // Backward: dlogits = scale * (softmax - onehot(target)), padding columns 0;
 // no communication needed; dlogits may alias logits.
+// Context parallelism (the p2p ring, src/layers_cp.c): block_forward
+// attends the queries to one block of keys, out normalised over the
+// visible ones and lse their log-sum-exp (-inf, out 0, where none is
+// visible); block_merge folds such a partial result into the running one
+// (weights exp(lse)); block_backward, given the final out and lse, ADDS the
+// block's share to dq (Q columns of the queries' buffer) and to dkv (the
+// block's packed K | V gradient). Dropout keyed by global positions, as the
+// blocked kernel's.
+#define MT_OPS_CP(X)                                                                      \
+    X(void, attention_block_forward, (real *out,       /* (sq, b, nh hd) */                \
+                                      real *lse,       /* (b, nh, sq) */                   \
+                                      const real *q,   /* (sq, b, ldq) */                  \
+                                      const real *kv,  /* (sk, b, 2 nkv hd) */             \
+                                      const int *qpos, /* (sq) global positions */         \
+                                      const int *kpos, /* (sk) */                          \
+                                      const mt_dropout_key *k, mt_attn_block ab))         \
+    X(void, attention_block_merge, (real *out,          /* (sq, b, nh hd) running */       \
+                                    real *lse,          /* (b, nh, sq) running */          \
+                                    const real *out_b,  /* (sq, b, nh hd) a block's */     \
+                                    const real *lse_b,  /* (b, nh, sq) */                  \
+                                    mt_attn_block ab))                                    \
+    X(void, attention_block_backward, (real *dq,         /* (sq, b, ldq) accumulated */    \
+                                       real *dkv,        /* (sk, b, 2 nkv hd) accumulated */ \
+                                       const real *dout, /* (sq, b, nh hd) */              \
+                                       const real *q, const real *kv,                     \
+                                       const real *out,  /* (sq, b, nh hd) final */        \
+                                       const real *lse,  /* (b, nh, sq) final */           \
+                                       const int *qpos, const int *kpos,                  \
+                                       const mt_dropout_key *k, mt_attn_block ab))
+
 #define MT_OPS_XENT(X)                                                                    \
     X(void, xent_local_max, (real *rmax,         /* (n) */                                \
                              const real *logits, /* (n, vl) */                            \
@@ -253,7 +304,7 @@ typedef struct {
 #define MT_OPS(X)                                                                         \
     MT_OPS_MATMUL(X) MT_OPS_NORM(X) MT_OPS_GELU(X) MT_OPS_SWIGLU(X) MT_OPS_ROPE(X)        \
     MT_OPS_DROPOUT(X) MT_OPS_EMBEDDING(X)                                                 \
-    MT_OPS_ATTENTION(X) MT_OPS_FLASH(X) MT_OPS_XENT(X) MT_OPS_OPTIM(X)
+    MT_OPS_ATTENTION(X) MT_OPS_FLASH(X) MT_OPS_CP(X) MT_OPS_XENT(X) MT_OPS_OPTIM(X)
 
 // The CPU reference functions, declared from the list.
 #define MT_OP_CPU_DECL(ret, name, params) ret mt_##name params;

@@ -52,6 +52,11 @@ mt_parallel mt_parallel_coords(const mt_config *c, int world_rank);
 // count (0 when p is not a member). Pure arithmetic on the order string.
 int mt_parallel_group_ranks(const mt_parallel *p, mt_group g, int *ranks, int cap);
 
+// The group that holds every copy of a parameter and sums its gradient:
+// DP, or dp-cp with context parallelism (each CP rank's gradient is a
+// partial sum over its share of the sequence).
+static inline mt_group mt_grad_group(const mt_parallel *p) { return p->cp_size > 1 ? MT_GROUP_DPCP : MT_GROUP_DP; }
+
 // Builds the communicators; collective over `world`.
 void mt_parallel_init(mt_parallel *p, MPI_Comm world, const mt_config *c);
 void mt_parallel_free(mt_parallel *p);

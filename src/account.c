@@ -51,11 +51,14 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
             if (mt_param_grad_groups(m, &m->params[i]) & (1u << MT_GROUP_EMBD))
                 add(out, MT_GROUP_EMBD, MT_COLL_ALLREDUCE, 1, m->params[i].n, rg);
     }
-    if (p->dp_size > 1 && !c->use_distributed_optimizer) add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, m->nelem, rg);
-    if (p->dp_size > 1 && c->use_distributed_optimizer) {
-        add(out, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, 1, m->nelem_pad, rg);
-        add(out, MT_GROUP_DP, MT_COLL_ALLGATHER, 1, m->nelem_pad, rp);
-        add(out, MT_GROUP_DP, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));  // the norm's shard sums
+    // Every copy of the parameters (DP; dp-cp with context parallelism).
+    mt_group gg = mt_grad_group(p);
+    int copies = p->dp_size * p->cp_size;
+    if (copies > 1 && !c->use_distributed_optimizer) add(out, gg, MT_COLL_ALLREDUCE, 1, m->nelem, rg);
+    if (copies > 1 && c->use_distributed_optimizer) {
+        add(out, gg, MT_COLL_REDUCE_SCATTER, 1, m->nelem_pad, rg);
+        add(out, gg, MT_COLL_ALLGATHER, 1, m->nelem_pad, rp);
+        add(out, gg, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));  // the norm's shard sums
     }
     if (p->tp_size * p->pp_size > 1) add(out, MT_GROUP_MP, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));
 }

@@ -13,7 +13,7 @@
 #define MT_MPI_REAL MPI_FLOAT
 #endif
 
-const char *const mt_coll_names[MT_COLL_N] = {"all-reduce", "all-gather", "reduce-scatter", "send", "recv"};
+const char *const mt_coll_names[MT_COLL_N] = {"all-reduce", "all-gather", "reduce-scatter", "send", "recv", "all-to-all"};
 
 static MPI_Comm comm_of(const mt_comm *cm, mt_group g) { return cm->par->comm[g]; }
 
@@ -65,9 +65,11 @@ int mt_comm_set_backend(mt_comm *cm, const struct mt_backend *be) {
 void mt_comm_free(mt_comm *cm) {
     free(cm->in.buf);
     free(cm->out.buf);
+    free(cm->ring_in.buf);
     for (int i = 0; i < MT_STAGE_SENDS; i++) free(cm->sends[i].buf);
     memset(&cm->in, 0, sizeof cm->in);
     memset(&cm->out, 0, sizeof cm->out);
+    memset(&cm->ring_in, 0, sizeof cm->ring_in);
     memset(cm->sends, 0, sizeof cm->sends);
 }
 
@@ -137,26 +139,29 @@ void mt_comm_allreduce_group(mt_comm *cm, mt_group g, real *x, size_t n) {
     allreduce(cm, g, x, n, MT_MPI_REAL, MPI_SUM, sizeof(real), 1);
 }
 
-void mt_comm_dp_reduce_scatter(mt_comm *cm, real *x, size_t n) {
-    int d = cm->par->dp_size;
+void mt_comm_shard_reduce_scatter(mt_comm *cm, mt_group g, real *x, size_t n) {
+    MPI_Comm c = comm_of(cm, g);
+    int d = size_of(c), rank;
     if (d == 1) return;
+    MPI_Comm_rank(c, &rank);
     double t0 = mt_now();
     size_t shard = n / (size_t)d, sb = shard * sizeof(real);
     const void *h = host_view(cm, &cm->in, x, n * sizeof(real));
     real *out = stage_buf(&cm->out, sb);  // MPI forbids in place here: a host buffer either way
-    MPI_Reduce_scatter_block(h, out, (int)shard, MT_MPI_REAL, MPI_SUM, comm_of(cm, MT_GROUP_DP));
-    land(cm, x + (size_t)cm->par->dp_rank * shard, out, sb);
-    count(cm, MT_GROUP_DP, MT_COLL_REDUCE_SCATTER, n * sizeof(real), t0);
+    MPI_Reduce_scatter_block(h, out, (int)shard, MT_MPI_REAL, MPI_SUM, c);
+    land(cm, x + (size_t)rank * shard, out, sb);
+    count(cm, g, MT_COLL_REDUCE_SCATTER, n * sizeof(real), t0);
 }
 
-void mt_comm_dp_all_gather(mt_comm *cm, real *x, size_t n) {
-    int d = cm->par->dp_size;
+void mt_comm_shard_all_gather(mt_comm *cm, mt_group g, real *x, size_t n) {
+    MPI_Comm c = comm_of(cm, g);
+    int d = size_of(c);
     if (d == 1) return;
     double t0 = mt_now();
     void *h = host_view(cm, &cm->in, x, n * sizeof(real));
-    MPI_Allgather(MPI_IN_PLACE, 0, MT_MPI_REAL, h, (int)(n / (size_t)d), MT_MPI_REAL, comm_of(cm, MT_GROUP_DP));
+    MPI_Allgather(MPI_IN_PLACE, 0, MT_MPI_REAL, h, (int)(n / (size_t)d), MT_MPI_REAL, c);
     land(cm, x, h, n * sizeof(real));
-    count(cm, MT_GROUP_DP, MT_COLL_ALLGATHER, n * sizeof(real), t0);
+    count(cm, g, MT_COLL_ALLGATHER, n * sizeof(real), t0);
 }
 
 void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n) {
@@ -227,6 +232,50 @@ void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag) {
     MPI_Recv(h, (int)n, MT_MPI_REAL, src_stage, tag, comm_of(cm, MT_GROUP_PP), MPI_STATUS_IGNORE);
     land(cm, x, h, n * sizeof(real));
     count(cm, MT_GROUP_PP, MT_COLL_RECV, n * sizeof(real), t0);
+}
+
+// ---- context parallelism --------------------------------------------------------
+
+void mt_comm_cp_ring_start(mt_comm *cm, mt_cp_ring *ring, real *y, const real *x, size_t n) {
+    const mt_parallel *p = cm->par;
+    MPI_Comm c = comm_of(cm, MT_GROUP_CP);
+    int C = p->cp_size, next = (p->cp_rank + 1) % C, prev = (p->cp_rank + C - 1) % C;
+    double t0 = mt_now();
+    ring->y = y;
+    ring->n = n;
+    ring->t0 = t0;
+    const void *h = cm->staged ? host_view(cm, send_stage(cm, &ring->req[0]), x, n * sizeof(real)) : x;
+    void *dst = cm->staged ? stage_buf(&cm->ring_in, n * sizeof(real)) : y;
+    MPI_Irecv(dst, (int)n, MT_MPI_REAL, prev, 77, c, &ring->req[1]);
+    MPI_Isend(h, (int)n, MT_MPI_REAL, next, 77, c, &ring->req[0]);
+    count(cm, MT_GROUP_CP, MT_COLL_SEND, n * sizeof(real), t0);
+    count(cm, MT_GROUP_CP, MT_COLL_RECV, n * sizeof(real), t0);
+}
+
+void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring) {
+    double t0 = mt_now();
+    MPI_Waitall(2, ring->req, MPI_STATUSES_IGNORE);
+    for (int i = 0; i < MT_STAGE_SENDS; i++)
+        if (cm->sends[i].req == &ring->req[0]) cm->sends[i].req = NULL;
+    if (cm->staged) land(cm, ring->y, cm->ring_in.buf, ring->n * sizeof(real));
+    double t1 = mt_now();
+    cm->stats.seconds += t1 - t0;
+    cm->stats.ring_wait_seconds += t1 - t0;
+    cm->stats.ring_seconds += t1 - ring->t0;
+    mt_trace_add(cm->trace, MT_EV_IDLE, MT_GROUP_CP, MT_COLL_RECV, t0, t1);
+}
+
+void mt_comm_cp_all_to_all(mt_comm *cm, real *y, const real *x, size_t n) {
+    MPI_Comm c = comm_of(cm, MT_GROUP_CP);
+    int C = size_of(c);
+    if (C == 1) { copy_local(cm, y, x, n); return; }
+    double t0 = mt_now();
+    size_t blk = n / (size_t)C;
+    const void *h = host_view(cm, &cm->in, x, n * sizeof(real));
+    void *o = host_dest(cm, y, n * sizeof(real));
+    MPI_Alltoall(h, (int)blk, MT_MPI_REAL, o, (int)blk, MT_MPI_REAL, c);
+    land(cm, y, o, n * sizeof(real));
+    count(cm, MT_GROUP_CP, MT_COLL_ALLTOALL, n * sizeof(real), t0);
 }
 
 void mt_comm_print(const mt_comm_stats *s, FILE *f, const char *prefix) {

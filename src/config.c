@@ -169,7 +169,6 @@ static void defaults(mt_config *c, parse_ctx *p) {
     memset(c, 0, sizeof *c);
     for (int k = 0; k < NFLAGS; k++)
         if (FLAGS[k].def) store(c, &FLAGS[k], FLAGS[k].def, p);
-    c->cp = 1;
 }
 
 // Applies one flag; returns how many argv entries it consumed (1 or 2).
@@ -265,6 +264,7 @@ static void validate(const mt_config *c, parse_ctx *p) {
     check(c->hidden_dropout >= 0 && c->hidden_dropout < 1, p, "--hidden-dropout must be in [0, 1), got %g", c->hidden_dropout);
     check(c->attention_dropout >= 0 && c->attention_dropout < 1, p, "--attention-dropout must be in [0, 1), got %g", c->attention_dropout);
     check(c->tp >= 1, p, "--tensor-model-parallel-size must be >= 1, got %d", c->tp);
+    check(c->cp >= 1, p, "--context-parallel-size must be >= 1, got %d", c->cp);
     check(c->pp >= 1, p, "--pipeline-model-parallel-size must be >= 1, got %d", c->pp);
     check(c->layers_per_virtual_stage >= 0, p, "--num-layers-per-virtual-pipeline-stage must be >= 1, got %d", c->layers_per_virtual_stage);
     check(c->micro_batch_size >= 1, p, "--micro-batch-size must be >= 1, got %d", c->micro_batch_size);
@@ -341,6 +341,9 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_norm_double = strstr(bugs, "norm-double") != NULL;
         c->bug_die_in_save = strstr(bugs, "die-in-save") != NULL;
         c->bug_rope_local = strstr(bugs, "rope-local") != NULL;
+        c->bug_no_cp_grad_sum = strstr(bugs, "cp-grad-sum") != NULL;
+        c->bug_cp_local_pos = strstr(bugs, "cp-local-pos") != NULL;
+        c->bug_cp_no_causal = strstr(bugs, "cp-no-causal") != NULL;
         static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
         for (int k = 1; k < 4; k++) {
             const char *at = strstr(bugs, sites[k]);
@@ -355,6 +358,8 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
 
 static void finish(mt_config *c, int world, parse_ctx *p) {
     long long mp = (long long)c->tp * c->cp * c->pp;   // each may be up to INT_MAX
+    if (c->cp > 1)
+        check(world % mp == 0, p, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --context-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x CP x PP)", world, c->tp, c->cp, c->pp);
     check(world % mp == 0, p, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x PP)", world, c->tp, c->pp);
     c->dp = (int)(world / mp);
     long long padded = ((long long)c->vocab_size + c->vocab_divisor - 1) / c->vocab_divisor * c->vocab_divisor;
@@ -379,7 +384,18 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
         if (p->loud) printf("note: --sequence-parallel with --tensor-model-parallel-size 1 has nothing to split; running without it (as Megatron does)\n");
         c->sequence_parallel = 0;
     }
-    check(!c->sequence_parallel || c->seq_length % c->tp == 0, p, "--sequence-parallel needs --seq-length (%d) divisible by --tensor-model-parallel-size (%d)", c->seq_length, c->tp);
+    // Context parallelism cuts the sequence into 2C chunks: rank r holds
+    // chunks r and 2C-1-r (the causal load balance of Megatron and TE).
+    check(c->cp == 1 || c->seq_length % (2 * c->cp) == 0, p,
+          "--seq-length (%d) must be a multiple of 2 x --context-parallel-size (%d): the sequence is cut into %d chunks, CP rank r holding chunks r and %d-r",
+          c->seq_length, 2 * c->cp, 2 * c->cp, 2 * c->cp - 1);
+    check(!c->sequence_parallel || (c->seq_length / c->cp) % c->tp == 0, p,
+          c->cp > 1 ? "--sequence-parallel needs each CP rank's %d positions divisible by --tensor-model-parallel-size (%d)"
+                    : "--sequence-parallel needs --seq-length (%d) divisible by --tensor-model-parallel-size (%d)",
+          c->seq_length / c->cp, c->tp);
+    check(c->cp == 1 || c->cp_comm != MT_CP_A2A || ((c->num_heads / c->tp) % c->cp == 0 && (c->num_query_groups / c->tp) % c->cp == 0), p,
+          "--cp-comm-type a2a needs the heads (%d) and key/value groups (%d) of each TP rank divisible by --context-parallel-size (%d): the all-to-all splits them over CP",
+          c->num_heads / c->tp, c->num_query_groups / c->tp, c->cp);
     check(c->num_layers % c->pp == 0, p, "--num-layers (%d) must be divisible by --pipeline-model-parallel-size (%d)", c->num_layers, c->pp);
     long long per_step = (long long)c->micro_batch_size * c->dp;   // samples of one micro-batch, all DP ranks
     check(per_step <= INT_MAX, p, "--micro-batch-size (%d) x data-parallel size (%d) must be < 2^31", c->micro_batch_size, c->dp);

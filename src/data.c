@@ -66,13 +66,28 @@ mt_split_view mt_split_make(const mt_token_file *f, size_t begin, size_t end, in
     return v;
 }
 
-void mt_split_fill(const mt_split_view *v, uint64_t j, int *inputs, int *targets, int b, int bcol) {
+// The first token of sample j: its window starts there (epoch-wise
+// shuffled when asked).
+static const uint32_t *sample_at(const mt_split_view *v, uint64_t j) {
     uint64_t n = v->nsamples, k = j % n;
     if (v->shuffle) k = mt_rng_permute(v->seed, j / n, k, n);
-    const uint32_t *w = v->tok + k * (uint64_t)v->T;
+    return v->tok + k * (uint64_t)v->T;
+}
+
+void mt_split_fill(const mt_split_view *v, uint64_t j, int *inputs, int *targets, int b, int bcol) {
+    const uint32_t *w = sample_at(v, j);
     for (int p = 0; p < v->T; p++) {
         inputs[p * b + bcol] = (int)w[p];
         targets[p * b + bcol] = (int)w[p + 1];
+    }
+}
+
+void mt_split_fill_at(const mt_split_view *v, uint64_t j, const int *pos, int npos, int *inputs, int *targets, int b,
+                      int bcol) {
+    const uint32_t *w = sample_at(v, j);
+    for (int p = 0; p < npos; p++) {
+        inputs[p * b + bcol] = (int)w[pos[p]];
+        targets[p * b + bcol] = (int)w[pos[p] + 1];
     }
 }
 

@@ -52,6 +52,10 @@ const mt_flag_def mt_flags[] = {
     INT("--recompute-num-layers", recompute_num_layers, NULL, MODEL, "layers per group (uniform) or per chunk (block); default 1"),
 
     INT("--tensor-model-parallel-size", tp, "1", PARALLEL, "TP size"),
+    INT("--context-parallel-size", cp, "1", PARALLEL,
+        "CP size: every activation split along the sequence, rank r holding chunks r and 2C-1-r of 2C"),
+    CHOICE("--cp-comm-type", cp_comm, "p2p|a2a", "p2p", PARALLEL,
+           "attention across CP: a K/V ring (p2p) or an all-to-all to a head split (a2a, Ulysses)"),
     BOOL("--sequence-parallel", sequence_parallel, PARALLEL, "split LayerNorm, dropout and residual along the sequence over TP"),
     INT("--pipeline-model-parallel-size", pp, "1", PARALLEL, "PP size (data parallelism takes the rest of the world)"),
     INT("--num-layers-per-virtual-pipeline-stage", layers_per_virtual_stage, NULL, PARALLEL,

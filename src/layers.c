@@ -4,6 +4,7 @@
 #include "layers.h"
 
 #include "backend.h"
+#include "layers_cp.h"
 
 #include <string.h>
 
@@ -15,10 +16,8 @@ static mt_dropout_key dkey(const mt_model *m, const mt_step *st, int layer, int 
     return k;
 }
 
-static mt_rows rows_of(const mt_model *m, uint32_t sample0) {
-    mt_rows r = {m->n_l, m->b, (uint32_t)m->pos0, sample0};
-    return r;
-}
+// This rank's rows of the hidden state: its s_l positions from pos0.
+static mt_rows rows_of(const mt_model *m, uint32_t sample0) { return mt_model_rows(m, m->pos0, m->s_l, sample0); }
 
 // g forward (SP: all-gather along s into ws.gath) or f forward (identity).
 // Returns the (n, h) input of a column-parallel layer.
@@ -100,7 +99,8 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     const real *in = gather_in(m, cm, a->ln1);                          // (n, h)
     B->matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, m->qkv_l);   // (n, W) Q | K | V
     if (m->rot) B->rope_forward(a->qkv, m->ws.rope_cs, m->rot, sh);     // Q and K rotated, kept so
-    if (c->flash_attn) B->flash_attention_forward(a->atty, a->lse, a->qkv, &kp, sh);  // (n, h/t), lse (b, a/t, s)
+    if (m->par->cp_size > 1) mt_cp_attention_forward(m, cm, a, &kp, sample0);  // across the CP split
+    else if (c->flash_attn) B->flash_attention_forward(a->atty, a->lse, a->qkv, &kp, sh);  // (n, h/t), lse (b, a/t, s)
     else B->attention_forward(a->atty, a->probs, a->qkv, &kp, sh);          // (n, h/t), probs (b, a/t, s, s)
     B->matmul_forward(m->ws.part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
     const real *proj = reduce_out(m, cm, m->ws.part, m->ws.dtmp);         // (nl, h)
@@ -166,7 +166,9 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     // Selective recomputation (Korthikanti et al. 2022 §5): the attention
     // core's probabilities were not kept; recompute them from the saved QKV
     // (the core's output lands in ws.dqkv, which the backward overwrites).
-    if (c->flash_attn) {
+    if (m->par->cp_size > 1) {
+        mt_cp_attention_backward(m, cm, a, &kp, sample0);
+    } else if (c->flash_attn) {
         B->flash_attention_backward(m->ws.dqkv, m->ws.datty, a->qkv, a->atty, a->lse, &kp, sh);
     } else {
         if (c->recompute == MT_RECOMPUTE_SELECTIVE) B->attention_forward(m->ws.dqkv, a->probs, a->qkv, &kp, sh);
@@ -198,13 +200,18 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     mt_comm_tp_allreduce(cm, sumexp, 2 * (size_t)n);
     B->xent_loss(loss, rmax, sumexp, tlogit, n);
     B->sync();  // the host reads the per-token losses
+    // The micro-batch's loss is the mean over all its s*b tokens; with
+    // context parallelism this rank holds 1/CP of them, so it returns its
+    // share of that mean (the CP ranks' shares add up in the logged sum, and
+    // their gradients in the dp-cp reduction).
+    int ntok = n * m->par->cp_size;
     double total = 0;
     for (int i = 0; i < n; i++) total += loss[i];
-    real mean = (real)(total / n);
+    real mean = (real)(total / ntok);
     if (!dx) return mean;
 
-    // Backward: d loss_i = dscale / n for each token; no communication.
-    B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)n, m->v0, vl, m->V, n);
+    // Backward: d loss_i = dscale / (s b) for each token; no communication.
+    B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)ntok, m->v0, vl, m->V, n);
     B->matmul_backward(m->ws.part, dhead, NULL, m->ws.logits, in, head, n, h, vl);
     const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)
     B->norm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, m->norm, nl, h);

@@ -57,7 +57,17 @@ static void fill(void *vctx, int mb, mt_slot *sl, int need_tokens) {
     uint64_t j0 = x->base + (uint64_t)mb * (uint64_t)(b * c->dp) + (uint64_t)x->r->par.dp_rank * (uint64_t)b;
     sl->sample0 = (uint32_t)j0;
     if (!need_tokens) return;
-    for (int k = 0; k < b; k++) mt_split_fill(x->split, j0 + (uint64_t)k, sl->tokens, sl->targets, b, k);
+    const mt_model *m = &x->r->model;
+    if (m->par->cp_size == 1) {
+        for (int k = 0; k < b; k++) mt_split_fill(x->split, j0 + (uint64_t)k, sl->tokens, sl->targets, b, k);
+        return;
+    }
+    // Context parallelism: this rank's positions of each sample only.
+    mt_rows seq = mt_model_rows(m, 0, m->s, 0);
+    int *pos = mt_malloc(sizeof(int) * (size_t)m->s);
+    for (int i = 0; i < m->s; i++) pos[i] = (int)mt_rows_pos(seq, i);
+    for (int k = 0; k < b; k++) mt_split_fill_at(x->split, j0 + (uint64_t)k, pos, m->s, sl->tokens, sl->targets, b, k);
+    free(pos);
 }
 
 // Rank 0 reads and validates, then broadcasts: nothing assumes a shared

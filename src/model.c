@@ -129,7 +129,7 @@ int mt_param_counts_in_norm(const mt_model *m, const mt_param *p) {
 
 int mt_param_is_writer(const mt_model *m, const mt_param *p, int dp_copies) {
     const mt_parallel *par = m->par;
-    if (dp_copies && par->dp_rank != 0) return 0;
+    if (dp_copies && (par->dp_rank != 0 || par->cp_rank != 0)) return 0;
     if (p->tp_replicated && par->tp_rank != 0) return 0;
     if (p->tied && par->pp_rank != 0) return 0;
     return 1;
@@ -192,7 +192,8 @@ static size_t width_of(const mt_model *m, mt_width_sym w) {
     case MT_W_HL: return (size_t)m->h_l;
     case MT_W_FF: return (size_t)m->ff_l;
     case MT_W_FC1: return (size_t)m->fc1_l;
-    case MT_W_PROBS: return (size_t)m->nh_l * (size_t)m->s;
+    case MT_W_PROBS: return (size_t)m->nh_l * (size_t)m->s_full;  // per local row: s_full keys of nh_l/C heads, C x
+    case MT_W_KV2: return 2 * (size_t)m->nkv_l * (size_t)m->hd;
     case MT_W_LSE: return (size_t)m->nh_l;
     case MT_W_VL: return (size_t)m->v_l;
     case MT_W_ROT: return (size_t)m->rot;
@@ -203,7 +204,7 @@ static size_t width_of(const mt_model *m, mt_width_sym w) {
 // Selective recomputation of the plain kernel keeps no probabilities: every
 // layer points at the one ws.probs, refilled in backward.
 static int probs_shared(const mt_model *m) {
-    return !m->cfg->flash_attn && m->cfg->recompute == MT_RECOMPUTE_SELECTIVE;
+    return !m->cfg->flash_attn && !m->cp_ring && m->cfg->recompute == MT_RECOMPUTE_SELECTIVE;
 }
 
 // Whether a buffer of the activation or workspace table exists here.
@@ -211,14 +212,16 @@ static int wanted(const mt_model *m, mt_buf_when when) {
     const mt_config *c = m->cfg;
     switch (when) {
     case MT_BUF_ALWAYS: return 1;
-    case MT_BUF_PLAIN: return !c->flash_attn;
-    case MT_BUF_FLASH: return c->flash_attn;
+    case MT_BUF_PLAIN: return !c->flash_attn && !m->cp_ring;
+    case MT_BUF_FLASH: return c->flash_attn || m->cp_ring;
     case MT_BUF_LN: return !m->norm.rms;
     case MT_BUF_GLU: return c->swiglu;
     case MT_BUF_ROPE: return m->rot > 0;
     case MT_BUF_HEAD: return m->chunks[m->nchunks - 1].has_head;
     case MT_BUF_SELECTIVE: return probs_shared(m);
     case MT_BUF_RECOMPUTE: return m->rc_len > 0;
+    case MT_BUF_RING: return m->cp_ring;
+    case MT_BUF_A2A: return m->cp_a2a;
     }
     return 0;
 }
@@ -252,6 +255,13 @@ static void alloc_workspace(mt_model *m) {
     if (wanted(m, MT_BUF_##when)) m->ws.field = alloc_kind(m, MT_MEM_WORK, rows_of(m, MT_R_##r) * width_of(m, MT_W_##w));
     MT_WORKSPACE(X)
 #undef X
+    // Context parallelism: every CP rank's global positions in its local
+    // order (the ring's key positions; this rank's are its queries').
+    if (m->par->cp_size > 1) {
+        size_t np = (size_t)m->par->cp_size * (size_t)m->s;
+        m->mem[MT_MEM_WORK] += np * sizeof(int);
+        if (!m->dry) m->cp_pos = m->be->alloc(np * sizeof(int));
+    }
     // The SP-partial gradients travel packed in one TP all-reduce.
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i].sp_partial) m->sp_pack_n += m->params[i].n;
@@ -263,6 +273,7 @@ static void free_workspace(mt_model *m) {
     MT_WORKSPACE(X)
 #undef X
     m->be->free(m->sp_pack);
+    m->be->free(m->cp_pos);
 }
 
 // ---- slots, chunks, recomputation --------------------------------------------
@@ -349,23 +360,56 @@ static void alloc_recompute_set(mt_model *m) {
     }
 }
 
-// RoPE's angles, once: row i of the sequence this rank's QKV sees is global
-// position i (QKV always holds every position of the sequence: under SP
-// after g's all-gather), so a token keeps its position under any split.
+mt_rows mt_model_rows(const mt_model *m, int first, int count, uint32_t sample0) {
+    int C = m->par->cp_size, c = m->s_full / (2 * C), r = m->par->cp_rank;
+    // Local position i of this CP rank is in its first chunk (global r c + i)
+    // for i < c, else in its mirror chunk (2C-1-r) c + (i - c).
+    int p0 = first < c || C == 1 ? r * c + first : (2 * C - 1 - r) * c + (first - c);
+    mt_rows rows = {count * m->b, m->b, (uint32_t)p0, sample0, 0, 0};
+    // Negative control: positions as if the rank's sequence began at 0.
+    if (m->cfg->bug_cp_local_pos && C > 1) { rows.pos0 = (uint32_t)first; return rows; }
+    if (C > 1 && first < c && first + count > c) {
+        rows.split = c - first;
+        rows.pos1 = (uint32_t)((2 * C - 1 - r) * c);
+    }
+    return rows;
+}
+
+// RoPE's angles, once: row i of the sequence this rank's QKV sees is its
+// global position (QKV always holds every position of the rank's sequence:
+// under SP after g's all-gather), so a token keeps its position under any
+// split.
 // theta_j = pos * base^(-2j/rot), in double, as cos | sin per row.
 static void fill_rope(mt_model *m) {
     if (!m->rot) return;
     int half = m->rot / 2;
     real *cs = m->ws.rope_cs;
+    mt_rows seq = mt_model_rows(m, 0, m->s, 0);
     for (int i = 0; i < m->s; i++)
         for (int j = 0; j < half; j++) {
             // Negative control: positions restarting at 0 in each rank's
             // sequence block, as if they were rank-local under SP.
-            int pos = m->cfg->bug_rope_local ? i % m->s_l : i;
+            int pos = m->cfg->bug_rope_local ? i % m->s_l : (int)mt_rows_pos(seq, i);
             double inv = pow(m->cfg->rotary_base, -2.0 * j / m->rot), a = (double)pos * inv;
             cs[(size_t)i * m->rot + j] = (real)cos(a);
             cs[(size_t)i * m->rot + half + j] = (real)sin(a);
         }
+}
+
+// The positions of each CP rank's two chunks, in its local order.
+static void fill_cp_positions(mt_model *m) {
+    int C = m->par->cp_size, c = m->s_full / (2 * C);
+    if (C == 1) return;
+    int *h = mt_malloc(sizeof(int) * (size_t)C * (size_t)m->s);
+    for (int r = 0; r < C; r++)
+        for (int i = 0; i < m->s; i++)
+            h[(size_t)r * m->s + i] = i < c ? r * c + i : (2 * C - 1 - r) * c + (i - c);
+    // Negative control: every rank's positions as if its sequence began at 0.
+    if (m->cfg->bug_cp_local_pos)
+        for (int r = 0; r < C; r++)
+            for (int i = 0; i < m->s; i++) h[(size_t)r * m->s + i] = i;
+    m->be->to_device(m->cp_pos, h, sizeof(int) * (size_t)C * (size_t)m->s);
+    free(h);
 }
 
 // ---- construction --------------------------------------------------------------
@@ -379,13 +423,16 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     m->eb = eb ? *eb : (mt_elem_bytes){(int)sizeof(real), (int)sizeof(real), (int)sizeof(real), 2 * (int)sizeof(real)};
     int t = p->tp_size;
     m->h = c->hidden_size; m->nh = c->num_heads; m->hd = c->hidden_size / c->num_heads;
-    m->s = c->seq_length; m->b = c->micro_batch_size;
+    m->s_full = c->seq_length; m->b = c->micro_batch_size;
+    m->s = c->seq_length / p->cp_size;
     m->V = c->vocab_size; m->Vp = c->padded_vocab;
     m->nh_l = m->nh / t; m->h_l = m->h / t; m->ff_l = (int)(mt_param_ffn(c) / t);
     m->nkv_l = mt_param_kv_heads(c) / t;
     m->qkv_l = (m->nh_l + 2 * m->nkv_l) * m->hd;
     m->fc1_l = (c->swiglu ? 2 : 1) * m->ff_l;
     m->rot = c->position_embedding == MT_POS_ROPE ? (int)(m->hd * c->rotary_percent) : 0;
+    m->cp_ring = p->cp_size > 1 && c->cp_comm == MT_CP_P2P;
+    m->cp_a2a = p->cp_size > 1 && c->cp_comm == MT_CP_A2A;
     m->v_l = m->Vp / t; m->v0 = p->tp_rank * m->v_l;
     m->s_l = c->sequence_parallel ? m->s / t : m->s;
     m->pos0 = c->sequence_parallel ? p->tp_rank * m->s_l : 0;
@@ -396,11 +443,13 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     m->params = tab.v;
     m->nparams = tab.n;
     m->nelem = tab.nelem;
-    // The distributed optimizer splits the arenas into dp equal shards.
-    size_t dp = (size_t)p->dp_size;
+    // The distributed optimizer splits the arenas into equal shards over
+    // every copy of the parameters: the DP ranks, and with context
+    // parallelism the dp-cp group (cp fastest, Megatron's order).
+    size_t dp = (size_t)p->dp_size * (size_t)p->cp_size, copy = (size_t)p->dp_rank * (size_t)p->cp_size + (size_t)p->cp_rank;
     m->nelem_pad = (m->nelem + dp - 1) / dp * dp;
     m->shard_n = c->use_distributed_optimizer ? m->nelem_pad / dp : m->nelem;
-    m->shard0 = c->use_distributed_optimizer ? (size_t)p->dp_rank * m->shard_n : 0;
+    m->shard0 = c->use_distributed_optimizer ? copy * m->shard_n : 0;
     m->param_mem = alloc_kind(m, MT_MEM_PARAMS, m->nelem_pad);
     m->grad_mem = alloc_kind(m, MT_MEM_GRADS, m->nelem_pad);
     plan_recompute(m);
@@ -418,6 +467,7 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     bind(m, m->param_mem, 0);
     bind(m, m->grad_mem, 1);
     fill_rope(m);
+    fill_cp_positions(m);
     // --init-from overwrites every parameter (llm.c files hold them all, and
     // a checkpoint found by --load does too): drawing ~N normals first would
     // only cost start-up time (20% of a short 124M run).

@@ -51,14 +51,19 @@ void mt_grad_sync(mt_model *m, mt_comm *cm) {
         if (mt_param_grad_groups(m, p) & (1u << MT_GROUP_EMBD))
             mt_comm_allreduce_group(cm, MT_GROUP_EMBD, m->grad_mem + p->off, p->n);
     }
-    if (m->par->dp_size > 1) {
-        // Average over DP: all of it, or (distributed optimizer) only this
-        // rank's shard, which is all its optimizer will read.
+    if (m->par->dp_size * m->par->cp_size > 1) {
+        // Sum over every copy (DP, and CP's partial sums), all of it or
+        // (distributed optimizer) only this rank's shard, which is all its
+        // optimizer will read; then average over DP only: the CP ranks each
+        // hold a part of the same samples' gradient.
+        mt_group g = mt_grad_group(m->par);
+        // Negative control: sum over DP only, each CP rank keeping its partial gradient.
+        if (m->cfg->bug_no_cp_grad_sum) g = MT_GROUP_DP;
         if (m->cfg->use_distributed_optimizer)
-            mt_comm_dp_reduce_scatter(cm, m->grad_mem, m->nelem_pad);
+            mt_comm_shard_reduce_scatter(cm, g, m->grad_mem, m->nelem_pad);
         else
-            mt_comm_allreduce_group(cm, MT_GROUP_DP, m->grad_mem, m->nelem);
-        m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
+            mt_comm_allreduce_group(cm, g, m->grad_mem, m->nelem);
+        if (m->par->dp_size > 1) m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
     }
 }
 
@@ -89,7 +94,7 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
     if (ra < rb) ss += m->be->sumsq(m->grad_mem + ra, rb - ra);
     mt_comm_allreduce_double(cm, MT_GROUP_MP, &ss, 1);
     // Distributed optimizer: each DP rank summed only its shard.
-    if (m->cfg->use_distributed_optimizer) mt_comm_allreduce_double(cm, MT_GROUP_DP, &ss, 1);
+    if (m->cfg->use_distributed_optimizer) mt_comm_allreduce_double(cm, mt_grad_group(m->par), &ss, 1);
     return sqrt(ss);
 }
 
@@ -120,5 +125,5 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
                         p->decay ? (real)c->weight_decay : 0);
     }
     // Every DP rank updated its shard; gather the whole model back.
-    if (c->use_distributed_optimizer) mt_comm_dp_all_gather(cm, m->param_mem, m->nelem_pad);
+    if (c->use_distributed_optimizer) mt_comm_shard_all_gather(cm, mt_grad_group(m->par), m->param_mem, m->nelem_pad);
 }

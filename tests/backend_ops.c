@@ -231,9 +231,11 @@ static void case_gelu(ctx *t) {
     FREE(t, x, y, dy, dx);
 }
 
-static void case_dropout(ctx *t, double p, const char *tag) {
+// split > 0: the positions jump after `split` of them (context parallelism's
+// two chunks), to 41.
+static void case_dropout(ctx *t, double p, int split, const char *tag) {
     int h = 40;
-    mt_rows r = {24, 3, 5, 7};  // 8 positions from 5, samples 7..9
+    mt_rows r = {24, 3, 5, 7, split, 41};  // 8 positions from 5, samples 7..9
     mt_dropout_key key = {42, 3, 2, MT_SITE_MLP_OUT, p};
     size_t n = (size_t)r.rows * h;
     real *res = input(t, n, 1, 0), *inp = input(t, n, 1, 0), *bias = input(t, h, 1, 0), *out = zeros(t, n);
@@ -261,12 +263,17 @@ static void case_embedding(ctx *t) {
     real *dout = input(t, (size_t)n * h, 1, 0), *dwte = input(t, (size_t)vl * h, 1, 0);
     t->B->embedding_backward(dwte, dout, tok, v0, vl, n, h);
     output(t, "embedding_backward", dwte, (size_t)vl * h);
-    mt_rows r = {n, 3, 4, 0};
+    mt_rows r = {n, 3, 4, 0, 0, 0};
     real *wpe = input(t, (size_t)npos * h, 1, 0), *dwpe = input(t, (size_t)npos * h, 1, 0);
     t->B->position_forward(out, wpe, r, h);
     output(t, "position_forward", out, (size_t)n * h);
     t->B->position_backward(dwpe, dout, r, h);
     output(t, "position_backward", dwpe, (size_t)npos * h);
+    r = (mt_rows){n, 3, 4, 0, 6, 50};  // positions 4..9, then 50..53
+    t->B->position_forward(out, wpe, r, h);
+    output(t, "position_forward_split", out, (size_t)n * h);
+    t->B->position_backward(dwpe, dout, r, h);
+    output(t, "position_backward_split", dwpe, (size_t)npos * h);
     FREE(t, tok, wte, out, dout, dwte, wpe, dwpe);
 }
 
@@ -382,8 +389,9 @@ int main(int argc, char **argv) {
     case_gelu(&t);
     case_swiglu(&t);
     case_rope(&t);
-    case_dropout(&t, 0.25, "");
-    case_dropout(&t, 0, "_p0");
+    case_dropout(&t, 0.25, 0, "");
+    case_dropout(&t, 0, 0, "_p0");
+    case_dropout(&t, 0.25, 3, "_split");
     case_embedding(&t);
     case_attention(&t, 0.2, 3, 3, "");
     case_attention(&t, 0, 3, 3, "_p0");

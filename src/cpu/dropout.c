@@ -15,7 +15,7 @@ static real keep_scale(const mt_dropout_key *k) { return (real)(1.0 / (1.0 - (do
 // Row i's mask. Hidden rows are never split by TP, so feature f0 is 0 and the
 // column index is already the global feature index.
 static void row_mask(const mt_dropout_key *k, mt_rows r, int i, int h, unsigned char *keep) {
-    mt_rng_keep_row(k, r.sample0 + (uint32_t)(i % r.b), r.pos0 + (uint32_t)(i / r.b), 0, h, keep);
+    mt_rng_keep_row(k, r.sample0 + (uint32_t)(i % r.b), mt_rows_pos(r, i / r.b), 0, h, keep);
 }
 
 void mt_bias_dropout_add_forward(real *out,        // (rows, h) may alias res

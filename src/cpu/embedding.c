@@ -40,13 +40,13 @@ void mt_embedding_backward(real *dwte,        // (vl, h) accumulated
     }
 }
 
-// Row r holds position pos0 + r / b (rows are ordered (s, b)).
+// Row r holds global position mt_rows_pos(r / b) (rows are ordered (s, b)).
 void mt_position_forward(real *x,         // (rows, h) in place
                          const real *wpe, // (max positions, h) whole table
                          mt_rows r, int h) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < r.rows; i++) {
-        const real *p = wpe + ((size_t)r.pos0 + (size_t)(i / r.b)) * h;
+        const real *p = wpe + (size_t)mt_rows_pos(r, i / r.b) * h;
         real *y = x + (size_t)i * h;
         for (int j = 0; j < h; j++) y[j] += p[j];
     }
@@ -60,7 +60,7 @@ void mt_position_backward(real *dwpe,       // (max positions, h) accumulated
     int npos = (r.rows + r.b - 1) / r.b;
 #pragma omp parallel for schedule(static)
     for (int p = 0; p < npos; p++) {
-        real *g = dwpe + ((size_t)r.pos0 + (size_t)p) * h;
+        real *g = dwpe + (size_t)mt_rows_pos(r, p) * h;
         for (int i = p * r.b; i < MT_MIN((p + 1) * r.b, r.rows); i++) {
             const real *dy = dout + (size_t)i * h;
             for (int j = 0; j < h; j++) g[j] += dy[j];

@@ -34,9 +34,9 @@ extern "C" void mt_cuda_gelu_backward(real *dinp, const real *inp, const real *d
 
 // ---- hidden dropout -----------------------------------------------------------
 
-// Row i of a (rows, h) block is sample sample0 + i % b at position pos0 + i / b.
+// Row i of a (rows, h) block is sample sample0 + i % b at global position mt_rows_pos(i / b).
 __device__ static inline float hidden_keep(const mt_cuda_mask &a, mt_rows r, size_t i, int j) {
-    return mt_cuda_keep(a, r.sample0 + (uint32_t)(i % r.b), r.pos0 + (uint32_t)(i / r.b), (uint32_t)j);
+    return mt_cuda_keep(a, r.sample0 + (uint32_t)(i % r.b), mt_rows_pos(r, (int)(i / r.b)), (uint32_t)j);
 }
 
 __global__ static void bias_dropout_add_kernel(real *out, const real *res, const real *inp, const real *bias,
@@ -114,7 +114,7 @@ __global__ static void position_forward_kernel(real *x, const real *wpe, mt_rows
     size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= (size_t)r.rows * h) return;
     size_t i = e / h;
-    x[e] += wpe[((size_t)r.pos0 + i / r.b) * h + e % h];
+    x[e] += wpe[(size_t)mt_rows_pos(r, (int)(i / r.b)) * h + e % h];
 }
 extern "C" void mt_cuda_position_forward(real *x, const real *wpe, mt_rows r, int h) {
     size_t n = (size_t)r.rows * h;
@@ -129,7 +129,7 @@ __global__ static void position_backward_kernel(real *dwpe, const real *dout, mt
     size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= (size_t)npos * h) return;
     int p = (int)(e / h), j = (int)(e % h);
-    real *g = dwpe + ((size_t)r.pos0 + p) * h + j;
+    real *g = dwpe + (size_t)mt_rows_pos(r, (int)p) * h + j;
     for (int i = p * r.b; i < (p + 1) * r.b && i < r.rows; i++) *g += dout[(size_t)i * h + j];
 }
 extern "C" void mt_cuda_position_backward(real *dwpe, const real *dout, mt_rows r, int h) {
