@@ -22,7 +22,12 @@
 // of all gradients (distributed optimizer: a reduce-scatter of the gradients,
 // an all-gather of the parameters and a DP all-reduce of the norm's shard
 // sums), one all-reduce of the squared norm (a double) over TP x PP;
-// PP sends and receives of (s/t*b, h) per micro-batch and direction.
+// PP sends and receives of (s/t*b, h) per micro-batch and direction;
+// context parallelism (n = the s/C*b rows of the rank's positions, W its
+// QKV row, R recomputed layers): the ring sends and receives a K|V block of
+// n * 2g/t * hd elements M ((C-1)(L+R) + (2C-1)L) times; the all-to-all
+// moves n W elements M (3L+R) times and n h/t elements M (2L+R) times (one
+// more L with the blocked kernel).
 void mt_account_comm(const mt_model *m, mt_comm_stats *out);
 
 // Activation bytes the slots of this stage hold for transformer layers,

@@ -61,8 +61,9 @@ static inline mt_group mt_grad_group(const mt_parallel *p) { return p->cp_size >
 void mt_parallel_init(mt_parallel *p, MPI_Comm world, const mt_config *c);
 void mt_parallel_free(mt_parallel *p);
 
-// Prints every rank's coordinates and groups (rank 0, gathered).
-void mt_parallel_print_layout(const mt_parallel *p, FILE *f);
+// Prints every rank's coordinates and groups, the model-parallel (tp-pp)
+// group and, with interleaving, its virtual pipeline stages (rank 0, gathered).
+void mt_parallel_print_layout(const mt_parallel *p, const mt_config *c, FILE *f);
 
 // Collective: rank 0 prints every rank's text (a NUL-terminated string in a
 // buffer of `size` bytes, the same size on every rank) in rank order, so

@@ -42,6 +42,23 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
         add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, n, r);      // MAX
         add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, 2 * n, r);  // SUM of (sumexp, target logit)
     }
+    if (p->cp_size > 1) {
+        uint64_t C = (uint64_t)p->cp_size, hd = (uint64_t)m->hd;
+        if (c->cp_comm == MT_CP_P2P) {
+            // The ring: C-1 hops of a K|V block per forward; backward moves
+            // the blocks again (C-1 hops) and their gradients (C hops).
+            uint64_t kv = n * 2 * (uint64_t)m->nkv_l * hd, hops = M * ((C - 1) * (L + R) + (2 * C - 1) * L);
+            add(out, MT_GROUP_CP, MT_COLL_SEND, hops, kv, r);
+            add(out, MT_GROUP_CP, MT_COLL_RECV, hops, kv, r);
+        } else {
+            // All-to-alls: QKV to heads and the output back per forward;
+            // backward: the output's gradient and QKV again (and the output,
+            // for the blocked kernel) to heads, QKV's gradient back.
+            uint64_t qkv = n * (uint64_t)m->qkv_l, o = n * (uint64_t)m->h_l;
+            add(out, MT_GROUP_CP, MT_COLL_ALLTOALL, M * ((L + R) + 2 * L), qkv, r);
+            add(out, MT_GROUP_CP, MT_COLL_ALLTOALL, M * ((L + R) + L + (c->flash_attn ? L : 0)), o, r);
+        }
+    }
     if (p->pp_size > 1) {
         uint64_t x = (uint64_t)m->n_l * (uint64_t)m->h;
         int first = p->pp_rank == 0, last = p->pp_rank == p->pp_size - 1;

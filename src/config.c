@@ -455,8 +455,10 @@ int mt_config_finish_checked(mt_config *c, int world, char *err, size_t errlen) 
 void mt_config_print(const mt_config *c, FILE *f) {
     fprintf(f, "model: layers %d, hidden %d, heads %d, seq %d, vocab %d (padded %d), %s\n",
             c->num_layers, c->hidden_size, c->num_heads, c->seq_length, c->vocab_size, c->padded_vocab, MT_PRECISION_NAME);
-    fprintf(f, "layout: TP %d x PP %d x DP %d%s%s, micro-batch %d, global batch %d, %d micro-batches per step\n",
-            c->tp, c->pp, c->dp, c->sequence_parallel ? ", sequence parallel" : "",
+    char cp[64] = "";
+    if (c->cp > 1) snprintf(cp, sizeof cp, " x CP %d (%s)", c->cp, c->cp_comm == MT_CP_A2A ? "a2a" : "p2p");
+    fprintf(f, "layout: TP %d%s x PP %d x DP %d%s%s, micro-batch %d, global batch %d, %d micro-batches per step\n",
+            c->tp, cp, c->pp, c->dp, c->sequence_parallel ? ", sequence parallel" : "",
             c->use_distributed_optimizer ? ", distributed optimizer" : "",
             c->micro_batch_size, c->global_batch_size, c->num_micro_batches);
 }

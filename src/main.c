@@ -460,7 +460,7 @@ int main(int argc, char **argv) {
     mt_parallel_init(&r.par, MPI_COMM_WORLD, c);
     r.cm.par = &r.par;
     if (loud) mt_config_print(c, stdout);
-    if (c->log_layout) mt_parallel_print_layout(&r.par, stdout);
+    if (c->log_layout) mt_parallel_print_layout(&r.par, c, stdout);
     if (c->dry_run) {
         if (loud) printf("dry run: flags and layout are consistent; nothing allocated\n");
         mt_parallel_free(&r.par);

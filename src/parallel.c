@@ -109,17 +109,29 @@ static void members(const mt_parallel *p, mt_group g, char *out, size_t len) {
     if (o < len) snprintf(out + o, len - o, n > 256 ? ",...]" : "]");
 }
 
-void mt_parallel_print_layout(const mt_parallel *p, FILE *f) {
-    char line[1024], tp[96], dp[96], pp[96], em[96];
+void mt_parallel_print_layout(const mt_parallel *p, const mt_config *c, FILE *f) {
+    char line[1536], tp[96], cp[96], dp[96], pp[96], mp[160], em[96], vs[160] = "";
     members(p, MT_GROUP_TP, tp, sizeof tp);
+    members(p, MT_GROUP_CP, cp, sizeof cp);
     members(p, MT_GROUP_DP, dp, sizeof dp);
     members(p, MT_GROUP_PP, pp, sizeof pp);
+    members(p, MT_GROUP_MP, mp, sizeof mp);
     members(p, MT_GROUP_EMBD, em, sizeof em);
+    // Interleaving: this stage's virtual stages, k pp + pp_rank (Narayanan et al. 2021).
+    if (c->layers_per_virtual_stage) {
+        int v = c->num_layers / p->pp_size / c->layers_per_virtual_stage;
+        size_t o = (size_t)snprintf(vs, sizeof vs, " virtual stages");
+        for (int k = 0; k < v && o < sizeof vs; k++) {
+            int st = k * p->pp_size + p->pp_rank, l0 = st * c->layers_per_virtual_stage;
+            o += (size_t)snprintf(vs + o, sizeof vs - o, " %d (layers %d-%d)", st, l0, l0 + c->layers_per_virtual_stage - 1);
+        }
+    }
     char host[MPI_MAX_PROCESSOR_NAME];
     int hl;
     MPI_Get_processor_name(host, &hl);
-    snprintf(line, sizeof line, "rank %d on %s: tp_rank %d dp_rank %d pp_rank %d | TP %s DP %s PP %s embedding %s\n",
-             p->world_rank, host, p->tp_rank, p->dp_rank, p->pp_rank, tp, dp, pp, em);
+    snprintf(line, sizeof line,
+             "rank %d on %s: tp_rank %d cp_rank %d dp_rank %d pp_rank %d | TP %s CP %s DP %s PP %s MP %s embedding %s%s\n",
+             p->world_rank, host, p->tp_rank, p->cp_rank, p->dp_rank, p->pp_rank, tp, cp, dp, pp, mp, em, vs);
     mt_parallel_print_gathered(p, line, sizeof line, f);
 }
 

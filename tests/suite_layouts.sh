@@ -92,6 +92,21 @@ check "llama_tp2_sp_flash" 2 "--tensor-model-parallel-size 2 --sequence-parallel
 check "llama_dp2_distopt" 2 "$DO" "$LLAMA $CLIP"
 fi
 
+# Context parallelism (the tiny model's seq 16 cuts into 2C chunks of 4 or 2).
+CP2="--context-parallel-size 2"
+check "cp2_p2p" 2 "$CP2"
+if [ "${MT_LAYOUTS:-}" != quick ]; then
+check "cp4_p2p" 4 "--context-parallel-size 4"
+check "cp2_a2a" 2 "$CP2 --cp-comm-type a2a"
+check "cp2_tp2_sp" 4 "$CP2 --tensor-model-parallel-size 2 --sequence-parallel"
+check "cp2_pp2_dp2_distopt" 8 "$CP2 --pipeline-model-parallel-size 2 $DO" "$CLIP"
+check "cp2_tp2_pp2_interleaved" 8 "$CP2 --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 $VP"
+check "cp2_a2a_tp2_sp_flash" 4 "$CP2 --cp-comm-type a2a --tensor-model-parallel-size 2 --sequence-parallel --use-flash-attn"
+check "cp4_recompute_full" 4 "--context-parallel-size 4 --recompute-granularity full"
+check "llama_cp2_tp2_sp" 4 "$CP2 --tensor-model-parallel-size 2 --sequence-parallel" "$LLAMA"
+check "llama_cp2_a2a_selective" 2 "$CP2 --cp-comm-type a2a --recompute-granularity selective" "$LLAMA"
+fi
+
 # Negative controls: each planted bug must make the equivalence check fail,
 # proving the check can see it (fp64, where the bound is tightest).
 # check_fails NAME NP "LAYOUT" BUG ["EXTRA"]
@@ -111,6 +126,9 @@ check_fails() {
 check_fails "control_sp_ln_grad_not_summed" 2 "--tensor-model-parallel-size 2 --sequence-parallel" sp-grad-sync
 check_fails "control_dropout_seeded_per_rank" 2 "--tensor-model-parallel-size 2" rank-dropout
 check_fails "control_rope_positions_rank_local" 2 "--tensor-model-parallel-size 2 --sequence-parallel" rope-local "$LLAMA"
+check_fails "control_cp_grads_not_summed" 2 "--context-parallel-size 2" cp-grad-sum
+check_fails "control_cp_rank_local_positions" 2 "--context-parallel-size 2" cp-local-pos
+check_fails "control_cp_no_causal_mask_between_chunks" 2 "--context-parallel-size 2" cp-no-causal
 [ "${MT_LAYOUTS:-}" = quick ] && exit 0
 check_fails "control_loss_divided_per_stage" 2 "--pipeline-model-parallel-size 2" loss-per-stage
 check_fails "control_norm_counts_replicated_twice" 2 "--tensor-model-parallel-size 2" norm-double "--clip-grad 0.05"
