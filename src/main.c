@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "account.h"
+#include "account_acts.h"
 #include "backend.h"
 #include "ckpt.h"
 #include "comm.h"
@@ -361,6 +362,7 @@ static void print_memory(const run *r) {
                "Table 2 for this mode at 2-byte activations: %.0f bytes per layer\n",
                m->act_layer_bytes, mt_account_act_layers(m), layers, m->chunks[0].nslots, per, sizeof(real),
                mt_account_paper_layer(&r->cfg));
+        if (r->cfg.verbose) mt_account_act_print(m, stdout);
     }
 }
 
