@@ -22,7 +22,8 @@
 // of all gradients (distributed optimizer: a reduce-scatter of the gradients,
 // an all-gather of the parameters and a DP all-reduce of the norm's shard
 // sums), one all-reduce of the squared norm (a double) over TP x PP;
-// PP sends and receives of (s/t*b, h) per micro-batch and direction.
+// PP sends and receives of (s/t*b, h) per micro-batch, direction and chunk
+// boundary (each of a rank's v interleaved chunks sends and receives).
 void mt_account_comm(const mt_model *m, mt_comm_stats *out);
 
 // Activation bytes the slots of this stage hold for transformer layers,

@@ -30,7 +30,7 @@ static void count(mt_comm *cm, mt_group g, mt_coll c, size_t bytes, double t0) {
     cm->stats.calls[g][c] += 1;
     cm->stats.seconds += t1 - t0;
     // A pipeline receive is time spent waiting for the neighbour: idle.
-    mt_trace_add(cm->trace, c == MT_COLL_RECV ? MT_EV_IDLE : MT_EV_COMM, g, c, t0, t1);
+    mt_trace_add_comm(cm->trace, c == MT_COLL_RECV ? MT_EV_IDLE : MT_EV_COMM, g, c, (double)bytes, t0, t1);
 }
 
 // ---- host staging ----------------------------------------------------------

@@ -260,7 +260,9 @@ static void write_timeline(const run *r, mt_trace *t, int it) {
     snprintf(title, sizeof title, "iteration %d, TP %d x PP %d x DP %d%s, M %d%s", it, c->tp, c->pp, c->dp,
              c->sequence_parallel ? " SP" : "", c->num_micro_batches,
              c->schedule == MT_SCHED_INTERLEAVED ? " interleaved 1F1B" : c->schedule == MT_SCHED_AFAB ? " AFAB" : " 1F1B");
-    int rc = mt_trace_write(t, &r->par, c->timeline, title, err, sizeof err);
+    // The memory lane: what one micro-batch's slot holds on one chunk.
+    t->act_bytes = (double)r->model.mem[MT_MEM_ACTS] / (r->model.nchunks * r->model.chunks[0].nslots);
+    int rc = mt_trace_write(t, &r->par, c, c->timeline, title, err, sizeof err);
     mt_trace_free(t);
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (rc) mt_fail_all(r->par.world_rank == 0, MT_EXIT_FAIL, "%s", err);
