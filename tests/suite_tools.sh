@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# suite_plan.sh: the planner (tools/plan) and the per-tensor activation
-# breakdown, tools/metrics-diff. --help lists every flag of the table, no
+# suite_tools.sh: the planner (tools/plan) and the per-tensor activation
+# breakdown, tools/metrics-diff and tools/compare. --help lists every flag of the table, no
 # arguments are refused, every shipped config plans, the breakdown sums to
 # the allocator's bytes and to Table 2's formula re-derived here, and the
 # sweep's fits and no-fits equal one planner run per layout.
@@ -135,3 +135,42 @@ $MPIRUN 2 ./pretrain_gpt $X --tensor-model-parallel-size 2 --metrics-file "$T/r2
 out=$(tools/metrics-diff "$T/r1.json" "$T/r2.json" --max-rel 1e-5 --quiet); rc=$?
 [ $rc = 0 ] && echo "$out" | grep -q "5 iterations compared" && ok "metrics_diff_tp2_vs_one_rank ($(echo "$out" | head -1 | sed 's/.*; //'))" ||
   not_ok metrics_diff_tp2_vs_one_rank "exit $rc: $out"
+
+# ---- tools/compare: the identically-zero key-bias gradient ------------------------------
+# fp32 against fp64 after 20 steps: the key third of every attn.qkv.bias is
+# listed apart (its gradient is zero: only round-off, checked on a gradient
+# dump), the rest meets a 1e-5 relative-RMS bound, and a difference planted
+# in the query part of a bias is still caught.
+X="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 20"
+./pretrain_gpt $X --dump-params "$T/c32.st" --dump-step 3 --dump-dir "$T/dump32" > /dev/null 2>&1
+./pretrain_gpt_fp64 $X --dump-params "$T/c64.st" > /dev/null 2>&1
+out=$(tools/compare "$T/c32.st" "$T/c64.st" --max-rel-rms 1e-5 --top 100); rc=$?
+main=$(echo "$out" | sed '/^identically zero gradient/,$d'); zero=$(echo "$out" | sed -n '/^identically zero gradient/,$p')
+if [ $rc = 0 ] && [ "$(echo "$zero" | grep -c 'attn.qkv.bias (k)$')" = 4 ] && ! echo "$main" | grep -q '(k)$' &&
+   [ "$(echo "$main" | grep -c 'attn.qkv.bias (q, v)$')" = 4 ]; then
+  ok "compare_separates_zero_gradient_key_bias ($(echo "$zero" | grep -m1 '(k)$' | awk '{print "rel_rms " $1 " on " $NF " " $(NF-1)}' ))"
+else not_ok compare_separates_zero_gradient_key_bias "exit $rc: $(echo "$out" | head -n 5 | tr '\n' ' ')"; fi
+zg=$(/usr/bin/python3 - "$T/dump32/step_3.safetensors" <<'PY'
+import json, struct, sys, numpy as np
+raw = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n])
+worst = 0
+for l in range(4):
+    t = h["h.%d.attn.qkv.bias.grad" % l]; b, e = t["data_offsets"]
+    g = np.frombuffer(raw[8 + n + b:8 + n + e], dtype="<f4").astype(float); k = len(g) // 3
+    worst = max(worst, abs(g[k:2 * k]).max() / abs(np.r_[g[:k], g[2 * k:]]).max())
+print("%.3g" % worst)
+PY
+)
+awk -v z="$zg" 'BEGIN { exit !(z != "" && z < 1e-6) }' && ok "key_bias_gradient_is_round_off (max |g_k| / max |g_q,v| = $zg)" ||
+  not_ok key_bias_gradient_is_round_off "ratio '$zg'"
+/usr/bin/python3 - "$T/c32.st" "$T/c32bad.st" <<'PY'
+import json, struct, sys, numpy as np
+raw = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n])
+b, e = h["h.2.attn.qkv.bias"]["data_offsets"]
+v = np.frombuffer(bytes(raw[8 + n + b:8 + n + b + 4]), dtype="<f4")[0]
+raw[8 + n + b:8 + n + b + 4] = np.float32(v + 1e-3).tobytes()  # query bias element 0
+open(sys.argv[2], "wb").write(raw)
+PY
+out=$(tools/compare "$T/c32bad.st" "$T/c64.st" --max-rel-rms 1e-5); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "^FAIL h.2.attn.qkv.bias: rel_rms" && ok "compare_catches_query_bias_difference" ||
+  not_ok compare_catches_query_bias_difference "exit $rc: $(echo "$out" | grep FAIL | head -2)"
