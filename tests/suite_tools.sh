@@ -174,3 +174,10 @@ PY
 out=$(tools/compare "$T/c32bad.st" "$T/c64.st" --max-rel-rms 1e-5); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q "^FAIL h.2.attn.qkv.bias: rel_rms" && ok "compare_catches_query_bias_difference" ||
   not_ok compare_catches_query_bias_difference "exit $rc: $(echo "$out" | grep FAIL | head -2)"
+
+# ---- the tutorial's numbers ------------------------------------------------------------
+# docs/tutorial.sh reruns the tutorial's commands; every line it prints must
+# be quoted verbatim in docs/tutorial.md.
+out=$(timeout 300 docs/tutorial.sh --check 2>&1); rc=$?
+[ $rc = 0 ] && ok "tutorial_numbers_regenerate ($(echo "$out" | tail -n 1))" ||
+  not_ok tutorial_numbers_regenerate "$(echo "$out" | tail -n 4 | tr '\n' ' ')"
