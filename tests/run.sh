@@ -67,6 +67,9 @@ run_one() {
     echo "not ok $name: exit code $rc"; nok=1
   fi
   grep -E '^(not ok|ok) ' "$log" | sed "s|^|  |"
+  # A suite that cannot run here (e.g. suite_multihost without root) says
+  # why in a "# ... skipped: reason" line, and counts nothing.
+  grep -E '^# .*skipped' "$log" | sed "s|^|  |"
   if [ "$nok" != 0 ]; then
     failures+=("$name")
     echo "  --- $name log (last 30 lines): $log"

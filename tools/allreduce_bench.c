@@ -59,7 +59,8 @@ int main(int argc, char **argv) {
     if (rank == 0) {
         printf("allreduce_bench: %d ranks on", n);
         for (int r = 0; r < n; r++) printf(" %s", hosts + (size_t)r * MPI_MAX_PROCESSOR_NAME);
-        printf("\n%12s %12s %14s %14s\n", "bytes", "median us", "algbw GB/s", "busbw GB/s");
+        printf("\nsizes %lld to %lld bytes, median of %lld calls each (--min-bytes, --max-bytes, --iters; --help)\n", lo, hi, iters);
+        printf("%12s %12s %14s %14s\n", "bytes", "median us", "algbw GB/s", "busbw GB/s");
     }
     float *buf = malloc((size_t)hi), *out = malloc((size_t)hi);
     double *t = malloc(sizeof(double) * (size_t)iters);

@@ -24,8 +24,9 @@ tools/mpirun.sh 2 tools/allreduce_bench --min-bytes 65536 --max-bytes 67108864 >
 MT_NETNS_BTL=self,tcp tools/netns-hosts.sh mpirun "$P" "$NET" 2 1 tools/allreduce_bench --min-bytes 65536 --max-bytes 67108864 > /tmp/bench-mh-tcp.$$ 2>&1
 echo "| bytes | one host, shared memory: us | GB/s | two hosts, TCP: us | GB/s |"
 echo "|---:|---:|---:|---:|---:|"
-join <(awk '$1 ~ /^[0-9]+$/ { print $1, $2, $4 }' /tmp/bench-mh-shm.$$) <(awk '$1 ~ /^[0-9]+$/ { print $1, $2, $4 }' /tmp/bench-mh-tcp.$$) |
-  sort -n | awk '{ printf "| %d | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5 }'
+# Both runs list the same sizes in the same order: side by side.
+paste -d' ' <(awk '$1 ~ /^[0-9]+$/ { print $1, $2, $4 }' /tmp/bench-mh-shm.$$) <(awk '$1 ~ /^[0-9]+$/ { print $1, $2, $4 }' /tmp/bench-mh-tcp.$$) |
+  awk '{ printf "| %d | %s | %s | %s | %s |\n", $1, $2, $3, $5, $6 }'
 echo
 echo "hosts: $(head -n 1 /tmp/bench-mh-shm.$$ | sed 's/allreduce_bench: //') / $(head -n 1 /tmp/bench-mh-tcp.$$ | sed 's/allreduce_bench: //')"
 rm -f /tmp/bench-mh-shm.$$ /tmp/bench-mh-tcp.$$
