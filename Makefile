@@ -71,7 +71,7 @@ OBJ64 := $(patsubst %.c,$(BUILD)/fp64/%.o,$(LIBSRC))
 TESTSRC := $(wildcard tests/test_*.c)
 TESTS32 := $(patsubst tests/%.c,$(BUILD)/fp32/tests/%,$(TESTSRC))
 TESTS64 := $(patsubst tests/%.c,$(BUILD)/fp64/tests/%,$(TESTSRC))
-TOOL_NAMES := tools/prepare_data tools/compare tools/plan tools/generate
+TOOL_NAMES := tools/prepare_data tools/compare tools/plan tools/generate tools/allreduce_bench tools/metrics-diff
 TOOLS := $(addprefix $(BIN),$(TOOL_NAMES))
 TRAINERS := $(BIN)pretrain_gpt $(BIN)pretrain_gpt_fp64
 
@@ -99,9 +99,9 @@ $(BUILD)/fp64/%.o: %.c Makefile
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_FP64 -c $< -o $@
 
 $(BUILD)/libmt32.a: $(OBJ32)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 $(BUILD)/libmt64.a: $(OBJ64)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BIN)pretrain_gpt: $(BUILD)/fp32/src/main.o $(BUILD)/libmt32.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
@@ -139,7 +139,7 @@ $(CUDA_BUILD)/%.o: %.cu Makefile
 	@[ -n "$(CUDA_HOME)" ] || { echo "make: CUDA=1 needs nvcc (not found on PATH)"; exit 2; }
 	$(NVCC) $(NVFLAGS) -MMD -MP -MF $@.d -DMT_CUDA -c $< -o $@
 $(CUDA_BUILD)/libmtcuda.a: $(OBJCU)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 pretrain_gpt_cuda: $(CUDA_BUILD)/src/main.o $(CUDA_BUILD)/libmtcuda.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(CUDA_LDLIBS)
 $(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a Makefile
@@ -183,7 +183,7 @@ $(FUZZ_DIR)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -MF $@.d -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_DIR)/libmt_fuzz.a: $(FUZZ_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libmt_fuzz.a Makefile
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -MF $@.d -fsanitize=fuzzer $< $(FUZZ_DIR)/libmt_fuzz.a -o $@ $(FUZZ_LDLIBS)
 

@@ -22,7 +22,8 @@
 // of all gradients (distributed optimizer: a reduce-scatter of the gradients,
 // an all-gather of the parameters and a DP all-reduce of the norm's shard
 // sums), one all-reduce of the squared norm (a double) over TP x PP;
-// PP sends and receives of (s/t*b, h) per micro-batch and direction;
+// PP sends and receives of (s/t*b, h) per micro-batch, direction and chunk
+// boundary (each of a rank's v interleaved chunks sends and receives);
 // context parallelism (n = the s/C*b rows of the rank's positions, W its
 // QKV row, R recomputed layers): the ring sends and receives a K|V block of
 // n * 2g/t * hd elements M ((C-1)(L+R) + (2C-1)L) times; the all-to-all

@@ -64,6 +64,7 @@ typedef struct {
     int exit_interval;         // stop (after saving) when the iteration is a multiple
     int log_comm, log_memory, log_layout, log_pipeline;
     int dry_run;
+    int verbose;               // --verbose: more detail in the --log-* reports
     int bf16;                  // --bf16 was given (noted; tools/plan counts 2-byte elements)
     int flash_attn;            // --use-flash-attn: the blocked attention kernel (no s x s matrix kept)               // check flags and layout, print them, allocate nothing
     uint64_t set_mask[2];      // bit k: FLAGS[k] was given (config file or argv)

@@ -1,8 +1,10 @@
 // json.h: a small, strict JSON reader for the Hugging Face files we read
-// (config.json, model.safetensors.index.json). It parses a whole document
-// into a tree: objects, arrays, strings, numbers, true/false/null. Strict:
-// one value, nothing after it but white space, depth at most 64, strings
-// valid UTF-8 without NUL, numbers as RFC 8259 writes them. No globals.
+// (config.json, model.safetensors.index.json, a tokenizer's tokenizer.json).
+// It parses a whole document into a tree: objects (keys in file order),
+// arrays, strings, numbers, true/false/null. Strict: one value, nothing
+// after it but white space, depth at most 64, strings valid UTF-8, numbers
+// as RFC 8259 writes them. A string may hold an escaped NUL (\u0000), so
+// it carries its length. No globals.
 #ifndef MT_JSON_H
 #define MT_JSON_H
 
@@ -14,7 +16,8 @@ typedef struct mt_json mt_json;
 struct mt_json {
     mt_json_type type;
     double number;        // NUMBER; BOOL: 0 or 1
-    char *string;         // STRING
+    char *string;         // STRING, NUL-terminated
+    size_t length;        // STRING: its bytes (an escaped NUL may sit inside)
     int n;                // ARRAY / OBJECT: members
     mt_json *items;       // ARRAY / OBJECT: the values
     char **keys;          // OBJECT: the keys (unique)

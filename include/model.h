@@ -216,6 +216,12 @@ void mt_model_free(mt_model *m);
 // shape and no shard: what files store. Caller frees.
 mt_param *mt_params_global(const mt_config *c, int *n);
 
+// The sizes of the activation and workspace tables' symbols on this rank,
+// and whether a buffer of condition `when` exists (what allocation uses).
+size_t mt_model_rows_sym(const mt_model *m, mt_rows_sym r);
+size_t mt_model_width_sym(const mt_model *m, mt_width_sym w);
+int mt_model_buf_wanted(const mt_model *m, mt_buf_when when);
+
 // Where local positions [first, first + count) of this rank's sequence sit
 // globally (mt_rows; rows = count * b): with context parallelism the rank
 // holds chunks cp_rank and 2C-1-cp_rank of the 2C chunks.

@@ -60,10 +60,16 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
         }
     }
     if (p->pp_size > 1) {
-        uint64_t x = (uint64_t)m->n_l * (uint64_t)m->h;
-        int first = p->pp_rank == 0, last = p->pp_rank == p->pp_size - 1;
-        add(out, MT_GROUP_PP, MT_COLL_SEND, M * ((uint64_t)!last + (uint64_t)!first), x, r);
-        add(out, MT_GROUP_PP, MT_COLL_RECV, M * ((uint64_t)!last + (uint64_t)!first), x, r);
+        // Per micro-batch, every chunk sends its output forward unless it
+        // holds the head, and its input gradient backward unless it holds the
+        // embedding; receives mirror that (interleaving: v chunks per rank).
+        uint64_t x = (uint64_t)m->n_l * (uint64_t)m->h, sends = 0, recvs = 0;
+        for (int k = 0; k < m->nchunks; k++) {
+            sends += (uint64_t)!m->chunks[k].has_head + (uint64_t)!m->chunks[k].has_embed;
+            recvs += (uint64_t)!m->chunks[k].has_embed + (uint64_t)!m->chunks[k].has_head;
+        }
+        add(out, MT_GROUP_PP, MT_COLL_SEND, M * sends, x, r);
+        add(out, MT_GROUP_PP, MT_COLL_RECV, M * recvs, x, r);
         for (int i = 0; i < m->nparams; i++)
             if (mt_param_grad_groups(m, &m->params[i]) & (1u << MT_GROUP_EMBD))
                 add(out, MT_GROUP_EMBD, MT_COLL_ALLREDUCE, 1, m->params[i].n, rg);

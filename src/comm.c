@@ -30,7 +30,7 @@ static void count(mt_comm *cm, mt_group g, mt_coll c, size_t bytes, double t0) {
     cm->stats.calls[g][c] += 1;
     cm->stats.seconds += t1 - t0;
     // A pipeline receive is time spent waiting for the neighbour: idle.
-    mt_trace_add(cm->trace, c == MT_COLL_RECV ? MT_EV_IDLE : MT_EV_COMM, g, c, t0, t1);
+    mt_trace_add_comm(cm->trace, c == MT_COLL_RECV ? MT_EV_IDLE : MT_EV_COMM, g, c, (double)bytes, t0, t1);
 }
 
 // ---- host staging ----------------------------------------------------------
@@ -262,7 +262,11 @@ void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring) {
     cm->stats.seconds += t1 - t0;
     cm->stats.ring_wait_seconds += t1 - t0;
     cm->stats.ring_seconds += t1 - ring->t0;
-    mt_trace_add(cm->trace, MT_EV_IDLE, MT_GROUP_CP, MT_COLL_RECV, t0, t1);
+    // The timeline shows each ring step: the block in flight from post to
+    // arrival (comm), and the part of it nobody computed through (idle).
+    double bytes = (double)(ring->n * sizeof(real));
+    mt_trace_add_comm(cm->trace, MT_EV_COMM, MT_GROUP_CP, MT_COLL_SEND, bytes, ring->t0, t1);
+    mt_trace_add_comm(cm->trace, MT_EV_IDLE, MT_GROUP_CP, MT_COLL_RECV, bytes, t0, t1);
 }
 
 void mt_comm_cp_all_to_all(mt_comm *cm, real *y, const real *x, size_t n) {

@@ -109,6 +109,7 @@ const mt_flag_def mt_flags[] = {
     BOOL("--log-memory", log_memory, LOG, "bytes per category on every rank, next to the formulas"),
     BOOL("--log-comm", log_comm, LOG, "collectives per iteration on every rank, next to the formulas"),
     BOOL("--log-pipeline", log_pipeline, LOG, "time each rank waited on the pipeline, next to the formula"),
+    BOOL("--verbose", verbose, LOG, "more detail: --log-memory adds each layer's activations tensor by tensor"),
     BOOL("--dry-run", dry_run, LOG, "check the flags and the layout, allocate nothing"),
 
     NOTE("--bf16", "the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"),

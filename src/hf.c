@@ -151,6 +151,12 @@ int mt_hf_read_config(const char *dir, mt_hf_config *h, char *err, size_t errlen
     char path[1200];
     snprintf(path, sizeof path, "%s/config.json", dir);
     memset(h, 0, sizeof *h);
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT) {
+        snprintf(err, errlen, "%s: a directory without config.json (a Hugging Face model directory holds config.json and "
+                              "model.safetensors; an llm.c model is a file)", dir);
+        return -1;
+    }
     mt_json *j = read_json(path, CONFIG_MAX, err, errlen);
     if (!j) return -1;
     cfg_reader r = {j, path, err, errlen};

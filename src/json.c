@@ -59,7 +59,7 @@ static size_t put_utf8(char *o, unsigned cp) {
 
 // A string after its opening quote; raw bytes must be valid UTF-8 (checked
 // by the lead byte's length and continuation bytes), escapes decoded.
-static int string(lex *x, char **out) {
+static int string(lex *x, char **out, size_t *outlen) {
     const char *q = x->p;
     size_t cap = 16;
     char *s = malloc(cap), *o;
@@ -97,7 +97,6 @@ static int string(lex *x, char **out) {
                 free(s);
                 return fail(x, "unpaired surrogate");
             }
-            if (cp == 0) { free(s); return fail(x, "NUL in a string"); }
             n += put_utf8(o, cp);
             continue;
         }
@@ -112,6 +111,7 @@ static int string(lex *x, char **out) {
     s[n] = 0;
     x->p = q;
     *out = s;
+    if (outlen) *outlen = n;
     return 0;
 }
 
@@ -160,6 +160,25 @@ static int grow(lex *x, mt_json *j, int *cap, int object) {
     return 0;
 }
 
+static int cmp_key(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// Duplicate keys are refused (a config's would be ambiguous): sorted copies
+// of the key pointers, neighbours compared, so a tokenizer's 100k-entry
+// vocabulary costs n log n, not n².
+static int unique_keys(lex *x, const mt_json *j) {
+    if (j->n < 2) return 0;
+    char **k = malloc(sizeof(char *) * (size_t)j->n);
+    if (!k) return fail(x, "out of memory");
+    memcpy(k, j->keys, sizeof(char *) * (size_t)j->n);
+    qsort(k, (size_t)j->n, sizeof(char *), cmp_key);
+    int dup = -1;
+    for (int i = 1; i < j->n && dup < 0; i++)
+        if (!strcmp(k[i - 1], k[i])) dup = i;
+    int rc = dup < 0 ? 0 : fail(x, "duplicate key \"%.40s\"", k[dup]);
+    free(k);
+    return rc;
+}
+
 static int members(lex *x, mt_json *j, int depth, int object) {
     char close = object ? '}' : ']';
     int cap = 0;
@@ -171,9 +190,7 @@ static int members(lex *x, mt_json *j, int depth, int object) {
         if (object) {
             if (x->p >= x->end || *x->p != '"') return fail(x, "expected a key");
             x->p++;
-            if (string(x, &j->keys[j->n])) return -1;
-            for (int i = 0; i < j->n; i++)
-                if (!strcmp(j->keys[i], j->keys[j->n])) { free(j->keys[j->n]); return fail(x, "duplicate key"); }
+            if (string(x, &j->keys[j->n], NULL)) return -1;
             skip_ws(x);
             if (x->p >= x->end || *x->p != ':') { free(j->keys[j->n]); return fail(x, "expected ':'"); }
             x->p++;
@@ -183,7 +200,7 @@ static int members(lex *x, mt_json *j, int depth, int object) {
         if (value(x, &j->items[j->n - 1], depth + 1)) return -1;
         skip_ws(x);
         if (x->p < x->end && *x->p == ',') { x->p++; continue; }
-        if (x->p < x->end && *x->p == close) { x->p++; return 0; }
+        if (x->p < x->end && *x->p == close) { x->p++; return object ? unique_keys(x, j) : 0; }
         return fail(x, object ? "expected ',' or '}'" : "expected ',' or ']'");
     }
 }
@@ -201,7 +218,7 @@ static int value(lex *x, mt_json *j, int depth) {
     if (c == '"') {
         x->p++;
         j->type = MT_JSON_STRING;
-        return string(x, &j->string);
+        return string(x, &j->string, &j->length);
     }
     static const struct { const char *word; mt_json_type t; double v; } lits[] = {
         {"true", MT_JSON_BOOL, 1}, {"false", MT_JSON_BOOL, 0}, {"null", MT_JSON_NULL, 0}};

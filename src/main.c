@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "account.h"
+#include "account_acts.h"
 #include "backend.h"
 #include "ckpt.h"
 #include "comm.h"
@@ -249,6 +250,13 @@ static void log_comm(const run *r, int it) {
             r->par.dp_rank, r->par.pp_rank, it);
     int bad = mt_account_comm_print(&r->cm.stats, &pred, mf);
     fprintf(mf, "comm check rank %d: %s\n", r->par.world_rank, bad ? "MISMATCH with the formulas" : "measured == predicted");
+    // Context parallelism's ring: how much of the blocks' travel the
+    // attention's compute hid (forward overlaps; backward sends after it).
+    const mt_comm_stats *st = &r->cm.stats;
+    if (st->ring_seconds > 0)
+        fprintf(mf, "ring rank %d: K/V blocks in flight %.3f ms, waited for %.3f ms: %.1f%% hidden behind compute\n",
+                r->par.world_rank, 1e3 * st->ring_seconds, 1e3 * st->ring_wait_seconds,
+                100.0 * (1.0 - st->ring_wait_seconds / st->ring_seconds));
     fclose(mf);
     buf[sizeof buf - 1] = 0;
     mt_parallel_print_gathered(&r->par, buf, sizeof buf, stdout);
@@ -291,7 +299,9 @@ static void write_timeline(const run *r, mt_trace *t, int it) {
     snprintf(title, sizeof title, "iteration %d, TP %d x PP %d x DP %d%s, M %d%s", it, c->tp, c->pp, c->dp,
              c->sequence_parallel ? " SP" : "", c->num_micro_batches,
              c->schedule == MT_SCHED_INTERLEAVED ? " interleaved 1F1B" : c->schedule == MT_SCHED_AFAB ? " AFAB" : " 1F1B");
-    int rc = mt_trace_write(t, &r->par, c->timeline, title, err, sizeof err);
+    // The memory lane: what one micro-batch's slot holds on one chunk.
+    t->act_bytes = (double)r->model.mem[MT_MEM_ACTS] / (r->model.nchunks * r->model.chunks[0].nslots);
+    int rc = mt_trace_write(t, &r->par, c, c->timeline, title, err, sizeof err);
     mt_trace_free(t);
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (rc) mt_fail_all(r->par.world_rank == 0, MT_EXIT_FAIL, "%s", err);
@@ -393,6 +403,7 @@ static void print_memory(const run *r) {
                "Table 2 for this mode at 2-byte activations: %.0f bytes per layer\n",
                m->act_layer_bytes, mt_account_act_layers(m), layers, m->chunks[0].nslots, per, sizeof(real),
                mt_account_paper_layer(&r->cfg));
+        if (r->cfg.verbose) mt_account_act_print(m, stdout);
     }
 }
 

@@ -179,11 +179,11 @@ static void bind(mt_model *m, real *base, int grads) {
 
 // ---- activations and workspaces ----------------------------------------------
 
-static size_t rows_of(const mt_model *m, mt_rows_sym r) {
+size_t mt_model_rows_sym(const mt_model *m, mt_rows_sym r) {
     return r == MT_R_N ? (size_t)m->n : r == MT_R_NL ? (size_t)m->n_l : (size_t)m->s;
 }
 
-static size_t width_of(const mt_model *m, mt_width_sym w) {
+size_t mt_model_width_sym(const mt_model *m, mt_width_sym w) {
     switch (w) {
     case MT_W_ONE: return 1;
     case MT_W_FOUR: return 4;
@@ -208,7 +208,7 @@ static int probs_shared(const mt_model *m) {
 }
 
 // Whether a buffer of the activation or workspace table exists here.
-static int wanted(const mt_model *m, mt_buf_when when) {
+int mt_model_buf_wanted(const mt_model *m, mt_buf_when when) {
     const mt_config *c = m->cfg;
     switch (when) {
     case MT_BUF_ALWAYS: return 1;
@@ -233,7 +233,7 @@ static size_t act_elems(const mt_model *m, mt_act a) {
         MT_LAYER_ACTS(X)
 #undef X
     };
-    return wanted(m, T[a].when) ? rows_of(m, T[a].rows) * width_of(m, T[a].width) : 0;
+    return mt_model_buf_wanted(m, T[a].when) ? mt_model_rows_sym(m, T[a].rows) * mt_model_width_sym(m, T[a].width) : 0;
 }
 
 // One layer's saved activations, from `kind` (slots: activations; the
@@ -252,7 +252,7 @@ static void free_acts(const mt_model *m, mt_layer_acts *a) {
 
 static void alloc_workspace(mt_model *m) {
 #define X(field, r, w, when) \
-    if (wanted(m, MT_BUF_##when)) m->ws.field = alloc_kind(m, MT_MEM_WORK, rows_of(m, MT_R_##r) * width_of(m, MT_W_##w));
+    if (mt_model_buf_wanted(m, MT_BUF_##when)) m->ws.field = alloc_kind(m, MT_MEM_WORK, mt_model_rows_sym(m, MT_R_##r) * mt_model_width_sym(m, MT_W_##w));
     MT_WORKSPACE(X)
 #undef X
     // Context parallelism: every CP rank's global positions in its local

@@ -31,6 +31,25 @@ mkdir -p "$MT_TEST_TMP" || { echo "cannot create $MT_TEST_TMP"; exit 1; }
 passed=0; failed=0; failures=()
 start=$(date +%s)
 
+# Isolation: tests write only under $MT_TEST_TMP. The user's out/ (a trained
+# model, a checkpoint, bench reports) and data/ must be as they were: the
+# runner prepares data/ first (as `make run` would), records every file's
+# path, size, modification time and checksum, and compares at the end.
+# manifest DIR...: one line per file, sorted; absent directories list nothing.
+manifest() {
+  local d
+  for d in "$@"; do
+    [ -d "$d" ] || continue
+    find "$d" -type f -printf '%p %s %T@ ' -exec sh -c 'cksum < "$1" | cut -d" " -f1' _ {} \;
+  done | LC_ALL=C sort
+}
+isolation=0
+if [ "$SANITIZE_MODE" != 1 ] && { [ -z "$filter" ] || [[ isolation == *"$filter"* ]]; }; then
+  isolation=1
+  tools/get-data.sh > /dev/null
+  manifest out data > "$MT_TEST_TMP/manifest.before"
+fi
+
 # run_one NAME TIMEOUT CMD...: counts the ok / not ok lines CMD prints; a
 # timeout or a crash without output counts as one failure.
 run_one() {
@@ -48,6 +67,9 @@ run_one() {
     echo "not ok $name: exit code $rc"; nok=1
   fi
   grep -E '^(not ok|ok) ' "$log" | sed "s|^|  |"
+  # A suite that cannot run here (e.g. suite_multihost without root) says
+  # why in a "# ... skipped: reason" line, and counts nothing.
+  grep -E '^# .*skipped' "$log" | sed "s|^|  |"
   if [ "$nok" != 0 ]; then
     failures+=("$name")
     echo "  --- $name log (last 30 lines): $log"
@@ -69,6 +91,21 @@ for s in tests/suite_*.sh; do
   run_one "$(basename "$s" .sh)" 900 bash "$s"
 done
 
+if [ "$isolation" = 1 ]; then
+  # The check must be able to fail: the same function sees a rewritten file.
+  probe="$MT_TEST_TMP/isolation_probe"; mkdir -p "$probe"; echo a > "$probe/f"
+  m1=$(manifest "$probe"); sleep 0.01; echo b > "$probe/f"; m2=$(manifest "$probe")
+  manifest out data > "$MT_TEST_TMP/manifest.after"
+  if [ "$m1" = "$m2" ]; then
+    echo "not ok isolation_out_data_unchanged: the manifest does not see a rewritten file"; failed=$((failed + 1)); failures+=(isolation)
+  elif ! diff "$MT_TEST_TMP/manifest.before" "$MT_TEST_TMP/manifest.after" > "$MT_TEST_TMP/manifest.diff"; then
+    echo "not ok isolation_out_data_unchanged: a test wrote into out/ or data/:"; sed 's/^/  | /' "$MT_TEST_TMP/manifest.diff" | head -n 20
+    failed=$((failed + 1)); failures+=(isolation)
+  else
+    echo "ok isolation_out_data_unchanged ($(wc -l < "$MT_TEST_TMP/manifest.before") files in out/ and data/ as before)"
+    passed=$((passed + 1))
+  fi
+fi
 echo "# total time $(( $(date +%s) - start ))s; logs in $MT_TEST_TMP"
 [ ${#failures[@]} -gt 0 ] && echo "# failed: ${failures[*]}"
 echo "$passed passed, $failed failed"

@@ -249,7 +249,7 @@ section="llm.c model files (--init-from)"
 good  control_init_from                          $BIN "${M[@]}" --train-iters 1 --init-from "$F/model.bin"
 good  np2_control_init_from                      $MPIRUN 2 $BIN "${M[@]}" --train-iters 1 --init-from "$F/model.bin" --tensor-model-parallel-size 2
 bad   model_missing           "--init-from $F/none.bin: cannot open model file" $BIN "${M[@]}" --init-from "$F/none.bin"
-bad   model_directory         "--init-from $F/adir: is a directory" $BIN "${M[@]}" --init-from "$F/adir"
+bad   model_directory         "--init-from $F/adir: a directory without config.json" $BIN "${M[@]}" --init-from "$F/adir"
 bad   model_fifo              "--init-from $F/fifo: not a regular file" $BIN "${M[@]}" --init-from "$F/fifo"
 bad   model_empty             "--init-from $F/tok_empty.bin: truncated header" $BIN "${M[@]}" --init-from "$F/tok_empty.bin"
 bad   model_truncated_header  "--init-from $F/m_trunc_hdr.bin: truncated header" $BIN "${M[@]}" --init-from "$F/m_trunc_hdr.bin"

@@ -125,7 +125,7 @@ bad() {
   else not_ok "bad_hf_$name" "exit $rc, $lines lines: $(head -c 300 "$T/$name.err")"; fi
 }
 mk() { rm -rf "$T/bad_$1"; cp -r "$T/llama" "$T/bad_$1"; echo "$T/bad_$1"; }
-d=$(mk noconfig); rm "$d/config.json"; bad missing_config "config.json: No such file" "$d"
+d=$(mk noconfig); rm "$d/config.json"; bad missing_config "a directory without config.json" "$d"
 d=$(mk arch); sed -i 's/LlamaForCausalLM/MistralForCausalLM/' "$d/config.json"; bad unknown_architecture "\"architectures\" must be" "$d"
 d=$(mk heads); sed -i 's/"num_attention_heads": 4/"num_attention_heads": 5/' "$d/config.json"; bad heads_not_dividing "not divisible by the 5 attention heads" "$d"
 d=$(mk json); echo '{"architectures": [' > "$d/config.json"; bad broken_json "not valid JSON" "$d"

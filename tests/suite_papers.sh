@@ -60,27 +60,90 @@ timeout 20 tools/plan --config configs/megatron-sp-guide.conf --recompute-granul
   grep -q "bf16 mixed-precision" "$T/full.txt" && ok "planner_full_size_guide ($(grep -m1 'GiB' "$T/full.txt" | sed 's/^ *//' | cut -c1-100))" ||
   not_ok planner_full_size_guide "$(tail -n 2 "$T/full.txt")"
 
-# The timeline: a well-formed SVG with one lane per rank and the measured
-# bubble in its title, and Chrome-trace JSON with every rank's events.
-$MPIRUN 4 ./pretrain_gpt --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 \
-  --pipeline-model-parallel-size 2 --tensor-model-parallel-size 2 --global-batch-size 16 --timeline "$T/tl.svg" > "$T/tl.log" 2>&1
-if out=$(/usr/bin/python3 - "$T/tl.svg" "$T/tl.json" 2>&1 <<'PY'
-import json, sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
+# The timeline. The fixture has interleaving (v 2), TP 2 and DP 2 on 8
+# ranks: the Chrome trace names every forward/backward with its micro-batch
+# and chunk, every collective with its group, kind and bytes (TP all-reduces
+# of s*b*h fp32 values, the DP all-reduce of the whole gradient arena), and
+# the SVG, rendered to PNG by rsvg-convert, has its size and is not blank.
+$MPIRUN 8 ./pretrain_gpt --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 \
+  --pipeline-model-parallel-size 2 --tensor-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 \
+  --global-batch-size 16 --timeline "$T/tl.svg" --log-comm > "$T/tl.log" 2>&1
+n=$(grep -c '^comm check rank .*: measured == predicted' "$T/tl.log")
+[ "$n" = 16 ] && ok "comm_formulas_interleaved_tp_dp (8 ranks x 2 iterations: measured == predicted)" ||
+  not_ok comm_formulas_interleaved_tp_dp "$n of 16 checks agree: $(grep -m2 'differs' "$T/tl.log")"
+dp_bytes=$(awk '/^comm rank 0 /{on=1} on && $1 == "dp" && $2 == "all-reduce" {print $4; exit}' "$T/tl.log")
+if command -v rsvg-convert > /dev/null; then rsvg-convert -o "$T/tl.png" "$T/tl.svg" 2> "$T/rsvg.err"
+else echo "rsvg-convert missing (tools/install-deps.sh installs librsvg2-bin)" > "$T/rsvg.err"; fi
+if out=$(/usr/bin/python3 - "$T/tl.svg" "$T/tl.json" "$T/tl.png" "$dp_bytes" 2>&1 <<'PY'
+import json, re, struct, sys, zlib, xml.etree.ElementTree as ET
+svg, js, png, dp_bytes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4] or 0)
+root = ET.parse(svg).getroot()
 ns = "{http://www.w3.org/2000/svg}"
 lanes = [g for g in root.iter(ns + "g") if g.get("class") == "lane"]
-assert len(lanes) == 4, "lanes: %d" % len(lanes)
+assert len(lanes) == 8, "lanes: %d" % len(lanes)
 assert all(len(g.findall(ns + "rect")) > 4 for g in lanes), "a lane without spans"
-title = root.find(ns + "text").text
-assert "bubble" in title, title
-ev = json.load(open(sys.argv[2]))["traceEvents"]
-tids = {e["tid"] for e in ev if e["ph"] == "X"}
-assert tids == {0, 1, 2, 3}, tids
-kinds = {e["cat"] for e in ev if e["ph"] == "X"}
-assert {"forward", "backward", "comm", "idle"} <= kinds, kinds
-print("%d lanes, %d events; %s" % (len(lanes), len(ev), title.split(": ")[1]))
+assert all(g.find(ns + "path") is not None for g in lanes), "a lane without its memory line"
+texts = [t.text or "" for t in root.iter(ns + "text")]
+m = [t for t in texts if t.startswith("pipeline idle fraction: measured")]
+assert m and "formula (p-1)/(vM+p-1) = 0.111 (p 2, v 2, M 4)" in m[0], m  # (2-1)/(2*4+2-1) = 1/9
+ticks = [t for t in texts if re.fullmatch(r"[0-9.]+( ms)?", t)]
+assert len(ticks) >= 4 and "0 ms" in ticks, "time axis ticks: %s" % ticks
+thin = [r for g in lanes for r in g.findall(ns + "rect") if r.find(ns + "title") is not None and " collective" not in "" and
+        re.match(r"(tp|dp|pp|mp|embd) ", r.find(ns + "title").text)]
+assert thin and min(float(r.get("width")) for r in thin) >= 2.0, "collectives narrower than 2 px"
+assert any(re.match(r"tp all-reduce, [0-9]+ bytes", r.find(ns + "title").text) for r in thin), "no TP tooltip with bytes"
+ev = [e for e in json.load(open(js))["traceEvents"] if e["ph"] == "X"]
+assert {e["tid"] for e in ev} == set(range(8))
+fb = [e for e in ev if e["cat"] in ("forward", "backward")]
+assert all(re.fullmatch(r"[FB] micro-batch %d chunk %d" % (e["args"]["micro_batch"], e["args"]["chunk"]), e["name"]) for e in fb)
+assert {e["args"]["chunk"] for e in fb} == {0, 1}, "interleaved chunks"
+assert {e["args"]["micro_batch"] for e in fb} == {0, 1, 2, 3}, "micro-batches"
+tp = [e for e in ev if e["cat"] == "comm" and e["args"]["group"] == "tp"]
+dp = [e for e in ev if e["cat"] == "comm" and e["args"]["group"] == "dp"]
+idle = [e for e in ev if e["cat"] == "idle"]
+assert tp and all(e["name"] == "tp " + e["args"]["collective"] for e in tp)
+assert any(e["args"]["collective"] == "all-reduce" and e["args"]["bytes"] == 16 * 2 * 32 * 4 for e in tp), "a layer's s*b*h all-reduce"
+assert dp and all(e["name"] == "dp all-reduce" for e in dp), dp[:1]
+assert [e["args"]["bytes"] for e in dp if e["tid"] == 0] == [dp_bytes], ("rank 0's dp all-reduce vs --log-comm", dp_bytes)
+assert idle and all(e["name"] == "idle: pp recv" for e in idle)
+mem = [e for e in json.load(open(js))["traceEvents"] if e["ph"] == "C"]
+assert mem and max(e["args"]["bytes"] for e in mem) > 0 and all(e["args"]["bytes"] >= 0 for e in mem)
+# The PNG: size as the SVG says, and a picture (colours, not a blank page).
+raw = open(png, "rb").read()
+assert raw[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+w, h, depth, ctype = struct.unpack(">IIBB", raw[16:26])
+assert (w, h) == (int(root.get("width")), int(root.get("height"))), ((w, h), root.get("width"), root.get("height"))
+data, pos = b"", 8
+while pos < len(raw):
+    n, kind = struct.unpack(">I4s", raw[pos:pos + 8])
+    if kind == b"IDAT": data += raw[pos + 8:pos + 8 + n]
+    pos += 12 + n
+px = zlib.decompress(data)
+bpp = {6: 4, 2: 3}[ctype]
+stride = w * bpp
+rows, prev = [], bytearray(stride)
+for y in range(h):
+    f, line = px[y * (stride + 1)], bytearray(px[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+    for i in range(stride):
+        a = line[i - bpp] if i >= bpp else 0; b = prev[i]; c = prev[i - bpp] if i >= bpp else 0
+        if f == 1: line[i] = (line[i] + a) & 255
+        elif f == 2: line[i] = (line[i] + b) & 255
+        elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    rows.append(bytes(line)); prev = line
+colours, inked = set(), 0
+for y in range(0, h, 2):
+    for x in range(0, w, 2):
+        p = rows[y][x * bpp:x * bpp + 3]
+        colours.add(p); inked += p != b"\xff\xff\xff"
+frac = inked / ((h + 1) // 2 * ((w + 1) // 2))
+assert frac > 0.15 and len(colours) > 20, "blank-looking PNG: %.3f inked, %d colours" % (frac, len(colours))
+print("8 lanes, %d spans, %d tp and %d dp collectives, PNG %dx%d %.0f%% inked, %d colours; %s" %
+      (len(fb), len(tp), len(dp), w, h, 100 * frac, len(colours), m[0].split(": ", 1)[1]))
 PY
-); then ok "timeline_svg_one_lane_per_rank ($out)"; else not_ok timeline_svg_one_lane_per_rank "$out"; fi
+); then ok "timeline_interleaved_tp_dp_svg_png_chrome ($out)"; else not_ok timeline_interleaved_tp_dp_svg_png_chrome "$out $(cat "$T/rsvg.err" 2>/dev/null)"; fi
 
 # tools/plot draws loss curves (an SVG with one path per run); tools/generate
 # samples from a checkpoint: with temperature 0 (greedy) twice the same text,

@@ -43,9 +43,11 @@ out=$(timeout 20 $MPIRUN 8 ./pretrain_gpt --config configs/megatron-sp-guide.con
   --train-iters 0 --dry-run 2>&1); rc=$?
 [ $rc = 0 ] && ok "guide_full_size_parses" || not_ok guide_full_size_parses "exit $rc: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
 
-# make run's launch (tools/run-demo.sh) for a few iterations.
-out=$(timeout 120 tools/run-demo.sh --train-iters 3 --eval-interval 3 --log-interval 1 2>&1); rc=$?
-if [ $rc = 0 ] && echo "$out" | grep -q "validation loss at iteration 3" && echo "$out" | grep -q "iteration        3/"; then
+# make run's launch (tools/run-demo.sh) for a few iterations, its model and
+# checkpoint in this suite's directory (never the user's out/).
+out=$(MT_DEMO_OUT="$T/demo" timeout 120 tools/run-demo.sh --train-iters 3 --eval-interval 3 --log-interval 1 2>&1); rc=$?
+if [ $rc = 0 ] && echo "$out" | grep -q "validation loss at iteration 3" && echo "$out" | grep -q "iteration        3/" &&
+   [ -s "$T/demo/demo_model.bin" ] && [ -f "$T/demo/demo_ckpt/latest_checkpointed_iteration.txt" ]; then
   ok "make_run_demo_tp2_pp2_sp"
 else not_ok make_run_demo_tp2_pp2_sp "exit $rc: $(echo "$out" | tail -n 3 | tr '\n' ' ')"; fi
 

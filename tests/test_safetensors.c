@@ -144,7 +144,7 @@ static const bad_case bad_headers[] = {
     {"negative dim", "{" T1("a", "F32", "[-2]", "[0,8]") "}", 8, "non-negative integer"},
     {"fractional dim", "{" T1("a", "F32", "[2.0]", "[0,8]") "}", 8, "fraction"},
     {"huge integer", "{" T1("a", "F32", "[2]", "[0,99999999999999999999]") "}", 8, "too large"},
-    {"unknown dtype", "{" T1("a", "BF16", "[2]", "[0,4]") "}", 4, "unsupported dtype 'BF16'"},
+    {"unknown dtype", "{" T1("a", "F8_E4M3", "[2]", "[0,2]") "}", 2, "unsupported dtype 'F8_E4M3'"},
     {"dtype not a string", "{\"a\":{\"dtype\":4}}", 0, "expected a string"},
     {"shape/offset mismatch", "{" T1("a", "F32", "[3]", "[0,8]") "}", 8, "shape [3] of F32 does not match"},
     {"size overflow", "{" T1("a", "F64", "[4294967296,4294967296]", "[0,8]") "}", 8, "does not match"},

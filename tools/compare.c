@@ -15,6 +15,13 @@
 //            near zero make it large, which is why rel_rms is the default.
 // NaN against NaN and equal infinities count as equal; any other pair with
 // a non-finite value is an infinite difference.
+// Slices whose gradient is identically zero are reported apart, unranked
+// and unbounded: the key third of every attn.qkv.bias (and its .grad).
+// Softmax is unchanged when every key of a query's row gains the same
+// q . b_k, so d loss / d b_k = 0 exactly; what a run computes is round-off,
+// which AdamW's m / (sqrt(v) + eps) turns into steps (up to lr once the
+// noise exceeds eps), so two correct runs disagree there completely
+// (max_rel near 1 or 2, rel_rms huge).
 // Exit: 0 when every bound given holds (or none is given: a report only);
 // 1 when one is broken, or with a bound given, when a tensor is missing on
 // one side or its shape differs; 2 for bad arguments or an unreadable file.
@@ -31,6 +38,9 @@ typedef struct {
     double max_abs, max_rel, rel_rms, a_worst, b_worst;
     size_t worst;       // flat index of the max_abs element
     size_t nonfinite;   // elements non-finite in either file
+    size_t lo, hi;      // the elements compared: [lo, hi) ...
+    size_t skip_lo, skip_hi;  // ... less [skip_lo, skip_hi)
+    const char *part;   // NULL: the whole tensor; else which part this row covers
 } mt_cmp_row;
 
 typedef struct {
@@ -59,10 +69,12 @@ static double mt_cmp_get(const mt_st_tensor *t, size_t i) {
 }
 
 static void mt_cmp_stats(mt_cmp_row *r) {
-    size_t n = r->a->nbytes / mt_st_dtype_size(r->a->dtype);
+    size_t n = 0;
     double ssd = 0, ssb = 0;
     r->max_abs = -1;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = r->lo; i < r->hi; i++) {
+        if (i >= r->skip_lo && i < r->skip_hi) continue;
+        n++;
         double a = mt_cmp_get(r->a, i), b = mt_cmp_get(r->b, i), d = 0, rel = 0;
         r->nonfinite += !isfinite(a) || !isfinite(b);
         if (!(a == b || (isnan(a) && isnan(b)))) {
@@ -77,6 +89,21 @@ static void mt_cmp_stats(mt_cmp_row *r) {
     }
     if (n == 0) r->max_abs = 0;
     r->rel_rms = ssd == 0 ? 0 : isfinite(ssd) ? sqrt(ssd) / fmax(sqrt(ssb), DBL_MIN) : INFINITY;
+}
+
+// The key third of attn.qkv.bias (rows [q; k; v], thirds when they are
+// equal): 1 and its element range, or 0.
+static int mt_cmp_zero_grad_slice(const mt_st_tensor *t, size_t *lo, size_t *hi) {
+    size_t n = t->nbytes / mt_st_dtype_size(t->dtype), len = strlen(t->name);
+    static const char *const suffix[2] = {"attn.qkv.bias", "attn.qkv.bias.grad"};
+    for (int k = 0; k < 2; k++) {
+        size_t sl = strlen(suffix[k]);
+        if (len >= sl && !strcmp(t->name + len - sl, suffix[k]) && t->ndim == 1 && n % 3 == 0 && n) {
+            *lo = n / 3, *hi = 2 * n / 3;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int mt_cmp_same_shape(const mt_st_tensor *a, const mt_st_tensor *b) {
@@ -156,9 +183,10 @@ static void mt_cmp_print(const mt_cmp_row *rows, int n, int top) {
     for (int i = 0; i < n && i < top; i++) {
         const mt_cmp_row *r = &rows[i];
         char shape[128], idx[128];
-        printf("  %-10.3e %-10.3e %-10.3e %-14s %-14.7g %-14.7g %-16s %s%s\n", r->rel_rms, r->max_abs, r->max_rel,
+        printf("  %-10.3e %-10.3e %-10.3e %-14s %-14.7g %-14.7g %-16s %s%s%s%s\n", r->rel_rms, r->max_abs, r->max_rel,
                mt_cmp_index(r->a, r->worst, idx, sizeof idx), r->a_worst, r->b_worst,
-               mt_cmp_shape(r->a, shape, sizeof shape), r->a->name, r->nonfinite ? "  (non-finite values)" : "");
+               mt_cmp_shape(r->a, shape, sizeof shape), r->a->name, r->part ? " " : "", r->part ? r->part : "",
+               r->nonfinite ? "  (non-finite values)" : "");
     }
 }
 
@@ -226,10 +254,19 @@ int main(int argc, char **argv) {
     int na = mt_st_count(fa), nrows = 0;
     mt_cmp_row *rows = calloc((size_t)(na ? na : 1), sizeof *rows);
     if (!rows) { fprintf(stderr, "compare: error: out of memory\n"); return MT_EXIT_FAIL; }
+    mt_cmp_row *zero = calloc((size_t)(na ? na : 1), sizeof *zero);
+    int nzero = 0;
+    if (!zero) { fprintf(stderr, "compare: error: out of memory\n"); return MT_EXIT_FAIL; }
     for (int i = 0; i < na; i++) {
         const mt_st_tensor *a = mt_st_at(fa, i), *b = mt_st_find(fb, a->name);
         if (!b || !mt_cmp_same_shape(a, b)) continue;
-        rows[nrows] = (mt_cmp_row){.a = a, .b = b};
+        size_t n = a->nbytes / mt_st_dtype_size(a->dtype), lo, hi;
+        rows[nrows] = (mt_cmp_row){.a = a, .b = b, .hi = n};
+        if (mt_cmp_zero_grad_slice(a, &lo, &hi)) {
+            rows[nrows].skip_lo = lo, rows[nrows].skip_hi = hi, rows[nrows].part = "(q, v)";
+            zero[nzero] = (mt_cmp_row){.a = a, .b = b, .lo = lo, .hi = hi, .part = "(k)"};
+            mt_cmp_stats(&zero[nzero++]);
+        }
         mt_cmp_stats(&rows[nrows++]);
     }
     qsort(rows, (size_t)nrows, sizeof *rows, mt_cmp_by_rel_rms);
@@ -241,6 +278,13 @@ int main(int argc, char **argv) {
     mt_cmp_only_in(fb, fa, "B", 1);
     mt_cmp_shapes(fa, fb, 1);
     mt_cmp_print(rows, nrows, o.top);
+    if (nzero) {
+        printf("identically zero gradient (not ranked, not bounded): the key third of attn.qkv.bias. Softmax ignores a "
+               "constant added to all of a query's scores, so d loss / d b_k = 0 exactly; the runs computed round-off, "
+               "which AdamW's m / (sqrt(v) + eps) turns into steps (up to lr): these values differ between correct runs.\n");
+        qsort(zero, (size_t)nzero, sizeof *zero, mt_cmp_by_rel_rms);
+        mt_cmp_print(zero, nzero, nzero);
+    }
     int failed = 0;
     if (o.bound[0] >= 0 || o.bound[1] >= 0 || o.bound[2] >= 0) {
         int broken = mt_cmp_check(rows, nrows, &o);
@@ -252,6 +296,7 @@ int main(int argc, char **argv) {
             printf("compare: ok, every bound holds for all %d tensors\n", nrows);
     }
     free(rows);
+    free(zero);
     mt_st_close(fa);
     mt_st_close(fb);
     return failed ? MT_EXIT_FAIL : MT_EXIT_OK;

@@ -2,7 +2,7 @@
 // model learned.
 //
 //   tools/generate --load DIR [--prompt TEXT] [--tokens N] [--temperature T]
-//                  [--top-k K] [--seed S]
+//                  [--top-k K] [--seed S] [--tokenizer DIR]
 //
 // The checkpoint's metadata gives the shape; the model runs on one rank with
 // the trainer's own layers (no dropout). Each new token re-runs the forward
@@ -14,16 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bpe.h"
 #include "ckpt.h"
 #include "chunk.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "train.h"
 
-typedef struct { const char *load, *prompt; int tokens, top_k; double temperature; uint64_t seed; } opts;
+typedef struct { const char *load, *prompt, *tokenizer; int tokens, top_k; double temperature; uint64_t seed; } opts;
 
 static opts parse(int argc, char **argv) {
-    opts o = {NULL, "\n", 200, 40, 0.8, 1234};
+    opts o = {NULL, "\n", NULL, 200, 40, 0.8, 1234};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s needs a value", f);
@@ -33,7 +34,8 @@ static opts parse(int argc, char **argv) {
         else if (!strcmp(f, "--top-k")) o.top_k = atoi(v);
         else if (!strcmp(f, "--temperature")) o.temperature = atof(v);
         else if (!strcmp(f, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else mt_fail_all(1, MT_EXIT_USAGE, "generate: unknown flag '%s' (--load --prompt --tokens --temperature --top-k --seed)", f);
+        else if (!strcmp(f, "--tokenizer")) o.tokenizer = v;
+        else mt_fail_all(1, MT_EXIT_USAGE, "generate: unknown flag '%s' (--load --prompt --tokens --temperature --top-k --seed --tokenizer)", f);
         i++;
     }
     if (!o.load) mt_fail_all(1, MT_EXIT_USAGE, "generate: --load DIR is required");
@@ -138,14 +140,29 @@ int main(int argc, char **argv) {
     if (mt_ckpt_load(&m, o.load, &st, err, sizeof err) != 1) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s", err[0] ? err : "no checkpoint");
     int T = c.seq_length, len = 0, cap = (int)strlen(o.prompt) + o.tokens + 1;
     int *ctx = mt_malloc(sizeof(int) * (size_t)cap);
-    for (const unsigned char *q = (const unsigned char *)o.prompt; *q; q++) ctx[len++] = *q % c.vocab_size;
+    // --tokenizer: the prompt's BPE ids, and text out; else bytes in.
+    mt_bpe *tk = NULL;
+    if (o.tokenizer) {
+        uint32_t *ids = NULL;
+        size_t n = 0, icap = 0;
+        tk = mt_bpe_load(o.tokenizer, err, sizeof err);
+        if (!tk) mt_fail_all(1, MT_EXIT_USAGE, "generate: --tokenizer %s", err);
+        if (mt_bpe_vocab_size(tk) > c.vocab_size)
+            mt_fail_all(1, MT_EXIT_USAGE, "generate: --tokenizer %s has %d ids, the model's vocabulary %d", o.tokenizer,
+                        mt_bpe_vocab_size(tk), c.vocab_size);
+        if (mt_bpe_encode(tk, o.prompt, strlen(o.prompt), &ids, &n, &icap, err, sizeof err))
+            mt_fail_all(1, MT_EXIT_USAGE, "generate: --prompt: %s", err);
+        for (size_t k = 0; k < n && len < cap; k++) ctx[len++] = (int)ids[k];
+        free(ids);
+    } else
+        for (const unsigned char *q = (const unsigned char *)o.prompt; *q; q++) ctx[len++] = *q % c.vocab_size;
     if (len == 0) ctx[len++] = '\n' % c.vocab_size;
     fprintf(stderr, "generate: %d layers, hidden %d, vocab %d, iteration %d of %s\n", c.num_layers, c.hidden_size,
             c.vocab_size, st.iteration, o.load);
     real *logits = mt_malloc(sizeof(real) * (size_t)c.padded_vocab);
     mt_slot *sl = &m.chunks[0].slots[0];
     mt_step step = {0, 0};
-    if (c.vocab_size <= 256) fputs(o.prompt, stdout);
+    if (c.vocab_size <= 256 || tk) fputs(o.prompt, stdout);
     for (int i = 0; i < o.tokens; i++) {
         int from = len > T ? len - T : 0, n = len - from;
         for (int p = 0; p < T; p++) sl->tokens[p] = p < n ? ctx[from + p] : 0;  // causal: padding never looks back
@@ -153,11 +170,15 @@ int main(int argc, char **argv) {
         logits_of(&m, mt_model_hidden(&m, &cm, &step, sl), n - 1, logits);
         int tok = sample(logits, c.vocab_size, &o, i);
         ctx[len++] = tok;
-        if (c.vocab_size <= 256) putchar(tok); else printf("%d ", tok);
+        size_t nb;
+        const char *b = tk ? mt_bpe_decode(tk, (uint32_t)tok, &nb) : NULL;
+        if (tk && b) fwrite(b, 1, nb, stdout);
+        else if (c.vocab_size <= 256) putchar(tok); else printf("%d ", tok);
         fflush(stdout);
     }
     putchar('\n');
     free(ctx); free(logits);
+    mt_bpe_free(tk);
     mt_model_free(&m);
     mt_parallel_free(&par);
     MPI_Finalize();

@@ -17,6 +17,9 @@
 #                            earlier on PATH does not see them)
 #   fortunes-min fortunes    the default training text (/usr/share/games/fortunes)
 #   gnuplot-nox              loss curves in the terminal
+#   librsvg2-bin             rsvg-convert: the timeline test renders its SVG to PNG
+#   python3-regex            \p{L}/\p{N} patterns for the independent Python BPE
+#                            reference of the tokenizer test
 #   clang libclang-rt-dev    libFuzzer (clang -fsanitize=fuzzer) for `make fuzz` and
 #                            tests/suite_fuzz.sh: clang only recommends the
 #                            sanitizer/fuzzer runtimes (libclang-rt-dev pulls the
@@ -25,7 +28,7 @@ set -euo pipefail
 
 packages=(gcc make openmpi-bin libopenmpi-dev libopenblas-openmp-dev
           python3-torch python3-numpy fortunes-min fortunes gnuplot-nox clang
-          libclang-rt-dev)
+          libclang-rt-dev librsvg2-bin python3-regex)
 
 # One dpkg-query for all (one per package costs a second); unknown names
 # print nothing and count as missing.

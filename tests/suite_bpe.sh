@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# suite_bpe.sh: the byte-level BPE tokenizer (src/bpe.c). The test builds
+# two small tokenizers itself (GPT-2's and Llama 3's pre-tokenizer, a few
+# hundred merges learned from the test corpus, an added <|endoftext|>; no
+# download) with tests/bpe_reference.py, whose independent Python encoder
+# (the `regex` module's \p{L}/\p{N}, GPT-2's bpe() loop) must produce the
+# same ids as tools/prepare_data --tokenizer, on the corpus and on a sample
+# of Unicode edge cases; decoding gives the text back byte for byte; a
+# model trained on the tokens samples text through tools/generate --tokenizer.
+source "$(dirname "$0")/lib.sh"
+c=$(test_corpus)
+PY=/usr/bin/python3
+if ! $PY -c 'import regex' 2> /dev/null; then
+  not_ok bpe_python_reference "python3-regex is missing (tools/install-deps.sh installs it)"; exit 0
+fi
+
+# The text: the corpus, then edge cases (accents, CJK, emoji with modifiers,
+# other scripts' digits, fractions, tabs, CRLF, no-break and em spaces,
+# upper-case and long-s contractions, long digit runs, the special token).
+cp "${c}.txt" "$T/text.txt"
+printf '%s\n' "Ünïcödé café naïve — “quotes” 日本語のテキスト 😀👍🏽 ٣٤٥ ½ Ⅻ ³" \
+  $'\t\ttabs  and   spaces \r\n\r\n  CRLF\r\n' "x'S 'Re 'LL I'M it'ſ we'd y'all 1234567 12 it'Sunday we'REally they'LLama it'ſt" \
+  "<|endoftext|>after<|endoftext|><|endoftext|>" $'mixed\u00a0nbsp\u2003em\u3000ideo  \n  \n' \
+  "end with spaces   " >> "$T/text.txt"
+printf 'trailing\n\n\n   ' >> "$T/text.txt"
+
+# The tokenizers learn from the corpus plus words that make the case-folded
+# contractions of Llama 3 ('S, 'RE, 'LL) change the merges around them.
+{ cat "${c}.txt"; for i in $(seq 60); do echo "Sunday REally LLama Sunday"; done; } > "$T/learn.txt"
+for kind in gpt2 llama3; do
+  d="$T/tok_$kind"
+  if ! $PY tests/bpe_reference.py build "$kind" "$T/learn.txt" "$d" 300 > "$T/build_$kind.log" 2>&1; then
+    not_ok "bpe_${kind}_build" "$(tail -n 2 "$T/build_$kind.log")"; continue
+  fi
+  $PY tests/bpe_reference.py encode "$d" "$T/text.txt" "$T/ref_$kind.ids" > /dev/null 2>&1
+  out=$(tools/prepare_data "$T/text.txt" "$T/bpe_$kind" --tokenizer "$d" 2>&1); rc=$?
+  # The C ids: both splits' tokens, in order.
+  $PY - "$T/bpe_${kind}_train.bin" "$T/bpe_${kind}_val.bin" > "$T/c_$kind.ids" <<'PY'
+import struct, sys
+for p in sys.argv[1:]:
+    raw = open(p, "rb").read()
+    magic, ver, n = struct.unpack("<3i", raw[:12])
+    fmt = "<%d%s" % (n, "H" if ver == 1 else "I")
+    print("\n".join(map(str, struct.unpack(fmt, raw[1024:]))))
+PY
+  n=$(wc -l < "$T/ref_$kind.ids")
+  if [ $rc = 0 ] && [ "$n" -gt 1000 ] && cmp -s "$T/ref_$kind.ids" "$T/c_$kind.ids"; then
+    ok "bpe_${kind}_ids_equal_python_reference ($n ids for $(wc -c < "$T/text.txt") bytes; $(cat "$T/build_$kind.log"))"
+  else
+    not_ok "bpe_${kind}_ids_equal_python_reference" "exit $rc: $out; first difference: $(diff "$T/ref_$kind.ids" "$T/c_$kind.ids" | head -n 4 | tr '\n' ' ')"
+  fi
+  { tools/prepare_data --decode "$T/bpe_${kind}_train.bin" --tokenizer "$d" && tools/prepare_data --decode "$T/bpe_${kind}_val.bin" --tokenizer "$d"; } > "$T/round_$kind.txt"
+  cmp -s "$T/text.txt" "$T/round_$kind.txt" && ok "bpe_${kind}_round_trip_byte_exact ($(wc -c < "$T/round_$kind.txt") bytes)" ||
+    not_ok "bpe_${kind}_round_trip_byte_exact" "$(cmp "$T/text.txt" "$T/round_$kind.txt" 2>&1)"
+done
+
+# The special token is one id; the ignore_merges rule is exercised (some
+# Llama-3 piece is a whole-vocabulary entry that the merges do not build).
+sid=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['added_tokens'][0]['id'])" "$T/tok_gpt2/tokenizer.json")
+cnt=$(grep -cx "$sid" "$T/c_gpt2.ids")
+[ "$cnt" = 3 ] && ok "bpe_special_token_is_one_id (<|endoftext|> = $sid, 3 times)" || not_ok bpe_special_token_is_one_id "$cnt occurrences of id $sid"
+used=$($PY - "$T/tok_llama3/tokenizer.json" "$T/c_llama3.ids" <<'PY'
+import json, sys
+tok = json.load(open(sys.argv[1]))
+merged = {a + b for a, b in tok["model"]["merges"]} | {k for k in tok["model"]["vocab"] if len(k) == 1}
+whole = {i for k, i in tok["model"]["vocab"].items() if k not in merged}
+ids = [int(x) for x in open(sys.argv[2])]
+print(sum(i in whole for i in ids))
+PY
+)
+[ "${used:-0}" -gt 0 ] && ok "bpe_llama3_ignore_merges_used ($used ids are whole pieces the merges do not build)" ||
+  not_ok bpe_llama3_ignore_merges_used "no whole-piece id in the output"
+
+# Refusals: a non-UTF-8 text, a tokenizer of another kind, a broken file.
+printf 'ok \xff\xfe bad' > "$T/bad.txt"
+out=$(tools/prepare_data "$T/bad.txt" "$T/bad" --tokenizer "$T/tok_gpt2" 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "not UTF-8 at byte 3" && ok "bpe_refuses_non_utf8 ($out)" ||
+  not_ok bpe_refuses_non_utf8 "exit $rc: $out"
+mkdir -p "$T/wp"; sed 's/"type": "BPE"/"type": "WordPiece"/' "$T/tok_gpt2/tokenizer.json" > "$T/wp/tokenizer.json"
+out=$(tools/prepare_data "$T/text.txt" "$T/wp" --tokenizer "$T/wp" 2>&1); rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q "model.type is WordPiece, not BPE" && ok "bpe_refuses_other_models" || not_ok bpe_refuses_other_models "exit $rc: $out"
+mkdir -p "$T/cut"; head -c 3000 "$T/tok_gpt2/tokenizer.json" > "$T/cut/tokenizer.json"
+out=$(tools/prepare_data "$T/text.txt" "$T/cut" --tokenizer "$T/cut" 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "tokenizer.json: line [0-9]*: " && ok "bpe_refuses_truncated_json ($out)" ||
+  not_ok bpe_refuses_truncated_json "exit $rc: $out"
+
+# Train on the BPE tokens and sample: generate --tokenizer prints the text
+# of the ids that generate without it prints (decoded here by Python).
+V=$($PY -c "import json,sys; t=json.load(open(sys.argv[1])); print(len(t['model']['vocab']) + len(t['added_tokens']))" "$T/tok_gpt2/tokenizer.json")
+G="--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 32 --micro-batch-size 2 --global-batch-size 2"
+./pretrain_gpt $G --vocab-size "$V" --train-data-path "$T/bpe_gpt2_train.bin" --train-iters 20 --lr 3e-3 --save "$T/gen" > "$T/gen.log" 2>&1
+ids=$(tools/generate --load "$T/gen" --prompt "The cat" --tokens 12 --temperature 0 2> /dev/null)
+txt=$(tools/generate --load "$T/gen" --prompt "The cat" --tokens 12 --temperature 0 --tokenizer "$T/tok_gpt2" 2> /dev/null; echo x)
+want=$($PY - "$T/tok_gpt2/tokenizer.json" "$ids" <<'PY'
+import json, sys
+sys.path.insert(0, "tests"); from bpe_reference import B2U
+u2b = {u: b for b, u in B2U.items()}
+tok = json.load(open(sys.argv[1])); inv = {i: k for k, i in tok["model"]["vocab"].items()}
+for a in tok["added_tokens"]: inv[a["id"]] = None
+out = b""
+for i in map(int, sys.argv[2].split()):
+    out += b"<|endoftext|>" if inv[i] is None else bytes(u2b[ch] for ch in inv[i])
+sys.stdout.buffer.write(b"The cat" + out + b"\nx")
+PY
+)
+if [ -n "$ids" ] && [ "$(echo "$ids" | wc -w)" = 12 ] && [ "$txt" = "$want" ]; then ok "generate_decodes_with_tokenizer (12 tokens: $(echo "${txt%x}" | head -c 60 | tr '\n' ' '))"
+else not_ok generate_decodes_with_tokenizer "ids '$ids'; text '$txt' vs '$want'"; fi

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# suite_tools.sh: the planner (tools/plan) and the per-tensor activation
+# breakdown, tools/metrics-diff and tools/compare. --help lists every flag of the table, no
+# arguments are refused, every shipped config plans, the breakdown sums to
+# the allocator's bytes and to Table 2's formula re-derived here, and the
+# sweep's fits and no-fits equal one planner run per layout.
+source "$(dirname "$0")/lib.sh"
+c=$(test_corpus)
+
+# ---- --help and no arguments --------------------------------------------------
+# The flag table's names, from src/flags.c's rows.
+table=$(grep -oE '^ *(INT|DBL|STR|BOOL|CHOICE|NOTE|NOTE_ARG)\("--[a-z0-9-]+"|^ *\{"--[a-z0-9-]+"' src/flags.c | grep -oE -- '--[a-z0-9-]+' | sort -u)
+nt=$(echo "$table" | wc -l)
+help=$(tools/plan --help 2>&1); rc=$?
+missing=$(for f in $table --world-size --sweep --memory-gb --machine --help; do echo "$help" | grep -qE -- "^ *$f( |$)" || echo "$f"; done)
+[ $rc = 0 ] && [ "$nt" -gt 50 ] && [ -z "$missing" ] && ok "plan_help_lists_every_flag ($nt table flags + 5 of its own)" ||
+  not_ok plan_help_lists_every_flag "exit $rc, table $nt flags, missing: $missing"
+out=$(tools/plan 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "no launch given" && ok "plan_refuses_no_arguments ($out)" ||
+  not_ok plan_refuses_no_arguments "exit $rc: $out"
+
+# ---- every config in configs/ --------------------------------------------------
+bad=""
+for f in configs/*.conf; do
+  timeout 30 tools/plan --config "$f" > "$T/plan_$(basename "$f").txt" 2>&1 && grep -q "^memory (stage 0" "$T/plan_$(basename "$f").txt" ||
+    bad="$bad $f: $(tail -n 1 "$T/plan_$(basename "$f").txt")"
+done
+[ -z "$bad" ] && ok "plan_every_config ($(ls configs/*.conf | wc -l) configs)" || not_ok plan_every_config "$bad"
+
+# ---- the breakdown: rows sum to the allocator and to Table 2 ------------------------
+# breakdown_check NP "FLAGS" S B H A T SP MODE: the trainer's --log-memory
+# --verbose and the planner print the same rows; "this build" summed over the
+# rows times layers and slots equals the measured bytes; "paper" summed equals
+# Table 2's formula for the mode, computed here.
+breakdown_check() {
+  local np=$1 flags=$2 s=$3 b=$4 h=$5 a=$6 t=$7 sp=$8 mode=$9 name=${10}
+  $MPIRUN "$np" ./pretrain_gpt $flags --data-path "${c}_train.bin" --train-iters 1 --log-memory --verbose > "$T/bd_$name.log" 2>&1
+  tools/plan $flags --world-size "$np" > "$T/bdp_$name.log" 2>&1
+  local tr pl want
+  tr=$(sed -n '/^activation breakdown/,/all layers:/p' "$T/bd_$name.log" | grep -v 'all layers:')
+  pl=$(sed -n '/^activation breakdown/,/all layers:/p' "$T/bdp_$name.log" | grep -v 'all layers:')
+  want=$(awk -v s=$s -v b=$b -v h=$h -v a=$a -v t=$t -v sp=$sp -v m=$mode 'BEGIN {
+    sbh = s * b * h; x = 5 * a * s / h
+    if (m == "full") v = 2 * sbh
+    else if (sp) v = sbh * (34 + (m == "selective" ? 0 : x)) / t
+    else v = sbh * (10 + 24 / t + (m == "selective" ? 0 : x / t))
+    printf "%.0f", v }')
+  local res
+  # Rows lie between the header ("  tensor ...") and "per layer:"; after the
+  # tensor name comes its shape ("R x W" or "-"), then this build's bytes;
+  # the last field is the paper's.
+  local res
+  res=$(echo "$tr" | awk '
+    /^  tensor / { on = 1; next }
+    /per layer:/ { on = 0 }
+    on {
+      line = $0; sub(/^  [^ ]+ +/, "", line)
+      if (line ~ /^- /) sub(/^- +/, "", line); else sub(/^[0-9]+ x [0-9]+ +/, "", line)
+      split(line, g, / +/); mine += g[1]; paper += $NF; rows++ }
+    END { printf "%d %.0f %d", mine, paper, rows }')
+  set -- $res
+  local mine=$1 paper=$2 rows=$3
+  local layers slots
+  layers=$(grep -o '(\([0-9]*\) layers x' "$T/bd_$name.log" | head -1 | tr -dc 0-9)
+  slots=$(grep -o 'layers x \([0-9]*\) micro-batches' "$T/bd_$name.log" | head -1 | tr -dc 0-9)
+  local meas; meas=$(grep -o 'measured [0-9]* bytes' "$T/bd_$name.log" | head -1 | tr -dc 0-9)
+  if [ -n "$tr" ] && [ "$tr" = "$pl" ] && [ "$paper" = "$want" ] && { [ "$mode" = full ] || [ $((mine * layers * slots)) = "$meas" ]; } &&
+     grep -q "all layers: $meas B .*: equal" "$T/bd_$name.log"; then
+    ok "breakdown_$name ($rows rows; $mine B per layer x $layers layers x $slots = measured $meas; paper column $paper = Table 2)"
+  else
+    not_ok "breakdown_$name" "rows $rows, ours $mine x $layers x $slots vs measured '$meas', paper $paper vs $want, trainer==plan: $([ "$tr" = "$pl" ] && echo yes || echo no)"
+  fi
+}
+S="--num-layers 4 --hidden-size 64 --num-attention-heads 8 --seq-length 32 --micro-batch-size 2 --global-batch-size 2"
+breakdown_check 1 "$S --hidden-dropout 0.1" 32 2 64 8 1 0 none one_rank
+breakdown_check 2 "$S --tensor-model-parallel-size 2" 32 2 64 8 2 0 none tp2
+breakdown_check 2 "$S --tensor-model-parallel-size 2 --sequence-parallel" 32 2 64 8 2 1 none tp2_sp
+breakdown_check 2 "$S --tensor-model-parallel-size 2 --sequence-parallel --recompute-granularity selective" 32 2 64 8 2 1 selective tp2_sp_selective
+breakdown_check 2 "$S --tensor-model-parallel-size 2 --recompute-granularity full --recompute-num-layers 2" 32 2 64 8 2 0 full tp2_full
+
+# ---- the sweep ----------------------------------------------------------------------
+# The guide's full-size model without its layout flags (the sweep sets them):
+# world 8, 80 GiB per device, the 8-GPU machine file.
+grep -vE -- '--(tensor-model|pipeline-model)-parallel-size|--sequence-parallel|--use-flash-attn' configs/megatron-sp-guide.conf > "$T/guide.conf"
+tools/plan --sweep --world-size 8 --memory-gb 80 --machine configs/machines/8gpu-node.txt --config "$T/guide.conf" > "$T/sweep.txt" 2>&1; rc=$?
+rows=$(grep -E '^ +([0-9]+|-) +(yes|no) ' "$T/sweep.txt")
+n=$(echo "$rows" | grep -c .)
+if [ $rc = 0 ] && echo "$rows" | grep -q 'TP 4 PP 2 DP 1 CP 1 SP selective$'; then
+  ok "sweep_world8_lists_tp4_pp2_sp_selective ($n layouts; $(echo "$rows" | grep 'TP 4 PP 2 DP 1 CP 1 SP selective$' | awk '{print "fits " $2 ", " $(NF-10) " GiB"}'))"
+else not_ok sweep_world8_lists_tp4_pp2_sp_selective "exit $rc: $(tail -n 3 "$T/sweep.txt")"; fi
+# Every layout's fit and bytes against its own planner run.
+bad=0; checked=0
+while read -r line; do
+  fits=$(echo "$line" | awk '{print $2}'); bytes=$(echo "$line" | awk '{print $(NF-11)}')
+  read -r tp pp dp cp spw rc <<< "$(echo "$line" | sed 's/.*TP \([0-9]*\) PP \([0-9]*\) DP \([0-9]*\) CP \([0-9]*\) \([a-zA-Z-]*\) \([a-z]*\)$/\1 \2 \3 \4 \5 \6/')"
+  extra=""; [ "$spw" = SP ] && extra="--sequence-parallel"
+  max=$(tools/plan --config "$T/guide.conf" --world-size 8 --tensor-model-parallel-size "$tp" --pipeline-model-parallel-size "$pp" \
+        $extra --recompute-granularity "$rc" 2>/dev/null | sed -n 's/^memory (stage [0-9]*, bytes):.* total \([0-9]*\)$/\1/p' | sort -n | tail -1)
+  want=no; [ -n "$max" ] && [ "$max" -le $((80 * 1024 * 1024 * 1024)) ] && want=yes
+  checked=$((checked + 1))
+  if [ "$max" != "$bytes" ] || [ "$want" != "$fits" ]; then bad=$((bad + 1)); echo "  mismatch: $line (plan: $max, $want)"; fi
+done <<< "$rows"
+[ "$checked" = "$n" ] && [ "$n" -ge 40 ] && [ "$bad" = 0 ] && ok "sweep_fits_equal_planner_per_layout ($checked layouts)" ||
+  not_ok sweep_fits_equal_planner_per_layout "$bad of $checked differ"
+# World 64 with the distributed optimizer: fitting layouts come first, in
+# non-decreasing estimated step time, and the layout count is the whole grid.
+tools/plan --sweep --world-size 64 --memory-gb 80 --machine configs/machines/8gpu-node.txt --config "$T/guide.conf" \
+  --use-distributed-optimizer > "$T/sweep64.txt" 2>&1
+order=$(grep -E '^ +([0-9]+|-) +(yes|no) ' "$T/sweep64.txt" | awk '
+  $2 == "yes" { if (seen_no) bad = 1; if (n && $3 < last) bad = 1; last = $3; n++ }
+  $2 == "no" { seen_no = 1 }
+  END { print (bad ? "bad" : "ok"), n }')
+[ "${order%% *}" = ok ] && [ "${order##* }" -gt 0 ] && ok "sweep_world64_sorted_fits_first (${order##* } fit)" || not_ok sweep_world64_sorted_fits_first "$order"
+out=$(printf 'device_flops 1e9\nbogus 3\n' > "$T/bad.machine"; tools/plan --sweep --world-size 2 --memory-gb 1 --machine "$T/bad.machine" --config configs/tiny.conf 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(echo "$out" | grep -vc '^note')" = 1 ] && echo "$out" | grep -q "bad.machine:2: unknown key" && ok "sweep_bad_machine_file ($out)" ||
+  not_ok sweep_bad_machine_file "exit $rc: $out"
+
+# ---- tools/metrics-diff --------------------------------------------------------------
+printf '{"config": "x"}\n{"iteration": 1, "lm_loss": 5.5}\n{"iteration": 2, "lm_loss": 4.0}\n{"iteration": 3, "lm_loss": 3.0}\n' > "$T/a.json"
+printf '{"iteration": 1, "lm_loss": 5.5}\n{"iteration": 2, "lm_loss": 4.002}\n{"iteration": 3, "lm_loss": 3.0000003}\n' > "$T/b.json"
+out=$(tools/metrics-diff "$T/a.json" "$T/b.json" --max-rel 1e-3); rc=$?
+# |4.0 - 4.002| / 4.002 = 4.998e-4 is the worst, at iteration 2.
+echo "$out" | grep -q "3 iterations compared, 0 in one file only; worst rel diff 4.998e-04 (abs 2.000e-03) at iteration 2" && [ $rc = 0 ] &&
+  ok "metrics_diff_worst_iteration" || not_ok metrics_diff_worst_iteration "exit $rc: $out"
+tools/metrics-diff "$T/a.json" "$T/b.json" --max-rel 1e-4 > /dev/null; rc1=$?
+head -n 3 "$T/b.json" | sed '$d' > "$T/c.json"
+tools/metrics-diff "$T/a.json" "$T/c.json" --max-rel 1 > /dev/null; rc2=$?
+tools/metrics-diff "$T/a.json" > /dev/null 2>&1; rc3=$?
+[ $rc1 = 1 ] && [ $rc2 = 1 ] && [ $rc3 = 2 ] && ok "metrics_diff_bounds_and_usage (over bound 1, missing iteration 1, one file 2)" ||
+  not_ok metrics_diff_bounds_and_usage "exit codes $rc1 $rc2 $rc3"
+# Two real runs: the same layout twice is exact; TP 2 against one rank agrees to fp32 round-off.
+X="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 5"
+./pretrain_gpt $X --metrics-file "$T/r1.json" > /dev/null 2>&1
+$MPIRUN 2 ./pretrain_gpt $X --tensor-model-parallel-size 2 --metrics-file "$T/r2.json" > /dev/null 2>&1
+out=$(tools/metrics-diff "$T/r1.json" "$T/r2.json" --max-rel 1e-5 --quiet); rc=$?
+[ $rc = 0 ] && echo "$out" | grep -q "5 iterations compared" && ok "metrics_diff_tp2_vs_one_rank ($(echo "$out" | head -1 | sed 's/.*; //'))" ||
+  not_ok metrics_diff_tp2_vs_one_rank "exit $rc: $out"
+
+# ---- tools/compare: the identically-zero key-bias gradient ------------------------------
+# fp32 against fp64 after 20 steps: the key third of every attn.qkv.bias is
+# listed apart (its gradient is zero: only round-off, checked on a gradient
+# dump), the rest meets a 1e-5 relative-RMS bound, and a difference planted
+# in the query part of a bias is still caught.
+X="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 20"
+./pretrain_gpt $X --dump-params "$T/c32.st" --dump-step 3 --dump-dir "$T/dump32" > /dev/null 2>&1
+./pretrain_gpt_fp64 $X --dump-params "$T/c64.st" > /dev/null 2>&1
+out=$(tools/compare "$T/c32.st" "$T/c64.st" --max-rel-rms 1e-5 --top 100); rc=$?
+main=$(echo "$out" | sed '/^identically zero gradient/,$d'); zero=$(echo "$out" | sed -n '/^identically zero gradient/,$p')
+if [ $rc = 0 ] && [ "$(echo "$zero" | grep -c 'attn.qkv.bias (k)$')" = 4 ] && ! echo "$main" | grep -q '(k)$' &&
+   [ "$(echo "$main" | grep -c 'attn.qkv.bias (q, v)$')" = 4 ]; then
+  ok "compare_separates_zero_gradient_key_bias ($(echo "$zero" | grep -m1 '(k)$' | awk '{print "rel_rms " $1 " on " $NF " " $(NF-1)}' ))"
+else not_ok compare_separates_zero_gradient_key_bias "exit $rc: $(echo "$out" | head -n 5 | tr '\n' ' ')"; fi
+zg=$(/usr/bin/python3 - "$T/dump32/step_3.safetensors" <<'PY'
+import json, struct, sys, numpy as np
+raw = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n])
+worst = 0
+for l in range(4):
+    t = h["h.%d.attn.qkv.bias.grad" % l]; b, e = t["data_offsets"]
+    g = np.frombuffer(raw[8 + n + b:8 + n + e], dtype="<f4").astype(float); k = len(g) // 3
+    worst = max(worst, abs(g[k:2 * k]).max() / abs(np.r_[g[:k], g[2 * k:]]).max())
+print("%.3g" % worst)
+PY
+)
+awk -v z="$zg" 'BEGIN { exit !(z != "" && z < 1e-6) }' && ok "key_bias_gradient_is_round_off (max |g_k| / max |g_q,v| = $zg)" ||
+  not_ok key_bias_gradient_is_round_off "ratio '$zg'"
+/usr/bin/python3 - "$T/c32.st" "$T/c32bad.st" <<'PY'
+import json, struct, sys, numpy as np
+raw = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n])
+b, e = h["h.2.attn.qkv.bias"]["data_offsets"]
+v = np.frombuffer(bytes(raw[8 + n + b:8 + n + b + 4]), dtype="<f4")[0]
+raw[8 + n + b:8 + n + b + 4] = np.float32(v + 1e-3).tobytes()  # query bias element 0
+open(sys.argv[2], "wb").write(raw)
+PY
+out=$(tools/compare "$T/c32bad.st" "$T/c64.st" --max-rel-rms 1e-5); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "^FAIL h.2.attn.qkv.bias: rel_rms" && ok "compare_catches_query_bias_difference" ||
+  not_ok compare_catches_query_bias_difference "exit $rc: $(echo "$out" | grep FAIL | head -2)"
+
+# ---- the tutorial's numbers ------------------------------------------------------------
+# docs/tutorial.sh reruns the tutorial's commands; every line it prints must
+# be quoted verbatim in docs/tutorial.md.
+out=$(timeout 300 docs/tutorial.sh --check 2>&1); rc=$?
+[ $rc = 0 ] && ok "tutorial_numbers_regenerate ($(echo "$out" | tail -n 1))" ||
+  not_ok tutorial_numbers_regenerate "$(echo "$out" | tail -n 4 | tr '\n' ' ')"
