@@ -83,6 +83,7 @@ static double comm_seconds(const mt_parallel *p, const mt_comm_stats *st, const 
             if (c == MT_COLL_ALLREDUCE) t += 2 * f * bytes / bw + calls * 2 * (n - 1) * lat;
             else if (c == MT_COLL_ALLGATHER || c == MT_COLL_REDUCE_SCATTER) t += f * bytes / bw + calls * (n - 1) * lat;
             else if (c == MT_COLL_SEND) t += bytes / bw + calls * lat;  // the matching recv is the same transfer
+            else if (c == MT_COLL_ALLTOALL) t += f * bytes / bw + calls * (n - 1) * lat;
         }
     }
     return t;
@@ -90,8 +91,15 @@ static double comm_seconds(const mt_parallel *p, const mt_comm_stats *st, const 
 
 // FLOPs of one iteration on this stage's rank (forward, backward, recomputation).
 static double stage_flops(const mt_model *m, const mt_config *c) {
-    double h = c->hidden_size, s = c->seq_length, tok = (double)c->global_batch_size / c->dp * s, f = 0;
-    double layer = 72 * h * h + 12 * s * h, fwd = 24 * h * h + 4 * s * h;
+    // Per token: the four products of a layer forward (QKV, projection, fc1,
+    // fc2) at 2 FLOPs a multiply-add, from the model's own widths (GQA's
+    // smaller K/V, SwiGLU's gate), plus attention's 4 s h; backward twice
+    // that. A CP rank holds s/C of each sequence (its attention still sees
+    // every key: the same 4 s h per query).
+    double h = c->hidden_size, s = c->seq_length, t = c->tp, f = 0;
+    double tok = (double)c->global_batch_size / c->dp * s / c->cp;
+    double mm = 2 * h * ((double)m->qkv_l * t + h + (double)m->fc1_l * t) + 2 * (double)m->ff_l * t * h;
+    double fwd = mm + 4 * s * h, layer = 3 * fwd;
     for (int k = 0; k < m->nchunks; k++) {
         const mt_chunk *ch = &m->chunks[k];
         for (int l = 0; l < ch->nlayers; l++) {
@@ -162,9 +170,11 @@ int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_el
         if (world % tp) continue;
         for (int pp = 1; pp <= world / tp; pp++) {
             if ((world / tp) % pp) continue;
-            // Context parallelism: once config.cp > 1 is accepted, sweep its
-            // divisors here (cp = 1 .. world / (tp pp)); the line already names it.
-            for (int cp = 1; cp <= 1; cp++)
+            // Context parallelism: every divisor of what TP and PP leave
+            // (the launch's --cp-comm-type; sequences that do not cut into
+            // 2C chunks are refused by the config rules like any layout).
+            for (int cp = 1; cp <= world / (tp * pp); cp++)
+                if ((world / (tp * pp)) % cp == 0)
                 for (int sp = 0; sp <= (tp > 1); sp++)
                     for (int rc = MT_RECOMPUTE_NONE; rc <= MT_RECOMPUTE_FULL; rc++) {
                         mt_config c = *launch;
