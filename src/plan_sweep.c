@@ -104,9 +104,10 @@ static double stage_flops(const mt_model *m, const mt_config *c) {
         const mt_chunk *ch = &m->chunks[k];
         for (int l = 0; l < ch->nlayers; l++) {
             f += layer;
-            // Attention's core forward again in backward: the blocked kernel
-            // always recomputes its blocks, the plain one under selective.
-            if (c->flash_attn || c->recompute == MT_RECOMPUTE_SELECTIVE) f += 4 * s * h;
+            // Attention's core forward again in backward: the blocked kernels
+            // (flash, CP's ring) always recompute their blocks, the plain one
+            // under selective.
+            if (c->flash_attn || m->cp_ring || c->recompute == MT_RECOMPUTE_SELECTIVE) f += 4 * s * h;
             if (ch->rc_group0[l] >= 0) f += fwd;
         }
         if (ch->has_head) f += 6 * h * c->padded_vocab;
@@ -163,7 +164,7 @@ static int by_fit_then_time(const void *x, const void *y) {
 
 int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_elem_bytes *eb, const mt_machine *mc,
                   FILE *f) {
-    int cap = 64, n = 0, invalid = 0, fits = 0;
+    int cap = 64, n = 0, invalid = 0, fits = 0, same = 0;
     mt_sweep_row *rows = mt_calloc((size_t)cap, sizeof *rows);
     char err[1024];
     for (int tp = 1; tp <= world; tp++) {
@@ -177,6 +178,12 @@ int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_el
                 if ((world / (tp * pp)) % cp == 0)
                 for (int sp = 0; sp <= (tp > 1); sp++)
                     for (int rc = MT_RECOMPUTE_NONE; rc <= MT_RECOMPUTE_FULL; rc++) {
+                        // Blocked attention stores no s x s tensor, so selective
+                        // recomputation is no recomputation: one row, not two.
+                        if (rc == MT_RECOMPUTE_SELECTIVE && (launch->flash_attn || (cp > 1 && launch->cp_comm == MT_CP_P2P))) {
+                            same++;
+                            continue;
+                        }
                         mt_config c = *launch;
                         c.tp = tp, c.pp = pp, c.cp = cp, c.sequence_parallel = sp, c.recompute = (mt_recompute)rc;
                         c.recompute_method = MT_RECOMPUTE_UNIFORM, c.recompute_num_layers = 0;
@@ -196,8 +203,9 @@ int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_el
     }
     qsort(rows, (size_t)n, sizeof *rows, by_fit_then_time);
     double gib = 1024.0 * 1024 * 1024, best = n && rows[0].fits ? rows[0].e.t_step : 0;
-    fprintf(f, "sweep: %d layouts of world %d (%d more not valid for this model), %d fit %.1f GiB per device; "
-            "step time estimated for %s\n", n, world, invalid, fits, budget / gib, mc->name);
+    fprintf(f, "sweep: %d layouts of world %d (%d more not valid for this model, %d with selective recomputation "
+            "equal to none under blocked attention), %d fit %.1f GiB per device; step time estimated for %s\n", n, world,
+            invalid, same, fits, budget / gib, mc->name);
     fprintf(f, "  %4s %-4s %10s %8s %9s %9s %9s %16s %8s  %s\n", "rank", "fits", "step s", "vs best", "compute", "bubble",
             "comm", "max bytes/rank", "GiB", "layout");
     for (int i = 0; i < n; i++) {

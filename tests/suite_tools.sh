@@ -95,7 +95,7 @@ while read -r line; do
   read -r tp pp dp cp spw rc <<< "$(echo "$line" | sed 's/.*TP \([0-9]*\) PP \([0-9]*\) DP \([0-9]*\) CP \([0-9]*\) \([a-zA-Z-]*\) \([a-z]*\)$/\1 \2 \3 \4 \5 \6/')"
   extra=""; [ "$spw" = SP ] && extra="--sequence-parallel"
   max=$(tools/plan --config "$T/guide.conf" --world-size 8 --tensor-model-parallel-size "$tp" --pipeline-model-parallel-size "$pp" \
-        $extra --recompute-granularity "$rc" 2>/dev/null | sed -n 's/^memory (stage [0-9]*, bytes):.* total \([0-9]*\)$/\1/p' | sort -n | tail -1)
+        --context-parallel-size "$cp" $extra --recompute-granularity "$rc" 2>/dev/null | sed -n 's/^memory (stage [0-9]*, bytes):.* total \([0-9]*\)$/\1/p' | sort -n | tail -1)
   want=no; [ -n "$max" ] && [ "$max" -le $((80 * 1024 * 1024 * 1024)) ] && want=yes
   checked=$((checked + 1))
   if [ "$max" != "$bytes" ] || [ "$want" != "$fits" ]; then bad=$((bad + 1)); echo "  mismatch: $line (plan: $max, $want)"; fi
