@@ -40,11 +40,11 @@ echo "$md" | awk '{ for (i = 1; i <= NF; i++) if ($i == "diff") v = $(i + 1) } E
 
 echo "# §1 tensor parallelism: tools/mpirun.sh 2 ./pretrain_gpt \$D --tensor-model-parallel-size 2 --log-comm"
 tools/mpirun.sh 2 ./pretrain_gpt $D --tensor-model-parallel-size 2 --log-comm > "$W/tp.log" 2>&1
-sed -n '/^comm rank 0 (tp 0, dp 0, pp 0), iteration 2:/,/^comm check rank 0/p' "$W/tp.log"
+sed -n '/^comm rank 0 (tp 0, cp 0, dp 0, pp 0), iteration 2:/,/^comm check rank 0/p' "$W/tp.log"
 
 echo "# §2 sequence parallelism: + --sequence-parallel"
 tools/mpirun.sh 2 ./pretrain_gpt $D --tensor-model-parallel-size 2 --sequence-parallel --log-comm > "$W/sp.log" 2>&1
-sed -n '/^comm rank 0 (tp 0, dp 0, pp 0), iteration 2:/,/^comm check rank 0/p' "$W/sp.log" | grep '^  tp '
+sed -n '/^comm rank 0 (tp 0, cp 0, dp 0, pp 0), iteration 2:/,/^comm check rank 0/p' "$W/sp.log" | grep '^  tp '
 
 echo "# §2 activation memory: --log-memory --verbose, 1 iteration"
 row() {  # row NAME NP FLAGS...
@@ -99,3 +99,29 @@ tools/plan --sweep --world-size 64 --memory-gb 80 --machine configs/machines/8gp
 grep '^sweep:' "$W/sweep64.log"
 sed -n '3,9p' "$W/sweep64.log"
 grep 'TP 4 PP 2 DP 8 CP 1 SP selective$' "$W/sweep64.log"
+
+echo "# §4b context parallelism at T = 4096 on 4 ranks, 1 iteration (--log-comm, --log-memory)"
+L="--config configs/small.conf --num-attention-heads 8 --num-layers 2 --seq-length 4096 --max-position-embeddings 4096
+   --micro-batch-size 1 --global-batch-size 1 --eval-interval 0 --train-iters 1 --log-comm --log-memory"
+cprow() {  # cprow NAME NP TP CP FLAGS...: rank 0's activations and the bytes it puts on the wire
+  local name=$1 np=$2 tp=$3 cp=$4; shift 4
+  # shellcheck disable=SC2086
+  tools/mpirun.sh "$np" ./pretrain_gpt $L "$@" > "$W/cp.log" 2>&1
+  local a w
+  a=$(grep -m1 '^memory (rank 0,' "$W/cp.log" | sed 's/.* activations \([0-9]*\) |.*/\1/')
+  w=$(sed -n '/^comm rank 0 /,/^comm check rank 0/p' "$W/cp.log" |
+      awk -v tp="$tp" -v cp="$cp" -v dp=$((np / (tp * cp))) -v pp=1 -f tools/comm-wire.awk)
+  echo "| $name | $(commas "$a") B | $(commas "${w%%$'\t'*}") B | ${w#*$'\t'} |"
+}
+echo "| layout (4 ranks unless noted) | activations, rank 0 | bytes rank 0 sends | by group and collective |"
+cprow "1 rank, blocked attention" 1 1 1 --use-flash-attn
+cprow "CP 4, ring (p2p)" 4 1 4 --context-parallel-size 4
+cp "$W/cp.log" "$W/cp4.log"
+cprow "CP 4, all-to-all (a2a)" 4 1 4 --context-parallel-size 4 --cp-comm-type a2a --use-flash-attn
+cp "$W/cp.log" "$W/a2a.log"
+cprow "TP 4 + SP" 4 4 1 --tensor-model-parallel-size 4 --sequence-parallel
+cprow "TP 4 + SP, blocked attention" 4 4 1 --tensor-model-parallel-size 4 --sequence-parallel --use-flash-attn
+cprow "CP 2 × TP 2 + SP" 4 2 2 --context-parallel-size 2 --tensor-model-parallel-size 2 --sequence-parallel
+echo "# §4b the ring's table (CP 4) and the all-to-all's"
+sed -n '/^comm rank 0 /,/^comm check rank 0/p' "$W/cp4.log"
+sed -n '/^comm rank 0 /,/^comm check rank 0/p' "$W/a2a.log" | grep '^  cp '

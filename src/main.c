@@ -246,8 +246,8 @@ static void log_comm(const run *r, int it) {
     mt_account_comm(&r->model, &pred);
     char buf[4096];
     FILE *mf = fmemopen(buf, sizeof buf, "w");
-    fprintf(mf, "comm rank %d (tp %d, dp %d, pp %d), iteration %d:\n", r->par.world_rank, r->par.tp_rank,
-            r->par.dp_rank, r->par.pp_rank, it);
+    fprintf(mf, "comm rank %d (tp %d, cp %d, dp %d, pp %d), iteration %d:\n", r->par.world_rank, r->par.tp_rank,
+            r->par.cp_rank, r->par.dp_rank, r->par.pp_rank, it);
     int bad = mt_account_comm_print(&r->cm.stats, &pred, mf);
     fprintf(mf, "comm check rank %d: %s\n", r->par.world_rank, bad ? "MISMATCH with the formulas" : "measured == predicted");
     // Context parallelism's ring: how much of the blocks' travel the
@@ -388,8 +388,8 @@ static void print_memory(const run *r) {
     char line[512];
     size_t total = 0, o = 0;
     for (int k = 0; k < MT_MEM_N; k++) total += m->mem[k];
-    o += (size_t)snprintf(line + o, sizeof line - o, "memory (rank %d, tp %d, dp %d, pp %d, bytes):", r->par.world_rank,
-                          r->par.tp_rank, r->par.dp_rank, r->par.pp_rank);
+    o += (size_t)snprintf(line + o, sizeof line - o, "memory (rank %d, tp %d, cp %d, dp %d, pp %d, bytes):",
+                          r->par.world_rank, r->par.tp_rank, r->par.cp_rank, r->par.dp_rank, r->par.pp_rank);
     for (int k = 0; k < MT_MEM_N; k++) o += (size_t)snprintf(line + o, sizeof line - o, " %s %zu |", mt_mem_names[k], m->mem[k]);
     snprintf(line + o, sizeof line - o, " total %zu | activation slots %d per chunk x %d chunks | process RSS before the model %zu\n",
              total, m->chunks[0].nslots, m->nchunks, r->rss_before_model);
