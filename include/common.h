@@ -24,6 +24,13 @@ enum {
     MT_EXIT_USAGE = 2,  // bad flag, config, data file or checkpoint
 };
 
+// Functions the CUDA kernels share with the CPU code (rng.h, bf16.h).
+#ifdef __CUDACC__
+#define MT_HD __host__ __device__
+#else
+#define MT_HD
+#endif
+
 // C11's _Noreturn; the CUDA sources (C++) include this header too.
 #ifdef __cplusplus
 #define MT_NORETURN [[noreturn]]

@@ -65,7 +65,7 @@ typedef struct {
     int log_comm, log_memory, log_layout, log_pipeline;
     int dry_run;
     int verbose;               // --verbose: more detail in the --log-* reports
-    int bf16;                  // --bf16 was given (noted; tools/plan counts 2-byte elements)
+    int bf16;                  // --bf16: bf16 mixed precision, emulated (docs/design.md, "bf16")
     int flash_attn;            // --use-flash-attn: the blocked attention kernel (no s x s matrix kept)               // check flags and layout, print them, allocate nothing
     uint64_t set_mask[2];      // bit k: FLAGS[k] was given (config file or argv)
     // Negative controls for the test suite, set only by the environment
@@ -80,6 +80,8 @@ typedef struct {
     int bug_no_cp_grad_sum;    // "cp-grad-sum": gradients summed over DP only, not over CP
     int bug_cp_local_pos;      // "cp-local-pos": each CP rank's positions start at 0
     int bug_cp_no_causal;      // "cp-no-causal": the ring attends to every chunk, no causal mask between them
+    int bug_bf16_off;          // "bf16-off": --bf16 accepted and reported, the run stays fp32 (a secretly-fp32 build)
+    int bug_bf16_weights_only; // "bf16-weights-only": only the weights rounded, activations fp32
     // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
     // world rank R alone meets an allocation failure (a real malloc of 2^62
     // bytes), a write error on its --metrics-file (rank 0 writes it) or a

@@ -154,9 +154,13 @@ typedef struct {
 } mt_workspace;
 
 // Bytes per element by category. The trainer uses its real type for all
-// and keeps two AdamW moments per optimizer element; the planner can count
-// a GPU run's mixed precision instead (tools/plan --bf16).
+// and keeps two AdamW moments per optimizer element. Under --bf16 it counts
+// what Megatron's mixed precision holds: bf16 weights and activations (2),
+// fp32 gradients (4), and per optimizer element the fp32 main weight and
+// two moments (12). The emulation stores bf16 values in fp32 slots, so the
+// process holds more than it reports; the report is a GPU run's.
 typedef struct { int param, grad, act, optim; } mt_elem_bytes;
+mt_elem_bytes mt_elem_bytes_of(const mt_config *c);
 
 // Memory categories, each measured from its allocations.
 typedef enum { MT_MEM_PARAMS, MT_MEM_GRADS, MT_MEM_OPTIM, MT_MEM_ACTS, MT_MEM_WORK, MT_MEM_N } mt_mem_kind;
@@ -185,6 +189,11 @@ typedef struct {
     size_t nelem_pad;               // arena length: nelem rounded up to a multiple of dp
     size_t shard0, shard_n;         // this DP rank's optimizer shard (distributed optimizer)
     real *param_mem, *grad_mem, *m_mem, *v_mem;
+    // --bf16: param_mem holds the bf16 weights every op reads, and main_mem
+    // the fp32 main weights of this rank's optimizer shard (indexed like
+    // m_mem), which AdamW updates and checkpoints save. NULL otherwise.
+    real *main_mem;
+    int bf16;                       // --bf16: activations and their gradients rounded (layers.c)
     mt_top_w w, dw;                 // the non-layer tensors (NULL where absent) and their gradients
     real *sp_pack;                  // the SP-partial gradients packed for one TP all-reduce
     size_t sp_pack_n;

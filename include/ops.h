@@ -61,6 +61,7 @@ typedef struct {
     int nkv;            // local KV heads (nh a multiple of it)
     uint32_t head0;     // global index of local query head 0
     uint32_t sample0;   // global sample of batch column 0
+    int bf16;           // --bf16: round the core's bf16 intermediates (scores, probabilities, dS)
 } mt_attn_shape;
 
 // One block of context parallelism's attention: this rank's queries (sq
@@ -72,6 +73,7 @@ typedef struct {
     int ldq;                     // row stride of the queries' buffer (Q at columns [0, nh hd))
     uint32_t head0, sample0;     // global indices of local head 0 and batch column 0
     int chunk, no_causal;        // negative control: no causal mask between chunks of `chunk` positions
+    int bf16;                    // --bf16, as in mt_attn_shape
 } mt_attn_block;
 
 // ---- matmul.c: linear layer ----------------------------------------------------
@@ -293,13 +295,16 @@ typedef struct {
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g²
 //   p -= lr * ( (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + wd * p )
 // t is the 1-based step; grad is read, not written. sumsq: Σ g² in double
-// (the global gradient norm). scale: x *= s. add: y += x.
+// (the global gradient norm). scale: x *= s. add: y += x. round_bf16: dst
+// = src rounded to bf16 (include/bf16.h; dst may alias src), the one
+// rounding of --bf16.
 #define MT_OPS_OPTIM(X)                                                                   \
     X(void, adamw_update, (real *p, const real *g, real gscale, real *m, real *v, size_t n, int t, real lr, \
                            real b1, real b2, real eps, real wd))                          \
     X(double, sumsq, (const real *g, size_t n))                                           \
     X(void, scale, (real *x, size_t n, real s))                                           \
-    X(void, add, (real *y, const real *x, size_t n))
+    X(void, add, (real *y, const real *x, size_t n))                                      \
+    X(void, round_bf16, (real *dst, const real *src, size_t n))
 
 #define MT_OPS(X)                                                                         \
     MT_OPS_MATMUL(X) MT_OPS_NORM(X) MT_OPS_GELU(X) MT_OPS_SWIGLU(X) MT_OPS_ROPE(X)        \

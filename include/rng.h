@@ -11,12 +11,7 @@
 typedef struct { uint32_t v[4]; } mt_philox_ctr;
 typedef struct { uint32_t v[2]; } mt_philox_key;
 
-// The CUDA kernels (src/cuda) draw the same masks from the same code.
-#ifdef __CUDACC__
-#define MT_HD __host__ __device__
-#else
-#define MT_HD
-#endif
+// The CUDA kernels (src/cuda) draw the same masks from the same code (MT_HD).
 
 // Philox4x32-10: four independent 32-bit words for (key, counter).
 static inline MT_HD mt_philox_ctr mt_philox_10(mt_philox_key key, mt_philox_ctr c) {

@@ -11,7 +11,9 @@
 // whole arena; AdamW moments span this rank's optimizer shard [shard0,
 // shard0 + shard_n) (all of it without the distributed optimizer), stored
 // from index 0.
-typedef enum { MT_ARENA_PARAMS, MT_ARENA_GRADS, MT_ARENA_ADAM_M, MT_ARENA_ADAM_V } mt_arena;
+// MT_ARENA_MAIN: --bf16's fp32 main weights; asking for MT_ARENA_PARAMS
+// under --bf16 gets them (the bf16 copy is derived, never stored).
+typedef enum { MT_ARENA_PARAMS, MT_ARENA_GRADS, MT_ARENA_ADAM_M, MT_ARENA_ADAM_V, MT_ARENA_MAIN } mt_arena;
 
 // Collective over the world: the full (rows, cols) tensor of `name` from
 // `arena` lands in `full` on world rank 0 (ignored elsewhere; may be NULL).

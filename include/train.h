@@ -23,6 +23,10 @@ double mt_grad_norm(mt_model *m, mt_comm *cm);
 
 // Allocates the AdamW moments (m, v), zeroed.
 void mt_optimizer_init(mt_model *m);
+// --bf16: the bf16 weights from the fp32 main weights (after a checkpoint
+// or --init-from wrote the main weights); all-gathered under the
+// distributed optimizer. Nothing otherwise.
+void mt_optimizer_publish(mt_model *m, mt_comm *cm);
 
 // Clips (when --clip-grad > 0 and the norm exceeds it) and applies AdamW.
 // `step` is the 1-based optimizer step.

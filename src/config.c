@@ -180,7 +180,6 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
         if (d->type == MT_F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask[k / 64] |= 1ull << (k % 64); return 1; }
         if (d->type == MT_F_NOTE) {
             if (p->loud) printf("note: %s: %s\n", f, d->help);
-            if (!strcmp(f, "--bf16")) c->bf16 = 1;
             return 1;
         }
         if (i + 1 >= n) bad_flag(p, "%s needs a value", f);
@@ -344,6 +343,8 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_no_cp_grad_sum = strstr(bugs, "cp-grad-sum") != NULL;
         c->bug_cp_local_pos = strstr(bugs, "cp-local-pos") != NULL;
         c->bug_cp_no_causal = strstr(bugs, "cp-no-causal") != NULL;
+        c->bug_bf16_off = strstr(bugs, "bf16-off") != NULL;
+        c->bug_bf16_weights_only = strstr(bugs, "bf16-weights-only") != NULL;
         static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
         for (int k = 1; k < 4; k++) {
             const char *at = strstr(bugs, sites[k]);
@@ -384,6 +385,9 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
         if (p->loud) printf("note: --sequence-parallel with --tensor-model-parallel-size 1 has nothing to split; running without it (as Megatron does)\n");
         c->sequence_parallel = 0;
     }
+#ifdef MT_FP64
+    check(!c->bf16, p, "--bf16: the fp64 build is the exact oracle and does not emulate bf16; run pretrain_gpt (fp32) for bf16");
+#endif
     // Context parallelism cuts the sequence into 2C chunks: rank r holds
     // chunks r and 2C-1-r (the causal load balance of Megatron and TE).
     check(c->cp == 1 || c->seq_length % (2 * c->cp) == 0, p,

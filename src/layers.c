@@ -16,6 +16,13 @@ static mt_dropout_key dkey(const mt_model *m, const mt_step *st, int layer, int 
     return k;
 }
 
+// --bf16 (docs/design.md, "bf16"): every activation an op hands on, and
+// every activation gradient, becomes the bf16 value a GPU run would hold.
+// Weight and bias gradients are never rounded (fp32 accumulation).
+static void bf16(const mt_model *m, real *x, size_t n) {
+    if (m->bf16) m->be->round_bf16(x, x, n);
+}
+
 // This rank's rows of the hidden state: its s_l positions from pos0.
 static mt_rows rows_of(const mt_model *m, uint32_t sample0) { return mt_model_rows(m, m->pos0, m->s_l, sample0); }
 
@@ -29,13 +36,18 @@ static const real *gather_in(mt_model *m, mt_comm *cm, const real *x) {
 
 // ḡ forward (SP: reduce-scatter along s into out) or f̄ forward (all-reduce
 // in place). part (n, h) holds a row-parallel layer's partial sums. Returns
-// the (nl, h) summed rows.
-static const real *reduce_out(mt_model *m, mt_comm *cm, real *part, real *out) {
+// the (nl, h) summed rows. Under --bf16 each rank's partial is its GEMM's
+// bf16 output and the sum is rounded again, as a bf16 all-reduce delivers.
+static real *reduce_out(mt_model *m, mt_comm *cm, real *part, real *out) {
+    size_t nh = (size_t)m->n * (size_t)m->h, nlh = (size_t)m->n_l * (size_t)m->h;
+    bf16(m, part, nh);
     if (!m->cfg->sequence_parallel) {
-        mt_comm_tp_allreduce(cm, part, (size_t)m->n * (size_t)m->h);
+        mt_comm_tp_allreduce(cm, part, nh);
+        if (m->par->tp_size > 1) bf16(m, part, nh);
         return part;
     }
     mt_comm_sp_reduce_scatter(cm, out, part, (size_t)m->n_l, (size_t)m->h);
+    if (m->par->tp_size > 1) bf16(m, out, nlh);
     return out;
 }
 
@@ -46,7 +58,7 @@ static const real *reduce_out_backward(mt_model *m, mt_comm *cm, const real *d) 
 
 // Backward of gather_in: g backward (reduce-scatter into out) or f backward
 // (all-reduce in place). d (n, h) holds partial input gradients.
-static const real *gather_in_backward(mt_model *m, mt_comm *cm, real *d, real *out) {
+static real *gather_in_backward(mt_model *m, mt_comm *cm, real *d, real *out) {
     return reduce_out(m, cm, d, out);
 }
 
@@ -62,6 +74,7 @@ void mt_embed_forward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slot
     if (m->w.wpe) B->position_forward(x, m->w.wpe, r, m->h);  // none under RoPE
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);
     B->dropout_forward(x, &k, r, m->h);
+    bf16(m, x, (size_t)m->n_l * (size_t)m->h);
 }
 
 void mt_embed_backward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slot *sl, real *dx) {
@@ -69,6 +82,7 @@ void mt_embed_backward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slo
     mt_rows r = rows_of(m, sl->sample0);
     mt_dropout_key k = dkey(m, st, 0, MT_SITE_EMBED, m->cfg->hidden_dropout);
     B->dropout_backward(dx, &k, r, m->h);
+    bf16(m, dx, (size_t)m->n_l * (size_t)m->h);
     if (m->dw.wpe) B->position_backward(m->dw.wpe, dx, r, m->h);
     const real *dword = reduce_out_backward(m, cm, dx);  // (n, h)
     B->embedding_backward(m->dw.wte, dword, sl->tokens, m->v0, m->v_l, m->n, m->h);
@@ -79,7 +93,7 @@ void mt_embed_backward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slo
 // This rank's heads: query heads [tp_rank nh_l, ...) and their nkv_l KV heads.
 static mt_attn_shape attn_shape(const mt_model *m, uint32_t sample0) {
     mt_attn_shape sh = {.s = m->s, .b = m->b, .nh = m->nh_l, .hd = m->hd, .nkv = m->nkv_l,
-                        .head0 = (uint32_t)(m->par->tp_rank * m->nh_l), .sample0 = sample0};
+                        .head0 = (uint32_t)(m->par->tp_rank * m->nh_l), .sample0 = sample0, .bf16 = m->bf16};
     return sh;
 }
 
@@ -88,6 +102,7 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     const mt_backend *B = m->be;
     const mt_config *c = m->cfg;
     int n = m->n, nl = m->n_l, h = m->h, hl = m->h_l, ff = m->ff_l, fc1 = m->fc1_l;
+    size_t nlh = (size_t)nl * (size_t)h;
     mt_rows r = rows_of(m, sample0);
     mt_attn_shape sh = attn_shape(m, sample0);
     mt_dropout_key kp = dkey(m, st, layer, MT_SITE_ATTN_PROB, c->attention_dropout);
@@ -95,26 +110,36 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     mt_dropout_key km = dkey(m, st, layer, MT_SITE_MLP_OUT, c->hidden_dropout);
 
     // attention: LN -> g -> QKV (-> RoPE) -> core -> proj -> ḡ -> bias+dropout+residual
+    size_t nqkv = (size_t)n * (size_t)m->qkv_l, natt = (size_t)n * (size_t)hl;
     B->norm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, m->norm, nl, h);
+    bf16(m, a->ln1, nlh);
     const real *in = gather_in(m, cm, a->ln1);                          // (n, h)
     B->matmul_forward(a->qkv, in, w->qkvw, w->qkvb, n, h, m->qkv_l);   // (n, W) Q | K | V
     if (m->rot) B->rope_forward(a->qkv, m->ws.rope_cs, m->rot, sh);     // Q and K rotated, kept so
+    bf16(m, a->qkv, nqkv);
     if (m->par->cp_size > 1) mt_cp_attention_forward(m, cm, a, &kp, sample0);  // across the CP split
     else if (c->flash_attn) B->flash_attention_forward(a->atty, a->lse, a->qkv, &kp, sh);  // (n, h/t), lse (b, a/t, s)
     else B->attention_forward(a->atty, a->probs, a->qkv, &kp, sh);          // (n, h/t), probs (b, a/t, s, s)
+    bf16(m, a->atty, natt);
     B->matmul_forward(m->ws.part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
     const real *proj = reduce_out(m, cm, m->ws.part, m->ws.dtmp);         // (nl, h)
     B->bias_dropout_add_forward(a->x2, x, proj, w->projb, &ka, r, h);
+    bf16(m, a->x2, nlh);
 
     // MLP: LN -> g -> fc1 -> GELU or SwiGLU -> fc2 -> ḡ -> bias+dropout+residual
+    size_t nfc1 = (size_t)n * (size_t)fc1, nff = (size_t)n * (size_t)ff;
     B->norm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x2, w->ln2w, w->ln2b, m->norm, nl, h);
+    bf16(m, a->ln2, nlh);
     in = gather_in(m, cm, a->ln2);
     B->matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, fc1);         // (n, ffn/t), or gate | up
+    bf16(m, a->fc1, nfc1);
     if (c->swiglu) B->swiglu_forward(a->act, a->fc1, n, ff);
-    else B->gelu_forward(a->act, a->fc1, (size_t)n * (size_t)ff);
+    else B->gelu_forward(a->act, a->fc1, nff);
+    bf16(m, a->act, nff);
     B->matmul_forward(m->ws.part, a->act, w->fc2w, NULL, n, ff, h);      // (n, h) partial
     const real *mlp = reduce_out(m, cm, m->ws.part, m->ws.dtmp);
     B->bias_dropout_add_forward(xout, a->x2, mlp, w->fc2b, &km, r, h);
+    bf16(m, xout, nlh);
 }
 
 // One column-parallel linear + row-parallel linear sandwich, backward:
@@ -129,8 +154,11 @@ static void ln_backward_into_residual(mt_model *m, mt_comm *cm, real *dgath_part
     const mt_backend *B = m->be;
     // d(LN output) over all rows, partial over TP -> g/f backward -> (nl, h)
     const real *dln = gather_in_backward(m, cm, dgath_part, m->ws.dtmp);
+    size_t nlh = (size_t)m->n_l * (size_t)m->h;
     B->norm_backward(m->ws.dln, ln->dlnw, ln->dlnb, dln, ln->ln_in, ln->lnw, ln->mean, ln->rstd, m->norm, m->n_l, m->h);
-    B->add(dres, m->ws.dln, (size_t)m->n_l * (size_t)m->h);
+    bf16(m, m->ws.dln, nlh);
+    B->add(dres, m->ws.dln, nlh);
+    bf16(m, dres, nlh);  // the residual's gradient: bf16 + bf16 -> bf16
 }
 
 void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, const mt_layer_w *w,
@@ -138,6 +166,7 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     const mt_backend *B = m->be;
     const mt_config *c = m->cfg;
     int n = m->n, h = m->h, hl = m->h_l, ff = m->ff_l, fc1 = m->fc1_l;
+    size_t nlh = (size_t)m->n_l * (size_t)h, nff = (size_t)n * (size_t)ff, nfc1 = (size_t)n * (size_t)fc1;
     mt_rows r = rows_of(m, sample0);
     mt_attn_shape sh = attn_shape(m, sample0);
     mt_dropout_key kp = dkey(m, st, layer, MT_SITE_ATTN_PROB, c->attention_dropout);
@@ -146,12 +175,15 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
 
     // MLP half. dres = d xout = d x2 through the residual.
     B->bias_dropout_add_backward(m->ws.dtmp, dw->fc2b, dres, &km, r, h);           // (nl, h)
+    bf16(m, m->ws.dtmp, nlh);
     const real *dmlp = reduce_out_backward(m, cm, m->ws.dtmp);                      // (n, h)
     B->matmul_backward(m->ws.dff, dw->fc2w, NULL, dmlp, a->act, w->fc2w, n, ff, h);
+    bf16(m, m->ws.dff, nff);
     // fc1's output gradient: GELU's in place, SwiGLU's (twice as wide) in dfc1.
     real *dfc1 = c->swiglu ? m->ws.dfc1 : m->ws.dff;
     if (c->swiglu) B->swiglu_backward(dfc1, a->fc1, m->ws.dff, n, ff);
-    else B->gelu_backward(dfc1, a->fc1, m->ws.dff, (size_t)n * (size_t)ff);
+    else B->gelu_backward(dfc1, a->fc1, m->ws.dff, nff);
+    bf16(m, dfc1, nfc1);
     // Under SP only the local LN rows were saved: gather them again (Megatron
     // re-runs this all-gather in backward rather than keep s rows).
     const real *in = gather_in(m, cm, a->ln2);
@@ -161,8 +193,10 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
 
     // Attention half.
     B->bias_dropout_add_backward(m->ws.dtmp, dw->projb, dres, &ka, r, h);
+    bf16(m, m->ws.dtmp, nlh);
     const real *dproj = reduce_out_backward(m, cm, m->ws.dtmp);
     B->matmul_backward(m->ws.datty, dw->projw, NULL, dproj, a->atty, w->projw, n, hl, h);
+    bf16(m, m->ws.datty, (size_t)n * (size_t)hl);
     // Selective recomputation (Korthikanti et al. 2022 §5): the attention
     // core's probabilities were not kept; recompute them from the saved QKV
     // (the core's output lands in ws.dqkv, which the backward overwrites).
@@ -175,6 +209,7 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
         B->attention_backward(m->ws.dqkv, m->ws.dprobs, m->ws.datty, a->qkv, a->probs, &kp, sh);
     }
     if (m->rot) B->rope_backward(m->ws.dqkv, m->ws.rope_cs, m->rot, sh);  // dQ, dK of the unrotated Q, K
+    bf16(m, m->ws.dqkv, (size_t)n * (size_t)m->qkv_l);
     in = gather_in(m, cm, a->ln1);
     B->matmul_backward(m->ws.part, dw->qkvw, dw->qkvb, m->ws.dqkv, in, w->qkvw, n, h, m->qkv_l);
     ln_state l1 = {x, a->ln1, a->ln1_mean, a->ln1_rstd, w->ln1w, dw->ln1w, dw->ln1b};
@@ -188,11 +223,15 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     int n = m->n, nl = m->n_l, h = m->h, vl = m->v_l;
     real *rmax = m->ws.xent, *sumexp = rmax + n, *tlogit = rmax + 2 * n, *loss = rmax + 3 * n;
     B->norm_forward(m->ws.lnf, m->ws.lnf_mean, m->ws.lnf_rstd, x, m->w.lnfw, m->w.lnfb, m->norm, nl, h);
+    bf16(m, m->ws.lnf, (size_t)nl * (size_t)h);
     // The LM head: the embedding's vocab shard, or its own (untied).
     const real *head = m->w.lm_head ? m->w.lm_head : m->w.wte;
     real *dhead = m->w.lm_head ? m->dw.lm_head : m->dw.wte;
     const real *in = gather_in(m, cm, m->ws.lnf);                       // (n, h)
     B->matmul_forward(m->ws.logits, in, head, NULL, n, h, vl);            // (n, Vp/t)
+    // Under --bf16 the head's GEMM writes bf16 logits and the cross-entropy
+    // reads them in fp32 (Megatron's default: no --fp16-lm-cross-entropy).
+    bf16(m, m->ws.logits, (size_t)n * (size_t)vl);
     // Vocab-parallel cross-entropy: MAX, then one SUM of (sumexp, tlogit).
     B->xent_local_max(rmax, m->ws.logits, m->v0, vl, m->V, n);
     mt_comm_tp_allreduce_max(cm, rmax, (size_t)n);
@@ -212,8 +251,10 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
 
     // Backward: d loss_i = dscale / (s b) for each token; no communication.
     B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)ntok, m->v0, vl, m->V, n);
+    bf16(m, m->ws.logits, (size_t)n * (size_t)vl);  // the fp32 gradient cast back to the bf16 logits'
     B->matmul_backward(m->ws.part, dhead, NULL, m->ws.logits, in, head, n, h, vl);
     const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)
     B->norm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, m->norm, nl, h);
+    bf16(m, dx, (size_t)nl * (size_t)h);
     return mean;
 }

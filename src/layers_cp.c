@@ -22,7 +22,7 @@
 static mt_attn_block block_of(const mt_model *m, uint32_t sample0) {
     mt_attn_block ab = {.sq = m->s, .sk = m->s, .b = m->b, .nh = m->nh_l, .nkv = m->nkv_l, .hd = m->hd,
                         .ldq = m->qkv_l, .head0 = (uint32_t)(m->par->tp_rank * m->nh_l), .sample0 = sample0,
-                        .chunk = m->s_full / (2 * m->par->cp_size), .no_causal = m->cfg->bug_cp_no_causal};
+                        .chunk = m->s_full / (2 * m->par->cp_size), .no_causal = m->cfg->bug_cp_no_causal, .bf16 = m->bf16};
     return ab;
 }
 
@@ -164,7 +164,7 @@ static mt_attn_shape a2a_shape(const mt_model *m, uint32_t sample0) {
     int C = m->par->cp_size;
     mt_attn_shape sh = {.s = m->s_full, .b = m->b, .nh = m->nh_l / C, .hd = m->hd, .nkv = m->nkv_l / C,
                         .head0 = (uint32_t)(m->par->tp_rank * m->nh_l + m->par->cp_rank * (m->nh_l / C)),
-                        .sample0 = sample0};
+                        .sample0 = sample0, .bf16 = m->bf16};
     return sh;
 }
 

@@ -409,7 +409,7 @@ static void print_memory(const run *r) {
 
 // CUDA builds: one GPU per rank (local rank modulo the GPUs this node has),
 // or one line and exit 2 when there is none.
-static void init_device(int loud) {
+static void init_device(int loud, int bf16) {
 #ifdef MT_CUDA
     MPI_Comm node;
     int local;
@@ -417,13 +417,13 @@ static void init_device(int loud) {
     MPI_Comm_rank(node, &local);
     MPI_Comm_free(&node);
     char msg[256];
-    if (mt_cuda_init(local, msg, sizeof msg)) mt_fail_all(loud, MT_EXIT_USAGE, "%s", msg);
+    if (mt_cuda_init(local, bf16, msg, sizeof msg)) mt_fail_all(loud, MT_EXIT_USAGE, "%s", msg);
     if (loud) {
         mt_cuda_describe(msg, sizeof msg);
         printf("backend: cuda (%s)\n", msg);
     }
 #else
-    (void)loud;
+    (void)loud, (void)bf16;
 #endif
 }
 
@@ -463,11 +463,11 @@ int main(int argc, char **argv) {
             MPI_Finalize();
             return 0;
         }
-    init_device(loud);
     mt_config *c = &r.cfg;
     mt_config_parse(c, argc, argv, loud);
     if (c->init_from[0]) apply_init_header(&r, rank);
     mt_config_finish(c, world, loud);
+    init_device(loud, c->bf16);
     mt_parallel_init(&r.par, MPI_COMM_WORLD, c);
     r.cm.par = &r.par;
     if (loud) mt_config_print(c, stdout);
@@ -503,6 +503,7 @@ int main(int argc, char **argv) {
                                              : mt_llmc_load(&r.model, c->init_from, err, sizeof err);
         if (bad) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);
     }
+    mt_optimizer_publish(&r.model, &r.cm);  // --bf16: the weights from what was loaded
     // Loading freed its file buffers (the largest tensor, 154 MB at 124M);
     // hand them back, since the mallopt above keeps freed memory otherwise.
     malloc_trim(0);

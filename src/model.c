@@ -414,13 +414,20 @@ static void fill_cp_positions(mt_model *m) {
 
 // ---- construction --------------------------------------------------------------
 
+mt_elem_bytes mt_elem_bytes_of(const mt_config *c) {
+    if (c->bf16) return (mt_elem_bytes){2, 4, 2, 12};
+    return (mt_elem_bytes){(int)sizeof(real), (int)sizeof(real), (int)sizeof(real), 2 * (int)sizeof(real)};
+}
+
 static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slots_per_chunk, int dry, const mt_elem_bytes *eb) {
     memset(m, 0, sizeof *m);
     m->be = mt_backend_default();
     m->cfg = c;
     m->par = p;
     m->dry = dry;
-    m->eb = eb ? *eb : (mt_elem_bytes){(int)sizeof(real), (int)sizeof(real), (int)sizeof(real), 2 * (int)sizeof(real)};
+    m->eb = eb ? *eb : mt_elem_bytes_of(c);
+    // Negative controls: no rounding at all, or the weights' only.
+    m->bf16 = c->bf16 && !c->bug_bf16_off && !c->bug_bf16_weights_only;
     int t = p->tp_size;
     m->h = c->hidden_size; m->nh = c->num_heads; m->hd = c->hidden_size / c->num_heads;
     m->s_full = c->seq_length; m->b = c->micro_batch_size;
@@ -499,7 +506,7 @@ void mt_model_free(mt_model *m) {
     free(m->rc_acts);
     free(m->rc_x);
     free_workspace(m);
-    real *bufs[] = {m->param_mem, m->grad_mem, m->m_mem, m->v_mem};
+    real *bufs[] = {m->param_mem, m->grad_mem, m->m_mem, m->v_mem, m->main_mem};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) m->be->free(bufs[i]);
     free(m->params);
 }

@@ -26,6 +26,16 @@ typedef struct { real *mem; size_t lo, hi, base; int dp_copies; } arena_view;
 static arena_view view_of(const mt_model *m, mt_arena a) {
     arena_view v = {NULL, 0, m->nelem, 0, 1};
     if (a == MT_ARENA_PARAMS) v.mem = m->param_mem;
+    // --bf16: a tensor file holds the fp32 main weights, as Megatron's
+    // checkpoints do; they live with the optimizer's shard.
+    if (a == MT_ARENA_PARAMS && m->main_mem) a = MT_ARENA_MAIN;
+    if (a == MT_ARENA_MAIN) {
+        v.mem = m->main_mem;
+        v.lo = m->shard0;
+        v.hi = MT_MIN(m->shard0 + m->shard_n, m->nelem);
+        v.base = m->shard0;
+        v.dp_copies = !m->cfg->use_distributed_optimizer;
+    }
     if (a == MT_ARENA_GRADS) {
         v.mem = m->grad_mem;
         // After a distributed optimizer's reduce-scatter only the shard holds

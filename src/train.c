@@ -99,11 +99,24 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
 }
 
 void mt_optimizer_init(mt_model *m) {
-    // Moments for the shard only; they are indexed by arena offset - shard0.
+    // Moments (and under --bf16 the main weights) for the shard only; they
+    // are indexed by arena offset - shard0.
     m->mem[MT_MEM_OPTIM] += m->shard_n * (size_t)m->eb.optim;
     if (m->dry) return;
     m->m_mem = m->be->alloc(m->shard_n * sizeof(real));
     m->v_mem = m->be->alloc(m->shard_n * sizeof(real));
+    if (!m->cfg->bf16 || m->cfg->bug_bf16_off) return;
+    // Every rank initialised the whole of its weights: the shard's become
+    // the fp32 main weights, and all of them are rounded to bf16.
+    m->main_mem = m->be->alloc(m->shard_n * sizeof(real));
+    m->be->copy(m->main_mem, m->param_mem + m->shard0, m->shard_n);
+    m->be->round_bf16(m->param_mem, m->param_mem, m->nelem_pad);
+}
+
+void mt_optimizer_publish(mt_model *m, mt_comm *cm) {
+    if (!m->main_mem) return;
+    m->be->round_bf16(m->param_mem + m->shard0, m->main_mem, m->shard_n);
+    if (m->cfg->use_distributed_optimizer) mt_comm_shard_all_gather(cm, mt_grad_group(m->par), m->param_mem, m->nelem_pad);
 }
 
 void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, int step) {
@@ -120,9 +133,13 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
         size_t a, b, o = m->shard0;
         shard_part(m, p, &a, &b);
         if (a >= b) continue;
-        m->be->adamw_update(m->param_mem + a, m->grad_mem + a, gscale, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
+        // Under --bf16 AdamW updates the fp32 main weights, whose bf16
+        // rounding becomes the weights the next step computes with.
+        real *w = m->main_mem ? m->main_mem + (a - o) : m->param_mem + a;
+        m->be->adamw_update(w, m->grad_mem + a, gscale, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
                         (real)lr, (real)c->adam_beta1, (real)c->adam_beta2, (real)c->adam_eps,
                         p->decay ? (real)c->weight_decay : 0);
+        if (m->main_mem) m->be->round_bf16(m->param_mem + a, w, b - a);
     }
     // Every DP rank updated its shard; gather the whole model back.
     if (c->use_distributed_optimizer) mt_comm_shard_all_gather(cm, mt_grad_group(m->par), m->param_mem, m->nelem_pad);

@@ -23,16 +23,19 @@ for bin in pretrain_gpt pretrain_gpt_fp64; do
 done
 
 # The guide's launch line scaled down (configs/megatron-sp-guide-laptop.conf):
-# 8 ranks as TP 4 x PP 2 with sequence parallelism, against one rank (fp64).
-G="--config configs/megatron-sp-guide-laptop.conf --data-path ${c}_train.bin --train-iters 5"
+# 8 ranks as TP 4 x PP 2 with sequence parallelism, against one rank, in
+# fp64 (the config's --bf16 left out: the oracle does not emulate it;
+# suite_bf16 runs the launch as written).
+grep -vx -- --bf16 configs/megatron-sp-guide-laptop.conf > "$T/guide.conf"
+G="--config $T/guide.conf --data-path ${c}_train.bin --train-iters 5"
 ONE="--tensor-model-parallel-size 1 --pipeline-model-parallel-size 1"
 if mt_run "$T/guide1" 1 ./pretrain_gpt_fp64 $G $ONE && mt_run "$T/guide8" 8 ./pretrain_gpt_fp64 $G; then
   why=$(compare_losses "$T/guide1.json" "$T/guide8.json" 1e-10) &&
     tools/compare "$T/guide1.st" "$T/guide8.st" --max-abs 1e-9 > /dev/null &&
     ok "guide_launch_tp4_pp2_sp_8_ranks_equals_one ($why)" || not_ok guide_launch_tp4_pp2_sp_8_ranks_equals_one "$why"
   n=$(grep -c '^note: ' "$T/guide8.log")
-  # --use-flash-attn is honoured (the blocked CPU kernel); the others are noted.
-  [ "$n" = 3 ] && ok "guide_launch_gpu_flags_noted (3 notes)" || not_ok guide_launch_gpu_flags_noted "$n notes, want 3 (--bf16, --fp8-margin, --fp8-format)"
+  # --use-flash-attn is honoured (the blocked CPU kernel); the FP8 flags are noted.
+  [ "$n" = 2 ] && ok "guide_launch_gpu_flags_noted (2 notes)" || not_ok guide_launch_gpu_flags_noted "$n notes, want 2 (--fp8-margin, --fp8-format)"
 else
   not_ok guide_launch_tp4_pp2_sp_8_ranks_equals_one "run failed: $(tail -n 2 "$T/guide8.log" "$T/guide1.log" | tr '\n' ' ')"
 fi

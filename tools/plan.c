@@ -155,8 +155,7 @@ int main(int argc, char **argv) {
     mt_config c;
     parse_launch(&c, n, av);
     int bf16 = c.bf16;
-    mt_elem_bytes eb = bf16 ? (mt_elem_bytes){2, 4, 2, 12}
-                            : (mt_elem_bytes){(int)sizeof(real), (int)sizeof(real), (int)sizeof(real), 2 * (int)sizeof(real)};
+    mt_elem_bytes eb = mt_elem_bytes_of(&c);
     const char *prec = bf16 ? "bf16 mixed-precision" : MT_PRECISION_NAME;
     if (o.sweep) {
         char buf[1200], err[1400];

@@ -10,6 +10,8 @@ by hand (no nn.Module, no torch.optim) so the arithmetic is the stated formula.
   train:      --model F --data F [--steps N --batch B --seq T --lr --min-lr
               --warmup --decay-style --decay-iters --weight-decay --beta1
               --beta2 --eps --clip-grad --dtype --threads --out F --bench]
+              --dtype bfloat16: megatron.c's --bf16 rounding, op by op
+              (--permute-seed S: the same model summing in another order)
   make model: --write-init F --layers --heads --channels --vocab --max-seq
               --padded-vocab [--seed --std]
   make data:  --write-data F --tokens N --vocab V [--seed]
@@ -207,6 +209,95 @@ def gpt2_loss(P, idx, tgt, per_position=False):
     return nll.view(B, T) if per_position else nll.mean()
 
 
+# ------------------------------------------------------------------ bf16 ----
+# --dtype bfloat16: Megatron's bf16 recipe as megatron.c's --bf16 states it
+# (docs/design.md, "bf16"), with every rounding written out: each op computes
+# in fp32 and rounds its output once. torch's own bfloat16 tensors are not
+# trusted for this (on CPU its GELU rounds every elementary op, LayerNorm and
+# the softmax backward round intermediates, the embedding backward
+# accumulates in bf16); only its fp32 -> bf16 conversion (round to nearest
+# even) is used.
+def bf16(x):
+    return x.to(torch.bfloat16).to(torch.float32)
+
+
+class _Act(torch.autograd.Function):
+    """An activation handed on as bf16: forward rounds it, backward rounds
+    the gradient arriving for it (every activation gradient is bf16)."""
+    @staticmethod
+    def forward(ctx, x):
+        return bf16(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return bf16(g)
+
+
+class _Weight(torch.autograd.Function):
+    """The bf16 copy of an fp32 main weight: its gradient reaches the main
+    weight unrounded (fp32 accumulation)."""
+    @staticmethod
+    def forward(ctx, w):
+        return bf16(w)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+R, RW = _Act.apply, _Weight.apply
+
+
+def gpt2_loss_bf16(P, idx, tgt, perm=None):
+    """gpt2_loss under --bf16's rounding points. perm(n) gives a permutation
+    of a contraction of length n (None: natural order): the same sums in
+    another order, a correct variant whose distance from this one measures
+    bf16's run-to-run spread."""
+    cfg, p = P.cfg, P.p
+    B, T = idx.shape
+    C, NH, V = cfg["C"], cfg["NH"], cfg["V"]
+    hd = C // NH
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+
+    def mm(x, w):  # x (..., k) @ w (k, n): bf16 inputs, fp32 sums in some order
+        if perm is None:
+            return x @ w
+        q = perm(x.shape[-1])
+        return x[..., q] @ w[..., q, :]
+
+    def ln(x, w, b):
+        return R(layernorm(R(x), RW(w), RW(b)))  # R(x): the norm's input gradient is rounded before it joins the residual's
+
+    def lin(x, w, b):  # the GEMM's output rounded once, bias included
+        return R(mm(x, RW(w).t()) + RW(b))
+
+    x = R(RW(p["wte"])[idx] + RW(p["wpe"])[:T]).view(B * T, C)
+    for l in range(cfg["L"]):
+        g = lambda k: p[k][l]
+        qkv = lin(ln(x, g("ln1w"), g("ln1b")), g("qkvw"), g("qkvb"))
+        q, k, v = (t.reshape(B, T, NH, hd).transpose(1, 2) for t in qkv.split(C, dim=1))
+        att = R(mm(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(hd)))
+        att = R(torch.softmax(att.masked_fill(~causal, float("-inf")), dim=-1))
+        y = R(mm(att, v)).transpose(1, 2).reshape(B * T, C)
+        x = R(x + (R(mm(y, RW(g("attprojw")).t())) + RW(g("attprojb"))))
+        h = R(gelu_tanh(lin(ln(x, g("ln2w"), g("ln2b")), g("fcw"), g("fcb"))))
+        x = R(x + (R(mm(h, RW(g("fcprojw")).t())) + RW(g("fcprojb"))))
+    x = ln(x, p["lnfw"], p["lnfb"])
+    logits = R(mm(x, RW(p["wte"]).t()))  # bf16 logits, the cross-entropy in fp32
+    if cfg["Vp"] > V:
+        logits = logits.masked_fill(torch.arange(cfg["Vp"]) >= V, float("-inf"))
+    logp = torch.log_softmax(logits, dim=-1)
+    return -logp.gather(1, tgt.reshape(-1, 1)).mean()
+
+
+def permutations(seed):
+    """One fixed random permutation per contraction length, or None."""
+    if seed is None:
+        return None
+    g, cache = torch.Generator().manual_seed(seed), {}
+    return lambda n: cache.setdefault(n, torch.randperm(n, generator=g))
+
+
 # -------------------------------------------------------------- training ----
 def lr_at(t, a):
     """Megatron OptimizerParamScheduler.get_lr() with n = t-1 steps done."""
@@ -261,7 +352,7 @@ def fmt(x):
 
 
 def train(a):
-    dtype = torch.float64 if a.dtype == "float64" else torch.float32
+    dtype = torch.float64 if a.dtype == "float64" else torch.float32  # bfloat16: fp32 main weights
     cfg, flat32 = read_model(a.model)
     tokens = read_tokens(a.data, cfg["V"])
     B, T = a.batch, a.seq
@@ -276,7 +367,10 @@ def train(a):
         t0 = time.perf_counter()
         idx, tgt = batch_at(tokens, t - 1, B, T)
         P.gflat.zero_()
-        loss = gpt2_loss(P, idx, tgt)
+        if a.dtype == "bfloat16":
+            loss = gpt2_loss_bf16(P, idx, tgt, permutations(a.permute_seed))
+        else:
+            loss = gpt2_loss(P, idx, tgt)
         loss.backward()
         with torch.no_grad():
             norm = math.sqrt(float(torch.dot(P.gflat, P.gflat)))  # wte counted once: one buffer
@@ -437,7 +531,8 @@ def main():
     A("--weight-decay", type=float, default=0.01)
     A("--beta1", type=float, default=0.9); A("--beta2", type=float, default=0.999)
     A("--eps", type=float, default=1e-8); A("--clip-grad", type=float, default=1.0)
-    A("--dtype", choices=["float32", "float64"], default="float32")
+    A("--dtype", choices=["float32", "float64", "bfloat16"], default="float32")
+    A("--permute-seed", type=int, help="bfloat16: sum every contraction in a random fixed order (a correct variant)")
     A("--threads", type=int, default=2); A("--bench", action="store_true")
     A("--selftest", action="store_true")
     A("--write-init"); A("--layers", type=int); A("--heads", type=int); A("--channels", type=int)

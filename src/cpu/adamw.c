@@ -1,4 +1,5 @@
 // adamw.c: the optimizer step and the reductions the gradient clip needs.
+#include "bf16.h"
 #include "ops.h"
 
 #include <math.h>
@@ -74,4 +75,11 @@ void mt_add(real *y,       // (n) accumulated
             size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void mt_round_bf16(real *dst,       // (n)
+                   const real *src, // (n), may be dst
+                   size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] = (real)mt_bf16_round((float)src[i]);
 }

@@ -2,6 +2,7 @@
 // the (s, s) probabilities are materialised and saved for backward. Each
 // (batch column, head) pair is independent; threads take whole pairs, and the
 // OpenBLAS calls inside run single-threaded.
+#include "bf16.h"
 #include "ops.h"
 #include "vmath.h"
 
@@ -34,6 +35,13 @@ static pair_at locate(mt_attn_shape sh, int bc, int h) {
 }
 
 static int attn_dropout_on(const mt_dropout_key *k) { return k && k->p > 0; }
+
+// --bf16: an (s, s) block as the bf16 tensor a GPU run would hold there
+// (the masked zeros stay zero).
+static void to_bf16(real *a, int s, int on) {
+    if (!on) return;
+    for (size_t i = 0; i < (size_t)s * s; i++) a[i] = (real)mt_bf16_round((float)a[i]);
+}
 
 // pd = P * keep / (1-p), keys past the query zero. The mask is drawn from
 // global indices each time it is needed, never stored.
@@ -88,8 +96,11 @@ void mt_attention_forward(real *out,       // (s, b, nh*hd)
             const real *Q = qkv + a.q, *K = qkv + a.k, *V = qkv + a.v;
             real *P = probs + a.p;
             mt_gemm(0, 1, s, s, hd, scale, Q, a.ld, K, a.ld, 0, P, s);
-            causal_softmax(P, s);
+            to_bf16(P, s, sh.bf16);  // the scores GEMM's bf16 output
+            causal_softmax(P, s);    // read bf16, computed in fp32,
+            to_bf16(P, s, sh.bf16);  // written bf16
             if (drop) drop_probs(pd, P, keep, k, sh.sample0 + (uint32_t)bc, sh.head0 + (uint32_t)h, s);
+            if (drop) to_bf16(pd, s, sh.bf16);
             mt_gemm(0, 0, s, hd, s, 1, drop ? pd : P, s, V, a.ld, 0, out + a.o, a.ldo);
         }
         free(pd);
@@ -141,10 +152,13 @@ void mt_attention_backward(real *dqkv,        // (s, b, W) overwritten
                 const real *P = probs + a.p;
                 real *dS = scratch + a.p;
                 if (drop) drop_probs(pd, P, keep, k, sh.sample0 + (uint32_t)bc, sh.head0 + (uint32_t)h, s);
+                if (drop) to_bf16(pd, s, sh.bf16);
                 const real *Pd = drop ? pd : P;
                 mt_gemm(1, 0, s, hd, s, 1, Pd, s, dO, a.ldo, beta, dV, a.ld);      // dV (+)= Pdᵀ·dO
                 mt_gemm(0, 1, s, s, hd, 1, dO, a.ldo, V, a.ld, 0, dS, s);         // dPd = dO·Vᵀ
+                to_bf16(dS, s, sh.bf16);
                 softmax_backward(dS, Pd, P, s);
+                to_bf16(dS, s, sh.bf16);
                 mt_gemm(0, 0, s, hd, s, scale, dS, s, K, a.ld, 0, dQ, a.ld);      // dQ = dS·K/√hd
                 mt_gemm(1, 0, s, hd, s, scale, dS, s, Q, a.ld, beta, dK, a.ld);   // dK (+)= dSᵀ·Q/√hd
             }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "ops.h"
 #include "vmath.h"
 
@@ -25,7 +26,13 @@ typedef struct {
     const int *qpos, *kpos;
     int chunk;          // > 0 with no_causal: positions of one chunk
     int no_causal;
+    int bf16;           // --bf16: P and dS enter their GEMMs as bf16 (FlashAttention-2's conversions)
 } span;
+
+static void row_to_bf16(real *r, int n, int on) {
+    if (!on) return;
+    for (int c = 0; c < n; c++) r[c] = (real)mt_bf16_round((float)r[c]);
+}
 
 typedef struct {
     const real *Q, *K, *V;  // the pair's first rows
@@ -105,6 +112,8 @@ static void fwd_block(const pair *f, const span *sp, int hd, const mt_dropout_ke
             draw_keep(k, f, sp, q, j0, bk, vis, keep);
             for (int c = 0; c < bk; c++) if (vis[c]) row[c] = keep[c] ? row[c] * dscale : 0;
         }
+        // The running sum l took the fp32 exponentials; P · V reads them as bf16.
+        row_to_bf16(row, bk, sp->bf16);
     }
     mt_gemm(0, 0, bq, hd, bk, 1, S, BLK, f->V + (size_t)j0 * f->ldk, f->ldk, 1, O + (size_t)i0 * f->ldo, f->ldo);
 }
@@ -180,6 +189,8 @@ static void bwd_block(const pair *f, const span *sp, const grads *g, int hd, con
             dr[c] = pr[c] * (dr[c] * kd - D);  // dS
             pr[c] *= kd;                        // P_drop, for dV
         }
+        row_to_bf16(pr, bk, sp->bf16);  // both enter bf16 GEMMs
+        row_to_bf16(dr, bk, sp->bf16);
     }
     mt_gemm(1, 0, bk, hd, bq, 1, P, BLK, g->dO + (size_t)i0 * f->ldo, f->ldo, 1, g->dV + (size_t)j0 * f->ldk, f->ldk);
     mt_gemm(0, 0, bq, hd, bk, scale, dP, BLK, f->K + (size_t)j0 * f->ldk, f->ldk, 1, g->dQ + (size_t)i0 * f->ldq, f->ldq);
@@ -234,14 +245,14 @@ static void backward(real *dq, real *dkv, const real *dout, const real *q, int l
 
 void mt_flash_attention_forward(real *out, real *lse, const real *qkv, const mt_dropout_key *k, mt_attn_shape sh) {
     int W = (sh.nh + 2 * sh.nkv) * sh.hd;
-    span sp = {sh.s, sh.s, NULL, NULL, 0, 0};
+    span sp = {sh.s, sh.s, NULL, NULL, 0, 0, sh.bf16};
     forward(out, lse, qkv, W, qkv + (size_t)sh.nh * sh.hd, W, &sp, k, sh);
 }
 
 void mt_flash_attention_backward(real *dqkv, const real *dout, const real *qkv, const real *out, const real *lse,
                                  const mt_dropout_key *k, mt_attn_shape sh) {
     int W = (sh.nh + 2 * sh.nkv) * sh.hd;
-    span sp = {sh.s, sh.s, NULL, NULL, 0, 0};
+    span sp = {sh.s, sh.s, NULL, NULL, 0, 0, sh.bf16};
     size_t kq = (size_t)sh.nh * sh.hd;
     backward(dqkv, dqkv + kq, dout, qkv, W, qkv + kq, W, out, lse, &sp, k, sh, 1);
 }
@@ -249,12 +260,13 @@ void mt_flash_attention_backward(real *dqkv, const real *dout, const real *qkv, 
 // ---- context parallelism's blocks ---------------------------------------------------
 
 static span block_span(const int *qpos, const int *kpos, mt_attn_block ab) {
-    span sp = {ab.sq, ab.sk, qpos, kpos, ab.chunk, ab.no_causal};
+    span sp = {ab.sq, ab.sk, qpos, kpos, ab.chunk, ab.no_causal, ab.bf16};
     return sp;
 }
 
 static mt_attn_shape block_shape(mt_attn_block ab) {
-    mt_attn_shape sh = {.s = ab.sq, .b = ab.b, .nh = ab.nh, .hd = ab.hd, .nkv = ab.nkv, .head0 = ab.head0, .sample0 = ab.sample0};
+    mt_attn_shape sh = {.s = ab.sq, .b = ab.b, .nh = ab.nh, .hd = ab.hd, .nkv = ab.nkv, .head0 = ab.head0, .sample0 = ab.sample0,
+                        .bf16 = ab.bf16};
     return sh;
 }
 

@@ -17,6 +17,7 @@ mt_cuda_attn mt_cuda_attn_of(const mt_dropout_key *k, mt_attn_shape sh) {
     a.head0 = sh.head0; a.sample0 = sh.sample0;
     a.scale = (float)(1.0 / sqrt((double)sh.hd));
     a.mask = mt_cuda_mask_of(k);
+    a.bf16 = sh.bf16;
     return a;
 }
 
@@ -81,7 +82,7 @@ __global__ static void softmax_kernel(real *probs, mt_cuda_attn a) {
     }
     sum = warp_sum(sum);
     float inv = (float)(1.0 / sum);
-    for (int j = lane; j < a.s; j += 32) P[j] = j <= q ? P[j] * inv : 0.0f;
+    for (int j = lane; j < a.s; j += 32) P[j] = j <= q ? attn_bf16(a.bf16, P[j] * inv) : 0.0f;
 }
 
 // With dropout, P·V reads the dropped probabilities: one block per (pair,
@@ -90,7 +91,7 @@ __global__ static void pv_dropout_kernel(real *out, const real *probs, const rea
     extern __shared__ float row[];
     int pr = blockIdx.x / a.s, q = blockIdx.x % a.s, bc = pr / a.nh, hh = pr % a.nh;
     const real *P = probs + p_at(a, bc, hh, q);
-    for (int j = threadIdx.x; j <= q; j += blockDim.x) row[j] = dropped(a, bc, hh, q, j, P[j]);
+    for (int j = threadIdx.x; j <= q; j += blockDim.x) row[j] = attn_bf16(a.bf16, dropped(a, bc, hh, q, j, P[j]));
     __syncthreads();
     for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
         float acc = 0;
@@ -114,6 +115,7 @@ extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qk
             gemm_heads(true, false, a.s, a.s, a.hd, a.scale, K.base, K.ld, hb.kv_stride, Q.base, Q.ld, a.hd,
                        probs + pair0(a, bc) + (size_t)h0 * ss, a.s, ss, hb.per);
         }
+    if (a.bf16) mt_cuda_round_bf16(probs, probs, (size_t)rows * a.s);  // the scores GEMM's bf16 output
     softmax_kernel<<<blocks_for(rows, 8), 256>>>(probs, a);
     LAUNCH_CHECK();
     if (a.mask.on) {
@@ -139,7 +141,7 @@ __global__ static void drop_probs_kernel(real *dst, const real *probs, mt_cuda_a
     if (e >= (size_t)a.b * a.nh * a.s * a.s) return;
     int j = (int)(e % a.s), q = (int)(e / a.s % a.s);
     int pr = (int)(e / ((size_t)a.s * a.s)), bc = pr / a.nh, hh = pr % a.nh;
-    dst[e] = j <= q ? dropped(a, bc, hh, q, j, probs[e]) : 0.0f;
+    dst[e] = j <= q ? attn_bf16(a.bf16, dropped(a, bc, hh, q, j, probs[e])) : 0.0f;
 }
 
 // One warp per (pair, query) row, in place over dPd:
@@ -151,10 +153,11 @@ __global__ static void softmax_backward_kernel(real *dS, const real *probs, mt_c
     const real *P = probs + (size_t)warp * a.s;
     real *d = dS + (size_t)warp * a.s;
     double dot = 0;
-    for (int j = lane; j <= q; j += 32) dot += (double)dropped(a, bc, hh, q, j, P[j]) * d[j];
+    for (int j = lane; j <= q; j += 32) dot += (double)attn_bf16(a.bf16, dropped(a, bc, hh, q, j, P[j])) * d[j];
     dot = warp_sum(dot);
     for (int j = lane; j < a.s; j += 32)
-        d[j] = j <= q ? (real)((double)dropped(a, bc, hh, q, j, P[j]) * d[j] - (double)P[j] * dot) : 0.0f;
+        d[j] = j <= q ? attn_bf16(a.bf16, (real)((double)attn_bf16(a.bf16, dropped(a, bc, hh, q, j, P[j])) * d[j] -
+                                                 (double)P[j] * dot)) : 0.0f;
 }
 
 extern "C" void mt_cuda_attention_backward(real *dqkv, real *scratch, const real *dout, const real *qkv,
@@ -192,6 +195,7 @@ extern "C" void mt_cuda_attention_backward(real *dqkv, real *scratch, const real
             gemm_heads(true, false, a.s, a.s, a.hd, 1, V.base, V.ld, hb.kv_stride, dout + (size_t)bc * a.H + (size_t)h0 * a.hd,
                        ldo, a.hd, scratch + pair0(a, bc) + (size_t)h0 * ss, a.s, ss, hb.per);
         }
+    if (a.bf16) mt_cuda_round_bf16(scratch, scratch, (size_t)rows * a.s);  // dPd, a bf16 GEMM output
     softmax_backward_kernel<<<blocks_for(rows, 8), 256>>>(scratch, probs, a);
     LAUNCH_CHECK();
     for (int bc = 0; bc < a.b; bc++)

@@ -9,6 +9,8 @@
 #define MT_CUDA_ATTENTION_COMMON_CUH
 
 #include "cuda_common.cuh"
+// after cuda_common.cuh, whose extern "C" block gives common.h C linkage
+#include "bf16.h"
 
 typedef struct {
     int s, b, nh, hd, H;      // H = nh * hd
@@ -16,7 +18,11 @@ typedef struct {
     uint32_t head0, sample0;  // global indices of local head 0 and batch column 0
     float scale;              // 1/√hd
     mt_cuda_mask mask;        // attention dropout on the probabilities
+    int bf16;                 // --bf16: round the bf16 intermediates as the CPU kernels do
 } mt_cuda_attn;
+
+// --bf16: the value a bf16 tensor holds (identity when off).
+__device__ static inline float attn_bf16(int on, float x) { return on ? mt_bf16_round(x) : x; }
 
 mt_cuda_attn mt_cuda_attn_of(const mt_dropout_key *k, mt_attn_shape sh);
 

@@ -8,6 +8,8 @@
 // hot path never touches them from the host: MPI goes through explicit
 // staging copies (src/comm.c) or a CUDA-aware MPI.
 #include "cuda_common.cuh"
+// after cuda_common.cuh, whose extern "C" block gives common.h C linkage
+#include "bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -15,11 +17,12 @@
 #include <string.h>
 
 
-static mt_cuda_ctx ctx = {-1, NULL};
+static mt_cuda_ctx ctx = {-1, NULL, 0};
 
 const mt_cuda_ctx *mt_cuda(void) { return &ctx; }
 
-extern "C" int mt_cuda_init(int local_rank, char *msg, size_t msg_size) {
+extern "C" int mt_cuda_init(int local_rank, int bf16, char *msg, size_t msg_size) {
+    ctx.bf16 = bf16;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -103,6 +106,16 @@ __global__ static void add_kernel(real *y, const real *x, size_t n) {
 extern "C" void mt_cuda_add(real *y, const real *x, size_t n) {
     if (!n) return;
     add_kernel<<<blocks_for(n, 256), 256>>>(y, x, n);
+    LAUNCH_CHECK();
+}
+
+__global__ static void round_bf16_kernel(real *dst, const real *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = mt_bf16_round(src[i]);
+}
+extern "C" void mt_cuda_round_bf16(real *dst, const real *src, size_t n) {
+    if (!n) return;
+    round_bf16_kernel<<<blocks_for(n, 256), 256>>>(dst, src, n);
     LAUNCH_CHECK();
 }
 

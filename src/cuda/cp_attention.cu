@@ -3,7 +3,7 @@
 // keys by global positions, partial results merged by log-sum-exp), one warp
 // per row as the blocked kernel (flash_attention.cu). Compile-checked; run on
 // a GPU by the backend op test (tests/backend_ops.c) when one is present.
-#include "cuda_common.cuh"
+#include "attention_common.cuh"
 
 #define HD_PER_LANE 8  // head dims up to 256
 
@@ -64,7 +64,7 @@ __global__ static void block_forward_kernel(real *out, real *lse, const real *q,
         float resc = m == -INFINITY ? 0.0f : expf(m - mn), pj = vis ? expf(sc - mn) : 0.0f;
         l = l * resc + warp_sum((double)pj);
         m = mn;
-        float pd = vis ? mt_cuda_apply(pj, keep_of(a, bc, h, qp, kpos[j])) : 0.0f;
+        float pd = vis ? attn_bf16(ab.bf16, mt_cuda_apply(pj, keep_of(a, bc, h, qp, kpos[j]))) : 0.0f;
         for (int k = 0; k < HD_PER_LANE; k++) o[k] *= resc;
         for (int c = 0; c < nj; c++) {
             float pc = __shfl_sync(0xffffffffu, pd, c);
@@ -130,8 +130,8 @@ __device__ static inline void score_grads(const cp_args &a, const real *q, const
     float P = expf(a.scale * dotf(q_row(a, q, bc, h, i), K, ab.hd) - lse[row]);
     float dpd = dotf(dout + o_at(a, bc, h, i), K + ab.nkv * ab.hd, ab.hd);
     float kd = keep_of(a, bc, h, qpos[i], kpos[j]);
-    *dS = P * (mt_cuda_apply(dpd, kd) - D[row]);
-    *pd = mt_cuda_apply(P, kd);
+    *dS = attn_bf16(ab.bf16, P * (mt_cuda_apply(dpd, kd) - D[row]));
+    *pd = attn_bf16(ab.bf16, mt_cuda_apply(P, kd));
 }
 
 // One warp per (pair, query): dQ += scale Σ_j dS K.

@@ -69,6 +69,7 @@ __device__ static inline float mt_cuda_apply(float v, float keep) { return keep 
 typedef struct {
     int device;
     cublasHandle_t blas;
+    int bf16;  // --bf16: the linear layers' GEMMs take bf16 operands on tensor cores (matmul.cu)
 } mt_cuda_ctx;
 const mt_cuda_ctx *mt_cuda(void);
 

@@ -38,7 +38,7 @@ __global__ static void flash_forward_kernel(real *out, real *lse, const real *qk
         float pj = valid ? expf(sc - mn) : 0.0f;
         l = l * resc + warp_sum((double)pj);
         m = mn;
-        float pd = valid ? mt_cuda_apply(pj, attn_keep(a, bc, hh, q, j)) : 0.0f;
+        float pd = valid ? attn_bf16(a.bf16, mt_cuda_apply(pj, attn_keep(a, bc, hh, q, j))) : 0.0f;
         for (int k = 0; k < HD_PER_LANE; k++) o[k] *= resc;
         for (int c = 0; c < nj; c++) {
             float pc = __shfl_sync(0xffffffffu, pd, c);
@@ -82,8 +82,8 @@ __device__ static inline void score_grads(const mt_cuda_attn &a, const real *qkv
                    lse[(size_t)pr * a.s + q]);
     float dpd = dot(dout + attn_o_at(a, bc, hh, q), qkv + attn_v_at(a, bc, hh, j), a.hd);
     float kd = attn_keep(a, bc, hh, q, j);
-    *dS = P * (mt_cuda_apply(dpd, kd) - D[(size_t)pr * a.s + q]);
-    *pd = mt_cuda_apply(P, kd);
+    *dS = attn_bf16(a.bf16, P * (mt_cuda_apply(dpd, kd) - D[(size_t)pr * a.s + q]));
+    *pd = attn_bf16(a.bf16, mt_cuda_apply(P, kd));
 }
 
 // One warp per (pair, query): dQ[q] = scale Σ_{j ≤ q} dS[q, j] K[j].
