@@ -179,3 +179,31 @@ done
 out=$(./pretrain_gpt_fp64 $(tiny_model) --bf16 --train-iters 1 2>&1); rc=$?
 [ $rc = 2 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q -- '--bf16' && ok "bf16_fp64_refused ($out)" ||
   not_ok bf16_fp64_refused "exit $rc: $out"
+
+# ---- 6. tools/drift ------------------------------------------------------------
+# The drift picture must show what it claims: bf16 far from fp64 (its mean
+# distance at least FAR_X times fp32's), every iteration inside the printed
+# band, and an SVG that renders to a non-blank PNG. Negative control: a
+# secretly-fp32 trainer (MT_INJECT_BUG=bf16-off) must not pass as bf16.
+drift_case() {
+  local name=$1 bug=$2 D="$T/drift_$1"
+  mkdir -p "$D"
+  MT_INJECT_BUG=$bug timeout 300 tools/drift "$D/d.svg" $(tiny_model) --train-iters 8 > "$D/out" 2>&1 ||
+    { echo "tools/drift failed: $(tail -n 1 "$D/out")"; return 1; }
+  local ratio rows
+  ratio=$(sed -n 's/.*bf16 [0-9.e+-]* (\([0-9.]*\)x fp32).*/\1/p' "$D/out")
+  rows=$(awk '$1 ~ /^[0-9]+$/ && NF >= 7' "$D/out" | wc -l)
+  # Every row's bf16 distances lie under its band (column 7 is the relative band).
+  local outside
+  outside=$(awk '$1 ~ /^[0-9]+$/ && NF >= 7 { b = $7; gsub(/[()]/, "", b); b += 0; if ($4 + 0 > b || $5 + 0 > b) n++ } END { print n + 0 }' "$D/out")
+  echo "rows $rows, bf16/fp32 distance ratio ${ratio:-none}, rows outside the band $outside"
+  [ "$rows" = 8 ] && [ "$outside" = 0 ] && [ -n "$ratio" ] && awk -v r="$ratio" -v f="$FAR_X" 'BEGIN { exit !(r >= f) }' || return 1
+  if command -v rsvg-convert > /dev/null; then
+    rsvg-convert "$D/d.svg" -o "$D/d.png" 2> /dev/null || { echo "the SVG does not render"; return 1; }
+    # Non-blank: a white page compresses to a few kB; curves and axes do not.
+    [ "$(stat -c %s "$D/d.png")" -gt 20000 ] || { echo "the PNG looks blank ($(stat -c %s "$D/d.png") bytes)"; return 1; }
+  fi
+}
+why=$(drift_case plain "") && ok "bf16_drift_tool ($why)" || not_ok bf16_drift_tool "$why"
+why=$(drift_case control bf16-off) && not_ok bf16_drift_control_off "a secretly-fp32 trainer passed: $why" ||
+  ok "bf16_drift_control_off_fails ($why)"
