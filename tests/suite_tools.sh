@@ -15,6 +15,12 @@ help=$(tools/plan --help 2>&1); rc=$?
 missing=$(for f in $table --world-size --sweep --memory-gb --machine --help; do echo "$help" | grep -qE -- "^ *$f( |$)" || echo "$f"; done)
 [ $rc = 0 ] && [ "$nt" -gt 50 ] && [ -z "$missing" ] && ok "plan_help_lists_every_flag ($nt table flags + 5 of its own)" ||
   not_ok plan_help_lists_every_flag "exit $rc, table $nt flags, missing: $missing"
+# The trainer's own --help: every flag of the table, exit 0.
+help=$(./pretrain_gpt --help 2>&1); rc=$?
+missing=$(for f in $table; do echo "$help" | grep -qE -- "^ *$f( |$)" || echo "$f"; done)
+echo "$help" | grep -q -- "--config FILE" || missing="$missing --config"
+[ $rc = 0 ] && [ -z "$missing" ] && ok "trainer_help_lists_every_flag ($nt table flags)" ||
+  not_ok trainer_help_lists_every_flag "exit $rc, missing: $missing"
 out=$(tools/plan 2>&1); rc=$?
 [ $rc = 2 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "no launch given" && ok "plan_refuses_no_arguments ($out)" ||
   not_ok plan_refuses_no_arguments "exit $rc: $out"
