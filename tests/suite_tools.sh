@@ -12,15 +12,28 @@ c=$(test_corpus)
 table=$(grep -oE '^ *(INT|DBL|STR|BOOL|CHOICE|NOTE|NOTE_ARG)\("--[a-z0-9-]+"|^ *\{"--[a-z0-9-]+"' src/flags.c | grep -oE -- '--[a-z0-9-]+' | sort -u)
 nt=$(echo "$table" | wc -l)
 help=$(tools/plan --help 2>&1); rc=$?
-missing=$(for f in $table --world-size --sweep --memory-gb --machine --help; do echo "$help" | grep -qE -- "^ *$f( |$)" || echo "$f"; done)
+missing=$(for f in $table --world-size --sweep --memory-gb --machine --help; do grep -qE -- "^ *$f( |$)" <<< "$help" || echo "$f"; done)
 [ $rc = 0 ] && [ "$nt" -gt 50 ] && [ -z "$missing" ] && ok "plan_help_lists_every_flag ($nt table flags + 5 of its own)" ||
   not_ok plan_help_lists_every_flag "exit $rc, table $nt flags, missing: $missing"
 # The trainer's own --help: every flag of the table, exit 0.
 help=$(./pretrain_gpt --help 2>&1); rc=$?
-missing=$(for f in $table; do echo "$help" | grep -qE -- "^ *$f( |$)" || echo "$f"; done)
-echo "$help" | grep -q -- "--config FILE" || missing="$missing --config"
+missing=$(for f in $table; do grep -qE -- "^ *$f( |$)" <<< "$help" || echo "$f"; done)
+grep -q -- "--config FILE" <<< "$help" || missing="$missing --config"
 [ $rc = 0 ] && [ -z "$missing" ] && ok "trainer_help_lists_every_flag ($nt table flags)" ||
   not_ok trainer_help_lists_every_flag "exit $rc, missing: $missing"
+# Every other tool: --help exits 0 on stdout and names each flag the tool's
+# parser compares against (read from its source, so a new flag without help fails).
+bad=""
+for t in generate compare prepare_data metrics-diff; do
+  h=$(tools/$t --help 2>/dev/null); rc=$?
+  [ $rc = 0 ] && [ -n "$h" ] || { bad="$bad $t(exit $rc)"; continue; }
+  # (--help itself aside; generate's "--data-path" is the placeholder it hands the trainer's config parser)
+  for f in $(grep -oE '"--[a-z][a-z0-9-]+"' tools/$t.c | tr -d '"' | sort -u | grep -vxE -- '--help|--data-path'); do
+    grep -q -- "$f" <<< "$h" || bad="$bad $t:$f"
+  done
+done
+for t in plot drift; do tools/$t --help > /dev/null 2>&1 || bad="$bad $t(exit $?)"; done
+[ -z "$bad" ] && ok "tools_help (generate compare prepare_data metrics-diff plot drift)" || not_ok tools_help "$bad"
 out=$(tools/plan 2>&1); rc=$?
 [ $rc = 2 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "no launch given" && ok "plan_refuses_no_arguments ($out)" ||
   not_ok plan_refuses_no_arguments "exit $rc: $out"

@@ -50,10 +50,26 @@ typedef struct {
 
 static const char *const mt_cmp_bound_names[3] = {"max_abs", "rel_rms", "max_rel"};
 
+#define MT_CMP_USAGE "usage: compare A.safetensors B.safetensors [--top K] [--max-abs X] [--max-rel-rms Y] [--max-rel Z]\n"
+
 static _Noreturn void mt_cmp_usage(const char *why) {
-    fprintf(stderr, "compare: error: %s\nusage: compare A.safetensors B.safetensors [--top K] "
-                    "[--max-abs X] [--max-rel-rms Y] [--max-rel Z]\n", why);
+    fprintf(stderr, "compare: error: %s\n" MT_CMP_USAGE, why);
     exit(MT_EXIT_USAGE);
+}
+
+// --help: what each flag means, on stdout, exit 0.
+static _Noreturn void mt_cmp_help(void) {
+    printf(MT_CMP_USAGE
+           "Diffs two safetensors dumps by tensor name, worst first; B is the reference.\n"
+           "  --top K          rows to print (default 10)\n"
+           "  --max-abs X      fail (exit 1) when some tensor's max |a - b| exceeds X\n"
+           "  --max-rel-rms Y  fail when some tensor's ||a - b|| / ||b|| exceeds Y\n"
+           "  --max-rel Z      fail when some element's |a - b| / max(|a|, |b|) exceeds Z\n"
+           "  --help           this text\n"
+           "Slices whose gradient is identically zero (the key third of attn.qkv.bias)\n"
+           "are listed apart, unranked: their values are round-off in both runs.\n"
+           "Exit 0: every bound holds (or none given); 1: a bound broken; 2: bad arguments.\n");
+    exit(0);
 }
 
 static double mt_cmp_get(const mt_st_tensor *t, size_t i) {
@@ -211,6 +227,7 @@ static mt_cmp_opts mt_cmp_parse(int argc, char **argv, const char **pa, const ch
     static const char *const flags[3] = {"--max-abs", "--max-rel-rms", "--max-rel"};
     int npos = 0;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) mt_cmp_help();
         int k = 0;
         while (k < 3 && strcmp(argv[i], flags[k])) k++;
         if (k < 3) { o.bound[k] = mt_cmp_number(argv[i], argv[i + 1]); i++; continue; }

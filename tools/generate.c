@@ -119,7 +119,29 @@ static int sample(const real *logits, int V, const opts *o, int step) {
     return pick;
 }
 
+// --help: every flag, its default and meaning, on stdout; exit 0 before MPI.
+static int help_asked(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
+
+static void print_help(void) {
+    printf("usage: tools/generate --load DIR [FLAGS...]\n"
+           "Samples text from the latest checkpoint in DIR (shape from its metadata, one rank, no dropout).\n"
+           "  --load DIR          checkpoint directory written by pretrain_gpt --save (required)\n"
+           "  --prompt TEXT       text to continue (default: a newline)\n"
+           "  --tokens N          tokens to sample (default 200)\n"
+           "  --temperature T     softmax temperature; 0 takes the most likely token (default 0.8)\n"
+           "  --top-k K           sample among the K most likely tokens; 0 = all (default 40)\n"
+           "  --seed S            sampling seed (default 1234)\n"
+           "  --tokenizer DIR     a Hugging Face tokenizer.json directory to encode and decode with\n"
+           "                      (default: bytes, for a vocabulary of 256)\n"
+           "  --help              this text\n");
+}
+
 int main(int argc, char **argv) {
+    if (help_asked(argc, argv)) { print_help(); return 0; }
     MPI_Init(&argc, &argv);
     opts o = parse(argc, argv);
     char *av[] = {"generate", "--data-path", "(unused)"};
