@@ -5,18 +5,19 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "fused.h"
 #include "vmath.h"
 
 // In the build's precision, as PyTorch and apex do (fp32 arithmetic for
 // fp32 weights); the bias corrections are computed once, in double. The
 // clip coefficient rides along as gscale, so clipping costs no extra pass
 // over the gradients (this loop is memory-bound: 28 bytes per element).
-void mt_adamw_update(real *p,       // (n)
-                     const real *g, // (n) unclipped
-                     real gscale,   // clip coefficient (1: none)
-                     real *m,       // (n) first moment
-                     real *v,       // (n) second moment
-                     size_t n, int t, real lr, real b1, real b2, real eps, real wd) {
+// One pass over p, g, m and v (and pbf under --bf16: its rounding of the
+// updated weight, written while the value is in a register rather than in a
+// second sweep over the parameters). The loop is memory-bound, so it is
+// threaded in contiguous static blocks, each streamed once.
+MT_INLINE void adamw_pass(real *p, real *pbf, const real *g, real gscale, real *m, real *v, size_t n, int t, real lr,
+                          real b1, real b2, real eps, real wd, int bf) {
     const real c1 = (real)(1.0 - pow((double)b1, t)), c2 = (real)(1.0 - pow((double)b2, t));
     const real one = 1;
 #pragma omp parallel for simd schedule(static)
@@ -28,7 +29,25 @@ void mt_adamw_update(real *p,       // (n)
         m[i] = mi;
         v[i] = vi;
         p[i] = pi;
+        if (bf) pbf[i] = mt_round_if(pi, 1);
     }
+}
+
+void mt_adamw_update(real *p,       // (n)
+                     const real *g, // (n) unclipped
+                     real gscale,   // clip coefficient (1: none)
+                     real *m,       // (n) first moment
+                     real *v,       // (n) second moment
+                     size_t n, int t, real lr, real b1, real b2, real eps, real wd) {
+    adamw_pass(p, NULL, g, gscale, m, v, n, t, lr, b1, b2, eps, wd, 0);
+}
+
+void mt_adamw_fused(real *p,       // (n) fp32 weights (the main weights under --bf16)
+                    real *pbf,     // (n) their bf16 compute copy, or NULL
+                    const real *g, // (n) unclipped
+                    real gscale, real *m, real *v, size_t n, int t, real lr, real b1, real b2, real eps, real wd) {
+    if (pbf) adamw_pass(p, pbf, g, gscale, m, v, n, t, lr, b1, b2, eps, wd, 1);
+    else adamw_pass(p, NULL, g, gscale, m, v, n, t, lr, b1, b2, eps, wd, 0);
 }
 
 // Elements per partial sum. Fixed chunks summed in chunk order make the
