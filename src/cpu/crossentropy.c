@@ -97,26 +97,20 @@ void mt_xent_backward(real *dlogits,       // (n, vl) may alias logits
 // across the row's passes), so the (n, vl) logits stream from memory once
 // and the gradient goes back once, where the three steps, the backward and
 // --bf16's two roundings each swept all of them.
-MT_INLINE void xent_fused_rows(real *loss, real *rmax, real *sumexp, real *logits, const int *targets, real dscale,
-                               int V, int vl, int n, int bf) {
-    int nv = valid_cols(0, vl, V);
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        real *l = logits + (size_t)i * vl;
-        if (bf)
-            for (int j = 0; j < vl; j++) l[j] = mt_round_if(l[j], 1);
-        real m = row_max(l, nv);
-        real se = (real)row_sumexp(l, m, nv);
-        int t = targets[i];
-        real tl = t >= 0 && t < nv ? l[t] : 0;
-        rmax[i] = m;
-        sumexp[i] = se;
-        loss[i] = row_loss(m, se, tl);
-        if (dscale == 0) continue;
-        row_grad(l, l, m, se, t, dscale, nv, vl);
-        if (bf)
-            for (int j = 0; j < vl; j++) l[j] = mt_round_if(l[j], 1);
-    }
+MT_INLINE void xent_fused_row(real *loss, real *rmax, real *sumexp, real *l, int t, real dscale, int nv, int vl,
+                              int bf) {
+    if (bf)
+        for (int j = 0; j < vl; j++) l[j] = mt_round_if(l[j], 1);
+    real m = row_max(l, nv);
+    real se = (real)row_sumexp(l, m, nv);
+    real tl = t >= 0 && t < nv ? l[t] : 0;
+    *rmax = m;
+    *sumexp = se;
+    *loss = row_loss(m, se, tl);
+    if (dscale == 0) return;
+    row_grad(l, l, m, se, t, dscale, nv, vl);
+    if (bf)
+        for (int j = 0; j < vl; j++) l[j] = mt_round_if(l[j], 1);
 }
 
 void mt_xent_fused(real *loss,         // (n)
@@ -125,6 +119,12 @@ void mt_xent_fused(real *loss,         // (n)
                    real *logits,       // (n, vl) in; the gradient out when dscale != 0
                    const int *targets, // (n) ids < V
                    real dscale, int V, int vl, int n, int bf16) {
-    if (bf16) xent_fused_rows(loss, rmax, sumexp, logits, targets, dscale, V, vl, n, 1);
-    else xent_fused_rows(loss, rmax, sumexp, logits, targets, dscale, V, vl, n, 0);
+    int nv = valid_cols(0, vl, V);
+    // The flag is tested outside the inlined row (see gelu.c).
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        real *l = logits + (size_t)i * vl;
+        if (bf16) xent_fused_row(loss + i, rmax + i, sumexp + i, l, targets[i], dscale, nv, vl, 1);
+        else xent_fused_row(loss + i, rmax + i, sumexp + i, l, targets[i], dscale, nv, vl, 0);
+    }
 }

@@ -90,10 +90,21 @@ void mt_dropout_backward(real *dx, // (rows, h) in place
 }
 
 // ---- fused (ops.h, MT_OPS_FUSED) ---------------------------------------------
+// As in gelu.c, the bf16 flag is tested outside the always-inlined loops:
+// inside an OpenMP region it would stay a run-time test.
+
+MT_INLINE void bda_fwd_row(real *y, const real *y0, const real *x, const real *bias, int on, const unsigned char *keep,
+                           real sc, int h, int bf) {
+    for (int j = 0; j < h; j++)
+        y[j] = mt_round_if(bda_value(y0[j], x[j], bias ? bias[j] : 0, on, keep ? keep[j] : 1, sc), bf);
+}
 
 // Forward: the plain sweep with the --bf16 rounding of out folded in.
-MT_INLINE void bda_fused_fwd(real *out, const real *res, const real *inp, const real *bias, const mt_dropout_key *k,
-                             mt_rows r, int h, int bf) {
+void mt_bias_dropout_add_fused_forward(real *out,        // (rows, h) may alias res
+                                       const real *res,  // (rows, h)
+                                       const real *inp,  // (rows, h)
+                                       const real *bias, // (h) or NULL
+                                       const mt_dropout_key *k, mt_rows r, int h, int bf16) {
     int on = dropout_on(k);
     real sc = on ? keep_scale(k) : 1;
 #pragma omp parallel
@@ -101,56 +112,47 @@ MT_INLINE void bda_fused_fwd(real *out, const real *res, const real *inp, const 
         unsigned char *keep = on ? mt_malloc((size_t)h) : NULL;
 #pragma omp for schedule(static)
         for (int i = 0; i < r.rows; i++) {
-            const real *x = inp + (size_t)i * h, *y0 = res + (size_t)i * h;
-            real *y = out + (size_t)i * h;
+            size_t o = (size_t)i * h;
             if (on) row_mask(k, r, i, h, keep);
-            for (int j = 0; j < h; j++)
-                y[j] = mt_round_if(bda_value(y0[j], x[j], bias ? bias[j] : 0, on, keep ? keep[j] : 1, sc), bf);
+            if (bf16) bda_fwd_row(out + o, res + o, inp + o, bias, on, keep, sc, h, 1);
+            else bda_fwd_row(out + o, res + o, inp + o, bias, on, keep, sc, h, 0);
         }
         free(keep);
     }
 }
 
-void mt_bias_dropout_add_fused_forward(real *out,        // (rows, h) may alias res
-                                       const real *res,  // (rows, h)
-                                       const real *inp,  // (rows, h)
-                                       const real *bias, // (h) or NULL
-                                       const mt_dropout_key *k, mt_rows r, int h, int bf16) {
-    if (bf16) bda_fused_fwd(out, res, inp, bias, k, r, h, 1);
-    else bda_fused_fwd(out, res, inp, bias, k, r, h, 0);
+// One column block down the rows: dinp = mask * dout / (1-p), acc[j] += it.
+MT_INLINE void bda_bwd_cols(real *dinp, double *acc, const real *dout, const mt_dropout_key *k, mt_rows r, int h,
+                            int j0, int w, int on, real sc, int bf) {
+    unsigned char keep[MT_COLS_PER_TASK];
+    for (int i = 0; i < r.rows; i++) {
+        size_t o = (size_t)i * h + j0;
+        if (on) mt_rng_keep_row(k, r.sample0 + (uint32_t)(i % r.b), mt_rows_pos(r, i / r.b), (uint32_t)j0, w, keep);
+        for (int j = 0; j < w; j++) {
+            real d = !on ? dout[o + j] : keep[j] ? dout[o + j] * sc : 0;
+            acc[j] += d;
+            dinp[o + j] = mt_round_if(d, bf);
+        }
+    }
 }
 
 // Backward in one sweep instead of four (copy, mask, column sum, rounding):
 // threads own column blocks and walk the rows in order, drawing only their
 // columns' mask (the draws are keyed by global feature index), so dbias is
 // summed in mt_colsum_accumulate's order from the unrounded values.
-MT_INLINE void bda_fused_bwd(real *dinp, real *dbias, const real *dout, const mt_dropout_key *k, mt_rows r, int h,
-                             int bf) {
+void mt_bias_dropout_add_fused_backward(real *dinp,       // (rows, h) may alias dout
+                                        real *dbias,      // (h) accumulated, or NULL
+                                        const real *dout, // (rows, h)
+                                        const mt_dropout_key *k, mt_rows r, int h, int bf16) {
     int on = dropout_on(k);
     real sc = on ? keep_scale(k) : 1;
 #pragma omp parallel for schedule(static)
     for (int j0 = 0; j0 < h; j0 += MT_COLS_PER_TASK) {
         int w = MT_MIN(MT_COLS_PER_TASK, h - j0);
         double acc[MT_COLS_PER_TASK] = {0};
-        unsigned char keep[MT_COLS_PER_TASK];
-        for (int i = 0; i < r.rows; i++) {
-            size_t o = (size_t)i * h + j0;
-            if (on) mt_rng_keep_row(k, r.sample0 + (uint32_t)(i % r.b), mt_rows_pos(r, i / r.b), (uint32_t)j0, w, keep);
-            for (int j = 0; j < w; j++) {
-                real d = !on ? dout[o + j] : keep[j] ? dout[o + j] * sc : 0;
-                acc[j] += d;
-                dinp[o + j] = mt_round_if(d, bf);
-            }
-        }
+        if (bf16) bda_bwd_cols(dinp, acc, dout, k, r, h, j0, w, on, sc, 1);
+        else bda_bwd_cols(dinp, acc, dout, k, r, h, j0, w, on, sc, 0);
         if (dbias)
             for (int j = 0; j < w; j++) dbias[j0 + j] += (real)acc[j];
     }
-}
-
-void mt_bias_dropout_add_fused_backward(real *dinp,       // (rows, h) may alias dout
-                                        real *dbias,      // (h) accumulated, or NULL
-                                        const real *dout, // (rows, h)
-                                        const mt_dropout_key *k, mt_rows r, int h, int bf16) {
-    if (bf16) bda_fused_bwd(dinp, dbias, dout, k, r, h, 1);
-    else bda_fused_bwd(dinp, dbias, dout, k, r, h, 0);
 }

@@ -43,51 +43,59 @@ void mt_gelu_backward(real *dinp,       // (n) may alias dout
 }
 
 // ---- fused (ops.h, MT_OPS_FUSED) ---------------------------------------------
-// One pass instead of three under --bf16 (round fc1, GELU, round act).
-MT_INLINE void gelu_fused_fwd(real *out, real *inp, size_t n, int bf) {
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        real x = mt_round_if(inp[i], bf);
-        if (bf) inp[i] = x;
-        out[i] = mt_round_if(gelu_value(x), bf);
-    }
-}
+// GCC outlines an OpenMP region before it inlines, so a flag tested inside
+// the region stays a run-time test in the loop (and blocks its
+// vectorisation). The flag is therefore tested outside the loops below, and
+// the always-inlined bodies see a literal 0 or 1.
 
+// One pass instead of three under --bf16 (round fc1, GELU, round act); in
+// fp32 it is GELU's own loop.
 void mt_gelu_fused_forward(real *out, // (n)
                            real *inp, // (n) rounded in place under bf16
                            size_t n, int bf16) {
-    if (bf16) gelu_fused_fwd(out, inp, n, 1);
-    else gelu_fused_fwd(out, inp, n, 0);
+    if (!bf16) {
+        mt_gelu_forward(out, inp, n);
+        return;
+    }
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = mt_round_if(inp[i], 1);
+        inp[i] = x;
+        out[i] = mt_round_if(gelu_value(x), 1);
+    }
+}
+
+// One column block [j0, j0 + w) walked down the rows: the gradient of each
+// element, and acc[j] += it in row order.
+MT_INLINE void gelu_bwd_cols(real *dinp, double *acc, const real *inp, const real *dout, int n, int f, int j0, int w,
+                             int bf) {
+    for (int i = 0; i < n; i++) {
+        size_t o = (size_t)i * f + j0;
+#pragma omp simd
+        for (int j = 0; j < w; j++) {
+            real d = mt_round_if(gelu_slope(inp[o + j]) * mt_round_if(dout[o + j], bf), bf);
+            dinp[o + j] = d;
+            acc[j] += d;
+        }
+    }
 }
 
 // Threads own column blocks and walk the rows in order, as
 // mt_colsum_accumulate does, so the bias gradient is summed in the same
 // order (row 0 first, in double) while each gradient value is still in a
 // register: one pass instead of GELU's, the rounding's and the column sum's.
-MT_INLINE void gelu_fused_bwd(real *dinp, real *dbias, const real *inp, const real *dout, int n, int f, int bf) {
-#pragma omp parallel for schedule(static)
-    for (int j0 = 0; j0 < f; j0 += MT_COLS_PER_TASK) {
-        int w = MT_MIN(MT_COLS_PER_TASK, f - j0);
-        double acc[MT_COLS_PER_TASK] = {0};
-        for (int i = 0; i < n; i++) {
-            size_t o = (size_t)i * f + j0;
-#pragma omp simd
-            for (int j = 0; j < w; j++) {
-                real d = mt_round_if(gelu_slope(inp[o + j]) * mt_round_if(dout[o + j], bf), bf);
-                dinp[o + j] = d;
-                acc[j] += d;
-            }
-        }
-        if (dbias)
-            for (int j = 0; j < w; j++) dbias[j0 + j] += (real)acc[j];
-    }
-}
-
 void mt_gelu_fused_backward(real *dinp,       // (n, f) may alias dout
                             real *dbias,      // (f) accumulated, or NULL
                             const real *inp,  // (n, f)
                             const real *dout, // (n, f)
                             int n, int f, int bf16) {
-    if (bf16) gelu_fused_bwd(dinp, dbias, inp, dout, n, f, 1);
-    else gelu_fused_bwd(dinp, dbias, inp, dout, n, f, 0);
+#pragma omp parallel for schedule(static)
+    for (int j0 = 0; j0 < f; j0 += MT_COLS_PER_TASK) {
+        int w = MT_MIN(MT_COLS_PER_TASK, f - j0);
+        double acc[MT_COLS_PER_TASK] = {0};
+        if (bf16) gelu_bwd_cols(dinp, acc, inp, dout, n, f, j0, w, 1);
+        else gelu_bwd_cols(dinp, acc, inp, dout, n, f, j0, w, 0);
+        if (dbias)
+            for (int j = 0; j < w; j++) dbias[j0 + j] += (real)acc[j];
+    }
 }

@@ -6,38 +6,55 @@
 
 #include <math.h>
 
-#include "fused.h"
 #include "reduce.h"
 
 // Rows the statistics loops walk at once. Each row's sums are one serial
 // chain of double adds (4 cycles apiece), so a lone row waits on latency;
-// NORM_ROWS rows interleaved keep as many independent chains in flight,
-// each still summed in column order, so every value is bitwise what the
-// one-row loop gives.
+// four rows interleaved keep four independent chains in flight, each still
+// summed in column order, so every value is bitwise what the one-row loop
+// gives. Written out with four scalars: GCC -O2 keeps an array of four
+// accumulators in memory, which made the interleaved loop slower.
 #define NORM_ROWS 4
 
-// Statistics accumulate in double: in fp32 a long row's one-pass sum loses
-// digits that the oracle comparison would see. Rows i0 .. i0 + R - 1.
-MT_INLINE void norm_forward_rows(real *out, real *mean, real *rstd, const real *inp, const real *w, const real *b,
-                                 mt_norm nm, int i0, int h, const int R) {
-    const real *x[NORM_ROWS];
-    double m[NORM_ROWS] = {0}, v[NORM_ROWS] = {0}, r[NORM_ROWS];
-    for (int q = 0; q < R; q++) x[q] = inp + (size_t)(i0 + q) * h;
+// One row's statistics: mean (0 for RMSNorm) and 1/sqrt(var + eps), in
+// double: in fp32 a long row's one-pass sum loses digits that the oracle
+// comparison would see. Two passes: the variance of centred values cannot
+// go negative.
+static void norm_stats1(const real *x, mt_norm nm, int h, double *mo, double *ro) {
+    double m = 0, v = 0;
     if (!nm.rms) {
-        for (int j = 0; j < h; j++)
-            for (int q = 0; q < R; q++) m[q] += x[q][j];
-        for (int q = 0; q < R; q++) m[q] /= h;
+        for (int j = 0; j < h; j++) m += x[j];
+        m /= h;
     }
-    // Two passes: the variance of centred values cannot go negative.
-    for (int j = 0; j < h; j++)
-        for (int q = 0; q < R; q++) v[q] += (x[q][j] - m[q]) * (x[q][j] - m[q]);
-    for (int q = 0; q < R; q++) {
-        v[q] /= h;
-        r[q] = 1.0 / sqrt(v[q] + nm.eps);
-        real *y = out + (size_t)(i0 + q) * h;
-        for (int j = 0; j < h; j++) y[j] = (real)((x[q][j] - m[q]) * r[q] * w[j] + (b ? b[j] : 0));
-        if (mean) mean[i0 + q] = (real)m[q];
-        rstd[i0 + q] = (real)r[q];
+    for (int j = 0; j < h; j++) v += (x[j] - m) * (x[j] - m);
+    v /= h;
+    *mo = m;
+    *ro = 1.0 / sqrt(v + nm.eps);
+}
+
+// The same for four rows of stride h at once.
+static void norm_stats4(const real *x, mt_norm nm, int h, double *mo, double *ro) {
+    const real *x0 = x, *x1 = x + h, *x2 = x + 2 * (size_t)h, *x3 = x + 3 * (size_t)h;
+    double m0 = 0, m1 = 0, m2 = 0, m3 = 0, v0 = 0, v1 = 0, v2 = 0, v3 = 0;
+    if (!nm.rms) {
+        for (int j = 0; j < h; j++) {
+            m0 += x0[j];
+            m1 += x1[j];
+            m2 += x2[j];
+            m3 += x3[j];
+        }
+        m0 /= h, m1 /= h, m2 /= h, m3 /= h;
+    }
+    for (int j = 0; j < h; j++) {
+        v0 += (x0[j] - m0) * (x0[j] - m0);
+        v1 += (x1[j] - m1) * (x1[j] - m1);
+        v2 += (x2[j] - m2) * (x2[j] - m2);
+        v3 += (x3[j] - m3) * (x3[j] - m3);
+    }
+    double v[4] = {v0 / h, v1 / h, v2 / h, v3 / h}, m[4] = {m0, m1, m2, m3};
+    for (int q = 0; q < 4; q++) {
+        mo[q] = m[q];
+        ro[q] = 1.0 / sqrt(v[q] + nm.eps);
     }
 }
 
@@ -50,37 +67,47 @@ void mt_norm_forward(real *out,       // (n, h)
                      mt_norm nm, int n, int h) {
 #pragma omp parallel for schedule(static)
     for (int i0 = 0; i0 < n; i0 += NORM_ROWS) {
-        if (n - i0 >= NORM_ROWS) norm_forward_rows(out, mean, rstd, inp, w, b, nm, i0, h, NORM_ROWS);
+        int R = MT_MIN(NORM_ROWS, n - i0);
+        double m[NORM_ROWS], r[NORM_ROWS];
+        if (R == NORM_ROWS) norm_stats4(inp + (size_t)i0 * h, nm, h, m, r);
         else
-            for (int i = i0; i < n; i++) norm_forward_rows(out, mean, rstd, inp, w, b, nm, i, h, 1);
+            for (int q = 0; q < R; q++) norm_stats1(inp + (size_t)(i0 + q) * h, nm, h, &m[q], &r[q]);
+        for (int q = 0; q < R; q++) {
+            const real *x = inp + (size_t)(i0 + q) * h;
+            real *y = out + (size_t)(i0 + q) * h;
+            for (int j = 0; j < h; j++) y[j] = (real)((x[j] - m[q]) * r[q] * w[j] + (b ? b[j] : 0));
+            if (mean) mean[i0 + q] = (real)m[q];
+            rstd[i0 + q] = (real)r[q];
+        }
     }
 }
 
-// The input gradient of rows i0 .. i0 + R - 1.
-MT_INLINE void norm_backward_rows(real *dinp, const real *dout, const real *inp, const real *w, const real *mean,
-                                  const real *rstd, mt_norm nm, int i0, int h, const int R) {
-    const real *x[NORM_ROWS], *dy[NORM_ROWS];
-    double m[NORM_ROWS], r[NORM_ROWS], sg[NORM_ROWS] = {0}, sgx[NORM_ROWS] = {0};
-    for (int q = 0; q < R; q++) {
-        x[q] = inp + (size_t)(i0 + q) * h;
-        dy[q] = dout + (size_t)(i0 + q) * h;
-        m[q] = mean ? mean[i0 + q] : 0;
-        r[q] = rstd[i0 + q];
+// Backward's two row sums, Σ g and Σ g x̂ with g = w dout (one row).
+static void norm_bsums1(const real *x, const real *dy, const real *w, double m, double r, int h, double *sg,
+                        double *sgx) {
+    double a = 0, c = 0;
+    for (int j = 0; j < h; j++) {
+        double g = (double)w[j] * dy[j];
+        a += g;
+        c += g * (x[j] - m) * r;
     }
-    for (int j = 0; j < h; j++)
-        for (int q = 0; q < R; q++) {
-            double g = (double)w[j] * dy[q][j];
-            sg[q] += g;
-            sgx[q] += g * (x[q][j] - m[q]) * r[q];
-        }
-    for (int q = 0; q < R; q++) {
-        double sgq = nm.rms ? 0 : sg[q] / h, sgxq = sgx[q] / h;
-        real *dx = dinp + (size_t)(i0 + q) * h;
-        for (int j = 0; j < h; j++) {
-            double g = (double)w[j] * dy[q][j];
-            dx[j] = (real)(r[q] * (g - sgq - (x[q][j] - m[q]) * r[q] * sgxq));
-        }
+    *sg = a;
+    *sgx = c;
+}
+
+// The same for two rows at once (two rows already give four chains).
+static void norm_bsums2(const real *x, const real *dy, const real *w, const double *m, const double *r, int h,
+                        double *sg, double *sgx) {
+    const real *xa = x, *xb = x + h, *da = dy, *db = dy + h;
+    double a0 = 0, c0 = 0, a1 = 0, c1 = 0;
+    for (int j = 0; j < h; j++) {
+        double g0 = (double)w[j] * da[j], g1 = (double)w[j] * db[j];
+        a0 += g0;
+        c0 += g0 * (xa[j] - m[0]) * r[0];
+        a1 += g1;
+        c1 += g1 * (xb[j] - m[1]) * r[1];
     }
+    sg[0] = a0, sgx[0] = c0, sg[1] = a1, sgx[1] = c1;
 }
 
 void mt_norm_backward(real *dinp,       // (n, h)
@@ -94,12 +121,27 @@ void mt_norm_backward(real *dinp,       // (n, h)
                       mt_norm nm, int n, int h) {
     // dinp = rstd * (g - mean(g) - x̂ * mean(g * x̂)) with g = w * dout, x̂ the
     // normalised input; RMSNorm has no mean, so no mean(g) term. Rows are
-    // independent; NORM_ROWS of them at once, as in forward.
+    // independent; two at a time, as forward interleaves its rows.
 #pragma omp parallel for schedule(static)
-    for (int i0 = 0; i0 < n; i0 += NORM_ROWS) {
-        if (n - i0 >= NORM_ROWS) norm_backward_rows(dinp, dout, inp, w, mean, rstd, nm, i0, h, NORM_ROWS);
-        else
-            for (int i = i0; i < n; i++) norm_backward_rows(dinp, dout, inp, w, mean, rstd, nm, i, h, 1);
+    for (int i0 = 0; i0 < n; i0 += 2) {
+        int R = MT_MIN(2, n - i0);
+        double m[2] = {0, 0}, r[2] = {0, 0}, sg[2], sgx[2];
+        for (int q = 0; q < R; q++) {
+            m[q] = mean ? mean[i0 + q] : 0;
+            r[q] = rstd[i0 + q];
+        }
+        size_t o = (size_t)i0 * h;
+        if (R == 2) norm_bsums2(inp + o, dout + o, w, m, r, h, sg, sgx);
+        else norm_bsums1(inp + o, dout + o, w, m[0], r[0], h, &sg[0], &sgx[0]);
+        for (int q = 0; q < R; q++) {
+            const real *x = inp + o + (size_t)q * h, *dy = dout + o + (size_t)q * h;
+            real *dx = dinp + o + (size_t)q * h;
+            double sgq = nm.rms ? 0 : sg[q] / h, sgxq = sgx[q] / h;
+            for (int j = 0; j < h; j++) {
+                double g = (double)w[j] * dy[j];
+                dx[j] = (real)(r[q] * (g - sgq - (x[j] - m[q]) * r[q] * sgxq));
+            }
+        }
     }
     // dw: the column sums of dout * x̂; db: those of dout (mt_colsum_accumulate's
     // order), both in one sweep over the rows, each in its fixed order.
