@@ -102,13 +102,32 @@ MT_INLINE void xent_fused_row(real *loss, real *rmax, real *sumexp, real *l, int
     if (bf)
         for (int j = 0; j < vl; j++) l[j] = mt_round_if(l[j], 1);
     real m = row_max(l, nv);
-    real se = (real)row_sumexp(l, m, nv);
     real tl = t >= 0 && t < nv ? l[t] : 0;
+    real se;
+    if (dscale == 0) {
+        se = (real)row_sumexp(l, m, nv);
+    } else {
+        // The exponentials are kept in place of the logits and scaled
+        // below: the same values row_grad would compute again (the
+        // exponential was two thirds of this op's time).
+        double s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int j = 0; j < nv; j++) {
+            real e = MT_EXP(l[j] - m);
+            l[j] = e;
+            s += (double)e;
+        }
+        se = (real)s;
+    }
     *rmax = m;
     *sumexp = se;
     *loss = row_loss(m, se, tl);
     if (dscale == 0) return;
-    row_grad(l, l, m, se, t, dscale, nv, vl);
+    real sinv = (real)(dscale / (double)se);
+#pragma omp simd
+    for (int j = 0; j < nv; j++) l[j] = l[j] * sinv;
+    if (t >= 0 && t < nv) l[t] -= dscale;
+    for (int j = nv; j < vl; j++) l[j] = 0;
     if (bf)
         for (int j = 0; j < vl; j++) l[j] = mt_round_if(l[j], 1);
 }
