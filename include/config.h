@@ -82,6 +82,7 @@ typedef struct {
     int bug_cp_no_causal;      // "cp-no-causal": the ring attends to every chunk, no causal mask between them
     int bug_bf16_off;          // "bf16-off": --bf16 accepted and reported, the run stays fp32 (a secretly-fp32 build)
     int bug_bf16_weights_only; // "bf16-weights-only": only the weights rounded, activations fp32
+    int bug_unfused;           // "unfused": the op-by-op chains instead of the fused sweeps (test hook: bitwise the same)
     // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
     // world rank R alone meets an allocation failure (a real malloc of 2^62
     // bytes), a write error on its --metrics-file (rank 0 writes it) or a

@@ -194,6 +194,7 @@ typedef struct {
     // m_mem), which AdamW updates and checkpoints save. NULL otherwise.
     real *main_mem;
     int bf16;                       // --bf16: activations and their gradients rounded (layers.c)
+    int fused;                      // the fused sweeps (ops.h MT_OPS_FUSED); 0 only under MT_INJECT_BUG=unfused
     mt_top_w w, dw;                 // the non-layer tensors (NULL where absent) and their gradients
     real *sp_pack;                  // the SP-partial gradients packed for one TP all-reduce
     size_t sp_pack_n;

@@ -306,10 +306,62 @@ typedef struct {
     X(void, add, (real *y, const real *x, size_t n))                                      \
     X(void, round_bf16, (real *dst, const real *src, size_t n))
 
+// ---- the fused sweeps (docs/design.md, "Fused sweeps") --------------------------
+// Each is a chain of the ops above done in one pass over memory, with the
+// same arithmetic in the same order, so its results are bitwise those of
+// the chain (tests/test_ops_fused.c). bf16 (--bf16): the values the chain
+// would round to bf16 between its steps are rounded here, in the sweep.
+//  - gelu_fused_forward: under bf16 inp is first rounded IN PLACE (the
+//    saved fc1 output), then out = gelu(inp), rounded. (The fc1 bias is
+//    already inside the GEMM: matmul_forward seeds out with it.)
+//  - gelu_fused_backward: dinp = gelu'(inp) * dout (dout read as bf16 under
+//    bf16, dinp rounded), and dbias += the column sums of dinp, the fc1
+//    bias gradient that matmul_backward would otherwise sum in a second
+//    pass (then called with dbias NULL). dinp may alias dout.
+//  - bias_dropout_add_fused_forward/backward: the ops of the same name in
+//    one sweep, out (dinp) rounded under bf16; backward's dbias sums the
+//    unrounded dinp, as the chain does.
+//  - xent_fused: the cross-entropy with the whole vocabulary on this rank
+//    (TP 1: v0 0, vl the padded V): per row, max, sum of exponentials, loss,
+//    and when dscale is nonzero the gradient, written over the logits in
+//    place while the row is in cache: the (n, vl) logits are read from
+//    memory once and written once. Under bf16 the logits are read as bf16
+//    and the gradient rounded. rmax and sumexp (n) are outputs, as the
+//    three-step path leaves them.
+//  - adamw_fused: adamw_update, and pbf (NULL: none) = p rounded to bf16 in
+//    the same pass (the --bf16 compute copy).
+#define MT_OPS_FUSED(X)                                                                   \
+    X(void, gelu_fused_forward, (real *out,  /* (n) */                                    \
+                                 real *inp,  /* (n) rounded in place under bf16 */        \
+                                 size_t n, int bf16))                                     \
+    X(void, gelu_fused_backward, (real *dinp,       /* (n, f) may alias dout */           \
+                                  real *dbias,      /* (f) accumulated, or NULL */        \
+                                  const real *inp,  /* (n, f) */                          \
+                                  const real *dout, /* (n, f) */                          \
+                                  int n, int f, int bf16))                                \
+    X(void, bias_dropout_add_fused_forward, (real *out,        /* (rows, h) may alias res */ \
+                                             const real *res,  /* (rows, h) */            \
+                                             const real *inp,  /* (rows, h) */            \
+                                             const real *bias, /* (h) or NULL */          \
+                                             const mt_dropout_key *k, mt_rows r, int h, int bf16)) \
+    X(void, bias_dropout_add_fused_backward, (real *dinp,       /* (rows, h) */           \
+                                              real *dbias,      /* (h) accumulated, or NULL */ \
+                                              const real *dout, /* (rows, h) */           \
+                                              const mt_dropout_key *k, mt_rows r, int h, int bf16)) \
+    X(void, xent_fused, (real *loss,         /* (n) */                                    \
+                         real *rmax,         /* (n) */                                    \
+                         real *sumexp,       /* (n) */                                    \
+                         real *logits,       /* (n, vl) in; the gradient out when dscale != 0 */ \
+                         const int *targets, /* (n) ids < V */                            \
+                         real dscale, int V, int vl, int n, int bf16))                    \
+    X(void, adamw_fused, (real *p, real *pbf, const real *g, real gscale, real *m, real *v, size_t n, int t, \
+                          real lr, real b1, real b2, real eps, real wd))
+
 #define MT_OPS(X)                                                                         \
     MT_OPS_MATMUL(X) MT_OPS_NORM(X) MT_OPS_GELU(X) MT_OPS_SWIGLU(X) MT_OPS_ROPE(X)        \
     MT_OPS_DROPOUT(X) MT_OPS_EMBEDDING(X)                                                 \
-    MT_OPS_ATTENTION(X) MT_OPS_FLASH(X) MT_OPS_CP(X) MT_OPS_XENT(X) MT_OPS_OPTIM(X)
+    MT_OPS_ATTENTION(X) MT_OPS_FLASH(X) MT_OPS_CP(X) MT_OPS_XENT(X) MT_OPS_OPTIM(X)      \
+    MT_OPS_FUSED(X)
 
 // The CPU reference functions, declared from the list.
 #define MT_OP_CPU_DECL(ret, name, params) ret mt_##name params;

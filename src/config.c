@@ -345,6 +345,7 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_cp_no_causal = strstr(bugs, "cp-no-causal") != NULL;
         c->bug_bf16_off = strstr(bugs, "bf16-off") != NULL;
         c->bug_bf16_weights_only = strstr(bugs, "bf16-weights-only") != NULL;
+        c->bug_unfused = strstr(bugs, "unfused") != NULL;
         static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
         for (int k = 1; k < 4; k++) {
             const char *at = strstr(bugs, sites[k]);

@@ -97,6 +97,28 @@ static mt_attn_shape attn_shape(const mt_model *m, uint32_t sample0) {
     return sh;
 }
 
+// out = res + dropout(inp + bias), rounded under --bf16: one fused sweep,
+// or (the test hook MT_INJECT_BUG=unfused) the op and a rounding pass.
+static void bias_dropout_add(mt_model *m, real *out, const real *res, const real *inp, const real *bias,
+                             const mt_dropout_key *k, mt_rows r) {
+    if (m->fused) {
+        m->be->bias_dropout_add_fused_forward(out, res, inp, bias, k, r, m->h, m->bf16);
+        return;
+    }
+    m->be->bias_dropout_add_forward(out, res, inp, bias, k, r, m->h);
+    bf16(m, out, (size_t)m->n_l * (size_t)m->h);
+}
+
+// Its backward into ws.dtmp (nl, h): dbias accumulated, the result rounded.
+static void bias_dropout_add_backward(mt_model *m, real *dbias, const real *dres, const mt_dropout_key *k, mt_rows r) {
+    if (m->fused) {
+        m->be->bias_dropout_add_fused_backward(m->ws.dtmp, dbias, dres, k, r, m->h, m->bf16);
+        return;
+    }
+    m->be->bias_dropout_add_backward(m->ws.dtmp, dbias, dres, k, r, m->h);
+    bf16(m, m->ws.dtmp, (size_t)m->n_l * (size_t)m->h);
+}
+
 void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, const mt_layer_w *w,
                       mt_layer_acts *a, const real *x, real *xout, uint32_t sample0) {
     const mt_backend *B = m->be;
@@ -123,8 +145,7 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     bf16(m, a->atty, natt);
     B->matmul_forward(m->ws.part, a->atty, w->projw, NULL, n, hl, h);    // (n, h) partial
     const real *proj = reduce_out(m, cm, m->ws.part, m->ws.dtmp);         // (nl, h)
-    B->bias_dropout_add_forward(a->x2, x, proj, w->projb, &ka, r, h);
-    bf16(m, a->x2, nlh);
+    bias_dropout_add(m, a->x2, x, proj, w->projb, &ka, r);
 
     // MLP: LN -> g -> fc1 -> GELU or SwiGLU -> fc2 -> ḡ -> bias+dropout+residual
     size_t nfc1 = (size_t)n * (size_t)fc1, nff = (size_t)n * (size_t)ff;
@@ -132,14 +153,17 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     bf16(m, a->ln2, nlh);
     in = gather_in(m, cm, a->ln2);
     B->matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, fc1);         // (n, ffn/t), or gate | up
-    bf16(m, a->fc1, nfc1);
-    if (c->swiglu) B->swiglu_forward(a->act, a->fc1, n, ff);
-    else B->gelu_forward(a->act, a->fc1, nff);
-    bf16(m, a->act, nff);
+    if (!c->swiglu && m->fused) {
+        B->gelu_fused_forward(a->act, a->fc1, nff, m->bf16);  // fc1 rounded in place, GELU, act rounded
+    } else {
+        bf16(m, a->fc1, nfc1);
+        if (c->swiglu) B->swiglu_forward(a->act, a->fc1, n, ff);
+        else B->gelu_forward(a->act, a->fc1, nff);
+        bf16(m, a->act, nff);
+    }
     B->matmul_forward(m->ws.part, a->act, w->fc2w, NULL, n, ff, h);      // (n, h) partial
     const real *mlp = reduce_out(m, cm, m->ws.part, m->ws.dtmp);
-    B->bias_dropout_add_forward(xout, a->x2, mlp, w->fc2b, &km, r, h);
-    bf16(m, xout, nlh);
+    bias_dropout_add(m, xout, a->x2, mlp, w->fc2b, &km, r);
 }
 
 // One column-parallel linear + row-parallel linear sandwich, backward:
@@ -166,7 +190,7 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     const mt_backend *B = m->be;
     const mt_config *c = m->cfg;
     int n = m->n, h = m->h, hl = m->h_l, ff = m->ff_l, fc1 = m->fc1_l;
-    size_t nlh = (size_t)m->n_l * (size_t)h, nff = (size_t)n * (size_t)ff, nfc1 = (size_t)n * (size_t)fc1;
+    size_t nff = (size_t)n * (size_t)ff, nfc1 = (size_t)n * (size_t)fc1;
     mt_rows r = rows_of(m, sample0);
     mt_attn_shape sh = attn_shape(m, sample0);
     mt_dropout_key kp = dkey(m, st, layer, MT_SITE_ATTN_PROB, c->attention_dropout);
@@ -174,26 +198,30 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     mt_dropout_key km = dkey(m, st, layer, MT_SITE_MLP_OUT, c->hidden_dropout);
 
     // MLP half. dres = d xout = d x2 through the residual.
-    B->bias_dropout_add_backward(m->ws.dtmp, dw->fc2b, dres, &km, r, h);           // (nl, h)
-    bf16(m, m->ws.dtmp, nlh);
+    bias_dropout_add_backward(m, dw->fc2b, dres, &km, r);                          // (nl, h) in ws.dtmp
     const real *dmlp = reduce_out_backward(m, cm, m->ws.dtmp);                      // (n, h)
     B->matmul_backward(m->ws.dff, dw->fc2w, NULL, dmlp, a->act, w->fc2w, n, ff, h);
-    bf16(m, m->ws.dff, nff);
     // fc1's output gradient: GELU's in place, SwiGLU's (twice as wide) in dfc1.
     real *dfc1 = c->swiglu ? m->ws.dfc1 : m->ws.dff;
-    if (c->swiglu) B->swiglu_backward(dfc1, a->fc1, m->ws.dff, n, ff);
-    else B->gelu_backward(dfc1, a->fc1, m->ws.dff, nff);
-    bf16(m, dfc1, nfc1);
+    real *dfc1b = dw->fc1b;  // the fc1 bias gradient, unless the fused GELU sweep sums it
+    if (!c->swiglu && m->fused) {
+        B->gelu_fused_backward(dfc1, dw->fc1b, a->fc1, m->ws.dff, n, ff, m->bf16);
+        dfc1b = NULL;
+    } else {
+        bf16(m, m->ws.dff, nff);
+        if (c->swiglu) B->swiglu_backward(dfc1, a->fc1, m->ws.dff, n, ff);
+        else B->gelu_backward(dfc1, a->fc1, m->ws.dff, nff);
+        bf16(m, dfc1, nfc1);
+    }
     // Under SP only the local LN rows were saved: gather them again (Megatron
     // re-runs this all-gather in backward rather than keep s rows).
     const real *in = gather_in(m, cm, a->ln2);
-    B->matmul_backward(m->ws.part, dw->fc1w, dw->fc1b, dfc1, in, w->fc1w, n, h, fc1);
+    B->matmul_backward(m->ws.part, dw->fc1w, dfc1b, dfc1, in, w->fc1w, n, h, fc1);
     ln_state l2 = {a->x2, a->ln2, a->ln2_mean, a->ln2_rstd, w->ln2w, dw->ln2w, dw->ln2b};
     ln_backward_into_residual(m, cm, m->ws.part, &l2, dres);                        // dres = d x2
 
     // Attention half.
-    B->bias_dropout_add_backward(m->ws.dtmp, dw->projb, dres, &ka, r, h);
-    bf16(m, m->ws.dtmp, nlh);
+    bias_dropout_add_backward(m, dw->projb, dres, &ka, r);
     const real *dproj = reduce_out_backward(m, cm, m->ws.dtmp);
     B->matmul_backward(m->ws.datty, dw->projw, NULL, dproj, a->atty, w->projw, n, hl, h);
     bf16(m, m->ws.datty, (size_t)n * (size_t)hl);
@@ -218,6 +246,23 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
 
 // ---- LM head and loss -----------------------------------------------------
 
+// From the logits' gradient (in ws.logits) to dx through the head's GEMM
+// and the final norm; returns this rank's share of the mean loss.
+static real head_backward(mt_model *m, mt_comm *cm, const real *x, const real *in, const real *head, real *dhead,
+                          real *dx, const real *loss, int ntok) {
+    const mt_backend *B = m->be;
+    int n = m->n, nl = m->n_l, h = m->h;
+    double total = 0;
+    for (int i = 0; i < n; i++) total += loss[i];
+    real mean = (real)(total / ntok);
+    if (!dx) return mean;
+    B->matmul_backward(m->ws.part, dhead, NULL, m->ws.logits, in, head, n, h, m->v_l);
+    const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)
+    B->norm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, m->norm, nl, h);
+    bf16(m, dx, (size_t)nl * (size_t)h);
+    return mean;
+}
+
 real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int *targets, real *dx, real dscale) {
     const mt_backend *B = m->be;
     int n = m->n, nl = m->n_l, h = m->h, vl = m->v_l;
@@ -229,6 +274,21 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     real *dhead = m->w.lm_head ? m->dw.lm_head : m->dw.wte;
     const real *in = gather_in(m, cm, m->ws.lnf);                       // (n, h)
     B->matmul_forward(m->ws.logits, in, head, NULL, n, h, vl);            // (n, Vp/t)
+    // The micro-batch's loss is the mean over all its s*b tokens; with
+    // context parallelism this rank holds 1/CP of them, so it returns its
+    // share of that mean (the CP ranks' shares add up in the logged sum, and
+    // their gradients in the dp-cp reduction). d loss_i = dscale / (s b).
+    int ntok = n * m->par->cp_size;
+    real dlog = dx ? dscale / (real)ntok : 0;
+    // With the whole vocabulary here (TP 1) the loss and its gradient come
+    // from one sweep over the logits (ops.h, xent_fused); under TP the
+    // three steps below exchange the row max and sums between them.
+    int fused = m->fused && m->par->tp_size == 1 && (!dx || dlog != 0);
+    if (fused) {
+        B->xent_fused(loss, rmax, sumexp, m->ws.logits, targets, dlog, m->V, vl, n, m->bf16);
+        B->sync();  // the host reads the per-token losses
+        return head_backward(m, cm, x, in, head, dhead, dx, loss, ntok);
+    }
     // Under --bf16 the head's GEMM writes bf16 logits and the cross-entropy
     // reads them in fp32 (Megatron's default: no --fp16-lm-cross-entropy).
     bf16(m, m->ws.logits, (size_t)n * (size_t)vl);
@@ -239,22 +299,10 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     mt_comm_tp_allreduce(cm, sumexp, 2 * (size_t)n);
     B->xent_loss(loss, rmax, sumexp, tlogit, n);
     B->sync();  // the host reads the per-token losses
-    // The micro-batch's loss is the mean over all its s*b tokens; with
-    // context parallelism this rank holds 1/CP of them, so it returns its
-    // share of that mean (the CP ranks' shares add up in the logged sum, and
-    // their gradients in the dp-cp reduction).
-    int ntok = n * m->par->cp_size;
-    double total = 0;
-    for (int i = 0; i < n; i++) total += loss[i];
-    real mean = (real)(total / ntok);
-    if (!dx) return mean;
-
-    // Backward: d loss_i = dscale / (s b) for each token; no communication.
-    B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)ntok, m->v0, vl, m->V, n);
-    bf16(m, m->ws.logits, (size_t)n * (size_t)vl);  // the fp32 gradient cast back to the bf16 logits'
-    B->matmul_backward(m->ws.part, dhead, NULL, m->ws.logits, in, head, n, h, vl);
-    const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)
-    B->norm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, m->norm, nl, h);
-    bf16(m, dx, (size_t)nl * (size_t)h);
-    return mean;
+    if (dx) {
+        // Backward: no communication.
+        B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dlog, m->v0, vl, m->V, n);
+        bf16(m, m->ws.logits, (size_t)n * (size_t)vl);  // the fp32 gradient cast back to the bf16 logits'
+    }
+    return head_backward(m, cm, x, in, head, dhead, dx, loss, ntok);
 }

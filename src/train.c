@@ -136,9 +136,16 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
         // Under --bf16 AdamW updates the fp32 main weights, whose bf16
         // rounding becomes the weights the next step computes with.
         real *w = m->main_mem ? m->main_mem + (a - o) : m->param_mem + a;
-        m->be->adamw_update(w, m->grad_mem + a, gscale, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
-                        (real)lr, (real)c->adam_beta1, (real)c->adam_beta2, (real)c->adam_eps,
-                        p->decay ? (real)c->weight_decay : 0);
+        real lrr = (real)lr, b1 = (real)c->adam_beta1, b2 = (real)c->adam_beta2, eps = (real)c->adam_eps;
+        real wd = p->decay ? (real)c->weight_decay : 0;
+        real *mm = m->m_mem + (a - o), *vv = m->v_mem + (a - o);
+        if (m->fused) {
+            // One pass: the bf16 compute copy written with the update.
+            real *pbf = m->main_mem ? m->param_mem + a : NULL;
+            m->be->adamw_fused(w, pbf, m->grad_mem + a, gscale, mm, vv, b - a, step, lrr, b1, b2, eps, wd);
+            continue;
+        }
+        m->be->adamw_update(w, m->grad_mem + a, gscale, mm, vv, b - a, step, lrr, b1, b2, eps, wd);
         if (m->main_mem) m->be->round_bf16(m->param_mem + a, w, b - a);
     }
     // Every DP rank updated its shard; gather the whole model back.

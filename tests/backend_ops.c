@@ -350,6 +350,45 @@ static void case_optimizer(ctx *t) {
     FREE(t, p, g, m, v);
 }
 
+// The fused sweeps (ops.h MT_OPS_FUSED), rounding off: bf16 rounding of
+// fp64 and fp32 values may land on different sides of a tie, which no NMSE
+// bound separates from a bug; tests/test_ops_fused.c checks the rounding
+// path bitwise against the CPU's chains.
+static void case_fused(ctx *t) {
+    int n = 37, f = 150;  // ragged column blocks
+    size_t nf = (size_t)n * f;
+    real *x = input(t, nf, 3, 0), *y = zeros(t, nf), *dy = input(t, nf, 1, 0), *db = input(t, f, 1, 0);
+    t->B->gelu_fused_forward(y, x, nf, 0);
+    output(t, "gelu_fused_forward", y, nf);
+    t->B->gelu_fused_backward(dy, db, x, dy, n, f, 0);
+    output(t, "gelu_fused_backward_dinp", dy, nf);
+    output(t, "gelu_fused_backward_dbias", db, f);
+    int h = 40;
+    mt_rows r = {24, 3, 5, 7, 0, 0};
+    mt_dropout_key key = {42, 3, 2, MT_SITE_ATTN_OUT, 0.25};
+    size_t nh = (size_t)r.rows * h;
+    real *res = input(t, nh, 1, 0), *inp = input(t, nh, 1, 0), *bias = input(t, h, 1, 0), *out = zeros(t, nh);
+    t->B->bias_dropout_add_fused_forward(out, res, inp, bias, &key, r, h, 0);
+    output(t, "bias_dropout_add_fused_forward", out, nh);
+    real *dinp = zeros(t, nh), *dbias = input(t, h, 1, 0);
+    t->B->bias_dropout_add_fused_backward(dinp, dbias, res, &key, r, h, 0);
+    output(t, "bias_dropout_add_fused_backward_dinp", dinp, nh);
+    output(t, "bias_dropout_add_fused_backward_dbias", dbias, h);
+    int nx = 21, vl = 80, V = 70;  // ten padding columns
+    real *logits = input(t, (size_t)nx * vl, 3, 0), *st = zeros(t, 3 * (size_t)nx);
+    int *tgt = ids(t, nx, V);
+    t->B->xent_fused(st, st + nx, st + 2 * nx, logits, tgt, (real)0.3, V, vl, nx, 0);
+    output(t, "xent_fused_stats", st, 3 * (size_t)nx);
+    output(t, "xent_fused_grad", logits, (size_t)nx * vl);
+    size_t np = 40000;
+    real *p = input(t, np, 1, 0), *g = input(t, np, 0.1, 0), *m = input(t, np, 0.01, 0);
+    real *v = input(t, np, 1e-4, 2e-3);
+    t->B->adamw_fused(p, NULL, g, (real)0.75, m, v, np, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8, (real)0.1);
+    output(t, "adamw_fused_param", p, np);
+    output(t, "adamw_fused_v", v, np);
+    FREE(t, x, y, dy, db, res, inp, bias, out, dinp, dbias, logits, st, tgt, p, g, m, v);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3 || (strcmp(argv[1], "write") && strcmp(argv[1], "check"))) {
         fprintf(stderr, "usage: backend_ops write|check FILE\n");
@@ -401,6 +440,7 @@ int main(int argc, char **argv) {
     case_flash(&t, 0.2, 4, 2, "_gqa");
     case_xent(&t);
     case_optimizer(&t);
+    case_fused(&t);
     fclose(t.f);
     printf("%d passed, %d failed (backend %s, %s, max nmse %.0e)\n", t.passed, t.failed, t.B->name,
            MT_PRECISION_NAME, MAX_NMSE);

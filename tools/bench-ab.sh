@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tools/bench-ab.sh 'LABEL|FLAGS' 'LABEL|FLAGS' ...: step times of two or
-# more trainer runs side by side, as a Markdown table. The rows' runs
+# tools/bench-ab.sh 'LABEL|FLAGS[|BINARY]' ...: step times of two or
+# more trainer runs side by side, as a Markdown table. BINARY (default
+# ./pretrain_gpt) compares builds, e.g. a copy of the one before a change. The rows' runs
 # alternate (A, B, ..., A, B, ...) for ROUNDS rounds, so that a change in the
 # machine's load hits every row alike; each run trains ITERS iterations on
 # one rank x THREADS threads and the median skips each run's first 2
@@ -11,10 +12,14 @@
 # e.g. tools/bench-ab.sh 'fp32|--config configs/small.conf' 'bf16|--config configs/small.conf --bf16'
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -ge 2 ] || { echo "usage: tools/bench-ab.sh 'LABEL|FLAGS' 'LABEL|FLAGS' ..." >&2; exit 2; }
 [ -x ./pretrain_gpt ] || { echo "tools/bench-ab.sh: ./pretrain_gpt is missing (run make)" >&2; exit 2; }
-for row in "$@"; do [[ "$row" == *"|"* ]] || { echo "tools/bench-ab.sh: '$row' is not LABEL|FLAGS" >&2; exit 2; }; done
+for row in "$@"; do
+  [[ "$row" == *"|"* ]] || { echo "tools/bench-ab.sh: '$row' is not LABEL|FLAGS" >&2; exit 2; }
+  IFS='|' read -r _ _ bin <<< "$row"
+  [ -z "$bin" ] || [ -x "$bin" ] || { echo "tools/bench-ab.sh: '$bin' is not an executable" >&2; exit 2; }
+done
 [ -f data/fortunes_train.bin ] || tools/get-data.sh > /dev/null
 ITERS=${ITERS:-8}; ROUNDS=${ROUNDS:-3}; THREADS=${THREADS:-2}
 envcmd=(env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS")
@@ -24,8 +29,9 @@ for r in $(seq "$ROUNDS"); do
   i=0
   for row in "$@"; do
     i=$((i + 1))
+    IFS='|' read -r _ flags bin <<< "$row"
     # shellcheck disable=SC2086
-    "${envcmd[@]}" ./pretrain_gpt ${row#*|} --train-iters "$ITERS" --eval-interval 0 \
+    "${envcmd[@]}" "${bin:-./pretrain_gpt}" $flags --train-iters "$ITERS" --eval-interval 0 \
       --metrics-file "$tmp/$i.$r.json" > "$tmp/$i.$r.log" 2>&1 ||
       { echo "tools/bench-ab.sh: '${row%%|*}' failed: $(tail -n 1 "$tmp/$i.$r.log")" >&2; exit 1; }
   done

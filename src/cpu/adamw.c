@@ -5,12 +5,30 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "fused.h"
 #include "vmath.h"
 
 // In the build's precision, as PyTorch and apex do (fp32 arithmetic for
 // fp32 weights); the bias corrections are computed once, in double. The
 // clip coefficient rides along as gscale, so clipping costs no extra pass
 // over the gradients (this loop is memory-bound: 28 bytes per element).
+// One pass over p, g, m and v (and pbf under --bf16: its rounding of the
+// updated weight, written while the value is in a register rather than in a
+// second sweep over the parameters). The loop is memory-bound, so it is
+// threaded in contiguous static blocks, each streamed once.
+MT_INLINE void adamw_elem(real *p, real *pbf, const real *g, real gscale, real *m, real *v, size_t i, real c1, real c2,
+                          real lr, real b1, real b2, real eps, real wd, int bf) {
+    const real one = 1;
+    real gi = g[i] * gscale, pi = p[i];
+    real mi = b1 * m[i] + (one - b1) * gi;
+    real vi = b2 * v[i] + (one - b2) * gi * gi;
+    pi -= lr * ((mi / c1) / (MT_SQRT(vi / c2) + eps) + wd * pi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi;
+    if (bf) pbf[i] = mt_round_if(pi, 1);
+}
+
 void mt_adamw_update(real *p,       // (n)
                      const real *g, // (n) unclipped
                      real gscale,   // clip coefficient (1: none)
@@ -18,17 +36,24 @@ void mt_adamw_update(real *p,       // (n)
                      real *v,       // (n) second moment
                      size_t n, int t, real lr, real b1, real b2, real eps, real wd) {
     const real c1 = (real)(1.0 - pow((double)b1, t)), c2 = (real)(1.0 - pow((double)b2, t));
-    const real one = 1;
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        real gi = g[i] * gscale, pi = p[i];
-        real mi = b1 * m[i] + (one - b1) * gi;
-        real vi = b2 * v[i] + (one - b2) * gi * gi;
-        pi -= lr * ((mi / c1) / (MT_SQRT(vi / c2) + eps) + wd * pi);
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = pi;
+    for (size_t i = 0; i < n; i++) adamw_elem(p, NULL, g, gscale, m, v, i, c1, c2, lr, b1, b2, eps, wd, 0);
+}
+
+// The same pass writing pbf, the rounding of the updated weight, while the
+// value is in a register rather than in a second sweep over the parameters
+// (the flag tested outside the loop, see gelu.c).
+void mt_adamw_fused(real *p,       // (n) fp32 weights (the main weights under --bf16)
+                    real *pbf,     // (n) their bf16 compute copy, or NULL
+                    const real *g, // (n) unclipped
+                    real gscale, real *m, real *v, size_t n, int t, real lr, real b1, real b2, real eps, real wd) {
+    if (!pbf) {
+        mt_adamw_update(p, g, gscale, m, v, n, t, lr, b1, b2, eps, wd);
+        return;
     }
+    const real c1 = (real)(1.0 - pow((double)b1, t)), c2 = (real)(1.0 - pow((double)b2, t));
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) adamw_elem(p, pbf, g, gscale, m, v, i, c1, c2, lr, b1, b2, eps, wd, 1);
 }
 
 // Elements per partial sum. Fixed chunks summed in chunk order make the

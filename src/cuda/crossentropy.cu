@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "bf16.h"
+
 static int valid_cols(int v0, int vl, int V) { return MT_MAX(0, MT_MIN(vl, V - v0)); }
 
 // One warp per row.
@@ -77,5 +79,47 @@ extern "C" void mt_cuda_xent_backward(real *dlogits, const real *logits, const r
     if (n <= 0) return;
     xent_backward_kernel<<<blocks_for((size_t)n * vl, 256), 256>>>(dlogits, logits, rmax, sumexp, targets, scale, v0,
                                                                    valid_cols(v0, vl, V), vl, n);
+    LAUNCH_CHECK();
+}
+
+// ---- fused (ops.h xent_fused): TP 1, one warp per row, every step of the
+// row in one kernel: round (bf16), max, sum, loss, gradient (round).
+__global__ static void xent_fused_kernel(real *loss, real *rmax, real *sumexp, real *logits, const int *targets,
+                                         real scale, int nv, int vl, int n, int bf) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= n) return;
+    real *l = logits + (size_t)row * vl;
+    if (bf) {
+        for (int j = lane; j < vl; j += 32) l[j] = mt_bf16_round(l[j]);
+        __syncwarp();
+    }
+    float m = -INFINITY;
+    for (int j = lane; j < nv; j += 32) m = fmaxf(m, l[j]);
+    m = warp_max(m);
+    double s = 0;
+    for (int j = lane; j < nv; j += 32) s += (double)expf(l[j] - m);
+    s = warp_sum(s);
+    int t = targets[row];
+    real tl = t >= 0 && t < nv ? l[t] : 0.0f;
+    real se = (real)s;
+    __syncwarp();  // every lane has read l[t] before any overwrites it
+    if (lane == 0) {
+        rmax[row] = m;
+        sumexp[row] = se;
+        loss[row] = (real)(log((double)se) + (double)m - (double)tl);
+    }
+    if (scale == 0) return;
+    float sinv = (float)(scale / (double)se);
+    for (int j = lane; j < vl; j += 32) {
+        float d = j < nv ? expf(l[j] - m) * sinv : 0.0f;
+        if (j == t) d -= scale;
+        l[j] = bf ? mt_bf16_round(d) : d;
+    }
+}
+extern "C" void mt_cuda_xent_fused(real *loss, real *rmax, real *sumexp, real *logits, const int *targets, real dscale,
+                                   int V, int vl, int n, int bf16) {
+    if (n <= 0) return;
+    xent_fused_kernel<<<blocks_for((size_t)n, 8), 256>>>(loss, rmax, sumexp, logits, targets, dscale,
+                                                         valid_cols(0, vl, V), vl, n, bf16);
     LAUNCH_CHECK();
 }

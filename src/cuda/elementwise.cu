@@ -3,6 +3,8 @@
 // mt_keep_at), keyed by global indices, so they equal the CPU's bit for bit.
 #include "cuda_common.cuh"
 
+#include "bf16.h"
+
 #define GELU_K 0.7978845608028654f
 #define GELU_C 0.044715f
 
@@ -76,6 +78,65 @@ extern "C" void mt_cuda_bias_dropout_add_backward(real *dinp, real *dbias, const
 }
 extern "C" void mt_cuda_dropout_forward(real *x, const mt_dropout_key *k, mt_rows r, int h) { dropout_apply(x, x, k, r, h); }
 extern "C" void mt_cuda_dropout_backward(real *dx, const mt_dropout_key *k, mt_rows r, int h) { dropout_apply(dx, dx, k, r, h); }
+
+// ---- fused sweeps (ops.h MT_OPS_FUSED): the chains above in fewer passes -------
+
+__device__ static inline real round_if(real x, int on) { return on ? mt_bf16_round(x) : x; }
+
+__global__ static void gelu_fused_forward_kernel(real *out, real *inp, size_t n, int bf) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    real x = round_if(inp[i], bf);
+    if (bf) inp[i] = x;
+    out[i] = round_if(0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x))), bf);
+}
+extern "C" void mt_cuda_gelu_fused_forward(real *out, real *inp, size_t n, int bf16) {
+    if (!n) return;
+    gelu_fused_forward_kernel<<<blocks_for(n, 256), 256>>>(out, inp, n, bf16);
+    LAUNCH_CHECK();
+}
+
+__global__ static void gelu_fused_backward_kernel(real *dinp, const real *inp, const real *dout, size_t n, int bf) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    real x = inp[i];
+    real t = tanhf(GELU_K * (x + GELU_C * x * x * x));
+    real du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    dinp[i] = round_if((0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du) * round_if(dout[i], bf), bf);
+}
+// The column sum stays a second kernel here (the CPU folds it into the sweep).
+extern "C" void mt_cuda_gelu_fused_backward(real *dinp, real *dbias, const real *inp, const real *dout, int n, int f,
+                                            int bf16) {
+    size_t e = (size_t)n * f;
+    if (!e) return;
+    gelu_fused_backward_kernel<<<blocks_for(e, 256), 256>>>(dinp, inp, dout, e, bf16);
+    LAUNCH_CHECK();
+    if (dbias) mt_cuda_colsum_accumulate(dbias, dinp, n, f);
+}
+
+__global__ static void bda_fused_kernel(real *out, const real *res, const real *inp, const real *bias, mt_cuda_mask a,
+                                        mt_rows r, int h, int bf) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)r.rows * h) return;
+    size_t i = e / h;
+    int j = (int)(e % h);
+    real v = inp[e] + (bias ? bias[j] : 0.0f);
+    out[e] = round_if(res[e] + (!a.on ? v : mt_cuda_apply(v, hidden_keep(a, r, i, j))), bf);
+}
+extern "C" void mt_cuda_bias_dropout_add_fused_forward(real *out, const real *res, const real *inp, const real *bias,
+                                                       const mt_dropout_key *k, mt_rows r, int h, int bf16) {
+    size_t n = (size_t)r.rows * h;
+    if (!n) return;
+    bda_fused_kernel<<<blocks_for(n, 256), 256>>>(out, res, inp, bias, mt_cuda_mask_of(k), r, h, bf16);
+    LAUNCH_CHECK();
+}
+
+// dbias sums the unrounded gradient, so the rounding follows the column sum.
+extern "C" void mt_cuda_bias_dropout_add_fused_backward(real *dinp, real *dbias, const real *dout,
+                                                        const mt_dropout_key *k, mt_rows r, int h, int bf16) {
+    mt_cuda_bias_dropout_add_backward(dinp, dbias, dout, k, r, h);
+    if (bf16) mt_cuda_round_bf16(dinp, dinp, (size_t)r.rows * h);
+}
 
 // ---- embeddings -----------------------------------------------------------------
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# suite_fused.sh: the fused sweeps (ops.h MT_OPS_FUSED, docs/design.md
+# "Fused sweeps") change no bit of a training run. Each case trains the tiny
+# model twice, fused (the default) and op by op (the test hook
+# MT_INJECT_BUG=unfused), with hidden and attention dropout on, gradient
+# clipping, and a vocabulary with padding columns, and demands identical
+# --dump-params files and identical per-iteration losses and gradient norms.
+# Cases: fp32, --bf16, the fp64 build, Llama blocks (SwiGLU, RMSNorm, no
+# biases: GELU's fusion off, the rest on), TP 2 + SP (the cross-entropy's
+# three steps under TP), DP 2 with the distributed optimizer under --bf16
+# (AdamW's bf16 copy on each shard). Negative control: the same comparison
+# sees a one-step difference in --seed. tests/test_ops_fused.c holds the
+# op-level checks.
+source "$(dirname "$0")/lib.sh"
+export OMP_WAIT_POLICY=PASSIVE
+base="$(tiny_model) --vocab-size 250 --hidden-dropout 0.1 --attention-dropout 0.1 --clip-grad 0.5 --train-iters 6"
+
+# same A B: the two runs' dumps and loss/grad-norm lines are bitwise equal.
+same() {
+  cmp -s "$1.st" "$2.st" || { echo "parameters differ"; return 1; }
+  local la lb
+  la=$(grep -o '"lm_loss": [^,]*, "grad_norm": [^,]*' "$1.json"); lb=$(grep -o '"lm_loss": [^,]*, "grad_norm": [^,]*' "$2.json")
+  [ -n "$la" ] || { echo "no losses in $1.json"; return 1; }
+  [ "$la" = "$lb" ] || { echo "losses or gradient norms differ"; return 1; }
+}
+
+check() {  # NAME NP BIN FLAGS...
+  local name=$1 np=$2 bin=$3; shift 3
+  mt_run "$T/$name.f" "$np" "$bin" $base "$@" || { not_ok "fused_bitwise_$name" "fused run failed: $(tail -n 1 "$T/$name.f.log")"; return; }
+  MT_INJECT_BUG=unfused mt_run "$T/$name.u" "$np" "$bin" $base "$@" ||
+    { not_ok "fused_bitwise_$name" "unfused run failed: $(tail -n 1 "$T/$name.u.log")"; return; }
+  grep -q "deliberate bug" "$T/$name.u.log" || { not_ok "fused_bitwise_$name" "the hook did not take effect"; return; }
+  local why; if why=$(same "$T/$name.f" "$T/$name.u"); then ok "fused_bitwise_$name"; else not_ok "fused_bitwise_$name" "$why"; fi
+}
+
+check fp32 1 ./pretrain_gpt
+check bf16 1 ./pretrain_gpt --bf16
+check fp64 1 ./pretrain_gpt_fp64
+check llama 1 ./pretrain_gpt --bf16 --swiglu --normalization RMSNorm --disable-bias-linear --position-embedding-type rope
+check tp2_sp 2 ./pretrain_gpt --tensor-model-parallel-size 2 --sequence-parallel
+check dp2_distopt_bf16 2 ./pretrain_gpt --use-distributed-optimizer --bf16
+
+# Negative control: the comparison must see a real difference.
+mt_run "$T/seed.a" 1 ./pretrain_gpt $base --seed 1 && mt_run "$T/seed.b" 1 ./pretrain_gpt $base --seed 2
+if same "$T/seed.a" "$T/seed.b" > /dev/null; then not_ok fused_compare_sees_difference "two seeds compare equal"
+else ok fused_compare_sees_difference; fi
