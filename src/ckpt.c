@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "input.h"
 #include "safetensors.h"
 #include "shard.h"
 
@@ -220,14 +222,19 @@ static int find_latest(const char *dir, int *iter, char *err, size_t errlen) {
     struct stat sb;
     if (stat(dir, &sb) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "--load %s: %s", dir, strerror(errno)), -1);
     if (!S_ISDIR(sb.st_mode)) { snprintf(err, errlen, "--load %s: not a directory", dir); return -1; }
-    FILE *f = fopen(join(dir, LATEST).path, "r");
-    if (!f) return errno == ENOENT ? 0 : (snprintf(err, errlen, "--load %s/%s: %s", dir, LATEST, strerror(errno)), -1);
-    char line[64] = "";
-    char *got = fgets(line, sizeof line, f);
-    fclose(f);
-    char *end;
-    long v = got ? strtol(line, &end, 10) : -1;
-    if (!got || end == line || (*end && *end != '\n') || v < 1 || v > 1000000000) {
+    // Bounded and non-blocking (input.h): a FIFO or a device as the latest
+    // file is refused, not waited on.
+    pathbuf lp = join(dir, LATEST);
+    if (access(lp.path, F_OK) != 0 && errno == ENOENT) return 0;
+    char why[1400];
+    size_t len = 0;
+    char *line = mt_input_read_small(lp.path, "--load", 64, 0, &len, why, sizeof why);
+    if (!line) { snprintf(err, errlen, "%s", why); return -1; }
+    if (len && line[len - 1] == '\n') line[len - 1] = 0;
+    long long v;
+    int bad = mt_parse_ll(line, 1, 1000000000, &v);
+    free(line);
+    if (bad) {
         snprintf(err, errlen, "--load %s/%s: expected a positive iteration number", dir, LATEST);
         return -1;
     }
@@ -250,7 +257,9 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
         const char *v = mt_st_meta(f, rules[i].key);
         if (!v) { snprintf(err, errlen, "%s: metadata lacks %s", path, rules[i].key); return -1; }
-        if (strtol(v, NULL, 10) != rules[i].want) {
+        long long got;
+        // Strict (input.h): "4abc" is not 4.
+        if (mt_parse_ll(v, 0, INT_MAX, &got) || got != rules[i].want) {
             snprintf(err, errlen, "%s: checkpoint has %s %s but %s is %ld", path, rules[i].key, v, rules[i].flag, rules[i].want);
             return -1;
         }
@@ -271,8 +280,12 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
     }
     const char *it = mt_st_meta(f, "iteration"), *cs = mt_st_meta(f, "consumed_samples");
     if (!it || !cs) { snprintf(err, errlen, "%s: metadata lacks iteration or consumed_samples", path); return -1; }
-    st->iteration = (int)strtol(it, NULL, 10);
-    st->consumed_samples = strtoull(cs, NULL, 10);
+    long long iv;
+    if (mt_parse_ll(it, 1, 1000000000, &iv) || mt_parse_u64(cs, &st->consumed_samples)) {
+        snprintf(err, errlen, "%s: metadata iteration '%.40s' or consumed_samples '%.40s' is not a non-negative integer", path, it, cs);
+        return -1;
+    }
+    st->iteration = (int)iv;
     return 0;
 }
 

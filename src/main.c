@@ -21,6 +21,7 @@
 #include "hf.h"
 #include "layers.h"
 #include "model.h"
+#include "outputs.h"
 #include "parallel.h"
 #include "schedule.h"
 #include "shard.h"
@@ -112,27 +113,48 @@ static void setup_data(run *r) {
     if (r->train.nsamples == 0)
         mt_fail_all(loud, MT_EXIT_USAGE, "%s: the training split has %zu tokens, fewer than --seq-length + 1 (%d)", tp, r->train.ntok, T + 1);
     if (c->eval_interval > 0 && (!r->has_valid || r->valid.nsamples == 0))
-        mt_fail_all(loud, MT_EXIT_USAGE, "--eval-interval %d needs a validation split of at least --seq-length + 1 (%d) tokens (--split or --valid-data-path)", c->eval_interval, T + 1);
+        mt_fail_all(loud, MT_EXIT_USAGE, "--eval-interval %d needs a validation split of at least --seq-length + 1 (%d) tokens (%s)",
+                    c->eval_interval, T + 1, c->train_data_path[0] ? "--valid-data-path" : "--split");
 }
 
-// Output files are checked before training, not found unwritable after it:
-// rank 0 creates (and removes) each path's temporary sibling.
-static void check_outputs(const run *r) {
-    const mt_config *c = &r->cfg;
-    const char *flags[] = {"--export-llmc", "--dump-params", "--timeline", "--metrics-file"};
-    const char *paths[] = {c->export_llmc, c->dump_params, c->timeline, c->metrics_file};
-    char err[1400] = "";
-    if (r->par.world_rank == 0)
-        for (int i = 0; i < 4 && !err[0]; i++) {
-            if (!paths[i][0]) continue;
-            char tmp[1100];
-            snprintf(tmp, sizeof tmp, "%s.tmp", paths[i]);
-            FILE *f = fopen(tmp, "w");
-            if (!f) snprintf(err, sizeof err, "%s %s: cannot write there (%s)", flags[i], paths[i], strerror(errno));
-            else { fclose(f); unlink(tmp); }
-        }
+// Output files are checked before any work, not found unwritable after it
+// (outputs.h): rank 0 decides, every rank exits on its verdict.
+static void check_outputs(const run *r, int argc, char **argv) {
+    char err[2600] = "";
+    if (r->par.world_rank == 0) mt_outputs_check(&r->cfg, argc, argv, err, sizeof err);
     MPI_Bcast(err, sizeof err, MPI_CHAR, 0, MPI_COMM_WORLD);
     if (err[0]) mt_fail_all(r->par.world_rank == 0, MT_EXIT_USAGE, "%s", err);
+}
+
+// Rank 0 alone reads the flags' files (--config; a FIFO or /dev/stdin can
+// be read once only) and validates them; the others receive its verdict
+// and, on success, the whole config (mt_config holds no pointers).
+static void parse_config(mt_config *c, int argc, char **argv, int rank) {
+    char err[8192] = "";
+    int rc = rank == 0 ? mt_config_parse_report(c, argc, argv, 1, err, sizeof err) : 0;
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rc) {
+        MPI_Bcast(err, sizeof err, MPI_CHAR, 0, MPI_COMM_WORLD);
+        mt_fail_all(rank == 0, -rc, "%s", err);
+    }
+    MPI_Bcast(c, sizeof *c, MPI_BYTE, 0, MPI_COMM_WORLD);
+}
+
+// A resumed run that trains nothing must say so (it is no silent no-op):
+// at exactly --train-iters it goes on to write the outputs (exporting a
+// checkpoint is a use), beyond it is a mistake; a --dump-step the
+// checkpoint already passed would never dump.
+static void check_resume(const run *r) {
+    const mt_config *c = &r->cfg;
+    int loud = r->par.world_rank == 0, at = r->start.iteration;
+    if (at > c->train_iters)
+        mt_fail_all(loud, MT_EXIT_USAGE, "--train-iters %d is below the iteration %d of the checkpoint in --load %s: nothing to train",
+                    c->train_iters, at, c->load);
+    if (c->dump_step && c->dump_step <= at)
+        mt_fail_all(loud, MT_EXIT_USAGE, "--dump-step %d: the checkpoint in --load %s is already at iteration %d, so it would never dump",
+                    c->dump_step, c->load, at);
+    if (at == c->train_iters && loud)
+        printf("nothing to train: the checkpoint in %s is at --train-iters %d already; writing the requested outputs only\n", c->load, at);
 }
 
 // --init-from: the llm.c file's header or the Hugging Face directory's
@@ -464,7 +486,7 @@ int main(int argc, char **argv) {
             return 0;
         }
     mt_config *c = &r.cfg;
-    mt_config_parse(c, argc, argv, loud);
+    parse_config(c, argc, argv, rank);
     if (c->init_from[0]) apply_init_header(&r, rank);
     mt_config_finish(c, world, loud);
     init_device(loud, c->bf16);
@@ -479,7 +501,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     check_formats(&r);
-    check_outputs(&r);
+    check_outputs(&r, argc, argv);
     setup_data(&r);
     r.rss_before_model = mt_rss_bytes();
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
@@ -495,6 +517,7 @@ int main(int argc, char **argv) {
         if (loud && resumed) printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)\n", c->load,
                                     r.start.iteration, (unsigned long long)r.start.consumed_samples);
         if (loud && !resumed) printf("no checkpoint in %s yet: starting fresh\n", c->load);
+        check_resume(&r);
     }
     // A checkpoint found by --load wins over --init-from (Megatron's rule),
     // so one command line both starts and resumes a run.
