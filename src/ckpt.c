@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt_meta.h"
 #include "input.h"
 #include "safetensors.h"
 #include "shard.h"
@@ -217,29 +218,10 @@ int mt_ckpt_save(const mt_model *m, const char *dir, mt_ckpt_state st, char *err
 
 // ---- load -----------------------------------------------------------------
 
-// Rank 0: the iteration named by DIR's latest file; 0 when there is none yet.
+// Rank 0: the iteration named by DIR's latest file; 0 when there is none
+// yet (ckpt_meta.c: strict, bounded, never blocks on a FIFO).
 static int find_latest(const char *dir, int *iter, char *err, size_t errlen) {
-    struct stat sb;
-    if (stat(dir, &sb) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "--load %s: %s", dir, strerror(errno)), -1);
-    if (!S_ISDIR(sb.st_mode)) { snprintf(err, errlen, "--load %s: not a directory", dir); return -1; }
-    // Bounded and non-blocking (input.h): a FIFO or a device as the latest
-    // file is refused, not waited on.
-    pathbuf lp = join(dir, LATEST);
-    if (access(lp.path, F_OK) != 0 && errno == ENOENT) return 0;
-    char why[1400];
-    size_t len = 0;
-    char *line = mt_input_read_small(lp.path, "--load", 64, 0, &len, why, sizeof why);
-    if (!line) { snprintf(err, errlen, "%s", why); return -1; }
-    if (len && line[len - 1] == '\n') line[len - 1] = 0;
-    long long v;
-    int bad = mt_parse_ll(line, 1, 1000000000, &v);
-    free(line);
-    if (bad) {
-        snprintf(err, errlen, "--load %s/%s: expected a positive iteration number", dir, LATEST);
-        return -1;
-    }
-    *iter = (int)v;
-    return 1;
+    return mt_ckpt_latest(dir, iter, err, errlen);
 }
 
 // Rank 0: the metadata must describe the model the flags describe.
@@ -278,15 +260,7 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
             return -1;
         }
     }
-    const char *it = mt_st_meta(f, "iteration"), *cs = mt_st_meta(f, "consumed_samples");
-    if (!it || !cs) { snprintf(err, errlen, "%s: metadata lacks iteration or consumed_samples", path); return -1; }
-    long long iv;
-    if (mt_parse_ll(it, 1, 1000000000, &iv) || mt_parse_u64(cs, &st->consumed_samples)) {
-        snprintf(err, errlen, "%s: metadata iteration '%.40s' or consumed_samples '%.40s' is not a non-negative integer", path, it, cs);
-        return -1;
-    }
-    st->iteration = (int)iv;
-    return 0;
+    return mt_ckpt_meta_state(f, path, st, err, errlen);
 }
 
 // Rank 0: the tensor `name` of file f with the parameter's shape, finite.

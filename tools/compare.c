@@ -27,6 +27,7 @@
 // one side or its shape differs; 2 for bad arguments or an unreadable file.
 #include "common.h"
 #include "safetensors.h"
+#include "input.h"
 
 #include <float.h>
 #include <math.h>
@@ -143,9 +144,8 @@ static int mt_cmp_by_rel_rms(const void *x, const void *y) {
 }
 
 static double mt_cmp_number(const char *flag, const char *s) {
-    char *end;
-    double v = s ? strtod(s, &end) : NAN;
-    if (!s || end == s || *end || !(v >= 0) || !isfinite(v)) {
+    double v = NAN;
+    if (!s || mt_parse_double(s, &v) || !(v >= 0)) {
         char why[256];
         snprintf(why, sizeof why, "%s needs a finite number >= 0, got '%s'", flag, s ? s : "(nothing)");
         mt_cmp_usage(why);
