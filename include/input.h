@@ -26,7 +26,8 @@ int mt_parse_double(const char *s, double *out);
 // swapped path) and refuses anything but a regular file, naming it in err as
 // "WHAT PATH: reason" (what may be "" for just the path). O_NONBLOCK is
 // cleared again before returning, so reads behave as usual. Returns the
-// descriptor (close it), or -1.
+// descriptor (close it), or -1 with errno: open's own, EISDIR for a
+// directory, ENODEV for anything else that is not a regular file.
 int mt_input_open(const char *path, const char *what, struct stat *sb, char *err, size_t errlen);
 
 // Reads a small text input whole: a regular file of at most max bytes, or,

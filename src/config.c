@@ -363,7 +363,11 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
             const char *at = strstr(bugs, sites[k]);
             if (!at) continue;
             c->bug_fail_site = k;
-            c->bug_fail_rank = atoi(at + strlen(sites[k]));
+            // The rank number runs to the next ',' (strict: "x" is not rank 0).
+            char num[16] = "";
+            const char *q = at + strlen(sites[k]);
+            snprintf(num, sizeof num, "%.*s", (int)strcspn(q, ","), q);
+            if (mt_parse_int(num, 0, INT_MAX, &c->bug_fail_rank)) c->bug_fail_rank = -1;
         }
         if (p->loud) fprintf(stderr, "warning: MT_INJECT_BUG=%s: a deliberate bug is planted (test negative control)\n", bugs);
     }

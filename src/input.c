@@ -66,22 +66,26 @@ static void say(char *err, size_t errlen, const char *what, const char *path, co
 int mt_input_open(const char *path, const char *what, struct stat *sb, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
+        int e = errno;
         char why[160];
-        snprintf(why, sizeof why, "cannot open (%s)", strerror(errno));
+        snprintf(why, sizeof why, "cannot open (%s)", strerror(e));
         say(err, errlen, what, path, why);
+        errno = e;
         return -1;
     }
     const char *why = NULL;
-    if (fstat(fd, sb)) why = "cannot stat";
-    else if (S_ISDIR(sb->st_mode)) why = "is a directory, expected a file";
-    else if (!S_ISREG(sb->st_mode)) why = "not a regular file (a FIFO, device or socket is refused)";
+    int e = 0;
+    if (fstat(fd, sb)) why = "cannot stat", e = errno;
+    else if (S_ISDIR(sb->st_mode)) why = "is a directory, expected a file", e = EISDIR;
+    else if (!S_ISREG(sb->st_mode)) why = "not a regular file (a FIFO, device or socket is refused)", e = ENODEV;
     else {
         int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) why = "cannot clear O_NONBLOCK";
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) why = "cannot clear O_NONBLOCK", e = errno;
     }
     if (why) {
         say(err, errlen, what, path, why);
         close(fd);
+        errno = e;
         return -1;
     }
     return fd;

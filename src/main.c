@@ -197,6 +197,29 @@ static void apply_init_header(run *r, int world_rank) {
     if (mt_llmc_supports(c, err, sizeof err)) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s: %s", c->init_from, err);
 }
 
+// Every size product checked before any allocation: the parameters,
+// gradients and two AdamW moments this rank will hold (a rough share, 1 /
+// (TP x PP) of the model) must fit in the machine's memory, or the run is
+// refused with one line naming where the sizes came from, instead of an
+// out-of-memory failure (a huge padded vocabulary in an llm.c header, a
+// huge --max-position-embeddings).
+static void check_memory_fits(const run *r) {
+    const mt_config *c = &r->cfg;
+    int n = 0;
+    mt_param *all = mt_params_global(c, &n);
+    long double elems = 0;
+    for (int i = 0; i < n; i++) elems += (long double)all[i].rows * (long double)all[i].cols;
+    free(all);
+    long double need = elems * 4 * sizeof(real) / ((long double)c->tp * c->pp);
+    long double have = (long double)sysconf(_SC_PHYS_PAGES) * (long double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > have)
+        mt_fail_all(r->par.world_rank == 0, MT_EXIT_USAGE,
+                    "%s%s: the model's %.4Lg parameters need about %.1Lf GiB per rank (weights, gradients, AdamW moments; TP %d x PP %d), "
+                    "more than this machine's %.1Lf GiB",
+                    c->init_from[0] ? "--init-from " : "the model flags (--vocab-size, --hidden-size, --num-layers, --max-position-embeddings)",
+                    c->init_from, elems, need / (1024.0L * 1024 * 1024), c->tp, c->pp, have / (1024.0L * 1024 * 1024));
+}
+
 // The file formats the outputs need must fit the model: refused before any work.
 static void check_formats(const run *r) {
     const mt_config *c = &r->cfg;
@@ -501,6 +524,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     check_formats(&r);
+    check_memory_fits(&r);
     check_outputs(&r, argc, argv);
     setup_data(&r);
     r.rss_before_model = mt_rss_bytes();
