@@ -200,8 +200,8 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
 // caller releases them (release), as does any error on the way.
 static void read_config_file(const char *path, parse_ctx *p) {
     // Read whole and bounded (input.h): a FIFO without a writer, /dev/zero or
-    // a huge file is one line, never a hang or unbounded memory. A stream
-    // ("-", /dev/stdin, a pipe) is allowed: the flag documents it.
+    // a huge file is one line, never a hang or unbounded memory. Standard
+    // input ("-", /dev/stdin) may be a pipe: the flag documents it.
     char why[1400];
     size_t len = 0;
     p->text = mt_input_read_small(path, "--config", MT_CONFIG_MAX_BYTES, 1, &len, why, sizeof why);

@@ -137,11 +137,14 @@ static char *read_stream(int fd, const char *what, const char *path, size_t max,
 char *mt_input_read_small(const char *path, const char *what, size_t max, int allow_stream, size_t *len,
                           char *err, size_t errlen) {
     struct stat sb;
-    if (allow_stream) {
-        int fd = !strcmp(path, "-") ? dup(0) : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    // Only standard input may be a stream: a named FIFO or a device given as
+    // a path is refused like any other non-regular file.
+    int is_stdin = !strcmp(path, "-") || !strcmp(path, "/dev/stdin") || !strcmp(path, "/proc/self/fd/0") || !strcmp(path, "/dev/fd/0");
+    if (allow_stream && is_stdin) {
+        int fd = dup(0);
         if (fd >= 0 && fstat(fd, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISCHR(sb.st_mode) || S_ISSOCK(sb.st_mode))) {
-            // A named FIFO opened O_NONBLOCK reads EOF at once when no writer
-            // is there yet; reading blocking is what "a stream" means.
+            // Standard input may have been left non-blocking by whoever
+            // started us; reading blocking is what "a stream" means.
             int fl = fcntl(fd, F_GETFL);
             if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
             char *b = read_stream(fd, what, path, max, len, err, errlen);
@@ -149,7 +152,10 @@ char *mt_input_read_small(const char *path, const char *what, size_t max, int al
             return b;
         }
         if (fd >= 0) close(fd);
-        if (!strcmp(path, "-")) { say(err, errlen, what, path, "standard input is not readable"); return NULL; }
+        if (!strcmp(path, "-")) {
+            if (fd < 0) { say(err, errlen, what, path, "standard input is not readable"); return NULL; }
+            path = "/dev/stdin";  // a regular file on standard input
+        }
     }
     int fd = mt_input_open(path, what, &sb, err, errlen);
     if (fd < 0) return NULL;

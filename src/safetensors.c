@@ -49,6 +49,11 @@ int st_fail(const st_ctx *c, const char *fmt, ...) {
             vsnprintf(c->err + k, c->errlen - (size_t)k, fmt, ap);
             va_end(ap);
         }
+        // A name from the file may hold any byte once its JSON escapes are
+        // decoded ("\n"): the message stays one printable line (found by
+        // tests/fuzz/fuzz_generate.c).
+        for (char *q = c->err; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
     }
     return -1;
 }

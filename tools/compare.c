@@ -52,8 +52,9 @@ typedef struct {
 static const char *const mt_cmp_bound_names[3] = {"max_abs", "rel_rms", "max_rel"};
 
 static _Noreturn void mt_cmp_usage(const char *why) {
-    fprintf(stderr, "compare: error: %s\nusage: compare A.safetensors B.safetensors [--top K] "
-                    "[--max-abs X] [--max-rel-rms Y] [--max-rel Z]\n", why);
+    // One line (docs/bad-input.md): the error, then the usage in brackets.
+    fprintf(stderr, "compare: error: %s (usage: compare A.safetensors B.safetensors [--top K] "
+                    "[--max-abs X] [--max-rel-rms Y] [--max-rel Z])\n", why);
     exit(MT_EXIT_USAGE);
 }
 
