@@ -11,7 +11,15 @@
 
 #include "input.h"
 
-int mt_ckpt_meta_state(const mt_st_file *f, const char *path, mt_ckpt_state *st, char *err, size_t errlen) {
+// Values echoed from a file may hold control bytes: the line stays one
+// printable line (found by tests/fuzz/fuzz_ckpt_meta.c).
+static int one_line(int rc, char *err) {
+    for (char *q = err; rc && *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
+    return rc;
+}
+
+static int meta_state(const mt_st_file *f, const char *path, mt_ckpt_state *st, char *err, size_t errlen) {
     const char *it = mt_st_meta(f, "iteration"), *cs = mt_st_meta(f, "consumed_samples");
     if (!it || !cs) { snprintf(err, errlen, "%s: metadata lacks iteration or consumed_samples", path); return -1; }
     long long iv;
@@ -45,7 +53,7 @@ static const meta_flag MAP[] = {
 };
 enum { NMAP = sizeof MAP / sizeof MAP[0] };
 
-int mt_ckpt_meta_config(const mt_st_file *f, const char *path, mt_config *c, char *err, size_t errlen) {
+static int meta_config(const mt_st_file *f, const char *path, mt_config *c, char *err, size_t errlen) {
     const char *fmt = mt_st_meta(f, "format");
     if (!fmt || strcmp(fmt, MT_CKPT_FORMAT)) {
         snprintf(err, errlen, "%s: not a megatron.c checkpoint (format '%.60s')", path, fmt ? fmt : "missing");
@@ -105,6 +113,14 @@ int mt_ckpt_meta_config(const mt_st_file *f, const char *path, mt_config *c, cha
         return -1;
     }
     return 0;
+}
+
+int mt_ckpt_meta_state(const mt_st_file *f, const char *path, mt_ckpt_state *st, char *err, size_t errlen) {
+    return one_line(meta_state(f, path, st, err, errlen), err);
+}
+
+int mt_ckpt_meta_config(const mt_st_file *f, const char *path, mt_config *c, char *err, size_t errlen) {
+    return one_line(meta_config(f, path, c, err, errlen), err);
 }
 
 int mt_ckpt_latest(const char *dir, int *iter, char *err, size_t errlen) {
