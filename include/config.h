@@ -4,6 +4,12 @@
 
 #include "common.h"
 
+// The largest --config file read (a config is a few hundred bytes; /dev/zero
+// or a stray binary file ends at this bound with one line).
+#define MT_CONFIG_MAX_BYTES ((size_t)1 << 20)
+// --max-position-embeddings' bound (Hugging Face's config.json allows the same).
+#define MT_MAX_POSITIONS (1 << 20)
+
 typedef enum { MT_LR_CONSTANT, MT_LR_LINEAR, MT_LR_COSINE } mt_lr_style;
 typedef enum { MT_ORDER_SHUFFLE, MT_ORDER_SEQUENTIAL } mt_data_order;
 typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_kind;
@@ -100,6 +106,13 @@ void mt_config_parse(mt_config *c, int argc, char **argv, int loud);
 // Rules that need the world size (TP x PP x DP = world) and the vocabulary
 // (known after --init-from or the data file): derives dp, Vp and M.
 void mt_config_finish(mt_config *c, int world, int loud);
+
+// Rank 0's parse (main.c): notes and warnings print when loud, but a bad
+// flag returns -code (-2, or -1 for a runtime fault) with its line in err
+// instead of exiting, so rank 0 can broadcast the verdict (and, on success,
+// the whole mt_config: it holds no pointers) to ranks that never read a
+// --config file themselves (--config /dev/stdin on several ranks).
+int mt_config_parse_report(mt_config *c, int argc, char **argv, int loud, char *err, size_t errlen);
 
 // The same two without exiting, for callers that must survive bad input (the
 // fuzzer, tests/fuzz/fuzz_config.c): print nothing (no notes, no error) and

@@ -2,6 +2,7 @@
 // algorithm). Plain libc allocation with error returns: this file is also
 // compiled into tools/prepare_data on its own (tools/get-data.sh).
 #include "bpe.h"
+#include "input.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,23 +226,9 @@ static size_t merge_piece(const mt_bpe *t, uint32_t *sym, size_t n) {
 // ---- loading ------------------------------------------------------------------------------
 
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return snprintf(err, errlen, "cannot read %s", path), NULL;
-    size_t cap = 1 << 16, n = 0, k;
-    char *buf = malloc(cap);
-    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) free(buf);
-            buf = b;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) { free(buf); snprintf(err, errlen, "cannot read %s", path); return NULL; }
-    *len = n;
-    return buf;
+    // Non-blocking, regular, bounded (input.h): tokenizer.json files are a
+    // few MB; a FIFO or /dev/zero is one line, not a hang or unbounded memory.
+    return mt_input_read_small(path, "", (size_t)1 << 30, 0, len, err, errlen);
 }
 
 static const char *str_of(const mt_json *o, const char *key) {

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <signal.h>
@@ -18,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt_meta.h"
+#include "input.h"
 #include "safetensors.h"
 #include "shard.h"
 
@@ -215,24 +218,10 @@ int mt_ckpt_save(const mt_model *m, const char *dir, mt_ckpt_state st, char *err
 
 // ---- load -----------------------------------------------------------------
 
-// Rank 0: the iteration named by DIR's latest file; 0 when there is none yet.
+// Rank 0: the iteration named by DIR's latest file; 0 when there is none
+// yet (ckpt_meta.c: strict, bounded, never blocks on a FIFO).
 static int find_latest(const char *dir, int *iter, char *err, size_t errlen) {
-    struct stat sb;
-    if (stat(dir, &sb) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "--load %s: %s", dir, strerror(errno)), -1);
-    if (!S_ISDIR(sb.st_mode)) { snprintf(err, errlen, "--load %s: not a directory", dir); return -1; }
-    FILE *f = fopen(join(dir, LATEST).path, "r");
-    if (!f) return errno == ENOENT ? 0 : (snprintf(err, errlen, "--load %s/%s: %s", dir, LATEST, strerror(errno)), -1);
-    char line[64] = "";
-    char *got = fgets(line, sizeof line, f);
-    fclose(f);
-    char *end;
-    long v = got ? strtol(line, &end, 10) : -1;
-    if (!got || end == line || (*end && *end != '\n') || v < 1 || v > 1000000000) {
-        snprintf(err, errlen, "--load %s/%s: expected a positive iteration number", dir, LATEST);
-        return -1;
-    }
-    *iter = (int)v;
-    return 1;
+    return mt_ckpt_latest(dir, iter, err, errlen);
 }
 
 // Rank 0: the metadata must describe the model the flags describe.
@@ -250,7 +239,9 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
         const char *v = mt_st_meta(f, rules[i].key);
         if (!v) { snprintf(err, errlen, "%s: metadata lacks %s", path, rules[i].key); return -1; }
-        if (strtol(v, NULL, 10) != rules[i].want) {
+        long long got;
+        // Strict (input.h): "4abc" is not 4.
+        if (mt_parse_ll(v, 0, INT_MAX, &got) || got != rules[i].want) {
             snprintf(err, errlen, "%s: checkpoint has %s %s but %s is %ld", path, rules[i].key, v, rules[i].flag, rules[i].want);
             return -1;
         }
@@ -269,11 +260,7 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
             return -1;
         }
     }
-    const char *it = mt_st_meta(f, "iteration"), *cs = mt_st_meta(f, "consumed_samples");
-    if (!it || !cs) { snprintf(err, errlen, "%s: metadata lacks iteration or consumed_samples", path); return -1; }
-    st->iteration = (int)strtol(it, NULL, 10);
-    st->consumed_samples = strtoull(cs, NULL, 10);
-    return 0;
+    return mt_ckpt_meta_state(f, path, st, err, errlen);
 }
 
 // Rank 0: the tensor `name` of file f with the parameter's shape, finite.

@@ -17,6 +17,9 @@ static void say(const char *fmt, va_list ap) {
     char line[2048];
     int o = snprintf(line, sizeof line, "%s: error: ", program);
     vsnprintf(line + o, sizeof line - (size_t)o, fmt, ap);
+    // One line whatever a file name or a file's bytes held.
+    for (char *q = line; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
     size_t n = strlen(line);
     if (n + 1 < sizeof line) line[n++] = '\n';
     fwrite(line, 1, n, stderr);

@@ -2,6 +2,7 @@
 // flags checked before any work starts (one line, exit 2).
 #include "config.h"
 #include "flags.h"
+#include "input.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -24,12 +25,15 @@
 // LeakSanitizer sees no leak on a bad flag.
 typedef struct {
     int loud;
+    volatile int *code;      // the failure's exit code, for mt_config_parse_report
+                             // (volatile: read after the longjmp), or NULL
     jmp_buf *jb;             // NULL: exit through mt_fail
     char *err;               // the checked path's message (errlen bytes)
     size_t errlen;
     const char *origin;      // the --config file whose flags are being applied,
                              // so an error names the file as well as the flag
     FILE *fp;                // the --config file being read, or NULL
+    char *text;              // its bytes (read whole, bounded), or NULL
     char **words;            // its words (NULL-terminated), or NULL
     int nwords;
     char *line;              // getline's buffer while reading it
@@ -39,6 +43,8 @@ typedef struct {
 static void release(parse_ctx *p) {
     if (p->fp) fclose(p->fp);
     p->fp = NULL;
+    free(p->text);
+    p->text = NULL;
     for (int j = 0; p->words && j < p->nwords; j++) free(p->words[j]);
     free(p->words);
     p->words = NULL;
@@ -52,6 +58,7 @@ static void release(parse_ctx *p) {
 static _Noreturn void fail_msg(parse_ctx *p, int code, const char *msg) {
     release(p);
     if (p->jb) {
+        if (p->code) *p->code = code;
         if (p->errlen) snprintf(p->err, p->errlen, "%s", msg);
         longjmp(*p->jb, 1);
     }
@@ -81,21 +88,17 @@ static _Noreturn void bad_flag(parse_ctx *p, const char *fmt, ...) {
     fail_msg(p, MT_EXIT_USAGE, msg);
 }
 
+// One strict parser (input.h): no leading space, no suffix, in range.
 static long parse_long(const char *flag, const char *v, parse_ctx *p) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < INT_MIN || x > INT_MAX)
-        bad_flag(p, "%s expects an integer, got '%s'", flag, v);
-    return x;
+    long long x;
+    if (mt_parse_ll(v, INT_MIN, INT_MAX, &x)) bad_flag(p, "%s expects an integer, got '%s'", flag, v);
+    return (long)x;
 }
 
+// Tiny values (1e-310) are finite and accepted; nan, inf and overflow are not.
 static double parse_double(const char *flag, const char *v, parse_ctx *p) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(x))
-        bad_flag(p, "%s expects a finite number, got '%s'", flag, v);
+    double x;
+    if (mt_parse_double(v, &x)) bad_flag(p, "%s expects a finite number, got '%s'", flag, v);
     return x;
 }
 
@@ -144,10 +147,9 @@ static void store(mt_config *c, const mt_flag_def *d, const char *v, parse_ctx *
     case MT_F_INT: *(int *)dst = (int)parse_long(f, v, p); break;
     case MT_F_DBL: *(double *)dst = parse_double(f, v, p); break;
     case MT_F_U64: {
-        char *end;
-        errno = 0;
-        unsigned long long x = strtoull(v, &end, 10);
-        if (errno || end == v || *end || v[0] == '-') bad_flag(p, "--seed expects a non-negative integer, got '%s'", v);
+        uint64_t x;
+        // strtoull alone takes " -1" as 2^64 - 1: the strict parser does not.
+        if (mt_parse_u64(v, &x)) bad_flag(p, "%s expects a non-negative integer, got '%s'", f, v);
         *(uint64_t *)dst = x;
         break;
     }
@@ -197,24 +199,30 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
 // a comment. Leaves them in p->words (NULL-terminated) and p->nwords; the
 // caller releases them (release), as does any error on the way.
 static void read_config_file(const char *path, parse_ctx *p) {
-    struct stat st;
-    // fopen succeeds on a directory and fgets then reads nothing: an empty config.
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) fail(p, MT_EXIT_USAGE, "--config %s: is a directory, expected a file of flags", path);
-    p->fp = fopen(path, "r");
-    if (!p->fp) fail(p, MT_EXIT_USAGE, "--config %s: cannot open (%s)", path, strerror(errno));
+    // Read whole and bounded (input.h): a FIFO without a writer, /dev/zero or
+    // a huge file is one line, never a hang or unbounded memory. Standard
+    // input ("-", /dev/stdin) may be a pipe: the flag documents it.
+    char why[1400];
+    size_t len = 0;
+    p->text = mt_input_read_small(path, "--config", MT_CONFIG_MAX_BYTES, 1, &len, why, sizeof why);
+    if (!p->text) fail(p, MT_EXIT_USAGE, "%s", why);
+    // fmemopen refuses size 0: an empty file is simply no words.
+    p->fp = fmemopen(p->text, len ? len : 1, "r");
+    if (!len && p->fp) { fclose(p->fp); p->fp = NULL; }
+    if (len && !p->fp) fail(p, MT_EXIT_FAIL, "--config %s: cannot read (%s)", path, strerror(errno));
     int cap = 64;
     p->words = mt_malloc(sizeof(char *) * cap);
     p->nwords = 0;
     int lineno = 0;
-    ssize_t len;
+    ssize_t n;
     // getline, not fgets: it reports the length, so a NUL byte inside a line
     // is named as such instead of cutting the line short.
-    while ((len = getline(&p->line, &p->line_cap, p->fp)) > 0) {
+    while (p->fp && (n = getline(&p->line, &p->line_cap, p->fp)) > 0) {
         char *line = p->line;
         lineno++;
-        if (len > 4096 || (len == 4096 && line[4095] != '\n'))
+        if (n > 4096 || (n == 4096 && line[4095] != '\n'))
             fail(p, MT_EXIT_USAGE, "--config %s:%d: line longer than 4095 characters", path, lineno);
-        if (memchr(line, '\0', (size_t)len))
+        if (memchr(line, '\0', (size_t)n))
             fail(p, MT_EXIT_USAGE, "--config %s:%d: contains a NUL byte (a text file of flags expected)", path, lineno);
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
@@ -228,9 +236,10 @@ static void read_config_file(const char *path, parse_ctx *p) {
             p->nwords++;
         }
     }
-    if (ferror(p->fp)) fail(p, MT_EXIT_USAGE, "--config %s: read error (%s)", path, strerror(errno));
-    fclose(p->fp);
+    if (p->fp) fclose(p->fp);
     p->fp = NULL;
+    free(p->text);
+    p->text = NULL;
     free(p->line);
     p->line = NULL;
     p->line_cap = 0;
@@ -256,6 +265,7 @@ static void validate(const mt_config *c, parse_ctx *p) {
     check(c->num_heads >= 1 && c->num_heads < 65536, p, "--num-attention-heads must be in [1, 65535], got %d", c->num_heads);
     check(c->hidden_size % c->num_heads == 0, p, "--hidden-size (%d) must be divisible by --num-attention-heads (%d)", c->hidden_size, c->num_heads);
     check(c->seq_length >= 1 && c->seq_length < 65536, p, "--seq-length must be in [1, 65535], got %d", c->seq_length);
+    check(c->max_position_embeddings <= MT_MAX_POSITIONS, p, "--max-position-embeddings must be in [1, %d], got %d", MT_MAX_POSITIONS, c->max_position_embeddings);
     check(c->max_position_embeddings >= c->seq_length, p, "--max-position-embeddings (%d) must be >= --seq-length (%d)", c->max_position_embeddings, c->seq_length);
     check(c->vocab_size >= 2, p, "--vocab-size must be >= 2, got %d", c->vocab_size);
     check(c->vocab_divisor >= 1 && c->vocab_divisor <= 65536, p, "--make-vocab-size-divisible-by must be in [1, 65536], got %d", c->vocab_divisor);
@@ -268,7 +278,9 @@ static void validate(const mt_config *c, parse_ctx *p) {
     check(c->layers_per_virtual_stage >= 0, p, "--num-layers-per-virtual-pipeline-stage must be >= 1, got %d", c->layers_per_virtual_stage);
     check(c->micro_batch_size >= 1, p, "--micro-batch-size must be >= 1, got %d", c->micro_batch_size);
     check((long long)c->micro_batch_size * c->seq_length <= INT_MAX, p, "--micro-batch-size (%d) x --seq-length (%d) must be < 2^31 tokens per micro-batch", c->micro_batch_size, c->seq_length);
-    check(c->global_batch_size >= 0, p, "--global-batch-size must be >= 1, got %d", c->global_batch_size);
+    // 0 is the default's "one micro-batch per DP rank"; given explicitly it is
+    // the value the message rules out.
+    check(c->global_batch_size >= 1 || (c->global_batch_size == 0 && !mt_config_was_set(c, "--global-batch-size")), p, "--global-batch-size must be >= 1, got %d", c->global_batch_size);
     check(c->train_iters >= 0, p, "--train-iters must be >= 0, got %d", c->train_iters);
     check(c->lr >= 0, p, "--lr must be >= 0, got %g", c->lr);
     check(c->min_lr >= 0 && c->min_lr <= c->lr, p, "--min-lr (%g) must be in [0, --lr (%g)]", c->min_lr, c->lr);
@@ -292,6 +304,7 @@ static void validate(const mt_config *c, parse_ctx *p) {
           "--recompute-method and --recompute-num-layers need --recompute-granularity full");
     check(c->dump_step >= 0, p, "--dump-step must be >= 1, got %d", c->dump_step);
     check(!c->dump_step == !c->dump_dir[0], p, "--dump-step N and --dump-dir DIR go together");
+    check(c->dump_step <= c->train_iters, p, "--dump-step %d is beyond --train-iters %d: it would never dump", c->dump_step, c->train_iters);
     check(c->norm_epsilon > 0, p, "--norm-epsilon must be > 0, got %g", c->norm_epsilon);
     check(c->rotary_base > 0, p, "--rotary-base must be > 0, got %g", c->rotary_base);
     check(c->rotary_percent > 0 && c->rotary_percent <= 1, p, "--rotary-percent must be in (0, 1], got %g", c->rotary_percent);
@@ -351,7 +364,11 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
             const char *at = strstr(bugs, sites[k]);
             if (!at) continue;
             c->bug_fail_site = k;
-            c->bug_fail_rank = atoi(at + strlen(sites[k]));
+            // The rank number runs to the next ',' (strict: "x" is not rank 0).
+            char num[16] = "";
+            const char *q = at + strlen(sites[k]);
+            snprintf(num, sizeof num, "%.*s", (int)strcspn(q, ","), q);
+            if (mt_parse_int(num, 0, INT_MAX, &c->bug_fail_rank)) c->bug_fail_rank = -1;
         }
         if (p->loud) fprintf(stderr, "warning: MT_INJECT_BUG=%s: a deliberate bug is planted (test negative control)\n", bugs);
     }
@@ -444,6 +461,16 @@ int mt_config_parse_checked(mt_config *c, int argc, char **argv, char *err, size
     parse_ctx p = {.jb = &jb, .err = err, .errlen = errlen};
     if (errlen) err[0] = 0;
     if (setjmp(jb)) return -1;
+    parse(c, argc, argv, &p);
+    return 0;
+}
+
+int mt_config_parse_report(mt_config *c, int argc, char **argv, int loud, char *err, size_t errlen) {
+    jmp_buf jb;
+    volatile int code = MT_EXIT_USAGE;
+    parse_ctx p = {.loud = loud, .jb = &jb, .err = err, .errlen = errlen, .code = &code};
+    if (errlen) err[0] = 0;
+    if (setjmp(jb)) return -code;
     parse(c, argc, argv, &p);
     return 0;
 }

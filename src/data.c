@@ -5,18 +5,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "input.h"
 #include "rng.h"
 
 int mt_token_file_read(mt_token_file *f, const char *path, int vocab, char *err, size_t errlen) {
     memset(f, 0, sizeof *f);
     struct stat st;
-    if (stat(path, &st) != 0) { snprintf(err, errlen, "%s: cannot open token file (%s)", path, strerror(errno)); return -1; }
-    if (S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: is a directory, expected an llm.c token file", path); return -1; }
-    // The size check below needs a regular file (a FIFO would also block rank 0).
-    if (!S_ISREG(st.st_mode)) { snprintf(err, errlen, "%s: not a regular file, expected an llm.c token file", path); return -1; }
-    FILE *fp = fopen(path, "rb");
-    if (!fp) { snprintf(err, errlen, "%s: cannot open token file (%s)", path, strerror(errno)); return -1; }
+    // Non-blocking, regular files only (input.h): a FIFO is refused, not
+    // waited on; the size below is checked against the header before any
+    // allocation.
+    char why[1400];
+    int fd = mt_input_open(path, "", &st, why, sizeof why);
+    if (fd < 0) {
+        int e = errno;
+        if (e == EISDIR) snprintf(err, errlen, "%s: is a directory, expected an llm.c token file", path);
+        else if (e == ENODEV) snprintf(err, errlen, "%s: not a regular file, expected an llm.c token file", path);
+        else snprintf(err, errlen, "%s: cannot open token file (%s)", path, strerror(e));
+        return -1;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) { close(fd); snprintf(err, errlen, "%s: cannot open token file (%s)", path, strerror(errno)); return -1; }
     int32_t hdr[256];
     size_t got = fread(hdr, sizeof(int32_t), 256, fp);
     int rc = -1;

@@ -2,6 +2,7 @@
 // tensors move through shard.c's scatters and gathers, so any layout reads
 // and writes the same directory.
 #include "hf.h"
+#include "input.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,19 +28,8 @@ int mt_hf_is_dir(const char *path) {
 // A small text file (regular, at most max bytes), NUL-terminated; NULL with
 // a line in err.
 static char *read_small(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
-    struct stat st;
-    if (stat(path, &st) != 0) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
-    if (!S_ISREG(st.st_mode)) { snprintf(err, errlen, "%s: not a regular file", path); return NULL; }
-    if ((size_t)st.st_size > max) { snprintf(err, errlen, "%s: %lld bytes, more than the %zu expected", path, (long long)st.st_size, max); return NULL; }
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
-    char *buf = mt_malloc((size_t)st.st_size + 1);
-    *len = fread(buf, 1, (size_t)st.st_size, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || *len != (size_t)st.st_size) { free(buf); snprintf(err, errlen, "%s: read error", path); return NULL; }
-    buf[*len] = 0;
-    return buf;
+    // Non-blocking, regular, size-bounded (input.h): a FIFO is refused.
+    return mt_input_read_small(path, "", max, 0, len, err, errlen);
 }
 
 static mt_json *read_json(const char *path, size_t max, char *err, size_t errlen) {

@@ -21,6 +21,7 @@
 #include "hf.h"
 #include "layers.h"
 #include "model.h"
+#include "outputs.h"
 #include "parallel.h"
 #include "schedule.h"
 #include "shard.h"
@@ -112,27 +113,48 @@ static void setup_data(run *r) {
     if (r->train.nsamples == 0)
         mt_fail_all(loud, MT_EXIT_USAGE, "%s: the training split has %zu tokens, fewer than --seq-length + 1 (%d)", tp, r->train.ntok, T + 1);
     if (c->eval_interval > 0 && (!r->has_valid || r->valid.nsamples == 0))
-        mt_fail_all(loud, MT_EXIT_USAGE, "--eval-interval %d needs a validation split of at least --seq-length + 1 (%d) tokens (--split or --valid-data-path)", c->eval_interval, T + 1);
+        mt_fail_all(loud, MT_EXIT_USAGE, "--eval-interval %d needs a validation split of at least --seq-length + 1 (%d) tokens (%s)",
+                    c->eval_interval, T + 1, c->train_data_path[0] ? "--valid-data-path" : "--split");
 }
 
-// Output files are checked before training, not found unwritable after it:
-// rank 0 creates (and removes) each path's temporary sibling.
-static void check_outputs(const run *r) {
-    const mt_config *c = &r->cfg;
-    const char *flags[] = {"--export-llmc", "--dump-params", "--timeline", "--metrics-file"};
-    const char *paths[] = {c->export_llmc, c->dump_params, c->timeline, c->metrics_file};
-    char err[1400] = "";
-    if (r->par.world_rank == 0)
-        for (int i = 0; i < 4 && !err[0]; i++) {
-            if (!paths[i][0]) continue;
-            char tmp[1100];
-            snprintf(tmp, sizeof tmp, "%s.tmp", paths[i]);
-            FILE *f = fopen(tmp, "w");
-            if (!f) snprintf(err, sizeof err, "%s %s: cannot write there (%s)", flags[i], paths[i], strerror(errno));
-            else { fclose(f); unlink(tmp); }
-        }
+// Output files are checked before any work, not found unwritable after it
+// (outputs.h): rank 0 decides, every rank exits on its verdict.
+static void check_outputs(const run *r, int argc, char **argv) {
+    char err[2600] = "";
+    if (r->par.world_rank == 0) mt_outputs_check(&r->cfg, argc, argv, err, sizeof err);
     MPI_Bcast(err, sizeof err, MPI_CHAR, 0, MPI_COMM_WORLD);
     if (err[0]) mt_fail_all(r->par.world_rank == 0, MT_EXIT_USAGE, "%s", err);
+}
+
+// Rank 0 alone reads the flags' files (--config; a FIFO or /dev/stdin can
+// be read once only) and validates them; the others receive its verdict
+// and, on success, the whole config (mt_config holds no pointers).
+static void parse_config(mt_config *c, int argc, char **argv, int rank) {
+    char err[8192] = "";
+    int rc = rank == 0 ? mt_config_parse_report(c, argc, argv, 1, err, sizeof err) : 0;
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rc) {
+        MPI_Bcast(err, sizeof err, MPI_CHAR, 0, MPI_COMM_WORLD);
+        mt_fail_all(rank == 0, -rc, "%s", err);
+    }
+    MPI_Bcast(c, sizeof *c, MPI_BYTE, 0, MPI_COMM_WORLD);
+}
+
+// A resumed run that trains nothing must say so (it is no silent no-op):
+// at exactly --train-iters it goes on to write the outputs (exporting a
+// checkpoint is a use), beyond it is a mistake; a --dump-step the
+// checkpoint already passed would never dump.
+static void check_resume(const run *r) {
+    const mt_config *c = &r->cfg;
+    int loud = r->par.world_rank == 0, at = r->start.iteration;
+    if (at > c->train_iters)
+        mt_fail_all(loud, MT_EXIT_USAGE, "--train-iters %d is below the iteration %d of the checkpoint in --load %s: nothing to train",
+                    c->train_iters, at, c->load);
+    if (c->dump_step && c->dump_step <= at)
+        mt_fail_all(loud, MT_EXIT_USAGE, "--dump-step %d: the checkpoint in --load %s is already at iteration %d, so it would never dump",
+                    c->dump_step, c->load, at);
+    if (at == c->train_iters && loud)
+        printf("nothing to train: the checkpoint in %s is at --train-iters %d already; writing the requested outputs only\n", c->load, at);
 }
 
 // --init-from: the llm.c file's header or the Hugging Face directory's
@@ -173,6 +195,29 @@ static void apply_init_header(run *r, int world_rank) {
     if (c->seq_length > c->max_position_embeddings)
         mt_fail_all(loud, MT_EXIT_USAGE, "--seq-length %d exceeds the %d positions of --init-from %s", c->seq_length, c->max_position_embeddings, c->init_from);
     if (mt_llmc_supports(c, err, sizeof err)) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s: %s", c->init_from, err);
+}
+
+// Every size product checked before any allocation: the parameters,
+// gradients and two AdamW moments this rank will hold (a rough share, 1 /
+// (TP x PP) of the model) must fit in the machine's memory, or the run is
+// refused with one line naming where the sizes came from, instead of an
+// out-of-memory failure (a huge padded vocabulary in an llm.c header, a
+// huge --max-position-embeddings).
+static void check_memory_fits(const run *r) {
+    const mt_config *c = &r->cfg;
+    int n = 0;
+    mt_param *all = mt_params_global(c, &n);
+    long double elems = 0;
+    for (int i = 0; i < n; i++) elems += (long double)all[i].rows * (long double)all[i].cols;
+    free(all);
+    long double need = elems * 4 * sizeof(real) / ((long double)c->tp * c->pp);
+    long double have = (long double)sysconf(_SC_PHYS_PAGES) * (long double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > have)
+        mt_fail_all(r->par.world_rank == 0, MT_EXIT_USAGE,
+                    "%s%s: the model's %.4Lg parameters need about %.1Lf GiB per rank (weights, gradients, AdamW moments; TP %d x PP %d), "
+                    "more than this machine's %.1Lf GiB",
+                    c->init_from[0] ? "--init-from " : "the model flags (--vocab-size, --hidden-size, --num-layers, --max-position-embeddings)",
+                    c->init_from, elems, need / (1024.0L * 1024 * 1024), c->tp, c->pp, have / (1024.0L * 1024 * 1024));
 }
 
 // The file formats the outputs need must fit the model: refused before any work.
@@ -464,7 +509,7 @@ int main(int argc, char **argv) {
             return 0;
         }
     mt_config *c = &r.cfg;
-    mt_config_parse(c, argc, argv, loud);
+    parse_config(c, argc, argv, rank);
     if (c->init_from[0]) apply_init_header(&r, rank);
     mt_config_finish(c, world, loud);
     init_device(loud, c->bf16);
@@ -479,7 +524,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     check_formats(&r);
-    check_outputs(&r);
+    check_memory_fits(&r);
+    check_outputs(&r, argc, argv);
     setup_data(&r);
     r.rss_before_model = mt_rss_bytes();
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
@@ -495,6 +541,7 @@ int main(int argc, char **argv) {
         if (loud && resumed) printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)\n", c->load,
                                     r.start.iteration, (unsigned long long)r.start.consumed_samples);
         if (loud && !resumed) printf("no checkpoint in %s yet: starting fresh\n", c->load);
+        check_resume(&r);
     }
     // A checkpoint found by --load wins over --init-from (Megatron's rule),
     // so one command line both starts and resumes a run.

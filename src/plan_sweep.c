@@ -10,6 +10,7 @@
 
 #include "account.h"
 #include "comm.h"
+#include "input.h"
 #include "schedule.h"
 #include "train.h"
 
@@ -17,8 +18,12 @@
 
 int mt_machine_read(const char *path, mt_machine *mc, char *err, size_t errlen) {
     memset(mc, 0, sizeof *mc);
-    FILE *f = fopen(path, "r");
-    if (!f) return snprintf(err, errlen, "--machine %s: %s", path, strerror(errno)), -1;
+    // Bounded and non-blocking (input.h): a FIFO or device is one line.
+    size_t len = 0;
+    char *text = mt_input_read_small(path, "--machine", 1 << 16, 0, &len, err, errlen);
+    if (!text) return -1;
+    FILE *f = len ? fmemopen(text, len, "r") : NULL;
+    if (!f) { free(text); return snprintf(err, errlen, "--machine %s: empty or unreadable", path), -1; }
     static const char *const keys[] = {"device_flops", "node_flops", "ranks_per_node", "intra_bw", "intra_latency",
                                        "inter_bw", "inter_latency"};
     double v[7] = {0};
@@ -37,10 +42,12 @@ int mt_machine_read(const char *path, mt_machine *mc, char *err, size_t errlen) 
         }
         int k = 0;
         while (k < 7 && strcmp(key, keys[k])) k++;
-        char *end = NULL;
-        double x = k < 7 ? strtod(val, &end) : 0;
-        if (k == 7 || end == val || !(x >= 0) || !isfinite(x)) {
+        // The whole value, strictly (input.h): "1e12abc" is not a number.
+        for (size_t n = strlen(val); n && isspace((unsigned char)val[n - 1]); n--) val[n - 1] = 0;
+        double x = 0;
+        if (k == 7 || mt_parse_double(val, &x) || !(x >= 0) || (k == 2 && x != (int)x)) {
             fclose(f);
+            free(text);
             return snprintf(err, errlen, "--machine %s:%d: %s", path, lineno,
                             k == 7 ? "unknown key (name, device_flops, node_flops, ranks_per_node, intra_bw, "
                                      "intra_latency, inter_bw, inter_latency)" : "the value must be a number >= 0"), -1;
@@ -49,6 +56,7 @@ int mt_machine_read(const char *path, mt_machine *mc, char *err, size_t errlen) 
         seen[k] = 1;
     }
     fclose(f);
+    free(text);
     for (int k = 0; k < 7; k++)
         if (!seen[k] && k != 1) return snprintf(err, errlen, "--machine %s: %s is missing", path, keys[k]), -1;
     if (v[0] <= 0 || v[2] < 1 || v[3] <= 0 || v[5] <= 0)

@@ -7,6 +7,7 @@
 // the format does not define. Every read is checked against the end of the
 // header buffer, so any bytes (libFuzzer's included) give a clean error.
 #include "safetensors_internal.h"
+#include "input.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,11 @@ int st_fail(const st_ctx *c, const char *fmt, ...) {
             vsnprintf(c->err + k, c->errlen - (size_t)k, fmt, ap);
             va_end(ap);
         }
+        // A name from the file may hold any byte once its JSON escapes are
+        // decoded ("\n"): the message stays one printable line (found by
+        // tests/fuzz/fuzz_generate.c).
+        for (char *q = c->err; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
     }
     return -1;
 }
@@ -505,9 +511,15 @@ static int st_build(mt_st_file *f, st_header *h, const unsigned char *data, cons
     return 0;
 }
 
-// Parses f->buf (len bytes, owned by f). Returns 0 or -1 with err set.
-static int st_parse(mt_st_file *f, size_t len, const st_ctx *c) {
+// Parses f->buf (len bytes, owned by f) of a file of file_len bytes: when
+// len < file_len, f->buf holds only the length and the header, which are
+// checked against file_len (sizes, tiling) without the data (mt_st_open's
+// first pass: a huge or sparse file is refused before it is read).
+// Returns 0 or -1 with err set.
+static int st_parse(mt_st_file *f, size_t len, size_t file_len, const st_ctx *c) {
     const unsigned char *b = f->buf;
+    int header_only = len < file_len;
+    len = file_len;
     if (len == 0) return st_fail(c, "empty file (0 bytes)");
     if (len < 8) return st_fail(c, "truncated: %zu bytes, fewer than the 8-byte header length", len);
     uint64_t hlen = 0;
@@ -524,7 +536,7 @@ static int st_parse(mt_st_file *f, size_t len, const st_ctx *c) {
     int rc = st_parse_header(&x, &h);
     if (!rc) rc = st_check_sizes(&h, data_len, c);
     if (!rc) rc = st_check_tiling(&h, data_len, c);
-    if (!rc) rc = st_build(f, &h, b + 8 + hlen, c);
+    if (!rc && !header_only) rc = st_build(f, &h, b + 8 + hlen, c);
     st_header_free(&h);
     return rc;
 }
@@ -542,11 +554,11 @@ void mt_st_close(mt_st_file *f) {
     free(f);
 }
 
-static mt_st_file *st_open_owned(unsigned char *buf, size_t len, const st_ctx *c) {
+static mt_st_file *st_open_owned(unsigned char *buf, size_t len, size_t file_len, const st_ctx *c) {
     mt_st_file *f = calloc(1, sizeof *f);
     if (!f) { free(buf); st_fail(c, "out of memory"); return NULL; }
     f->buf = buf;
-    if (st_parse(f, len, c)) { mt_st_close(f); return NULL; }
+    if (st_parse(f, len, file_len, c)) { mt_st_close(f); return NULL; }
     return f;
 }
 
@@ -555,33 +567,57 @@ mt_st_file *mt_st_open_mem(const void *buf, size_t len, char *err, size_t errlen
     unsigned char *copy = malloc(len ? len : 1);
     if (!copy) { st_fail(&c, "out of memory for %zu bytes", len); return NULL; }
     if (len) memcpy(copy, buf, len);
-    return st_open_owned(copy, len, &c);
+    return st_open_owned(copy, len, len, &c);
+}
+
+// The length prefix and the header of fd's file (size bytes), checked
+// against the file's size before any data is read. Returns 0 or -1.
+static int st_check_header_first(int fd, size_t size, const st_ctx *c) {
+    unsigned char len8[8];
+    if (size < 8) return 0;  // st_parse names it
+    if (mt_input_pread(fd, len8, 8, 0)) return st_fail(c, "%s", strerror(errno));
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+    if (hlen > size - 8 || hlen > ST_MAX_HEADER) return 0;  // st_parse names it, from the 8 bytes alone
+    unsigned char *buf = malloc(8 + (size_t)hlen);
+    if (!buf) return st_fail(c, "out of memory");
+    if (mt_input_pread(fd, buf, 8 + (size_t)hlen, 0)) { free(buf); return st_fail(c, "%s", strerror(errno)); }
+    mt_st_file *f = st_open_owned(buf, 8 + (size_t)hlen, size, c);
+    if (!f) return -1;
+    mt_st_close(f);
+    return 0;
 }
 
 mt_st_file *mt_st_open(const char *path, char *err, size_t errlen) {
     st_ctx c = {path, err, errlen};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) { st_fail(&c, "%s", strerror(errno)); return NULL; }
     struct stat st;
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    if (fstat(fd, &st)) st_fail(&c, "%s", strerror(errno));
-    else if (S_ISDIR(st.st_mode)) st_fail(&c, "is a directory, not a safetensors file");
-    else if (!S_ISREG(st.st_mode)) st_fail(&c, "not a regular file");
-    else if (!(buf = malloc(st.st_size ? (size_t)st.st_size : 1))) st_fail(&c, "out of memory");
-    while (buf && len < (size_t)st.st_size) {
-        ssize_t k = read(fd, buf + len, (size_t)st.st_size - len);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            st_fail(&c, "%s", k < 0 ? strerror(errno) : "file shrank while being read");
-            free(buf);
-            buf = NULL;
-        } else {
-            len += (size_t)k;
-        }
+    char why[1400];
+    // Non-blocking open, regular files only (input.h): a FIFO would block.
+    int fd = mt_input_open(path, "", &st, why, sizeof why);
+    if (fd < 0) {
+        if (err && errlen) snprintf(err, errlen, "%s", why);
+        return NULL;
+    }
+    size_t size = (size_t)st.st_size;
+    if (st_check_header_first(fd, size, &c)) { close(fd); return NULL; }
+    // The 8-byte prefix alone is enough for st_parse to refuse a bad length.
+    size_t want = size;
+    if (size >= 8) {
+        unsigned char len8[8];
+        uint64_t hlen = 0;
+        if (!mt_input_pread(fd, len8, 8, 0))
+            for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+        if (hlen > size - 8 || hlen > ST_MAX_HEADER) want = 8;
+    }
+    unsigned char *buf = malloc(want ? want : 1);
+    if (!buf) st_fail(&c, "out of memory for %zu bytes", want);
+    else if (want && mt_input_pread(fd, buf, want, 0)) {
+        st_fail(&c, "%s", errno == EIO ? "file shrank while being read" : strerror(errno));
+        free(buf);
+        buf = NULL;
     }
     close(fd);
-    return buf ? st_open_owned(buf, len, &c) : NULL;
+    return buf ? st_open_owned(buf, want, size, &c) : NULL;
 }
 
 int mt_st_count(const mt_st_file *f) { return f->n; }

@@ -2,6 +2,7 @@
 // Plain MPI on the world communicator: these move files' contents, not
 // activations or gradients, so they are not counted in --log-comm.
 #include "shard.h"
+#include "input.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -174,11 +175,18 @@ int mt_llmc_supports(const mt_config *c, char *err, size_t errlen) {
 
 int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t errlen) {
     struct stat st;
-    if (stat(path, &st) != 0) { snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }
-    if (S_ISDIR(st.st_mode)) { snprintf(err, errlen, "%s: is a directory, expected an llm.c model file", path); return -1; }
-    if (!S_ISREG(st.st_mode)) { snprintf(err, errlen, "%s: not a regular file, expected an llm.c model file", path); return -1; }
-    FILE *fp = fopen(path, "rb");
-    if (!fp) { snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }
+    char why[1400];
+    // Non-blocking, regular files only (input.h): a FIFO is refused.
+    int fd = mt_input_open(path, "", &st, why, sizeof why);
+    if (fd < 0) {
+        int e = errno;
+        if (e == EISDIR) snprintf(err, errlen, "%s: is a directory, expected an llm.c model file", path);
+        else if (e == ENODEV) snprintf(err, errlen, "%s: not a regular file, expected an llm.c model file", path);
+        else snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(e));
+        return -1;
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) { close(fd); snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }
     int32_t hd[256];
     size_t got = fread(hd, 4, 256, fp);
     fclose(fp);
@@ -188,7 +196,7 @@ int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t e
     if (hd[1] != 3) { snprintf(err, errlen, "%s: unsupported version %d (need 3: fp32 weights)", path, hd[1]); return -1; }
     *h = (mt_llmc_header){hd[2], hd[3], hd[4], hd[5], hd[6], hd[7]};
     if (h->max_seq < 1 || h->max_seq > 65535 || h->vocab < 2 || h->layers < 1 || h->heads < 1 || h->channels < 1 ||
-        h->padded_vocab < h->vocab || h->channels % h->heads || h->channels > 1 << 16 || h->layers > 1 << 12) {
+        h->padded_vocab < h->vocab || h->vocab > 1 << 24 || h->padded_vocab - h->vocab > 1 << 20 || h->channels % h->heads || h->channels > 1 << 16 || h->layers > 1 << 12) {
         snprintf(err, errlen, "%s: implausible header (maxT %d, vocab %d, layers %d, heads %d, channels %d, padded vocab %d)",
                  path, h->max_seq, h->vocab, h->layers, h->heads, h->channels, h->padded_vocab);
         return -1;

@@ -27,6 +27,7 @@
 // one side or its shape differs; 2 for bad arguments or an unreadable file.
 #include "common.h"
 #include "safetensors.h"
+#include "input.h"
 
 #include <float.h>
 #include <math.h>
@@ -50,10 +51,12 @@ typedef struct {
 
 static const char *const mt_cmp_bound_names[3] = {"max_abs", "rel_rms", "max_rel"};
 
-#define MT_CMP_USAGE "usage: compare A.safetensors B.safetensors [--top K] [--max-abs X] [--max-rel-rms Y] [--max-rel Z]\n"
+#define MT_CMP_USAGE_LINE "usage: compare A.safetensors B.safetensors [--top K] [--max-abs X] [--max-rel-rms Y] [--max-rel Z]"
+#define MT_CMP_USAGE MT_CMP_USAGE_LINE "\n"
 
 static _Noreturn void mt_cmp_usage(const char *why) {
-    fprintf(stderr, "compare: error: %s\n" MT_CMP_USAGE, why);
+    // One line (docs/bad-input.md): the error, then the usage in brackets.
+    fprintf(stderr, "compare: error: %s (" MT_CMP_USAGE_LINE ")\n", why);
     exit(MT_EXIT_USAGE);
 }
 
@@ -159,9 +162,8 @@ static int mt_cmp_by_rel_rms(const void *x, const void *y) {
 }
 
 static double mt_cmp_number(const char *flag, const char *s) {
-    char *end;
-    double v = s ? strtod(s, &end) : NAN;
-    if (!s || end == s || *end || !(v >= 0) || !isfinite(v)) {
+    double v = NAN;
+    if (!s || mt_parse_double(s, &v) || !(v >= 0)) {
         char why[256];
         snprintf(why, sizeof why, "%s needs a finite number >= 0, got '%s'", flag, s ? s : "(nothing)");
         mt_cmp_usage(why);

@@ -16,12 +16,19 @@
 
 #include "bpe.h"
 #include "ckpt.h"
+#include "ckpt_meta.h"
+#include "input.h"
+#include <limits.h>
 #include "chunk.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "train.h"
 
 typedef struct { const char *load, *prompt, *tokenizer; int tokens, top_k; double temperature; uint64_t seed; } opts;
+
+static _Noreturn void bad_value(const char *flag, const char *v, const char *want) {
+    mt_fail_all(1, MT_EXIT_USAGE, "generate: %s expects %s, got '%s'", flag, want, v);
+}
 
 static opts parse(int argc, char **argv) {
     opts o = {NULL, "\n", NULL, 200, 40, 0.8, 1234};
@@ -30,10 +37,11 @@ static opts parse(int argc, char **argv) {
         if (!v) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s needs a value", f);
         if (!strcmp(f, "--load")) o.load = v;
         else if (!strcmp(f, "--prompt")) o.prompt = v;
-        else if (!strcmp(f, "--tokens")) o.tokens = atoi(v);
-        else if (!strcmp(f, "--top-k")) o.top_k = atoi(v);
-        else if (!strcmp(f, "--temperature")) o.temperature = atof(v);
-        else if (!strcmp(f, "--seed")) o.seed = strtoull(v, NULL, 10);
+        // One strict parser (input.h): "abc", "-4" and " 5" are refused.
+        else if (!strcmp(f, "--tokens")) { if (mt_parse_int(v, 0, 1 << 24, &o.tokens)) bad_value(f, v, "an integer in [0, 16777216]"); }
+        else if (!strcmp(f, "--top-k")) { if (mt_parse_int(v, 0, INT_MAX, &o.top_k)) bad_value(f, v, "an integer >= 0"); }
+        else if (!strcmp(f, "--temperature")) { if (mt_parse_double(v, &o.temperature) || o.temperature < 0) bad_value(f, v, "a finite number >= 0"); }
+        else if (!strcmp(f, "--seed")) { if (mt_parse_u64(v, &o.seed)) bad_value(f, v, "a non-negative integer"); }
         else if (!strcmp(f, "--tokenizer")) o.tokenizer = v;
         else mt_fail_all(1, MT_EXIT_USAGE, "generate: unknown flag '%s' (--load --prompt --tokens --temperature --top-k --seed --tokenizer)", f);
         i++;
@@ -43,38 +51,13 @@ static opts parse(int argc, char **argv) {
     return o;
 }
 
-// The model shape from the latest checkpoint's metadata.
+// The model shape from the latest checkpoint's metadata, parsed strictly
+// and validated by the trainer's rules (ckpt_meta.c): a checkpoint with 0
+// heads or a 0 vocabulary is one line, not a SIGFPE.
 static void shape_from(const char *dir, mt_config *c) {
-    char path[1300], err[1400];
-    FILE *f = fopen((snprintf(path, sizeof path, "%s/latest_checkpointed_iteration.txt", dir), path), "r");
-    int it = 0;
-    if (!f || fscanf(f, "%d", &it) != 1) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s holds no checkpoint", dir);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/iter_%07d/model.safetensors", dir, it);
-    mt_st_file *st = mt_st_open(path, err, sizeof err);
-    if (!st) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s", err);
-    const char *keys[] = {"num_layers", "hidden_size", "num_attention_heads", "vocab_size", "max_position_embeddings"};
-    int *dst[] = {&c->num_layers, &c->hidden_size, &c->num_heads, &c->vocab_size, &c->max_position_embeddings};
-    for (int i = 0; i < 5; i++) {
-        const char *v = mt_st_meta(st, keys[i]);
-        if (!v) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s lacks %s", path, keys[i]);
-        *dst[i] = atoi(v);
-    }
-    // The block family (absent from older checkpoints: GPT-2's).
-    const char *v;
-    if ((v = mt_st_meta(st, "normalization"))) c->normalization = !strcmp(v, "RMSNorm") ? MT_NORM_RMSNORM : MT_NORM_LAYERNORM;
-    if ((v = mt_st_meta(st, "norm_epsilon"))) c->norm_epsilon = atof(v);
-    if ((v = mt_st_meta(st, "position_embedding_type"))) c->position_embedding = !strcmp(v, "rope") ? MT_POS_ROPE : MT_POS_LEARNED;
-    if ((v = mt_st_meta(st, "rotary_base"))) c->rotary_base = atof(v);
-    if ((v = mt_st_meta(st, "rotary_percent"))) c->rotary_percent = atof(v);
-    if ((v = mt_st_meta(st, "swiglu"))) c->swiglu = atoi(v);
-    if ((v = mt_st_meta(st, "ffn_hidden_size"))) c->ffn_hidden_size = atoi(v);
-    if ((v = mt_st_meta(st, "num_query_groups"))) c->num_query_groups = atoi(v), c->group_query_attention = c->num_query_groups != c->num_heads;
-    if ((v = mt_st_meta(st, "untie_embeddings_and_output_weights"))) c->untie_embeddings = atoi(v);
-    if ((v = mt_st_meta(st, "disable_bias_linear"))) c->disable_bias_linear = atoi(v);
-    const char *pv = mt_st_meta(st, "padded_vocab_size");
-    c->vocab_divisor = pv ? atoi(pv) : c->vocab_size;  // Vp itself divides Vp
-    mt_st_close(st);
+    char err[1400];
+    int it;
+    if (mt_ckpt_meta_read_dir(dir, c, &it, err, sizeof err)) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s", err);
 }
 
 // Logits of row `row` of the final hidden states: the final norm, then the
@@ -144,13 +127,8 @@ int main(int argc, char **argv) {
     if (help_asked(argc, argv)) { print_help(); return 0; }
     MPI_Init(&argc, &argv);
     opts o = parse(argc, argv);
-    char *av[] = {"generate", "--data-path", "(unused)"};
     mt_config c;
-    mt_config_parse(&c, 3, av, 1);
     shape_from(o.load, &c);
-    c.seq_length = c.max_position_embeddings;
-    c.hidden_dropout = c.attention_dropout = 0;
-    mt_config_finish(&c, 1, 1);
     mt_parallel par;
     mt_parallel_init(&par, MPI_COMM_WORLD, &c);
     mt_comm cm = {.par = &par};

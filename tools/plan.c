@@ -23,6 +23,7 @@
 #include "account.h"
 #include "account_acts.h"
 #include "flags.h"
+#include "input.h"
 #include "plan_sweep.h"
 #include "schedule.h"
 #include "train.h"
@@ -59,9 +60,10 @@ static _Noreturn void fail(const char *msg) {
 }
 
 static double number(const char *flag, const char *v) {
-    char *end, msg[200];
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || end == v || *end || !(x > 0) || x > 1e12) {
+    char msg[200];
+    double x = 0;
+    // One strict parser (input.h): no leading space, no suffix, finite.
+    if (!v || mt_parse_double(v, &x) || !(x > 0) || x > 1e12) {
         snprintf(msg, sizeof msg, "%s needs a number > 0, got '%s'", flag, v ? v : "(nothing)");
         fail(msg);
     }
@@ -77,9 +79,12 @@ static plan_opts parse_own(int argc, char **argv, char **av, int *n) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); MPI_Finalize(); exit(0); }
         if (!strcmp(a, "--sweep")) { o.sweep = 1; continue; }
         if (!strcmp(a, "--world-size")) {
-            double w = number(a, v);
-            if (w != (int)w || w > INT_MAX) fail("--world-size needs a whole number");
-            o.world = (int)w, i++;
+            if (!v || mt_parse_int(v, 1, INT_MAX, &o.world)) {
+                char msg[200];
+                snprintf(msg, sizeof msg, "--world-size needs a whole number >= 1, got '%s'", v ? v : "(nothing)");
+                fail(msg);
+            }
+            i++;
         } else if (!strcmp(a, "--memory-gb")) o.memory_gib = number(a, v), i++;
         else if (!strcmp(a, "--machine")) { if (!v) fail("--machine needs a file"); o.machine = v, i++; }
         else av[(*n)++] = argv[i];

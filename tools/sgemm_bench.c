@@ -79,7 +79,9 @@ int main(int argc, char **argv) {
     char layouts[64] = "nt,nn,tn";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-            reps = atoi(argv[++i]);
+            char *end;
+            long r = strtol(argv[++i], &end, 10);
+            reps = *argv[i] >= '0' && *argv[i] <= '9' && !*end && r >= 1 && r <= 1000000 ? (int)r : -1;
             if (reps < 1) usage();
         } else if (!strcmp(argv[i], "--layouts") && i + 1 < argc) {
             snprintf(layouts, sizeof layouts, "%s", argv[++i]);

@@ -1,0 +1,31 @@
+// ckpt_meta.h: a checkpoint's metadata read strictly and validated by the
+// trainer's own flag rules (config.c), for tools/generate and the loader:
+// 0 heads or a 0 vocabulary is one line, never a SIGFPE.
+#ifndef MT_CKPT_META_H
+#define MT_CKPT_META_H
+
+#include "ckpt.h"
+#include "safetensors.h"
+
+#define MT_CKPT_FORMAT "megatron.c checkpoint 1"
+#define MT_CKPT_LATEST "latest_checkpointed_iteration.txt"
+
+// The model a checkpoint file describes, as the config a run with its flags
+// would have (one rank, no dropout, seq = positions): every value parsed
+// strictly (input.h), then checked by mt_config_parse_checked and
+// mt_config_finish_checked. Returns 0, or -1 with "PATH: ..." in err.
+int mt_ckpt_meta_config(const mt_st_file *f, const char *path, mt_config *c, char *err, size_t errlen);
+
+// iteration (>= 1) and consumed_samples (>= 0) from the metadata, strictly.
+int mt_ckpt_meta_state(const mt_st_file *f, const char *path, mt_ckpt_state *st, char *err, size_t errlen);
+
+// DIR's latest iteration (DIR/latest_checkpointed_iteration.txt, a regular
+// file of at most 64 bytes holding a number in [1, 1e9]): 1 and *iter, 0
+// when DIR or the file does not exist, -1 with a line in err.
+int mt_ckpt_latest(const char *dir, int *iter, char *err, size_t errlen);
+
+// tools/generate's loader: DIR's latest checkpoint's config (as
+// mt_ckpt_meta_config) and iteration. Returns 0 or -1 with err.
+int mt_ckpt_meta_read_dir(const char *dir, mt_config *c, int *iter, char *err, size_t errlen);
+
+#endif
