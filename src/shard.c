@@ -303,14 +303,14 @@ int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen) 
     llmc_walk(c, c->padded_vocab, save_one, &x);
     free(x.full);
     free(x.tmp);
-    // A failed write latched in out: commit reports it and removes the
-    // temporary, so the previous file at path stays.
+    // A failed write (bad 1) latched in out: commit reports it with its
+    // errno and removes the temporary, so the previous file at path stays.
     if (rank == 0 && x.bad == 3) {
         mt_outfile_abort(&out);
         snprintf(err, errlen, "%s: tensor %s holds a value that is not a finite fp32 at element %lld; nothing written",
                  path, x.bad_name, x.bad_at);
     }
-    if (rank == 0 && !x.bad && mt_outfile_commit(&out, err, errlen)) x.bad = 1;
+    if (rank == 0 && x.bad <= 1 && mt_outfile_commit(&out, err, errlen)) x.bad = 1;
     // Every rank learns the verdict: the failure is then everyone's (exit 1
     // through finalize), not rank 0's alone while the others move on.
     MPI_Bcast(&x.bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
