@@ -79,8 +79,12 @@ TRAINERS := $(BIN)pretrain_gpt $(BIN)pretrain_gpt_fp64
 # oracle, the fp32 CPU build and the CUDA build check themselves against it.
 OPTEST := $(BUILD)/fp64/tests/backend_ops $(BUILD)/fp32/tests/backend_ops
 
+# The LD_PRELOAD fault injector of tests/suite_save_faults.sh (plain cc, no
+# sanitizer: it interposes libc calls of the plain ./pretrain_gpt).
+FAULT_SHIM := build/fault_shim.so
+
 .PHONY: all deps found run test bench clean fuzz fuzz-build cuda
-all: found $(TRAINERS) $(TOOLS) $(TESTS32) $(TESTS64) $(OPTEST) $(if $(filter 1,$(CUDA)),cuda)
+all: found $(TRAINERS) $(TOOLS) $(TESTS32) $(TESTS64) $(OPTEST) $(FAULT_SHIM) $(if $(filter 1,$(CUDA)),cuda)
 
 # Installs missing Debian packages (no-op when present).
 deps:
@@ -145,6 +149,10 @@ pretrain_gpt_cuda: $(CUDA_BUILD)/src/main.o $(CUDA_BUILD)/libmtcuda.a
 $(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA $< $(CUDA_BUILD)/libmtcuda.a -o $@ $(LDLIBS) $(CUDA_LDLIBS)
+
+$(FAULT_SHIM): tests/fault_shim.c Makefile
+	@mkdir -p $(dir $@)
+	cc -shared -fPIC -O2 -Wall -Wextra $< -o $@ -ldl
 
 $(BIN)tools/%: tools/%.c $(BUILD)/libmt32.a Makefile
 	@mkdir -p $(dir $@) $(BUILD)/deps

@@ -8,11 +8,14 @@
 //                                             "<name>.exp_avg_sq", unsharded
 //   DIR/iter_0000010/checkpoint.json         the same metadata for people
 //
-// A save writes iter_N.tmp/, fsyncs, renames it to iter_N/, then replaces
-// the latest file by rename: a crash or a full disk at any point leaves the
-// previous checkpoint as the one a --load finds. The loader reads the
-// metadata from model.safetensors (validated by the strict reader), so the
-// JSON is informational.
+// A save works relative to the --save directory's descriptor and never
+// follows a link: it writes .iter_N.tmp.PID.X/, fsyncs it, renames it to
+// iter_N/ (an existing iter_N is swapped in one step by RENAME_EXCHANGE, or
+// moved to iter_N.old first where the file system cannot), then replaces the
+// latest file by rename: a crash, a SIGKILL or a full disk at any point
+// leaves the previous checkpoint, or the new one, as what a --load finds.
+// The loader reads the metadata from model.safetensors (validated by the
+// strict reader), so the JSON is informational.
 #ifndef MT_CKPT_H
 #define MT_CKPT_H
 

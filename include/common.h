@@ -61,6 +61,10 @@ void mt_set_program_name(const char *name);
 void *mt_malloc(size_t bytes);
 void *mt_calloc(size_t n, size_t size);
 
+// The index of the first non-finite element of x[0..n), or -1: checked
+// before every save and export, so no file holds weights that cannot load.
+long long mt_first_nonfinite(const real *x, size_t n);
+
 // Wall-clock seconds, monotonic.
 double mt_now(void);
 

@@ -41,14 +41,19 @@ double mt_st_float_at(const mt_st_tensor *t, size_t i);
 
 // Writes n tensors, in the order given, with optional metadata given as a
 // NULL-terminated list key, value, key, value, ..., NULL (or NULL for none).
-// Atomic: writes path + ".tmp", fsyncs it, renames it over path, fsyncs the
-// directory. Returns 0, or -1 with a one-line reason in err (when err is not
-// NULL), e.g. "out/model.safetensors.tmp: No space left on device". On a
-// failure before the rename, the old file at path is untouched and the tmp
-// file removed; the one failure after the rename is the directory fsync,
-// whose message says the new file is in place but maybe not yet durable.
+// Atomic (outfile.h): a unique temporary beside path, every write checked,
+// fsync, rename over path, fsync of the directory. Returns 0, or -1 with a
+// one-line reason in err (when err is not NULL), e.g. "out/model.safetensors:
+// No space left on device". On any failure before the rename, the old file
+// at path is untouched and the temporary removed; the one failure after the
+// rename is the directory fsync, whose message says so.
 int mt_st_write(const char *path, const mt_st_tensor *t, int n,
                 const char *const *meta_kv, char *err, size_t errlen);
+
+// The same for the file `name` inside the open directory dirfd (checkpoints
+// write relative to --save's descriptor); label names it in messages.
+int mt_st_write_at(int dirfd, const char *name, const char *label, const mt_st_tensor *t, int n,
+                   const char *const *meta_kv, char *err, size_t errlen);
 
 typedef struct mt_st_file mt_st_file;
 

@@ -17,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckpt_meta.h"
 #include "input.h"
+#include "outfile.h"
 #include "safetensors.h"
 #include "shard.h"
 
@@ -35,40 +37,80 @@ static pathbuf join(const char *dir, const char *name) {
     return p;
 }
 
-static int fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
+// ---- inside --save: relative to its descriptor, never following a link ----
 
-// Removes a directory of plain files (a leftover iter_N.tmp or an old iter_N).
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(join(dir, e->d_name).path);
-    closedir(d);
-    rmdir(dir);
-}
-
-// Writes a small text file atomically: tmp, fsync, rename, fsync the directory.
-static int write_small(const char *dir, const char *name, const char *text, char *err, size_t errlen) {
-    pathbuf final = join(dir, name), tmp;
-    snprintf(tmp.path, sizeof tmp.path, "%s.tmp", final.path);
-    FILE *f = fopen(tmp.path, "w");
-    int ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f && fclose(f)) ok = 0;
-    if (ok && rename(tmp.path, final.path)) ok = 0;
-    if (!ok) {
-        snprintf(err, errlen, "%s: %s", final.path, strerror(errno ? errno : EIO));
-        unlink(tmp.path);
+// Removes the entry `name` of directory dfd. A symlink or a file is unlinked
+// itself, never what it points to; a directory loses its non-directory
+// entries (a checkpoint holds no subdirectories: anything deeper stays and
+// the final rmdir fails) and then itself. Every open is relative to dfd with
+// O_NOFOLLOW, so nothing outside --save is ever reached.
+static int remove_entry(int dfd, const char *name) {
+    struct stat sb;
+    if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW)) return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(sb.st_mode)) return unlinkat(dfd, name, 0);
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
         return -1;
     }
-    fsync_path(dir);
-    return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        struct stat eb;
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !fstatat(fd, e->d_name, &eb, AT_SYMLINK_NOFOLLOW) &&
+            !S_ISDIR(eb.st_mode))
+            unlinkat(fd, e->d_name, 0);
+    }
+    closedir(d);
+    return unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
+// Leftovers of a save that was killed: our temporaries (".iter_N.tmp.*",
+// which after an exchange hold the replaced checkpoint, never the only copy)
+// and an "iter_N.old" whose iter_N is back in place. Other names are the
+// user's and stay.
+static void remove_stale(int dfd) {
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        int iter = 0, end = 0;
+        struct stat sb;
+        if ((!strncmp(n, ".iter_", 6) || !strncmp(n, "." LATEST ".tmp.", strlen(LATEST) + 6)) && strstr(n, ".tmp."))
+            remove_entry(dfd, n);
+        else if (sscanf(n, "iter_%7d.old%n", &iter, &end) == 1 && end == (int)strlen(n)) {
+            char live[32];
+            snprintf(live, sizeof live, "iter_%07d", iter);
+            if (!fstatat(dfd, live, &sb, AT_SYMLINK_NOFOLLOW) && S_ISDIR(sb.st_mode)) remove_entry(dfd, n);
+        }
+    }
+    closedir(d);
+}
+
+// A unique temporary directory name next to `name`, created with mkdirat
+// (which fails on any existing entry, a link included).
+static int make_tmp_dir(int dfd, const char *name, char *tmp, size_t len) {
+    for (unsigned k = 0; k < 100; k++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(tmp, len, ".%s.tmp.%ld.%lx%x", name, (long)getpid(), (unsigned long)ts.tv_nsec, k);
+        if (!mkdirat(dfd, tmp, 0755)) return 0;
+        if (errno != EEXIST) return -1;
+    }
+    return -1;
+}
+
+// Writes a small text file atomically (outfile.h) in directory dfd.
+static int write_small(int dfd, const char *dir, const char *name, const char *text, char *err, size_t errlen) {
+    mt_outfile o;
+    if (mt_outfile_openat(&o, dfd, name, join(dir, name).path, err, errlen)) return -1;
+    fputs(text, o.fp);
+    return mt_outfile_commit(&o, err, errlen);
 }
 
 // The run's metadata as key/value strings (safetensors __metadata__): what
@@ -118,7 +160,7 @@ static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
     mt->ptrs[2 * NMETA] = NULL;
 }
 
-static int write_json(const char *dir, const meta_t *mt, char *err, size_t errlen) {
+static int write_json(int dfd, const char *dir, const meta_t *mt, char *err, size_t errlen) {
     char text[4096];
     size_t o = (size_t)snprintf(text, sizeof text, "{");
     for (int i = 0; i < NMETA; i++) {
@@ -129,7 +171,7 @@ static int write_json(const char *dir, const meta_t *mt, char *err, size_t errle
                               mt->kv[i][1], quoted ? "\"" : "");
     }
     snprintf(text + o, sizeof text - o, "}\n");
-    return write_small(dir, "checkpoint.json", text, err, errlen);
+    return write_small(dfd, dir, "checkpoint.json", text, err, errlen);
 }
 
 // ---- save -----------------------------------------------------------------
@@ -176,44 +218,104 @@ static void set_free(tensor_set *s) {
     free(s->all);
 }
 
-// Rank 0: everything after the gathers.
+// Puts the complete temporary directory `tmp` in place as `name`. A first
+// save of the iteration is one rename. A rerun's older `name` (or whatever
+// entry has that name, a symlink included) is exchanged with the new one in
+// one step (RENAME_EXCHANGE), then removed from its temporary name; where
+// the file system cannot exchange, the old one moves aside to NAME.old
+// (which a --load takes while NAME is missing), the new one moves in, and
+// the old one goes. At every instant one complete checkpoint has the name a
+// --load looks for.
+static int install(int dfd, const char *tmp, const char *name, const char *label, char *err, size_t errlen) {
+    struct stat sb;
+    int e = 0;
+    if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW)) {
+        if (errno != ENOENT || renameat(dfd, tmp, dfd, name)) e = errno;
+    } else if (renameat2(dfd, tmp, dfd, name, RENAME_EXCHANGE) == 0) {
+        if (mt_fsync_dir(dfd)) e = errno;
+        remove_entry(dfd, tmp);  // now the old checkpoint
+        if (e) goto out;
+        return 0;
+    } else if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+        e = errno;
+    } else {
+        char old[64];
+        snprintf(old, sizeof old, "%s.old", name);
+        remove_entry(dfd, old);  // a stale one: `name` is in place
+        if (renameat(dfd, name, dfd, old)) e = errno;
+        else if (renameat(dfd, tmp, dfd, name)) {
+            e = errno;
+            renameat(dfd, old, dfd, name);
+        } else {
+            if (mt_fsync_dir(dfd)) e = errno;
+            remove_entry(dfd, old);
+            if (e) goto out;
+            return 0;
+        }
+    }
+    if (!e && mt_fsync_dir(dfd)) e = errno;
+out:
+    if (e) {
+        snprintf(err, errlen, "%s: %s", label, strerror(e));
+        remove_entry(dfd, tmp);
+    }
+    return e ? -1 : 0;
+}
+
+// Rank 0: everything after the gathers, relative to --save's descriptor.
 static int save_files(const tensor_set *s, const char *dir, mt_ckpt_state st, const mt_config *c, char *err, size_t errlen) {
-    char name[64];
+    char name[64], tmp[128];
     snprintf(name, sizeof name, "iter_%07d", st.iteration);
-    pathbuf final = join(dir, name), tmp;
-    snprintf(tmp.path, sizeof tmp.path, "%s.tmp", final.path);
-    remove_dir(tmp.path);
+    pathbuf final = join(dir, name);
     if (mkdir(dir, 0755) && errno != EEXIST) { snprintf(err, errlen, "--save %s: %s", dir, strerror(errno)); return -1; }
-    if (mkdir(tmp.path, 0755)) { snprintf(err, errlen, "--save %s: %s", tmp.path, strerror(errno)); return -1; }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) { snprintf(err, errlen, "--save %s: %s", dir, strerror(errno)); return -1; }
+    remove_stale(dfd);
+    int tfd = -1, rc = make_tmp_dir(dfd, name, tmp, sizeof tmp);
+    if (!rc && (tfd = openat(dfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) rc = -1;
+    if (rc) snprintf(err, errlen, "--save %s: creating a temporary directory: %s", dir, strerror(errno));
     meta_t mt;
     meta_make(&mt, c, st);
-    int rc = mt_st_write(join(tmp.path, "model.safetensors").path, s->t, s->n, mt.ptrs, err, errlen);
-    if (!rc) rc = mt_st_write(join(tmp.path, "optimizer.safetensors").path, s->t + s->n, 2 * s->n, mt.ptrs, err, errlen);
-    if (!rc) rc = write_json(tmp.path, &mt, err, errlen);
-    if (!rc && fsync_path(tmp.path)) { snprintf(err, errlen, "%s: fsync: %s", tmp.path, strerror(errno)); rc = -1; }
-    if (rc) { remove_dir(tmp.path); return -1; }
-    // An older save of the same iteration (a rerun) is replaced.
-    remove_dir(final.path);
-    if (rename(tmp.path, final.path)) {
-        snprintf(err, errlen, "%s: %s", final.path, strerror(errno));
-        remove_dir(tmp.path);
-        return -1;
+    if (!rc) rc = mt_st_write_at(tfd, "model.safetensors", join(final.path, "model.safetensors").path, s->t, s->n, mt.ptrs, err, errlen);
+    if (!rc) rc = mt_st_write_at(tfd, "optimizer.safetensors", join(final.path, "optimizer.safetensors").path, s->t + s->n,
+                                 2 * s->n, mt.ptrs, err, errlen);
+    if (!rc) rc = write_json(tfd, final.path, &mt, err, errlen);
+    if (!rc && mt_fsync_dir(tfd)) { snprintf(err, errlen, "%s: fsync: %s", final.path, strerror(errno)); rc = -1; }
+    if (tfd >= 0) close(tfd);
+    if (rc) remove_entry(dfd, tmp);
+    if (!rc) rc = install(dfd, tmp, name, final.path, err, errlen);
+    if (!rc) {
+        char text[32];
+        snprintf(text, sizeof text, "%d\n", st.iteration);
+        rc = write_small(dfd, dir, LATEST, text, err, errlen);
     }
-    fsync_path(dir);
-    char text[32];
-    snprintf(text, sizeof text, "%d\n", st.iteration);
-    return write_small(dir, LATEST, text, err, errlen);
+    close(dfd);
+    return rc;
+}
+
+// Rank 0: the first non-finite value among the tensors to save, as "tensor
+// NAME holds a non-finite value at element I" (a checkpoint or an export of
+// such weights would not load, or would load garbage).
+static int check_finite(const mt_st_tensor *t, int n, char *err, size_t errlen) {
+    for (int k = 0; k < n; k++) {
+        long long i = mt_first_nonfinite(t[k].data, t[k].nbytes / sizeof(real));
+        if (i >= 0) {
+            snprintf(err, errlen, "tensor %s holds a non-finite value at element %lld; nothing written", t[k].name, i);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int mt_ckpt_save(const mt_model *m, const char *dir, mt_ckpt_state st, char *err, size_t errlen) {
     tensor_set s;
     set_gather(m, &s);
     int rc = 0;
-    if (m->par->world_rank == 0) rc = save_files(&s, dir, st, m->cfg, err, errlen);
+    if (m->par->world_rank == 0) rc = check_finite(s.t, 3 * s.n, err, errlen) || save_files(&s, dir, st, m->cfg, err, errlen);
     set_free(&s);
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
     MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, MPI_COMM_WORLD);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 // ---- load -----------------------------------------------------------------
@@ -274,9 +376,17 @@ static const mt_st_tensor *check_tensor(const mt_st_file *f, const char *path, c
         return NULL;
     }
     if (t->dtype != MT_ST_F32 && t->dtype != MT_ST_F64) { snprintf(err, errlen, "%s: tensor %s is not F32 or F64", path, name); return NULL; }
+    // Every value must survive the load: finite, finite after narrowing to
+    // the build's precision (an fp64 file into an fp32 build), and a second
+    // moment never negative (AdamW takes its square root).
+    int second_moment = strlen(name) > 11 && !strcmp(name + strlen(name) - 11, ".exp_avg_sq");
     for (int64_t i = 0; i < n; i++) {
         double v = t->dtype == MT_ST_F32 ? ((const float *)t->data)[i] : ((const double *)t->data)[i];
-        if (!isfinite(v)) { snprintf(err, errlen, "%s: tensor %s holds a non-finite value at element %lld", path, name, (long long)i); return NULL; }
+        const char *why = !isfinite(v) ? "a non-finite value"
+                          : !isfinite((real)v) ? "a value that overflows this build's " MT_PRECISION_NAME
+                          : second_moment && v < 0 ? "a negative AdamW second moment"
+                                                   : NULL;
+        if (why) { snprintf(err, errlen, "%s: tensor %s holds %s at element %lld", path, name, why, (long long)i); return NULL; }
     }
     return t;
 }
@@ -289,6 +399,14 @@ static int open_all(open_ckpt *o, const char *dir, int iter, const mt_config *c,
     char name[64];
     snprintf(name, sizeof name, "iter_%07d", iter);
     pathbuf d = join(dir, name);
+    // A re-save without RENAME_EXCHANGE killed between its two renames left
+    // the complete old checkpoint as iter_N.old (see install).
+    struct stat sb;
+    if (lstat(d.path, &sb) && errno == ENOENT) {
+        pathbuf old;
+        snprintf(old.path, sizeof old.path, "%s.old", d.path);
+        if (!lstat(old.path, &sb) && S_ISDIR(sb.st_mode)) d = old;
+    }
     snprintf(o->mpath, sizeof o->mpath, "%s/model.safetensors", d.path);
     snprintf(o->opath, sizeof o->opath, "%s/optimizer.safetensors", d.path);
     if (!(o->model = mt_st_open(o->mpath, err, errlen))) return -1;

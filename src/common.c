@@ -1,6 +1,7 @@
 // common.c: error exits, allocation, clock, string hash.
 #include "common.h"
 
+#include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -49,7 +50,12 @@ void mt_fail_local(int code, const char *fmt, ...) {
     va_start(ap, fmt);
     say(fmt, ap);
     va_end(ap);
-    if (mpi_running()) MPI_Abort(MPI_COMM_WORLD, code);
+    // Alone, there is no one to abort: finalize and exit with the code, so a
+    // one-rank run ends with its line and no MPI_Abort banner.
+    int world = 1;
+    if (mpi_running()) MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (mpi_running() && world > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    if (mpi_running()) MPI_Finalize();
     exit(code);
 }
 
@@ -63,6 +69,12 @@ void *mt_calloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) mt_fail_local(MT_EXIT_FAIL, "out of memory allocating %zu x %zu bytes", n, size);
     return p;
+}
+
+long long mt_first_nonfinite(const real *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (long long)i;
+    return -1;
 }
 
 double mt_now(void) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "outfile.h"
 #include "safetensors.h"
 #include "shard.h"
 
@@ -420,11 +421,11 @@ int mt_hf_load(mt_model *m, const char *dir, char *err, size_t errlen) {
 // ---- saving -----------------------------------------------------------------------------
 
 static int write_config(const char *dir, const mt_config *c, mt_hf_arch a, char *err, size_t errlen) {
-    char path[1200], tmp[1300];
+    char path[1200];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *fp = fopen(tmp, "w");
-    if (!fp) { snprintf(err, errlen, "%s: %s", tmp, strerror(errno)); return -1; }
+    mt_outfile o;
+    if (mt_outfile_open(&o, path, err, errlen)) return -1;
+    FILE *fp = o.fp;
     if (a == MT_HF_GPT2)
         fprintf(fp, "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n  \"vocab_size\": %d,\n"
                     "  \"n_positions\": %d,\n  \"n_ctx\": %d,\n  \"n_embd\": %d,\n  \"n_layer\": %d,\n  \"n_head\": %d,\n"
@@ -446,12 +447,7 @@ static int write_config(const char *dir, const mt_config *c, mt_hf_arch a, char 
                 c->hidden_size / c->num_heads, c->max_position_embeddings, c->norm_epsilon, c->rotary_base,
                 c->disable_bias_linear ? "false" : "true", c->disable_bias_linear ? "false" : "true", c->attention_dropout,
                 c->init_method_std, c->untie_embeddings ? "false" : "true");
-    int bad = ferror(fp) || fflush(fp) || fsync(fileno(fp));
-    int saved = errno;
-    if (fclose(fp)) bad = 1;
-    if (!bad && rename(tmp, path)) bad = 1, saved = errno;
-    if (bad) { unlink(tmp); snprintf(err, errlen, "%s: %s", path, strerror(saved ? saved : EIO)); return -1; }
-    return 0;
+    return mt_outfile_commit(&o, err, errlen);
 }
 
 int mt_hf_save(const mt_model *m, const char *dir, char *err, size_t errlen) {
@@ -467,7 +463,13 @@ int mt_hf_save(const mt_model *m, const char *dir, char *err, size_t errlen) {
     real *full = rank == 0 ? mt_malloc(maxn * sizeof(real)) : NULL;
     for (int i = 0; i < n; i++) {
         mt_shard_gather(m, MT_ARENA_PARAMS, all[i].name, all[i].rows, all[i].cols, full);
-        if (rank != 0) continue;
+        if (rank != 0 || rc) continue;
+        long long bad = mt_first_nonfinite(full, (size_t)(all[i].rows * all[i].cols));
+        if (bad >= 0) {
+            snprintf(err, errlen, "%s: tensor %s holds a non-finite value at element %lld; nothing written", dir, all[i].name, bad);
+            rc = -1;
+            continue;
+        }
         hf_piece pc[3];
         int tr, np = pieces_of(&all[i], a, c->vocab_size, pc, &tr);
         int64_t r0 = 0, cols = all[i].cols;
@@ -490,7 +492,7 @@ int mt_hf_save(const mt_model *m, const char *dir, char *err, size_t errlen) {
     if (rank == 0) {
         char path[1200];
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        if (mkdir(dir, 0755) && errno != EEXIST) { snprintf(err, errlen, "%s: %s", dir, strerror(errno)); rc = -1; }
+        if (!rc && mkdir(dir, 0755) && errno != EEXIST) { snprintf(err, errlen, "%s: %s", dir, strerror(errno)); rc = -1; }
         if (!rc) rc = mt_st_write(path, t, nt, NULL, err, errlen);
         if (!rc) rc = write_config(dir, c, a, err, errlen);
     }

@@ -570,7 +570,9 @@ int main(int argc, char **argv) {
         mt_fail_all(loud, MT_EXIT_FAIL, "--export-hf %s", err);
     if (c->dump_params[0] && mt_dump_tensors(&r.model, c->dump_params, 0, err, sizeof err))
         mt_fail_all(loud, MT_EXIT_FAIL, "--dump-params %s", err);
-    if (r.metrics) fclose(r.metrics);
+    // The last lines reach the disk at fclose: a full disk there is a failure too.
+    if (r.metrics && fclose(r.metrics))
+        mt_fail_local(MT_EXIT_FAIL, "--metrics-file %s: write failed at close (%s)", c->metrics_file, strerror(errno));
     mt_model_free(&r.model);
     mt_comm_free(&r.cm);
     mt_token_file_free(&r.train_file);

@@ -2,6 +2,7 @@
 // the reader (safetensors.c) would refuse, so a file it writes always reads
 // back, here and in PyTorch.
 #include "safetensors_internal.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,74 +110,37 @@ static int st_header_json(st_buf *b, const mt_st_tensor *t, int n, const char *c
     return b->oom ? st_fail(c, "out of memory") : 0;
 }
 
-static int st_write_all(int fd, const void *p, size_t n) {
-    for (const char *q = p; n;) {
-        ssize_t k = write(fd, q, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return -1;
-        q += k;
-        n -= (size_t)k;
-    }
-    return 0;
+// The header and the tensors through mt_outfile (outfile.h): a temporary
+// created with O_EXCL beside the target, every write checked, fsync, rename,
+// fsync of the directory; a failure leaves the old file untouched.
+static int st_write_body(mt_outfile *o, const st_buf *hdr, const mt_st_tensor *t, int n, char *err, size_t errlen) {
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr->n >> (8 * i));
+    // A failed write latches in o; commit then reports it with its errno.
+    if (!mt_outfile_write(o, len8, 8) && !mt_outfile_write(o, hdr->p, hdr->n))
+        for (int i = 0; i < n && !mt_outfile_write(o, t[i].data, t[i].nbytes); i++) {}
+    return mt_outfile_commit(o, err, errlen);
 }
 
-// The rename is durable only once its directory entry is on disk.
-static int st_fsync_dir(const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    size_t len = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-    if (len >= sizeof dir) { errno = ENAMETOOLONG; return -1; }
-    memcpy(dir, slash ? path : ".", len);
-    dir[len] = 0;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    if (rc && errno == EINVAL) rc = 0;  // a file system without directory fsync
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
-int mt_st_write(const char *path, const mt_st_tensor *t, int n, const char *const *meta_kv,
-                char *err, size_t errlen) {
-    st_ctx c = {path, err, errlen};
+int mt_st_write_at(int dirfd, const char *name, const char *label, const mt_st_tensor *t, int n,
+                   const char *const *meta_kv, char *err, size_t errlen) {
+    st_ctx c = {label, err, errlen};
     st_buf hdr = {0};
     if (st_check_input(t, n, meta_kv, &c) || st_header_json(&hdr, t, n, meta_kv, &c)) {
         free(hdr.p);
         return -1;
     }
-    // rename() would replace a device or an empty directory just as happily.
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        free(hdr.p);
-        return st_fail(&c, "exists and is not a regular file; refusing to replace it");
-    }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    if (!tmp) { free(hdr.p); return st_fail(&c, "out of memory"); }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr.n >> (8 * i));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int rc = fd < 0 || st_write_all(fd, len8, 8) || st_write_all(fd, hdr.p, hdr.n);
-    for (int i = 0; !rc && i < n; i++) rc = st_write_all(fd, t[i].data, t[i].nbytes);
-    if (!rc) rc = fsync(fd);
-    int e = errno;
-    if (fd >= 0 && close(fd) && !rc) { rc = -1; e = errno; }  // NFS reports write errors at close
-    if (rc) {
-        st_ctx ct = {tmp, err, errlen};
-        st_fail(&ct, "%s", strerror(e));
-        if (fd >= 0) unlink(tmp);
-    } else if (rename(tmp, path)) {
-        rc = st_fail(&c, "renaming %s over it: %s", tmp, strerror(errno));
-        unlink(tmp);
-    } else if (st_fsync_dir(path)) {
-        rc = st_fail(&c, "written, but fsync of its directory failed (%s): it may not survive a crash",
-                     strerror(errno));
-    }
-    free(tmp);
+    char e2[1400] = "";
+    mt_outfile o;
+    int rc = dirfd == AT_FDCWD ? mt_outfile_open(&o, label, e2, sizeof e2)
+                               : mt_outfile_openat(&o, dirfd, name, label, e2, sizeof e2);
+    if (!rc) rc = st_write_body(&o, &hdr, t, n, e2, sizeof e2);
+    if (rc && err) snprintf(err, errlen, "%s", e2);
     free(hdr.p);
     return rc ? -1 : 0;
+}
+
+int mt_st_write(const char *path, const mt_st_tensor *t, int n, const char *const *meta_kv,
+                char *err, size_t errlen) {
+    return mt_st_write_at(AT_FDCWD, path, path, t, n, meta_kv, err, errlen);
 }

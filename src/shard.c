@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "outfile.h"
 #include "safetensors.h"
 
 #ifdef MT_FP64
@@ -268,10 +269,12 @@ int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen) {
 
 typedef struct {
     const mt_model *m;
-    FILE *fp;
+    mt_outfile *out;  // rank 0
     real *full;
     float *tmp;
-    int bad;
+    int bad;          // 1 write failed, 2 open failed, 3 a non-finite weight
+    char bad_name[64];
+    long long bad_at;
 } save_ctx;
 
 static int save_one(void *vctx, const char *name, int64_t rows, int64_t cols, int64_t file_rows) {
@@ -280,7 +283,13 @@ static int save_one(void *vctx, const char *name, int64_t rows, int64_t cols, in
     if (x->m->par->world_rank == 0 && !x->bad) {
         size_t n = (size_t)(rows * cols);
         for (size_t i = 0; i < n; i++) x->tmp[i] = (float)x->full[i];
-        if (fwrite(x->tmp, 4, n, x->fp) != n) x->bad = errno ? errno : EIO;
+        // Checked after narrowing: an fp64 weight past FLT_MAX is as bad.
+        for (size_t i = 0; i < n && !x->bad; i++)
+            if (!isfinite(x->tmp[i])) {
+                x->bad = 3, x->bad_at = (long long)i;
+                snprintf(x->bad_name, sizeof x->bad_name, "%s", name);
+            }
+        if (!x->bad && mt_outfile_write(x->out, x->tmp, 4 * n)) x->bad = 1;
     }
     return 0;
 }
@@ -288,15 +297,13 @@ static int save_one(void *vctx, const char *name, int64_t rows, int64_t cols, in
 int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen) {
     const mt_config *c = m->cfg;
     int rank = m->par->world_rank;
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    save_ctx x = {m, NULL, NULL, NULL, 0};
-    if (rank == 0) {
-        x.fp = fopen(tmp, "wb");
-        if (!x.fp) x.bad = errno;
+    mt_outfile out;
+    save_ctx x = {m, &out, NULL, NULL, 0, "", 0};
+    if (rank == 0 && mt_outfile_open(&out, path, err, errlen)) x.bad = 2;
+    if (rank == 0 && !x.bad) {
         int32_t hd[256] = {MT_LLMC_MAGIC, 3, c->max_position_embeddings, c->vocab_size, c->num_layers,
                            c->num_heads, c->hidden_size, c->padded_vocab};
-        if (x.fp && fwrite(hd, 4, 256, x.fp) != 256) x.bad = errno ? errno : EIO;
+        if (mt_outfile_write(&out, hd, sizeof hd)) x.bad = 1;
     }
     size_t maxn = llmc_count(c, c->padded_vocab).largest;
     x.full = mt_malloc(maxn * sizeof(real));
@@ -304,16 +311,18 @@ int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen) 
     llmc_walk(c, c->padded_vocab, save_one, &x);
     free(x.full);
     free(x.tmp);
-    if (rank == 0 && x.fp) {
-        if (fflush(x.fp) || fsync(fileno(x.fp))) x.bad = x.bad ? x.bad : errno;
-        if (fclose(x.fp) && !x.bad) x.bad = errno;
+    // A failed write (bad 1) latched in out: commit reports it with its
+    // errno and removes the temporary, so the previous file at path stays.
+    if (rank == 0 && x.bad == 3) {
+        mt_outfile_abort(&out);
+        snprintf(err, errlen, "%s: tensor %s holds a value that is not a finite fp32 at element %lld; nothing written",
+                 path, x.bad_name, x.bad_at);
     }
-    if (rank == 0 && !x.bad && rename(tmp, path)) x.bad = errno;
-    if (rank == 0 && x.bad) unlink(tmp);
+    if (rank == 0 && x.bad <= 1 && mt_outfile_commit(&out, err, errlen)) x.bad = 1;
     // Every rank learns the verdict: the failure is then everyone's (exit 1
     // through finalize), not rank 0's alone while the others move on.
     MPI_Bcast(&x.bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (x.bad) snprintf(err, errlen, "%s: cannot write (%s)", path, strerror(x.bad));
+    MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, MPI_COMM_WORLD);
     return x.bad ? -1 : 0;
 }
 
@@ -340,12 +349,17 @@ int mt_dump_tensors(const mt_model *m, const char *path, int grads, char *err, s
         t[k].data = bufs[k];
     }
     int rc = 0;
-    if (rank == 0) rc = mt_st_write(path, t, nt, NULL, err, errlen);
+    for (int k = 0; rank == 0 && k < n && !rc; k++) {
+        long long i = mt_first_nonfinite(bufs[k], t[k].nbytes / sizeof(real));
+        if (i >= 0) rc = -1, snprintf(err, errlen, "%s: tensor %s holds a non-finite value at element %lld; nothing written",
+                                      path, t[k].name, i);
+    }
+    if (rank == 0 && !rc) rc = mt_st_write(path, t, nt, NULL, err, errlen);
     for (int k = 0; k < nt; k++) free(bufs[k]);
     free(bufs);
     free(t);
     free(all);
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (rc && rank != 0) snprintf(err, errlen, "%s: cannot write tensor dump", path);
+    MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, MPI_COMM_WORLD);
     return rc;
 }

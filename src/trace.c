@@ -10,6 +10,7 @@
 
 #include "comm.h"
 #include "common.h"
+#include "outfile.h"
 
 void mt_trace_start(mt_trace *t, const mt_parallel *p) {
     t->n = 0;
@@ -341,15 +342,22 @@ int mt_trace_write(mt_trace *t, const mt_parallel *p, const mt_config *c, const 
     snprintf(jpath, sizeof jpath, "%s", path);
     char *dot = strrchr(jpath, '.');
     if (dot && !strcmp(dot, ".svg")) strcpy(dot, ".json"); else strncat(jpath, ".json", sizeof jpath - strlen(jpath) - 1);
-    FILE *f = fopen(path, "w"), *g = fopen(jpath, "w");
-    if (!f || !g) { snprintf(err, errlen, "--timeline %s: %s", !f ? path : jpath, strerror(errno)); rc = -1; }
-    else {
-        write_svg(f, &tl);
-        write_json(g, &tl);
+    // Both files through outfile.h: written to temporaries, checked, and
+    // renamed into place only when both are complete (a failure leaves the
+    // previous pair, never an empty file).
+    mt_outfile f, g;
+    char e[1300] = "";
+    rc = mt_outfile_open(&f, path, e, sizeof e);
+    if (!rc && (rc = mt_outfile_open(&g, jpath, e, sizeof e))) mt_outfile_abort(&f);
+    if (!rc) {
+        write_svg(f.fp, &tl);
+        write_json(g.fp, &tl);
+        if ((rc = mt_outfile_finish(&f, e, sizeof e))) mt_outfile_abort(&g);
+        else if ((rc = mt_outfile_finish(&g, e, sizeof e))) mt_outfile_abort(&f);
+        else if (!(rc = mt_outfile_publish(&f, e, sizeof e))) rc = mt_outfile_publish(&g, e, sizeof e);
+        else mt_outfile_abort(&g);
     }
-    if (f && fclose(f)) rc = -1;
-    if (g && fclose(g)) rc = -1;
-    if (rc && !err[0]) snprintf(err, errlen, "--timeline %s: write failed", path);
+    if (rc) snprintf(err, errlen, "--timeline %s", e);
     free(tl.ev); free(all); free(cnt); free(act); free(disp); free(bytes);
     return rc;
 }
