@@ -31,8 +31,9 @@ int mt_parse_double(const char *s, double *out);
 int mt_input_open(const char *path, const char *what, struct stat *sb, char *err, size_t errlen);
 
 // Reads a small text input whole: a regular file of at most max bytes, or,
-// when allow_stream, a pipe, FIFO or terminal ("-" means standard input)
-// read up to max bytes (more is an error, never an unbounded allocation).
+// when allow_stream and path is standard input ("-", /dev/stdin), a pipe,
+// FIFO or device read up to max bytes (more is an error, never an
+// unbounded allocation). A named FIFO or device is always refused.
 // Returns a NUL-terminated malloc'd buffer (length in *len), or NULL with a
 // line in err.
 char *mt_input_read_small(const char *path, const char *what, size_t max, int allow_stream, size_t *len,
