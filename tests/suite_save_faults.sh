@@ -28,6 +28,7 @@
 #   MT_SAVE_FAULTS_BIN=path  the trainer to test (default ./pretrain_gpt)
 #   MT_SAVE_FAULTS_ONLY_CHECKS=1  skip the per-step save cases (a quick rerun)
 source "$(dirname "$0")/lib.sh"
+[ -n "${T:-}" ] && [ -d "$T" ] || { echo "not ok save_faults_setup: no scratch directory"; exit 1; }
 doc=""
 [ "${1:-}" = --doc ] && doc=$2
 SHIM=$PWD/build/fault_shim.so
