@@ -28,6 +28,7 @@
 #   MT_SAVE_FAULTS_BIN=path  the trainer to test (default ./pretrain_gpt)
 #   MT_SAVE_FAULTS_ONLY_CHECKS=1  skip the per-step save cases (a quick rerun)
 source "$(dirname "$0")/lib.sh"
+[ -n "${T:-}" ] && [ -d "$T" ] || { echo "not ok save_faults_setup: no scratch directory"; exit 1; }
 doc=""
 [ "${1:-}" = --doc ] && doc=$2
 SHIM=$PWD/build/fault_shim.so
@@ -178,11 +179,11 @@ save_case() {
     fi
   fi
   [ -z "$why" ] && { why=$(canaries_ok "$W") && why=""; }
-  local first; first=$(grep -vE '^(note|warning):|^-{20,}|^$' "$W/fault.err" | head -n 1)
+  local first; first=$(grep -vE '^(note|warning):|^-{20,}|^$|Killed|mpirun noticed' "$W/fault.err" | head -n 1)
   [ "$action" = kill ] && [ -z "$first" ] && first="(killed: no line)"
   if [ -z "$why" ]; then echo "ok save_faults/$name (exit $rc after ${secs}s; loads iteration $k)" > "$W.res"
   else echo "not ok save_faults/$name: $why" > "$W.res"; fi
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$kind, $np rank(s): $action $ops #$n${rank:+ on rank $rank}${errno_:+ ($errno_)}" \
+  printf '%s\037%s\037%s\037%s\037%s\n' "$name" "$kind, $np rank(s): $action $ops #$n${rank:+ on rank $rank}${errno_:+ ($errno_)}" \
     "${first//$T\//}" "$rc" "$k" > "$W.row"
 }
 
@@ -275,7 +276,7 @@ check() {
     i=$((i + 1))
   done
   if [ -z "$why" ]; then ok "save_faults/$name (exit $rc after ${secs}s)"; else not_ok "save_faults/$name" "$why"; fi
-  printf '%s\t%s\t%s\t%s\t\n' "$name" "$(printf '%s ' "$@" | cut -c1-160)" "${line//$T\//}" "$rc" > "$T/one/$name.row"
+  printf '%s\037%s\037%s\037%s\037\n' "$name" "$*" "${line//$T\//}" "$rc" > "$T/one/$name.row"
   one_names+=("$name")
 }
 one_names=()
@@ -403,20 +404,21 @@ if [ -n "$doc" ]; then
     echo "the next save clears any temporary, and canaries (beside the outputs, in the"
     echo "parent directory, behind \`iter_9 -> ../outside\`, user files named"
     echo "\`iter_N.tmp\` and \`latest_checkpointed_iteration.txt.tmp\`) are unchanged."
-    echo "Exit 1 always comes with one line; 137 is the SIGKILL itself."
+    echo "Exit 1 always comes with one line; 137 is the SIGKILL itself. \`TINY\` is the"
+    echo "tiny model of the table above, \`one/\` and \`cases/\` the suite's scratch directories."
     echo
     echo "| case | fault | what the user sees (stderr) | exit code | iteration loaded after |"
     echo "|---|---|---|---|---|"
     for n in "${names[@]}"; do
-      IFS=$'\t' read -r c what line rc k < "$T/cases/$n.row"
+      IFS=$'\037' read -r c what line rc k < "$T/cases/$n.row"
       echo "| $c | $what | \`${line:-(none: saved)}\` | $rc | $k |"
     done
     echo
     echo "| case | command | what the user sees (stderr) | exit code |"
     echo "|---|---|---|---|"
     for n in "${one_names[@]}"; do
-      IFS=$'\t' read -r c cmd line rc _ < "$O/$n.row"
-      cmd=${cmd//$T\//}; cmd=${cmd//$PWD\//}; cmd=${cmd//"${M[*]}"/TINY}
+      IFS=$'\037' read -r c cmd line rc _ < "$O/$n.row"
+      cmd=${cmd//"${M[*]}"/TINY}; cmd=${cmd//$BIN/pretrain_gpt}; cmd=${cmd//$T\//}; cmd=${cmd//$PWD\//}
       echo "| $c | \`${cmd//|/\\|}\` | \`${line:-(none)}\` | $rc |"
     done
   } > "$doc.new" && mv "$doc.new" "$doc"
