@@ -45,9 +45,19 @@ static int same(const ident *x, const ident *y) {
     return x->exists ? x->dev == y->dev && x->ino == y->ino : !strcmp(x->where, y->where);
 }
 
-// Whether a new file can be made in dir: a fresh name created with O_EXCL
-// (mkstemp) and removed; nothing that was there before is touched.
+// Whether a new file can be made in dir. First an unnamed O_TMPFILE file:
+// it never has a name, so a run killed here leaves nothing behind. Where the
+// file system lacks O_TMPFILE, a fresh name created with O_EXCL (mkstemp)
+// and removed; nothing that was there before is touched either way.
 static int probe_dir(const char *dir, char *why, size_t whylen) {
+#ifdef O_TMPFILE
+    int tfd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (tfd >= 0) { close(tfd); return 0; }
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+        snprintf(why, whylen, "cannot create files in %s (%s)", dir, strerror(errno));
+        return -1;
+    }
+#endif
     char name[PATH_MAX];
     if ((size_t)snprintf(name, sizeof name, "%s/.mt-probe-XXXXXX", dir) >= sizeof name) {
         snprintf(why, whylen, "path too long");
