@@ -47,3 +47,27 @@ MT_INJECT_BUG=bucket-early mt_run "$b" 2 ./pretrain_gpt $BASE --overlap-grad-red
 out=$($MPIRUN 2 ./pretrain_gpt $BASE --overlap-param-gather 2>&1 >/dev/null); rc=$?
 [ $rc = 2 ] && echo "$out" | grep -q 'needs --use-distributed-optimizer' && ok "param_gather_needs_distopt" ||
   not_ok param_gather_needs_distopt "exit $rc: $out"
+
+# The timeline of DP 2 x PP 2 with overlap: on every rank's lane, gradient
+# reductions (comm, group dp) start before that rank's last backward ends,
+# and --log-comm prints each rank's exposed fraction.
+tl="$T/timeline"
+timeout 300 $MPIRUN 4 ./pretrain_gpt $BASE --pipeline-model-parallel-size 2 --overlap-grad-reduce --timeline "$tl.svg" > "$tl.log" 2>&1
+out=$(/usr/bin/python3 - "$tl.json" <<'PY' 2>&1
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+lanes = []
+for tid in range(4):
+    bw = [e for e in ev if e.get("tid") == tid and e.get("cat") == "backward"]
+    dp = [e for e in ev if e.get("tid") == tid and e.get("cat") == "comm" and e["args"].get("group") == "dp"]
+    assert bw and dp, ("rank", tid, "has no backward or no dp reduction")
+    end = max(e["ts"] + e["dur"] for e in bw)
+    early = sum(e["ts"] < end for e in dp)
+    assert early >= 1, ("rank", tid, "no dp reduction during backward")
+    lanes.append("%d/%d" % (early, len(dp)))
+print("reductions started during backward per rank: " + " ".join(lanes))
+PY
+)
+fr=$(grep -c 'exposed fraction [0-9.]*$' "$tl.log")
+[ "$fr" -ge 4 ] && [[ $out == reductions* ]] && ok "timeline_dp2_pp2_overlap ($out)" ||
+  not_ok timeline_dp2_pp2_overlap "exposed-fraction lines $fr; $out $(tail -n 1 "$tl.log")"
