@@ -168,8 +168,9 @@ void mt_buckets_reduce_finish(mt_model *m, mt_comm *cm) {
     // The reduction's span: from the first bucket posted to the last one
     // done; its exposed part: this wait, which no compute hides.
     double t_first = mt_now(), t_wait = t_first;
+    int any = 0;   // no request at all: one copy of the parameters, nothing to report
     for (int i = 0; i < gb->n; i++)
-        if (gb->b[i].red.req != MPI_REQUEST_NULL || gb->b[i].red.t_done > 0) t_first = MT_MIN(t_first, gb->b[i].red.t0);
+        if (gb->b[i].red.req != MPI_REQUEST_NULL || gb->b[i].red.t_done > 0) t_first = MT_MIN(t_first, gb->b[i].red.t0), any = 1;
     for (int i = 0; i < gb->n; i++) {
         mt_comm_coll_wait(cm, &gb->b[i].red);
         gb->b[i].red.t_done = 0;
@@ -177,9 +178,10 @@ void mt_buckets_reduce_finish(mt_model *m, mt_comm *cm) {
         gb->b[i].pending = gb->b[i].p1 - gb->b[i].p0;
     }
     double t_end = mt_now();
+    gb->armed = 0;
+    if (!any) return;
     cm->stats.grad_span_seconds += t_end - t_first;
     cm->stats.grad_wait_seconds += t_end - t_wait;
-    gb->armed = 0;
 }
 
 void mt_buckets_gather_start(mt_model *m, mt_comm *cm) {
