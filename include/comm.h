@@ -30,6 +30,14 @@ typedef struct {
     // completion, and of those the seconds spent waiting for it (not hidden
     // behind the block's compute).
     double ring_seconds, ring_wait_seconds;
+    // Nonblocking collectives (gradient buckets, the parameter gather):
+    // seconds from post to completion summed over requests, and of those the
+    // seconds a rank spent waiting in mt_comm_coll_wait (exposed).
+    double coll_seconds, coll_wait_seconds;
+    int buckets, early_posts;   // gradient buckets, and those posted while backward ran
+    // The gradient reduction: first post to last completion, and the wait
+    // after backward (its exposed part).
+    double grad_span_seconds, grad_wait_seconds;
 } mt_comm_stats;
 
 struct mt_trace;
@@ -112,6 +120,39 @@ void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring);
 // goes to CP rank d, y's block s comes from rank s. Its backward is the
 // all-to-all of the gradients the other way (the same call).
 void mt_comm_cp_all_to_all(mt_comm *cm, real *y, const real *x, size_t n);
+
+// Nonblocking collectives over a group g, one request each: posted now,
+// progressed by mt_comm_coll_test (from the compute loop) and completed by
+// mt_comm_coll_wait, which also lands staged results. The request owns its
+// host copies (kept and grown across steps; mt_comm_coll_free frees them).
+// Counted at post like their blocking forms: an all-reduce of n elements
+// counts n, a reduce-scatter or all-gather counts the full tensor.
+typedef struct {
+    MPI_Request req;
+    mt_group g;
+    mt_coll c;
+    real *dst;            // where a result lands at completion (x, or a rank's part of it)
+    size_t dst_n;         // its elements
+    const void *src;      // MPI's result buffer, landed into dst when it is not dst
+    double t0, t_done;    // post, completion (when a test or the wait saw it)
+    mt_stage in, out;     // host copies of the input and result
+} mt_coll_req;
+// SUM all-reduce of x (n elements), in place: MPI_Iallreduce.
+void mt_comm_iallreduce(mt_comm *cm, mt_group g, real *x, size_t n, mt_coll_req *r);
+// SUM reduce-scatter of x (counts[0] + ... + counts[G-1] elements, group rank
+// d's part starting at displs[d]): rank d's sum lands in x + displs[d] at
+// completion, the rest of x is left unspecified. MPI_Ireduce_scatter.
+void mt_comm_ireduce_scatter(mt_comm *cm, mt_group g, real *x, const int *counts, const int *displs, mt_coll_req *r);
+// All-gather in place: every rank's part x + displs[d] (counts[d] elements)
+// reaches every rank. MPI_Iallgatherv. Moves values only: bitwise exact.
+void mt_comm_iallgatherv(mt_comm *cm, mt_group g, real *x, const int *counts, const int *displs, mt_coll_req *r);
+// Progress: 1 when the request has completed (a no-op after that).
+int mt_comm_coll_test(mt_comm *cm, mt_coll_req *r);
+void mt_comm_coll_wait(mt_comm *cm, mt_coll_req *r);
+void mt_comm_coll_free(mt_coll_req *r);
+// Size and this rank's index in group g (1 and 0 without a communicator).
+int mt_comm_group_size(const mt_comm *cm, mt_group g);
+int mt_comm_group_rank(const mt_comm *cm, mt_group g);
 
 // SUM over the world of a few doubles, for logging only (not counted).
 void mt_comm_report_sum(const mt_parallel *p, double *x, int n);

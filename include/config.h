@@ -45,6 +45,11 @@ typedef struct {
     int sequence_parallel;
     int layers_per_virtual_stage;  // 0: no interleaving
     int use_distributed_optimizer;
+    // Communication overlap (Megatron's flags): gradients reduced in buckets
+    // of ddp_bucket_size elements (derived when not given), posted while
+    // backward runs; the distributed optimizer's all-gather posted after the
+    // step and waited for by the next forward. Neither changes a bit.
+    int overlap_grad_reduce, overlap_param_gather, ddp_bucket_size;
     mt_schedule_kind schedule;
     // activation recomputation (Korthikanti et al. 2022)
     mt_recompute recompute;            // --recompute-granularity
@@ -89,6 +94,7 @@ typedef struct {
     int bug_bf16_off;          // "bf16-off": --bf16 accepted and reported, the run stays fp32 (a secretly-fp32 build)
     int bug_bf16_weights_only; // "bf16-weights-only": only the weights rounded, activations fp32
     int bug_unfused;           // "unfused": the op-by-op chains instead of the fused sweeps (test hook: bitwise the same)
+    int bug_bucket_early;      // "bucket-early": --overlap-grad-reduce posts a bucket one layer before its gradients are final
     // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
     // world rank R alone meets an allocation failure (a real malloc of 2^62
     // bytes), a write error on its --metrics-file (rank 0 writes it) or a

@@ -197,6 +197,7 @@ typedef struct {
     int fused;                      // the fused sweeps (ops.h MT_OPS_FUSED); 0 only under MT_INJECT_BUG=unfused
     mt_top_w w, dw;                 // the non-layer tensors (NULL where absent) and their gradients
     real *sp_pack;                  // the SP-partial gradients packed for one TP all-reduce
+    struct mt_buckets *gb;          // gradient buckets (the trainer's; NULL when planning)
     size_t sp_pack_n;
     int nchunks;
     mt_chunk *chunks;

@@ -1,12 +1,22 @@
 // account.c: communication predicted from the formulas of account.h.
 #include "account.h"
 
+#include "buckets.h"
+#include "common.h"
+
+#include <stdlib.h>
 #include <string.h>
 
 static void add(mt_comm_stats *s, mt_group g, mt_coll c, uint64_t calls, uint64_t elems, size_t esize) {
     if (!calls) return;
     s->calls[g][c] += calls;
     s->bytes[g][c] += calls * elems * esize;
+}
+
+// `calls` collectives moving `elems` elements between them.
+static void s_add_split(mt_comm_stats *s, mt_group g, mt_coll c, uint64_t calls, uint64_t elems, size_t esize) {
+    s->calls[g][c] += calls;
+    s->bytes[g][c] += elems * esize;
 }
 
 void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
@@ -28,16 +38,21 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
     uint64_t R = 0;
     for (int k = 0; k < m->nchunks; k++)
         for (int l = 0; l < m->chunks[k].nlayers; l++) R += m->chunks[k].rc_group0[l] >= 0;
+    int *first = mt_malloc(sizeof(int) * (size_t)m->nparams), nb = mt_buckets_plan(m, first);
     if (p->tp_size > 1) {
         if (!c->sequence_parallel) {
             add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * (4 * L + 2 * R + E + H), nh, r);
         } else {
             add(out, MT_GROUP_TP, MT_COLL_ALLGATHER, M * (6 * L + 2 * R + E + H), nh, r);
             add(out, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, M * (4 * L + 2 * R + E + H), nh, r);
-            uint64_t sp = 0;
-            for (int i = 0; i < m->nparams; i++)
-                if (mt_param_grad_groups(m, &m->params[i]) & (1u << MT_GROUP_TP)) sp += m->params[i].n;
-            add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, sp ? 1 : 0, sp, rg);
+            // The SP-partial gradients: one packed all-reduce per gradient
+            // bucket that holds any (buckets.h).
+            for (int k = 0; k < nb; k++) {
+                uint64_t sp = 0;
+                for (int i = first[k]; i < (k ? first[k - 1] : m->nparams); i++)
+                    if (mt_param_grad_groups(m, &m->params[i]) & (1u << MT_GROUP_TP)) sp += m->params[i].n;
+                add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, sp ? 1 : 0, sp, rg);
+            }
         }
         add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, n, r);      // MAX
         add(out, MT_GROUP_TP, MT_COLL_ALLREDUCE, M * H, 2 * n, r);  // SUM of (sumexp, target logit)
@@ -77,13 +92,20 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
     // Every copy of the parameters (DP; dp-cp with context parallelism).
     mt_group gg = mt_grad_group(p);
     int copies = p->dp_size * p->cp_size;
-    if (copies > 1 && !c->use_distributed_optimizer) add(out, gg, MT_COLL_ALLREDUCE, 1, m->nelem, rg);
+    // One reduction per gradient bucket (the buckets cover the arena, so the
+    // bytes are the arena's); the gather is one call, or one per bucket
+    // with --overlap-param-gather.
+    uint64_t nbu = (uint64_t)nb;
+    if (copies > 1 && !c->use_distributed_optimizer) {
+        s_add_split(out, gg, MT_COLL_ALLREDUCE, nbu, m->nelem, rg);
+    }
     if (copies > 1 && c->use_distributed_optimizer) {
-        add(out, gg, MT_COLL_REDUCE_SCATTER, 1, m->nelem_pad, rg);
-        add(out, gg, MT_COLL_ALLGATHER, 1, m->nelem_pad, rp);
+        s_add_split(out, gg, MT_COLL_REDUCE_SCATTER, nbu, m->nelem_pad, rg);
+        s_add_split(out, gg, MT_COLL_ALLGATHER, c->overlap_param_gather ? nbu : 1, m->nelem_pad, rp);
         add(out, gg, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));  // the norm's shard sums
     }
     if (p->tp_size * p->pp_size > 1) add(out, MT_GROUP_MP, MT_COLL_ALLREDUCE, 1, 1, sizeof(double));
+    free(first);
 }
 
 size_t mt_account_act_layers(const mt_model *m) {

@@ -2,12 +2,17 @@
 #include "chunk.h"
 
 #include "backend.h"
+#include "buckets.h"
 
 real mt_chunk_forward(mt_model *m, mt_comm *cm, const mt_step *st, int k, mt_slot *sl, int backward) {
     mt_chunk *ch = &m->chunks[k];
+    // --overlap-param-gather: each tensor's bucket has arrived before it is read.
+    if (ch->has_embed || ch->has_head) mt_buckets_gather_wait(m, cm, -1);
     if (ch->has_embed) mt_embed_forward(m, cm, st, sl, sl->x[0]);
-    for (int l = 0; l < ch->nlayers; l++)
+    for (int l = 0; l < ch->nlayers; l++) {
+        mt_buckets_gather_wait(m, cm, ch->layer0 + l);
         mt_block_forward(m, cm, st, ch->layer0 + l, &ch->w[l], &sl->acts[l], sl->x[l], sl->x[l + 1], sl->sample0);
+    }
     if (!ch->has_head) return 0;
     // The head's input gradient replaces the (no longer needed) head input in
     // the slot until this micro-batch's backward comes up. DP averaging
@@ -22,6 +27,8 @@ real mt_chunk_forward(mt_model *m, mt_comm *cm, const mt_step *st, int k, mt_slo
 void mt_chunk_backward(mt_model *m, mt_comm *cm, const mt_step *st, int k, mt_slot *sl) {
     mt_chunk *ch = &m->chunks[k];
     if (ch->has_head) m->be->copy(m->ws.dres, sl->x[ch->nlayers], (size_t)m->n_l * (size_t)m->h);
+    // The head's gradients were written in this micro-batch's forward.
+    if (ch->has_head) mt_buckets_top_done(m, cm, 1);
     for (int l = ch->nlayers - 1; l >= 0; l--) {
         int g0 = ch->rc_group0[l];
         // Full recomputation: on reaching the last layer of a group, re-run
@@ -35,8 +42,13 @@ void mt_chunk_backward(mt_model *m, mt_comm *cm, const mt_step *st, int k, mt_sl
                                  j == l ? m->ws.xscratch : sl->x[j + 1], sl->sample0);
         mt_block_backward(m, cm, st, ch->layer0 + l, &ch->w[l], &ch->dw[l], &sl->acts[l], sl->x[l], m->ws.dres,
                           sl->sample0);
+        // A finished layer may complete a gradient bucket (--overlap-grad-reduce).
+        mt_buckets_layer_done(m, cm, ch->layer0 + l);
     }
-    if (ch->has_embed) mt_embed_backward(m, cm, st, sl, m->ws.dres);
+    if (ch->has_embed) {
+        mt_embed_backward(m, cm, st, sl, m->ws.dres);
+        mt_buckets_top_done(m, cm, 0);
+    }
 }
 
 const real *mt_model_hidden(mt_model *m, mt_comm *cm, const mt_step *st, mt_slot *sl) {

@@ -293,3 +293,100 @@ void mt_comm_print(const mt_comm_stats *s, FILE *f, const char *prefix) {
 void mt_comm_report_sum(const mt_parallel *p, double *x, int n) {
     if (p->world_size > 1) MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, p->world);
 }
+
+// ---- nonblocking collectives -----------------------------------------------
+
+int mt_comm_group_size(const mt_comm *cm, mt_group g) { return size_of(comm_of(cm, g)); }
+
+int mt_comm_group_rank(const mt_comm *cm, mt_group g) {
+    MPI_Comm c = comm_of(cm, g);
+    if (c == MPI_COMM_NULL) return 0;
+    int r;
+    MPI_Comm_rank(c, &r);
+    return r;
+}
+
+// Starts request r's bookkeeping: counted now, timed until completion.
+static void coll_begin(mt_comm *cm, mt_coll_req *r, mt_group g, mt_coll c, size_t bytes, double t0) {
+    r->g = g;
+    r->c = c;
+    r->t0 = t0;
+    r->t_done = 0;
+    cm->stats.bytes[g][c] += bytes;
+    cm->stats.calls[g][c] += 1;
+    cm->stats.seconds += mt_now() - t0;   // the post itself
+}
+
+void mt_comm_iallreduce(mt_comm *cm, mt_group g, real *x, size_t n, mt_coll_req *r) {
+    double t0 = mt_now();
+    size_t b = n * sizeof(real);
+    if (n > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "gradient bucket of %zu elements: over MPI's int count", n);
+    void *h = host_view(cm, &r->in, x, b);
+    r->dst = x, r->dst_n = n, r->src = h;
+    MPI_Iallreduce(MPI_IN_PLACE, h, (int)n, MT_MPI_REAL, MPI_SUM, comm_of(cm, g), &r->req);
+    coll_begin(cm, r, g, MT_COLL_ALLREDUCE, b, t0);
+}
+
+void mt_comm_ireduce_scatter(mt_comm *cm, mt_group g, real *x, const int *counts, const int *displs, mt_coll_req *r) {
+    double t0 = mt_now();
+    int G = size_of(comm_of(cm, g)), d = mt_comm_group_rank(cm, g);
+    size_t n = 0;
+    for (int i = 0; i < G; i++) n += (size_t)counts[i];
+    const void *h = host_view(cm, &r->in, x, n * sizeof(real));
+    // MPI reads the whole bucket and writes this rank's part elsewhere (no
+    // aliasing); the part lands in x at completion.
+    void *o = stage_buf(&r->out, MT_MAX((size_t)counts[d], 1) * sizeof(real));
+    r->dst = x + displs[d], r->dst_n = (size_t)counts[d], r->src = o;
+    MPI_Ireduce_scatter(h, o, counts, MT_MPI_REAL, MPI_SUM, comm_of(cm, g), &r->req);
+    coll_begin(cm, r, g, MT_COLL_REDUCE_SCATTER, n * sizeof(real), t0);
+}
+
+void mt_comm_iallgatherv(mt_comm *cm, mt_group g, real *x, const int *counts, const int *displs, mt_coll_req *r) {
+    double t0 = mt_now();
+    int G = size_of(comm_of(cm, g));
+    size_t n = 0;
+    for (int i = 0; i < G; i++) n += (size_t)counts[i];
+    void *h = host_view(cm, &r->in, x, n * sizeof(real));
+    r->dst = x, r->dst_n = n, r->src = h;
+    MPI_Iallgatherv(MPI_IN_PLACE, 0, MT_MPI_REAL, h, counts, displs, MT_MPI_REAL, comm_of(cm, g), &r->req);
+    coll_begin(cm, r, g, MT_COLL_ALLGATHER, n * sizeof(real), t0);
+}
+
+// After MPI completed r: its result into dst, its time into the stats and
+// (in flight from post to completion) onto the timeline's comm lane.
+static void coll_done(mt_comm *cm, mt_coll_req *r, double t) {
+    r->t_done = t;
+    if (r->src != r->dst) land(cm, r->dst, r->src, r->dst_n * sizeof(real));
+    cm->stats.coll_seconds += t - r->t0;
+    mt_trace_add_comm(cm->trace, MT_EV_COMM, r->g, r->c, (double)(r->dst_n * sizeof(real)), r->t0, t);
+}
+
+int mt_comm_coll_test(mt_comm *cm, mt_coll_req *r) {
+    if (r->req == MPI_REQUEST_NULL) return 1;
+    double t0 = mt_now();
+    int done = 0;
+    MPI_Test(&r->req, &done, MPI_STATUS_IGNORE);
+    double t1 = mt_now();
+    cm->stats.seconds += t1 - t0;
+    if (done) coll_done(cm, r, t1);
+    return done;
+}
+
+void mt_comm_coll_wait(mt_comm *cm, mt_coll_req *r) {
+    if (r->req == MPI_REQUEST_NULL) return;
+    double t0 = mt_now();
+    MPI_Wait(&r->req, MPI_STATUS_IGNORE);
+    double t1 = mt_now();
+    cm->stats.seconds += t1 - t0;
+    cm->stats.coll_wait_seconds += t1 - t0;
+    // The part of the collective nobody computed through.
+    mt_trace_add_comm(cm->trace, MT_EV_IDLE, r->g, r->c, (double)(r->dst_n * sizeof(real)), t0, t1);
+    coll_done(cm, r, t1);
+}
+
+void mt_comm_coll_free(mt_coll_req *r) {
+    free(r->in.buf);
+    free(r->out.buf);
+    memset(&r->in, 0, sizeof r->in);
+    memset(&r->out, 0, sizeof r->out);
+}

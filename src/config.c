@@ -359,6 +359,7 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_bf16_off = strstr(bugs, "bf16-off") != NULL;
         c->bug_bf16_weights_only = strstr(bugs, "bf16-weights-only") != NULL;
         c->bug_unfused = strstr(bugs, "unfused") != NULL;
+        c->bug_bucket_early = strstr(bugs, "bucket-early") != NULL;
         static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
         for (int k = 1; k < 4; k++) {
             const char *at = strstr(bugs, sites[k]);
@@ -441,6 +442,13 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
               "--recompute-num-layers (%d) exceeds the layers per pipeline chunk (%d) with --recompute-method block",
               c->recompute_num_layers, per_chunk);
     }
+    // Megatron's rules (arguments.py, distributed_data_parallel.py): the
+    // param gather overlaps only the distributed optimizer's all-gather; the
+    // default bucket is max(40M, 1M x data-parallel size) elements.
+    check(!c->overlap_param_gather || c->use_distributed_optimizer, p,
+          "--overlap-param-gather overlaps the distributed optimizer's all-gather: it needs --use-distributed-optimizer");
+    check(!mt_config_was_set(c, "--ddp-bucket-size") || c->ddp_bucket_size >= 1, p, "--ddp-bucket-size must be >= 1 (got %d)", c->ddp_bucket_size);
+    if (!c->ddp_bucket_size) c->ddp_bucket_size = MT_MAX(40000000, 1000000 * c->dp * c->cp);
 }
 
 void mt_config_parse(mt_config *c, int argc, char **argv, int loud) {

@@ -64,6 +64,12 @@ const mt_flag_def mt_flags[] = {
            "all-forward-all-backward (GPipe) or 1F1B; interleaving follows the flag above"),
     BOOL("--use-distributed-optimizer", use_distributed_optimizer, PARALLEL,
          "reduce-scatter gradients, 1/dp of the AdamW state per rank"),
+    BOOL("--overlap-grad-reduce", overlap_grad_reduce, PARALLEL,
+         "post each gradient bucket's DP reduction as soon as backward has finished it (same bits)"),
+    BOOL("--overlap-param-gather", overlap_param_gather, PARALLEL,
+         "distributed optimizer: the parameter all-gather runs behind the next forward (same bits)"),
+    INT("--ddp-bucket-size", ddp_bucket_size, NULL, PARALLEL,
+        "elements per gradient bucket (default max(40M, 1M x dp), Megatron's); the same buckets with or without overlap"),
 
     INT("--micro-batch-size", micro_batch_size, "1", TRAIN, "samples per micro-batch"),
     INT("--global-batch-size", global_batch_size, NULL, TRAIN,

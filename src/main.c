@@ -13,6 +13,7 @@
 #include "account.h"
 #include "account_acts.h"
 #include "backend.h"
+#include "buckets.h"
 #include "ckpt.h"
 #include "comm.h"
 #include "config.h"
@@ -286,7 +287,7 @@ static void log_iteration(run *r, int it, double loss, double norm, double lr, d
 
 // Every rank's measured counters next to the formulas, printed in rank
 // order by rank 0 (gathered, so lines never interleave).
-static void log_comm(const run *r, int it) {
+static void log_comm(const run *r, int it, double step_ms) {
     mt_comm_stats pred;
     mt_account_comm(&r->model, &pred);
     char buf[4096];
@@ -302,6 +303,17 @@ static void log_comm(const run *r, int it) {
         fprintf(mf, "ring rank %d: K/V blocks in flight %.3f ms, waited for %.3f ms: %.1f%% hidden behind compute\n",
                 r->par.world_rank, 1e3 * st->ring_seconds, 1e3 * st->ring_wait_seconds,
                 100.0 * (1.0 - st->ring_wait_seconds / st->ring_seconds));
+    // Gradient buckets and the parameter gather (buckets.h): their time in
+    // flight, the part nobody computed through, and every second this rank
+    // spent inside MPI (blocking calls, posts, tests and waits) as a share
+    // of the step: the exposed-communication fraction.
+    if (st->grad_span_seconds > 0)
+        fprintf(mf, "overlap rank %d: %d gradient buckets, %d posted during backward; reduction in flight %.3f ms, "
+                "waited for after backward %.3f ms: exposed fraction %.3f\n",
+                r->par.world_rank, st->buckets, st->early_posts, 1e3 * st->grad_span_seconds, 1e3 * st->grad_wait_seconds,
+                st->grad_wait_seconds / st->grad_span_seconds);
+    fprintf(mf, "exposed communication rank %d: %.3f ms in MPI of %.3f ms = %.1f%% of the step\n", r->par.world_rank,
+            1e3 * st->seconds, step_ms, 100.0 * 1e3 * st->seconds / step_ms);
     fclose(mf);
     buf[sizeof buf - 1] = 0;
     mt_parallel_print_gathered(&r->par, buf, sizeof buf, stdout);
@@ -357,6 +369,7 @@ static void save(run *r, int it, uint64_t consumed) {
     char err[1400] = "";
     double t0 = mt_now();
     mt_ckpt_state st = {it, consumed};
+    mt_buckets_gather_finish(&r->model, &r->cm);
     if (mt_ckpt_save(&r->model, r->cfg.save, st, err, sizeof err))
         mt_fail_all(r->par.world_rank == 0, MT_EXIT_FAIL, "saving the checkpoint of iteration %d failed: %s (the previous checkpoint in %s is intact)",
                 it, err, r->cfg.save);
@@ -408,7 +421,7 @@ static void train(run *r) {
             write_timeline(r, &trace, it);
         }
         log_iteration(r, it, loss, norm, lr, ms);
-        if (c->log_comm) log_comm(r, it);
+        if (c->log_comm) log_comm(r, it, ms);
         if (c->log_pipeline && (it % c->log_interval == 0 || it == c->train_iters)) log_pipeline(r, it, &res, t_sched);
         if (c->eval_interval > 0 && it % c->eval_interval == 0) {
             double v = evaluate(r, it);
@@ -531,6 +544,9 @@ int main(int argc, char **argv) {
     mt_model_init(&r.model, c, &r.par, mt_schedule_slots(c, r.par.pp_rank));
     mt_optimizer_init(&r.model);
     int direct = mt_comm_set_backend(&r.cm, r.model.be);
+    static mt_buckets buckets;
+    mt_buckets_init(&buckets, &r.model, &r.cm);
+    r.model.gb = &buckets;
     if (loud && direct >= 0)
         printf("comm: MPI on %s\n", direct ? "device buffers (CUDA-aware MPI)" : "host-staged copies");
     char err[1400];
@@ -563,6 +579,9 @@ int main(int argc, char **argv) {
     MPI_Bcast(&bad_metrics, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (bad_metrics) mt_fail_all(0, MT_EXIT_USAGE, "--metrics-file");
     train(&r);
+    // --overlap-param-gather: the last step's parameters are complete before
+    // anything reads them.
+    mt_buckets_gather_finish(&r.model, &r.cm);
     if (c->log_memory) print_peak_rss(&r);
     if (c->export_llmc[0] && mt_llmc_save(&r.model, c->export_llmc, err, sizeof err))
         mt_fail_all(loud, MT_EXIT_FAIL, "--export-llmc %s", err);
@@ -573,6 +592,8 @@ int main(int argc, char **argv) {
     // The last lines reach the disk at fclose: a full disk there is a failure too.
     if (r.metrics && fclose(r.metrics))
         mt_fail_local(MT_EXIT_FAIL, "--metrics-file %s: write failed at close (%s)", c->metrics_file, strerror(errno));
+    mt_buckets_free(&buckets);
+    r.model.gb = NULL;
     mt_model_free(&r.model);
     mt_comm_free(&r.cm);
     mt_token_file_free(&r.train_file);

@@ -2,6 +2,7 @@
 #include "schedule.h"
 
 #include "backend.h"
+#include "buckets.h"
 #include "chunk.h"
 #include "trace.h"
 
@@ -86,7 +87,10 @@ static void backward_one(runner *r, int k, int mb) {
         if (m->cfg->bug_loss_per_stage) m->be->scale(m->ws.dres, nx, (real)1 / (real)m->cfg->num_micro_batches);
     }
     double t0 = mt_now();
+    // Each chunk's backward of the last micro-batch writes its final gradients.
+    mt_buckets_arm(m, mb == m->cfg->num_micro_batches - 1);
     mt_chunk_backward(m, r->cm, r->st, k, sl);
+    mt_buckets_arm(m, 0);
     r->res.t_compute += mt_now() - t0;
     mt_trace_add(r->cm->trace, MT_EV_BACKWARD, k, mb, t0, mt_now());
     if (!ch->has_embed) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "buckets.h"
 
 double mt_lr_at(const mt_config *c, int it) {
     double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters;
@@ -17,54 +18,13 @@ double mt_lr_at(const mt_config *c, int it) {
     return c->min_lr + coeff * (c->lr - c->min_lr);
 }
 
-// Packs the gradients that need a TP sum (SP-partial tensors) into one
-// buffer so TP sums them in a single all-reduce (Megatron does the same for
-// its sequence-parallel grads).
-static void sync_tp_partial(mt_model *m, mt_comm *cm) {
-    if (!m->sp_pack) return;
-    const mt_backend *B = m->be;
-    const unsigned tp = 1u << MT_GROUP_TP;
-    size_t o = 0;
-    for (int i = 0; i < m->nparams; i++) {
-        const mt_param *p = &m->params[i];
-        if (!(mt_param_grad_groups(m, p) & tp)) continue;
-        B->copy(m->sp_pack + o, m->grad_mem + p->off, p->n);
-        o += p->n;
-    }
-    mt_comm_tp_allreduce(cm, m->sp_pack, o);
-    // Negative control: keep them rank-local (Megatron #1446).
-    if (m->cfg->bug_no_sp_grad_sync) return;
-    o = 0;
-    for (int i = 0; i < m->nparams; i++) {
-        const mt_param *p = &m->params[i];
-        if (!(mt_param_grad_groups(m, p) & tp)) continue;
-        B->copy(m->grad_mem + p->off, m->sp_pack + o, p->n);
-        o += p->n;
-    }
-}
-
 void mt_grad_sync(mt_model *m, mt_comm *cm) {
-    sync_tp_partial(m, cm);
-    // Tied tensors: the first and last stage each hold a copy (the embedding).
-    for (int i = 0; i < m->nparams; i++) {
-        const mt_param *p = &m->params[i];
-        if (mt_param_grad_groups(m, p) & (1u << MT_GROUP_EMBD))
-            mt_comm_allreduce_group(cm, MT_GROUP_EMBD, m->grad_mem + p->off, p->n);
-    }
-    if (m->par->dp_size * m->par->cp_size > 1) {
-        // Sum over every copy (DP, and CP's partial sums), all of it or
-        // (distributed optimizer) only this rank's shard, which is all its
-        // optimizer will read; then average over DP only: the CP ranks each
-        // hold a part of the same samples' gradient.
-        mt_group g = mt_grad_group(m->par);
-        // Negative control: sum over DP only, each CP rank keeping its partial gradient.
-        if (m->cfg->bug_no_cp_grad_sum) g = MT_GROUP_DP;
-        if (m->cfg->use_distributed_optimizer)
-            mt_comm_shard_reduce_scatter(cm, g, m->grad_mem, m->nelem_pad);
-        else
-            mt_comm_allreduce_group(cm, g, m->grad_mem, m->nelem);
-        if (m->par->dp_size > 1) m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
-    }
+    // Every bucket's TP, embedding-group and DP/CP sums (buckets.h); what
+    // --overlap-grad-reduce posted during backward is only waited for here.
+    mt_buckets_reduce_finish(m, cm);
+    // The sum over DP (and CP's partial sums) becomes an average over DP
+    // only: the CP ranks each hold a part of the same samples' gradient.
+    if (m->par->dp_size > 1) m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
 }
 
 // The part of parameter p inside this rank's optimizer shard, as [a, b)
@@ -148,6 +108,8 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
         m->be->adamw_update(w, m->grad_mem + a, gscale, mm, vv, b - a, step, lrr, b1, b2, eps, wd);
         if (m->main_mem) m->be->round_bf16(m->param_mem + a, w, b - a);
     }
-    // Every DP rank updated its shard; gather the whole model back.
-    if (c->use_distributed_optimizer) mt_comm_shard_all_gather(cm, mt_grad_group(m->par), m->param_mem, m->nelem_pad);
+    // Every DP rank updated its shard; gather the whole model back, now or
+    // (--overlap-param-gather) bucket by bucket behind the next forward.
+    if (c->use_distributed_optimizer && c->overlap_param_gather && m->gb) mt_buckets_gather_start(m, cm);
+    else if (c->use_distributed_optimizer) mt_comm_shard_all_gather(cm, mt_grad_group(m->par), m->param_mem, m->nelem_pad);
 }

@@ -200,3 +200,4 @@ out=$(tools/compare "$T/c32bad.st" "$T/c64.st" --max-rel-rms 1e-5); rc=$?
 out=$(timeout 300 docs/tutorial.sh --check 2>&1); rc=$?
 [ $rc = 0 ] && ok "tutorial_numbers_regenerate ($(echo "$out" | tail -n 1))" ||
   not_ok tutorial_numbers_regenerate "$(echo "$out" | tail -n 4 | tr '\n' ' ')"
+

@@ -20,8 +20,21 @@
 # (the trainer prints rank 0's VmHWM and, separately, what was resident
 # before it allocated the model: libraries, Open MPI, OpenBLAS, the data).
 #
-#   tools/bench.sh            everything (~3-6 minutes on 2 cores)
+#   tools/bench.sh            everything (~3-6 minutes on 2 cores, twice that with two kernels)
 #   tools/bench.sh --quick    sgemm + the small shape only, fewer iterations
+#   tools/bench.sh --smoke    the machinery only (tests/suite_tools.sh): tiny
+#                             sgemm, 3 steps of the small shape from a random
+#                             init, DP 2; no PyTorch, no 124M; numbers meaningless
+#
+# Kernels: the report prints the CPU's vector features and the OpenBLAS core
+# (openblas_get_corename). When the environment pins OPENBLAS_CORETYPE to a
+# core that is not the one OpenBLAS picks by itself (this project's machines
+# pin Haswell on AVX-512 CPUs), every C row and the ceiling run twice: with
+# the environment as it is (pinned) and with OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE unset in that command alone (native: what a user's
+# OpenBLAS runs). The native row is the headline. The ceiling is the best
+# cblas_sgemm over the model's own GEMMs (forward nt, backward nn and tn, the
+# LM head included), measured in the same run with the same kernel.
 # Environment: BENCH_THREADS (default 2) threads for every run; BENCH_ROUNDS
 # (default 2, --quick 1) rounds of the small shape; BENCH_BIG_ROUNDS (default
 # 1) rounds of the 124M shape (each round costs about a minute or more).
@@ -39,10 +52,11 @@ cd "$(dirname "$0")/.."
 export LC_ALL=C   # '.' as the decimal point in $EPOCHREALTIME and awk
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
-QUICK=0
+QUICK=0 SMOKE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1 ;;
+        --smoke) QUICK=1; SMOKE=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
@@ -51,22 +65,22 @@ done
 
 THREADS=${BENCH_THREADS:-2}
 WARMUP=2
-if [ $QUICK = 1 ]; then
-    SMALL_ITERS=10; ROUNDS=${BENCH_ROUNDS:-1}
-    SGEMM_ARGS=(--reps 3 --layouts nt 512x768x768 256x2304x768 2048x2048x2048)
+if [ $SMOKE = 1 ]; then
+    SMALL_ITERS=3; ROUNDS=1; SG_REPS=1
+elif [ $QUICK = 1 ]; then
+    SMALL_ITERS=10; ROUNDS=${BENCH_ROUNDS:-1}; SG_REPS=3
 else
-    SMALL_ITERS=20; ROUNDS=${BENCH_ROUNDS:-2}
-    SGEMM_ARGS=(--reps 5 512x768x768 256x2304x768 256x3072x768 256x768x3072 256x50304x768 2048x2048x2048)
+    SMALL_ITERS=20; ROUNDS=${BENCH_ROUNDS:-2}; SG_REPS=5
 fi
 BIG_ITERS=5   # 2 warm-up + 3 timed, both implementations
 BIG_ROUNDS=${BENCH_BIG_ROUNDS:-1}
 PY=/usr/bin/python3
-W=out/bench                       # logs and per-run files
+W=${BENCH_OUT:-out/bench}         # logs and per-run files (--smoke: give a temporary directory)
 SMALL_MODEL=out/bench_small.bin   # llm.c model files, cached
 BIG_MODEL=out/bench_gpt2_124m.bin
 BIG_DATA=out/bench_gpt2_tokens.bin
 mkdir -p "$W"
-rm -f "$W"/small_* "$W"/big_* "$W"/sgemm.txt "$W"/report.md   # no stale results from an earlier run
+rm -f "$W"/small_* "$W"/big_* "$W"/par_* "$W"/sgemm*.txt "$W"/report.md   # no stale results from an earlier run
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench.sh: error: $*" >&2; exit 1; }
@@ -76,9 +90,13 @@ die() { echo "bench.sh: error: $*" >&2; exit 1; }
 if [ ! -x tools/sgemm_bench ] || [ tools/sgemm_bench.c -nt tools/sgemm_bench ]; then
     make -s tools/sgemm_bench >&2
 fi
-[ -f data/fortunes_train.bin ] || tools/get-data.sh >&2
-[ -x "$PY" ] && "$PY" -c 'import torch, numpy' 2>/dev/null || die "$PY cannot import torch and numpy (tools/install-deps.sh)"
-TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
+SMALL_DATA=${BENCH_DATA:-data/fortunes_train.bin}
+[ -f "$SMALL_DATA" ] || tools/get-data.sh >&2
+TORCH_VERSION="not run (--smoke)"
+if [ $SMOKE = 0 ]; then
+    [ -x "$PY" ] && "$PY" -c 'import torch, numpy' 2>/dev/null || die "$PY cannot import torch and numpy (tools/install-deps.sh)"
+    TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
+fi
 # Every C run uses one snapshot of ./pretrain_gpt: a concurrent `make` (other
 # people's work on a shared checkout) cannot swap the binary mid-report.
 PG=$W/pretrain_gpt
@@ -158,7 +176,7 @@ C_ENV=()
 run_c() {
     local tag=$1; shift
     rm -f "$W/$tag.jsonl"
-    local cmd=(env ${C_ENV[@]+"${C_ENV[@]}"} OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" "$PG" "$@" --metrics-file "$W/$tag.jsonl" --log-memory)
+    local cmd=(${K_PRE[@]+"${K_PRE[@]}"} env ${C_ENV[@]+"${C_ENV[@]}"} OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" "$PG" "$@" --metrics-file "$W/$tag.jsonl" --log-memory)
     record "${cmd[@]}"
     say "$tag: ${cmd[*]}"
     peak_rss "$W/$tag.rss" "${cmd[@]}" > "$W/$tag.log" 2>&1 || { tail -n 5 "$W/$tag.log" >&2; die "$tag failed (log: $W/$tag.log)"; }
@@ -198,44 +216,60 @@ else
 fi
 T_START=$SECONDS
 
-# ------------------------------------------------------------------ 1. sgemm --
-say "sgemm ceiling: tools/sgemm_bench ${SGEMM_ARGS[*]} ($THREADS threads)"
-SG_CMD=(env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench "${SGEMM_ARGS[@]}")
-record "${SG_CMD[@]}"
-"${SG_CMD[@]}" > "$W/sgemm.txt"
-CEIL=$(awk '$1 == "max" { print $2 }' "$W/sgemm.txt")
-CEIL_AT=$(awk '$1 == "max" { print $3 " " $4 }' "$W/sgemm.txt")
-BLAS_CORE=$(sed -n 's/^# OpenBLAS: //p' "$W/sgemm.txt")
-[ -n "$CEIL" ] || die "tools/sgemm_bench printed no maximum"
-# OpenBLAS 0.3.21 does not know every new CPU: on one with AVX-512 that gets
-# the AVX2 (Haswell/Zen) kernels, measure what the AVX-512 kernels would give.
-# Informational only: no run below uses it, and the ceiling stays the default.
-ALT_NOTE=""
-if grep -qw avx512f /proc/cpuinfo && ! grep -qiE 'SkylakeX|Cooperlake|SapphireRapids' <<< "$BLAS_CORE"; then
-    ALT_SHAPES=(2048x2048x2048 256x2304x768)
-    ALT_CMD=(env OPENBLAS_CORETYPE=SkylakeX OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps 3 --layouts nt "${ALT_SHAPES[@]}")
-    record "${ALT_CMD[@]}"
-    say "AVX-512 CPU, OpenBLAS core $(sed 's/.*(core \(.*\))/\1/' <<< "$BLAS_CORE"): also timing OPENBLAS_CORETYPE=SkylakeX"
-    "${ALT_CMD[@]}" > "$W/sgemm_skx.txt"
-    if grep -q 'core SkylakeX' "$W/sgemm_skx.txt"; then
-        ALT_NOTE=$(awk -v shapes="${ALT_SHAPES[*]}" 'BEGIN { n = split(shapes, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1 }
-            FNR == 1 { f++ } $1 == "sgemm" && $5 == "nt" && (($2 "x" $3 "x" $4) in want) { g[f, $2 "x" $3 "x" $4] = $7 }
-            END { s = ""; for (k in want) if (((1, k) in g) && ((2, k) in g)) s = s (s ? ", " : "") k " " g[1, k] " -> " g[2, k]; print s }' \
-            "$W/sgemm.txt" "$W/sgemm_skx.txt")
-        [ -n "$ALT_NOTE" ] || ALT_NOTE="SkylakeX max $(awk '$1 == "max" { print $2 }' "$W/sgemm_skx.txt")"
-    fi
+# ------------------------------------------------------------------ kernels --
+FEATURES=$(grep -m1 '^flags' /proc/cpuinfo | grep -oE '\b(avx2|fma|avx512[a-z_0-9]*|amx[a-z_0-9]*)\b' | sort -u | tr '\n' ' ')
+PIN_CORE=$(tools/sgemm_bench --core | awk '{ print $2 }')
+NATIVE_CORE=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE tools/sgemm_bench --core | awk '{ print $2 }')
+BLAS_CORE=$(OPENBLAS_NUM_THREADS=1 tools/sgemm_bench --reps 1 8x8x8:nt | sed -n 's/^# OpenBLAS: //p')
+# Kernel tags, the headline first; K_PRE is the command prefix of each.
+if [ -n "${OPENBLAS_CORETYPE:-}" ] && [ "$PIN_CORE" != "$NATIVE_CORE" ]; then
+    KERNELS=(native pinned)
+else
+    KERNELS=(default)
 fi
+kpre() { case $1 in native) K_PRE=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE) ;; *) K_PRE=() ;; esac; }
+klabel() { case $1 in native) echo "native $NATIVE_CORE (headline)" ;; pinned) echo "pinned $PIN_CORE (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)" ;; *) echo "$PIN_CORE" ;; esac; }
 
-# ------------------------------------------------------------------ 2+3. small --
-ensure_model "$SMALL_MODEL" 4 4 256 256 256 128
-SMALL_DATA=data/fortunes_train.bin
-read -r SMALL_FPT SMALL_N < <(flops_per_token "$SMALL_MODEL" 128)
-small_c()  { run_c "small_c_$1" --config configs/small.conf --init-from "$SMALL_MODEL" --data-order sequential --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS"; }
-small_cp() { C_ENV=(OMP_WAIT_POLICY=PASSIVE); run_c "small_cp_$1" --config configs/small.conf --init-from "$SMALL_MODEL" --data-order sequential --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS"; C_ENV=(); }
-small_t()  { run_torch "small_t_$1" --model "$SMALL_MODEL" --data "$SMALL_DATA" --steps "$SMALL_ITERS" --batch 4 --seq 128; }
-for r in $(seq 1 $ROUNDS); do
-    if [ $((r % 2)) = 1 ]; then small_c "$r"; small_t "$r"; small_cp "$r"; else small_cp "$r"; small_t "$r"; small_c "$r"; fi
-done
+# The model's own GEMMs: for each linear layer (oc outputs, c inputs) on n
+# tokens, forward n x oc x c (nt), input gradient n x c x oc (nn), weight
+# gradient oc x c x n (tn); QKV, projection, the MLP's two and the LM head.
+model_gemms() { # n h ff Vp
+    local n=$1 h=$2 ff=$3 vp=$4 oc c
+    for pair in "$((3 * h)) $h" "$h $h" "$ff $h" "$h $ff" "$vp $h"; do
+        read -r oc c <<< "$pair"
+        echo "${n}x${oc}x${c}:nt ${n}x${c}x${oc}:nn ${oc}x${c}x${n}:tn"
+    done | tr '\n' ' '
+}
+declare -A CEIL_OF CEIL_AT_OF
+sgemm_ceiling() { # KT NAME SHAPES...
+    local kt=$1 name=$2; shift 2
+    local cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" "$@")
+    record "${cmd[@]}"
+    say "sgemm ceiling, $name, $(klabel "$kt"): ${cmd[*]}"
+    "${cmd[@]}" > "$W/sgemm_${name}_$kt.txt"
+    CEIL_OF[$name,$kt]=$(awk '$1 == "max" { print $2 }' "$W/sgemm_${name}_$kt.txt")
+    CEIL_AT_OF[$name,$kt]=$(awk '$1 == "max" { print $3 " " $4 }' "$W/sgemm_${name}_$kt.txt")
+    [ -n "${CEIL_OF[$name,$kt]}" ] || die "tools/sgemm_bench printed no maximum"
+    grep -q "core $( [ "$kt" = native ] && echo "$NATIVE_CORE" || echo "$PIN_CORE"))" "$W/sgemm_${name}_$kt.txt" ||
+        die "sgemm ran another kernel than $(klabel "$kt")"
+}
+
+# ------------------------------------------------------------------ model files --
+if [ $SMOKE = 0 ]; then
+    ensure_model "$SMALL_MODEL" 4 4 256 256 256 128
+    SMALL_INIT=(--init-from "$SMALL_MODEL")
+    read -r SMALL_FPT SMALL_N < <(flops_per_token "$SMALL_MODEL" 128)
+else
+    SMALL_INIT=()   # a random init: no PyTorch to write the shared model file
+    read -r SMALL_FPT SMALL_N < <(awk 'BEGIN { L = 4; C = 256; Vp = 256; maxT = 128; T = 128
+        N = Vp*C + maxT*C + L*(12*C*C + 13*C) + 2*C; printf "%.0f %.0f\n", 6*N + 12*L*T*C, N }')
+fi
+SMALL_ARGS=(--config configs/small.conf --data-path "$SMALL_DATA" ${SMALL_INIT[@]+"${SMALL_INIT[@]}"} --data-order sequential)
+if [ $QUICK = 0 ]; then
+    ensure_model "$BIG_MODEL" 12 12 768 50257 50304 1024
+    ensure_data "$BIG_DATA" 100000 50257
+    read -r BIG_FPT BIG_N < <(flops_per_token "$BIG_MODEL" 64)
+fi
 best_round() { # PREFIX ROUNDS -> tag of the round with the lowest median
     local r best="" bm=""
     for r in $(seq 1 "$2"); do
@@ -244,34 +278,36 @@ best_round() { # PREFIX ROUNDS -> tag of the round with the lowest median
     done
     echo "$best"
 }
-SC=$(best_round small_c $ROUNDS); SCP=$(best_round small_cp $ROUNDS); ST=$(best_round small_t $ROUNDS)
 
-# ------------------------------------------------------------------ 4. GPT-2 124M --
-if [ $QUICK = 0 ]; then
-    ensure_model "$BIG_MODEL" 12 12 768 50257 50304 1024
-    ensure_data "$BIG_DATA" 100000 50257
-    read -r BIG_FPT BIG_N < <(flops_per_token "$BIG_MODEL" 64)
-    big_c() { run_c "big_c_$1" --init-from "$BIG_MODEL" --train-data-path "$BIG_DATA" --seq-length 64 --micro-batch-size 4 \
-        --global-batch-size 4 --hidden-dropout 0 --attention-dropout 0 --data-order sequential --train-iters "$BIG_ITERS"; }
-    big_t() { run_torch "big_t_$1" --model "$BIG_MODEL" --data "$BIG_DATA" --steps "$BIG_ITERS" --batch 4 --seq 64; }
-    for r in $(seq 1 $BIG_ROUNDS); do
-        if [ $((r % 2)) = 1 ]; then big_c "$r"; big_t "$r"; else big_t "$r"; big_c "$r"; fi
-    done
-    BC=$(best_round big_c $BIG_ROUNDS); BT=$(best_round big_t $BIG_ROUNDS)
+# ------------------------------------------------------------------ PyTorch --
+# Its own BLAS: OPENBLAS_CORETYPE does not reach it, so it runs once per shape.
+ST="" BT=""
+if [ $SMOKE = 0 ]; then
+    for r in $(seq 1 $ROUNDS); do run_torch "small_t_$r" --model "$SMALL_MODEL" --data "$SMALL_DATA" --steps "$SMALL_ITERS" --batch 4 --seq 128; done
+    ST=$(best_round small_t $ROUNDS)
+    if [ $QUICK = 0 ]; then
+        for r in $(seq 1 $BIG_ROUNDS); do run_torch "big_t_$r" --model "$BIG_MODEL" --data "$BIG_DATA" --steps "$BIG_ITERS" --batch 4 --seq 64; done
+        BT=$(best_round big_t $BIG_ROUNDS)
+    fi
 fi
-# ------------------------------------------------------------------ 5. layouts --
+
+# ------------------------------------------------------------------ per kernel --
 # The small shape on the two cores split as 2 ranks x 1 thread, against
 # 1 rank x 2 threads on the same batches (micro-batch 2, global batch 8, so
 # PP 2 has micro-batches to pipeline and DP 2 has samples to split).
-PAR_ARGS=(--config configs/small.conf --init-from "$SMALL_MODEL" --data-order sequential --micro-batch-size 2
-          --global-batch-size 8 --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS")
-PAR_LAYOUTS=("1 rank|1|" "TP 2|2|--tensor-model-parallel-size 2" "TP 2 + SP|2|--tensor-model-parallel-size 2 --sequence-parallel"
-             "PP 2|2|--pipeline-model-parallel-size 2" "DP 2|2|")
+PAR_ARGS=("${SMALL_ARGS[@]}" --micro-batch-size 2 --global-batch-size 8 --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS")
+if [ $SMOKE = 1 ]; then
+    PAR_LAYOUTS=("1 rank|1|" "DP 2 + overlap|2|--overlap-grad-reduce")
+else
+    PAR_LAYOUTS=("1 rank|1|" "TP 2|2|--tensor-model-parallel-size 2" "TP 2 + SP|2|--tensor-model-parallel-size 2 --sequence-parallel"
+                 "PP 2|2|--pipeline-model-parallel-size 2" "PP 2 1F1B M 8|2|--pipeline-model-parallel-size 2 --micro-batch-size 1"
+                 "DP 2|2|" "DP 2 + overlap|2|--overlap-grad-reduce --ddp-bucket-size 100000")
+fi
 run_par() { # TAG NP FLAGS...
     local tag=$1 np=$2; shift 2
     local t=$((THREADS / np)); [ $t -lt 1 ] && t=1
     rm -f "$W/$tag.jsonl"
-    local cmd=(env OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t OMP_WAIT_POLICY=PASSIVE tools/mpirun.sh "$np" "$PG" "${PAR_ARGS[@]}" "$@"
+    local cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t OMP_WAIT_POLICY=PASSIVE tools/mpirun.sh "$np" "$PG" "${PAR_ARGS[@]}" "$@"
                --metrics-file "$W/$tag.jsonl" --log-memory)
     record "${cmd[@]}"
     say "$tag: ${cmd[*]}"
@@ -280,11 +316,34 @@ run_par() { # TAG NP FLAGS...
         if (b[1] + 0 > w) print $2 }' "$W/$tag.jsonl" > "$W/$tag.ms"
     [ -s "$W/$tag.ms" ] || die "$tag: no timed iterations in $W/$tag.jsonl"
 }
-for i in "${!PAR_LAYOUTS[@]}"; do
-    IFS='|' read -r _ np flags <<< "${PAR_LAYOUTS[$i]}"
-    # shellcheck disable=SC2086
-    run_par "par_$i" "$np" $flags
+declare -A SC_OF SCP_OF BC_OF
+for KT in "${KERNELS[@]}"; do
+    kpre "$KT"
+    # shellcheck disable=SC2046
+    sgemm_ceiling "$KT" small $(model_gemms 512 256 1024 256)
+    [ $QUICK = 0 ] && sgemm_ceiling "$KT" big $(model_gemms 256 768 3072 50304)
+    small_c()  { run_c "small_c_${KT}_$1" "${SMALL_ARGS[@]}" --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS"; }
+    small_cp() { C_ENV=(OMP_WAIT_POLICY=PASSIVE); run_c "small_cp_${KT}_$1" "${SMALL_ARGS[@]}" --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS"; C_ENV=(); }
+    for r in $(seq 1 $ROUNDS); do
+        if [ $((r % 2)) = 1 ]; then small_c "$r"; small_cp "$r"; else small_cp "$r"; small_c "$r"; fi
+    done
+    SC_OF[$KT]=$(best_round "small_c_$KT" $ROUNDS); SCP_OF[$KT]=$(best_round "small_cp_$KT" $ROUNDS)
+    if [ $QUICK = 0 ]; then
+        for r in $(seq 1 $BIG_ROUNDS); do
+            run_c "big_c_${KT}_$r" --init-from "$BIG_MODEL" --train-data-path "$BIG_DATA" --seq-length 64 --micro-batch-size 4 \
+                --global-batch-size 4 --hidden-dropout 0 --attention-dropout 0 --data-order sequential --train-iters "$BIG_ITERS"
+        done
+        BC_OF[$KT]=$(best_round "big_c_$KT" $BIG_ROUNDS)
+    fi
+    for i in "${!PAR_LAYOUTS[@]}"; do
+        IFS='|' read -r _ np flags <<< "${PAR_LAYOUTS[$i]}"
+        # shellcheck disable=SC2086
+        run_par "par_${KT}_$i" "$np" $flags
+    done
 done
+K_PRE=()
+HEAD=${KERNELS[0]}
+SC=${SC_OF[$HEAD]} SCP=${SCP_OF[$HEAD]} BC=${BC_OF[$HEAD]:-}
 
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$((SECONDS - T_START))
@@ -328,43 +387,63 @@ REPORT=$W/report.md
     echo "- threads: $THREADS per run (OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = $THREADS), one process, no MPI launcher"
     echo "- BLAS: $BLAS_CORE; PyTorch $TORCH_VERSION (float32)"
     echo "- ms/iter: median of the steps after $WARMUP warm-up steps, best round; small shape $SMALL_ITERS steps x $ROUNDS round(s)$( [ $QUICK = 0 ] && echo ", 124M $BIG_ITERS steps x $BIG_ROUNDS round(s)"), C and PyTorch back to back"
-    echo "- model FLOPs/token = 6N + 12*L*T*h; sgemm ceiling = $CEIL GFLOP/s (best cblas_sgemm, $CEIL_AT)"
-    [ -n "$ALT_NOTE" ] && echo "- note: this CPU has AVX-512 but OpenBLAS runs its $(sed 's/.*(core \(.*\))/\1/' <<< "$BLAS_CORE") kernels; OPENBLAS_CORETYPE=SkylakeX (used by no run here) gives, nt GFLOP/s default -> SkylakeX: $ALT_NOTE"
-    echo "- $( [ $QUICK = 1 ] && echo 'quick run (--quick): small shape only; ' )wall time of the benchmark: ${ELAPSED} s"
+    echo "- CPU features: $FEATURES"
+    echo "- OpenBLAS core: $(klabel "$HEAD")$( [ ${#KERNELS[@]} -gt 1 ] && echo "; also $(klabel pinned): every C row runs with both, the native one is the headline")"
+    echo "- model FLOPs/token = 6N + 12*L*T*h; sgemm ceiling per shape and kernel = best cblas_sgemm over the model's own GEMMs (nt, nn, tn; LM head included; attention's batched GEMMs not)"
+    echo "- $( [ $SMOKE = 1 ] && echo 'SMOKE run (--smoke): the machinery only, numbers meaningless; ' )$( [ $QUICK = 1 ] && echo 'quick run: small shape only; ' )wall time of the benchmark: ${ELAPSED} s"
     echo
     echo "| shape | layout | impl | ms/iter | tokens/s | model GFLOP/s | % of sgemm ceiling | PyTorch tokens/s | ratio vs PyTorch | peak RSS / accounted (MiB, rank 0) | peak RSS - RSS before the model (vs accounted) |"
     echo "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"
-    echo "| sgemm $CEIL_AT | | OpenBLAS cblas_sgemm | | | $CEIL | 100% | | | | |"
     L1="1 rank x $THREADS threads"
-    row "small: L4 h256 a4 V256, B4 T128" "$L1" "megatron.c" "$SC" 512 "$SMALL_FPT" "$ST"
-    row "small: L4 h256 a4 V256, B4 T128" "$L1" "megatron.c, OMP_WAIT_POLICY=PASSIVE" "$SCP" 512 "$SMALL_FPT" "$ST"
-    row "small: L4 h256 a4 V256, B4 T128" "$L1" "PyTorch" "$ST" 512 "$SMALL_FPT" "$ST" "$(rss_mib "$W/$ST.rss") / - | "
-    if [ $QUICK = 0 ]; then
-        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "$L1" "megatron.c" "$BC" 256 "$BIG_FPT" "$BT"
-        row "GPT-2 124M: L12 h768 a12 V50304, B4 T64" "$L1" "PyTorch" "$BT" 256 "$BIG_FPT" "$BT" "$(rss_mib "$W/$BT.rss") / - | "
+    SMALL="small: L4 h256 a4 V256, B4 T128" BIG="GPT-2 124M: L12 h768 a12 V50304, B4 T64"
+    for KT in "${KERNELS[@]}"; do
+        K=$(klabel "$KT")
+        CEIL=${CEIL_OF[small,$KT]}
+        echo "| sgemm ceiling, small (${CEIL_AT_OF[small,$KT]}) | | OpenBLAS, $K | | | $CEIL | 100% | | | | |"
+        row "$SMALL" "$L1" "megatron.c, $K" "${SC_OF[$KT]}" 512 "$SMALL_FPT" "${ST:--}"
+        row "$SMALL" "$L1" "megatron.c, $K, OMP_WAIT_POLICY=PASSIVE" "${SCP_OF[$KT]}" 512 "$SMALL_FPT" "${ST:--}"
+        for i in "${!PAR_LAYOUTS[@]}"; do
+            IFS='|' read -r name np _ <<< "${PAR_LAYOUTS[$i]}"
+            lay="$name, $np x $((THREADS / np > 0 ? THREADS / np : 1))"
+            row "small, global batch 8" "$lay" "megatron.c, $K" "par_${KT}_$i" 1024 "$SMALL_FPT" -
+        done
+        if [ $QUICK = 0 ]; then
+            CEIL=${CEIL_OF[big,$KT]}
+            echo "| sgemm ceiling, 124M (${CEIL_AT_OF[big,$KT]}) | | OpenBLAS, $K | | | $CEIL | 100% | | | | |"
+            row "$BIG" "$L1" "megatron.c, $K" "${BC_OF[$KT]}" 256 "$BIG_FPT" "$BT"
+        fi
+    done
+    if [ -n "$ST" ]; then
+        CEIL=${CEIL_OF[small,$HEAD]}
+        row "$SMALL" "$L1" "PyTorch (% of the headline ceiling)" "$ST" 512 "$SMALL_FPT" "$ST" "$(rss_mib "$W/$ST.rss") / - | "
     fi
-    for i in "${!PAR_LAYOUTS[@]}"; do
-        IFS='|' read -r name np _ <<< "${PAR_LAYOUTS[$i]}"
-        lay="$name, $np x $((THREADS / np > 0 ? THREADS / np : 1))"
-        row "small, micro-batch 2, global batch 8" "$lay" "megatron.c" "par_$i" 1024 "$SMALL_FPT" -
+    if [ -n "$BT" ]; then
+        CEIL=${CEIL_OF[big,$HEAD]}
+        row "$BIG" "$L1" "PyTorch (% of the headline ceiling)" "$BT" 256 "$BIG_FPT" "$BT" "$(rss_mib "$W/$BT.rss") / - | "
+    fi
+    echo
+    for KT in "${KERNELS[@]}"; do
+        echo "Layouts on the same cores, $(klabel "$KT") (small shape, global batch 8; 1 rank x $THREADS threads time over the layout's, same batches):"
+        for i in "${!PAR_LAYOUTS[@]}"; do
+            IFS='|' read -r name _ _ <<< "${PAR_LAYOUTS[$i]}"
+            awk -v n="$name" -v a="$(med "par_${KT}_0")" -v b="$(med "par_${KT}_$i")" 'BEGIN { printf "%s %.2f; ", n, a / b }'
+        done
+        echo
     done
     echo
-    echo "Layouts on the same cores (small shape, micro-batch 2, global batch 8; tokens/s against the 1-rank row of the same batches):"
-    for i in "${!PAR_LAYOUTS[@]}"; do
-        IFS='|' read -r name _ _ <<< "${PAR_LAYOUTS[$i]}"
-        awk -v n="$name" -v a="$(med par_0)" -v b="$(med "par_$i")" 'BEGIN { printf "%s %.2f; ", n, a / b }'
-    done
-    echo "SP's time over TP 2: $(awk -v a="$(med par_1)" -v b="$(med par_2)" 'BEGIN { printf "%+.1f%%", 100 * (b / a - 1) }')."
-    echo
-    echo "Same model, same batches: step-1 loss small C $(cat "$W/$SC.loss1"), PyTorch $(cat "$W/$ST.loss1")$(
-        [ $QUICK = 0 ] && echo "; 124M C $(cat "$W/$BC.loss1"), PyTorch $(cat "$W/$BT.loss1")")."
+    if [ -n "$ST" ]; then
+        echo "Same model, same batches: step-1 loss small C $(cat "$W/$SC.loss1"), PyTorch $(cat "$W/$ST.loss1")$(
+            [ $QUICK = 0 ] && echo "; 124M C $(cat "$W/$BC.loss1"), PyTorch $(cat "$W/$BT.loss1")")."
+    fi
     echo "N = $SMALL_N (small)$( [ $QUICK = 0 ] && echo ", $BIG_N (124M)") parameters; FLOPs/token = $SMALL_FPT (small)$( [ $QUICK = 0 ] && echo ", $BIG_FPT (124M)")."
-    echo "Per-step times after warm-up (ms), one group per round:"
-    echo "small C $(steps_list small_c $ROUNDS); C with OMP_WAIT_POLICY=PASSIVE $(steps_list small_cp $ROUNDS); PyTorch $(steps_list small_t $ROUNDS)$(
-        [ $QUICK = 0 ] && echo "; 124M C $(steps_list big_c $BIG_ROUNDS); PyTorch $(steps_list big_t $BIG_ROUNDS)")."
+    echo "Per-step times after warm-up (ms), one group per round, headline kernel:"
+    echo "small C $(steps_list "small_c_$HEAD" $ROUNDS); C with OMP_WAIT_POLICY=PASSIVE $(steps_list "small_cp_$HEAD" $ROUNDS)$(
+        [ -n "$ST" ] && echo "; PyTorch $(steps_list small_t $ROUNDS)")$(
+        [ $QUICK = 0 ] && echo "; 124M C $(steps_list "big_c_$HEAD" $BIG_ROUNDS); PyTorch $(steps_list big_t $BIG_ROUNDS)")."
     echo -n "Warm-up iterations 1, 2 of the C trainer (ms): small $(cat "$W/$SC.warm")"
     [ $QUICK = 0 ] && echo -n "; 124M $(cat "$W/$BC.warm")"
-    echo ". PyTorch's own --bench mean (steps 2..N, ms): small $(cat "$W/$ST.own")$( [ $QUICK = 0 ] && echo ", 124M $(cat "$W/$BT.own")")."
+    echo "."
+    [ -n "$ST" ] && echo "PyTorch's own --bench mean (steps 2..N, ms): small $(cat "$W/$ST.own")$( [ $QUICK = 0 ] && echo ", 124M $(cat "$W/$BT.own")")."
     echo
     echo "### Memory (MiB): peak RSS vs the trainer's --log-memory accounting"
     echo
@@ -374,14 +453,16 @@ REPORT=$W/report.md
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     mem_row "megatron.c, small" "$SC"
     [ $QUICK = 0 ] && mem_row "megatron.c, GPT-2 124M" "$BC"
-    echo "| PyTorch, small | $(rss_mib "$W/$ST.rss") | | | | | | | |"
-    [ $QUICK = 0 ] && echo "| PyTorch, GPT-2 124M | $(rss_mib "$W/$BT.rss") | | | | | | | |"
+    [ -n "$ST" ] && echo "| PyTorch, small | $(rss_mib "$W/$ST.rss") | | | | | | | |"
+    [ -n "$BT" ] && echo "| PyTorch, GPT-2 124M | $(rss_mib "$W/$BT.rss") | | | | | | | |"
     echo
     echo "### sgemm ($THREADS threads, best of the repetitions)"
     echo
-    echo "| M x N x K | layout | ms | GFLOP/s |"
-    echo "|---|---|---:|---:|"
-    awk '$1 == "sgemm" { printf "| %sx%sx%s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7 }' "$W/sgemm.txt"
+    echo "| shape, kernel | M x N x K | layout | ms | GFLOP/s |"
+    echo "|---|---|---|---:|---:|"
+    for f in "$W"/sgemm_*_*.txt; do
+        awk -v k="$(basename "$f" .txt | sed 's/^sgemm_//; s/_/, /')" '$1 == "sgemm" { printf "| %s | %sx%sx%s | %s | %s | %s |\n", k, $2, $3, $4, $5, $6, $7 }' "$f"
+    done
     echo
     echo "Layouts (row-major, as src/cpu/matmul.c calls them): nt = forward (inp @ W^T), nn = input gradient (dout @ W), tn = weight gradient (dout^T @ inp)."
     echo
@@ -393,5 +474,6 @@ REPORT=$W/report.md
     echo
     echo "Logs: $W/. The machine may be shared: compare rows of one report, not across reports."
 } > "$REPORT"
-cp "$REPORT" out/bench.md
-cat out/bench.md
+# The kept report is a full run's; --smoke leaves out/ alone.
+[ $SMOKE = 0 ] && cp "$REPORT" out/bench.md
+cat "$REPORT"

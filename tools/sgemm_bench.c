@@ -3,7 +3,11 @@
 // trainer runs, best of several repetitions, and prints GFLOP/s per shape
 // and layout, then the maximum.
 //
-//   tools/sgemm_bench [--reps N] [--layouts nt,nn,tn] [MxNxK ...]
+//   tools/sgemm_bench [--reps N] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]
+//   tools/sgemm_bench --core     prints "core NAME" (openblas_get_corename) and exits
+//
+// A shape with ":LAYOUT" (e.g. 256x768x3072:nn) runs that layout only, so
+// tools/bench.sh can list exactly the GEMMs a model runs.
 //
 // A shape MxNxK is C[M,N] = op(A)[M,K] op(B)[K,N], 2*M*N*K flops. Layouts
 // name the transposes the linear layer uses (src/cpu/matmul.c):
@@ -64,7 +68,7 @@ static double time_gemm(int m, int n, int k, int ta, int tb, int reps) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: tools/sgemm_bench [--reps N] [--layouts nt,nn,tn] [MxNxK ...]\n");
+    fprintf(stderr, "usage: tools/sgemm_bench [--core] [--reps N] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]\n");
     exit(2);
 }
 
@@ -78,7 +82,11 @@ int main(int argc, char **argv) {
     int nshapes = 0, reps = 5;
     char layouts[64] = "nt,nn,tn";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+        if (!strcmp(argv[i], "--core")) {
+            // The kernel set OpenBLAS picked (OPENBLAS_CORETYPE, or the CPU's own).
+            printf("core %s\n", openblas_get_corename());
+            return 0;
+        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             char *end;
             long r = strtol(argv[++i], &end, 10);
             reps = *argv[i] >= '0' && *argv[i] <= '9' && !*end && r >= 1 && r <= 1000000 ? (int)r : -1;
@@ -101,13 +109,14 @@ int main(int argc, char **argv) {
     double max_gf = 0;
     char max_shape[64] = "", max_layout[4] = "";
     for (int s = 0; s < nshapes; s++) {
-        int m, n, k;
-        if (sscanf(shapes[s], "%dx%dx%d", &m, &n, &k) != 3 || m < 1 || n < 1 || k < 1) {
-            fprintf(stderr, "sgemm_bench: bad shape '%s' (want MxNxK)\n", shapes[s]);
+        int m, n, k, used = 0;
+        if (sscanf(shapes[s], "%dx%dx%d%n", &m, &n, &k, &used) != 3 || m < 1 || n < 1 || k < 1 ||
+            (shapes[s][used] && shapes[s][used] != ':')) {
+            fprintf(stderr, "sgemm_bench: bad shape '%s' (want MxNxK or MxNxK:LAYOUT)\n", shapes[s]);
             return 2;
         }
         char lay[64];
-        snprintf(lay, sizeof lay, "%s", layouts);
+        snprintf(lay, sizeof lay, "%s", shapes[s][used] == ':' ? shapes[s] + used + 1 : layouts);
         for (char *tok = strtok(lay, ","); tok; tok = strtok(NULL, ",")) {
             if (strlen(tok) != 2 || !strchr("nt", tok[0]) || !strchr("nt", tok[1])) {
                 fprintf(stderr, "sgemm_bench: bad layout '%s' (want nn, nt, tn or tt)\n", tok);

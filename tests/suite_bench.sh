@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# suite_bench.sh: make bench's machinery (tools/bench.sh --smoke) and
+# tools/sgemm_bench's shapes and core. No timing asserts: the kernels the
+# report runs, its rows, and that out/ is left alone.
+source "$(dirname "$0")/lib.sh"
+[ -x tools/sgemm_bench ] || make -s tools/sgemm_bench > /dev/null
+# ---- make bench's machinery (tools/bench.sh --smoke): no timing asserts ----------
+# One thread, PASSIVE waiting (a shared machine), the test corpus, a
+# temporary output directory; out/bench.md must stay as it was.
+bw="$T/bench"; mkdir -p "$bw"
+before=$(stat -c %Y out/bench.md 2>/dev/null || echo none)
+OMP_WAIT_POLICY=PASSIVE BENCH_THREADS=1 BENCH_OUT="$bw" BENCH_DATA="$(test_corpus)_train.bin" \
+  timeout 600 tools/bench.sh --smoke > "$bw/out.md" 2> "$bw/err.txt"; rc=$?
+pin=$(tools/sgemm_bench --core | awk '{ print $2 }')
+nat=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE tools/sgemm_bench --core | awk '{ print $2 }')
+why=""
+[ $rc = 0 ] || why="exit $rc: $(tail -n 1 "$bw/err.txt")"
+grep -q "^- CPU features: [a-z]" "$bw/out.md" || why="$why; no CPU features line"
+grep -q "^| sgemm ceiling, small ([0-9]*x[0-9]*x[0-9]* [nt][nt]) " "$bw/out.md" || why="$why; no ceiling row from the model's shapes"
+if [ -n "${OPENBLAS_CORETYPE:-}" ] && [ "$pin" != "$nat" ]; then
+  # Both kernels, the native one first (the headline), each sgemm run on its own core.
+  first=$(grep -m1 -oE 'native [A-Za-z0-9]+ \(headline\)|pinned [A-Za-z0-9]+' "$bw/out.md" | head -n 1)
+  [ "$first" = "native $nat (headline)" ] || why="$why; headline is '$first', not native $nat"
+  [ "$(grep -c "megatron.c, pinned $pin" "$bw/out.md")" -ge 3 ] || why="$why; pinned rows missing"
+  grep -q "core $nat)" "$bw/sgemm_small_native.txt" && grep -q "core $pin)" "$bw/sgemm_small_pinned.txt" || why="$why; sgemm ran the wrong core"
+  grep -q 'env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE' "$bw/out.md" || why="$why; native command not listed"
+  env | grep -q "^OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE$" || why="$why; the test's environment changed"
+else
+  [ "$(grep -c '| sgemm ceiling, small' "$bw/out.md")" = 1 ] || why="$why; two kernels although none is pinned"
+fi
+grep -q "DP 2 + overlap" "$bw/out.md" || why="$why; no DP 2 + overlap row"
+[ "$(stat -c %Y out/bench.md 2>/dev/null || echo none)" = "$before" ] || why="$why; out/bench.md was rewritten"
+[ -z "$why" ] && ok "bench_smoke (kernels: ${OPENBLAS_CORETYPE:+pinned $pin, }native $nat)" || not_ok bench_smoke "$why"
+
+# sgemm_bench's shape syntax: MxNxK:LAYOUT runs that layout only; bad input exits 2.
+out=$(OPENBLAS_NUM_THREADS=1 tools/sgemm_bench --reps 1 16x24x8:tn 8x8x8 | awk '$1 == "sgemm" { print $2 "x" $3 "x" $4 ":" $5 }' | tr '\n' ' ')
+tools/sgemm_bench 3x3x3:zz > /dev/null 2>&1; rc1=$?
+tools/sgemm_bench 3x3 > /dev/null 2>&1; rc2=$?
+[ "$out" = "16x24x8:tn 8x8x8:nt 8x8x8:nn 8x8x8:tn " ] && [ $rc1 = 2 ] && [ $rc2 = 2 ] && ok "sgemm_bench_shapes" ||
+  not_ok sgemm_bench_shapes "got '$out', bad layout exit $rc1, bad shape exit $rc2"

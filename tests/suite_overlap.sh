@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# suite_overlap.sh: communication overlap changes no bit. Each layout runs
+# with small gradient buckets (--ddp-bucket-size 3000: a dozen buckets on
+# the tiny model) without and with --overlap-grad-reduce (and, with the
+# distributed optimizer, --overlap-param-gather): losses, gradient norms and
+# final parameters must be identical bytes, the buckets must really have been
+# posted during backward, and the communication formulas must still match
+# the measured calls. Negative control: MT_INJECT_BUG=bucket-early posts a
+# bucket one layer before its gradients are final; the bits must differ.
+source "$(dirname "$0")/lib.sh"
+BASE="$(tiny_model) --train-iters 4 --ddp-bucket-size 3000 --log-comm"
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+
+# The bits that must not move: every iteration's loss and norm, and the parameters.
+bits() { sed -E 's/.*"lm_loss": ([^,]*), "grad_norm": ([^,]*),.*/\1 \2/' "$1.json"; md5sum < "$1.st"; }
+
+# check NAME NP "LAYOUT FLAGS" "OVERLAP FLAGS"
+check() {
+  local name=$1 np=$2 layout=$3 ov=$4 a="$T/$1_off" b="$T/$1_on"
+  mt_run "$a" "$np" ./pretrain_gpt $BASE $layout || { not_ok "$name" "run without overlap failed: $(tail -n 1 "$a.log")"; return; }
+  mt_run "$b" "$np" ./pretrain_gpt $BASE $layout $ov || { not_ok "$name" "run with $ov failed: $(tail -n 1 "$b.log")"; return; }
+  local early off_early mism
+  early=$(sed -n 's/.* \([0-9]*\) posted during backward.*/\1/p' "$b.log" | sort -n | tail -n 1)
+  off_early=$(sed -n 's/.* \([0-9]*\) posted during backward.*/\1/p' "$a.log" | sort -n | tail -n 1)
+  mism=$(grep -c MISMATCH "$a.log" "$b.log" | awk -F: '{ s += $2 } END { print s + 0 }')
+  if [ "$(bits "$a")" != "$(bits "$b")" ]; then not_ok "$name" "bits differ with $ov"
+  elif [ "${early:-0}" -lt 1 ]; then
+    not_ok "$name" "no bucket posted during backward with $ov"
+  elif [ "${off_early:-0}" != 0 ]; then not_ok "$name" "buckets posted early without the flag ($off_early)"
+  elif [ "$mism" != 0 ]; then not_ok "$name" "--log-comm: measured calls differ from the formulas"
+  else ok "$name (identical bits; ${early:-0} buckets posted during backward)"; fi
+}
+
+check dp2 2 "" "--overlap-grad-reduce"
+check dp2_distopt 2 "--use-distributed-optimizer" "--overlap-grad-reduce --overlap-param-gather"
+check dp2_pp2_1f1b 4 "--pipeline-model-parallel-size 2" "--overlap-grad-reduce"
+check dp2_pp2_interleaved 4 "--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1" "--overlap-grad-reduce"
+check tp2_sp_dp2 4 "--tensor-model-parallel-size 2 --sequence-parallel" "--overlap-grad-reduce"
+
+# Negative control: a bucket posted before its last layer's backward.
+a="$T/dp2_off" b="$T/bug_on"
+MT_INJECT_BUG=bucket-early mt_run "$b" 2 ./pretrain_gpt $BASE --overlap-grad-reduce
+[ -f "$a.st" ] && [ -f "$b.st" ] && [ "$(bits "$a")" != "$(bits "$b")" ] && ok "negative_control_bucket_early (bits differ)" ||
+  not_ok negative_control_bucket_early "the planted early post went unnoticed"
+
+# --overlap-param-gather without the distributed optimizer: one line, exit 2.
+out=$($MPIRUN 2 ./pretrain_gpt $BASE --overlap-param-gather 2>&1 >/dev/null); rc=$?
+[ $rc = 2 ] && echo "$out" | grep -q 'needs --use-distributed-optimizer' && ok "param_gather_needs_distopt" ||
+  not_ok param_gather_needs_distopt "exit $rc: $out"
+
+# The timeline of DP 2 x PP 2 with overlap: on every rank's lane, gradient
+# reductions (comm, group dp) start before that rank's last backward ends,
+# and --log-comm prints each rank's exposed fraction.
+tl="$T/timeline"
+timeout 300 $MPIRUN 4 ./pretrain_gpt $BASE --pipeline-model-parallel-size 2 --overlap-grad-reduce --timeline "$tl.svg" > "$tl.log" 2>&1
+out=$(/usr/bin/python3 - "$tl.json" <<'PY' 2>&1
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+lanes = []
+for tid in range(4):
+    bw = [e for e in ev if e.get("tid") == tid and e.get("cat") == "backward"]
+    dp = [e for e in ev if e.get("tid") == tid and e.get("cat") == "comm" and e["args"].get("group") == "dp"]
+    assert bw and dp, ("rank", tid, "has no backward or no dp reduction")
+    end = max(e["ts"] + e["dur"] for e in bw)
+    early = sum(e["ts"] < end for e in dp)
+    assert early >= 1, ("rank", tid, "no dp reduction during backward")
+    lanes.append("%d/%d" % (early, len(dp)))
+print("reductions started during backward per rank: " + " ".join(lanes))
+PY
+)
+fr=$(grep -c 'exposed fraction [0-9.]*$' "$tl.log")
+[ "$fr" -ge 4 ] && [[ $out == reductions* ]] && ok "timeline_dp2_pp2_overlap ($out)" ||
+  not_ok timeline_dp2_pp2_overlap "exposed-fraction lines $fr; $out $(tail -n 1 "$tl.log")"
