@@ -233,9 +233,11 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     // reads them in fp32 (Megatron's default: no --fp16-lm-cross-entropy).
     bf16(m, m->ws.logits, (size_t)n * (size_t)vl);
     // Vocab-parallel cross-entropy: MAX, then one SUM of (sumexp, tlogit).
-    B->xent_local_max(rmax, m->ws.logits, m->v0, vl, m->V, n);
+    // Columns from V on are padding and stay out of the softmax.
+    int V = m->cfg->bug_no_vocab_mask ? m->Vp : m->V;
+    B->xent_local_max(rmax, m->ws.logits, m->v0, vl, V, n);
     mt_comm_tp_allreduce_max(cm, rmax, (size_t)n);
-    B->xent_local_sums(sumexp, tlogit, m->ws.logits, rmax, targets, m->v0, vl, m->V, n);
+    B->xent_local_sums(sumexp, tlogit, m->ws.logits, rmax, targets, m->v0, vl, V, n);
     mt_comm_tp_allreduce(cm, sumexp, 2 * (size_t)n);
     B->xent_loss(loss, rmax, sumexp, tlogit, n);
     B->sync();  // the host reads the per-token losses
@@ -250,7 +252,7 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     if (!dx) return mean;
 
     // Backward: d loss_i = dscale / (s b) for each token; no communication.
-    B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)ntok, m->v0, vl, m->V, n);
+    B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dscale / (real)ntok, m->v0, vl, V, n);
     bf16(m, m->ws.logits, (size_t)n * (size_t)vl);  // the fp32 gradient cast back to the bf16 logits'
     B->matmul_backward(m->ws.part, dhead, NULL, m->ws.logits, in, head, n, h, vl);
     const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)

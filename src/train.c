@@ -138,7 +138,7 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
         real *w = m->main_mem ? m->main_mem + (a - o) : m->param_mem + a;
         m->be->adamw_update(w, m->grad_mem + a, gscale, m->m_mem + (a - o), m->v_mem + (a - o), b - a, step,
                         (real)lr, (real)c->adam_beta1, (real)c->adam_beta2, (real)c->adam_eps,
-                        p->decay ? (real)c->weight_decay : 0);
+                        p->decay || c->weight_decay_all ? (real)c->weight_decay : 0);
         if (m->main_mem) m->be->round_bf16(m->param_mem + a, w, b - a);
     }
     // Every DP rank updated its shard; gather the whole model back.
