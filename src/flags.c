@@ -175,7 +175,7 @@ void mt_flags_help(FILE *f) {
             char form[96], head[160];
             value_form(d, form, sizeof form);
             snprintf(head, sizeof head, "%s%s", d->name, form);
-            fprintf(f, "  %-44s %s%s%s%s\n", head, d->help, d->def ? " (default " : "", d->def ? d->def : "",
+            fprintf(f, "  %-44s %s%s%s%s%s\n", head, d->type == MT_F_REFUSE ? "REFUSED (exit 2): " : "", d->help, d->def ? " (default " : "", d->def ? d->def : "",
                     d->def ? ")" : "");
         }
     }

@@ -82,10 +82,13 @@ static void read_tokens(run *r, const char *path, mt_token_file *f) {
     if (n < 0) mt_fail_all(rank == 0, MT_EXIT_USAGE, "%s", err);
     if (rank != 0) {
         f->ntok = (size_t)n;
-        f->tok = mt_malloc((size_t)n * sizeof(uint32_t));
+        f->width = mt_token_width(r->cfg.vocab_size);
+        f->tok = mt_malloc((size_t)n * (size_t)f->width);
     }
-    for (size_t o = 0; o < (size_t)n; o += (size_t)1 << 28)
-        MPI_Bcast(f->tok + o, (int)MT_MIN((size_t)n - o, (size_t)1 << 28), MPI_UINT32_T, 0, MPI_COMM_WORLD);
+    // As bytes, in the width every rank derived from the same vocabulary.
+    size_t bytes = (size_t)n * (size_t)f->width;
+    for (size_t o = 0; o < bytes; o += (size_t)1 << 30)
+        MPI_Bcast((char *)f->tok + o, (int)MT_MIN(bytes - o, (size_t)1 << 30), MPI_BYTE, 0, MPI_COMM_WORLD);
 }
 
 static void setup_data(run *r) {

@@ -114,3 +114,24 @@ if grep -q "rank 3 on .*MP \[0,1,2,3\]" "$T/layout.log" && grep -q "rank 2 .*vir
    grep -q "rank 0 .*virtual stages 0 (layers 0-0) 2 (layers 2-2)" "$T/layout.log"; then
   ok "log_layout_model_parallel_group_and_virtual_stages"
 else not_ok log_layout_model_parallel_group_and_virtual_stages "$(grep -m2 '^rank' "$T/layout.log" | tr '\n' ' ')"; fi
+
+# 5. docs/megatron-flags.md lists exactly --help's last group (the flag
+# table's notes and refusals), and each row behaves as it says: noted runs
+# (exit 0) with one "note: FLAG:" line; refused exits 2 with one line naming it.
+help=$(./pretrain_gpt --help | sed -n '/^Megatron flags this build/,$p' | tail -n +2 | awk '{print $1}' | sort)
+doc=$(sed -n 's/^| `\(--[a-z0-9-]*\)[ V]*` | .*/\1/p' docs/megatron-flags.md | sort)
+if [ -n "$help" ] && [ "$help" = "$doc" ]; then ok "megatron_flags_doc_lists_the_table ($(echo "$doc" | wc -l) flags)"
+else not_ok megatron_flags_doc_lists_the_table "differ: $(diff <(echo "$help") <(echo "$doc") | grep '^[<>]' | tr '\n' ' ')"; fi
+bad=""; n=0
+while IFS='|' read -r _ flag outcome _; do
+  flag=$(echo "$flag" | tr -d '` '); val=""
+  [[ "$flag" == *V ]] && { flag=${flag%V}; val=x; }
+  out=$(./pretrain_gpt --dry-run --train-data-path "$data" --vocab-size 200 "$flag" ${val:+"$val"} 2> "$T/flag.err"); rc=$?
+  n=$((n + 1))
+  case "$outcome" in
+    *noted*) [ $rc = 0 ] && [ "$(echo "$out" | grep -c "^note: $flag: ")" = 1 ] && [ ! -s "$T/flag.err" ] || bad="$bad $flag(noted: exit $rc)";;
+    *refused*) [ $rc = 2 ] && [ "$(wc -l < "$T/flag.err")" = 1 ] && grep -q -- "$flag" "$T/flag.err" && [ -z "$out" ] || bad="$bad $flag(refused: exit $rc)";;
+    *) bad="$bad $flag(outcome '$outcome')";;
+  esac
+done < <(grep '^| `--' docs/megatron-flags.md)
+[ -z "$bad" ] && ok "megatron_flags_behave_as_the_table_says ($n rows)" || not_ok megatron_flags_behave_as_the_table_says "$bad"
