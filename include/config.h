@@ -25,7 +25,8 @@ typedef struct {
     int num_layers, hidden_size, num_heads, seq_length, max_position_embeddings;
     int vocab_size;            // real vocabulary V
     int vocab_divisor;         // --make-vocab-size-divisible-by
-    int padded_vocab;          // Vp, derived
+    int padded_vocab;          // Vp in memory, derived as Megatron does: a multiple of divisor x TP
+    int file_vocab;            // Vp at TP 1 (a multiple of the divisor): the rows files store
     double init_method_std;
     double hidden_dropout, attention_dropout;
     // the block family (Megatron's flags; every zero value is GPT-2's choice)
@@ -62,6 +63,7 @@ typedef struct {
     mt_lr_style lr_style;
     int lr_warmup_iters, lr_decay_iters;
     double weight_decay, adam_beta1, adam_beta2, adam_eps, clip_grad;
+    int weight_decay_all;      // --weight-decay-all: decay every tensor (llm.c), not only 2-D weights (Megatron)
     uint64_t seed;
     // data
     char data_path[1024], train_data_path[1024], valid_data_path[1024];
@@ -74,6 +76,7 @@ typedef struct {
     int save_interval, eval_interval, eval_iters, log_interval;
     int exit_interval;         // stop (after saving) when the iteration is a multiple
     int log_comm, log_memory, log_layout, log_pipeline;
+    int log_llmc_steps;        // --log-llmc-steps: llm.c's "step k: train loss" line too
     int dry_run;
     int verbose;               // --verbose: more detail in the --log-* reports
     int bf16;                  // --bf16: bf16 mixed precision, emulated (docs/design.md, "bf16")
@@ -92,6 +95,7 @@ typedef struct {
     int bug_cp_local_pos;      // "cp-local-pos": each CP rank's positions start at 0
     int bug_cp_no_causal;      // "cp-no-causal": the ring attends to every chunk, no causal mask between them
     int bug_bf16_off;          // "bf16-off": --bf16 accepted and reported, the run stays fp32 (a secretly-fp32 build)
+    int bug_no_vocab_mask;     // "no-vocab-mask": padded logits take part in the softmax (Megatron #1754)
     int bug_bf16_weights_only; // "bf16-weights-only": only the weights rounded, activations fp32
     int bug_unfused;           // "unfused": the op-by-op chains instead of the fused sweeps (test hook: bitwise the same)
     int bug_bucket_early;      // "bucket-early": --overlap-grad-reduce posts a bucket one layer before its gradients are final
@@ -131,5 +135,11 @@ void mt_config_print(const mt_config *c, FILE *f);
 
 // Whether `flag` (e.g. "--num-layers") was given explicitly.
 int mt_config_was_set(const mt_config *c, const char *flag);
+
+// The run's configuration as one JSON line (--metrics-file's first record):
+// every flag's effective value, derived sizes, ranks, precision, the
+// iteration it starts from, and "argv", the flags it was given (command line
+// and --config files) with their values: a command line that reproduces it.
+void mt_config_write_json(const mt_config *c, int world, int start_iteration, FILE *f);
 
 #endif

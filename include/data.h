@@ -12,10 +12,20 @@
 
 #define MT_TOKENS_MAGIC 20240520
 
+// Tokens are kept 2 bytes wide in memory when the vocabulary fits (every
+// GPT-2 or byte-level file: half the memory of 4-byte ids), 4 otherwise.
 typedef struct {
-    uint32_t *tok;     // all tokens of the file
+    void *tok;         // all tokens of the file, `width` bytes each
+    int width;         // 2 (uint16_t) or 4 (uint32_t)
     size_t ntok;
 } mt_token_file;
+
+// Token i of an array of `width`-byte ids.
+static inline uint32_t mt_token_at(const void *tok, int width, size_t i) {
+    return width == 2 ? ((const uint16_t *)tok)[i] : ((const uint32_t *)tok)[i];
+}
+// The in-memory width for a vocabulary: 2 when every id fits in 16 bits.
+static inline int mt_token_width(int vocab) { return vocab <= 65536 ? 2 : 4; }
 
 // Reads and validates a token file: magic, version (1: uint16, 2: uint32),
 // size agreeing with the header, every id < vocab. Returns 0, or -1 with one
@@ -24,7 +34,8 @@ int mt_token_file_read(mt_token_file *f, const char *path, int vocab, char *err,
 void mt_token_file_free(mt_token_file *f);
 
 typedef struct {
-    const uint32_t *tok;   // first token of the split
+    const unsigned char *tok;  // first token of the split
+    int width;             // bytes per token (mt_token_file)
     size_t ntok;
     size_t nsamples;       // (ntok - 1) / T
     int T;

@@ -15,6 +15,7 @@ typedef enum {
     MT_F_SPECIAL,   // parsed by config.c itself (--split)
     MT_F_NOTE,      // a GPU-only switch: accepted, `help` says what this build does instead
     MT_F_NOTE_ARG,  // the same with a value
+    MT_F_REFUSE,    // a Megatron flag this build cannot honour: refused on sight (exit 2), `help` says why
 } mt_flag_type;
 
 typedef enum {

@@ -137,7 +137,7 @@ static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
     snprintf(v[6], 64, "%d", c->hidden_size);
     snprintf(v[7], 64, "%d", c->num_heads);
     snprintf(v[8], 64, "%d", c->vocab_size);
-    snprintf(v[9], 64, "%d", c->padded_vocab);
+    snprintf(v[9], 64, "%d", c->file_vocab);  // files hold the TP 1 padding
     snprintf(v[10], 64, "%d", c->max_position_embeddings);
     snprintf(v[11], 64, "%d", c->seq_length);
     snprintf(v[12], 64, "%s", MT_PRECISION_NAME);
@@ -335,7 +335,7 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
         {"hidden_size", "--hidden-size", c->hidden_size},
         {"num_attention_heads", "--num-attention-heads", c->num_heads},
         {"vocab_size", "--vocab-size", c->vocab_size},
-        {"padded_vocab_size", "--make-vocab-size-divisible-by (padded vocabulary)", c->padded_vocab},
+        {"padded_vocab_size", "--make-vocab-size-divisible-by (padded vocabulary)", c->file_vocab},
         {"max_position_embeddings", "--max-position-embeddings", c->max_position_embeddings},
     };
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {

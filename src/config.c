@@ -180,6 +180,7 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
         const mt_flag_def *d = &FLAGS[k];
         if (strcmp(f, d->name)) continue;
         if (d->type == MT_F_BOOL) { *(int *)((char *)c + d->off) = 1; c->set_mask[k / 64] |= 1ull << (k % 64); return 1; }
+        if (d->type == MT_F_REFUSE) bad_flag(p, "%s: %s (docs/megatron-flags.md)", f, d->help);
         if (d->type == MT_F_NOTE) {
             if (p->loud) printf("note: %s: %s\n", f, d->help);
             return 1;
@@ -360,6 +361,7 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_bf16_weights_only = strstr(bugs, "bf16-weights-only") != NULL;
         c->bug_unfused = strstr(bugs, "unfused") != NULL;
         c->bug_bucket_early = strstr(bugs, "bucket-early") != NULL;
+        c->bug_no_vocab_mask = strstr(bugs, "no-vocab-mask") != NULL;
         static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
         for (int k = 1; k < 4; k++) {
             const char *at = strstr(bugs, sites[k]);
@@ -382,9 +384,17 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
         check(world % mp == 0, p, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --context-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x CP x PP)", world, c->tp, c->cp, c->pp);
     check(world % mp == 0, p, "world size %d must be a multiple of --tensor-model-parallel-size (%d) x --pipeline-model-parallel-size (%d); data-parallel size = world / (TP x PP)", world, c->tp, c->pp);
     c->dp = (int)(world / mp);
-    long long padded = ((long long)c->vocab_size + c->vocab_divisor - 1) / c->vocab_divisor * c->vocab_divisor;
-    check(padded <= INT_MAX, p, "padded vocabulary %lld (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be < 2^31", padded, c->vocab_size, c->vocab_divisor);
+    // Megatron's padding (_vocab_size_with_padding): a multiple of the divisor
+    // times TP, so every TP rank holds an equal slice. Padded logits are
+    // masked and padded rows get no gradient, so the padding never changes
+    // the math; files store the TP 1 padding, so they do not depend on the
+    // layout that wrote them.
+    long long file = ((long long)c->vocab_size + c->vocab_divisor - 1) / c->vocab_divisor * c->vocab_divisor;
+    long long unit = (long long)c->vocab_divisor * c->tp;
+    long long padded = ((long long)c->vocab_size + unit - 1) / unit * unit;
+    check(padded <= INT_MAX, p, "padded vocabulary %lld (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d x --tensor-model-parallel-size %d) must be < 2^31", padded, c->vocab_size, c->vocab_divisor, c->tp);
     c->padded_vocab = (int)padded;
+    c->file_vocab = (int)file;
     check(c->num_heads % c->tp == 0, p, "--num-attention-heads (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole heads", c->num_heads, c->tp);
     // The block family's derived sizes (Megatron's rules, arguments.py).
     if (!c->ffn_hidden_size)
@@ -399,7 +409,6 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     int rot = (int)(c->hidden_size / c->num_heads * c->rotary_percent);
     check(c->position_embedding != MT_POS_ROPE || (rot >= 2 && rot % 2 == 0), p,
           "--rotary-percent %g of head dim %d gives %d rotated dims: RoPE needs an even number >= 2", c->rotary_percent, c->hidden_size / c->num_heads, rot);
-    check(c->padded_vocab % c->tp == 0, p, "padded vocabulary %d (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d) must be divisible by --tensor-model-parallel-size (%d)", c->padded_vocab, c->vocab_size, c->vocab_divisor, c->tp);
     if (c->tp == 1 && c->sequence_parallel) {
         if (p->loud) printf("note: --sequence-parallel with --tensor-model-parallel-size 1 has nothing to split; running without it (as Megatron does)\n");
         c->sequence_parallel = 0;
@@ -493,8 +502,10 @@ int mt_config_finish_checked(mt_config *c, int world, char *err, size_t errlen) 
 }
 
 void mt_config_print(const mt_config *c, FILE *f) {
-    fprintf(f, "model: layers %d, hidden %d, heads %d, seq %d, vocab %d (padded %d), %s\n",
-            c->num_layers, c->hidden_size, c->num_heads, c->seq_length, c->vocab_size, c->padded_vocab, MT_PRECISION_NAME);
+    char files[48] = "";
+    if (c->file_vocab != c->padded_vocab) snprintf(files, sizeof files, ", %d in files", c->file_vocab);
+    fprintf(f, "model: layers %d, hidden %d, heads %d, seq %d, vocab %d (padded %d%s), %s\n", c->num_layers,
+            c->hidden_size, c->num_heads, c->seq_length, c->vocab_size, c->padded_vocab, files, MT_PRECISION_NAME);
     char cp[64] = "";
     if (c->cp > 1) snprintf(cp, sizeof cp, " x CP %d (%s)", c->cp, c->cp_comm == MT_CP_A2A ? "a2a" : "p2p");
     fprintf(f, "layout: TP %d%s x PP %d x DP %d%s%s, micro-batch %d, global batch %d, %d micro-batches per step\n",

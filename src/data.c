@@ -42,22 +42,41 @@ int mt_token_file_read(mt_token_file *f, const char *path, int vocab, char *err,
                  path, ntok, ntok * esize, (long long)st.st_size - 1024);
         goto out;
     }
-    f->tok = mt_malloc(ntok * sizeof(uint32_t));
+    // The file's width is read as is when it is the memory's; a uint32 file
+    // under a vocabulary of 16-bit ids is narrowed chunk by chunk (no second
+    // copy of the file is ever held).
+    f->width = mt_token_width(vocab);
+    f->tok = mt_malloc(ntok * (size_t)f->width);
     f->ntok = ntok;
-    if (esize == 2) {
+    got = 0;
+    if (esize == (size_t)f->width) got = fread(f->tok, esize, ntok, fp);
+    else if (esize == 2) {  // uint16 file, 4-byte ids (a vocabulary past 65536)
         uint16_t *tmp = mt_malloc(ntok * 2);
         got = fread(tmp, 2, ntok, fp);
-        for (size_t i = 0; i < got; i++) f->tok[i] = tmp[i];
+        for (size_t i = 0; i < got; i++) ((uint32_t *)f->tok)[i] = tmp[i];
         free(tmp);
-    } else {
-        got = fread(f->tok, 4, ntok, fp);
+    } else {  // uint32 file, 2-byte ids: chunk by chunk
+        uint32_t chunk[4096];
+        size_t k;
+        while (got < ntok && (k = fread(chunk, 4, MT_MIN(ntok - got, (size_t)4096), fp)) > 0) {
+            for (size_t i = 0; i < k; i++) {
+                if (chunk[i] >= (uint32_t)vocab) {
+                    snprintf(err, errlen, "%s: token %zu has id %u >= vocabulary size %d (--vocab-size)", path, got + i, chunk[i], vocab);
+                    goto out;
+                }
+                ((uint16_t *)f->tok)[got + i] = (uint16_t)chunk[i];
+            }
+            got += k;
+        }
     }
     if (got != ntok) { snprintf(err, errlen, "%s: read %zu of %zu tokens", path, got, ntok); goto out; }
-    for (size_t i = 0; i < ntok; i++)
-        if (f->tok[i] >= (uint32_t)vocab) {
-            snprintf(err, errlen, "%s: token %zu has id %u >= vocabulary size %d (--vocab-size)", path, i, f->tok[i], vocab);
+    for (size_t i = 0; i < ntok; i++) {
+        uint32_t t = mt_token_at(f->tok, f->width, i);
+        if (t >= (uint32_t)vocab) {
+            snprintf(err, errlen, "%s: token %zu has id %u >= vocabulary size %d (--vocab-size)", path, i, t, vocab);
             goto out;
         }
+    }
     rc = 0;
 out:
     fclose(fp);
@@ -71,33 +90,33 @@ void mt_token_file_free(mt_token_file *f) {
 }
 
 mt_split_view mt_split_make(const mt_token_file *f, size_t begin, size_t end, int T, int shuffle, uint64_t seed) {
-    mt_split_view v = {f->tok + begin, end - begin, 0, T, shuffle, seed};
+    mt_split_view v = {(const unsigned char *)f->tok + begin * (size_t)f->width, f->width, end - begin, 0, T, shuffle, seed};
     v.nsamples = v.ntok > (size_t)T ? (v.ntok - 1) / (size_t)T : 0;
     return v;
 }
 
 // The first token of sample j: its window starts there (epoch-wise
 // shuffled when asked).
-static const uint32_t *sample_at(const mt_split_view *v, uint64_t j) {
+static const unsigned char *sample_at(const mt_split_view *v, uint64_t j) {
     uint64_t n = v->nsamples, k = j % n;
     if (v->shuffle) k = mt_rng_permute(v->seed, j / n, k, n);
-    return v->tok + k * (uint64_t)v->T;
+    return v->tok + k * (uint64_t)v->T * (uint64_t)v->width;
 }
 
 void mt_split_fill(const mt_split_view *v, uint64_t j, int *inputs, int *targets, int b, int bcol) {
-    const uint32_t *w = sample_at(v, j);
+    const unsigned char *w = sample_at(v, j);
     for (int p = 0; p < v->T; p++) {
-        inputs[p * b + bcol] = (int)w[p];
-        targets[p * b + bcol] = (int)w[p + 1];
+        inputs[p * b + bcol] = (int)mt_token_at(w, v->width, (size_t)p);
+        targets[p * b + bcol] = (int)mt_token_at(w, v->width, (size_t)p + 1);
     }
 }
 
 void mt_split_fill_at(const mt_split_view *v, uint64_t j, const int *pos, int npos, int *inputs, int *targets, int b,
                       int bcol) {
-    const uint32_t *w = sample_at(v, j);
+    const unsigned char *w = sample_at(v, j);
     for (int p = 0; p < npos; p++) {
-        inputs[p * b + bcol] = (int)w[pos[p]];
-        targets[p * b + bcol] = (int)w[pos[p] + 1];
+        inputs[p * b + bcol] = (int)mt_token_at(w, v->width, (size_t)pos[p]);
+        targets[p * b + bcol] = (int)mt_token_at(w, v->width, (size_t)pos[p] + 1);
     }
 }
 

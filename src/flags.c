@@ -7,7 +7,7 @@
 
 const char *const mt_flag_group_names[MT_FG_N] = {
     "model", "parallelism", "training and optimizer", "data", "files: checkpoints, weights, dumps", "logging",
-    "GPU-only flags (accepted; what this build does instead)"};
+    "Megatron flags this build notes (accepted, not acted on) or refuses (docs/megatron-flags.md)"};
 
 #define O(f) offsetof(mt_config, f)
 #define INT(flag, field, def, group, help) {flag, MT_F_INT, O(field), def, NULL, MT_FG_##group, help}
@@ -17,6 +17,7 @@ const char *const mt_flag_group_names[MT_FG_N] = {
 #define CHOICE(flag, field, choices, def, group, help) {flag, MT_F_CHOICE, O(field), def, choices, MT_FG_##group, help}
 #define NOTE(flag, help) {flag, MT_F_NOTE, 0, NULL, NULL, MT_FG_GPU, help}
 #define NOTE_ARG(flag, help) {flag, MT_F_NOTE_ARG, 0, NULL, NULL, MT_FG_GPU, help}
+#define REFUSE(flag, help) {flag, MT_F_REFUSE, 0, NULL, NULL, MT_FG_GPU, help}
 
 const mt_flag_def mt_flags[] = {
     INT("--num-layers", num_layers, "2", MODEL, "transformer layers"),
@@ -81,6 +82,7 @@ const mt_flag_def mt_flags[] = {
     INT("--lr-warmup-iters", lr_warmup_iters, "0", TRAIN, "linear warm-up from 0"),
     INT("--lr-decay-iters", lr_decay_iters, NULL, TRAIN, "decay length (default --train-iters)"),
     DBL("--weight-decay", weight_decay, "0.01", TRAIN, "AdamW decay (not on biases and norm weights)"),
+    BOOL("--weight-decay-all", weight_decay_all, TRAIN, "decay every tensor, biases and norms too (llm.c's rule)"),
     DBL("--adam-beta1", adam_beta1, "0.9", TRAIN, "AdamW beta1"),
     DBL("--adam-beta2", adam_beta2, "0.999", TRAIN, "AdamW beta2"),
     DBL("--adam-eps", adam_eps, "1e-8", TRAIN, "AdamW epsilon"),
@@ -112,6 +114,7 @@ const mt_flag_def mt_flags[] = {
     STR("--timeline", timeline, LOG, "an SVG timeline of the last iteration (and FILE.json, a Chrome trace)"),
     INT("--log-interval", log_interval, "1", LOG, "a log line every N iterations"),
     BOOL("--log-layout", log_layout, LOG, "every rank's coordinates and groups"),
+    BOOL("--log-llmc-steps", log_llmc_steps, LOG, "also print llm.c's line \"step k: train loss X (took T ms)\", k from 0"),
     BOOL("--log-memory", log_memory, LOG, "bytes per category on every rank, next to the formulas"),
     BOOL("--log-comm", log_comm, LOG, "collectives per iteration on every rank, next to the formulas"),
     BOOL("--log-pipeline", log_pipeline, LOG, "time each rank waited on the pipeline, next to the formula"),
@@ -125,6 +128,32 @@ const mt_flag_def mt_flags[] = {
     NOTE_ARG("--fp8-interval", "no FP8 on CPUs; ignored"),
     NOTE_ARG("--fp8-amax-history-len", "no FP8 on CPUs; ignored"),
     NOTE_ARG("--fp8-amax-compute-algo", "no FP8 on CPUs; ignored"),
+    NOTE("--use-mcore-models", "one implementation here; the model is the same either way"),
+    NOTE_ARG("--transformer-impl", "one implementation here (no Transformer Engine); ignored"),
+    NOTE_ARG("--distributed-backend", "MPI carries every collective; ignored"),
+    NOTE("--overlap-grad-reduce", "gradients are reduced after the backward pass, not overlapped with it; same numbers"),
+    NOTE("--overlap-param-gather", "the distributed optimizer gathers parameters after its step, not overlapped; same numbers"),
+    NOTE("--tp-comm-overlap", "TP collectives are not overlapped with GEMMs; same numbers"),
+    NOTE("--no-masked-softmax-fusion", "no fused kernels on CPUs; ignored"),
+    NOTE("--no-bias-gelu-fusion", "no fused kernels on CPUs; ignored"),
+    NOTE("--no-bias-dropout-fusion", "no fused kernels on CPUs; ignored"),
+    NOTE("--no-gradient-accumulation-fusion", "no fused kernels on CPUs; ignored"),
+    NOTE("--no-persist-layer-norm", "no fused kernels on CPUs; ignored"),
+    NOTE("--attention-softmax-in-fp32", "the softmax always computes in fp32 (fp64 in pretrain_gpt_fp64)"),
+    NOTE("--accumulate-allreduce-grads-in-fp32", "gradients always accumulate and reduce in fp32 (fp64 in pretrain_gpt_fp64)"),
+    NOTE("--use-cpu-initialization", "initialisation always runs on the CPU, keyed by global indices"),
+    NOTE_ARG("--tokenizer-type", "token files come tokenized (tools/prepare_data --tokenizer); ignored"),
+    NOTE_ARG("--vocab-file", "ignored; the vocabulary size comes from --vocab-size or the token file"),
+    NOTE_ARG("--merge-file", "ignored; tools/prepare_data --tokenizer reads merges from tokenizer.json"),
+    NOTE_ARG("--num-workers", "the data loader reads in the training loop; ignored"),
+    NOTE_ARG("--tensorboard-dir", "no TensorBoard; --metrics-file writes one JSON line per iteration"),
+    NOTE("--log-throughput", "tokens per second is always on the log line"),
+    REFUSE("--num-experts", "mixture of experts is not implemented here (dense models only)"),
+    REFUSE("--expert-model-parallel-size", "mixture of experts is not implemented here (dense models only)"),
+    REFUSE("--no-load-optim", "a checkpoint always restores AdamW's state; start from weights alone with --init-from"),
+    NOTE("--no-load-rng", "there is no RNG state to load: every random number is keyed by seed and global indices"),
+    REFUSE("--rampup-batch-size", "the global batch size is constant here"),
+    REFUSE("--fp16-lm-cross-entropy", "the cross-entropy runs in fp32 (or fp64); a 16-bit one would change the losses"),
 };
 const int mt_nflags = (int)(sizeof mt_flags / sizeof mt_flags[0]);
 _Static_assert(sizeof mt_flags / sizeof mt_flags[0] <= 128, "mt_config.set_mask holds 128 flags");
@@ -152,7 +181,7 @@ void mt_flags_help(FILE *f) {
             char form[96], head[160];
             value_form(d, form, sizeof form);
             snprintf(head, sizeof head, "%s%s", d->name, form);
-            fprintf(f, "  %-44s %s%s%s%s\n", head, d->help, d->def ? " (default " : "", d->def ? d->def : "",
+            fprintf(f, "  %-44s %s%s%s%s%s\n", head, d->type == MT_F_REFUSE ? "REFUSED (exit 2): " : "", d->help, d->def ? " (default " : "", d->def ? d->def : "",
                     d->def ? ")" : "");
         }
     }

@@ -283,9 +283,11 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     // With the whole vocabulary here (TP 1) the loss and its gradient come
     // from one sweep over the logits (ops.h, xent_fused); under TP the
     // three steps below exchange the row max and sums between them.
+    // Columns from V on are padding and stay out of the softmax.
+    int V = m->cfg->bug_no_vocab_mask ? m->Vp : m->V;
     int fused = m->fused && m->par->tp_size == 1 && (!dx || dlog != 0);
     if (fused) {
-        B->xent_fused(loss, rmax, sumexp, m->ws.logits, targets, dlog, m->V, vl, n, m->bf16);
+        B->xent_fused(loss, rmax, sumexp, m->ws.logits, targets, dlog, V, vl, n, m->bf16);
         B->sync();  // the host reads the per-token losses
         return head_backward(m, cm, x, in, head, dhead, dx, loss, ntok);
     }
@@ -293,15 +295,15 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     // reads them in fp32 (Megatron's default: no --fp16-lm-cross-entropy).
     bf16(m, m->ws.logits, (size_t)n * (size_t)vl);
     // Vocab-parallel cross-entropy: MAX, then one SUM of (sumexp, tlogit).
-    B->xent_local_max(rmax, m->ws.logits, m->v0, vl, m->V, n);
+    B->xent_local_max(rmax, m->ws.logits, m->v0, vl, V, n);
     mt_comm_tp_allreduce_max(cm, rmax, (size_t)n);
-    B->xent_local_sums(sumexp, tlogit, m->ws.logits, rmax, targets, m->v0, vl, m->V, n);
+    B->xent_local_sums(sumexp, tlogit, m->ws.logits, rmax, targets, m->v0, vl, V, n);
     mt_comm_tp_allreduce(cm, sumexp, 2 * (size_t)n);
     B->xent_loss(loss, rmax, sumexp, tlogit, n);
     B->sync();  // the host reads the per-token losses
     if (dx) {
         // Backward: no communication.
-        B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dlog, m->v0, vl, m->V, n);
+        B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dlog, m->v0, vl, V, n);
         bf16(m, m->ws.logits, (size_t)n * (size_t)vl);  // the fp32 gradient cast back to the bf16 logits'
     }
     return head_backward(m, cm, x, in, head, dhead, dx, loss, ntok);

@@ -84,10 +84,13 @@ static void read_tokens(run *r, const char *path, mt_token_file *f) {
     if (n < 0) mt_fail_all(rank == 0, MT_EXIT_USAGE, "%s", err);
     if (rank != 0) {
         f->ntok = (size_t)n;
-        f->tok = mt_malloc((size_t)n * sizeof(uint32_t));
+        f->width = mt_token_width(r->cfg.vocab_size);
+        f->tok = mt_malloc((size_t)n * (size_t)f->width);
     }
-    for (size_t o = 0; o < (size_t)n; o += (size_t)1 << 28)
-        MPI_Bcast(f->tok + o, (int)MT_MIN((size_t)n - o, (size_t)1 << 28), MPI_UINT32_T, 0, MPI_COMM_WORLD);
+    // As bytes, in the width every rank derived from the same vocabulary.
+    size_t bytes = (size_t)n * (size_t)f->width;
+    for (size_t o = 0; o < bytes; o += (size_t)1 << 30)
+        MPI_Bcast((char *)f->tok + o, (int)MT_MIN(bytes - o, (size_t)1 << 30), MPI_BYTE, 0, MPI_COMM_WORLD);
 }
 
 static void setup_data(run *r) {
@@ -273,6 +276,8 @@ static void log_iteration(run *r, int it, double loss, double norm, double lr, d
         printf(" iteration %8d/%8d | consumed samples: %12lld | elapsed time per iteration (ms): %.1f | learning rate: %.6E | "
                "global batch size: %5d | lm loss: %.6E | grad norm: %.3f | tokens per second: %.1f |\n",
                it, c->train_iters, (long long)it * c->global_batch_size, ms, lr, c->global_batch_size, loss, norm, tps);
+    // llm.c's line, its step counted from 0, so its log and this one line up.
+    if (c->log_llmc_steps) printf("step %d: train loss %f (took %f ms)\n", it - 1, loss, ms);
     if (r->metrics) {
         fprintf(r->metrics, "{\"iteration\": %d, \"lm_loss\": %.17g, \"grad_norm\": %.17g, \"lr\": %.17g, \"tokens_per_s\": %.3f, \"ms_per_iter\": %.3f}\n",
                 it, loss, norm, lr, tps, ms);
@@ -572,8 +577,11 @@ int main(int argc, char **argv) {
     malloc_trim(0);
     if (c->log_memory) print_memory(&r);
     if (c->metrics_file[0] && loud) {
-        r.metrics = fopen(c->metrics_file, "a");
+        // A fresh run starts a fresh file; a run resumed from a checkpoint
+        // continues its curve. Each start records the configuration first.
+        r.metrics = fopen(c->metrics_file, resumed ? "a" : "w");
         if (!r.metrics) fprintf(stderr, "pretrain_gpt: error: --metrics-file %s: cannot open\n", c->metrics_file);
+        else mt_config_write_json(c, r.par.world_size, resumed ? r.start.iteration : 0, r.metrics);
     }
     int bad_metrics = c->metrics_file[0] && loud && !r.metrics;
     MPI_Bcast(&bad_metrics, 1, MPI_INT, 0, MPI_COMM_WORLD);

@@ -91,7 +91,10 @@ static ptable build_table(const mt_config *c, const mt_parallel *par, const mt_c
 
 mt_param *mt_params_global(const mt_config *c, int *n) {
     mt_chunk all = {.layer0 = 0, .nlayers = c->num_layers, .has_embed = 1, .has_head = 1};
-    ptable t = build_table(c, NULL, &all, 1);
+    // Files hold the TP 1 padding of the vocabulary (config.h, file_vocab).
+    mt_config fc = *c;
+    if (c->file_vocab > 0) fc.padded_vocab = c->file_vocab;
+    ptable t = build_table(&fc, NULL, &all, 1);
     *n = t.n;
     return t.v;
 }

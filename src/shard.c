@@ -58,14 +58,17 @@ static arena_view view_of(const mt_model *m, mt_arena a) {
     return v;
 }
 
-// Copies between local shard elements inside the view and the full tensor.
-static void place(const mt_param *p, int tp_rank, real *full, const arena_view *v, int to_full) {
+// Copies between local shard elements inside the view and the full tensor
+// of `rows` rows (fewer than the shard's global rows for a vocabulary padded
+// for TP: files stop at the TP 1 padding, and the rows past it stay put).
+static void place(const mt_param *p, int tp_rank, int64_t rows, real *full, const arena_view *v, int to_full) {
     for (int64_t i = 0; i < p->lrows; i++)
         for (int64_t j = 0; j < p->lcols; j++) {
             size_t off = p->off + (size_t)(i * p->lcols + j);
             if (off < v->lo || off >= v->hi) continue;
             int64_t gi, gj;
             mt_param_global_index(p, tp_rank, i, j, &gi, &gj);
+            if (gi >= rows) continue;
             real *f = &full[gi * p->cols + gj], *l = &v->mem[off - v->base];
             if (to_full) *f = *l; else *l = *f;
         }
@@ -87,7 +90,7 @@ void mt_shard_gather(const mt_model *m, mt_arena arena, const char *name, int64_
     if (rank == 0) memset(full, 0, n * sizeof(real));
     const mt_param *p = mt_model_find(m, name);
     arena_view v = view_of(m, arena);
-    if (p && mt_param_is_writer(m, p, v.dp_copies)) place(p, m->par->tp_rank, buf, &v, 1);
+    if (p && mt_param_is_writer(m, p, v.dp_copies)) place(p, m->par->tp_rank, rows, buf, &v, 1);
     reduce_to_root(buf, n, rank);
     if (rank != 0) free(buf);
 }
@@ -101,7 +104,7 @@ void mt_shard_scatter(mt_model *m, mt_arena arena, const char *name, int64_t row
     bcast(full, (size_t)(rows * cols));
     const mt_param *p = mt_model_find(m, name);
     arena_view v = view_of(m, arena);
-    if (p) place(p, m->par->tp_rank, full, &v, 0);
+    if (p) place(p, m->par->tp_rank, rows, full, &v, 0);
 }
 
 // ---- llm.c model files ----------------------------------------------------
@@ -295,7 +298,10 @@ static int save_one(void *vctx, const char *name, int64_t rows, int64_t cols, in
 }
 
 int mt_llmc_save(const mt_model *m, const char *path, char *err, size_t errlen) {
-    const mt_config *c = m->cfg;
+    // The file holds the TP 1 padding, as llm.c (TP 1) sizes it.
+    mt_config fc = *m->cfg;
+    if (fc.file_vocab > 0) fc.padded_vocab = fc.file_vocab;
+    const mt_config *c = &fc;
     int rank = m->par->world_rank;
     mt_outfile out;
     save_ctx x = {m, &out, NULL, NULL, 0, "", 0};

@@ -97,7 +97,7 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
         // rounding becomes the weights the next step computes with.
         real *w = m->main_mem ? m->main_mem + (a - o) : m->param_mem + a;
         real lrr = (real)lr, b1 = (real)c->adam_beta1, b2 = (real)c->adam_beta2, eps = (real)c->adam_eps;
-        real wd = p->decay ? (real)c->weight_decay : 0;
+        real wd = p->decay || c->weight_decay_all ? (real)c->weight_decay : 0;
         real *mm = m->m_mem + (a - o), *vv = m->v_mem + (a - o);
         if (m->fused) {
             // One pass: the bf16 compute copy written with the update.

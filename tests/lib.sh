@@ -42,6 +42,10 @@ mt_run() {
   timeout --kill-after=5 300 $MPIRUN "$np" "$bin" "$@" --metrics-file "$out.json" --dump-params "$out.st" > "$out.log" 2>&1
 }
 
+# metrics_iters FILE: a --metrics-file's iteration lines, without the
+# configuration records (one per start, first line of a fresh run).
+metrics_iters() { grep '^{"iteration"' "$1"; }
+
 # compare_losses A.json B.json RELTOL: every iteration's lm_loss agrees.
 compare_losses() {
   awk -v tol="$3" '

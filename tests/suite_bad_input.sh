@@ -241,7 +241,6 @@ bad   long_path               "--save: path longer than 1023 characters" $BIN "$
 bad   np2_unknown_flag        "'--bogus'"        $MPIRUN 2 $BIN "${M[@]}" --bogus
 bad   np4_bad_value           "--num-layers expects an integer" $MPIRUN 4 $BIN "${M[@]}" --num-layers x
 bad   np3_heads_not_div_tp    "--num-attention-heads (4) must be divisible by --tensor-model-parallel-size (3)" $MPIRUN 3 $BIN "${M[@]}" --tensor-model-parallel-size 3
-bad   np2_padded_vocab_tp     "padded vocabulary 255" $MPIRUN 2 $BIN "${M[@]}" --tensor-model-parallel-size 2 --vocab-size 255 --make-vocab-size-divisible-by 1
 bad   np2_sp_seq_not_div_tp   "--sequence-parallel needs --seq-length (15) divisible by --tensor-model-parallel-size (2)" $MPIRUN 2 $BIN "${M[@]}" --tensor-model-parallel-size 2 --sequence-parallel --seq-length 15
 bad   np2_layers_not_div_pp   "--num-layers (3) must be divisible by --pipeline-model-parallel-size (2)" $MPIRUN 2 $BIN "${M[@]}" --pipeline-model-parallel-size 2 --num-layers 3
 bad   np4_global_batch_dp     "--global-batch-size (12) must be divisible by --micro-batch-size (2) x data-parallel size (4)" $MPIRUN 4 $BIN "${M[@]}" --global-batch-size 12

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 c=$(test_corpus)
 # Dropout on (the tiny model's 0.1) and the shuffled data order.
 A="$(tiny_model) --data-order shuffle --train-iters 20"
-same_losses() { diff <(cut -d, -f1-2 "$1") <(cut -d, -f1-2 "$2") > /dev/null; }
+same_losses() { diff <(metrics_iters "$1" | cut -d, -f1-2) <(metrics_iters "$2" | cut -d, -f1-2) > /dev/null; }
 
 # 1. Exact resume: 20 iterations straight vs 10 + save + load + 10, same
 # layout, must be bitwise identical: losses and every parameter.
@@ -21,7 +21,7 @@ exact() {
   if grep -q "loaded checkpoint from $d/ck at iteration 10" "$d/second.log" && same_losses "$d/straight.json" "$d/both.json" &&
      tools/compare "$d/straight.st" "$d/second.st" --max-abs 0 > "$d/cmp" 2>&1; then
     ok "$name (20 losses and all parameters bitwise equal)"
-  else not_ok "$name" "$(diff <(cut -d, -f1-2 "$d/straight.json") <(cut -d, -f1-2 "$d/both.json") | head -n 2 | tr '\n' ' ') $(tail -n 1 "$d/cmp")"; fi
+  else not_ok "$name" "$(diff <(metrics_iters "$d/straight.json" | cut -d, -f1-2) <(metrics_iters "$d/both.json" | cut -d, -f1-2) | head -n 2 | tr '\n' ' ') $(tail -n 1 "$d/cmp")"; fi
 }
 exact resume_exact_1rank_fp64 1 ./pretrain_gpt_fp64 ""
 exact resume_exact_1rank_fp32 1 ./pretrain_gpt ""

@@ -63,9 +63,9 @@ else not_ok llama_tp4_two_groups_refused "$(head -c 300 "$T/tp4.err")"; fi
 # ---- round trips -----------------------------------------------------------
 # same_run NAME A.json A.st B.json B.st: bitwise equal losses and parameters.
 same_run() {
-  if cmp -s <(sed 's/, "tokens_per_s.*//' "$2") <(sed 's/, "tokens_per_s.*//' "$4") && tools/compare "$3" "$5" --max-abs 0 > "$T/$1.cmp" 2>&1; then
+  if cmp -s <(metrics_iters "$2" | sed 's/, "tokens_per_s.*//') <(metrics_iters "$4" | sed 's/, "tokens_per_s.*//') && tools/compare "$3" "$5" --max-abs 0 > "$T/$1.cmp" 2>&1; then
     ok "$1 (losses and parameters bitwise equal)"
-  else not_ok "$1" "$(diff <(sed 's/, "tokens_per_s.*//' "$2") <(sed 's/, "tokens_per_s.*//' "$4") | head -n 2 | tr '\n' ' ') $(tail -n 1 "$T/$1.cmp")"; fi
+  else not_ok "$1" "$(diff <(metrics_iters "$2" | sed 's/, "tokens_per_s.*//') <(metrics_iters "$4" | sed 's/, "tokens_per_s.*//') | head -n 2 | tr '\n' ' ') $(tail -n 1 "$T/$1.cmp")"; fi
 }
 G="--train-data-path ${c}_train.bin $TRAIN"
 $PY tools/torch_reference.py --write-init "$T/gpt2.bin" --layers 2 --heads 2 --channels 32 --vocab 256 --padded-vocab 256 --max-seq 32 --seed 13 > /dev/null

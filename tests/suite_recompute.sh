@@ -16,7 +16,7 @@ check() {
                 "full_block1:--recompute-granularity full --recompute-method block --recompute-num-layers 1"; do
       local tag=${mode%%:*} flags=${mode#*:} out="$T/${name}_${prec}_${mode%%:*}"
       if ! mt_run "$out" $np $bin $BASE $layout $flags; then not_ok "$name/$prec/$tag" "run failed: $(grep -m1 error "$out.log")"; continue; fi
-      if diff <(cut -d, -f1-3 "$T/${name}_${prec}_ref.json") <(cut -d, -f1-3 "$out.json") > /dev/null &&
+      if diff <(metrics_iters "$T/${name}_${prec}_ref.json" | cut -d, -f1-3) <(metrics_iters "$out.json" | cut -d, -f1-3) > /dev/null &&
          tools/compare "$T/${name}_${prec}_ref.st" "$out.st" --max-abs 0 > /dev/null 2>&1; then ok "$name/$prec/$tag (bitwise)"
       else not_ok "$name/$prec/$tag" "differs from no recomputation: $(tools/compare "$T/${name}_${prec}_ref.st" "$out.st" --max-abs 0 2>&1 | tail -n 1)"; fi
     done

@@ -12,6 +12,10 @@ by hand (no nn.Module, no torch.optim) so the arithmetic is the stated formula.
               --beta2 --eps --clip-grad --dtype --threads --out F --bench]
               --dtype bfloat16: megatron.c's --bf16 rounding, op by op
               (--permute-seed S: the same model summing in another order)
+  llm.c mode: --llmc (with --model F --data F [--steps N]): train_gpt2.c's
+              training: B 4, T 64, constant LR 1e-4, AdamW (0.9, 0.999, 1e-8)
+              with decay (--weight-decay, default 0 as llm.c) on every
+              tensor, no clipping, sequential batches
   make model: --write-init F --layers --heads --channels --vocab --max-seq
               --padded-vocab [--seed --std]
   make data:  --write-data F --tokens N --vocab V [--seed]
@@ -334,7 +338,7 @@ class AdamW:
             torch.div(m, bc1, out=t1)                         # m_hat
             torch.div(v, bc2, out=t2).sqrt_().add_(a.eps)     # sqrt(v_hat) + eps
             t1.div_(t2)
-            if name in DECAY and a.weight_decay != 0.0:
+            if (a.llmc or name in DECAY) and a.weight_decay != 0.0:  # llm.c decays every tensor
                 t1.add_(p, alpha=a.weight_decay)
             p.add_(t1, alpha=-lr)
 
@@ -528,7 +532,8 @@ def main():
     A("--lr", type=float, default=1e-4); A("--min-lr", type=float, default=0.0)
     A("--warmup", type=int, default=0); A("--decay-iters", type=int)
     A("--decay-style", choices=["constant", "linear", "cosine"], default="linear")
-    A("--weight-decay", type=float, default=0.01)
+    A("--weight-decay", type=float, help="default 0.01 (0 with --llmc)")
+    A("--llmc", action="store_true", help="llm.c's train_gpt2.c training (see the docstring)")
     A("--beta1", type=float, default=0.9); A("--beta2", type=float, default=0.999)
     A("--eps", type=float, default=1e-8); A("--clip-grad", type=float, default=1.0)
     A("--dtype", choices=["float32", "float64", "bfloat16"], default="float32")
@@ -542,6 +547,11 @@ def main():
     A("--hf"); A("--write-llama"); A("--write-gpt2-hf"); A("--kv-heads", type=int); A("--ffn", type=int)
     A("--tied", action="store_true"); A("--bias", action="store_true")
     a = ap.parse_args()
+    if a.weight_decay is None:
+        a.weight_decay = 0.0 if a.llmc else 0.01
+    if a.llmc:  # train_gpt2.c: gpt2_update(&model, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, step+1), B 4, T 64
+        a.batch, a.seq, a.lr, a.min_lr, a.warmup, a.decay_style = 4, 64, 1e-4, 0.0, 0, "constant"
+        a.beta1, a.beta2, a.eps, a.clip_grad = 0.9, 0.999, 1e-8, 0.0
     torch.set_num_threads(max(1, a.threads))
     if a.selftest:
         return selftest()

@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     FUZZ_REQUIRE(f.ntok >= 2, "%zu tokens", f.ntok);
-    for (size_t i = 0; i < f.ntok; i++) FUZZ_REQUIRE(f.tok[i] < (uint32_t)vocab, "token %zu", i);
+    for (size_t i = 0; i < f.ntok; i++) FUZZ_REQUIRE(mt_token_at(f.tok, f.width, i) < (uint32_t)vocab, "token %zu", i);
     // The sample order: a small T and split weights from the header's
     // reserved words, the way main.c carves train/valid/test.
     int T = 1 + data[16] % 8;

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# suite_megatron.sh: a Megatron launch line runs unchanged. The vocabulary is
+# padded as Megatron pads it (a multiple of --make-vocab-size-divisible-by x
+# TP), so TP 3 with divisor 128 runs; the padded rows are masked, so it trains
+# the model one rank trains (docs/design.md §1's bounds, both builds). Files
+# hold the TP 1 padding (checkpoints, llm.c export, dumps) or the real rows
+# (Hugging Face), so they reshard between TP 3 and TP 1 or 2. Also the
+# model-parallel group and virtual stages of --log-layout, and the table of
+# Megatron flags this build notes or refuses (docs/megatron-flags.md).
+source "$(dirname "$0")/lib.sh"
+PY=/usr/bin/python3
+export OMP_WAIT_POLICY=PASSIVE
+
+# Random tokens of a 200-token vocabulary: divisor 128 pads it to 256 at
+# TP 1 and TP 2, to 384 at TP 3 (rank 2 then holds rows 256-383: nothing but
+# padding, the case a mask must get right).
+data="$T/rand.bin"
+if [ ! -f "$data" ]; then
+  $PY - "$data" <<'EOF'
+import random, struct, sys
+random.seed(7)
+n = 6000
+hd = [20240520, 1, n] + [0] * 253
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<256i", *hd))
+    f.write(struct.pack("<%dH" % n, *[random.randrange(200) for _ in range(n)]))
+EOF
+fi
+M="--num-layers 2 --hidden-size 48 --num-attention-heads 6 --seq-length 18 --vocab-size 200 --make-vocab-size-divisible-by 128
+   --train-data-path $data --data-order sequential --train-iters 10 --lr 1e-3 --lr-warmup-iters 2 --lr-decay-style cosine
+   --micro-batch-size 2 --global-batch-size 6 --clip-grad 0.5"
+TP3="--tensor-model-parallel-size 3 --sequence-parallel"
+
+# check NAME A B PREC: losses and final parameters of runs A and B agree.
+agree() {
+  local name=$1 a=$2 b=$3 prec=$4 ltol bound why
+  ltol=1e-5; bound="--max-rel-rms 1e-4"
+  [ $prec = fp64 ] && { ltol=1e-10; bound="--max-abs 1e-9"; }
+  why=$(compare_losses "$a.json" "$b.json" $ltol) && tools/compare "$a.st" "$b.st" $bound > "$b.cmp" 2>&1
+  if [ $? = 0 ]; then ok "$name ($why)"; else not_ok "$name" "$why $(tail -n 2 "$b.cmp" 2>/dev/null | tr '\n' ' ')"; fi
+}
+
+# 1. TP 3 + SP with divisor 128 equals one rank, both builds.
+for prec in fp64 fp32; do
+  bin=./pretrain_gpt; [ $prec = fp64 ] && bin=./pretrain_gpt_fp64
+  mt_run "$T/one_$prec" 1 $bin $M || { not_ok "tp3_sp_equals_one_rank/$prec" "one-rank run failed"; continue; }
+  if ! mt_run "$T/tp3_$prec" 3 $bin $M $TP3 --log-layout; then
+    not_ok "tp3_sp_equals_one_rank/$prec" "TP 3 run failed: $(grep -m1 error "$T/tp3_$prec.log")"; continue
+  fi
+  agree "tp3_sp_equals_one_rank/$prec" "$T/one_$prec" "$T/tp3_$prec" $prec
+done
+grep -q "vocab 200 (padded 384, 256 in files)" "$T/tp3_fp64.log" && grep -q "vocab 200 (padded 256)" "$T/one_fp64.log" &&
+  ok "padding_as_megatron (TP 3: 384 in memory, 256 in files; TP 1: 256)" ||
+  not_ok padding_as_megatron "$(grep -m1 '^model:' "$T/tp3_fp64.log")"
+
+# The control: the same TP 3 run with the padded logits left in the softmax
+# must not agree (the mask is what makes the padding harmless).
+if MT_INJECT_BUG=no-vocab-mask mt_run "$T/tp3_nomask" 3 ./pretrain_gpt_fp64 $M $TP3 &&
+   ! compare_losses "$T/one_fp64.json" "$T/tp3_nomask.json" 1e-10 > /dev/null; then
+  ok "control_unmasked_padding_differs ($(compare_losses "$T/one_fp64.json" "$T/tp3_nomask.json" 1 | sed 's/worst/worst unmasked/'))"
+else not_ok control_unmasked_padding_differs "the run without the mask failed or agreed: $(grep -m1 error "$T/tp3_nomask.log")"; fi
+
+# 2. Resharding through checkpoints: save at 5 under one layout, resume under
+# another; losses and parameters equal the uninterrupted one-rank run (fp64).
+reshard() {
+  local name=$1 np1=$2 l1=$3 np2=$4 l2=$5 d="$T/$1"
+  rm -rf "$d"; mkdir -p "$d"
+  mt_run "$d/a" $np1 ./pretrain_gpt_fp64 $M $l1 --exit-interval 5 --save "$d/ck" &&
+    mt_run "$d/b" $np2 ./pretrain_gpt_fp64 $M $l2 --load "$d/ck" ||
+    { not_ok "$name" "run failed: $(cat "$d/a.log" "$d/b.log" 2>/dev/null | grep -m1 error)"; return; }
+  cat "$d/a.json" "$d/b.json" > "$d/ab.json"; cp "$d/b.st" "$d/ab.st"
+  grep -q "loaded checkpoint from $d/ck at iteration 5" "$d/b.log" || { not_ok "$name" "did not resume at 5"; return; }
+  agree "$name" "$T/one_fp64" "$d/ab" fp64
+}
+reshard reshard_tp3_to_tp1 3 "$TP3" 1 ""
+reshard reshard_tp1_to_tp3 1 "" 3 "$TP3"
+reshard reshard_tp3_to_tp2 3 "$TP3" 2 "--tensor-model-parallel-size 2 --sequence-parallel"
+
+# 3. Exports: llm.c's file holds the TP 1 padding (as llm.c sizes it), the
+# Hugging Face directory the real 200 rows; a TP 3 export equals a TP 1 one.
+e="$T/export"; mkdir -p "$e"
+for np in 1 3; do
+  l=""; [ $np = 3 ] && l=$TP3
+  timeout 120 $MPIRUN $np ./pretrain_gpt_fp64 $M $l --train-iters 3 --export-llmc "$e/m$np.bin" --export-hf "$e/hf$np" > "$e/$np.log" 2>&1 ||
+    not_ok "export_np$np" "$(grep -m1 error "$e/$np.log")"
+done
+why=$($PY - "$e" <<'EOF'
+import json, struct, sys
+import numpy as np
+e = sys.argv[1]
+def llmc(p):
+    b = open(p, "rb").read()
+    return struct.unpack("<8i", b[:32]), np.frombuffer(b[1024:], dtype=np.float32)
+def hf(d):
+    b = open(d + "/model.safetensors", "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return h["transformer.wte.weight"]["shape"], json.load(open(d + "/config.json"))["vocab_size"]
+(h1, w1), (h3, w3) = llmc(e + "/m1.bin"), llmc(e + "/m3.bin")
+if h1[3] != 200 or h1[7] != 256 or h3 != h1: sys.exit("llm.c headers V/Vp %d/%d (TP 1), %d/%d (TP 3); want 200/256" % (h1[3], h1[7], h3[3], h3[7]))
+if w1.shape != w3.shape or np.abs(w1 - w3).max() > 1e-6: sys.exit("TP 3 and TP 1 llm.c weights differ by %g" % np.abs(w1 - w3).max())
+for d in ("hf1", "hf3"):
+    s, v = hf(e + "/" + d)
+    if s != [200, 48] or v != 200: sys.exit("%s: wte %s, vocab_size %d; want [200, 48], 200" % (d, s, v))
+print("llm.c Vp 256 at TP 1 and 3, max diff %.2g; HF wte 200 x 48" % np.abs(w1 - w3).max())
+EOF
+) && ok "exports_hold_tp1_padding_or_real_rows ($why)" || not_ok exports_hold_tp1_padding_or_real_rows "$why"
+
+# 4. --log-layout names the model-parallel group and the virtual stages.
+timeout 60 $MPIRUN 4 ./pretrain_gpt --num-layers 4 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --train-data-path "$data" \
+  --vocab-size 200 --tensor-model-parallel-size 2 --pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1 \
+  --global-batch-size 4 --micro-batch-size 1 --log-layout --dry-run > "$T/layout.log" 2>&1
+if grep -q "rank 3 on .*MP \[0,1,2,3\]" "$T/layout.log" && grep -q "rank 2 .*virtual stages 1 (layers 1-1) 3 (layers 3-3)" "$T/layout.log" &&
+   grep -q "rank 0 .*virtual stages 0 (layers 0-0) 2 (layers 2-2)" "$T/layout.log"; then
+  ok "log_layout_model_parallel_group_and_virtual_stages"
+else not_ok log_layout_model_parallel_group_and_virtual_stages "$(grep -m2 '^rank' "$T/layout.log" | tr '\n' ' ')"; fi
+
+# 5. docs/megatron-flags.md lists exactly --help's last group (the flag
+# table's notes and refusals), and each row behaves as it says: noted runs
+# (exit 0) with one "note: FLAG:" line; refused exits 2 with one line naming it.
+help=$(./pretrain_gpt --help | sed -n '/^Megatron flags this build/,$p' | tail -n +2 | awk '{print $1}' | sort)
+doc=$(sed -n 's/^| `\(--[a-z0-9-]*\)[ V]*` | .*/\1/p' docs/megatron-flags.md | sort)
+if [ -n "$help" ] && [ "$help" = "$doc" ]; then ok "megatron_flags_doc_lists_the_table ($(echo "$doc" | wc -l) flags)"
+else not_ok megatron_flags_doc_lists_the_table "differ: $(diff <(echo "$help") <(echo "$doc") | grep '^[<>]' | tr '\n' ' ')"; fi
+bad=""; n=0
+while IFS='|' read -r _ flag outcome _; do
+  flag=$(echo "$flag" | tr -d '` '); val=""
+  [[ "$flag" == *V ]] && { flag=${flag%V}; val=x; }
+  out=$(./pretrain_gpt --dry-run --train-data-path "$data" --vocab-size 200 "$flag" ${val:+"$val"} 2> "$T/flag.err"); rc=$?
+  n=$((n + 1))
+  case "$outcome" in
+    *noted*) [ $rc = 0 ] && [ "$(echo "$out" | grep -c "^note: $flag: ")" = 1 ] && [ ! -s "$T/flag.err" ] || bad="$bad $flag(noted: exit $rc)";;
+    *refused*) [ $rc = 2 ] && [ "$(wc -l < "$T/flag.err")" = 1 ] && grep -q -- "$flag" "$T/flag.err" && [ -z "$out" ] || bad="$bad $flag(refused: exit $rc)";;
+    *) bad="$bad $flag(outcome '$outcome')";;
+  esac
+done < <(grep '^| `--' docs/megatron-flags.md)
+[ -z "$bad" ] && ok "megatron_flags_behave_as_the_table_says ($n rows)" || not_ok megatron_flags_behave_as_the_table_says "$bad"
