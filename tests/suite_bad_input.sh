@@ -562,7 +562,7 @@ if [ -n "$doc" ]; then
     echo "or llm.c model file (\`--init-from\`) stops the run before training with **exit"
     echo "code 2** and **one line on stderr**, printed by rank 0, that names the flag or"
     echo "file and the rule it breaks (docs/design.md §3). The other ranks print nothing."
-    echo "Lines starting with \`note:\` (GPU-only flags) and \`warning:\` are not errors."
+    echo "Lines starting with \`note:\` (Megatron flags this build notes: docs/megatron-flags.md) and \`warning:\` are not errors."
     echo
     echo "This page is generated from real runs, not written by hand:"
     echo "\`bash tests/suite_bad_input.sh --doc docs/bad-input.md\`. The same suite checks"
