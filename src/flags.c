@@ -131,8 +131,6 @@ const mt_flag_def mt_flags[] = {
     NOTE("--use-mcore-models", "one implementation here; the model is the same either way"),
     NOTE_ARG("--transformer-impl", "one implementation here (no Transformer Engine); ignored"),
     NOTE_ARG("--distributed-backend", "MPI carries every collective; ignored"),
-    NOTE("--overlap-grad-reduce", "gradients are reduced after the backward pass, not overlapped with it; same numbers"),
-    NOTE("--overlap-param-gather", "the distributed optimizer gathers parameters after its step, not overlapped; same numbers"),
     NOTE("--tp-comm-overlap", "TP collectives are not overlapped with GEMMs; same numbers"),
     NOTE("--no-masked-softmax-fusion", "no fused kernels on CPUs; ignored"),
     NOTE("--no-bias-gelu-fusion", "no fused kernels on CPUs; ignored"),

@@ -12,7 +12,7 @@ BASE="$(tiny_model) --train-iters 4 --ddp-bucket-size 3000 --log-comm"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 # The bits that must not move: every iteration's loss and norm, and the parameters.
-bits() { sed -E 's/.*"lm_loss": ([^,]*), "grad_norm": ([^,]*),.*/\1 \2/' "$1.json"; md5sum < "$1.st"; }
+bits() { metrics_iters "$1.json" | sed -E 's/.*"lm_loss": ([^,]*), "grad_norm": ([^,]*),.*/\1 \2/'; md5sum < "$1.st"; }
 
 # check NAME NP "LAYOUT FLAGS" "OVERLAP FLAGS"
 check() {
