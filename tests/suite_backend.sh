@@ -14,7 +14,7 @@
 #     ranks sharing the GPU against one GPU rank; the blocked attention
 #     (--use-flash-attn) against the plain one.
 #   MT_CUDA_BUILD=0 skips 2-4 (a machine without nvcc).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 B=${BUILD:-build}
 ORACLE=$T/oracle.bin
 

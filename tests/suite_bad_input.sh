@@ -33,7 +33,7 @@
 #                       compare} (e.g. binaries built from an older commit, to count
 #                       what a change fixed); cases unsafe for a binary that may
 #                       replace a device (/dev/full) are skipped, with a line
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 doc=""
 [ "${1:-}" = --doc ] && doc=$2
 # A private copy: another shell rebuilding ./pretrain_gpt mid-suite would

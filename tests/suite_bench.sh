@@ -2,7 +2,7 @@
 # suite_bench.sh: make bench's machinery (tools/bench.sh --smoke) and
 # tools/sgemm_bench's shapes and core. No timing asserts: the kernels the
 # report runs, its rows, and that out/ is left alone.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 [ -x tools/sgemm_bench ] || make -s tools/sgemm_bench > /dev/null
 # ---- make bench's machinery (tools/bench.sh --smoke): no timing asserts ----------
 # One thread, PASSIVE waiting (a shared machine), the test corpus, a

@@ -23,7 +23,7 @@
 # 4. Memory: --log-memory counts bf16 weights, fp32 main weights, gradients
 #    and moments, bf16 activations, and the planner's numbers equal it.
 # 5. The fp64 build refuses --bf16 (exit 2).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 PY=/usr/bin/python3
 export OMP_WAIT_POLICY=PASSIVE
 c=$(test_corpus)

@@ -7,7 +7,7 @@
 # same ids as tools/prepare_data --tokenizer, on the corpus and on a sample
 # of Unicode edge cases; decoding gives the text back byte for byte; a
 # model trained on the tokens samples text through tools/generate --tokenizer.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 PY=/usr/bin/python3
 if ! $PY -c 'import regex' 2> /dev/null; then

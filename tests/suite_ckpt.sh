@@ -3,7 +3,7 @@
 # atomic saves (a rank killed mid-save, a full disk, a read-only destination),
 # a killed rank ending the job, and a non-finite loss keeping the last good
 # checkpoint.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 # Dropout on (the tiny model's 0.1) and the shuffled data order.
 A="$(tiny_model) --data-order shuffle --train-iters 20"

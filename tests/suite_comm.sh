@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # suite_comm.sh: exact collective tests (tests/test_comm.c) at TP 2, 3 and 4,
 # both builds.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 for prec in fp64 fp32; do
   for np in 2 3 4; do
     out=$(timeout 60 $MPIRUN $np build/$prec/tests/test_comm 2>&1); rc=$?

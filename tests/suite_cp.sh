@@ -7,7 +7,7 @@
 #    unsharded), and training resumed there equals training straight
 #    through (fp64 bounds of docs/design.md §1);
 #  - a sequence length that is not a multiple of 2C is refused with the rule.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 BASE="--config configs/tiny.conf --data-path ${c}_train.bin --hidden-dropout 0.1"
 B=./pretrain_gpt_fp64

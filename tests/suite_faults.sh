@@ -4,7 +4,7 @@
 # other ranks waiting in a collective. The faults are planted at the second
 # iteration by MT_INJECT_BUG (config.h): a real allocation failure, a write
 # error on rank 0's --metrics-file, a failed internal check.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 RUN="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 20"
 

@@ -4,7 +4,7 @@
 # configuration, and that record alone reproduces the curve. Token files
 # stay 2 bytes per token in memory when the vocabulary fits, whatever their
 # width on disk.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 PY=/usr/bin/python3
 export OMP_WAIT_POLICY=PASSIVE
 c=$(test_corpus)

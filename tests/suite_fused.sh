@@ -11,7 +11,7 @@
 # (AdamW's bf16 copy on each shard). Negative control: the same comparison
 # sees a one-step difference in --seed. tests/test_ops_fused.c holds the
 # op-level checks.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 export OMP_WAIT_POLICY=PASSIVE
 base="$(tiny_model) --vocab-size 250 --hidden-dropout 0.1 --attention-dropout 0.1 --clip-grad 0.5 --train-iters 6"
 

@@ -6,7 +6,7 @@
 # One "ok fuzz_NAME" per harness; a crash, leak, UB report, broken invariant
 # or timeout is "not ok" with the saved input. A missing clang or libFuzzer
 # runtime is "not ok" too (tools/install-deps.sh installs both), never a skip.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 secs=${MT_FUZZ_SMOKE_SECONDS:-20}
 if ! command -v clang > /dev/null; then
   not_ok fuzz_build "clang not found (tools/install-deps.sh installs clang and libclang-rt-dev)"; exit 1

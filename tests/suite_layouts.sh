@@ -6,7 +6,7 @@
 # every parameter element within 1e-9; fp32 loss rel. diff <= 1e-5 and each
 # tensor's relative RMS diff <= 1e-4.
 #   MT_LAYOUTS=quick   only the TP/SP rows (issue 3's matrix)
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 BASE=$(tiny_model)
 
 # reference BUILD EXTRA: path prefix of the cached one-rank run.

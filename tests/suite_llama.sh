@@ -10,7 +10,7 @@
 #    --export-hf then --init-from is bitwise; shards + index read as one file;
 #  - bad directories: exit 2 and one line.
 # (The layout rows of the Llama model are in suite_layouts.sh.)
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 PY=/usr/bin/python3
 export OMP_WAIT_POLICY=PASSIVE
 if ! $PY -c 'import torch' 2>/dev/null; then not_ok torch_available "python3-torch missing (tools/install-deps.sh installs it)"; exit 0; fi

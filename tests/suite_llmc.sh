@@ -7,7 +7,7 @@
 # weight decay set (1: large enough that decaying biases and norms shows
 # over 40 steps at lr 1e-4), decay reaches every tensor as in llm.c; a
 # control without --weight-decay-all must differ.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 PY=/usr/bin/python3
 export OMP_WAIT_POLICY=PASSIVE
 if ! $PY -c 'import torch' 2>/dev/null; then not_ok torch_available "python3-torch missing (tools/install-deps.sh installs it)"; exit 0; fi

@@ -7,7 +7,7 @@
 # (Hugging Face), so they reshard between TP 3 and TP 1 or 2. Also the
 # model-parallel group and virtual stages of --log-layout, and the table of
 # Megatron flags this build notes or refuses (docs/megatron-flags.md).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 PY=/usr/bin/python3
 export OMP_WAIT_POLICY=PASSIVE
 

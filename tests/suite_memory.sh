@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # suite_memory.sh: memory measured from the allocations (--log-memory).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 RUN="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 1 --log-memory"
 # field LOG RANK NAME: bytes of category NAME on world rank RANK.

@@ -8,7 +8,7 @@
 # (fp64). Killing one host's ranks mid-run ends the job within 30 s, and
 # the next run resumes from the last checkpoint with one rank's losses.
 # Needs root (network namespaces); otherwise it says why and counts nothing.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 if [ "$(id -u)" != 0 ]; then echo "# suite_multihost skipped: not root (network namespaces need CAP_NET_ADMIN)"; exit 0; fi
 for t in ip unshare mpirun; do
   command -v $t > /dev/null || { echo "# suite_multihost skipped: $t is missing"; exit 0; }

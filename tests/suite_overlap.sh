@@ -7,7 +7,7 @@
 # posted during backward, and the communication formulas must still match
 # the measured calls. Negative control: MT_INJECT_BUG=bucket-early posts a
 # bucket one layer before its gradients are final; the bits must differ.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 BASE="$(tiny_model) --train-iters 4 --ddp-bucket-size 3000 --log-comm"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 

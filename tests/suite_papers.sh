@@ -3,7 +3,7 @@
 # from the allocator equals this trainer's formula (include/account.h) for
 # every mode of Korthikanti et al. Table 2 on two shapes, the formula being
 # re-derived here by hand; the planner's numbers equal the trainer's.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 
 # act_formula S B H A T SP MODE: bytes per layer and micro-batch (fp32, 4 bytes).

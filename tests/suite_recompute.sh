@@ -4,7 +4,7 @@
 # recomputation in the same layout, both builds: losses and every parameter
 # bitwise equal after 10 iterations with dropout on (the masks are keyed by
 # global indices, so a recomputed forward reproduces them exactly).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 BASE=$(tiny_model)
 check() {
   local name=$1 np=$2 layout=$3 bin prec

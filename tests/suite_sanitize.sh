@@ -16,7 +16,7 @@
 #
 # Only in the sanitizer mode of tests/run.sh (MT_SANITIZE=1); runs alone with
 #   BUILD=build/san bash tests/suite_sanitize.sh
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 SAN=${BUILD:-build/san}
 [ -x "$SAN/pretrain_gpt" ] && [ -x "$SAN/pretrain_gpt_fp64" ] ||
   { not_ok sanitize_setup "no $SAN/pretrain_gpt{,_fp64} (make all SANITIZE=1)"; exit 1; }

@@ -27,7 +27,7 @@
 #       before the marker is suite_bad_input.sh's and stays as it is)
 #   MT_SAVE_FAULTS_BIN=path  the trainer to test (default ./pretrain_gpt)
 #   MT_SAVE_FAULTS_ONLY_CHECKS=1  skip the per-step save cases (a quick rerun)
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 [ -n "${T:-}" ] && [ -d "$T" ] || { echo "not ok save_faults_setup: no scratch directory"; exit 1; }
 doc=""
 [ "${1:-}" = --doc ] && doc=$2

@@ -4,7 +4,7 @@
 # MT_LAYER_PARAMS (include/params.h) and nothing else; that build must
 # allocate, initialise, shard (TP 2 x PP 2), train, checkpoint and reload it
 # like any other tensor. The copy is deleted afterwards (the tensor removed).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 TREE="$T/tree"
 rm -rf "$TREE"

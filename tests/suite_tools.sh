@@ -4,7 +4,7 @@
 # arguments are refused, every shipped config plans, the breakdown sums to
 # the allocator's bytes and to Table 2's formula re-derived here, and the
 # sweep's fits and no-fits equal one planner run per layout.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 
 # ---- --help and no arguments --------------------------------------------------

@@ -7,7 +7,7 @@
 # parameter tensor after 10 steps (fp32: relative RMS <= 1e-4; fp64: max abs
 # <= 1e-9). The C side accumulates gradients over 2 micro-batches, torch
 # takes the global batch at once.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 PY=/usr/bin/python3
 export OMP_WAIT_POLICY=PASSIVE
 if ! $PY -c 'import torch' 2>/dev/null; then not_ok torch_available "python3-torch missing (tools/install-deps.sh installs it)"; exit 0; fi

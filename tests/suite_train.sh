@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # suite_train.sh: the trainer learns, and the launch lines in configs/ run.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 
 # Overfitting: 2 layers, hidden 64, on the first 600 bytes of the corpus.
