@@ -191,33 +191,33 @@ int rmdir(const char *p) {
     REAL(rmdir);
     return fault_here("unlink", AT_FDCWD, p) ? -1 : real_rmdir(p);
 }
+// An open that creates a file is a "creat" site. An unnamed O_TMPFILE file is
+// the output check's probe (outputs.c), not a step of a save: it leaves
+// nothing behind, so it is not a site.
+static int creat_fault(int d, const char *p, int flags) {
+    return (flags & O_CREAT) && fault_here("creat", d, p);  // O_TMPFILE carries no O_CREAT
+}
+// The mode argument exists only when the call creates a file.
+#define OPEN_MODE(flags, m)                                                   \
+    do {                                                                      \
+        if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {          \
+            va_list ap;                                                       \
+            va_start(ap, flags);                                              \
+            m = (mode_t)va_arg(ap, int);                                      \
+            va_end(ap);                                                       \
+        }                                                                     \
+    } while (0)
 int openat(int d, const char *p, int flags, ...) {
     REAL(openat);
     mode_t m = 0;
-    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
-        va_list ap;
-        va_start(ap, flags);
-        m = (mode_t)va_arg(ap, int);
-        va_end(ap);
-        // An unnamed O_TMPFILE file is the output check's probe (outputs.c),
-        // not a step of a save: it leaves nothing behind, so it is not a site.
-        if ((flags & O_TMPFILE) != O_TMPFILE && fault_here("creat", d, p)) return -1;
-    }
-    return real_openat(d, p, flags, m);
+    OPEN_MODE(flags, m);
+    return creat_fault(d, p, flags) ? -1 : real_openat(d, p, flags, m);
 }
 int open(const char *p, int flags, ...) {
     REAL(open);
     mode_t m = 0;
-    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
-        va_list ap;
-        va_start(ap, flags);
-        m = (mode_t)va_arg(ap, int);
-        va_end(ap);
-        // An unnamed O_TMPFILE file is the output check's probe (outputs.c),
-        // not a step of a save: it leaves nothing behind, so it is not a site.
-        if ((flags & O_TMPFILE) != O_TMPFILE && fault_here("creat", AT_FDCWD, p)) return -1;
-    }
-    return real_open(p, flags, m);
+    OPEN_MODE(flags, m);
+    return creat_fault(AT_FDCWD, p, flags) ? -1 : real_open(p, flags, m);
 }
 
 // fd-based calls: in scope when the descriptor's file lies under the dir.

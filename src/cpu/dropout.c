@@ -31,20 +31,8 @@ void mt_bias_dropout_add_forward(real *out,        // (rows, h) may alias res
                                  const real *inp,  // (rows, h)
                                  const real *bias, // (h) or NULL
                                  const mt_dropout_key *k, mt_rows r, int h) {
-    int on = dropout_on(k);
-    real sc = on ? keep_scale(k) : 1;
-#pragma omp parallel
-    {
-        unsigned char *keep = on ? mt_malloc((size_t)h) : NULL;
-#pragma omp for schedule(static)
-        for (int i = 0; i < r.rows; i++) {
-            const real *x = inp + (size_t)i * h, *y0 = res + (size_t)i * h;
-            real *y = out + (size_t)i * h;
-            if (on) row_mask(k, r, i, h, keep);
-            for (int j = 0; j < h; j++) y[j] = bda_value(y0[j], x[j], bias ? bias[j] : 0, on, keep ? keep[j] : 1, sc);
-        }
-        free(keep);
-    }
+    // The fused sweep without its bf16 rounding is this op exactly.
+    mt_bias_dropout_add_fused_forward(out, res, inp, bias, k, r, h, 0);
 }
 
 void mt_bias_dropout_add_backward(real *dinp,       // (rows, h)
