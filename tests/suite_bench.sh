@@ -29,6 +29,12 @@ else
   [ "$(grep -c '| sgemm ceiling, small' "$bw/out.md")" = 1 ] || why="$why; two kernels although none is pinned"
 fi
 grep -q "DP 2 + overlap" "$bw/out.md" || why="$why; no DP 2 + overlap row"
+# The GEMM-only bound, recomputed here from the sgemm lines: the 12 per-layer
+# GEMMs x 4 layers plus the LM head's 3, in milliseconds.
+want=$(awk '$1 == "sgemm" { i++; ms += (i <= 12 ? 4 : 1) * $6 } END { printf "%.1f", ms }' "$bw/sgemm_small_native.txt" 2>/dev/null)
+got=$(grep -m1 '^| small: .* | GEMMs only, .* native ' "$bw/out.md" | awk -F' [|] ' '{ print $4 }')
+[ -n "$want" ] && [ "$got" = "$want" ] || why="$why; GEMM-only bound row '$got' ms, recomputed '$want'"
+grep -q '^- weight-gradient GEMMs (tn) with beta 1, .*: best [0-9.]* (' "$bw/out.md" || why="$why; no beta-1 line"
 [ "$(stat -c %Y out/bench.md 2>/dev/null || echo none)" = "$before" ] || why="$why; out/bench.md was rewritten"
 [ -z "$why" ] && ok "bench_smoke (kernels: ${OPENBLAS_CORETYPE:+pinned $pin, }native $nat)" || not_ok bench_smoke "$why"
 
@@ -36,5 +42,7 @@ grep -q "DP 2 + overlap" "$bw/out.md" || why="$why; no DP 2 + overlap row"
 out=$(OPENBLAS_NUM_THREADS=1 tools/sgemm_bench --reps 1 16x24x8:tn 8x8x8 | awk '$1 == "sgemm" { print $2 "x" $3 "x" $4 ":" $5 }' | tr '\n' ' ')
 tools/sgemm_bench 3x3x3:zz > /dev/null 2>&1; rc1=$?
 tools/sgemm_bench 3x3 > /dev/null 2>&1; rc2=$?
-[ "$out" = "16x24x8:tn 8x8x8:nt 8x8x8:nn 8x8x8:tn " ] && [ $rc1 = 2 ] && [ $rc2 = 2 ] && ok "sgemm_bench_shapes" ||
-  not_ok sgemm_bench_shapes "got '$out', bad layout exit $rc1, bad shape exit $rc2"
+tools/sgemm_bench --beta 2 3x3x3 > /dev/null 2>&1; rc3=$?
+b1=$(OPENBLAS_NUM_THREADS=1 tools/sgemm_bench --reps 1 --beta 1 8x8x8:tn | grep -c '^# sgemm_bench: .*, beta 1$')
+[ "$out" = "16x24x8:tn 8x8x8:nt 8x8x8:nn 8x8x8:tn " ] && [ $rc1 = 2 ] && [ $rc2 = 2 ] && [ $rc3 = 2 ] && [ "$b1" = 1 ] && ok "sgemm_bench_shapes" ||
+  not_ok sgemm_bench_shapes "got '$out', bad layout exit $rc1, bad shape exit $rc2, bad beta exit $rc3, beta-1 header $b1"

@@ -240,7 +240,8 @@ model_gemms() { # n h ff Vp
         echo "${n}x${oc}x${c}:nt ${n}x${c}x${oc}:nn ${oc}x${c}x${n}:tn"
     done | tr '\n' ' '
 }
-declare -A CEIL_OF CEIL_AT_OF
+declare -A CEIL_OF CEIL_AT_OF BETA1_OF BOUND_MS_OF
+declare -A LAYERS_OF=([small]=4 [big]=12)
 sgemm_ceiling() { # KT NAME SHAPES...
     local kt=$1 name=$2; shift 2
     local cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" "$@")
@@ -249,6 +250,18 @@ sgemm_ceiling() { # KT NAME SHAPES...
     "${cmd[@]}" > "$W/sgemm_${name}_$kt.txt"
     CEIL_OF[$name,$kt]=$(awk '$1 == "max" { print $2 }' "$W/sgemm_${name}_$kt.txt")
     CEIL_AT_OF[$name,$kt]=$(awk '$1 == "max" { print $3 " " $4 }' "$W/sgemm_${name}_$kt.txt")
+    # The same weight-gradient (tn) GEMMs with beta 1, as the model calls
+    # them (they accumulate): OpenBLAS then skips its pass that zeroes C.
+    # Printed beside the ceiling, not folded into it.
+    local tn; tn=$(printf '%s\n' "$@" | grep ':tn$' | tr '\n' ' ')
+    cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" --beta 1 $tn)
+    record "${cmd[@]}"
+    "${cmd[@]}" > "$W/sgemm_${name}_${kt}_beta1.txt"
+    BETA1_OF[$name,$kt]=$(awk '$1 == "max" { print $2 " (" $3 " " $4 ")" }' "$W/sgemm_${name}_${kt}_beta1.txt")
+    # GEMM-only bound: the step time if the model ran nothing but its GEMMs,
+    # each at the rate just measured: the listed shapes are 4 per-layer
+    # pairs (x L layers) and the LM head last (x 1); see model_gemms.
+    BOUND_MS_OF[$name,$kt]=$(awk -v L="${LAYERS_OF[$name]}" '$1 == "sgemm" { i++; ms += (i <= 12 ? L : 1) * $6 } END { printf "%.1f", ms }' "$W/sgemm_${name}_$kt.txt")
     [ -n "${CEIL_OF[$name,$kt]}" ] || die "tools/sgemm_bench printed no maximum"
     grep -q "core $( [ "$kt" = native ] && echo "$NATIVE_CORE" || echo "$PIN_CORE"))" "$W/sgemm_${name}_$kt.txt" ||
         die "sgemm ran another kernel than $(klabel "$kt")"
@@ -366,6 +379,12 @@ row() {
         tc = (tms == "nan") ? "" : sprintf("%.0f", ttps); rc = (tms == "nan") ? "" : sprintf("%.2f", tps / ttps)
         printf "| %s | %s | %s | %.1f | %.0f | %.1f | %.0f%% | %s | %s | %s |\n", shape, layout, impl, ms, tps, gf, 100 * gf / ceil, tc, rc, rss }'
 }
+# bound_row SHAPE NAME KT TOKENS_PER_STEP FLOPS_PER_TOKEN: the GEMM-only bound
+bound_row() {
+    awk -v shape="$1" -v ms="${BOUND_MS_OF[$2,$3]}" -v tok="$4" -v fpt="$5" -v ceil="$CEIL" -v k="$(klabel "$3")" 'BEGIN {
+        tps = tok / (ms / 1000); gf = fpt * tps / 1e9
+        printf "| %s | GEMMs only, at the rates measured above | bound: sgemm_bench, %s | %.1f | %.0f | %.1f | %.0f%% | | | | |\n", shape, k, ms, tps, gf, 100 * gf / ceil }'
+}
 mem_row() { # LABEL TAG
     local line; line=$(grep -m1 '^memory (rank 0' "$W/$2.log" || true)
     local k vals=()
@@ -390,6 +409,10 @@ REPORT=$W/report.md
     echo "- CPU features: $FEATURES"
     echo "- OpenBLAS core: $(klabel "$HEAD")$( [ ${#KERNELS[@]} -gt 1 ] && echo "; also $(klabel pinned): every C row runs with both, the native one is the headline")"
     echo "- model FLOPs/token = 6N + 12*L*T*h; sgemm ceiling per shape and kernel = best cblas_sgemm over the model's own GEMMs (nt, nn, tn; LM head included; attention's batched GEMMs not)"
+    echo "- GEMMs-only bound: the step time if the model ran only its linear layers' GEMMs (per layer x L, LM head once), each at the rate measured for the ceiling; model FLOP/s at that time is the most the ceiling's share could be with every other op free"
+    for KT in "${KERNELS[@]}"; do
+        echo "- weight-gradient GEMMs (tn) with beta 1, as the model calls them (accumulating; OpenBLAS skips zeroing C), $(klabel "$KT"): best ${BETA1_OF[small,$KT]} GFLOP/s small$( [ $QUICK = 0 ] && echo ", ${BETA1_OF[big,$KT]} 124M"), beside the beta-0 ceiling"
+    done
     echo "- $( [ $SMOKE = 1 ] && echo 'SMOKE run (--smoke): the machinery only, numbers meaningless; ' )$( [ $QUICK = 1 ] && echo 'quick run: small shape only; ' )wall time of the benchmark: ${ELAPSED} s"
     echo
     echo "| shape | layout | impl | ms/iter | tokens/s | model GFLOP/s | % of sgemm ceiling | PyTorch tokens/s | ratio vs PyTorch | peak RSS / accounted (MiB, rank 0) | peak RSS - RSS before the model (vs accounted) |"
@@ -400,6 +423,7 @@ REPORT=$W/report.md
         K=$(klabel "$KT")
         CEIL=${CEIL_OF[small,$KT]}
         echo "| sgemm ceiling, small (${CEIL_AT_OF[small,$KT]}) | | OpenBLAS, $K | | | $CEIL | 100% | | | | |"
+        bound_row "$SMALL" small "$KT" 512 "$SMALL_FPT"
         row "$SMALL" "$L1" "megatron.c, $K" "${SC_OF[$KT]}" 512 "$SMALL_FPT" "${ST:--}"
         row "$SMALL" "$L1" "megatron.c, $K, OMP_WAIT_POLICY=PASSIVE" "${SCP_OF[$KT]}" 512 "$SMALL_FPT" "${ST:--}"
         for i in "${!PAR_LAYOUTS[@]}"; do
@@ -410,6 +434,7 @@ REPORT=$W/report.md
         if [ $QUICK = 0 ]; then
             CEIL=${CEIL_OF[big,$KT]}
             echo "| sgemm ceiling, 124M (${CEIL_AT_OF[big,$KT]}) | | OpenBLAS, $K | | | $CEIL | 100% | | | | |"
+            bound_row "$BIG" big "$KT" 256 "$BIG_FPT"
             row "$BIG" "$L1" "megatron.c, $K" "${BC_OF[$KT]}" 256 "$BIG_FPT" "$BT"
         fi
     done

@@ -3,7 +3,9 @@
 // trainer runs, best of several repetitions, and prints GFLOP/s per shape
 // and layout, then the maximum.
 //
-//   tools/sgemm_bench [--reps N] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]
+//   tools/sgemm_bench [--reps N] [--beta 0|1] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]
+//   (--beta 1: C += op(A) op(B), as an accumulating weight gradient runs;
+//   OpenBLAS then skips the pass that zeroes C first)
 //   tools/sgemm_bench --core     prints "core NAME" (openblas_get_corename) and exits
 //
 // A shape with ":LAYOUT" (e.g. 256x768x3072:nn) runs that layout only, so
@@ -49,7 +51,7 @@ static float *alloc_fill(size_t n, unsigned seed) {
 }
 
 // Best wall time of one GEMM over reps runs (after one untimed warm-up).
-static double time_gemm(int m, int n, int k, int ta, int tb, int reps) {
+static double time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta) {
     float *a = alloc_fill((size_t)m * k, 1), *b = alloc_fill((size_t)k * n, 2);
     float *c = alloc_fill((size_t)m * n, 3);
     int lda = ta ? m : k, ldb = tb ? k : n;
@@ -57,7 +59,7 @@ static double time_gemm(int m, int n, int k, int ta, int tb, int reps) {
     double best = 1e30;
     for (int r = -1; r < reps; r++) {
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+        cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
         double dt = now() - t0;
         if (r >= 0 && dt < best) best = dt;
     }
@@ -68,7 +70,7 @@ static double time_gemm(int m, int n, int k, int ta, int tb, int reps) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: tools/sgemm_bench [--core] [--reps N] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]\n");
+    fprintf(stderr, "usage: tools/sgemm_bench [--core] [--reps N] [--beta 0|1] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]\n");
     exit(2);
 }
 
@@ -80,6 +82,7 @@ int main(int argc, char **argv) {
                                      "256x50304x768", "2048x2048x2048"};
     const char *shapes[64];
     int nshapes = 0, reps = 5;
+    float beta = 0;
     char layouts[64] = "nt,nn,tn";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--core")) {
@@ -91,6 +94,10 @@ int main(int argc, char **argv) {
             long r = strtol(argv[++i], &end, 10);
             reps = *argv[i] >= '0' && *argv[i] <= '9' && !*end && r >= 1 && r <= 1000000 ? (int)r : -1;
             if (reps < 1) usage();
+        } else if (!strcmp(argv[i], "--beta") && i + 1 < argc) {
+            i++;
+            if (strcmp(argv[i], "0") && strcmp(argv[i], "1")) usage();
+            beta = argv[i][0] == '1' ? 1.0f : 0.0f;
         } else if (!strcmp(argv[i], "--layouts") && i + 1 < argc) {
             snprintf(layouts, sizeof layouts, "%s", argv[++i]);
         } else if (argv[i][0] == '-') {
@@ -102,8 +109,8 @@ int main(int argc, char **argv) {
     if (nshapes == 0)
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) shapes[nshapes++] = defaults[i];
 
-    printf("# sgemm_bench: cblas_sgemm row-major fp32, %d threads, best of %d (+1 warm-up)\n", openblas_get_num_threads(),
-           reps);
+    printf("# sgemm_bench: cblas_sgemm row-major fp32, %d threads, best of %d (+1 warm-up), beta %g\n",
+           openblas_get_num_threads(), reps, (double)beta);
     printf("# OpenBLAS: %s (core %s)\n", openblas_get_config(), openblas_get_corename());
     printf("# sgemm M N K layout best_ms GFLOP/s\n");
     double max_gf = 0;
@@ -122,7 +129,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "sgemm_bench: bad layout '%s' (want nn, nt, tn or tt)\n", tok);
                 return 2;
             }
-            double t = time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps);
+            double t = time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps, beta);
             double gf = 2.0 * m * n * k / t / 1e9;
             printf("sgemm %d %d %d %s %.3f %.1f\n", m, n, k, tok, 1e3 * t, gf);
             fflush(stdout);
