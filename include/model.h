@@ -195,6 +195,7 @@ typedef struct {
     real *main_mem;
     int bf16;                       // --bf16: activations and their gradients rounded (layers.c)
     int fused;                      // the fused sweeps (ops.h MT_OPS_FUSED); 0 only under MT_INJECT_BUG=unfused
+    int fused_gelu, fused_bda;      // GELU's and bias-dropout-add's sweeps: fused, less Megatron's --no-*-fusion
     mt_top_w w, dw;                 // the non-layer tensors (NULL where absent) and their gradients
     real *sp_pack;                  // the SP-partial gradients packed for one TP all-reduce
     struct mt_buckets *gb;          // gradient buckets (the trainer's; NULL when planning)

@@ -98,10 +98,11 @@ static mt_attn_shape attn_shape(const mt_model *m, uint32_t sample0) {
 }
 
 // out = res + dropout(inp + bias), rounded under --bf16: one fused sweep,
-// or (the test hook MT_INJECT_BUG=unfused) the op and a rounding pass.
+// or (--no-bias-dropout-fusion, or the test hook MT_INJECT_BUG=unfused) the
+// op and a rounding pass.
 static void bias_dropout_add(mt_model *m, real *out, const real *res, const real *inp, const real *bias,
                              const mt_dropout_key *k, mt_rows r) {
-    if (m->fused) {
+    if (m->fused_bda) {
         m->be->bias_dropout_add_fused_forward(out, res, inp, bias, k, r, m->h, m->bf16);
         return;
     }
@@ -111,7 +112,7 @@ static void bias_dropout_add(mt_model *m, real *out, const real *res, const real
 
 // Its backward into ws.dtmp (nl, h): dbias accumulated, the result rounded.
 static void bias_dropout_add_backward(mt_model *m, real *dbias, const real *dres, const mt_dropout_key *k, mt_rows r) {
-    if (m->fused) {
+    if (m->fused_bda) {
         m->be->bias_dropout_add_fused_backward(m->ws.dtmp, dbias, dres, k, r, m->h, m->bf16);
         return;
     }
@@ -153,7 +154,7 @@ void mt_block_forward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, co
     bf16(m, a->ln2, nlh);
     in = gather_in(m, cm, a->ln2);
     B->matmul_forward(a->fc1, in, w->fc1w, w->fc1b, n, h, fc1);         // (n, ffn/t), or gate | up
-    if (!c->swiglu && m->fused) {
+    if (!c->swiglu && m->fused_gelu) {
         B->gelu_fused_forward(a->act, a->fc1, nff, m->bf16);  // fc1 rounded in place, GELU, act rounded
     } else {
         bf16(m, a->fc1, nfc1);
@@ -204,7 +205,7 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     // fc1's output gradient: GELU's in place, SwiGLU's (twice as wide) in dfc1.
     real *dfc1 = c->swiglu ? m->ws.dfc1 : m->ws.dff;
     real *dfc1b = dw->fc1b;  // the fc1 bias gradient, unless the fused GELU sweep sums it
-    if (!c->swiglu && m->fused) {
+    if (!c->swiglu && m->fused_gelu) {
         B->gelu_fused_backward(dfc1, dw->fc1b, a->fc1, m->ws.dff, n, ff, m->bf16);
         dfc1b = NULL;
     } else {

@@ -432,6 +432,8 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     // Negative controls: no rounding at all, or the weights' only.
     m->bf16 = c->bf16 && !c->bug_bf16_off && !c->bug_bf16_weights_only;
     m->fused = !c->bug_unfused;
+    m->fused_gelu = m->fused && !c->no_bias_gelu_fusion;
+    m->fused_bda = m->fused && !c->no_bias_dropout_fusion;
     int t = p->tp_size;
     m->h = c->hidden_size; m->nh = c->num_heads; m->hd = c->hidden_size / c->num_heads;
     m->s_full = c->seq_length; m->b = c->micro_batch_size;

@@ -40,6 +40,17 @@ check llama 1 ./pretrain_gpt --bf16 --swiglu --normalization RMSNorm --disable-b
 check tp2_sp 2 ./pretrain_gpt --tensor-model-parallel-size 2 --sequence-parallel
 check dp2_distopt_bf16 2 ./pretrain_gpt --use-distributed-optimizer --bf16
 
+# Megatron's --no-bias-gelu-fusion and --no-bias-dropout-fusion switch one
+# sweep each back to its op chain (the timing switches of tools/bench-opts.sh):
+# the banner says so, and no bit changes against the fused fp32 run above.
+for fl in gelu dropout; do
+  name=no_${fl}_fusion
+  if ! mt_run "$T/$name" 1 ./pretrain_gpt $base --no-bias-$fl-fusion; then not_ok "fused_flag_$name" "run failed: $(tail -n 1 "$T/$name.log")"
+  elif ! grep -q "^fusions off (op chains, same bits): .*bias-$fl" "$T/$name.log"; then not_ok "fused_flag_$name" "no 'fusions off' line naming bias-$fl"
+  elif why=$(same "$T/fp32.f" "$T/$name"); then ok "fused_flag_$name"
+  else not_ok "fused_flag_$name" "$why"; fi
+done
+
 # Negative control: the comparison must see a real difference.
 mt_run "$T/seed.a" 1 ./pretrain_gpt $base --seed 1 && mt_run "$T/seed.b" 1 ./pretrain_gpt $base --seed 2
 if same "$T/seed.a" "$T/seed.b" > /dev/null; then not_ok fused_compare_sees_difference "two seeds compare equal"
