@@ -46,3 +46,11 @@ tools/sgemm_bench --beta 2 3x3x3 > /dev/null 2>&1; rc3=$?
 b1=$(OPENBLAS_NUM_THREADS=1 tools/sgemm_bench --reps 1 --beta 1 8x8x8:tn | grep -c '^# sgemm_bench: .*, beta 1$')
 [ "$out" = "16x24x8:tn 8x8x8:nt 8x8x8:nn 8x8x8:tn " ] && [ $rc1 = 2 ] && [ $rc2 = 2 ] && [ $rc3 = 2 ] && [ "$b1" = 1 ] && ok "sgemm_bench_shapes" ||
   not_ok sgemm_bench_shapes "got '$out', bad layout exit $rc1, bad shape exit $rc2, bad beta exit $rc3, beta-1 header $b1"
+
+# tools/bench-opts.sh and tools/bench-ab.sh refuse what they cannot run
+# (exit 2, before any build or run): an unknown shape, an ENV word that is
+# not VAR=VALUE.
+tools/bench-opts.sh bogus > /dev/null 2>&1; rc1=$?
+tools/bench-ab.sh 'a|--help' 'b|--help||notanassignment' > /dev/null 2> "$T/ab.err"; rc2=$?
+[ $rc1 = 2 ] && [ $rc2 = 2 ] && grep -q "is not VAR=VALUE" "$T/ab.err" && ok bench_scripts_refuse_bad_rows ||
+  not_ok bench_scripts_refuse_bad_rows "bench-opts exit $rc1, bench-ab exit $rc2: $(cat "$T/ab.err")"

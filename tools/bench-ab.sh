@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# tools/bench-ab.sh 'LABEL|FLAGS[|BINARY]' ...: step times of two or
+# tools/bench-ab.sh 'LABEL|FLAGS[|BINARY[|ENV]]' ...: step times of two or
 # more trainer runs side by side, as a Markdown table. BINARY (default
-# ./pretrain_gpt) compares builds, e.g. a copy of the one before a change. The rows' runs
+# ./pretrain_gpt) compares builds, e.g. a copy of the one before a change;
+# ENV is VAR=VALUE words for that row alone (e.g. MT_INJECT_BUG=unfused). The rows' runs
 # alternate (A, B, ..., A, B, ...) for ROUNDS rounds, so that a change in the
 # machine's load hits every row alike; each run trains ITERS iterations on
 # one rank x THREADS threads and the median skips each run's first 2
@@ -17,8 +18,9 @@ case "${1:-}" in -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;
 [ -x ./pretrain_gpt ] || { echo "tools/bench-ab.sh: ./pretrain_gpt is missing (run make)" >&2; exit 2; }
 for row in "$@"; do
   [[ "$row" == *"|"* ]] || { echo "tools/bench-ab.sh: '$row' is not LABEL|FLAGS" >&2; exit 2; }
-  IFS='|' read -r _ _ bin <<< "$row"
+  IFS='|' read -r _ _ bin rowenv <<< "$row"
   [ -z "$bin" ] || [ -x "$bin" ] || { echo "tools/bench-ab.sh: '$bin' is not an executable" >&2; exit 2; }
+  for w in $rowenv; do [[ "$w" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "tools/bench-ab.sh: '$w' in '${row%%|*}' is not VAR=VALUE" >&2; exit 2; }; done
 done
 [ -f data/fortunes_train.bin ] || tools/get-data.sh > /dev/null
 ITERS=${ITERS:-8}; ROUNDS=${ROUNDS:-3}; THREADS=${THREADS:-2}
@@ -29,9 +31,9 @@ for r in $(seq "$ROUNDS"); do
   i=0
   for row in "$@"; do
     i=$((i + 1))
-    IFS='|' read -r _ flags bin <<< "$row"
+    IFS='|' read -r _ flags bin rowenv <<< "$row"
     # shellcheck disable=SC2086
-    "${envcmd[@]}" "${bin:-./pretrain_gpt}" $flags --train-iters "$ITERS" --eval-interval 0 \
+    "${envcmd[@]}" $rowenv "${bin:-./pretrain_gpt}" $flags --train-iters "$ITERS" --eval-interval 0 \
       --metrics-file "$tmp/$i.$r.json" > "$tmp/$i.$r.log" 2>&1 ||
       { echo "tools/bench-ab.sh: '${row%%|*}' failed: $(tail -n 1 "$tmp/$i.$r.log")" >&2; exit 1; }
   done
