@@ -65,7 +65,7 @@ extern const mt_backend mt_backend_cuda;
 // Picks GPU (local_rank % device count) and creates the cuBLAS handle;
 // bf16: the linear layers run bf16 tensor-core GEMMs (--bf16). Returns 0,
 // or -1 with a one-line reason in msg when no GPU is usable.
-int mt_cuda_init(int local_rank, int bf16, char *msg, size_t msg_size);
+int mt_cuda_init(int local_rank, int bf16, int tf32, char *msg, size_t msg_size);
 // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs" for logs.
 void mt_cuda_describe(char *buf, size_t size);
 #endif

@@ -79,6 +79,7 @@ typedef struct {
     int log_llmc_steps;        // --log-llmc-steps: llm.c's "step k: train loss" line too
     int dry_run;
     int verbose;               // --verbose: more detail in the --log-* reports
+    int tf32;                  // --tf32: CUDA build only: cuBLAS TF32 tensor-core math for the fp32 products (opt-in)
     int bf16;                  // --bf16: bf16 mixed precision, emulated (docs/design.md, "bf16")
     int no_bias_gelu_fusion;   // --no-bias-gelu-fusion: GELU (+ bias gradient) as the op chain, not one sweep (same bits)
     int no_bias_dropout_fusion; // --no-bias-dropout-fusion: bias + dropout + residual as the op chain (same bits)

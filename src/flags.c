@@ -125,6 +125,7 @@ const mt_flag_def mt_flags[] = {
     BOOL("--verbose", verbose, LOG, "more detail: --log-memory adds each layer's activations tensor by tensor"),
     BOOL("--dry-run", dry_run, LOG, "check the flags and the layout, allocate nothing"),
 
+    BOOL("--tf32", tf32, TRAIN, "CUDA build only: fp32 products on TF32 tensor cores (cuBLAS TF32 math; opt-in, changes the numbers at about 1e-3)"),
     BOOL("--bf16", bf16, TRAIN, "Megatron's bf16 mixed precision, emulated exactly: bf16 weights and activations, fp32 main weights and gradients (fp32 build only)"),
     NOTE("--fp16", "the CPU build computes in fp32 (pretrain_gpt) or fp64 (pretrain_gpt_fp64)"),
     NOTE_ARG("--fp8-format", "no FP8 on CPUs; matrix products run in the build's precision"),

@@ -472,7 +472,7 @@ static void print_memory(const run *r) {
 
 // CUDA builds: one GPU per rank (local rank modulo the GPUs this node has),
 // or one line and exit 2 when there is none.
-static void init_device(int loud, int bf16) {
+static void init_device(int loud, int bf16, int tf32) {
 #ifdef MT_CUDA
     MPI_Comm node;
     int local;
@@ -480,13 +480,19 @@ static void init_device(int loud, int bf16) {
     MPI_Comm_rank(node, &local);
     MPI_Comm_free(&node);
     char msg[256];
-    if (mt_cuda_init(local, bf16, msg, sizeof msg)) mt_fail_all(loud, MT_EXIT_USAGE, "%s", msg);
+    if (mt_cuda_init(local, bf16, tf32, msg, sizeof msg)) mt_fail_all(loud, MT_EXIT_USAGE, "%s", msg);
     if (loud) {
         mt_cuda_describe(msg, sizeof msg);
-        printf("backend: cuda (%s)\n", msg);
+        printf("backend: cuda (%s)%s\n", msg, tf32 ? ", fp32 products in TF32 (--tf32)" : "");
     }
 #else
-    (void)loud, (void)bf16;
+    // TF32 is a GPU tensor-core format: a CPU build has no such products,
+    // and running on silently in fp32 would report a speed --tf32 never had.
+    if (tf32)
+        mt_fail_all(loud, MT_EXIT_USAGE,
+                    "--tf32: TF32 is a GPU math mode (cuBLAS); this CPU build computes in %s (make CUDA=1 builds ./pretrain_gpt_cuda)",
+                    MT_PRECISION_NAME);
+    (void)bf16;
 #endif
 }
 
@@ -530,7 +536,7 @@ int main(int argc, char **argv) {
     parse_config(c, argc, argv, rank);
     if (c->init_from[0]) apply_init_header(&r, rank);
     mt_config_finish(c, world, loud);
-    init_device(loud, c->bf16);
+    init_device(loud, c->bf16, c->tf32);
     mt_parallel_init(&r.par, MPI_COMM_WORLD, c);
     r.cm.par = &r.par;
     if (loud) mt_config_print(c, stdout);

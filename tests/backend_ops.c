@@ -409,7 +409,7 @@ int main(int argc, char **argv) {
 #endif
 #ifdef MT_CUDA
     char msg[256];
-    if (mt_cuda_init(0, 0, msg, sizeof msg)) {
+    if (mt_cuda_init(0, 0, 0, msg, sizeof msg)) {
         fprintf(stderr, "backend_ops: %s\n", msg);
         return 2;
     }

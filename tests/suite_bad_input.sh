@@ -188,6 +188,7 @@ bad   non_integer             "--num-layers expects an integer" $BIN "${M[@]}" -
 bad   fractional_integer      "--micro-batch-size expects an integer" $BIN "${M[@]}" --micro-batch-size 1.5
 bad   integer_overflow        "--train-iters expects an integer" $BIN "${M[@]}" --train-iters 99999999999
 bad   non_number              "--lr expects a finite number" $BIN "${M[@]}" --lr fast
+bad   tf32_on_a_cpu_build     "--tf32: TF32 is a GPU math mode" $BIN "${M[@]}" --tf32
 bad   nan_number              "--weight-decay expects a finite number" $BIN "${M[@]}" --weight-decay nan
 bad   negative_seed           "--seed"           $BIN "${M[@]}" --seed -1
 bad   zero_layers             "--num-layers must be in [1, 4096]" $BIN "${M[@]}" --num-layers 0

@@ -11,7 +11,10 @@
 # after 2 warm-up steps), tokens/s, model GFLOP/s (6N + 12·L·T·h per token),
 # and for the GPU the share of its fp32 peak: SMs × 128 fp32 lanes × 2
 # (FMA) × the maximum SM clock (nvidia-smi). Products run in plain fp32
-# (no TF32), the precision the oracle comparisons hold the backend to.
+# (no TF32), the precision the oracle comparisons hold the backend to; one
+# more row runs B=8, T=1024 with --tf32 (TF32 tensor cores, opt-in), as a
+# share of the TF32 dense peak: SMs × TF32 FLOPs per SM per clock (sm_80
+# 1024, sm_90 2048, from NVIDIA's A100/H100 datasheets) × the clock.
 #
 #   tools/bench-cuda.sh            both sizes
 #   BENCH_CPU=0 tools/bench-cuda.sh    GPU rows only
@@ -65,9 +68,9 @@ fpt() { awk -v T="$1" 'BEGIN { h = 768; L = 12; N = 50304*h + 1024*h + L*(12*h*h
 
 rows=()
 # B T ATTENTION CPU?: the blocked attention (--use-flash-attn) on the GPU only.
-for shape in "4 64 plain 1" "8 1024 plain 1" "8 1024 flash 0"; do
+for shape in "4 64 plain 1" "8 1024 plain 1" "8 1024 flash 0" "8 1024 tf32 0"; do
     read -r b t att with_cpu <<< "$shape"
-    flags=""; [ "$att" = flash ] && flags="--use-flash-attn"
+    flags=""; [ "$att" = flash ] && flags="--use-flash-attn"; [ "$att" = tf32 ] && flags="--tf32"
     tag="b${b}_t${t}_$att"
     run ./pretrain_gpt_cuda "gpu_$tag" "$b" "$t" 12 "$flags"
     cpu_ms=nan
@@ -82,19 +85,24 @@ done
 # The trainer's "backend: cuda (device 0: NAME, sm_90, 132 SMs, ...)" line.
 SMS=$(sed -n 's/.* \([0-9][0-9]*\) SMs.*/\1/p' "$W/gpu_b4_t64_plain.log" | head -n 1)
 PEAK=$(awk -v s="${SMS:-0}" -v c="$MAXCLK" 'BEGIN { printf "%.1f", s * 128 * 2 * c / 1e6 }')
+SM=$(sed -n 's/.*, sm_\([0-9]*\),.*/\1/p' "$W/gpu_b4_t64_plain.log" | head -n 1)
+case "$SM" in 80) TF32_PER=1024 ;; 90) TF32_PER=2048 ;; *) TF32_PER=0 ;; esac
+TF32_PEAK=$(awk -v s="${SMS:-0}" -v c="$MAXCLK" -v k="$TF32_PER" 'BEGIN { printf "%.1f", s * k * c / 1e6 }')
 
 {
-    echo "## make bench CUDA=1 ($(date -u +%Y-%m-%d), $GPU, ${SMS:-?} SMs at up to $MAXCLK MHz: fp32 peak $PEAK TFLOP/s; CPU: $CPU, $CORES cores)"
+    echo "## make bench CUDA=1 ($(date -u +%Y-%m-%d), $GPU, ${SMS:-?} SMs at up to $MAXCLK MHz: fp32 peak $PEAK TFLOP/s, TF32 dense peak $( [ "$TF32_PER" = 0 ] && echo "unknown for sm_${SM:-?}" || echo "$TF32_PEAK TFLOP/s"); CPU: $CPU, $CORES cores)"
     echo
     echo "| shape (GPT-2 124M) | attention | tokens/step | GPU ms/iter | GPU tokens/s | GPU model TFLOP/s | share of fp32 peak | CPU ms/iter ($CORES threads) | CPU tokens/s | GPU / CPU |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for r in "${rows[@]}"; do
         read -r b t att g c f <<< "$r"
-        awk -v b="$b" -v t="$t" -v att="$att" -v g="$g" -v c="$c" -v f="$f" -v peak="$PEAK" 'BEGIN {
+        pk=$PEAK; [ "$att" = tf32 ] && pk=$TF32_PEAK
+        awk -v b="$b" -v t="$t" -v att="$att" -v g="$g" -v c="$c" -v f="$f" -v peak="$pk" 'BEGIN {
+            if (att == "tf32") att = "plain, --tf32 (share of the TF32 peak)"
             tok = b * t; gt = tok / (g / 1000); tf = gt * f / 1e12
             ct = (c == "nan") ? "n/a" : sprintf("%.0f", tok / (c / 1000))
             ratio = (c == "nan") ? "n/a" : sprintf("%.1fx", c / g)
-            printf "| B=%d, T=%d | %s | %d | %.1f | %.0f | %.2f | %.1f%% | %s | %s | %s |\n", b, t, att, tok, g, gt, tf, 100 * tf / peak, (c == "nan") ? "n/a" : sprintf("%.0f", c), ct, ratio }'
+            printf "| B=%d, T=%d | %s | %d | %.1f | %.0f | %.2f | %s | %s | %s | %s |\n", b, t, att, tok, g, gt, tf, (peak > 0) ? sprintf("%.1f%%", 100 * tf / peak) : "n/a", (c == "nan") ? "n/a" : sprintf("%.0f", c), ct, ratio }'
     done
     echo
     echo "Commands: $W/*.log head lines; per-step times in $W/*.jsonl."

@@ -21,7 +21,7 @@ static mt_cuda_ctx ctx = {-1, NULL, 0};
 
 const mt_cuda_ctx *mt_cuda(void) { return &ctx; }
 
-extern "C" int mt_cuda_init(int local_rank, int bf16, char *msg, size_t msg_size) {
+extern "C" int mt_cuda_init(int local_rank, int bf16, int tf32, char *msg, size_t msg_size) {
     ctx.bf16 = bf16;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -42,7 +42,10 @@ extern "C" int mt_cuda_init(int local_rank, int bf16, char *msg, size_t msg_size
         return -1;
     }
     // Plain fp32 products: the oracle comparison allows round-off, not TF32.
-    CUBLAS_CHECK(cublasSetMathMode(ctx.blas, CUBLAS_PEDANTIC_MATH));
+    // --tf32 opts in to TF32 tensor cores for them (10-bit mantissa inputs,
+    // fp32 accumulation), as PyTorch's allow_tf32 does; bf16 products are
+    // unaffected (they already run on tensor cores).
+    CUBLAS_CHECK(cublasSetMathMode(ctx.blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
     return 0;
 }
 
