@@ -29,6 +29,31 @@
 #include "trace.h"
 #include "train.h"
 
+// OpenMP's idle threads spin by default (libgomp, OMP_WAIT_POLICY unset:
+// 300k rounds before sleeping). On a quiet machine that wins a few percent;
+// with anything else running, or several ranks on few cores (mpirun -np 8
+// on a 2-core laptop), spinning threads take the cores the working ones
+// need: a small-shape step took 275 ms spinning and 71 ms passive under load
+// (tools/bench-ab.sh, 2026-12-02), 53 against 57 ms on an idle machine. So
+// the trainer waits passively unless the user chose (OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT set). libgomp reads its environment in its constructor,
+// before main, and a setenv from the executable's .preinit_array is undone
+// by libc's own start-up (it resets environ): the only way in is to run the
+// program again with the variable set. The same process (PID, MPI launcher
+// environment) execs itself once, before MPI_Init; if that fails the run
+// goes on with the default. (Under valgrind, set OMP_WAIT_POLICY yourself:
+// the second exec would leave the tool.)
+static void default_wait_policy(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return;
+    self[n] = 0;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
+    execv(self, argv);
+    unsetenv("OMP_WAIT_POLICY");  // exec failed: the policy this process already has
+}
+
 // Everything one run holds.
 typedef struct {
     mt_config cfg;
@@ -508,6 +533,7 @@ static void print_peak_rss(const run *r) {
 }
 
 int main(int argc, char **argv) {
+    default_wait_policy(argv);
     // Large MPI buffers are malloc'd per collective call; keeping freed memory
     // in the heap avoids a page-fault storm (2x faster reduce-scatter here).
     mallopt(M_MMAP_THRESHOLD, 1 << 30);

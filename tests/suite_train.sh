@@ -61,3 +61,15 @@ if mt_run "$T/exp" 4 ./pretrain_gpt $X --tensor-model-parallel-size 2 --pipeline
    mt_run "$T/imp" 1 ./pretrain_gpt $X --train-iters 0 --init-from "$T/exp.bin" &&
    tools/compare "$T/exp.st" "$T/imp.st" --max-abs 0 > "$T/exp.cmp" 2>&1; then ok "export_llmc_then_init_from_is_exact"
 else not_ok export_llmc_then_init_from_is_exact "$(tail -n 2 "$T/exp.cmp" "$T/imp.log" 2>/dev/null | tr '\n' ' ')"; fi
+
+# OpenMP waits passively by default (src/main.c, default_wait_policy): with
+# neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT set, the trainer runs itself
+# again with OMP_WAIT_POLICY=PASSIVE, so libgomp's own report of its settings
+# (OMP_DISPLAY_ENV) ends with a spin count of 0; a user's choice is kept
+# (one report, their value). Without the re-exec the count stays 300000.
+W="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 1"
+sp_default=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | sed -n "s/^ *GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tr '\n' ' ')
+sp_user=$(env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1234 OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | sed -n "s/^ *GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tr '\n' ' ')
+sp_active=$(env OMP_WAIT_POLICY=ACTIVE OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | grep -c "OMP_WAIT_POLICY = 'ACTIVE'")
+[[ "$sp_default" =~ \ 0\ $ ]] && [ "$sp_user" = "1234 " ] && [ "$sp_active" = 1 ] && ok openmp_waits_passively_unless_chosen ||
+  not_ok openmp_waits_passively_unless_chosen "spin counts: default '$sp_default', GOMP_SPINCOUNT=1234 '$sp_user'; ACTIVE kept: $sp_active"
