@@ -90,9 +90,11 @@ OPTEST := $(BUILD)/fp64/tests/backend_ops $(BUILD)/fp32/tests/backend_ops
 # The LD_PRELOAD fault injector of tests/suite_save_faults.sh (plain cc, no
 # sanitizer: it interposes libc calls of the plain ./pretrain_gpt).
 FAULT_SHIM := build/fault_shim.so
+# tools/gemm_profile.so: LD_PRELOAD it to time a run's GEMMs shape by shape.
+GEMM_PROFILE := tools/gemm_profile.so
 
 .PHONY: all deps found run test bench clean fuzz fuzz-build cuda
-all: found $(TRAINERS) $(TOOLS) $(TESTS32) $(TESTS64) $(OPTEST) $(FAULT_SHIM) $(if $(filter 1,$(CUDA)),cuda)
+all: found $(TRAINERS) $(TOOLS) $(TESTS32) $(TESTS64) $(OPTEST) $(FAULT_SHIM) $(GEMM_PROFILE) $(if $(filter 1,$(CUDA)),cuda)
 
 # Installs missing Debian packages (no-op when present).
 deps:
@@ -162,6 +164,9 @@ $(FAULT_SHIM): tests/fault_shim.c Makefile
 	@mkdir -p $(dir $@)
 	cc -shared -fPIC -O2 -Wall -Wextra $< -o $@ -ldl
 
+$(GEMM_PROFILE): tools/gemm_profile.c Makefile
+	cc -shared -fPIC -O2 -Wall -Wextra $(filter -I%,$(CFLAGS)) $< -o $@ -ldl -lpthread
+
 $(BIN)tools/%: tools/%.c $(BUILD)/libmt32.a Makefile
 	@mkdir -p $(dir $@) $(BUILD)/deps
 	$(CC) $(CFLAGS) -MMD -MP -MF $(BUILD)/deps/$(notdir $@).d $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
@@ -212,4 +217,4 @@ fuzz: fuzz-build
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 clean:
-	rm -rf build pretrain_gpt pretrain_gpt_fp64 pretrain_gpt_cuda $(TOOL_NAMES)
+	rm -rf build pretrain_gpt pretrain_gpt_fp64 pretrain_gpt_cuda $(TOOL_NAMES) $(GEMM_PROFILE)

@@ -54,3 +54,19 @@ tools/bench-opts.sh bogus > /dev/null 2>&1; rc1=$?
 tools/bench-ab.sh 'a|--help' 'b|--help||notanassignment' > /dev/null 2> "$T/ab.err"; rc2=$?
 [ $rc1 = 2 ] && [ $rc2 = 2 ] && grep -q "is not VAR=VALUE" "$T/ab.err" && ok bench_scripts_refuse_bad_rows ||
   not_ok bench_scripts_refuse_bad_rows "bench-opts exit $rc1, bench-ab exit $rc2: $(cat "$T/ab.err")"
+
+# tools/gemm_profile.so (LD_PRELOAD) tallies a run's GEMMs by shape. Checked
+# against the FLOP count of the model's linear layers, worked out here: per
+# micro-batch of n tokens, forward, input gradient and weight gradient each
+# cost 2 n x (every linear weight), i.e. 6 n (L (3h h + h h + 4h h + 4h h) +
+# Vp h). The tiny model: L 4, h 32, vocab 256 (padded 256), n = 2 x 16, 4
+# micro-batches per step, 2 steps. Attention's (s, hd)-sized products are
+# left out (any dimension under 32), so its kernel may change freely.
+[ -f tools/gemm_profile.so ] || make -s tools/gemm_profile.so > /dev/null
+LD_PRELOAD="$PWD/tools/gemm_profile.so" OMP_WAIT_POLICY=PASSIVE ./pretrain_gpt --config configs/tiny.conf \
+  --data-path "$(test_corpus)_train.bin" --train-iters 2 > /dev/null 2> "$T/gp.err"; rc=$?
+got=$(awk '$2 ~ /gemm$/ && $3 >= 32 && $4 >= 32 && $5 >= 32 { split($0, a, " calls "); split(a[2], b, " "); f += 2 * $3 * $4 * $5 * b[1] } END { printf "%.0f", f }' "$T/gp.err")
+want=$(awk 'BEGIN { L = 4; h = 32; Vp = 256; n = 32; printf "%.0f", 2 * 4 * 6 * n * (L * 12 * h * h + Vp * h) }')
+total=$(grep -c 'gemm_profile\[[0-9]*\]: total calls [1-9]' "$T/gp.err")
+[ $rc = 0 ] && [ "$got" = "$want" ] && [ "$total" = 1 ] && ok "gemm_profile_counts_the_linear_layers ($got FLOPs)" ||
+  not_ok gemm_profile_counts_the_linear_layers "exit $rc, linear-layer FLOPs $got, want $want, total lines $total: $(tail -n 2 "$T/gp.err")"
