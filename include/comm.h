@@ -102,11 +102,19 @@ void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n);
 
 // Pipeline point-to-point between stages of this PP group. Sends are
 // nonblocking (complete them with mt_comm_wait before reusing x) so that two
-// neighbours sending to each other at once cannot deadlock; receives block.
+// neighbours sending to each other at once cannot deadlock; receives block
+// (or, early, complete at a wait).
 void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int tag, MPI_Request *req);
 void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag);
 // Completes a send; a no-op on MPI_REQUEST_NULL.
 void mt_comm_wait(mt_comm *cm, MPI_Request *req);
+// An early receive (--overlap-p2p-communication): posted into x (or its
+// host stage) long before the data is needed, completed by
+// mt_comm_pp_recv_wait, after which x holds it. x must not be read or
+// written in between; r must stay at one address while in flight.
+typedef struct { MPI_Request req; real *x; void *h; size_t n; } mt_pp_recv;
+void mt_comm_pp_irecv(mt_comm *cm, mt_pp_recv *r, real *x, size_t n, int src_stage, int tag);
+void mt_comm_pp_recv_wait(mt_comm *cm, mt_pp_recv *r);
 
 // Context parallelism (Megatron's cp group). The ring: send x (n elements)
 // to the next CP rank and receive the previous one's into y, both in flight
