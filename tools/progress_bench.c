@@ -15,8 +15,9 @@
 //   thread/N    the same thread sleeping N microseconds between tests
 // It prints, per mode, the median over K rounds of the exposed time (the
 // wait after compute, the slower rank's) and the compute time (the slower
-// rank's; a thread competing for the cores slows compute down), next to the
-// transfer alone and the compute alone.
+// rank's; copies done inside MPI_Test, or a thread competing for the cores,
+// slow compute down), next to the transfer alone and the compute alone. The
+// modes alternate within each round, so a shared machine's drift hits all.
 #include <cblas.h>
 #include <mpi.h>
 #include <pthread.h>
@@ -151,70 +152,72 @@ int main(int argc, char **argv) {
     bench b = {.count = (int)(bytes / 4), .peer = 1 - rank};
     b.a = malloc(sizeof(float) * UNIT * UNIT), b.b = malloc(sizeof(float) * UNIT * UNIT), b.c = calloc(UNIT * UNIT, sizeof(float));
     b.sbuf = malloc((size_t)b.count * 4), b.rbuf = malloc((size_t)b.count * 4);
-    double *t = malloc(sizeof(double) * 2 * (size_t)reps), *e = t + reps;
-    if (!b.a || !b.b || !b.c || !b.sbuf || !b.rbuf || !t) { fprintf(stderr, "progress_bench: error: out of memory\n"); MPI_Abort(MPI_COMM_WORLD, 1); }
+    if (!b.a || !b.b || !b.c || !b.sbuf || !b.rbuf) { fprintf(stderr, "progress_bench: error: out of memory\n"); MPI_Abort(MPI_COMM_WORLD, 1); }
     for (int i = 0; i < UNIT * UNIT; i++) b.a[i] = b.b[i] = 1e-3f * (float)(i % 97);
     for (int i = 0; i < b.count; i++) b.sbuf[i] = (float)(i % 13);
 
-    // The transfers alone (post, then wait at once), after one warm-up.
-    double alone[2];
-    for (int op = 0; op < 2; op++) {
-        for (long long k = -1; k < reps; k++) {
-            double out[2];
-            b.units = 0;
-            round_once(&b, (op_kind)op, -1, 0, 0, out);
-            if (k >= 0) t[k] = out[1];
-        }
-        alone[op] = median(t, (int)reps);
-    }
-    // Work units for the compute phase: calibrated alone.
+    // Work units for the compute phase, calibrated alone.
     for (int k = 0; k < 200; k++) unit(&b);
     double c0 = MPI_Wtime();
     for (int k = 0; k < 2000; k++) unit(&b);
     double per_unit = (MPI_Wtime() - c0) / 2000;
     MPI_Allreduce(MPI_IN_PLACE, &per_unit, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    if (compute_ms <= 0) compute_ms = 1.5e3 * (alone[0] > alone[1] ? alone[0] : alone[1]);
-    b.units = (long)(compute_ms * 1e-3 / per_unit) + 1;
+    long units = compute_ms > 0 ? (long)(compute_ms * 1e-3 / per_unit) + 1 : 0;
+    if (!units) {
+        // 1.5 x the slower transfer alone (after one warm-up each).
+        double worst = 0, out[2];
+        b.units = 0;
+        for (int op = 0; op < 2; op++)
+            for (int k = 0; k < 3; k++) {
+                round_once(&b, (op_kind)op, -1, 0, 0, out);
+                if (k > 0 && out[1] > worst) worst = out[1];
+            }
+        units = (long)(1.5 * worst / per_unit) + 1;
+    }
     if (rank == 0) {
         const char *lv[] = {"SINGLE", "FUNNELED", "SERIALIZED", "MULTIPLE"};
         printf("progress_bench: 2 ranks, %lld bytes per transfer, %ld work units of %d^3 sgemm (%.1f us each alone), "
-               "median of %lld rounds; thread level granted %s\n",
-               bytes, b.units, UNIT, per_unit * 1e6, reps, provided >= 0 && provided <= 3 ? lv[provided] : "?");
+               "median of %lld rounds (modes interleaved in each round); thread level granted %s\n",
+               bytes, units, UNIT, per_unit * 1e6, reps, provided >= 0 && provided <= 3 ? lv[provided] : "?");
     }
-    // Compute alone.
-    for (long long k = 0; k < reps; k++) {
-        double out[2];
-        MPI_Barrier(MPI_COMM_WORLD);
-        double s = MPI_Wtime();
-        for (long u = 0; u < b.units; u++) unit(&b);
-        double mine = MPI_Wtime() - s;
-        MPI_Allreduce(&mine, &out[0], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        t[k] = out[0];
-    }
-    double comp_alone = median(t, (int)reps);
+    // Rows: the transfer alone (no compute), compute alone (no transfer),
+    // then compute with the transfer under each progress mode.
     struct { const char *name; long test_us; int thread; long sleep_us; } modes[] = {
-        {"none", -1, 0, 0},         {"test/30us", 30, 0, 0},      {"test/300us", 300, 0, 0},
-        {"test/3000us", 3000, 0, 0}, {"thread (spin)", -1, 1, 0}, {"thread/100us", -1, 1, 100},
+        {"transfer alone", -1, 0, 0}, {"compute alone", -1, 0, 0},  {"none", -1, 0, 0},
+        {"test/30us", 30, 0, 0},     {"test/300us", 300, 0, 0},    {"test/3000us", 3000, 0, 0},
+        {"thread (spin)", -1, 1, 0},  {"thread/100us", -1, 1, 100},
     };
-    int nmodes = (int)(sizeof modes / sizeof modes[0]);
-    if (rank == 0) printf("compute alone %.2f ms\n", 1e3 * comp_alone);
-    for (int op = 0; op < 2; op++) {
-        if (rank == 0) {
-            printf("%s: the transfer alone %.2f ms\n", op_names[op], 1e3 * alone[op]);
-            printf("  %-16s %12s %12s %12s\n", "progress", "compute ms", "exposed ms", "total ms");
-        }
-        for (int mi = 0; mi < nmodes; mi++) {
-            if (modes[mi].thread && provided < MPI_THREAD_MULTIPLE) continue;
-            for (long long k = 0; k < reps; k++) {
-                double out[2];
-                round_once(&b, (op_kind)op, modes[mi].test_us, modes[mi].thread, modes[mi].sleep_us, out);
-                t[k] = out[0], e[k] = out[1];
+    enum { NMODES = sizeof modes / sizeof modes[0] };
+    double *res = calloc(2 * NMODES * 2 * (size_t)reps, sizeof(double));   // [op][mode][compute|exposed][rep]
+    if (!res) MPI_Abort(MPI_COMM_WORLD, 1);
+#define RES(op, mi, w, k) res[(((size_t)(op) * NMODES + (size_t)(mi)) * 2 + (w)) * (size_t)reps + (size_t)(k)]
+    for (long long k = -1; k < reps; k++)   // round -1: warm-up
+        for (int op = 0; op < 2; op++)
+            for (int mi = 0; mi < NMODES; mi++) {
+                if (modes[mi].thread && provided < MPI_THREAD_MULTIPLE) continue;
+                double out[2] = {0, 0};
+                b.units = mi == 0 ? 0 : units;
+                if (mi == 1) {
+                    MPI_Barrier(MPI_COMM_WORLD);
+                    double s = MPI_Wtime();
+                    for (long u = 0; u < b.units; u++) unit(&b);
+                    double mine = MPI_Wtime() - s;
+                    MPI_Allreduce(&mine, &out[0], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+                } else {
+                    round_once(&b, (op_kind)op, modes[mi].test_us, modes[mi].thread, modes[mi].sleep_us, out);
+                }
+                if (k >= 0) RES(op, mi, 0, k) = out[0], RES(op, mi, 1, k) = out[1];
             }
-            double cm = median(t, (int)reps), em = median(e, (int)reps);
+    for (int op = 0; op < 2; op++) {
+        if (rank == 0) printf("%s\n  %-16s %12s %12s %12s\n", op_names[op], "progress", "compute ms", "exposed ms", "total ms");
+        for (int mi = 0; mi < NMODES; mi++) {
+            if (modes[mi].thread && provided < MPI_THREAD_MULTIPLE) continue;
+            double cm = median(&RES(op, mi, 0, 0), (int)reps), em = median(&RES(op, mi, 1, 0), (int)reps);
             if (rank == 0) printf("  %-16s %12.2f %12.2f %12.2f\n", modes[mi].name, 1e3 * cm, 1e3 * em, 1e3 * (cm + em));
         }
     }
-    free(b.a), free(b.b), free(b.c), free(b.sbuf), free(b.rbuf), free(t);
+    free(res);
+    free(b.a), free(b.b), free(b.c), free(b.sbuf), free(b.rbuf);
     MPI_Finalize();
     return 0;
 }
