@@ -104,9 +104,9 @@ static void recv_input(runner *r, int i, real *x) {
         // Negative control: no copy, so the compute reads the slot's stale
         // input, not what the early receive brought.
         if (!(m->cfg->bug_p2p_stale && dir == RX_ACT)) m->be->copy(x, m->pp_rbuf[dir], nx);
-        rx_post(r, dir, i + 1);
     }
     r->res.t_wait += mt_now() - t0;
+    if (m->cfg->overlap_p2p_comm) rx_post(r, dir, i + 1);
 }
 
 static void forward_one(runner *r, int i) {
