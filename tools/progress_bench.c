@@ -90,10 +90,10 @@ static void *progress_main(void *arg) {
     return NULL;
 }
 
-// One round: post, compute, wait. mode_us: -1 no progress calls, 0 progress
-// thread spinning, > 0 MPI_Test every mode_us from the compute loop, and
-// thread_sleep_us > 0 a thread sleeping that long between tests.
-// Returns the slower rank's compute and exposed seconds.
+// One round: post, compute b->units work units, wait. test_us > 0: MPI_Test
+// from the compute loop every test_us; thread: a progress thread owns the
+// requests (spinning, or sleeping thread_sleep_us between tests). out: the
+// slower rank's compute and exposed (wait) seconds.
 static void round_once(bench *b, op_kind op, long test_us, int thread, long thread_sleep_us, double out[2]) {
     MPI_Request reqs[2];
     MPI_Barrier(MPI_COMM_WORLD);
