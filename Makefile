@@ -79,7 +79,7 @@ OBJ64 := $(patsubst %.c,$(BUILD)/fp64/%.o,$(LIBSRC))
 TESTSRC := $(wildcard tests/test_*.c)
 TESTS32 := $(patsubst tests/%.c,$(BUILD)/fp32/tests/%,$(TESTSRC))
 TESTS64 := $(patsubst tests/%.c,$(BUILD)/fp64/tests/%,$(TESTSRC))
-TOOL_NAMES := tools/prepare_data tools/compare tools/plan tools/generate tools/allreduce_bench tools/metrics-diff tools/fused_bench
+TOOL_NAMES := tools/prepare_data tools/compare tools/plan tools/generate tools/allreduce_bench tools/metrics-diff tools/fused_bench tools/progress_bench
 TOOLS := $(addprefix $(BIN),$(TOOL_NAMES))
 TRAINERS := $(BIN)pretrain_gpt $(BIN)pretrain_gpt_fp64
 

@@ -47,6 +47,7 @@ struct mt_backend;
 // buffers live on a GPU and the MPI library cannot read device memory.
 typedef struct { void *buf; size_t cap; const MPI_Request *req; } mt_stage;
 #define MT_STAGE_SENDS 64
+#define MT_PP_LIVE 2   // early pipeline receives in flight: one per direction
 
 typedef struct {
     const mt_parallel *par;
@@ -60,6 +61,9 @@ typedef struct {
     mt_stage in, out;                      // collectives
     mt_stage ring_in;                      // the ring's receive, landed at its wait
     mt_stage sends[MT_STAGE_SENDS];        // one per pipeline send in flight
+    // Early pipeline receives in flight (NULL: free), which
+    // mt_comm_pp_progress tests from the compute loop.
+    MPI_Request *pp_live[MT_PP_LIVE];
 } mt_comm;
 
 // Declares where the buffers passed to this comm live; call once after the
@@ -102,11 +106,24 @@ void mt_comm_allreduce_double(mt_comm *cm, mt_group g, double *x, int n);
 
 // Pipeline point-to-point between stages of this PP group. Sends are
 // nonblocking (complete them with mt_comm_wait before reusing x) so that two
-// neighbours sending to each other at once cannot deadlock; receives block.
+// neighbours sending to each other at once cannot deadlock; receives block
+// (or, early, complete at a wait).
 void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int tag, MPI_Request *req);
 void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag);
 // Completes a send; a no-op on MPI_REQUEST_NULL.
 void mt_comm_wait(mt_comm *cm, MPI_Request *req);
+// An early receive (--overlap-p2p-communication): posted into x (or its
+// host stage) long before the data is needed, completed by
+// mt_comm_pp_recv_wait, after which x holds it. x must not be read or
+// written in between; r must stay at one address while in flight.
+typedef struct { MPI_Request req; real *x; void *h; size_t n; } mt_pp_recv;
+void mt_comm_pp_irecv(mt_comm *cm, mt_pp_recv *r, real *x, size_t n, int src_stage, int tag);
+void mt_comm_pp_recv_wait(mt_comm *cm, mt_pp_recv *r);
+// MPI_Test on the early receives in flight: Open MPI moves data only inside
+// MPI calls (no asynchronous progress over shared memory), so the compute
+// loop calls this between layers to let them, and the sends they pair
+// with, advance (docs/design.md, "Progress"). A no-op when none is posted.
+void mt_comm_pp_progress(mt_comm *cm);
 
 // Context parallelism (Megatron's cp group). The ring: send x (n elements)
 // to the next CP rank and receive the previous one's into y, both in flight

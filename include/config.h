@@ -51,6 +51,10 @@ typedef struct {
     // backward runs; the distributed optimizer's all-gather posted after the
     // step and waited for by the next forward. Neither changes a bit.
     int overlap_grad_reduce, overlap_param_gather, ddp_bucket_size;
+    // --overlap-p2p-communication: pipeline receives posted as soon as the
+    // previous receive of their direction has landed, waited for only when
+    // the data is used (schedule.c). Same bits.
+    int overlap_p2p_comm;
     mt_schedule_kind schedule;
     // activation recomputation (Korthikanti et al. 2022)
     mt_recompute recompute;            // --recompute-granularity
@@ -102,6 +106,7 @@ typedef struct {
     int bug_bf16_weights_only; // "bf16-weights-only": only the weights rounded, activations fp32
     int bug_unfused;           // "unfused": the op-by-op chains instead of the fused sweeps (test hook: bitwise the same)
     int bug_bucket_early;      // "bucket-early": --overlap-grad-reduce posts a bucket one layer before its gradients are final
+    int bug_p2p_stale;         // "p2p-stale": --overlap-p2p-communication computes on the slot's stale input, not the early receive's buffer
     // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
     // world rank R alone meets an allocation failure (a real malloc of 2^62
     // bytes), a write error on its --metrics-file (rank 0 writes it) or a

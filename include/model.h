@@ -200,6 +200,10 @@ typedef struct {
     real *sp_pack;                  // the SP-partial gradients packed for one TP all-reduce
     struct mt_buckets *gb;          // gradient buckets (the trainer's; NULL when planning)
     size_t sp_pack_n;
+    // --overlap-p2p-communication: where the early pipeline receives land,
+    // [0] activations, [1] gradients (NULL where this stage receives none);
+    // copied into the slot (or dres) when the data is used.
+    real *pp_rbuf[2];
     int nchunks;
     mt_chunk *chunks;
     mt_workspace ws;

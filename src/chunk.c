@@ -4,6 +4,12 @@
 #include "backend.h"
 #include "buckets.h"
 
+// Between layers: MPI progress for the early pipeline receives in flight
+// (--overlap-p2p-communication), which would otherwise move only at their wait.
+static void p2p_progress(const mt_model *m, mt_comm *cm) {
+    if (m->cfg->overlap_p2p_comm) mt_comm_pp_progress(cm);
+}
+
 real mt_chunk_forward(mt_model *m, mt_comm *cm, const mt_step *st, int k, mt_slot *sl, int backward) {
     mt_chunk *ch = &m->chunks[k];
     // --overlap-param-gather: each tensor's bucket has arrived before it is read.
@@ -12,6 +18,7 @@ real mt_chunk_forward(mt_model *m, mt_comm *cm, const mt_step *st, int k, mt_slo
     for (int l = 0; l < ch->nlayers; l++) {
         mt_buckets_gather_wait(m, cm, ch->layer0 + l);
         mt_block_forward(m, cm, st, ch->layer0 + l, &ch->w[l], &sl->acts[l], sl->x[l], sl->x[l + 1], sl->sample0);
+        p2p_progress(m, cm);
     }
     if (!ch->has_head) return 0;
     // The head's input gradient replaces the (no longer needed) head input in
@@ -44,6 +51,7 @@ void mt_chunk_backward(mt_model *m, mt_comm *cm, const mt_step *st, int k, mt_sl
                           sl->sample0);
         // A finished layer may complete a gradient bucket (--overlap-grad-reduce).
         mt_buckets_layer_done(m, cm, ch->layer0 + l);
+        p2p_progress(m, cm);
     }
     if (ch->has_embed) {
         mt_embed_backward(m, cm, st, sl, m->ws.dres);

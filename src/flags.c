@@ -73,6 +73,8 @@ const mt_flag_def mt_flags[] = {
          "post each gradient bucket's DP reduction as soon as backward has finished it (same bits)"),
     BOOL("--overlap-param-gather", overlap_param_gather, PARALLEL,
          "distributed optimizer: the parameter all-gather runs behind the next forward (same bits)"),
+    BOOL("--overlap-p2p-communication", overlap_p2p_comm, PARALLEL,
+         "pipeline: post each receive as soon as its buffer is free, wait only when the data is used (same bits)"),
     INT("--ddp-bucket-size", ddp_bucket_size, NULL, PARALLEL,
         "elements per gradient bucket (default max(40M, 1M x dp), Megatron's); the same buckets with or without overlap"),
 

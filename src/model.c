@@ -269,6 +269,15 @@ static void alloc_workspace(mt_model *m) {
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i].sp_partial) m->sp_pack_n += m->params[i].n;
     if (m->par->tp_size > 1 && m->sp_pack_n) m->sp_pack = alloc_kind(m, MT_MEM_WORK, m->sp_pack_n);
+    // Early pipeline receives: one buffer per direction, free again once
+    // the schedule has copied the data out (counted as workspace, like dsend).
+    if (m->cfg->overlap_p2p_comm && m->par->pp_size > 1) {
+        int recv_act = 0, recv_grad = 0;
+        for (int k = 0; k < m->nchunks; k++) recv_act |= !m->chunks[k].has_embed, recv_grad |= !m->chunks[k].has_head;
+        size_t nx = (size_t)m->n_l * (size_t)m->h;
+        if (recv_act) m->pp_rbuf[0] = alloc_kind(m, MT_MEM_WORK, nx);
+        if (recv_grad) m->pp_rbuf[1] = alloc_kind(m, MT_MEM_WORK, nx);
+    }
 }
 
 static void free_workspace(mt_model *m) {
@@ -277,6 +286,8 @@ static void free_workspace(mt_model *m) {
 #undef X
     m->be->free(m->sp_pack);
     m->be->free(m->cp_pos);
+    m->be->free(m->pp_rbuf[0]);
+    m->be->free(m->pp_rbuf[1]);
 }
 
 // ---- slots, chunks, recomputation --------------------------------------------

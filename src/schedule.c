@@ -18,6 +18,12 @@ int mt_schedule_slots(const mt_config *c, int pp_rank) {
     return MT_MIN(c->pp - pp_rank, M);
 }
 
+// One step of a schedule: the forward or backward of micro-batch mb on chunk k.
+typedef struct { int bwd, k, mb; } op;
+
+// Directions of pipeline receives: activations (forwards) and gradients (backwards).
+enum { RX_ACT, RX_GRAD, RX_N };
+
 typedef struct {
     mt_model *m;
     mt_comm *cm;
@@ -28,6 +34,12 @@ typedef struct {
     mt_sched_result res;
     MPI_Request *act_req;   // [chunk * nslots + slot]: activation send from x[nlayers]
     MPI_Request *grad_req;  // [chunk * nslots + slot]: gradient send from the slot's dsend
+    op *ops;                // the schedule, in this stage's order
+    int nops;
+    // --overlap-p2p-communication: per direction, the receive in flight into
+    // m->pp_rbuf[dir] and the op it is for (-1: none).
+    mt_pp_recv rx[RX_N];
+    int rx_op[RX_N];
 } runner;
 
 // Tags keep activations and gradients of different chunks apart; within a
@@ -51,7 +63,54 @@ static mt_slot *slot_of(runner *r, int k, int mb, int *ri) {
     return &ch->slots[si];
 }
 
-static void forward_one(runner *r, int k, int mb) {
+// The receive op i needs: RX_ACT, RX_GRAD, or -1 (the chunk embeds, or has the head).
+static int rx_dir(const runner *r, int i) {
+    const mt_chunk *ch = &r->m->chunks[r->ops[i].k];
+    if (r->ops[i].bwd) return ch->has_head ? -1 : RX_GRAD;
+    return ch->has_embed ? -1 : RX_ACT;
+}
+
+// Posts the first receive of direction dir among ops from..nops-1 into the
+// direction's buffer. Receives of one tag are posted in the order the ops
+// consume them, which is the order the neighbour sends them: MPI's
+// non-overtaking rule matches each to its own micro-batch.
+static void rx_post(runner *r, int dir, int from) {
+    int i = from;
+    while (i < r->nops && rx_dir(r, i) != dir) i++;
+    r->rx_op[dir] = i < r->nops ? i : -1;
+    if (i == r->nops) return;
+    mt_model *m = r->m;
+    int k = r->ops[i].k;
+    size_t nx = (size_t)m->n_l * (size_t)m->h;
+    if (dir == RX_ACT) mt_comm_pp_irecv(r->cm, &r->rx[dir], m->pp_rbuf[dir], nx, prev_stage(m), tag_act(k));
+    else mt_comm_pp_irecv(r->cm, &r->rx[dir], m->pp_rbuf[dir], nx, next_stage(m), tag_grad(k));
+}
+
+// Op i's input from the neighbour into x: a blocking receive, or (with
+// --overlap-p2p-communication) the wait for the receive posted when the
+// previous one of its direction landed, whose successor is posted at once
+// so that it is in flight through this op's compute.
+static void recv_input(runner *r, int i, real *x) {
+    mt_model *m = r->m;
+    int dir = rx_dir(r, i), k = r->ops[i].k;
+    size_t nx = (size_t)m->n_l * (size_t)m->h;
+    double t0 = mt_now();
+    if (!m->cfg->overlap_p2p_comm) {
+        if (dir == RX_ACT) mt_comm_pp_recv(r->cm, x, nx, prev_stage(m), tag_act(k));
+        else mt_comm_pp_recv(r->cm, x, nx, next_stage(m), tag_grad(k));
+    } else {
+        if (r->rx_op[dir] != i) mt_fail_local(MT_EXIT_FAIL, "schedule: op %d's early receive was posted for op %d", i, r->rx_op[dir]);
+        mt_comm_pp_recv_wait(r->cm, &r->rx[dir]);
+        // Negative control: no copy, so the compute reads the slot's stale
+        // input, not what the early receive brought.
+        if (!(m->cfg->bug_p2p_stale && dir == RX_ACT)) m->be->copy(x, m->pp_rbuf[dir], nx);
+    }
+    r->res.t_wait += mt_now() - t0;
+    if (m->cfg->overlap_p2p_comm) rx_post(r, dir, i + 1);
+}
+
+static void forward_one(runner *r, int i) {
+    int k = r->ops[i].k, mb = r->ops[i].mb;
     mt_model *m = r->m;
     const mt_chunk *ch = &m->chunks[k];
     int ri;
@@ -61,11 +120,7 @@ static void forward_one(runner *r, int k, int mb) {
     mt_comm_wait(r->cm, &r->act_req[ri]);
     m->be->sync();  // the slot's tokens are rewritten by the host: earlier kernels must be done with them
     r->fill(r->ctx, mb, sl, ch->has_embed || ch->has_head);
-    if (!ch->has_embed) {
-        double t0 = mt_now();
-        mt_comm_pp_recv(r->cm, sl->x[0], nx, prev_stage(m), tag_act(k));
-        r->res.t_wait += mt_now() - t0;
-    }
+    if (!ch->has_embed) recv_input(r, i, sl->x[0]);
     double t0 = mt_now();
     r->res.loss_sum += mt_chunk_forward(m, r->cm, r->st, k, sl, r->backward);
     r->res.t_compute += mt_now() - t0;
@@ -73,16 +128,15 @@ static void forward_one(runner *r, int k, int mb) {
     if (!ch->has_head) mt_comm_pp_isend(r->cm, sl->x[ch->nlayers], nx, next_stage(m), tag_act(next_chunk(m, k)), &r->act_req[ri]);
 }
 
-static void backward_one(runner *r, int k, int mb) {
+static void backward_one(runner *r, int i) {
+    int k = r->ops[i].k, mb = r->ops[i].mb;
     mt_model *m = r->m;
     const mt_chunk *ch = &m->chunks[k];
     int ri;
     mt_slot *sl = slot_of(r, k, mb, &ri);
     size_t nx = (size_t)m->n_l * (size_t)m->h;
     if (!ch->has_head) {
-        double t0 = mt_now();
-        mt_comm_pp_recv(r->cm, m->ws.dres, nx, next_stage(m), tag_grad(k));
-        r->res.t_wait += mt_now() - t0;
+        recv_input(r, i, m->ws.dres);
         // Negative control: divide by M again on every stage (DeepSpeed #8152).
         if (m->cfg->bug_loss_per_stage) m->be->scale(m->ws.dres, nx, (real)1 / (real)m->cfg->num_micro_batches);
     }
@@ -112,40 +166,44 @@ static int vmb(const runner *r, int i) {
     return (i / (p * v)) * p + i % p;
 }
 
-static void run_interleaved(runner *r) {
+static void add_fwd(runner *r, int k, int mb) { r->ops[r->nops++] = (op){0, k, mb}; }
+static void add_bwd(runner *r, int k, int mb) { r->ops[r->nops++] = (op){1, k, mb}; }
+
+static void plan_interleaved(runner *r) {
     int M = r->m->cfg->num_micro_batches, p = r->m->par->pp_size, v = r->m->nchunks;
     int total = M * v, stage = r->m->par->pp_rank;
     int warm = MT_MIN((p - stage - 1) * 2 + (v - 1) * p, total), f = 0, b = 0;
-    for (; f < warm; f++) forward_one(r, vchunk(r, f, 1), vmb(r, f));
+    for (; f < warm; f++) add_fwd(r, vchunk(r, f, 1), vmb(r, f));
     for (; f < total; f++, b++) {
-        forward_one(r, vchunk(r, f, 1), vmb(r, f));
-        backward_one(r, vchunk(r, b, 0), vmb(r, b));
+        add_fwd(r, vchunk(r, f, 1), vmb(r, f));
+        add_bwd(r, vchunk(r, b, 0), vmb(r, b));
     }
-    for (; b < total; b++) backward_one(r, vchunk(r, b, 0), vmb(r, b));
+    for (; b < total; b++) add_bwd(r, vchunk(r, b, 0), vmb(r, b));
 }
 
-static void run_order(runner *r) {
+// Lists the schedule's ops in this stage's order into r->ops.
+static void plan_order(runner *r) {
     const mt_config *c = r->m->cfg;
     int M = c->num_micro_batches, p = c->pp, stage = r->m->par->pp_rank, v = r->m->nchunks;
     if (!r->backward) {
-        for (int i = 0; i < M * v; i++) forward_one(r, vchunk(r, i, 1), vmb(r, i));
+        for (int i = 0; i < M * v; i++) add_fwd(r, vchunk(r, i, 1), vmb(r, i));
     } else if (p == 1) {
-        for (int mb = 0; mb < M; mb++) { forward_one(r, 0, mb); backward_one(r, 0, mb); }
+        for (int mb = 0; mb < M; mb++) { add_fwd(r, 0, mb); add_bwd(r, 0, mb); }
     } else if (c->schedule == MT_SCHED_INTERLEAVED) {
-        run_interleaved(r);
+        plan_interleaved(r);
     } else if (c->schedule == MT_SCHED_AFAB) {
-        for (int mb = 0; mb < M; mb++) forward_one(r, 0, mb);
-        for (int mb = 0; mb < M; mb++) backward_one(r, 0, mb);
+        for (int mb = 0; mb < M; mb++) add_fwd(r, 0, mb);
+        for (int mb = 0; mb < M; mb++) add_bwd(r, 0, mb);
     } else {
         // 1F1B: the dependencies between stages form no cycle and sends never
         // block, so every receive is eventually matched.
         int warm = MT_MIN(p - stage - 1, M), fwd = 0, bwd = 0;
-        for (; fwd < warm; fwd++) forward_one(r, 0, fwd);
+        for (; fwd < warm; fwd++) add_fwd(r, 0, fwd);
         for (; fwd < M; fwd++, bwd++) {
-            forward_one(r, 0, fwd);
-            backward_one(r, 0, bwd);
+            add_fwd(r, 0, fwd);
+            add_bwd(r, 0, bwd);
         }
-        for (; bwd < M; bwd++) backward_one(r, 0, bwd);
+        for (; bwd < M; bwd++) add_bwd(r, 0, bwd);
     }
 }
 
@@ -155,11 +213,20 @@ mt_sched_result mt_schedule_run(mt_model *m, mt_comm *cm, const mt_step *st, int
     r.act_req = mt_malloc(sizeof(MPI_Request) * (size_t)nreq);
     r.grad_req = mt_malloc(sizeof(MPI_Request) * (size_t)nreq);
     for (int i = 0; i < nreq; i++) r.act_req[i] = r.grad_req[i] = MPI_REQUEST_NULL;
-    run_order(&r);
+    r.ops = mt_malloc(sizeof(op) * 2 * (size_t)m->cfg->num_micro_batches * (size_t)m->nchunks);
+    plan_order(&r);
+    for (int d = 0; d < RX_N; d++) r.rx_op[d] = -1;
+    if (m->cfg->overlap_p2p_comm)
+        for (int d = 0; d < RX_N; d++) rx_post(&r, d, 0);
+    for (int i = 0; i < r.nops; i++) {
+        if (r.ops[i].bwd) backward_one(&r, i);
+        else forward_one(&r, i);
+    }
     for (int i = 0; i < nreq; i++) {
         mt_comm_wait(cm, &r.act_req[i]);
         mt_comm_wait(cm, &r.grad_req[i]);
     }
+    free(r.ops);
     free(r.act_req);
     free(r.grad_req);
     return r.res;

@@ -7,6 +7,10 @@
 # posted during backward, and the communication formulas must still match
 # the measured calls. Negative control: MT_INJECT_BUG=bucket-early posts a
 # bucket one layer before its gradients are final; the bits must differ.
+# --overlap-p2p-communication (pipeline receives posted early) likewise at
+# PP 2 (1F1B, AFAB, interleaved), PP 2 x TP 2 + SP and, with every overlap
+# flag, DP 2 x PP 2; negative control p2p-stale computes on the slot's stale
+# input instead of the early receive's buffer.
 source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 BASE="$(tiny_model) --train-iters 4 --ddp-bucket-size 3000 --log-comm"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
@@ -36,6 +40,38 @@ check dp2_distopt 2 "--use-distributed-optimizer" "--overlap-grad-reduce --overl
 check dp2_pp2_1f1b 4 "--pipeline-model-parallel-size 2" "--overlap-grad-reduce"
 check dp2_pp2_interleaved 4 "--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1" "--overlap-grad-reduce"
 check tp2_sp_dp2 4 "--tensor-model-parallel-size 2 --sequence-parallel" "--overlap-grad-reduce"
+
+# check_p2p NAME NP "LAYOUT FLAGS": the same bits with and without early
+# pipeline receives, --log-comm's formulas still matching (one receive
+# counted per micro-batch and direction), and --log-pipeline's waits printed.
+check_p2p() {
+  local name=$1 np=$2 layout=$3 a="$T/$1_off" b="$T/$1_on"
+  mt_run "$a" "$np" ./pretrain_gpt $BASE $layout --log-pipeline || { not_ok "$name" "run without the flag failed: $(tail -n 1 "$a.log")"; return; }
+  mt_run "$b" "$np" ./pretrain_gpt $BASE $layout --log-pipeline --overlap-p2p-communication ||
+    { not_ok "$name" "run with --overlap-p2p-communication failed: $(tail -n 1 "$b.log")"; return; }
+  local mism w0 w1
+  mism=$(grep -c MISMATCH "$a.log" "$b.log" | awk -F: '{ s += $2 } END { print s + 0 }')
+  w0=$(awk '/waited/ { s += $4 } END { printf "%.1f", s }' "$a.log")
+  w1=$(awk '/waited/ { s += $4 } END { printf "%.1f", s }' "$b.log")
+  if [ "$(bits "$a")" != "$(bits "$b")" ]; then not_ok "$name" "bits differ with --overlap-p2p-communication"
+  elif [ "$mism" != 0 ]; then not_ok "$name" "--log-comm: measured calls differ from the formulas"
+  elif [ "$w1" = 0.0 ] && [ "$w0" = 0.0 ]; then not_ok "$name" "--log-pipeline printed no waits"
+  else ok "$name (identical bits; pipeline waits summed over ranks and iterations: $w0 ms without, $w1 ms with)"; fi
+}
+check_p2p p2p_pp2_1f1b 2 "--pipeline-model-parallel-size 2"
+check_p2p p2p_pp2_afab 2 "--pipeline-model-parallel-size 2 --pipeline-schedule afab"
+check_p2p p2p_pp2_interleaved 2 "--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1"
+check_p2p p2p_pp2_tp2_sp 4 "--pipeline-model-parallel-size 2 --tensor-model-parallel-size 2 --sequence-parallel"
+# Every overlap flag at once against DP 2 x PP 2's run without any.
+a="$T/dp2_pp2_1f1b_off" b="$T/p2p_all_on"
+mt_run "$b" 4 ./pretrain_gpt $BASE --pipeline-model-parallel-size 2 --overlap-grad-reduce --overlap-p2p-communication
+[ -f "$a.st" ] && [ -f "$b.st" ] && [ "$(bits "$a")" = "$(bits "$b")" ] && ok "p2p_dp2_pp2_all_overlap (identical bits)" ||
+  not_ok p2p_dp2_pp2_all_overlap "bits differ with --overlap-grad-reduce --overlap-p2p-communication: $(tail -n 1 "$b.log")"
+# Negative control: the early receive's data never reaches the slot.
+a="$T/p2p_pp2_1f1b_off" b="$T/p2p_bug"
+MT_INJECT_BUG=p2p-stale mt_run "$b" 2 ./pretrain_gpt $BASE --pipeline-model-parallel-size 2 --overlap-p2p-communication
+[ -f "$a.st" ] && [ -f "$b.st" ] && [ "$(bits "$a")" != "$(bits "$b")" ] && ok "negative_control_p2p_stale (bits differ)" ||
+  not_ok negative_control_p2p_stale "the planted stale input went unnoticed"
 
 # Negative control: a bucket posted before its last layer's backward.
 a="$T/dp2_off" b="$T/bug_on"

@@ -2,10 +2,12 @@
 # tools/bench-overlap.sh: the small shape on two cores, 2 ranks x 1 thread
 # against 1 rank x 2 threads on the same batches (global batch 8), as issue
 # 17's bars read them: DP 2 with --overlap-grad-reduce, TP 2 + SP, PP 2 1F1B
-# with M 8 (micro-batch 1). Each ratio is the 1-rank step time over the
+# with M 8 (micro-batch 1), without and with --overlap-p2p-communication. Each ratio is the 1-rank step time over the
 # layout's (above 1: the layout is faster). Runs alternate, 1-rank run first
 # in every round; the median skips each run's first 2 iterations. Also prints
-# DP 2's exposed-communication fraction with and without overlap (--log-comm).
+# DP 2's exposed-communication fraction with and without overlap (--log-comm),
+# and PP 2's time waited on pipeline receives with and without early
+# receives (--log-pipeline).
 #   ITERS=8 ROUNDS=2     the defaults; NATIVE=1 unsets OPENBLAS_CORETYPE and
 #                        OPENBLAS_L2_SIZE for the runs (the user's own kernels)
 # Numbers mean something only on a quiet machine: say so when it was not.
@@ -23,7 +25,8 @@ ROWS=("1 rank x 2 threads|1|--micro-batch-size 2"
       "DP 2 + --overlap-grad-reduce|2|--micro-batch-size 2 --overlap-grad-reduce --ddp-bucket-size 200000"
       "DP 2, no overlap (same buckets)|2|--micro-batch-size 2 --ddp-bucket-size 200000"
       "TP 2 + SP|2|--micro-batch-size 2 --tensor-model-parallel-size 2 --sequence-parallel"
-      "PP 2 1F1B M 8|2|--micro-batch-size 1 --pipeline-model-parallel-size 2")
+      "PP 2 1F1B M 8|2|--micro-batch-size 1 --pipeline-model-parallel-size 2 --log-pipeline"
+      "PP 2 1F1B M 8 + --overlap-p2p-communication|2|--micro-batch-size 1 --pipeline-model-parallel-size 2 --log-pipeline --overlap-p2p-communication")
 med() { awk -F'"ms_per_iter": ' '{ split($0, a, "\"iteration\": "); split(a[2], b, ","); sub(/}.*/, "", $2); if (b[1] + 0 > 2) print $2 }' "$1" |
         sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -49,5 +52,11 @@ for i in 1 2; do
     IFS='|' read -r name _ _ <<< "${ROWS[$i]}"
     f=$(grep -h 'exposed fraction' "$W/$i.$ROUNDS.log" | awk '{ s += $NF; n++ } END { if (n) printf "%.3f", s / n; else print "-" }')
     echo "$name: gradient reduction's exposed fraction (waited after backward / in flight, mean over ranks and steps) $f"
+done
+for i in 4 5; do
+    IFS='|' read -r name _ _ <<< "${ROWS[$i]}"
+    # The last iteration's line (--log-interval is ITERS), both ranks, every round.
+    w=$(cat "$W/$i".*.log | awk '/^  rank [0-9]+: waited / { s += $4; n++ } END { if (n) printf "%.1f", s / n; else print "-" }')
+    echo "$name: pipeline receives waited for $w ms per rank and iteration (mean, --log-pipeline)"
 done
 echo "load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; $(nproc) CPUs"
