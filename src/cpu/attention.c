@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 // Where one (batch column, query head) pair's operands sit. Rows are (s, b)
 // ordered, so consecutive positions of one sample are b rows apart; a row is
@@ -36,29 +37,13 @@ static pair_at locate(mt_attn_shape sh, int bc, int h) {
 
 static int attn_dropout_on(const mt_dropout_key *k) { return k && k->p > 0; }
 
-// --bf16: an (s, s) block as the bf16 tensor a GPU run would hold there
-// (the masked zeros stay zero).
-static void to_bf16(real *a, int s, int on) {
-    if (!on) return;
-    for (size_t i = 0; i < (size_t)s * s; i++) a[i] = (real)mt_bf16_round((float)a[i]);
-}
-
-// One row of drop_probs: dr = pr * keep / (1-p) for the query q's keys.
+// dr = pr * keep / (1-p) over query q's keys, zero past them. The mask is
+// drawn from global indices each time it is needed, never stored.
 static void drop_row(real *dr, const real *pr, unsigned char *keep, const mt_dropout_key *k, uint32_t sample,
                      uint32_t head, int q, int s, real sc) {
     mt_rng_keep_attn_row(k, sample, head, (uint32_t)q, q + 1, keep);
     for (int j = 0; j <= q; j++) dr[j] = keep[j] ? pr[j] * sc : 0;
     for (int j = q + 1; j < s; j++) dr[j] = 0;
-}
-
-// pd = P * keep / (1-p), keys past the query zero. The mask is drawn from
-// global indices each time it is needed, never stored.
-static void drop_probs(real *pd,      // (s, s)
-                       const real *P, // (s, s)
-                       unsigned char *keep, // (s) workspace
-                       const mt_dropout_key *k, uint32_t sample, uint32_t head, int s) {
-    real sc = (real)(1.0 / (1.0 - (double)k->p));
-    for (int q = 0; q < s; q++) drop_row(pd + (size_t)q * s, P + (size_t)q * s, keep, k, sample, head, q, s, sc);
 }
 
 // Causal softmax of query q's row in place (scores in, probabilities out):
@@ -70,11 +55,14 @@ static void softmax_row(real *row, // (s)
         for (int j = 0; j <= q; j++) row[j] = (real)mt_bf16_round((float)row[j]);
     real m = row[0];
     double sum = 0;
+#pragma omp simd reduction(max : m)
     for (int j = 1; j <= q; j++) m = row[j] > m ? row[j] : m;
-    // Exponentials first (a vectorised loop in fp32, vmath.h), then
-    // their sum in double.
+    // Exponentials first (a vectorised loop in fp32, vmath.h), then their
+    // sum in double, in vector lanes (a sequential sum was one add's
+    // latency per key).
 #pragma omp simd
     for (int j = 0; j <= q; j++) row[j] = MT_EXP(row[j] - m);
+#pragma omp simd reduction(+ : sum)
     for (int j = 0; j <= q; j++) sum += row[j];
     real inv = (real)(1.0 / sum);
     for (int j = 0; j <= q; j++) row[j] *= inv;
@@ -104,7 +92,7 @@ static void softmax_row(real *row, // (s)
 // dropped. The unroll pragmas make GCC keep acc in registers (without them
 // it stayed in memory, reloaded every k).
 static void tile(real *c, size_t ldc, int nr, int nc, real alpha, const real *const a[TR], const real *b, size_t ldb,
-                 int nk) {
+                 int nk, int beta) {
     real acc[TR][TJ];
 #pragma GCC unroll 4
     for (int r = 0; r < TR; r++)
@@ -119,8 +107,15 @@ static void tile(real *c, size_t ldc, int nr, int nc, real alpha, const real *co
             for (int j = 0; j < TJ; j++) acc[r][j] = MT_FMA(x, bk[j], acc[r][j]);
         }
     }
-    for (int r = 0; r < nr; r++)
-        for (int j = 0; j < nc; j++) c[(size_t)r * ldc + j] = alpha * acc[r][j];
+    for (int r = 0; r < nr; r++) {
+        real *cr = c + (size_t)r * ldc;
+        if (beta)
+            for (int j = 0; j < nc; j++) cr[j] += alpha * acc[r][j];
+        else if (nc == TJ)  // a fixed count, so the stores are vectors
+            for (int j = 0; j < TJ; j++) cr[j] = alpha * acc[r][j];
+        else
+            for (int j = 0; j < nc; j++) cr[j] = alpha * acc[r][j];
+    }
 }
 
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
@@ -151,15 +146,28 @@ static void fwd_ws_free(fwd_ws *w) {
     free(w->keep);
 }
 
+// Kᵀ (hd, sp) from K's rows, ld apart. The rows of one pair are ld apart,
+// often a multiple of 4 KiB, so they would share one L1 set: the tiles read
+// packed copies. Eight rows at a time: eight loads in flight, stores in runs.
+static void pack_t(real *kt, int sp, const real *K, size_t ld, int s, int hd) {
+    for (int j0 = 0; j0 < s; j0 += 8) {
+        int nj = s - j0 < 8 ? s - j0 : 8;
+        for (int d = 0; d < hd; d++)
+            for (int jj = 0; jj < nj; jj++) kt[(size_t)d * sp + j0 + jj] = K[(size_t)(j0 + jj) * ld + d];
+    }
+}
+
+// (s, hdp) rows from rows ld apart (the padding columns stay zero).
+static void pack_rows(real *p, int hdp, const real *X, size_t ld, int s, int hd) {
+    for (int j = 0; j < s; j++) memcpy(p + (size_t)j * hdp, X + (size_t)j * ld, (size_t)hd * sizeof(real));
+}
+
 // One (batch column, head) pair: P's rows written to probs, O to out.
 static void forward_pair(real *out, real *P, const real *Q, const real *K, const real *V, pair_at a, fwd_ws *w,
                          const mt_dropout_key *k, uint32_t sample, uint32_t head, mt_attn_shape sh, real scale) {
     int s = sh.s, hd = sh.hd;
-    for (int j = 0; j < s; j++)
-        for (int d = 0; d < hd; d++) {
-            w->kt[(size_t)d * w->sp + j] = K[(size_t)j * a.ld + d];
-            w->vp[(size_t)j * w->hdp + d] = V[(size_t)j * a.ld + d];
-        }
+    pack_t(w->kt, w->sp, K, a.ld, s, hd);
+    pack_rows(w->vp, w->hdp, V, a.ld, s, hd);
     real sc = w->pd ? (real)(1.0 / (1.0 - (double)k->p)) : 0;
     for (int i = 0; i < s; i += TR) {
         int nr = s - i < TR ? s - i : TR, nk = i + nr;  // keys 0 .. i+nr-1 are visible to some row
@@ -167,7 +175,7 @@ static void forward_pair(real *out, real *P, const real *Q, const real *K, const
         const real *qr[TR], *pr[TR];
         for (int r = 0; r < TR; r++) qr[r] = Q + (size_t)(i + (r < nr ? r : 0)) * a.ld;
         for (int j0 = 0; j0 < nk; j0 += TJ)  // the scores, scaled (as the scores GEMM's alpha)
-            tile(Pi + j0, s, nr, nk - j0 < TJ ? nk - j0 : TJ, scale, qr, w->kt + j0, w->sp, hd);
+            tile(Pi + j0, s, nr, nk - j0 < TJ ? nk - j0 : TJ, scale, qr, w->kt + j0, w->sp, hd, 0);
         for (int r = 0; r < nr; r++) softmax_row(Pi + (size_t)r * s, i + r, s, sh.bf16);
         const real *Pv = Pi;  // what multiplies V: P, or its dropped copy
         if (w->pd) {
@@ -181,7 +189,7 @@ static void forward_pair(real *out, real *P, const real *Q, const real *K, const
         }
         for (int r = 0; r < TR; r++) pr[r] = Pv + (size_t)(r < nr ? r : 0) * s;
         for (int d0 = 0; d0 < hd; d0 += TJ)  // O = P·V over the visible keys (P is 0 past each row's query)
-            tile(out + (size_t)i * a.ldo + d0, a.ldo, nr, hd - d0 < TJ ? hd - d0 : TJ, 1, pr, w->vp + d0, w->hdp, nk);
+            tile(out + (size_t)i * a.ldo + d0, a.ldo, nr, hd - d0 < TJ ? hd - d0 : TJ, 1, pr, w->vp + d0, w->hdp, nk, 0);
     }
 }
 
@@ -205,20 +213,119 @@ void mt_attention_forward(real *out,       // (s, b, nh*hd)
     }
 }
 
-// dS = Pd ⊙ dPd - P ⊙ rowsum(Pd ⊙ dPd), in place over dPd. This is
-// P ⊙ (dP - rowsum(dP ⊙ P)) with dP = dPd ⊙ keep / (1-p), rewritten through
-// Pd = P ⊙ keep / (1-p) so the mask is not needed a second time.
-static void softmax_backward(real *dS,       // (s, s) dPd in, dS out
-                             const real *Pd, // (s, s) probabilities after dropout
-                             const real *P,  // (s, s) probabilities before dropout
-                             int s) {
-    for (int q = 0; q < s; q++) {
-        real *d = dS + (size_t)q * s;
-        const real *pd = Pd + (size_t)q * s, *p = P + (size_t)q * s;
-        double dot = 0;
-        for (int j = 0; j <= q; j++) dot += (double)pd[j] * d[j];
-        for (int j = 0; j <= q; j++) d[j] = (real)((double)pd[j] * d[j] - (double)p[j] * dot);
-        for (int j = q + 1; j < s; j++) d[j] = 0;
+// dS = Pd ⊙ dPd - P ⊙ rowsum(Pd ⊙ dPd), in place over dPd, for query q's
+// row. This is P ⊙ (dP - rowsum(dP ⊙ P)) with dP = dPd ⊙ keep / (1-p),
+// rewritten through Pd = P ⊙ keep / (1-p) so the mask is not needed a
+// second time. Under --bf16 dPd is read as its GEMM's bf16 output and dS
+// written bf16.
+static void softmax_backward_row(real *d,        // (s) dPd in, dS out
+                                 const real *pd, // (s) probabilities after dropout
+                                 const real *p,  // (s) probabilities before dropout
+                                 int q, int s, int bf16) {
+    if (bf16)
+        for (int j = 0; j <= q; j++) d[j] = (real)mt_bf16_round((float)d[j]);
+    double dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int j = 0; j <= q; j++) dot += (double)pd[j] * d[j];
+    for (int j = 0; j <= q; j++) d[j] = (real)((double)pd[j] * d[j] - (double)p[j] * dot);
+    if (bf16)
+        for (int j = 0; j <= q; j++) d[j] = (real)mt_bf16_round((float)d[j]);
+    for (int j = q + 1; j < s; j++) d[j] = 0;
+}
+
+// Per-thread panels of the backward: Vᵀ (hd, sp); K, Q and dO as (s, hdp)
+// rows; Pdᵀ (s, s); a block's dropped probabilities and dPd rows (TR, s).
+typedef struct {
+    real *vt, *kp, *qp, *dop, *pdt, *pd, *ds;
+    unsigned char *keep;
+    int sp, hdp;
+} bwd_ws;
+
+static real *zalloc(size_t n) {
+    real *p = mt_malloc(n * sizeof(real));
+    for (size_t i = 0; i < n; i++) p[i] = 0;
+    return p;
+}
+
+static bwd_ws bwd_ws_new(mt_attn_shape sh, int drop) {
+    bwd_ws w = {.sp = round_up(sh.s, TJ), .hdp = round_up(sh.hd, TJ)};
+    size_t s = (size_t)sh.s;
+    w.vt = zalloc((size_t)sh.hd * w.sp);
+    w.kp = zalloc(s * w.hdp);
+    w.qp = zalloc(s * w.hdp);
+    w.dop = zalloc(s * w.hdp);
+    w.pdt = zalloc(s * s);
+    w.ds = zalloc(TR * s);
+    w.pd = drop ? zalloc(TR * s) : NULL;
+    w.keep = drop ? mt_malloc(s) : NULL;
+    return w;
+}
+
+static void bwd_ws_free(bwd_ws *w) {
+    free(w->vt);
+    free(w->kp);
+    free(w->qp);
+    free(w->dop);
+    free(w->pdt);
+    free(w->ds);
+    free(w->pd);
+    free(w->keep);
+}
+
+// One (batch column, query head) pair, in blocks of TR query rows: dPd =
+// dO·Vᵀ over the causal keys, dS, and dQ = dS·K/√hd while the rows are in
+// cache; Pd and dS go to transposed copies (Pdᵀ here, dSᵀ in dst, the
+// pair's (s, s) scratch), from which dV (+)= Pdᵀ·dO and dK (+)= dSᵀ·Q/√hd
+// are computed key block by key block, over the queries at or after them.
+// beta: the group's first head writes dK and dV, the others add.
+static void backward_pair(real *dQ, real *dK, real *dV, real *dst, const real *Q, const real *K, const real *V,
+                          const real *dO, const real *P, pair_at a, bwd_ws *w, const mt_dropout_key *k,
+                          uint32_t sample, uint32_t head, mt_attn_shape sh, real scale, int beta) {
+    int s = sh.s, hd = sh.hd;
+    pack_t(w->vt, w->sp, V, a.ld, s, hd);
+    pack_rows(w->kp, w->hdp, K, a.ld, s, hd);
+    pack_rows(w->qp, w->hdp, Q, a.ld, s, hd);
+    pack_rows(w->dop, w->hdp, dO, a.ldo, s, hd);
+    real sc = w->pd ? (real)(1.0 / (1.0 - (double)k->p)) : 0;
+    const real *ar[TR];
+    for (int i = 0; i < s; i += TR) {
+        int nr = s - i < TR ? s - i : TR, nk = i + nr;
+        const real *Pi = P + (size_t)i * s, *Pd = Pi;
+        if (w->pd) {
+            for (int r = 0; r < nr; r++) {
+                real *dr = w->pd + (size_t)r * s;
+                drop_row(dr, Pi + (size_t)r * s, w->keep, k, sample, head, i + r, s, sc);
+                if (sh.bf16)
+                    for (int j = 0; j <= i + r; j++) dr[j] = (real)mt_bf16_round((float)dr[j]);
+            }
+            Pd = w->pd;
+        }
+        for (int r = 0; r < TR; r++) ar[r] = w->dop + (size_t)(i + (r < nr ? r : 0)) * w->hdp;
+        for (int j0 = 0; j0 < nk; j0 += TJ)  // dPd = dO·Vᵀ
+            tile(w->ds + j0, s, nr, nk - j0 < TJ ? nk - j0 : TJ, 1, ar, w->vt + j0, w->sp, hd, 0);
+        for (int r = 0; r < nr; r++)
+            softmax_backward_row(w->ds + (size_t)r * s, Pd + (size_t)r * s, Pi + (size_t)r * s, i + r, s, sh.bf16);
+        for (int r = 0; r < TR; r++) ar[r] = w->ds + (size_t)(r < nr ? r : 0) * s;
+        for (int d0 = 0; d0 < hd; d0 += TJ)  // dQ = dS·K/√hd
+            tile(dQ + (size_t)i * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, scale, ar, w->kp + d0, w->hdp, nk, 0);
+        // Columns i .. i+nr-1 of Pdᵀ and dSᵀ, keys 0 .. nk-1 (zero past each
+        // query): every entry the key blocks below read.
+        for (int j = 0; j < nk; j++)
+            for (int r = 0; r < nr; r++) {
+                w->pdt[(size_t)j * s + i + r] = Pd[(size_t)r * s + j];
+                dst[(size_t)j * s + i + r] = w->ds[(size_t)r * s + j];
+            }
+    }
+    for (int j0 = 0; j0 < s; j0 += TR) {
+        int nr = s - j0 < TR ? s - j0 : TR, nq = s - j0;  // queries j0 .. s-1 see some key of the block
+        for (int r = 0; r < TR; r++) ar[r] = w->pdt + (size_t)(j0 + (r < nr ? r : 0)) * s + j0;
+        for (int d0 = 0; d0 < hd; d0 += TJ)  // dV (+)= Pdᵀ·dO
+            tile(dV + (size_t)j0 * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, 1, ar,
+                 w->dop + (size_t)j0 * w->hdp + d0, w->hdp, nq, beta);
+        for (int r = 0; r < TR; r++) ar[r] = dst + (size_t)(j0 + (r < nr ? r : 0)) * s + j0;
+        for (int d0 = 0; d0 < hd; d0 += TJ)  // dK (+)= dSᵀ·Q/√hd
+            tile(dK + (size_t)j0 * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, scale, ar,
+                 w->qp + (size_t)j0 * w->hdp + d0, w->hdp, nq, beta);
     }
 }
 
@@ -228,12 +335,11 @@ void mt_attention_backward(real *dqkv,        // (s, b, W) overwritten
                            const real *qkv,   // (s, b, W)
                            const real *probs, // (b, nh, s, s) from forward
                            const mt_dropout_key *k, mt_attn_shape sh) {
-    int s = sh.s, hd = sh.hd, per = sh.nh / sh.nkv, ngroups = sh.b * sh.nkv, drop = attn_dropout_on(k);
-    real scale = (real)(1.0 / sqrt((double)hd));
+    int per = sh.nh / sh.nkv, ngroups = sh.b * sh.nkv, drop = attn_dropout_on(k);
+    real scale = (real)(1.0 / sqrt((double)sh.hd));
 #pragma omp parallel
     {
-        real *pd = drop ? mt_malloc((size_t)s * s * sizeof(real)) : NULL;
-        unsigned char *keep = drop ? mt_malloc((size_t)s) : NULL;
+        bwd_ws w = bwd_ws_new(sh, drop);
         // A thread owns a (batch column, KV head) pair: the query heads that
         // share K and V add their dK and dV in head order, so the sums are
         // race-free and their order fixed.
@@ -243,24 +349,11 @@ void mt_attention_backward(real *dqkv,        // (s, b, W) overwritten
             for (int j = 0; j < per; j++) {
                 int h = g * per + j;
                 pair_at a = locate(sh, bc, h);
-                const real *Q = qkv + a.q, *K = qkv + a.k, *V = qkv + a.v, *dO = dout + a.o;
-                real *dQ = dqkv + a.q, *dK = dqkv + a.k, *dV = dqkv + a.v;
-                real beta = j ? 1 : 0;  // the group's first head writes dK and dV, the others add
-                const real *P = probs + a.p;
-                real *dS = scratch + a.p;
-                if (drop) drop_probs(pd, P, keep, k, sh.sample0 + (uint32_t)bc, sh.head0 + (uint32_t)h, s);
-                if (drop) to_bf16(pd, s, sh.bf16);
-                const real *Pd = drop ? pd : P;
-                mt_gemm(1, 0, s, hd, s, 1, Pd, s, dO, a.ldo, beta, dV, a.ld);      // dV (+)= Pdᵀ·dO
-                mt_gemm(0, 1, s, s, hd, 1, dO, a.ldo, V, a.ld, 0, dS, s);         // dPd = dO·Vᵀ
-                to_bf16(dS, s, sh.bf16);
-                softmax_backward(dS, Pd, P, s);
-                to_bf16(dS, s, sh.bf16);
-                mt_gemm(0, 0, s, hd, s, scale, dS, s, K, a.ld, 0, dQ, a.ld);      // dQ = dS·K/√hd
-                mt_gemm(1, 0, s, hd, s, scale, dS, s, Q, a.ld, beta, dK, a.ld);   // dK (+)= dSᵀ·Q/√hd
+                backward_pair(dqkv + a.q, dqkv + a.k, dqkv + a.v, scratch + a.p, qkv + a.q, qkv + a.k, qkv + a.v,
+                              dout + a.o, probs + a.p, a, &w, k, sh.sample0 + (uint32_t)bc, sh.head0 + (uint32_t)h, sh,
+                              scale, j > 0);
             }
         }
-        free(pd);
-        free(keep);
+        bwd_ws_free(&w);
     }
 }
