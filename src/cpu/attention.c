@@ -78,6 +78,8 @@ static void softmax_row(real *row, // (s)
 // through OpenBLAS per pair (tiny GEMMs, half of whose scores are masked).
 // Every product is one tile: TR rows of A (unit stride along the sum)
 // against a TJ-wide panel of B (rows ldb apart), TR x TJ sums in registers.
+// A is read one scalar per row and k, so it may as well be transposed: the
+// backward's Pdᵀ·dO and dSᵀ·Q read P and dS down their columns.
 #define TR 4
 #define TJ 32
 #ifdef MT_FP64
@@ -86,13 +88,14 @@ static void softmax_row(real *row, // (s)
 #define MT_FMA(a, b, c) fmaf(a, b, c)
 #endif
 
-// c[r][j] = alpha Σ_k a[r][k] b[k][j] for r < nr, j < nc: the sums run over
+// c[r][j] (+)= alpha Σ_k a[r][k ka] b[k][j] for r < nr, j < nc (ka = 1: A's
+// rows; ka = its row stride: A's columns, i.e. Aᵀ's rows). The sums run over
 // k in order, one fused multiply-add each (C11 does not contract a*b+c, so
 // the fma is spelled out). Rows r >= nr point at a valid row and are
 // dropped. The unroll pragmas make GCC keep acc in registers (without them
 // it stayed in memory, reloaded every k).
-static void tile(real *c, size_t ldc, int nr, int nc, real alpha, const real *const a[TR], const real *b, size_t ldb,
-                 int nk, int beta) {
+static void tile(real *c, size_t ldc, int nr, int nc, real alpha, const real *const a[TR], size_t ka, const real *b,
+                 size_t ldb, int nk, int beta) {
     real acc[TR][TJ];
 #pragma GCC unroll 4
     for (int r = 0; r < TR; r++)
@@ -102,7 +105,7 @@ static void tile(real *c, size_t ldc, int nr, int nc, real alpha, const real *co
         const real *bk = b + (size_t)k * ldb;
 #pragma GCC unroll 4
         for (int r = 0; r < TR; r++) {
-            real x = a[r][k];
+            real x = a[r][(size_t)k * ka];
 #pragma GCC unroll 32
             for (int j = 0; j < TJ; j++) acc[r][j] = MT_FMA(x, bk[j], acc[r][j]);
         }
@@ -175,7 +178,7 @@ static void forward_pair(real *out, real *P, const real *Q, const real *K, const
         const real *qr[TR], *pr[TR];
         for (int r = 0; r < TR; r++) qr[r] = Q + (size_t)(i + (r < nr ? r : 0)) * a.ld;
         for (int j0 = 0; j0 < nk; j0 += TJ)  // the scores, scaled (as the scores GEMM's alpha)
-            tile(Pi + j0, s, nr, nk - j0 < TJ ? nk - j0 : TJ, scale, qr, w->kt + j0, w->sp, hd, 0);
+            tile(Pi + j0, s, nr, nk - j0 < TJ ? nk - j0 : TJ, scale, qr, 1, w->kt + j0, w->sp, hd, 0);
         for (int r = 0; r < nr; r++) softmax_row(Pi + (size_t)r * s, i + r, s, sh.bf16);
         const real *Pv = Pi;  // what multiplies V: P, or its dropped copy
         if (w->pd) {
@@ -189,7 +192,7 @@ static void forward_pair(real *out, real *P, const real *Q, const real *K, const
         }
         for (int r = 0; r < TR; r++) pr[r] = Pv + (size_t)(r < nr ? r : 0) * s;
         for (int d0 = 0; d0 < hd; d0 += TJ)  // O = P·V over the visible keys (P is 0 past each row's query)
-            tile(out + (size_t)i * a.ldo + d0, a.ldo, nr, hd - d0 < TJ ? hd - d0 : TJ, 1, pr, w->vp + d0, w->hdp, nk, 0);
+            tile(out + (size_t)i * a.ldo + d0, a.ldo, nr, hd - d0 < TJ ? hd - d0 : TJ, 1, pr, 1, w->vp + d0, w->hdp, nk, 0);
     }
 }
 
@@ -227,6 +230,7 @@ static void softmax_backward_row(real *d,        // (s) dPd in, dS out
     double dot = 0;
 #pragma omp simd reduction(+ : dot)
     for (int j = 0; j <= q; j++) dot += (double)pd[j] * d[j];
+#pragma omp simd
     for (int j = 0; j <= q; j++) d[j] = (real)((double)pd[j] * d[j] - (double)p[j] * dot);
     if (bf16)
         for (int j = 0; j <= q; j++) d[j] = (real)mt_bf16_round((float)d[j]);
@@ -234,9 +238,9 @@ static void softmax_backward_row(real *d,        // (s) dPd in, dS out
 }
 
 // Per-thread panels of the backward: Vᵀ (hd, sp); K, Q and dO as (s, hdp)
-// rows; Pdᵀ (s, s); a block's dropped probabilities and dPd rows (TR, s).
+// rows; under dropout the pair's dropped probabilities (s, s).
 typedef struct {
-    real *vt, *kp, *qp, *dop, *pdt, *pd, *ds;
+    real *vt, *kp, *qp, *dop, *pd;
     unsigned char *keep;
     int sp, hdp;
 } bwd_ws;
@@ -254,9 +258,7 @@ static bwd_ws bwd_ws_new(mt_attn_shape sh, int drop) {
     w.kp = zalloc(s * w.hdp);
     w.qp = zalloc(s * w.hdp);
     w.dop = zalloc(s * w.hdp);
-    w.pdt = zalloc(s * s);
-    w.ds = zalloc(TR * s);
-    w.pd = drop ? zalloc(TR * s) : NULL;
+    w.pd = drop ? mt_malloc(s * s * sizeof(real)) : NULL;
     w.keep = drop ? mt_malloc(s) : NULL;
     return w;
 }
@@ -266,19 +268,17 @@ static void bwd_ws_free(bwd_ws *w) {
     free(w->kp);
     free(w->qp);
     free(w->dop);
-    free(w->pdt);
-    free(w->ds);
     free(w->pd);
     free(w->keep);
 }
 
 // One (batch column, query head) pair, in blocks of TR query rows: dPd =
-// dO·Vᵀ over the causal keys, dS, and dQ = dS·K/√hd while the rows are in
-// cache; Pd and dS go to transposed copies (Pdᵀ here, dSᵀ in dst, the
-// pair's (s, s) scratch), from which dV (+)= Pdᵀ·dO and dK (+)= dSᵀ·Q/√hd
-// are computed key block by key block, over the queries at or after them.
-// beta: the group's first head writes dK and dV, the others add.
-static void backward_pair(real *dQ, real *dK, real *dV, real *dst, const real *Q, const real *K, const real *V,
+// dO·Vᵀ over the causal keys, dS (into dS, the pair's (s, s) scratch) and
+// dQ = dS·K/√hd while the rows are in cache. Then, key block by key block
+// over the queries at or after it, dV (+)= Pdᵀ·dO and dK (+)= dSᵀ·Q/√hd,
+// reading Pd and dS down their columns. beta: the group's first head writes
+// dK and dV, the others add.
+static void backward_pair(real *dQ, real *dK, real *dV, real *dS, const real *Q, const real *K, const real *V,
                           const real *dO, const real *P, pair_at a, bwd_ws *w, const mt_dropout_key *k,
                           uint32_t sample, uint32_t head, mt_attn_shape sh, real scale, int beta) {
     int s = sh.s, hd = sh.hd;
@@ -287,48 +287,43 @@ static void backward_pair(real *dQ, real *dK, real *dV, real *dst, const real *Q
     pack_rows(w->qp, w->hdp, Q, a.ld, s, hd);
     pack_rows(w->dop, w->hdp, dO, a.ldo, s, hd);
     real sc = w->pd ? (real)(1.0 / (1.0 - (double)k->p)) : 0;
+    const real *Pd = w->pd ? w->pd : P;  // the probabilities that multiplied V
     const real *ar[TR];
     for (int i = 0; i < s; i += TR) {
         int nr = s - i < TR ? s - i : TR, nk = i + nr;
-        const real *Pi = P + (size_t)i * s, *Pd = Pi;
-        if (w->pd) {
+        const real *Pi = P + (size_t)i * s, *Pdi = Pd + (size_t)i * s;
+        real *dSi = dS + (size_t)i * s;
+        if (w->pd)
             for (int r = 0; r < nr; r++) {
-                real *dr = w->pd + (size_t)r * s;
+                real *dr = w->pd + (size_t)(i + r) * s;
                 drop_row(dr, Pi + (size_t)r * s, w->keep, k, sample, head, i + r, s, sc);
                 if (sh.bf16)
                     for (int j = 0; j <= i + r; j++) dr[j] = (real)mt_bf16_round((float)dr[j]);
             }
-            Pd = w->pd;
-        }
         for (int r = 0; r < TR; r++) ar[r] = w->dop + (size_t)(i + (r < nr ? r : 0)) * w->hdp;
         for (int j0 = 0; j0 < nk; j0 += TJ)  // dPd = dO·Vᵀ
-            tile(w->ds + j0, s, nr, nk - j0 < TJ ? nk - j0 : TJ, 1, ar, w->vt + j0, w->sp, hd, 0);
+            tile(dSi + j0, s, nr, nk - j0 < TJ ? nk - j0 : TJ, 1, ar, 1, w->vt + j0, w->sp, hd, 0);
         for (int r = 0; r < nr; r++)
-            softmax_backward_row(w->ds + (size_t)r * s, Pd + (size_t)r * s, Pi + (size_t)r * s, i + r, s, sh.bf16);
-        for (int r = 0; r < TR; r++) ar[r] = w->ds + (size_t)(r < nr ? r : 0) * s;
+            softmax_backward_row(dSi + (size_t)r * s, Pdi + (size_t)r * s, Pi + (size_t)r * s, i + r, s, sh.bf16);
+        for (int r = 0; r < TR; r++) ar[r] = dSi + (size_t)(r < nr ? r : 0) * s;
         for (int d0 = 0; d0 < hd; d0 += TJ)  // dQ = dS·K/√hd
-            tile(dQ + (size_t)i * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, scale, ar, w->kp + d0, w->hdp, nk, 0);
-        // Columns i .. i+nr-1 of Pdᵀ and dSᵀ, keys 0 .. nk-1 (zero past each
-        // query): every entry the key blocks below read.
-        for (int j = 0; j < nk; j++)
-            for (int r = 0; r < nr; r++) {
-                w->pdt[(size_t)j * s + i + r] = Pd[(size_t)r * s + j];
-                dst[(size_t)j * s + i + r] = w->ds[(size_t)r * s + j];
-            }
+            tile(dQ + (size_t)i * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, scale, ar, 1, w->kp + d0, w->hdp, nk,
+                 0);
     }
     for (int j0 = 0; j0 < s; j0 += TR) {
-        int nr = s - j0 < TR ? s - j0 : TR, nq = s - j0;  // queries j0 .. s-1 see some key of the block
-        for (int r = 0; r < TR; r++) ar[r] = w->pdt + (size_t)(j0 + (r < nr ? r : 0)) * s + j0;
+        // Queries j0 .. s-1 see some key of the block; Pd and dS are 0 where
+        // the query is before the key.
+        int nr = s - j0 < TR ? s - j0 : TR, nq = s - j0;
+        for (int r = 0; r < TR; r++) ar[r] = Pd + (size_t)j0 * s + j0 + (r < nr ? r : 0);
         for (int d0 = 0; d0 < hd; d0 += TJ)  // dV (+)= Pdᵀ·dO
-            tile(dV + (size_t)j0 * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, 1, ar,
+            tile(dV + (size_t)j0 * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, 1, ar, (size_t)s,
                  w->dop + (size_t)j0 * w->hdp + d0, w->hdp, nq, beta);
-        for (int r = 0; r < TR; r++) ar[r] = dst + (size_t)(j0 + (r < nr ? r : 0)) * s + j0;
+        for (int r = 0; r < TR; r++) ar[r] = dS + (size_t)j0 * s + j0 + (r < nr ? r : 0);
         for (int d0 = 0; d0 < hd; d0 += TJ)  // dK (+)= dSᵀ·Q/√hd
-            tile(dK + (size_t)j0 * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, scale, ar,
+            tile(dK + (size_t)j0 * a.ld + d0, a.ld, nr, hd - d0 < TJ ? hd - d0 : TJ, scale, ar, (size_t)s,
                  w->qp + (size_t)j0 * w->hdp + d0, w->hdp, nq, beta);
     }
 }
-
 void mt_attention_backward(real *dqkv,        // (s, b, W) overwritten
                            real *scratch,     // (b, nh, s, s) workspace
                            const real *dout,  // (s, b, nh*hd)
