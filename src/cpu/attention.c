@@ -1,7 +1,8 @@
 // attention.c: causal multi-head self-attention core, plain (not flash):
 // the (s, s) probabilities are materialised and saved for backward. Each
-// (batch column, head) pair is independent; threads take whole pairs, and the
-// OpenBLAS calls inside run single-threaded.
+// (batch column, head) pair is independent; threads take whole pairs. The
+// products are this file's register tiles over the causal blocks only, not
+// OpenBLAS (docs/design.md, "Plain attention in cache blocks").
 #include "bf16.h"
 #include "ops.h"
 #include "vmath.h"
@@ -106,7 +107,7 @@ static void softmax_row(real *row, // (s)
 // Every product is one tile: TR rows of A (unit stride along the sum)
 // against a TJ-wide panel of B (rows ldb apart), TR x TJ sums in registers.
 // A is read one scalar per row and k, so it may as well be transposed: the
-// backward's Pdᵀ·dO and dSᵀ·Q read P and dS down their columns.
+// backward's Pdᵀ·dO and dSᵀ·Q read Pd and dS down their columns.
 // Sized to the register file: two vectors wide and, with AVX-512's 32
 // registers, 8 rows: 16 accumulators, enough independent FMAs in flight
 // (measured at GPT-2 124M's and configs/small.conf's attention: 8 rows ran
