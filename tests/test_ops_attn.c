@@ -49,10 +49,10 @@ static int attention_naive(real *out, real *probs, const real *qkv, const mt_dro
     return dropped;
 }
 
-static int forward_vs_naive(int *mt_failed_, mt_attn_shape a) {
+static int forward_vs_naive(int *mt_failed_, mt_attn_shape a, int s) {
     pool P = {0};
     lcg g = {13};
-    a.s = 9;  // longer than the gradcheck's, still cheap
+    a.s = s;
     size_t H = (size_t)a.nh * a.hd, rows = (size_t)a.s * a.b, pp = (size_t)a.b * a.nh * a.s * a.s;
     real *qkv = buf_rand(&P, &g, rows * row_w(a), 2);
     real *out = buf_fill(&P, rows * H, 777), *probs = buf_fill(&P, pp, 777);
@@ -70,8 +70,47 @@ static int forward_vs_naive(int *mt_failed_, mt_attn_shape a) {
     return 0;
 }
 
-TEST(attention_forward_matches_naive) { forward_vs_naive(mt_failed_, ATT); }
-TEST(gqa_attention_forward_matches_naive) { forward_vs_naive(mt_failed_, GQA); }
+// Past one of the plain kernel's register tiles (src/cpu/attention.c: 8 query
+// rows, 32 keys or head columns in fp32, 16 in fp64): s = 41 is six row
+// blocks, the last partial, and two or three key tiles; hd = 36 is two or
+// three column tiles, the last partial. Grouped-query, so dK and dV sum two
+// heads.
+static const mt_attn_shape WIDE = {.s = 41, .b = 2, .nh = 4, .hd = 36, .nkv = 2, .head0 = 1, .sample0 = 2};
+
+// 9: longer than the gradcheck's, still cheap.
+TEST(attention_forward_matches_naive) { forward_vs_naive(mt_failed_, ATT, 9); }
+TEST(gqa_attention_forward_matches_naive) { forward_vs_naive(mt_failed_, GQA, 9); }
+TEST(attention_forward_past_one_tile_matches_naive) { forward_vs_naive(mt_failed_, WIDE, WIDE.s); }
+
+// The plain backward against the blocked one (its own gradcheck is below) at
+// WIDE, a shape too large for a gradcheck, dropout off and on, in both
+// builds. The scratch starts as garbage: the plain backward must not read
+// what it did not write.
+TEST(attention_backward_past_one_tile_matches_flash) {
+    mt_attn_shape a = WIDE;
+    pool P = {0};
+    lcg g = {16};
+    size_t H = (size_t)a.nh * a.hd, rows = (size_t)a.s * a.b, pp = (size_t)a.b * a.nh * a.s * a.s;
+    size_t nq = rows * row_w(a);
+    real *qkv = buf_rand(&P, &g, nq, 1.5), *R = buf_rand(&P, &g, rows * H, 1);
+    real *out = buf_fill(&P, rows * H, 0), *probs = buf_fill(&P, pp, 0), *scratch = buf_fill(&P, pp, 777);
+    real *dq = buf_fill(&P, nq, 777), *out_f = buf_fill(&P, rows * H, 0), *dq_f = buf_fill(&P, nq, 0);
+    real *lse = buf_fill(&P, (size_t)a.b * a.nh * a.s, 0);
+    for (int drop = 0; drop < 2; drop++) {
+        const mt_dropout_key *k = drop ? &KEY_ATTN : NULL;
+        mt_attention_forward(out, probs, qkv, k, a);
+        mt_attention_backward(dq, scratch, R, qkv, probs, k, a);
+        mt_flash_attention_forward(out_f, lse, qkv, k, a);
+        mt_flash_attention_backward(dq_f, R, qkv, out_f, lse, k, a);
+        double scale = 0;
+        for (size_t i = 0; i < nq; i++) scale = fmax(scale, fabs((double)dq_f[i]));
+        double eo = max_abs_diff(out, out_f, rows * H), ed = max_abs_diff(dq, dq_f, nq) / scale;
+        ASSERT(scale > 1e-3, "dropout %d: the gradient vanishes", drop);
+        ASSERT(eo <= FWD_TOL * 10, "dropout %d: out differs from flash by %.3g", drop, eo);
+        ASSERT(ed <= FWD_TOL * 10, "dropout %d: dqkv differs from flash by %.3g of its scale", drop, ed);
+    }
+    pool_free(&P);
+}
 
 typedef struct { real *out, *probs; const real *qkv; const mt_dropout_key *k; mt_attn_shape a; } att_ctx;
 static void att_fwd(void *p) {
@@ -108,6 +147,13 @@ static void gradcheck_attention(int *mt_failed_, mt_attn_shape a, int flash) {
 TEST(attention_gradcheck) { GRADCHECK_BUILD_ONLY(); gradcheck_attention(mt_failed_, ATT, 0); }
 TEST(gqa_attention_gradcheck) { GRADCHECK_BUILD_ONLY(); gradcheck_attention(mt_failed_, GQA, 0); }
 TEST(gqa_flash_attention_gradcheck) { GRADCHECK_BUILD_ONLY(); gradcheck_attention(mt_failed_, GQA, 1); }
+// fp64's tiles are 16 wide: s = 37 is three key tiles and five row blocks,
+// hd = 20 two column tiles, each with a partial one.
+TEST(attention_gradcheck_past_one_tile) {
+    GRADCHECK_BUILD_ONLY();
+    gradcheck_attention(mt_failed_, (mt_attn_shape){.s = 37, .b = 1, .nh = 2, .hd = 20, .nkv = 1, .head0 = 1, .sample0 = 3},
+                        0);
+}
 
 // ---- cross-entropy ---------------------------------------------------------
 

@@ -9,7 +9,9 @@
 // 256, 3.2M parameters); 124m: GPT-2 124M at B 4, T 64 (256 tokens, hidden
 // 768, vocab 50304; AdamW over 32M of its 124M parameters, to stay within a
 // shared machine's memory). LayerNorm's "chain" is the one-row kernel the
-// four-row one replaced, kept here as the comparison point.
+// four-row one replaced, and attention's (heads of 64, 4 samples; dropout
+// off) the OpenBLAS-per-pair kernel the cache blocks replaced, kept here as
+// the comparison points.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +20,19 @@
 #include "common.h"
 #include "ops.h"
 #include "../src/cpu/reduce.h"
+#include "../src/cpu/vmath.h"
 
 typedef struct {
     int n, h, ff, V, Vp;
     size_t nparam;
+    int nh;  // attention heads (head dim h / nh, 4 samples of n / 4 positions)
 } shape;
 
 typedef struct {
     shape s;
     int bf;
     real *x, *y, *z, *w, *b, *db, *res, *logits, *logits0, *st, *p, *g, *m, *v, *pbf;
+    real *qkv, *probs, *scratch, *dqkv;  // attention, (b, nh, s, s) for probs and scratch
     int *tg;
     mt_dropout_key key;
     mt_rows rows;
@@ -54,6 +59,58 @@ static void norm_one_row(real *out, real *mean, real *rstd, const real *inp, con
         mean[i] = (real)m;
         rstd[i] = (real)r;
     }
+}
+
+// ---- attention: OpenBLAS per (sample, head) pair (before the cache blocks) -------
+// The plain kernel as it was before issue 17's register tiles, dropout off:
+// full (s, s) products through mt_gemm, masked and softmaxed in between.
+static void attn_cblas(bench *B, mt_attn_shape a) {
+    int s = a.s, hd = a.hd, W = 3 * a.nh * hd, ld = a.b * W, ldo = a.b * a.nh * hd;
+    real sc = (real)(1.0 / sqrt((double)hd));
+#pragma omp parallel for schedule(static)
+    for (int pr = 0; pr < a.b * a.nh; pr++) {
+        int bc = pr / a.nh, h = pr % a.nh;
+        const real *Q = B->qkv + (size_t)bc * W + (size_t)h * hd, *K = Q + (size_t)a.nh * hd, *V = K + (size_t)a.nh * hd;
+        const real *dO = B->y + (size_t)bc * a.nh * hd + (size_t)h * hd;
+        real *dQ = B->dqkv + (size_t)bc * W + (size_t)h * hd, *dK = dQ + (size_t)a.nh * hd, *dV = dK + (size_t)a.nh * hd;
+        real *P = B->probs + (size_t)pr * s * s, *dS = B->scratch + (size_t)pr * s * s;
+        real *O = B->z + (size_t)bc * a.nh * hd + (size_t)h * hd;
+        mt_gemm(0, 1, s, s, hd, sc, Q, ld, K, ld, 0, P, s);
+        round_if(B, P, (size_t)s * s);
+        for (int q = 0; q < s; q++) {
+            real *r = P + (size_t)q * s, m = r[0];
+            double sum = 0;
+            for (int j = 1; j <= q; j++) m = r[j] > m ? r[j] : m;
+#pragma omp simd
+            for (int j = 0; j <= q; j++) r[j] = MT_EXP(r[j] - m);
+            for (int j = 0; j <= q; j++) sum += r[j];
+            for (int j = 0; j <= q; j++) r[j] *= (real)(1.0 / sum);
+            for (int j = q + 1; j < s; j++) r[j] = 0;
+        }
+        round_if(B, P, (size_t)s * s);
+        mt_gemm(0, 0, s, hd, s, 1, P, s, V, ld, 0, O, ldo);
+        mt_gemm(1, 0, s, hd, s, 1, P, s, dO, ldo, 0, dV, ld);
+        mt_gemm(0, 1, s, s, hd, 1, dO, ldo, V, ld, 0, dS, s);
+        round_if(B, dS, (size_t)s * s);
+        for (int q = 0; q < s; q++) {
+            real *d = dS + (size_t)q * s;
+            const real *p = P + (size_t)q * s;
+            double dot = 0;
+            for (int j = 0; j <= q; j++) dot += (double)p[j] * d[j];
+            for (int j = 0; j <= q; j++) d[j] = (real)((double)p[j] * d[j] - (double)p[j] * dot);
+            for (int j = q + 1; j < s; j++) d[j] = 0;
+        }
+        round_if(B, dS, (size_t)s * s);
+        mt_gemm(0, 0, s, hd, s, sc, dS, s, K, ld, 0, dQ, ld);
+        mt_gemm(1, 0, s, hd, s, sc, dS, s, Q, ld, 0, dK, ld);
+    }
+}
+
+static void attention(bench *B, int blocked) {
+    mt_attn_shape a = {.s = B->s.n / 4, .b = 4, .nh = B->s.nh, .hd = B->s.h / B->s.nh, .nkv = B->s.nh, .bf16 = B->bf};
+    if (!blocked) { attn_cblas(B, a); return; }
+    mt_attention_forward(B->z, B->probs, B->qkv, NULL, a);
+    mt_attention_backward(B->dqkv, B->scratch, B->y, B->qkv, B->probs, NULL, a);
 }
 
 // ---- the pairs: chain (0) and fused (1) ------------------------------------------
@@ -135,14 +192,14 @@ static real *rnd(size_t n, double amp, uint64_t seed) {
 }
 
 int main(int argc, char **argv) {
-    shape sh = {512, 256, 1024, 256, 256, 3200000};
+    shape sh = {512, 256, 1024, 256, 256, 3200000, 4};
     const char *sname = "small";
     int bf = 0, rounds = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bf16")) bf = 1;
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc && !strcmp(argv[i + 1], "124m")) {
-            sh = (shape){256, 768, 3072, 50257, 50304, 32u << 20};
+            sh = (shape){256, 768, 3072, 50257, 50304, 32u << 20, 12};
             sname = argv[++i];
         } else if (!strcmp(argv[i], "--shape") && i + 1 < argc && !strcmp(argv[i + 1], "small")) {
             i++;
@@ -175,6 +232,11 @@ int main(int argc, char **argv) {
     B.v = rnd(sh.nparam, 0.001, 13);
     for (size_t i = 0; i < sh.nparam; i++) B.v[i] *= B.v[i];
     B.pbf = mt_malloc(sh.nparam * sizeof(real));
+    size_t npp = (size_t)sh.n / 4 * sh.n * sh.nh;  // b nh s s with b = 4, s = n / 4
+    B.qkv = rnd(3 * (size_t)sh.n * sh.h, 2, 14);
+    B.dqkv = rnd(3 * (size_t)sh.n * sh.h, 1, 15);
+    B.probs = rnd(npp, 1, 16);
+    B.scratch = rnd(npp, 1, 17);
 
     const pair pairs[] = {{"GELU forward (+ bf16 roundings)", gelu_fwd, 20},
                           {"GELU backward + fc1 bias gradient", gelu_bwd, 20},
@@ -182,7 +244,8 @@ int main(int argc, char **argv) {
                           {"bias-dropout-add backward + bias gradient", bda_bwd, 20},
                           {"LayerNorm forward (one row / four rows)", ln_fwd, 20},
                           {"cross-entropy + softmax + backward", xent, 5},
-                          {"AdamW (+ bf16 copy)", adamw, 3}};
+                          {"AdamW (+ bf16 copy)", adamw, 3},
+                          {"attention forward + backward (OpenBLAS per pair / cache blocks)", attention, 5}};
     int np = (int)(sizeof pairs / sizeof pairs[0]);
     printf("shape %s (%d tokens, hidden %d, ffn %d, vocab %d, AdamW over %zu parameters)%s, %d rounds\n\n", sname,
            sh.n, sh.h, sh.ff, sh.Vp, sh.nparam, bf ? ", --bf16" : "", rounds);
