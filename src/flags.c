@@ -139,7 +139,7 @@ const mt_flag_def mt_flags[] = {
     NOTE_ARG("--transformer-impl", "one implementation here (no Transformer Engine); ignored"),
     NOTE_ARG("--distributed-backend", "MPI carries every collective; ignored"),
     NOTE("--tp-comm-overlap", "TP collectives are not overlapped with GEMMs; same numbers"),
-    NOTE("--no-masked-softmax-fusion", "the attention's mask and softmax always run inside its blocked products (same kernel for every layout); ignored"),
+    NOTE("--no-masked-softmax-fusion", "CPU build: the attention's mask and softmax always run inside its blocked products (CUDA: a separate softmax kernel); ignored"),
     NOTE("--no-gradient-accumulation-fusion", "weight gradients always accumulate inside the GEMM (beta 1); same numbers"),
     NOTE("--no-persist-layer-norm", "one LayerNorm kernel here (no persistent variant); ignored"),
     NOTE("--attention-softmax-in-fp32", "the softmax always computes in fp32 (fp64 in pretrain_gpt_fp64)"),

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <unistd.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -41,17 +42,25 @@
 // by libc's own start-up (it resets environ): the only way in is to run the
 // program again with the variable set. The same process (PID, MPI launcher
 // environment) execs itself once, before MPI_Init; if that fails the run
-// goes on with the default. (Under valgrind, set OMP_WAIT_POLICY yourself:
-// the second exec would leave the tool.)
+// goes on with the default. The exec names /proc/self/exe, which the kernel
+// resolves to the running file even if it was deleted or replaced since.
+// Not re-executed: a build without OpenMP; a launch through an explicit
+// dynamic loader (`ld.so ./pretrain_gpt ...`: /proc/self/exe is ld.so, and
+// there AT_BASE is 0); valgrind (its preload library is in LD_PRELOAD: the
+// exec would leave the tool and report a clean run). There, set
+// OMP_WAIT_POLICY yourself.
 static void default_wait_policy(char **argv) {
+#ifdef _OPENMP
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return;
-    self[n] = 0;
+    const char *pre = getenv("LD_PRELOAD");
+    if (getauxval(AT_BASE) == 0 || (pre && strstr(pre, "vgpreload"))) return;
     if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
-    execv(self, argv);
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
     unsetenv("OMP_WAIT_POLICY");  // exec failed: the policy this process already has
+#else
+    (void)argv;
+#endif
 }
 
 // Everything one run holds.

@@ -262,8 +262,12 @@ sgemm_ceiling() { # KT NAME SHAPES...
     BETA1_OF[$name,$kt]=$(awk '$1 == "max" { print $2 " (" $3 " " $4 ")" }' "$W/sgemm_${name}_${kt}_beta1.txt")
     # GEMM-only bound: the step time if the model ran nothing but its GEMMs,
     # each at the rate just measured: the listed shapes are 4 per-layer
-    # pairs (x L layers) and the LM head last (x 1); see model_gemms.
-    BOUND_MS_OF[$name,$kt]=$(awk -v L="${LAYERS_OF[$name]}" '$1 == "sgemm" { i++; ms += (i <= 12 ? L : 1) * $6 } END { printf "%.1f", ms }' "$W/sgemm_${name}_$kt.txt")
+    # pairs (x L layers) and the LM head last (x 1), each pair nt, nn, tn;
+    # see model_gemms. The weight gradients (every third line) take their
+    # beta-1 time, as the model runs them.
+    BOUND_MS_OF[$name,$kt]=$(awk -v L="${LAYERS_OF[$name]}" 'FNR == NR { if ($1 == "sgemm") tn[++j] = $6; next }
+        $1 == "sgemm" { i++; ms += (i <= 12 ? L : 1) * (i % 3 == 0 ? tn[i / 3] : $6) } END { printf "%.1f", ms }' \
+        "$W/sgemm_${name}_${kt}_beta1.txt" "$W/sgemm_${name}_$kt.txt")
     [ -n "${CEIL_OF[$name,$kt]}" ] || die "tools/sgemm_bench printed no maximum"
     grep -q "core $( [ "$kt" = native ] && echo "$NATIVE_CORE" || echo "$PIN_CORE"))" "$W/sgemm_${name}_$kt.txt" ||
         die "sgemm ran another kernel than $(klabel "$kt")"
@@ -411,7 +415,7 @@ REPORT=$W/report.md
     echo "- CPU features: $FEATURES"
     echo "- OpenBLAS core: $(klabel "$HEAD")$( [ ${#KERNELS[@]} -gt 1 ] && echo "; also $(klabel pinned): every C row runs with both, the native one is the headline")"
     echo "- model FLOPs/token = 6N + 12*L*T*h; sgemm ceiling per shape and kernel = best cblas_sgemm over the model's own GEMMs (nt, nn, tn; LM head included; attention's batched GEMMs not)"
-    echo "- GEMMs-only bound: the step time if the model ran only its linear layers' GEMMs (per layer x L, LM head once), each at the rate measured for the ceiling; model FLOP/s at that time is the most the ceiling's share could be with every other op free"
+    echo "- GEMMs-only bound: the step time if the model ran only its linear layers' GEMMs (per layer x L, LM head once), each at the rate measured for the ceiling (weight gradients with beta 1, as the model runs them; the qkv and fc1 forwards, which the model also runs with beta 1, at beta 0); model FLOP/s at that time is about the most the ceiling's share could be with every other op free"
     for KT in "${KERNELS[@]}"; do
         echo "- weight-gradient GEMMs (tn) with beta 1, as the model calls them (accumulating; OpenBLAS skips zeroing C), $(klabel "$KT"): best ${BETA1_OF[small,$KT]} GFLOP/s small$( [ $QUICK = 0 ] && echo ", ${BETA1_OF[big,$KT]} 124M"), beside the beta-0 ceiling"
     done

@@ -13,10 +13,11 @@
 //   gemm_profile[PID]: M N K LAYOUT beta B calls C ms T GFLOP/s G
 //   gemm_profile[PID]: total calls C ms T GFLOP G GFLOP/s R
 // LAYOUT is op(A) op(B) as 'n' or 't' in row-major terms (the trainer's
-// nt = forward, nn = input gradient, tn = weight gradient). Calls made
-// inside an OpenMP parallel region (attention's per-head products) are
-// timed per thread, so their milliseconds add up thread time, not wall
-// time. An interposer keeps its tallies in static state by nature: there
+// nt = forward, nn = input gradient, tn = weight gradient; a conjugate
+// transpose counts as 'n'); "beta 1" means beta != 0 (C accumulated).
+// Calls made inside an OpenMP parallel region (a kernel calling one GEMM
+// per thread) are timed per thread, so their milliseconds add up thread
+// time, not wall time. An interposer keeps its tallies in static state by nature: there
 // is no caller to hand a context to.
 #define _GNU_SOURCE
 #include <cblas.h>

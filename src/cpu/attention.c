@@ -120,7 +120,11 @@ static void softmax_row(real *row, // (s)
 #define TR 4
 #define TJ (64 / (int)sizeof(real))
 #endif
-#ifdef MT_FP64
+// A fused multiply-add where the CPU has one; without it (MARCH=x86-64)
+// libm's fma is a software routine many times slower than a*b + c.
+#if !defined(__FMA__)
+#define MT_FMA(a, b, c) ((a) * (b) + (c))
+#elif defined(MT_FP64)
 #define MT_FMA(a, b, c) fma(a, b, c)
 #else
 #define MT_FMA(a, b, c) fmaf(a, b, c)

@@ -43,8 +43,9 @@ extern "C" int mt_cuda_init(int local_rank, int bf16, int tf32, char *msg, size_
     }
     // Plain fp32 products: the oracle comparison allows round-off, not TF32.
     // --tf32 opts in to TF32 tensor cores for them (10-bit mantissa inputs,
-    // fp32 accumulation), as PyTorch's allow_tf32 does; bf16 products are
-    // unaffected (they already run on tensor cores).
+    // fp32 accumulation), as PyTorch's allow_tf32 does. The bf16 GemmEx
+    // products name their own types; under --bf16 --tf32 the attention's
+    // fp32 batched products (scores, P V) do move to TF32.
     CUBLAS_CHECK(cublasSetMathMode(ctx.blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
     return 0;
 }
