@@ -22,8 +22,9 @@ NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin
 # runtime checks or epilogue ("very cheap"), which left most elementwise
 # kernels scalar. The dynamic model vectorises them too; it changes no bit
 # (no reassociation: the FP reductions keep their written order, and -std=c11
-# keeps contraction off) and made a 124M step 5% and a small-shape step 9%
-# faster (tools/bench-ab.sh, 2026-12-02). Clang has no such flag (and no
+# keeps contraction off). Side by side (tools/bench-opts.sh, 2026-12-02,
+# native kernels): a 124M step 3% and a small-shape step 2-10% faster on a
+# quiet machine (5% and 9% under load). Clang has no such flag (and no
 # such limit).
 VECT := $(if $(findstring clang,$(CC)),,-fvect-cost-model=dynamic)
 # MARCH=x86-64-v3 builds binaries for another machine's CPU (tools/device-bundle.sh).
