@@ -42,21 +42,34 @@
 // by libc's own start-up (it resets environ): the only way in is to run the
 // program again with the variable set. The same process (PID, MPI launcher
 // environment) execs itself once, before MPI_Init; if that fails the run
-// goes on with the default. The exec names /proc/self/exe, which the kernel
-// resolves to the running file even if it was deleted or replaced since.
-// Not re-executed: a build without OpenMP; a launch through an explicit
-// dynamic loader (`ld.so ./pretrain_gpt ...`: /proc/self/exe is ld.so, and
-// there AT_BASE is 0); valgrind (its preload library is in LD_PRELOAD: the
-// exec would leave the tool and report a clean run). There, set
-// OMP_WAIT_POLICY yourself.
+// goes on with the default. The exec names the file /proc/self/exe links
+// to, not the link itself: the kernel names a process (/proc/PID/comm,
+// what ps, pgrep and the multihost test see) after the exec'd path, and
+// "/proc/self/exe" would make every rank "exe". A binary deleted or
+// replaced since launch (the link reads "PATH (deleted)") or a path longer
+// than the buffer is not re-executed: the run keeps the default.
+// Not re-executed either: a build without OpenMP; a launch through an
+// explicit dynamic loader (`ld.so ./pretrain_gpt ...`: /proc/self/exe is
+// ld.so, and there AT_BASE is 0); valgrind (its preload library is in
+// LD_PRELOAD: the exec would leave the tool and report a clean run). There,
+// set OMP_WAIT_POLICY yourself.
 static void default_wait_policy(char **argv) {
 #ifdef _OPENMP
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     const char *pre = getenv("LD_PRELOAD");
     if (getauxval(AT_BASE) == 0 || (pre && strstr(pre, "vgpreload"))) return;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self);
+    if (n <= 0 || n >= (ssize_t)sizeof self) return;
+    self[n] = 0;
+    const char *gone = " (deleted)";
+    size_t lg = strlen(gone);
+    if ((size_t)n >= lg && !strcmp(self + n - lg, gone)) return;
+    struct stat st;
+    if (stat(self, &st) || !S_ISREG(st.st_mode)) return;
     if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
     fflush(NULL);
-    execv("/proc/self/exe", argv);
+    execv(self, argv);
     unsetenv("OMP_WAIT_POLICY");  // exec failed: the policy this process already has
 #else
     (void)argv;

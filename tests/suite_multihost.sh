@@ -43,7 +43,7 @@ for row in "tp2_dp2:--tensor-model-parallel-size 2:DP" "tp2_pp2:--tensor-model-p
     ok = (h[0] == p "host0" && h[1] == p "host0" && h[2] == p "host1" && h[3] == p "host1"); print ok ? "yes" : "no" }')
   why=$(compare_losses "$T/one.json" "$T/$name.json" 1e-10) &&
     tools/compare "$T/$name.st" "$T/one.st" --max-abs 1e-9 > "$T/$name.cmp" 2>&1 && [ "$layout_ok" = yes ] &&
-    ok "multihost_${name}_equals_one_rank (TP inside a host, $across across: $why; ranks on hosts: $(echo "$hosts" | awk '{printf "%s%d@%s", NR > 1 ? " " : "", $1, $2}'))" ||
+    ok "multihost_${name}_equals_one_rank (TP inside a host, $across across: $why; ranks on hosts: $(echo "$hosts" | awk '{ printf "%s%d@%s", (NR > 1 ? " " : ""), $1, $2 }'))" ||
     not_ok "multihost_${name}_equals_one_rank" "$why; layout $layout_ok: $(echo $hosts); $(tail -n 1 "$T/$name.cmp")"
 done
 
