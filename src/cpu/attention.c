@@ -38,13 +38,23 @@ static pair_at locate(mt_attn_shape sh, int bc, int h) {
 
 static int attn_dropout_on(const mt_dropout_key *k) { return k && k->p > 0; }
 
-// dr = pr * keep / (1-p) over query q's keys, zero past them. The mask is
-// drawn from global indices each time it is needed, never stored.
+// --bf16: the first n entries of a row as the bf16 tensor a GPU run would
+// hold there (the masked zeros past them stay zero).
+static void bf16_row(real *x, int n, int on) {
+    if (!on) return;
+#pragma omp simd
+    for (int j = 0; j < n; j++) x[j] = (real)mt_bf16_round((float)x[j]);
+}
+
+// dr = pr * keep / (1-p) over query q's keys, zero past them, rounded under
+// --bf16. The mask is drawn from global indices each time it is needed,
+// never stored.
 static void drop_row(real *dr, const real *pr, unsigned char *keep, const mt_dropout_key *k, uint32_t sample,
-                     uint32_t head, int q, int s, real sc) {
+                     uint32_t head, int q, int s, real sc, int bf16) {
     mt_rng_keep_attn_row(k, sample, head, (uint32_t)q, q + 1, keep);
     for (int j = 0; j <= q; j++) dr[j] = keep[j] ? pr[j] * sc : 0;
     for (int j = q + 1; j < s; j++) dr[j] = 0;
+    bf16_row(dr, q + 1, bf16);
 }
 
 // Max and double sum of a row of tens of keys: 16 lanes, then a halving
@@ -82,9 +92,7 @@ static double row_sum(const real *x, int n) {
 // as the scores GEMM's bf16 output and the probabilities written bf16.
 static void softmax_row(real *row, // (s)
                         int q, int s, int bf16) {
-    if (bf16)
-#pragma omp simd
-        for (int j = 0; j <= q; j++) row[j] = (real)mt_bf16_round((float)row[j]);
+    bf16_row(row, q + 1, bf16);
     real m = row_max(row, q + 1);
     // Exponentials first (a vectorised loop in fp32, vmath.h), then their
     // sum in double.
@@ -93,9 +101,7 @@ static void softmax_row(real *row, // (s)
     real inv = (real)(1.0 / row_sum(row, q + 1));
 #pragma omp simd
     for (int j = 0; j <= q; j++) row[j] *= inv;
-    if (bf16)
-#pragma omp simd
-        for (int j = 0; j <= q; j++) row[j] = (real)mt_bf16_round((float)row[j]);
+    bf16_row(row, q + 1, bf16);
     for (int j = q + 1; j < s; j++) row[j] = 0;
 }
 
@@ -173,14 +179,19 @@ typedef struct {
     int sp, hdp;
 } fwd_ws;
 
+// Zeroed once: the padding past s and hd is never written.
+static real *zalloc(size_t n) {
+    real *p = mt_malloc(n * sizeof(real));
+    for (size_t i = 0; i < n; i++) p[i] = 0;
+    return p;
+}
+
 static fwd_ws fwd_ws_new(mt_attn_shape sh, int drop) {
     fwd_ws w = {.sp = round_up(sh.s, TJ), .hdp = round_up(sh.hd, TJ)};
-    w.kt = mt_malloc((size_t)sh.hd * w.sp * sizeof(real));
-    w.vp = mt_malloc((size_t)sh.s * w.hdp * sizeof(real));
+    w.kt = zalloc((size_t)sh.hd * w.sp);
+    w.vp = zalloc((size_t)sh.s * w.hdp);
     w.pd = drop ? mt_malloc((size_t)TR * sh.s * sizeof(real)) : NULL;
     w.keep = drop ? mt_malloc((size_t)sh.s) : NULL;
-    for (size_t i = 0; i < (size_t)sh.hd * w.sp; i++) w.kt[i] = 0;
-    for (size_t i = 0; i < (size_t)sh.s * w.hdp; i++) w.vp[i] = 0;
     return w;
 }
 
@@ -224,12 +235,8 @@ static void forward_pair(real *out, real *P, const real *Q, const real *K, const
         for (int r = 0; r < nr; r++) softmax_row(Pi + (size_t)r * s, i + r, s, sh.bf16);
         const real *Pv = Pi;  // what multiplies V: P, or its dropped copy
         if (w->pd) {
-            for (int r = 0; r < nr; r++) {
-                real *dr = w->pd + (size_t)r * s;
-                drop_row(dr, Pi + (size_t)r * s, w->keep, k, sample, head, i + r, s, sc);
-                if (sh.bf16)
-                    for (int j = 0; j <= i + r; j++) dr[j] = (real)mt_bf16_round((float)dr[j]);
-            }
+            for (int r = 0; r < nr; r++)
+                drop_row(w->pd + (size_t)r * s, Pi + (size_t)r * s, w->keep, k, sample, head, i + r, s, sc, sh.bf16);
             Pv = w->pd;
         }
         for (int r = 0; r < TR; r++) pr[r] = Pv + (size_t)(r < nr ? r : 0) * s;
@@ -267,15 +274,13 @@ static void softmax_backward_row(real *d,        // (s) dPd in, dS out
                                  const real *pd, // (s) probabilities after dropout
                                  const real *p,  // (s) probabilities before dropout
                                  int q, int s, int bf16) {
-    if (bf16)
-        for (int j = 0; j <= q; j++) d[j] = (real)mt_bf16_round((float)d[j]);
+    bf16_row(d, q + 1, bf16);
     double dot = 0;
 #pragma omp simd reduction(+ : dot)
     for (int j = 0; j <= q; j++) dot += (double)pd[j] * d[j];
 #pragma omp simd
     for (int j = 0; j <= q; j++) d[j] = (real)((double)pd[j] * d[j] - (double)p[j] * dot);
-    if (bf16)
-        for (int j = 0; j <= q; j++) d[j] = (real)mt_bf16_round((float)d[j]);
+    bf16_row(d, q + 1, bf16);
     for (int j = q + 1; j < s; j++) d[j] = 0;
 }
 
@@ -286,12 +291,6 @@ typedef struct {
     unsigned char *keep;
     int sp, hdp;
 } bwd_ws;
-
-static real *zalloc(size_t n) {
-    real *p = mt_malloc(n * sizeof(real));
-    for (size_t i = 0; i < n; i++) p[i] = 0;
-    return p;
-}
 
 static bwd_ws bwd_ws_new(mt_attn_shape sh, int drop) {
     bwd_ws w = {.sp = round_up(sh.s, TJ), .hdp = round_up(sh.hd, TJ)};
@@ -336,12 +335,9 @@ static void backward_pair(real *dQ, real *dK, real *dV, real *dS, const real *Q,
         const real *Pi = P + (size_t)i * s, *Pdi = Pd + (size_t)i * s;
         real *dSi = dS + (size_t)i * s;
         if (w->pd)
-            for (int r = 0; r < nr; r++) {
-                real *dr = w->pd + (size_t)(i + r) * s;
-                drop_row(dr, Pi + (size_t)r * s, w->keep, k, sample, head, i + r, s, sc);
-                if (sh.bf16)
-                    for (int j = 0; j <= i + r; j++) dr[j] = (real)mt_bf16_round((float)dr[j]);
-            }
+            for (int r = 0; r < nr; r++)
+                drop_row(w->pd + (size_t)(i + r) * s, Pi + (size_t)r * s, w->keep, k, sample, head, i + r, s, sc,
+                         sh.bf16);
         for (int r = 0; r < TR; r++) ar[r] = w->dop + (size_t)(i + (r < nr ? r : 0)) * w->hdp;
         for (int j0 = 0; j0 < nk; j0 += TJ)  // dPd = dO·Vᵀ
             tile(dSi + j0, s, nr, nk - j0 < TJ ? nk - j0 : TJ, 1, ar, 1, w->vt + j0, w->sp, hd, 0);
