@@ -217,14 +217,18 @@ void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int t
     count(cm, MT_GROUP_PP, MT_COLL_SEND, n * sizeof(real), t0);
 }
 
+// The transfer's staging buffer is free again (kept for the next one).
+static void release_stage(mt_comm *cm, const MPI_Request *req) {
+    for (int i = 0; i < MT_STAGE_SENDS; i++)
+        if (cm->sends[i].req == req) cm->sends[i].req = NULL;
+}
+
 void mt_comm_wait(mt_comm *cm, MPI_Request *req) {
     if (*req == MPI_REQUEST_NULL) return;
     double t0 = mt_now();
     MPI_Wait(req, MPI_STATUS_IGNORE);
     cm->stats.seconds += mt_now() - t0;
-    // The send's staging buffer is free again (kept for the next send).
-    for (int i = 0; i < MT_STAGE_SENDS; i++)
-        if (cm->sends[i].req == req) cm->sends[i].req = NULL;
+    release_stage(cm, req);
 }
 
 void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag) {
@@ -266,8 +270,7 @@ void mt_comm_pp_recv_wait(mt_comm *cm, mt_pp_recv *r) {
     double t0 = mt_now();
     MPI_Wait(&r->req, MPI_STATUS_IGNORE);
     land(cm, r->x, r->h, r->n * sizeof(real));
-    for (int i = 0; i < MT_STAGE_SENDS; i++)
-        if (cm->sends[i].req == &r->req) cm->sends[i].req = NULL;
+    release_stage(cm, &r->req);
     for (int i = 0; i < MT_PP_LIVE; i++)
         if (cm->pp_live[i] == &r->req) cm->pp_live[i] = NULL;
     count(cm, MT_GROUP_PP, MT_COLL_RECV, r->n * sizeof(real), t0);

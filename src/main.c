@@ -30,29 +30,21 @@
 #include "trace.h"
 #include "train.h"
 
-// OpenMP's idle threads spin by default (libgomp, OMP_WAIT_POLICY unset:
-// 300k rounds before sleeping). On a quiet machine that wins a few percent;
-// with anything else running, or several ranks on few cores (mpirun -np 8
-// on a 2-core laptop), spinning threads take the cores the working ones
-// need: a small-shape step took 275 ms spinning and 71 ms passive under load
-// (tools/bench-ab.sh, 2026-12-02), 53 against 57 ms on an idle machine. So
-// the trainer waits passively unless the user chose (OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT set). libgomp reads its environment in its constructor,
-// before main, and a setenv from the executable's .preinit_array is undone
-// by libc's own start-up (it resets environ): the only way in is to run the
-// program again with the variable set. The same process (PID, MPI launcher
-// environment) execs itself once, before MPI_Init; if that fails the run
-// goes on with the default. The exec names the file /proc/self/exe links
-// to, not the link itself: the kernel names a process (/proc/PID/comm,
-// what ps, pgrep and the multihost test see) after the exec'd path, and
-// "/proc/self/exe" would make every rank "exe". A binary deleted or
-// replaced since launch (the link reads "PATH (deleted)") or a path longer
-// than the buffer is not re-executed: the run keeps the default.
-// Not re-executed either: a build without OpenMP; a launch through an
-// explicit dynamic loader (`ld.so ./pretrain_gpt ...`: /proc/self/exe is
-// ld.so, and there AT_BASE is 0); valgrind (its preload library is in
-// LD_PRELOAD: the exec would leave the tool and report a clean run). There,
-// set OMP_WAIT_POLICY yourself.
+// OpenMP's idle threads spin by default. With anything else running, or
+// several ranks on few cores, a spinning thread takes the core its partner
+// needs (a small-shape step: 275 ms spinning against 71 ms passive under
+// load; 3-10% the other way on an idle machine; README "OpenMP waiting").
+// So the trainer waits passively unless the user chose (OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT set). libgomp reads its environment before main, and a
+// setenv from .preinit_array is undone by libc's start-up, so the process
+// execs itself once with the variable set, before MPI_Init (same PID and
+// launcher environment); on any failure it runs on with the default.
+// It execs the resolved path, not "/proc/self/exe": the kernel names the
+// process after the exec'd path, and every rank would be "exe" to ps, pgrep
+// and suite_multihost. Not re-executed: a binary deleted since launch (its
+// link reads "PATH (deleted)", which would name another file), an explicit
+// dynamic loader (`ld.so ./pretrain_gpt`: AT_BASE is 0, /proc/self/exe is
+// ld.so), valgrind (the exec would leave the tool), builds without OpenMP.
 static void default_wait_policy(char **argv) {
 #ifdef _OPENMP
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
@@ -65,8 +57,6 @@ static void default_wait_policy(char **argv) {
     const char *gone = " (deleted)";
     size_t lg = strlen(gone);
     if ((size_t)n >= lg && !strcmp(self + n - lg, gone)) return;
-    struct stat st;
-    if (stat(self, &st) || !S_ISREG(st.st_mode)) return;
     if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
     fflush(NULL);
     execv(self, argv);

@@ -70,6 +70,13 @@ static int rx_dir(const runner *r, int i) {
     return ch->has_embed ? -1 : RX_ACT;
 }
 
+// Where chunk k's input of direction dir comes from: activations from the
+// previous stage, gradients from the next.
+static void rx_from(const mt_model *m, int dir, int k, int *src, int *tag) {
+    *src = dir == RX_ACT ? prev_stage(m) : next_stage(m);
+    *tag = dir == RX_ACT ? tag_act(k) : tag_grad(k);
+}
+
 // Posts the first receive of direction dir among ops from..nops-1 into the
 // direction's buffer. Receives of one tag are posted in the order the ops
 // consume them, which is the order the neighbour sends them: MPI's
@@ -79,11 +86,9 @@ static void rx_post(runner *r, int dir, int from) {
     while (i < r->nops && rx_dir(r, i) != dir) i++;
     r->rx_op[dir] = i < r->nops ? i : -1;
     if (i == r->nops) return;
-    mt_model *m = r->m;
-    int k = r->ops[i].k;
-    size_t nx = (size_t)m->n_l * (size_t)m->h;
-    if (dir == RX_ACT) mt_comm_pp_irecv(r->cm, &r->rx[dir], m->pp_rbuf[dir], nx, prev_stage(m), tag_act(k));
-    else mt_comm_pp_irecv(r->cm, &r->rx[dir], m->pp_rbuf[dir], nx, next_stage(m), tag_grad(k));
+    int src, tag;
+    rx_from(r->m, dir, r->ops[i].k, &src, &tag);
+    mt_comm_pp_irecv(r->cm, &r->rx[dir], r->m->pp_rbuf[dir], (size_t)r->m->n_l * (size_t)r->m->h, src, tag);
 }
 
 // Op i's input from the neighbour into x: a blocking receive, or (with
@@ -96,8 +101,9 @@ static void recv_input(runner *r, int i, real *x) {
     size_t nx = (size_t)m->n_l * (size_t)m->h;
     double t0 = mt_now();
     if (!m->cfg->overlap_p2p_comm) {
-        if (dir == RX_ACT) mt_comm_pp_recv(r->cm, x, nx, prev_stage(m), tag_act(k));
-        else mt_comm_pp_recv(r->cm, x, nx, next_stage(m), tag_grad(k));
+        int src, tag;
+        rx_from(m, dir, k, &src, &tag);
+        mt_comm_pp_recv(r->cm, x, nx, src, tag);
     } else {
         if (r->rx_op[dir] != i) mt_fail_local(MT_EXIT_FAIL, "schedule: op %d's early receive was posted for op %d", i, r->rx_op[dir]);
         mt_comm_pp_recv_wait(r->cm, &r->rx[dir]);

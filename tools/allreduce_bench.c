@@ -11,19 +11,22 @@
 // hosts first, so a log shows where the ranks ran.
 #include <malloc.h>
 #include <mpi.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "input.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
+// The project's strict parser (input.h): no suffix, no overflow.
 static long long arg_ll(const char *flag, const char *v) {
-    char *end;
-    long long x = v ? strtoll(v, &end, 10) : 0;
-    if (!v || *end || x <= 0) {
+    long long x;
+    if (!v || mt_parse_ll(v, 1, LLONG_MAX, &x)) {
         fprintf(stderr, "allreduce_bench: error: %s needs a positive whole number\n", flag);
         exit(2);
     }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "input.h"
 #include "ops.h"
 #include "../src/cpu/reduce.h"
 #include "../src/cpu/vmath.h"
@@ -197,7 +198,12 @@ int main(int argc, char **argv) {
     int bf = 0, rounds = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bf16")) bf = 1;
-        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+            if (mt_parse_int(argv[++i], 1, 1000000, &rounds)) {
+                fprintf(stderr, "fused_bench: error: --rounds needs a whole number from 1, got '%s'\n", argv[i]);
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc && !strcmp(argv[i + 1], "124m")) {
             sh = (shape){256, 768, 3072, 50257, 50304, 32u << 20, 12};
             sname = argv[++i];

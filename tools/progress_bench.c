@@ -22,9 +22,12 @@
 #include <mpi.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "input.h"
 #include <time.h>
 
 #define UNIT 64   // sgemm edge of one work unit (~10 us on one core)
@@ -39,10 +42,10 @@ typedef struct {
 typedef enum { OP_ALLREDUCE, OP_SENDRECV } op_kind;
 static const char *const op_names[] = {"MPI_Iallreduce", "MPI_Isend+MPI_Irecv"};
 
+// The project's strict parser (input.h): no suffix, no overflow.
 static long long arg_ll(const char *flag, const char *v) {
-    char *end;
-    long long x = v ? strtoll(v, &end, 10) : 0;
-    if (!v || *end || x <= 0) {
+    long long x;
+    if (!v || mt_parse_ll(v, 1, LLONG_MAX, &x)) {
         fprintf(stderr, "progress_bench: error: %s needs a positive whole number\n", flag);
         exit(2);
     }
