@@ -27,10 +27,12 @@ NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin
 # quiet machine (5% and 9% under load). Clang has no such flag (and no
 # such limit).
 VECT := $(if $(findstring clang,$(CC)),,-fvect-cost-model=dynamic)
+# EXTRA_CFLAGS: a benchmark's variant build (tools/bench-opts.sh), into its own BUILD.
+EXTRA_CFLAGS ?=
 # MARCH=x86-64-v3 builds binaries for another machine's CPU (tools/device-bundle.sh).
 MARCH ?= native
 CFLAGS := -std=c11 -D_GNU_SOURCE -O2 $(VECT) -g -march=$(MARCH) -fno-math-errno -fno-trapping-math -Wall -Wextra -Wno-unused-parameter \
-          -Werror=incompatible-pointer-types -Werror=implicit-function-declaration -Iinclude
+          -Werror=incompatible-pointer-types -Werror=implicit-function-declaration -Iinclude $(EXTRA_CFLAGS)
 # Header dependencies come from the compiler: every object and test binary
 # writes a .d file next to it (-MMD), with empty targets for headers (-MP) so
 # a deleted header is not an error. Editing any header, src/cpu/vmath.h

@@ -47,7 +47,7 @@ static void *cpu_alloc(size_t bytes) {
     size_t n = (bytes + huge - 1) & ~(huge - 1);
     void *p = NULL;
     if (posix_memalign(&p, huge, n)) mt_fail_local(MT_EXIT_FAIL, "out of memory allocating %zu bytes", bytes);
-#ifdef MADV_HUGEPAGE
+#if defined(MADV_HUGEPAGE) && !defined(MT_NO_HUGE_PAGES)  // the latter: tools/bench-opts.sh's "before"
     (void)madvise(p, n, MADV_HUGEPAGE);
 #endif
     cpu_zero(p, n);

@@ -10,6 +10,9 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "account.h"
 #include "account_acts.h"
@@ -45,24 +48,56 @@
 // link reads "PATH (deleted)", which would name another file), an explicit
 // dynamic loader (`ld.so ./pretrain_gpt`: AT_BASE is 0, /proc/self/exe is
 // ld.so), valgrind (the exec would leave the tool), builds without OpenMP.
-static void default_wait_policy(char **argv) {
+typedef enum { WAIT_USER, WAIT_PASSIVE_CHOSEN, WAIT_SPIN_DEFAULT, WAIT_NO_OMP } wait_policy;
+
+// Returns how this process's OpenMP threads wait, for the banner. The
+// re-executed process knows it was re-executed by MT_WAIT_CHOSEN, set for the
+// exec and removed at once (a user's own OMP_WAIT_POLICY=PASSIVE is theirs).
+static wait_policy default_wait_policy(char **argv) {
 #ifdef _OPENMP
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (getenv("MT_WAIT_CHOSEN")) {
+        unsetenv("MT_WAIT_CHOSEN");
+        return WAIT_PASSIVE_CHOSEN;
+    }
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return WAIT_USER;
     const char *pre = getenv("LD_PRELOAD");
-    if (getauxval(AT_BASE) == 0 || (pre && strstr(pre, "vgpreload"))) return;
+    if (getauxval(AT_BASE) == 0 || (pre && strstr(pre, "vgpreload"))) return WAIT_SPIN_DEFAULT;
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self);
-    if (n <= 0 || n >= (ssize_t)sizeof self) return;
+    if (n <= 0 || n >= (ssize_t)sizeof self) return WAIT_SPIN_DEFAULT;
     self[n] = 0;
     const char *gone = " (deleted)";
     size_t lg = strlen(gone);
-    if ((size_t)n >= lg && !strcmp(self + n - lg, gone)) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
+    if ((size_t)n >= lg && !strcmp(self + n - lg, gone)) return WAIT_SPIN_DEFAULT;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) || setenv("MT_WAIT_CHOSEN", "1", 1)) return WAIT_SPIN_DEFAULT;
     fflush(NULL);
     execv(self, argv);
     unsetenv("OMP_WAIT_POLICY");  // exec failed: the policy this process already has
+    unsetenv("MT_WAIT_CHOSEN");
+    return WAIT_SPIN_DEFAULT;
 #else
     (void)argv;
+    return WAIT_NO_OMP;
+#endif
+}
+
+// One banner line: how many threads a rank runs and how idle ones wait, the
+// setting that moved a step 2-4x on a loaded machine.
+static void print_threads(wait_policy w) {
+#ifdef _OPENMP
+    int t = omp_get_max_threads();
+    const char *pol = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    if (w == WAIT_PASSIVE_CHOSEN)
+        printf("threads: %d per rank, waiting passively (the trainer's default; OMP_WAIT_POLICY=ACTIVE spins)\n", t);
+    else if (w == WAIT_USER)
+        printf("threads: %d per rank, OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s (from the environment)\n", t, pol ? pol : "(unset)",
+               spin ? spin : "(unset)");
+    else
+        printf("threads: %d per rank, spinning while idle (libgomp's default: the trainer could not re-run "
+               "itself passively here; set OMP_WAIT_POLICY)\n", t);
+#else
+    (void)w;
+    printf("threads: 1 per rank (built without OpenMP)\n");
 #endif
 }
 
@@ -545,7 +580,7 @@ static void print_peak_rss(const run *r) {
 }
 
 int main(int argc, char **argv) {
-    default_wait_policy(argv);
+    wait_policy wait = default_wait_policy(argv);
     // Large MPI buffers are malloc'd per collective call; keeping freed memory
     // in the heap avoids a page-fault storm (2x faster reduce-scatter here).
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
@@ -577,7 +612,10 @@ int main(int argc, char **argv) {
     init_device(loud, c->bf16, c->tf32);
     mt_parallel_init(&r.par, MPI_COMM_WORLD, c);
     r.cm.par = &r.par;
-    if (loud) mt_config_print(c, stdout);
+    if (loud) {
+        mt_config_print(c, stdout);
+        print_threads(wait);
+    }
     if (c->log_layout) mt_parallel_print_layout(&r.par, c, stdout);
     if (c->dry_run) {
         if (loud) printf("dry run: flags and layout are consistent; nothing allocated\n");

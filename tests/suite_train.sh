@@ -84,3 +84,16 @@ done
 kill "$cpid" 2> /dev/null; wait "$cpid" 2> /dev/null
 [[ "$sp_default" =~ \ 0\ $ ]] && [ "$sp_user" = "1234 " ] && [ "$sp_active" = 1 ] && [ "$comm" = pretrain_gpt ] && ok openmp_waits_passively_unless_chosen ||
   not_ok openmp_waits_passively_unless_chosen "spin counts: default '$sp_default', GOMP_SPINCOUNT=1234 '$sp_user'; ACTIVE kept: $sp_active; process name after the re-exec '$comm'"
+
+# The banner says which: the trainer's choice, the user's (a user's own
+# PASSIVE is theirs, not the trainer's), or libgomp's spinning default when
+# the re-exec is skipped (an explicit dynamic loader).
+ban() { env "$@" ./pretrain_gpt $W 2>&1 | grep '^threads: '; }
+b_def=$(ban -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT)
+b_pas=$(ban -u GOMP_SPINCOUNT OMP_WAIT_POLICY=PASSIVE)
+b_spn=$(ban -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1234)
+ldso=$(ls /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1 2> /dev/null | head -n 1)
+b_lds=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$ldso" ./pretrain_gpt $W 2>&1 | grep '^threads: ')
+[[ "$b_def" == *"waiting passively (the trainer's default"* ]] && [[ "$b_pas" == *"OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=(unset) (from the environment)" ]] &&
+  [[ "$b_spn" == *"GOMP_SPINCOUNT=1234 (from the environment)" ]] && [[ "$b_lds" == *"spinning while idle"* ]] && ok banner_says_how_threads_wait ||
+  not_ok banner_says_how_threads_wait "default '$b_def'; PASSIVE set '$b_pas'; spin count set '$b_spn'; through $ldso '$b_lds'"

@@ -11,6 +11,8 @@
 #                               with its bf16 copy): the test hook, same bits
 #   no -fvect-cost-model=dynamic  the build GCC's -O2 alone vectorises
 #                               (built here into build/novect, once)
+#   no huge pages               large buffers without madvise(MADV_HUGEPAGE)
+#                               (build/nothp: EXTRA_CFLAGS=-DMT_NO_HUGE_PAGES)
 # Every row computes the same bits; only time differs.
 #   tools/bench-opts.sh [small|124m ...]   default: both shapes
 #   ITERS, ROUNDS as for tools/bench-ab.sh (default 8 and 3 for small,
@@ -18,7 +20,7 @@
 #   out/bench_gpt2_tokens.bin (make bench creates them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 shapes=("$@"); [ ${#shapes[@]} -gt 0 ] || shapes=(small 124m)
 for s in "${shapes[@]}"; do
   case $s in small|124m) ;; *) echo "tools/bench-opts.sh: unknown shape '$s' (small or 124m)" >&2; exit 2 ;; esac
@@ -26,6 +28,7 @@ done
 [ -x ./pretrain_gpt ] || make -s pretrain_gpt
 # The build without the flag, from the same sources (its own objects).
 make -s VECT= BUILD=build/novect BIN=build/novect/ build/novect/pretrain_gpt > /dev/null
+make -s EXTRA_CFLAGS=-DMT_NO_HUGE_PAGES BUILD=build/nothp BIN=build/nothp/ build/nothp/pretrain_gpt > /dev/null
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 echo "# tools/bench-opts.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), megatron.c $(git rev-parse --short HEAD 2>/dev/null || echo '?'), OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for s in "${shapes[@]}"; do
@@ -46,5 +49,6 @@ for s in "${shapes[@]}"; do
     "--no-bias-gelu-fusion|$flags --no-bias-gelu-fusion" \
     "--no-bias-dropout-fusion|$flags --no-bias-dropout-fusion" \
     "every fused sweep off (MT_INJECT_BUG=unfused)|$flags||MT_INJECT_BUG=unfused" \
-    "without -fvect-cost-model=dynamic|$flags|build/novect/pretrain_gpt"
+    "without -fvect-cost-model=dynamic|$flags|build/novect/pretrain_gpt" \
+    "without huge pages|$flags|build/nothp/pretrain_gpt"
 done
