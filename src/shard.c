@@ -177,7 +177,11 @@ int mt_llmc_supports(const mt_config *c, char *err, size_t errlen) {
     return -1;
 }
 
-int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t errlen) {
+// Opens path as an llm.c model file and checks its header, leaving fp at
+// the first tensor. Both the header read and the load go through here, each
+// from the one descriptor it checked: reopening by name between the check
+// and the read would load whatever the path names by then (a FIFO: a hang).
+static FILE *llmc_open(const char *path, mt_llmc_header *h, char *err, size_t errlen) {
     struct stat st;
     char why[1400];
     // Non-blocking, regular files only (input.h): a FIFO is refused.
@@ -187,30 +191,45 @@ int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t e
         if (e == EISDIR) snprintf(err, errlen, "%s: is a directory, expected an llm.c model file", path);
         else if (e == ENODEV) snprintf(err, errlen, "%s: not a regular file, expected an llm.c model file", path);
         else snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(e));
-        return -1;
+        return NULL;
     }
     FILE *fp = fdopen(fd, "rb");
-    if (!fp) { close(fd); snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return -1; }
+    if (!fp) { close(fd); snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return NULL; }
     int32_t hd[256];
     size_t got = fread(hd, 4, 256, fp);
-    fclose(fp);
-    if (got != 256) { snprintf(err, errlen, "%s: truncated header (%zu of 1024 bytes)", path, got * 4); return -1; }
-    if (hd[0] == 20240520) { snprintf(err, errlen, "%s: is an llm.c token file (magic 20240520; --data-path takes it), not a model file", path); return -1; }
-    if (hd[0] != MT_LLMC_MAGIC) { snprintf(err, errlen, "%s: bad magic %d (want %d: llm.c model file)", path, hd[0], MT_LLMC_MAGIC); return -1; }
-    if (hd[1] != 3) { snprintf(err, errlen, "%s: unsupported version %d (need 3: fp32 weights)", path, hd[1]); return -1; }
+    const char *bad = NULL;
+    char msg[600];
+    if (got != 256) snprintf(msg, sizeof msg, "truncated header (%zu of 1024 bytes)", got * 4), bad = msg;
+    else if (hd[0] == 20240520) bad = "is an llm.c token file (magic 20240520; --data-path takes it), not a model file";
+    else if (hd[0] != MT_LLMC_MAGIC) snprintf(msg, sizeof msg, "bad magic %d (want %d: llm.c model file)", hd[0], MT_LLMC_MAGIC), bad = msg;
+    else if (hd[1] != 3) snprintf(msg, sizeof msg, "unsupported version %d (need 3: fp32 weights)", hd[1]), bad = msg;
+    if (bad) {
+        fclose(fp);
+        snprintf(err, errlen, "%s: %s", path, bad);
+        return NULL;
+    }
     *h = (mt_llmc_header){hd[2], hd[3], hd[4], hd[5], hd[6], hd[7]};
     if (h->max_seq < 1 || h->max_seq > 65535 || h->vocab < 2 || h->layers < 1 || h->heads < 1 || h->channels < 1 ||
         h->padded_vocab < h->vocab || h->vocab > 1 << 24 || h->padded_vocab - h->vocab > 1 << 20 || h->channels % h->heads || h->channels > 1 << 16 || h->layers > 1 << 12) {
+        fclose(fp);
         snprintf(err, errlen, "%s: implausible header (maxT %d, vocab %d, layers %d, heads %d, channels %d, padded vocab %d)",
                  path, h->max_seq, h->vocab, h->layers, h->heads, h->channels, h->padded_vocab);
-        return -1;
+        return NULL;
     }
     mt_config hc = llmc_config(h);
     size_t want = 1024 + 4 * llmc_count(&hc, h->padded_vocab).total;
     if ((size_t)st.st_size != want) {
+        fclose(fp);
         snprintf(err, errlen, "%s: header implies %zu bytes but the file has %lld", path, want, (long long)st.st_size);
-        return -1;
+        return NULL;
     }
+    return fp;
+}
+
+int mt_llmc_read_header(const char *path, mt_llmc_header *h, char *err, size_t errlen) {
+    FILE *fp = llmc_open(path, h, err, errlen);
+    if (!fp) return -1;
+    fclose(fp);
     return 0;
 }
 
@@ -249,10 +268,25 @@ int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen) {
     mt_llmc_header h = {0};
     int rank = m->par->world_rank;
     load_ctx x = {m, NULL, NULL, NULL, 0, ""};
+    // The configuration came from this file's header (main.c's
+    // apply_init_header); a file that no longer says the same was replaced
+    // since, and is refused rather than read with the old shapes.
+    int bad = 0;
     if (rank == 0) {
-        mt_llmc_read_header(path, &h, err, errlen);
-        x.fp = fopen(path, "rb");
-        if (x.fp) fseek(x.fp, 1024, SEEK_SET); else x.bad = 2;
+        x.fp = llmc_open(path, &h, err, errlen);
+        if (!x.fp) bad = 1;
+        else if (h.layers != c->num_layers || h.channels != c->hidden_size || h.heads != c->num_heads ||
+                 h.max_seq != c->max_position_embeddings || h.vocab != c->vocab_size) {
+            snprintf(err, errlen, "%s: changed since its header was read (now layers %d, channels %d, heads %d, maxT %d, vocab %d)",
+                     path, h.layers, h.channels, h.heads, h.max_seq, h.vocab);
+            bad = 1;
+        }
+        if (bad && x.fp) fclose(x.fp), x.fp = NULL;
+    }
+    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (bad) {
+        MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, MPI_COMM_WORLD);
+        return -1;
     }
     MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
     size_t maxn = llmc_count(c, h.padded_vocab).largest;
@@ -262,7 +296,7 @@ int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen) {
     if (x.fp) fclose(x.fp);
     if ((void *)x.tmp != (void *)x.full) free(x.tmp);
     free(x.full);
-    int bad = x.bad;
+    bad = x.bad;
     MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
     MPI_Bcast(x.bad_name, sizeof x.bad_name, MPI_CHAR, 0, MPI_COMM_WORLD);
     if (bad == 1) { snprintf(err, errlen, "%s: non-finite weight in tensor %s", path, x.bad_name); return -1; }

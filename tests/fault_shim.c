@@ -4,12 +4,16 @@
 // Built as build/fault_shim.so (make all). Driven by the environment:
 //
 //   MT_FAULT_OPS     comma list of calls to count: mkdir, rename, unlink,
-//                    creat (an open with O_CREAT), write, fsync, malloc
-//                    (each name covers its *at / 2 variants)
+//                    creat (an open with O_CREAT), ropen (an open without
+//                    it), write, fsync, malloc (each name covers its *at /
+//                    2 variants)
 //   MT_FAULT_N       the counted call that meets the fault (1 = first);
 //                    0 or unset: only count
-//   MT_FAULT_ACTION  fail (default: return -1 with MT_FAULT_ERRNO) or kill
-//                    (SIGKILL before the call: a crash at that instant)
+//   MT_FAULT_ACTION  fail (default: return -1 with MT_FAULT_ERRNO), kill
+//                    (SIGKILL before the call: a crash at that instant) or
+//                    swap (rename MT_FAULT_SWAP onto the call's path just
+//                    before it, then let it run: a file replaced between a
+//                    check and a use)
 //   MT_FAULT_ERRNO   the errno of a failure: EIO (default), ENOSPC, EINVAL...
 //   MT_FAULT_DIR     only calls on paths under this directory count
 //                    (malloc: allocations of MT_FAULT_MIN bytes or more
@@ -34,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 extern void *__libc_malloc(size_t);
@@ -42,7 +47,8 @@ typedef struct {
     int ready, active;       // configured; this process takes part
     char ops[256];           // ",mkdir,rename,"
     long n;                  // the faulty call
-    int kill, err;
+    int kill, swap, err;
+    char swap_from[4096];
     char dir[4096];
     size_t dirlen, min;
     int rank;
@@ -51,8 +57,8 @@ typedef struct {
     atomic_long per_op[8];   // the same by kind (OP_NAMES order)
 } shim_state;
 
-#define OP_NAMES {"mkdir", "rename", "unlink", "creat", "write", "fsync", "malloc"}
-#define NOPS 7
+#define OP_NAMES {"mkdir", "rename", "unlink", "creat", "ropen", "write", "fsync", "malloc"}
+#define NOPS 8
 
 static shim_state S;  // the process's one configuration, read once at load
 
@@ -85,6 +91,9 @@ __attribute__((constructor)) static void shim_init(void) {
     S.n = v ? atol(v) : 0;
     v = getenv("MT_FAULT_ACTION");
     S.kill = v && !strcmp(v, "kill");
+    S.swap = v && !strcmp(v, "swap");
+    v = getenv("MT_FAULT_SWAP");
+    snprintf(S.swap_from, sizeof S.swap_from, "%s", v ? v : "");
     v = getenv("MT_FAULT_ERRNO");
     S.err = v ? errno_of(v) : EIO;
     v = getenv("MT_FAULT_DIR");
@@ -150,6 +159,11 @@ static int fault_here(const char *op, int dirfd, const char *path) {
     long k = atomic_fetch_add(&S.count, 1) + 1;
     if (S.n <= 0 || k != S.n) return 0;
     if (S.kill) raise(SIGKILL);
+    if (S.swap) {
+        // rename(2) itself, not this file's counted rename(): a swap is not a step.
+        if (path && syscall(SYS_renameat, AT_FDCWD, S.swap_from, dirfd, path)) {}
+        return 0;
+    }
     errno = S.err;
     return 1;
 }
@@ -195,6 +209,7 @@ int rmdir(const char *p) {
 // the output check's probe (outputs.c), not a step of a save: it leaves
 // nothing behind, so it is not a site.
 static int creat_fault(int d, const char *p, int flags) {
+    if (!(flags & O_CREAT) && (flags & O_TMPFILE) != O_TMPFILE) return fault_here("ropen", d, p);
     return (flags & O_CREAT) && fault_here("creat", d, p);  // O_TMPFILE carries no O_CREAT
 }
 // The mode argument exists only when the call creates a file.

@@ -342,6 +342,24 @@ check export_over_symlink_keeps_target 0 "" "$O/outside/target" "$O/out/.model.b
 [ -f "$O/out/link.bin" ] && [ ! -L "$O/out/link.bin" ] && [ -s "$O/out/link.bin" ] ||
   not_ok save_faults/export_over_symlink_writes_the_named_path "link.bin: $(ls -l "$O/out/link.bin")"
 
+# A model file replaced between the header check that sized the model and the
+# load (a swap, not a fault: the shim renames a stand-in onto the path at its
+# second read-only open, the first being the header check). Refused with one
+# line, never read with the old shapes, never waited on (a FIFO).
+mkdir -p "$O/swap"
+"$BIN" "${M[@]}" --train-iters 0 --export-llmc "$O/swap/a.bin" > /dev/null 2>&1 &&
+  "$BIN" "${M[@]}" --num-layers 2 --train-iters 0 --export-llmc "$O/swap/b.bin" > /dev/null 2>&1 ||
+  not_ok save_faults/swap_fixtures "cannot export the two model files"
+swap_case() {  # NAME STAND_IN_KIND PATTERN
+  local d=$O/swap/$1; rm -rf "$d"; mkdir -p "$d"; cp "$O/swap/a.bin" "$d/model.bin"
+  if [ "$2" = fifo ]; then mkfifo "$d/stand_in"; else cp "$O/swap/b.bin" "$d/stand_in"; fi
+  check "$1" 2 "$3" -- env LD_PRELOAD="$SHIM" MT_FAULT_OPS=ropen MT_FAULT_DIR="$d" MT_FAULT_N=2 MT_FAULT_ACTION=swap \
+    MT_FAULT_SWAP="$d/stand_in" "$BIN" "${M[@]}" --init-from "$d/model.bin" --train-iters 1
+  [ -e "$d/stand_in" ] && not_ok "save_faults/$1_swap_happened" "the shim did not rename the stand-in (the load opened the file once?)"
+}
+swap_case init_from_replaced_by_other_model_after_header_check file "changed since its header was read \(now layers 2"
+swap_case init_from_replaced_by_fifo_after_header_check fifo "not a regular file"
+
 # Class 13: a failure on one rank ends a 4-rank job promptly with one line.
 c4=$( (cd "$O" && LD_PRELOAD=$SHIM MT_FAULT_OPS=malloc MT_FAULT_MIN=1024 MT_FAULT_N=0 MT_FAULT_RANK=3 MT_FAULT_COUNT=$O/m4 \
         timeout 60 $MPIRUN 4 "$BIN" "${M[@]}" --train-iters 3 > /dev/null 2>&1); sed -n 's/^rank 3 calls \([0-9]*\).*/\1/p' "$O/m4")
