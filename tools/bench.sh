@@ -408,7 +408,7 @@ REPORT=$W/report.md
     echo "# megatron.c speed report"
     echo
     echo "- date: $DATE; megatron.c $REV; C runs use $PG, a copy of ./pretrain_gpt (built $PG_WHEN)"
-    echo "- machine: $CPU, $NCPU logical CPUs ($(nproc) usable), $MEM_GIB GiB RAM; load average $LOAD0 at start, $LOAD1 at end"
+    echo "- machine: $CPU, $NCPU logical CPUs ($(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) usable), $MEM_GIB GiB RAM; load average $LOAD0 at start, $LOAD1 at end"
     echo "- threads: $THREADS per run (OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = $THREADS), one process, no MPI launcher"
     echo "- BLAS: $BLAS_CORE; PyTorch $TORCH_VERSION (float32)"
     echo "- ms/iter: median of the steps after $WARMUP warm-up steps, best round; small shape $SMALL_ITERS steps x $ROUNDS round(s)$( [ $QUICK = 0 ] && echo ", 124M $BIG_ITERS steps x $BIG_ROUNDS round(s)"), C and PyTorch back to back"
