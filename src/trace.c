@@ -11,6 +11,7 @@
 #include "comm.h"
 #include "common.h"
 #include "outfile.h"
+#include "outputs.h"
 
 void mt_trace_start(mt_trace *t, const mt_parallel *p) {
     t->n = 0;
@@ -339,9 +340,7 @@ int mt_trace_write(mt_trace *t, const mt_parallel *p, const mt_config *c, const 
              c->num_micro_batches);
     int rc = 0;
     char jpath[1200];
-    snprintf(jpath, sizeof jpath, "%s", path);
-    char *dot = strrchr(jpath, '.');
-    if (dot && !strcmp(dot, ".svg")) strcpy(dot, ".json"); else strncat(jpath, ".json", sizeof jpath - strlen(jpath) - 1);
+    mt_outputs_timeline_json(path, jpath, sizeof jpath);  // the name the output checks vetted
     // Both files through outfile.h: written to temporaries, checked, and
     // renamed into place only when both are complete (a failure leaves the
     // previous pair, never an empty file).
