@@ -28,7 +28,8 @@ NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin
 # such limit).
 VECT := $(if $(findstring clang,$(CC)),,-fvect-cost-model=dynamic)
 # EXTRA_CFLAGS: a benchmark's variant build (tools/bench-opts.sh), into its own BUILD.
-EXTRA_CFLAGS ?=
+# (from the command line only: an exported EXTRA_CFLAGS is not picked up)
+EXTRA_CFLAGS :=
 # MARCH=x86-64-v3 builds binaries for another machine's CPU (tools/device-bundle.sh).
 MARCH ?= native
 CFLAGS := -std=c11 -D_GNU_SOURCE -O2 $(VECT) -g -march=$(MARCH) -fno-math-errno -fno-trapping-math -Wall -Wextra -Wno-unused-parameter \

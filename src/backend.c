@@ -44,10 +44,13 @@ static void cpu_zero(void *p, size_t bytes) {
 static void *cpu_alloc(size_t bytes) {
     const size_t huge = (size_t)2 << 20;
     if (bytes < 2 * huge) return mt_calloc(bytes ? bytes : 1, 1);
+    if (bytes > SIZE_MAX - huge) mt_fail_local(MT_EXIT_FAIL, "out of memory allocating %zu bytes", bytes);
     size_t n = (bytes + huge - 1) & ~(huge - 1);
     void *p = NULL;
     if (posix_memalign(&p, huge, n)) mt_fail_local(MT_EXIT_FAIL, "out of memory allocating %zu bytes", bytes);
-#if defined(MADV_HUGEPAGE) && !defined(MT_NO_HUGE_PAGES)  // the latter: tools/bench-opts.sh's "before"
+#if defined(MT_NO_HUGE_PAGES) && defined(MADV_NOHUGEPAGE)  // tools/bench-opts.sh's "before", THP "always" too
+    (void)madvise(p, n, MADV_NOHUGEPAGE);
+#elif defined(MADV_HUGEPAGE)
     (void)madvise(p, n, MADV_HUGEPAGE);
 #endif
     cpu_zero(p, n);

@@ -67,8 +67,11 @@ static int remove_entry(int dfd, const char *name) {
 
 // Leftovers of a save that was killed: our temporaries (".iter_N.tmp.*",
 // which after an exchange hold the replaced checkpoint, never the only copy)
-// and an "iter_N.old" whose iter_N is back in place. Other names are the
-// user's and stay.
+// and an "iter_N.old" whose iter_N is back in place. An "iter_N.old" whose
+// iter_N is missing is a re-save killed between its two renames (install,
+// without RENAME_EXCHANGE): the complete old checkpoint, which --load reads
+// there; it goes back to its name, or it would stay beside the run forever.
+// Other names are the user's and stay.
 static void remove_stale(int dfd) {
     int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -86,7 +89,12 @@ static void remove_stale(int dfd) {
         else if (sscanf(n, "iter_%7d.old%n", &iter, &end) == 1 && end == (int)strlen(n)) {
             char live[32];
             snprintf(live, sizeof live, "iter_%07d", iter);
-            if (!fstatat(dfd, live, &sb, AT_SYMLINK_NOFOLLOW) && S_ISDIR(sb.st_mode)) remove_entry(dfd, n);
+            if (!fstatat(dfd, live, &sb, AT_SYMLINK_NOFOLLOW)) {
+                if (S_ISDIR(sb.st_mode)) remove_entry(dfd, n);
+            } else if (errno == ENOENT && !fstatat(dfd, n, &sb, AT_SYMLINK_NOFOLLOW) && S_ISDIR(sb.st_mode) &&
+                       !renameat(dfd, n, dfd, live)) {
+                (void)mt_fsync_dir(dfd);
+            }
         }
     }
     closedir(d);

@@ -52,14 +52,18 @@ typedef enum { WAIT_USER, WAIT_PASSIVE_CHOSEN, WAIT_SPIN_DEFAULT, WAIT_NO_OMP } 
 
 // Returns how this process's OpenMP threads wait, for the banner. The
 // re-executed process knows it was re-executed by MT_WAIT_CHOSEN, set for the
-// exec and removed at once (a user's own OMP_WAIT_POLICY=PASSIVE is theirs).
+// exec to this process's PID (which the exec keeps) and removed at once; a
+// stray copy from another process's environment names another PID and is
+// dropped, and a user's own OMP_WAIT_POLICY=PASSIVE stays theirs.
 static wait_policy default_wait_policy(char **argv) {
 #ifdef _OPENMP
-    if (getenv("MT_WAIT_CHOSEN")) {
+    const char *chosen = getenv("MT_WAIT_CHOSEN"), *pol = getenv("OMP_WAIT_POLICY");
+    if (chosen) {
+        int ours = atol(chosen) == (long)getpid() && pol && !strcmp(pol, "PASSIVE");
         unsetenv("MT_WAIT_CHOSEN");
-        return WAIT_PASSIVE_CHOSEN;
+        if (ours) return WAIT_PASSIVE_CHOSEN;
     }
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return WAIT_USER;
+    if (pol || getenv("GOMP_SPINCOUNT")) return WAIT_USER;
     const char *pre = getenv("LD_PRELOAD");
     if (getauxval(AT_BASE) == 0 || (pre && strstr(pre, "vgpreload"))) return WAIT_SPIN_DEFAULT;
     char self[4096];
@@ -69,7 +73,13 @@ static wait_policy default_wait_policy(char **argv) {
     const char *gone = " (deleted)";
     size_t lg = strlen(gone);
     if ((size_t)n >= lg && !strcmp(self + n - lg, gone)) return WAIT_SPIN_DEFAULT;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) || setenv("MT_WAIT_CHOSEN", "1", 1)) return WAIT_SPIN_DEFAULT;
+    char pid[24];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    if (setenv("MT_WAIT_CHOSEN", pid, 1)) return WAIT_SPIN_DEFAULT;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) {
+        unsetenv("MT_WAIT_CHOSEN");
+        return WAIT_SPIN_DEFAULT;
+    }
     fflush(NULL);
     execv(self, argv);
     unsetenv("OMP_WAIT_POLICY");  // exec failed: the policy this process already has
@@ -97,7 +107,7 @@ static void print_threads(wait_policy w) {
                "itself passively here; set OMP_WAIT_POLICY)\n", t);
 #else
     (void)w;
-    printf("threads: 1 per rank (built without OpenMP)\n");
+    printf("threads: built without OpenMP (OpenBLAS's own threads follow OPENBLAS_NUM_THREADS)\n");
 #endif
 }
 

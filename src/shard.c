@@ -194,7 +194,12 @@ static FILE *llmc_open(const char *path, mt_llmc_header *h, char *err, size_t er
         return NULL;
     }
     FILE *fp = fdopen(fd, "rb");
-    if (!fp) { close(fd); snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(errno)); return NULL; }
+    if (!fp) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "%s: cannot open model file (%s)", path, strerror(e));
+        return NULL;
+    }
     int32_t hd[256];
     size_t got = fread(hd, 4, 256, fp);
     const char *bad = NULL;

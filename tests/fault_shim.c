@@ -4,8 +4,8 @@
 // Built as build/fault_shim.so (make all). Driven by the environment:
 //
 //   MT_FAULT_OPS     comma list of calls to count: mkdir, rename, unlink,
-//                    creat (an open with O_CREAT), ropen (an open without
-//                    it), write, fsync, malloc (each name covers its *at /
+//                    creat (an open with O_CREAT), ropen (a read-only
+//                    open), write, fsync, malloc (each name covers its *at /
 //                    2 variants)
 //   MT_FAULT_N       the counted call that meets the fault (1 = first);
 //                    0 or unset: only count
@@ -20,6 +20,9 @@
 //                    called from the program itself, not from MPI or BLAS)
 //   MT_FAULT_RANK    only this MPI rank (OMPI_COMM_WORLD_RANK; a singleton
 //                    is rank 0) counts; unset: every rank
+//   MT_FAULT_NO_EXCHANGE=1  renameat2(RENAME_EXCHANGE) fails with EINVAL, as on
+//                    a file system that cannot exchange; not counted, so
+//                    the counted faults then hit the fallback's steps
 //   MT_FAULT_COUNT   at exit, append "rank R calls K mkdir A rename B ..."
 //                    (K all counted calls, then each kind's) to this file
 //
@@ -38,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 extern void *__libc_malloc(size_t);
@@ -47,7 +49,7 @@ typedef struct {
     int ready, active;       // configured; this process takes part
     char ops[256];           // ",mkdir,rename,"
     long n;                  // the faulty call
-    int kill, swap, err;
+    int kill, swap, no_exchange, err;
     char swap_from[4096];
     char dir[4096];
     size_t dirlen, min;
@@ -92,6 +94,8 @@ __attribute__((constructor)) static void shim_init(void) {
     v = getenv("MT_FAULT_ACTION");
     S.kill = v && !strcmp(v, "kill");
     S.swap = v && !strcmp(v, "swap");
+    v = getenv("MT_FAULT_NO_EXCHANGE");
+    S.no_exchange = v && !strcmp(v, "1");
     v = getenv("MT_FAULT_SWAP");
     snprintf(S.swap_from, sizeof S.swap_from, "%s", v ? v : "");
     v = getenv("MT_FAULT_ERRNO");
@@ -160,8 +164,10 @@ static int fault_here(const char *op, int dirfd, const char *path) {
     if (S.n <= 0 || k != S.n) return 0;
     if (S.kill) raise(SIGKILL);
     if (S.swap) {
-        // rename(2) itself, not this file's counted rename(): a swap is not a step.
-        if (path && syscall(SYS_renameat, AT_FDCWD, S.swap_from, dirfd, path)) {}
+        // libc's renameat, not this file's counted one: a swap is not a step.
+        static __typeof__(renameat) *real_rn;
+        if (!real_rn) real_rn = (__typeof__(renameat) *)dlsym(RTLD_NEXT, "renameat");
+        if (path && real_rn && real_rn(AT_FDCWD, S.swap_from, dirfd, path)) {}
         return 0;
     }
     errno = S.err;
@@ -191,6 +197,10 @@ int renameat(int da, const char *a, int db, const char *b) {
 }
 int renameat2(int da, const char *a, int db, const char *b, unsigned flags) {
     REAL(renameat2);
+    if (S.ready && S.active && S.no_exchange && (flags & RENAME_EXCHANGE) && in_scope(da, a)) {
+        errno = EINVAL;
+        return -1;
+    }
     return fault_here("rename", da, a) ? -1 : real_renameat2(da, a, db, b, flags);
 }
 int unlink(const char *p) {
@@ -209,7 +219,8 @@ int rmdir(const char *p) {
 // the output check's probe (outputs.c), not a step of a save: it leaves
 // nothing behind, so it is not a site.
 static int creat_fault(int d, const char *p, int flags) {
-    if (!(flags & O_CREAT) && (flags & O_TMPFILE) != O_TMPFILE) return fault_here("ropen", d, p);
+    if (!(flags & O_CREAT) && (flags & O_TMPFILE) != O_TMPFILE && (flags & O_ACCMODE) == O_RDONLY)
+        return fault_here("ropen", d, p);
     return (flags & O_CREAT) && fault_here("creat", d, p);  // O_TMPFILE carries no O_CREAT
 }
 // The mode argument exists only when the call creates a file.

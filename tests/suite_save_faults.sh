@@ -129,12 +129,13 @@ run_np() {
 # report of it) as one line; prints the count.
 err_lines() { grep -vE '^(note|warning):|^-{20,}|mpirun noticed that process|^$' "$1" | wc -l; }
 
-# save_case NAME KIND NP RANK OPS N ACTION ERRNO: a save (fresh: iteration 3
+# save_case NAME KIND NP RANK OPS N ACTION ERRNO [NX]: a save (fresh: iteration 3
 # into --save holding 1-2; resave: iteration 2, loaded from 1, over --save's
-# older iteration 2) on NP ranks, with the shim's fault on RANK. Result line
-# in $T/cases/NAME.res; the doc row in NAME.row.
+# older iteration 2) on NP ranks, with the shim's fault on RANK; NX=nx: on a
+# file system without RENAME_EXCHANGE (the re-save's NAME.old fallback).
+# Result line in $T/cases/NAME.res; the doc row in NAME.row.
 save_case() {
-  local name=$1 kind=$2 np=$3 rank=$4 ops=$5 n=$6 action=$7 errno_=$8
+  local name=$1 kind=$2 np=$3 rank=$4 ops=$5 n=$6 action=$7 errno_=$8 nx=${9:-}
   local W=$T/cases/$name rc secs lines why="" k new
   new=$(new_ckpt "$np" "$kind")
   rm -rf "$W"; mkdir -p "$W"; fixture "$kind" "$W"
@@ -142,7 +143,7 @@ save_case() {
   if [ "$kind" = fresh ]; then args+=(--train-iters 3 --load "$W/save"); else args+=(--train-iters 2 --load "$W/load1"); fi
   local t0; t0=$(date +%s.%N)
   ( cd "$W" && export LD_PRELOAD=$SHIM MT_FAULT_OPS=$ops MT_FAULT_N=$n MT_FAULT_ACTION=$action MT_FAULT_ERRNO=$errno_ \
-      MT_FAULT_DIR=$W/save MT_FAULT_RANK=$rank OMPI_MCA_orte_tmpdir_base=$W/run &&
+      MT_FAULT_DIR=$W/save MT_FAULT_RANK=$rank OMPI_MCA_orte_tmpdir_base=$W/run MT_FAULT_NO_EXCHANGE=$([ "$nx" = nx ] && echo 1) &&
     run_np "$np" "${args[@]}" > "$W/fault.out" 2> "$W/fault.err" < /dev/null )
   rc=$?
   secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
@@ -183,22 +184,22 @@ save_case() {
   [ "$action" = kill ] && [ -z "$first" ] && first="(killed: no line)"
   if [ -z "$why" ]; then echo "ok save_faults/$name (exit $rc after ${secs}s; loads iteration $k)" > "$W.res"
   else echo "not ok save_faults/$name: $why" > "$W.res"; fi
-  printf '%s\037%s\037%s\037%s\037%s\n' "$name" "$kind, $np rank(s): $action $ops #$n${rank:+ on rank $rank}${errno_:+ ($errno_)}" \
+  printf '%s\037%s\037%s\037%s\037%s\n' "$name" "$kind${nx:+ (no RENAME_EXCHANGE)}, $np rank(s): $action $ops #$n${rank:+ on rank $rank}${errno_:+ ($errno_)}" \
     "${first//$T\//}" "$rc" "$k" > "$W.row"
 }
 
 # count KIND: how many calls of each kind a fault-free save of KIND makes on
 # rank 0, into steps[KIND.OP].
 declare -A steps
-count() {
-  local W=$T/cases/count_$1 line
+count() {  # count KIND [nx]: steps into steps[KIND.OP], or steps[KIND_nx.OP]
+  local W=$T/cases/count_$1${2:-} line key=$1${2:+_$2}
   rm -rf "$W"; mkdir -p "$W"; fixture "$1" "$W"
   local args=("${M[@]}" --save "$W/save")
   if [ "$1" = fresh ]; then args+=(--train-iters 3 --load "$W/save"); else args+=(--train-iters 2 --load "$W/load1"); fi
   ( cd "$W" && LD_PRELOAD=$SHIM MT_FAULT_OPS=mkdir,creat,rename,unlink,fsync,write MT_FAULT_N=0 MT_FAULT_DIR=$W/save \
-      MT_FAULT_RANK=0 MT_FAULT_COUNT=$W/count timeout 40 "$BIN" "${args[@]}" > /dev/null 2>&1 < /dev/null )
+      MT_FAULT_RANK=0 MT_FAULT_COUNT=$W/count MT_FAULT_NO_EXCHANGE=$([ "${2:-}" = nx ] && echo 1) timeout 40 "$BIN" "${args[@]}" > /dev/null 2>&1 < /dev/null )
   read -r -a line < <(grep '^rank 0 ' "$W/count" 2> /dev/null)
-  for ((i = 4; i + 1 < ${#line[@]}; i += 2)); do steps[$1.${line[i]}]=${line[i + 1]}; done
+  for ((i = 4; i + 1 < ${#line[@]}; i += 2)); do steps[$key.${line[i]}]=${line[i + 1]}; done
 }
 
 names=()
@@ -233,8 +234,20 @@ for kind in fresh resave; do
   # Control: no fault (the save succeeds, a re-save replaces the old iter_2).
   queue "${kind}_no_fault" "$kind" 1 0 none 0 fail ""
 done
-# A file system without RENAME_EXCHANGE: the re-save moves the old aside.
-queue resave_without_rename_exchange resave 1 0 rename "$((${steps[resave.rename]:-4} - 1))" fail EINVAL
+# A file system without RENAME_EXCHANGE: the re-save moves the old iter_2
+# aside to iter_2.old, moves the new one in, removes the old. A kill and a
+# failure before each of those renames and unlinks; a --load must find the
+# old or the new iter_2 (iter_2.old while iter_2 is missing).
+count resave nx
+[ "${steps[resave_nx.rename]:-0}" -gt "${steps[resave.rename]:-0}" ] ||
+  not_ok save_faults/no_exchange_takes_the_fallback "renames without exchange ${steps[resave_nx.rename]:-?}, with ${steps[resave.rename]:-?}: the shim's switch did not reach the save"
+for ops in rename unlink; do
+  for ((n = 1; n <= ${steps[resave_nx.$ops]:-0}; n++)); do
+    queue "resave_nx_kill_${ops}_$n" resave 1 0 "$ops" "$n" kill "" nx
+    queue "resave_nx_fail_${ops}_$n" resave 1 0 "$ops" "$n" fail EIO nx
+  done
+done
+queue resave_nx_no_fault resave 1 0 none 0 fail "" nx
 
 # ---- 2 and 4 ranks: the fault on one rank only -----------------------------------
 wait  # the references first (built once, not by concurrent cases)

@@ -93,7 +93,15 @@ b_def=$(ban -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT)
 b_pas=$(ban -u GOMP_SPINCOUNT OMP_WAIT_POLICY=PASSIVE)
 b_spn=$(ban -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1234)
 ldso=$(ls /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1 2> /dev/null | head -n 1)
-b_lds=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$ldso" ./pretrain_gpt $W 2>&1 | grep '^threads: ')
+b_lds="(no dynamic loader found to run it through)"
+[ -n "$ldso" ] && b_lds=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$ldso" ./pretrain_gpt $W 2>&1 | grep '^threads: ')
+# A stray MT_WAIT_CHOSEN (copied from another process's environment) names
+# another PID: it neither skips the re-exec (the spin count still ends at 0)
+# nor claims a user's ACTIVE as the trainer's choice.
+b_str=$(ban -u GOMP_SPINCOUNT OMP_WAIT_POLICY=ACTIVE MT_WAIT_CHOSEN=1)
+sp_str=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT MT_WAIT_CHOSEN=1 OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | sed -n "s/^ *GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tr '\n' ' ')
 [[ "$b_def" == *"waiting passively (the trainer's default"* ]] && [[ "$b_pas" == *"OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=(unset) (from the environment)" ]] &&
-  [[ "$b_spn" == *"GOMP_SPINCOUNT=1234 (from the environment)" ]] && [[ "$b_lds" == *"spinning while idle"* ]] && ok banner_says_how_threads_wait ||
-  not_ok banner_says_how_threads_wait "default '$b_def'; PASSIVE set '$b_pas'; spin count set '$b_spn'; through $ldso '$b_lds'"
+  [[ "$b_spn" == *"GOMP_SPINCOUNT=1234 (from the environment)" ]] && [[ "$b_lds" == *"spinning while idle"* ]] &&
+  [[ "$b_str" == *"OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=(unset) (from the environment)" ]] && [[ "$sp_str" =~ \ 0\ $ ]] &&
+  ok banner_says_how_threads_wait ||
+  not_ok banner_says_how_threads_wait "default '$b_def'; PASSIVE set '$b_pas'; spin count set '$b_spn'; through $ldso '$b_lds'; stray MT_WAIT_CHOSEN with ACTIVE '$b_str', alone: spin counts '$sp_str'"

@@ -37,9 +37,9 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// Operands sit on 2 MiB pages where the kernel grants them, as the trainer's
-// large buffers do (src/backend.c): the ceiling is measured on the same
-// memory the model runs on, not on a slower one.
+// Operands of 4 MiB and up sit on 2 MiB pages where the kernel grants
+// them, by the trainer's rule for its buffers (src/backend.c cpu_alloc): the
+// ceiling is measured on the same kind of memory the model runs on.
 static float *alloc_fill(size_t n, unsigned seed) {
     const size_t huge = (size_t)2 << 20;
     size_t bytes = (n * sizeof(float) + huge - 1) & ~(huge - 1);
@@ -49,7 +49,7 @@ static float *alloc_fill(size_t n, unsigned seed) {
         exit(1);
     }
 #ifdef MADV_HUGEPAGE
-    (void)madvise(p, bytes, MADV_HUGEPAGE);
+    if (n * sizeof(float) >= 2 * huge) (void)madvise(p, bytes, MADV_HUGEPAGE);
 #endif
     unsigned s = seed;
     for (size_t i = 0; i < n; i++) {
