@@ -6,7 +6,10 @@
 #   2. the trainer's step time for the same layout (TP 2 x DP 2, small model)
 #      on one host (shared memory) and on two hosts (TP inside a host over
 #      shared memory, DP across over TCP), median of the iterations after the
-#      first.
+#      first;
+#   3. PP 2 1F1B M 8 with one stage on each host (the pipeline's sends over
+#      TCP), without and with --overlap-p2p-communication, runs alternating
+#      for 3 rounds: median ms and the time waited on pipeline receives.
 # Usage: tools/bench-multihost.sh [ITERS]   (default 12)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,3 +45,25 @@ echo "|---|---|---:|"
 echo "| one host, 4 ranks | shared memory (vader) | $one |"
 echo "| two hosts, 2 ranks each | TP: shared memory inside a host; DP: TCP across | $two |"
 echo "| two hosts, 2 ranks each | TCP for everything (MT_NETNS_BTL=self,tcp) | $tcp |"
+echo
+# PP across hosts: each stage's activations and gradients (micro-batch 1 x
+# T 128 x 256 floats, 128 KiB) cross TCP, where an early receive has the most
+# to hide. The same batches and bits with and without the flag.
+Q="--config configs/small.conf --micro-batch-size 1 --global-batch-size 8 --pipeline-model-parallel-size 2 --train-iters $iters --log-interval 1 --log-pipeline"
+waited() { awk '/^  rank [0-9]+: waited / { s += $4; n++ } END { if (n) printf "%.1f", s / n; else print "-" }'; }
+declare -a pp_ms pp_w
+for r in 1 2 3; do
+  for k in 0 1; do
+    flag=$([ "$k" = 1 ] && echo --overlap-p2p-communication)
+    # shellcheck disable=SC2086
+    out=$(MT_NETNS_BTL=self,tcp tools/netns-hosts.sh mpirun "$P" "$NET" 2 1 ./pretrain_gpt $Q $flag 2>&1)
+    pp_ms[$k]="${pp_ms[$k]:-} $(median_ms <<< "$out")"
+    pp_w[$k]="${pp_w[$k]:-} $(waited <<< "$out")"
+  done
+done
+echo "## PP 2 1F1B M 8 across two hosts (one stage each, TCP), small model, median ms of $((iters - 1)) iterations, 3 rounds alternating"
+echo
+echo "| run | ms/iter, each round | receives waited for, ms per rank and iteration (mean over all iterations), each round |"
+echo "|---|---|---|"
+echo "| blocking receives |${pp_ms[0]} |${pp_w[0]} |"
+echo "| --overlap-p2p-communication |${pp_ms[1]} |${pp_w[1]} |"
