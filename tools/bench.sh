@@ -335,7 +335,7 @@ run_par() { # TAG NP FLAGS...
         if (b[1] + 0 > w) print $2 }' "$W/$tag.jsonl" > "$W/$tag.ms"
     [ -s "$W/$tag.ms" ] || die "$tag: no timed iterations in $W/$tag.jsonl"
 }
-declare -A SC_OF SCP_OF BC_OF
+declare -A SC_OF SCP_OF BC_OF PAR_OF
 for KT in "${KERNELS[@]}"; do
     kpre "$KT"
     # shellcheck disable=SC2046
@@ -354,11 +354,16 @@ for KT in "${KERNELS[@]}"; do
         done
         BC_OF[$KT]=$(best_round "big_c_$KT" $BIG_ROUNDS)
     fi
-    for i in "${!PAR_LAYOUTS[@]}"; do
-        IFS='|' read -r _ np flags <<< "${PAR_LAYOUTS[$i]}"
-        # shellcheck disable=SC2086
-        run_par "par_${KT}_$i" "$np" $flags
+    # In rounds, every layout once per round, so a change in the machine's
+    # load hits the 1-rank run and the layouts alike; each one's best round.
+    for r in $(seq 1 $ROUNDS); do
+        for i in "${!PAR_LAYOUTS[@]}"; do
+            IFS='|' read -r _ np flags <<< "${PAR_LAYOUTS[$i]}"
+            # shellcheck disable=SC2086
+            run_par "par_${KT}_${i}_$r" "$np" $flags
+        done
     done
+    for i in "${!PAR_LAYOUTS[@]}"; do PAR_OF[$KT,$i]=$(best_round "par_${KT}_$i" $ROUNDS); done
 done
 K_PRE=()
 HEAD=${KERNELS[0]}
@@ -435,7 +440,7 @@ REPORT=$W/report.md
         for i in "${!PAR_LAYOUTS[@]}"; do
             IFS='|' read -r name np _ <<< "${PAR_LAYOUTS[$i]}"
             lay="$name, $np x $((THREADS / np > 0 ? THREADS / np : 1))"
-            row "small, global batch 8" "$lay" "megatron.c, $K" "par_${KT}_$i" 1024 "$SMALL_FPT" -
+            row "small, global batch 8" "$lay" "megatron.c, $K" "${PAR_OF[$KT,$i]}" 1024 "$SMALL_FPT" -
         done
         if [ $QUICK = 0 ]; then
             CEIL=${CEIL_OF[big,$KT]}
@@ -454,10 +459,10 @@ REPORT=$W/report.md
     fi
     echo
     for KT in "${KERNELS[@]}"; do
-        echo "Layouts on the same cores, $(klabel "$KT") (small shape, global batch 8; 1 rank x $THREADS threads time over the layout's, same batches):"
+        echo "Layouts on the same cores, $(klabel "$KT") (small shape, global batch 8; 1 rank x $THREADS threads time over the layout's, same batches; best of $ROUNDS round(s), every layout once per round):"
         for i in "${!PAR_LAYOUTS[@]}"; do
             IFS='|' read -r name _ _ <<< "${PAR_LAYOUTS[$i]}"
-            awk -v n="$name" -v a="$(med "par_${KT}_0")" -v b="$(med "par_${KT}_$i")" 'BEGIN { printf "%s %.2f; ", n, a / b }'
+            awk -v n="$name" -v a="$(med "${PAR_OF[$KT,0]}")" -v b="$(med "${PAR_OF[$KT,$i]}")" 'BEGIN { printf "%s %.2f; ", n, a / b }'
         done
         echo
     done
