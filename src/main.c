@@ -243,6 +243,16 @@ static void check_resume(const run *r) {
         printf("nothing to train: the checkpoint in %s is at --train-iters %d already; writing the requested outputs only\n", c->load, at);
 }
 
+// --init-from's kind (a Hugging Face directory or an llm.c file), decided by
+// rank 0, the only rank that reads it (docs/cluster.md: on several hosts the
+// others may not see the path at all), and broadcast: ranks deciding apart
+// would enter different collectives and hang.
+static int init_from_is_hf(const char *path, int world_rank) {
+    int hf = world_rank == 0 ? mt_hf_is_dir(path) : 0;
+    MPI_Bcast(&hf, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    return hf;
+}
+
 // --init-from: the llm.c file's header or the Hugging Face directory's
 // config.json gives the shape; an explicit flag that disagrees is an error,
 // not silently overridden. Rank 0 reads, every rank applies the same values.
@@ -251,7 +261,7 @@ static void apply_init_header(run *r, int world_rank) {
     int loud = world_rank == 0;
     char err[1200] = "";
     int rc = 0;
-    if (mt_hf_is_dir(c->init_from)) {
+    if (init_from_is_hf(c->init_from, world_rank)) {
         mt_hf_config h;
         if (world_rank == 0) rc = mt_hf_read_config(c->init_from, &h, err, sizeof err);
         MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -659,7 +669,7 @@ int main(int argc, char **argv) {
     // A checkpoint found by --load wins over --init-from (Megatron's rule),
     // so one command line both starts and resumes a run.
     if (!resumed && c->init_from[0]) {
-        int bad = mt_hf_is_dir(c->init_from) ? mt_hf_load(&r.model, c->init_from, err, sizeof err)
+        int bad = init_from_is_hf(c->init_from, r.par.world_rank) ? mt_hf_load(&r.model, c->init_from, err, sizeof err)
                                              : mt_llmc_load(&r.model, c->init_from, err, sizeof err);
         if (bad) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);
     }

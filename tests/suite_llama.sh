@@ -75,6 +75,17 @@ for bin in pretrain_gpt pretrain_gpt_fp64; do
   ./$bin --init-from "$T/gpt2_hf" $G --metrics-file "$T/hf_$bin.json" --dump-params "$T/hf_$bin.st" > "$T/hf.log" 2>&1
   same_run "llmc_file_equals_its_gpt2_directory_$bin" "$T/llmc_$bin.json" "$T/llmc_$bin.st" "$T/hf_$bin.json" "$T/hf_$bin.st"
 done
+# Rank 0 decides what --init-from names and the other ranks follow (they
+# may not see the path: another host's file system). A relative path from
+# two working directories, only rank 0's holding the directory: ranks that
+# decided apart entered different collectives. Same losses as one rank
+# reading it (DP 2 sums the loss in another order: 1e-6).
+mkdir -p "$T/wd0" "$T/wd1"; cp -r "$T/gpt2_hf" "$T/wd0/m"
+if ( timeout --kill-after=5 60 $MPIRUN 1 -wdir "$T/wd0" "$PWD/pretrain_gpt" --init-from m $G --metrics-file "$T/wd.json" : \
+       -np 1 -wdir "$T/wd1" "$PWD/pretrain_gpt" --init-from m $G --metrics-file "$T/wd.json" > "$T/wd.log" 2>&1 ) &&
+   why=$(compare_losses "$T/hf_pretrain_gpt.json" "$T/wd.json" 1e-6); then ok "init_from_kind_decided_by_rank0 ($why)"
+else not_ok init_from_kind_decided_by_rank0 "$(grep -m2 -i 'error' "$T/wd.log" | tr '\n' ' ') ${why:-}"; fi
+
 # --export-hf then --init-from (fp32: the directory holds fp32 weights).
 for m in gpt2 llama; do
   src="$T/gpt2.bin"; [ $m = llama ] && src="$T/llama"
