@@ -37,8 +37,8 @@ static void cpu_zero(void *p, size_t bytes) {
 // activation slots) are asked to sit on 2 MiB pages. Debian's kernel grants
 // transparent huge pages only to ranges that madvise for them, and with 4 KiB
 // pages the AdamW sweep and OpenBLAS's packing of the weights stream hundreds
-// of MB through a few thousand TLB entries: a GPT-2 124M step ran 5% faster
-// side by side (docs/bench.md). Aligned to 2 MiB and rounded up to whole
+// of MB through a few thousand TLB entries: a GPT-2 124M step ran 6% faster
+// side by side (docs/design.md, "Speed"). Aligned to 2 MiB and rounded up to whole
 // pages so every page of the buffer can be huge; a kernel without THP answers
 // madvise with an error, ignored, and the buffer is an ordinary one.
 static void *cpu_alloc(size_t bytes) {

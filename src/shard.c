@@ -202,13 +202,12 @@ static FILE *llmc_open(const char *path, mt_llmc_header *h, char *err, size_t er
     }
     int32_t hd[256];
     size_t got = fread(hd, 4, 256, fp);
-    const char *bad = NULL;
-    char msg[600];
-    if (got != 256) snprintf(msg, sizeof msg, "truncated header (%zu of 1024 bytes)", got * 4), bad = msg;
-    else if (hd[0] == 20240520) bad = "is an llm.c token file (magic 20240520; --data-path takes it), not a model file";
-    else if (hd[0] != MT_LLMC_MAGIC) snprintf(msg, sizeof msg, "bad magic %d (want %d: llm.c model file)", hd[0], MT_LLMC_MAGIC), bad = msg;
-    else if (hd[1] != 3) snprintf(msg, sizeof msg, "unsupported version %d (need 3: fp32 weights)", hd[1]), bad = msg;
-    if (bad) {
+    char bad[200] = "";
+    if (got != 256) snprintf(bad, sizeof bad, "truncated header (%zu of 1024 bytes)", got * 4);
+    else if (hd[0] == 20240520) snprintf(bad, sizeof bad, "is an llm.c token file (magic 20240520; --data-path takes it), not a model file");
+    else if (hd[0] != MT_LLMC_MAGIC) snprintf(bad, sizeof bad, "bad magic %d (want %d: llm.c model file)", hd[0], MT_LLMC_MAGIC);
+    else if (hd[1] != 3) snprintf(bad, sizeof bad, "unsupported version %d (need 3: fp32 weights)", hd[1]);
+    if (bad[0]) {
         fclose(fp);
         snprintf(err, errlen, "%s: %s", path, bad);
         return NULL;
@@ -284,9 +283,10 @@ int mt_llmc_load(mt_model *m, const char *path, char *err, size_t errlen) {
                  h.max_seq != c->max_position_embeddings || h.vocab != c->vocab_size) {
             snprintf(err, errlen, "%s: changed since its header was read (now layers %d, channels %d, heads %d, maxT %d, vocab %d)",
                      path, h.layers, h.channels, h.heads, h.max_seq, h.vocab);
+            fclose(x.fp);
+            x.fp = NULL;
             bad = 1;
         }
-        if (bad && x.fp) fclose(x.fp), x.fp = NULL;
     }
     MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (bad) {

@@ -68,8 +68,10 @@ else not_ok export_llmc_then_init_from_is_exact "$(tail -n 2 "$T/exp.cmp" "$T/im
 # (OMP_DISPLAY_ENV) ends with a spin count of 0; a user's choice is kept
 # (one report, their value). Without the re-exec the count stays 300000.
 W="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 1"
-sp_default=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | sed -n "s/^ *GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tr '\n' ' ')
-sp_user=$(env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1234 OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | sed -n "s/^ *GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tr '\n' ' ')
+# spins ENV...: the spin counts libgomp reports, one per process image.
+spins() { env "$@" OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | sed -n "s/^ *GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tr '\n' ' '; }
+sp_default=$(spins -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT)
+sp_user=$(spins -u OMP_WAIT_POLICY GOMP_SPINCOUNT=1234)
 sp_active=$(env OMP_WAIT_POLICY=ACTIVE OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | grep -c "OMP_WAIT_POLICY = 'ACTIVE'")
 # The re-executed process keeps its name (/proc/PID/comm is what ps, pgrep
 # and suite_multihost go by): exec'ing the link /proc/self/exe named every
@@ -99,7 +101,7 @@ b_lds="(no dynamic loader found to run it through)"
 # another PID: it neither skips the re-exec (the spin count still ends at 0)
 # nor claims a user's ACTIVE as the trainer's choice.
 b_str=$(ban -u GOMP_SPINCOUNT OMP_WAIT_POLICY=ACTIVE MT_WAIT_CHOSEN=1)
-sp_str=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT MT_WAIT_CHOSEN=1 OMP_DISPLAY_ENV=verbose ./pretrain_gpt $W 2>&1 | sed -n "s/^ *GOMP_SPINCOUNT = '\([0-9]*\)'.*/\1/p" | tr '\n' ' ')
+sp_str=$(spins -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT MT_WAIT_CHOSEN=1)
 [[ "$b_def" == *"waiting passively (the trainer's default"* ]] && [[ "$b_pas" == *"OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=(unset) (from the environment)" ]] &&
   [[ "$b_spn" == *"GOMP_SPINCOUNT=1234 (from the environment)" ]] && [[ "$b_lds" == *"spinning while idle"* ]] &&
   [[ "$b_str" == *"OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=(unset) (from the environment)" ]] && [[ "$sp_str" =~ \ 0\ $ ]] &&

@@ -11,7 +11,7 @@
 #                               with its bf16 copy): the test hook, same bits
 #   no -fvect-cost-model=dynamic  the build GCC's -O2 alone vectorises
 #                               (built here into build/novect, once)
-#   no huge pages               large buffers without madvise(MADV_HUGEPAGE)
+#   no huge pages               large buffers madvised MADV_NOHUGEPAGE instead
 #                               (build/nothp: EXTRA_CFLAGS=-DMT_NO_HUGE_PAGES)
 # Every row computes the same bits; only time differs.
 #   tools/bench-opts.sh [small|124m ...]   default: both shapes

@@ -8,6 +8,13 @@
 #include "fused.h"
 #include "vmath.h"
 
+// Tensors below this many elements are updated by the calling thread alone:
+// waking the OpenMP team costs more than it saves on a bias or a LayerNorm
+// gain (256 to 3072 elements; 28 bytes each), and the optimizer ran one
+// team wake per tensor, 52 of the small shape's 189 a step. Element by
+// element the same arithmetic, so the same bits whichever thread runs it.
+#define ADAMW_MIN_TEAM 16384
+
 // In the build's precision, as PyTorch and apex do (fp32 arithmetic for
 // fp32 weights); the bias corrections are computed once, in double. The
 // clip coefficient rides along as gscale, so clipping costs no extra pass
@@ -16,13 +23,6 @@
 // updated weight, written while the value is in a register rather than in a
 // second sweep over the parameters). The loop is memory-bound, so it is
 // threaded in contiguous static blocks, each streamed once.
-// Tensors below this many elements are updated by the calling thread alone:
-// waking the OpenMP team costs more than it saves on a bias or a LayerNorm
-// gain (256 to 3072 elements; 28 bytes each), and the optimizer ran one
-// team wake per tensor, 52 of the small shape's 189 a step. Element by
-// element the same arithmetic, so the same bits whichever thread runs it.
-#define ADAMW_MIN_TEAM 16384
-
 MT_INLINE void adamw_elem(real *p, real *pbf, const real *g, real gscale, real *m, real *v, size_t i, real c1, real c2,
                           real lr, real b1, real b2, real eps, real wd, int bf) {
     const real one = 1;
