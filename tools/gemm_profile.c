@@ -7,6 +7,8 @@
 //   LD_PRELOAD=tools/gemm_profile.so ./pretrain_gpt ...
 //   GEMM_PROFILE_SKIP_S=S   ignore calls that start within S seconds of the
 //                           first one (warm-up: first-touch page faults)
+//   GEMM_PROFILE_SKIP_CALLS=N  ignore the first N calls (tools/bench.sh: a
+//                           model's warm-up steps, at 12 L + 3 calls a step)
 //
 // Output lines start with "gemm_profile[PID]:" so several ranks' reports
 // can be told apart:
@@ -43,6 +45,7 @@ static struct {
     long dropped;  // calls of shapes past MAX_SHAPES (counted in the total only)
     long calls;
     double sec, flops, first, skip_s;
+    long seen, skip_calls;
     int started;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -66,16 +69,19 @@ static void report(void) {
 }
 
 // Starts the clock of the skip window at the first call and registers the
-// report; returns 0 when this call falls inside the skip window.
+// report; returns 0 when this call falls inside the skip window (by time or
+// by count).
 static int counted(double t0) {
     if (!g.started) {
         g.started = 1;
         g.first = t0;
         const char *s = getenv("GEMM_PROFILE_SKIP_S");
         g.skip_s = s ? atof(s) : 0;
+        const char *c = getenv("GEMM_PROFILE_SKIP_CALLS");
+        g.skip_calls = c ? atol(c) : 0;
         atexit(report);
     }
-    return t0 - g.first >= g.skip_s;
+    return ++g.seen > g.skip_calls && t0 - g.first >= g.skip_s;
 }
 
 static void tally(int fp64, int m, int n, int k, int ta, int tb, int beta1, double t0, double dt) {

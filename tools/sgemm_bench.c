@@ -1,7 +1,8 @@
 // sgemm_bench.c: the practical ceiling for tools/bench.sh. Times OpenBLAS's
 // cblas_sgemm (row-major, single precision) on the GEMM shapes a GPT-2
 // trainer runs, best of several repetitions, and prints GFLOP/s per shape
-// and layout, then the maximum.
+// and layout (the best repetition and the median one), then the maximum of
+// the best.
 //
 //   tools/sgemm_bench [--reps N] [--beta 0|1] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]
 //   (--beta 1: C += op(A) op(B), as an accumulating weight gradient runs;
@@ -21,8 +22,10 @@
 // OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, as for the trainer.
 //
 // Output: comment lines start with '#'; one line per measurement
-//   sgemm M N K LAYOUT BEST_MS GFLOPS
-// and last
+//   sgemm M N K LAYOUT BEST_MS GFLOPS MEDIAN_MS MEDIAN_GFLOPS
+// (the median: this machine's spread between repetitions of one product
+// is 10-20%, and a step runs each product once, not at its best; the
+// ceiling stays the best) and last
 //   max GFLOPS MxNxK LAYOUT
 #include <cblas.h>
 #include <stdio.h>
@@ -59,23 +62,34 @@ static float *alloc_fill(size_t n, unsigned seed) {
     return p;
 }
 
-// Best wall time of one GEMM over reps runs (after one untimed warm-up).
-static double time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta) {
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// Wall times of one GEMM over reps runs (after one untimed warm-up): the
+// best into *best, the median (the upper one of an even count) into *median.
+static void time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta, double *best, double *median) {
     float *a = alloc_fill((size_t)m * k, 1), *b = alloc_fill((size_t)k * n, 2);
     float *c = alloc_fill((size_t)m * n, 3);
     int lda = ta ? m : k, ldb = tb ? k : n;
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
-    double best = 1e30;
+    double *t = malloc((size_t)reps * sizeof *t);
+    if (!t) {
+        fprintf(stderr, "sgemm_bench: out of memory (%d repetitions)\n", reps);
+        exit(1);
+    }
     for (int r = -1; r < reps; r++) {
         double t0 = now();
         cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
-        double dt = now() - t0;
-        if (r >= 0 && dt < best) best = dt;
+        if (r >= 0) t[r] = now() - t0;
     }
     volatile float sink = c[0];
     (void)sink;
-    free(a), free(b), free(c);
-    return best;
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    *best = t[0];
+    *median = t[reps / 2];
+    free(t), free(a), free(b), free(c);
 }
 
 static void usage(void) {
@@ -118,10 +132,10 @@ int main(int argc, char **argv) {
     if (nshapes == 0)
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) shapes[nshapes++] = defaults[i];
 
-    printf("# sgemm_bench: cblas_sgemm row-major fp32, %d threads, best of %d (+1 warm-up), beta %g\n",
+    printf("# sgemm_bench: cblas_sgemm row-major fp32, %d threads, best and median of %d (+1 warm-up), beta %g\n",
            openblas_get_num_threads(), reps, (double)beta);
     printf("# OpenBLAS: %s (core %s)\n", openblas_get_config(), openblas_get_corename());
-    printf("# sgemm M N K layout best_ms GFLOP/s\n");
+    printf("# sgemm M N K layout best_ms GFLOP/s median_ms median_GFLOP/s\n");
     double max_gf = 0;
     char max_shape[64] = "", max_layout[4] = "";
     for (int s = 0; s < nshapes; s++) {
@@ -138,9 +152,10 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "sgemm_bench: bad layout '%s' (want nn, nt, tn or tt)\n", tok);
                 return 2;
             }
-            double t = time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps, beta);
+            double t, tm;
+            time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps, beta, &t, &tm);
             double gf = 2.0 * m * n * k / t / 1e9;
-            printf("sgemm %d %d %d %s %.3f %.1f\n", m, n, k, tok, 1e3 * t, gf);
+            printf("sgemm %d %d %d %s %.3f %.1f %.3f %.1f\n", m, n, k, tok, 1e3 * t, gf, 1e3 * tm, 2.0 * m * n * k / tm / 1e9);
             fflush(stdout);
             if (gf > max_gf) {
                 max_gf = gf;
