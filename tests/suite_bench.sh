@@ -32,13 +32,16 @@ grep -q "DP 2 + overlap" "$bw/out.md" || why="$why; no DP 2 + overlap row"
 # The GEMM-only bounds, recomputed here from the sgemm lines: the 12
 # per-layer GEMMs x 4 layers plus the LM head's 3, in milliseconds, each
 # pair's third (the weight gradient) at its beta-1 time; at the best
-# repetitions (column 6) and at the median ones (column 8).
-for w in best:6 median:8; do
-  want=$(awk -v c=${w#*:} '$1 != "sgemm" { next } FNR == NR { tn[++j] = $c; next } { i++; ms += (i <= 12 ? 4 : 1) * (i % 3 == 0 ? tn[i / 3] : $c) } END { printf "%.1f", ms }' \
-    "$bw/sgemm_small_native_beta1.txt" "$bw/sgemm_small_native.txt" 2>/dev/null)
-  got=$(grep -m1 "^| small: .* | GEMMs only, at the ${w%:*} rates .* native " "$bw/out.md" | awk -F' [|] ' '{ print $4 }')
-  [ -n "$want" ] && [ "$got" = "$want" ] || why="$why; GEMM-only bound row (${w%:*}) '$got' ms, recomputed '$want'"
+# repetitions (column 6) and at the median ones on cold operands (column 8
+# of the --cold runs).
+for w in best::6 median:_cold:8; do
+  IFS=: read -r which sfx col <<< "$w"
+  want=$(awk -v c=$col '$1 != "sgemm" { next } FNR == NR { tn[++j] = $c; next } { i++; ms += (i <= 12 ? 4 : 1) * (i % 3 == 0 ? tn[i / 3] : $c) } END { printf "%.1f", ms }' \
+    "$bw/sgemm_small_native${sfx}_beta1.txt" "$bw/sgemm_small_native$sfx.txt" 2>/dev/null)
+  got=$(grep -m1 "^| small: .* | GEMMs only, at the $which rates .* native " "$bw/out.md" | awk -F' [|] ' '{ print $4 }')
+  [ -n "$want" ] && [ "$got" = "$want" ] || why="$why; GEMM-only bound row ($which) '$got' ms, recomputed '$want'"
 done
+grep -q '^# sgemm_bench: .*, cold operands' "$bw/sgemm_small_native_cold.txt" || why="$why; the cold bound's runs were not --cold"
 grep -q '^- weight-gradient GEMMs (tn) with beta 1, .*: best [0-9.]* (' "$bw/out.md" || why="$why; no beta-1 line"
 # The headline run's GEMMs, timed inside it after the warm-up: --smoke times
 # one step (3 steps, 2 warm-up), i.e. exactly the small model's 12 x 4 + 3.

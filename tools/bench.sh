@@ -268,13 +268,21 @@ sgemm_ceiling() { # KT NAME SHAPES...
     # pairs (x L layers) and the LM head last (x 1), each pair nt, nn, tn;
     # see model_gemms. The weight gradients (every third line) take their
     # beta-1 time, as the model runs them.
-    # The same sum at each product's median repetition (column 8) says what
-    # a step can expect: it runs every product once, not at its best.
-    local col
+    # What a step can expect instead: the same products on cold operands
+    # (--cold: read from memory, as in a step that touched every weight and
+    # activation since) at their median repetition (column 8), not the best.
+    cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" --cold "$@")
+    record "${cmd[@]}"
+    "${cmd[@]}" > "$W/sgemm_${name}_${kt}_cold.txt"
+    cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" --cold --beta 1 $tn)
+    record "${cmd[@]}"
+    "${cmd[@]}" > "$W/sgemm_${name}_${kt}_cold_beta1.txt"
+    local col sfx
     for col in 6 8; do
+        sfx=""; [ $col = 8 ] && sfx=_cold
         local ms; ms=$(awk -v L="${LAYERS_OF[$name]}" -v c="$col" 'FNR == NR { if ($1 == "sgemm") tn[++j] = $c; next }
             $1 == "sgemm" { i++; ms += (i <= 12 ? L : 1) * (i % 3 == 0 ? tn[i / 3] : $c) } END { printf "%.1f", ms }' \
-            "$W/sgemm_${name}_${kt}_beta1.txt" "$W/sgemm_${name}_$kt.txt")
+            "$W/sgemm_${name}_${kt}${sfx}_beta1.txt" "$W/sgemm_${name}_${kt}${sfx}.txt")
         if [ $col = 6 ]; then BOUND_MS_OF[$name,$kt]=$ms; else BOUND_MED_MS_OF[$name,$kt]=$ms; fi
     done
     [ -n "${CEIL_OF[$name,$kt]}" ] || die "tools/sgemm_bench printed no maximum"
@@ -406,14 +414,15 @@ row() {
         printf "| %s | %s | %s | %.1f | %.0f | %.1f | %.0f%% | %s | %s | %s |\n", shape, layout, impl, ms, tps, gf, 100 * gf / ceil, tc, rc, rss }'
 }
 # bound_row SHAPE NAME KT TOKENS_PER_STEP FLOPS_PER_TOKEN: the GEMM-only
-# bounds, at the best and at the median repetitions' rates
+# bounds, at the best repetitions' rates (operands in cache) and at the
+# median ones on cold operands
 bound_row() {
     local which ms
-    for which in best median; do
-        if [ $which = best ]; then ms=${BOUND_MS_OF[$2,$3]}; else ms=${BOUND_MED_MS_OF[$2,$3]}; fi
+    for which in "best rates measured above" "median rates on cold operands (--cold)"; do
+        if [ "${which%% *}" = best ]; then ms=${BOUND_MS_OF[$2,$3]}; else ms=${BOUND_MED_MS_OF[$2,$3]}; fi
         awk -v shape="$1" -v ms="$ms" -v tok="$4" -v fpt="$5" -v ceil="$CEIL" -v k="$(klabel "$3")" -v w="$which" 'BEGIN {
             tps = tok / (ms / 1000); gf = fpt * tps / 1e9
-            printf "| %s | GEMMs only, at the %s rates measured above | bound: sgemm_bench, %s | %.1f | %.0f | %.1f | %.0f%% | | | | |\n", shape, w, k, ms, tps, gf, 100 * gf / ceil }'
+            printf "| %s | GEMMs only, at the %s | bound: sgemm_bench, %s | %.1f | %.0f | %.1f | %.0f%% | | | | |\n", shape, w, k, ms, tps, gf, 100 * gf / ceil }'
     done
 }
 # gemm_row SHAPE TAG CALLS_PER_STEP: the GEMMs inside the timed steps of
@@ -453,7 +462,7 @@ REPORT=$W/report.md
     echo "- CPU features: $FEATURES"
     echo "- OpenBLAS core: $(klabel "$HEAD")$( [ ${#KERNELS[@]} -gt 1 ] && echo "; also $(klabel pinned): every C row runs with both, the native one is the headline")"
     echo "- model FLOPs/token = 6N + 12*L*T*h; sgemm ceiling per shape and kernel = best cblas_sgemm over the model's own GEMMs (nt, nn, tn; LM head included; attention's batched GEMMs not)"
-    echo "- GEMMs-only bound: the step time if the model ran only its linear layers' GEMMs (per layer x L, LM head once), each at the rate measured for the ceiling (weight gradients with beta 1, as the model runs them; the qkv and fc1 forwards, which the model also runs with beta 1, at beta 0); model FLOP/s at that time is about the most the ceiling's share could be with every other op free. Two rows: at each product's best repetition (as the ceiling) and at its median one (a step runs each product once, so the median is what it can expect)"
+    echo "- GEMMs-only bound: the step time if the model ran only its linear layers' GEMMs (per layer x L, LM head once), each at the rate measured for the ceiling (weight gradients with beta 1, as the model runs them; the qkv and fc1 forwards, which the model also runs with beta 1, at beta 0); model FLOP/s at that time is about the most the ceiling's share could be with every other op free. Two rows: at each product's best repetition with its operands in cache (as the ceiling), and at its median repetition on cold operands (tools/sgemm_bench --cold: a new operand set each time, read from memory): a step runs each product once, on weights and activations it has not touched since, so that is what it can expect"
     for KT in "${KERNELS[@]}"; do
         echo "- weight-gradient GEMMs (tn) with beta 1, as the model calls them (accumulating; OpenBLAS skips zeroing C), $(klabel "$KT"): best ${BETA1_OF[small,$KT]} GFLOP/s small$( [ $QUICK = 0 ] && echo ", ${BETA1_OF[big,$KT]} 124M"), beside the beta-0 ceiling"
     done

@@ -4,9 +4,10 @@
 // and layout (the best repetition and the median one), then the maximum of
 // the best.
 //
-//   tools/sgemm_bench [--reps N] [--beta 0|1] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]
+//   tools/sgemm_bench [--reps N] [--beta 0|1] [--cold] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]
 //   (--beta 1: C += op(A) op(B), as an accumulating weight gradient runs;
-//   OpenBLAS then skips the pass that zeroes C first)
+//   OpenBLAS then skips the pass that zeroes C first. --cold: every
+//   repetition on new operands, read from memory as inside a step)
 //   tools/sgemm_bench --core     prints "core NAME" (openblas_get_corename) and exits
 //
 // A shape with ":LAYOUT" (e.g. 256x768x3072:nn) runs that layout only, so
@@ -67,11 +68,33 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+// --cold: each repetition takes an operand set no call has touched since
+// a COLD_BYTES buffer was written over the caches, so its operands come
+// from memory as in a training step (which touches every weight and
+// activation between two calls of one product). Sets are used once while
+// there are enough; past that they cycle, at least COLD_BYTES apart.
+// Without --cold one set stays in cache.
+#define COLD_BYTES ((size_t)64 << 20)  // twice the largest L3 a Zen 5 CCD has
+
 // Wall times of one GEMM over reps runs (after one untimed warm-up): the
 // best into *best, the median (the upper one of an even count) into *median.
-static void time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta, double *best, double *median) {
-    float *a = alloc_fill((size_t)m * k, 1), *b = alloc_fill((size_t)k * n, 2);
-    float *c = alloc_fill((size_t)m * n, 3);
+// flush: NULL, or --cold's COLD_BYTES buffer.
+static void time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta, char *flush, double *best,
+                      double *median) {
+    size_t set = ((size_t)m * k + (size_t)k * n + (size_t)m * n) * sizeof(float);
+    size_t cycle = COLD_BYTES / set + 1;
+    int nsets = !flush ? 1 : (size_t)reps + 1 < cycle ? reps + 1 : (int)cycle;
+    float **as = malloc(3 * (size_t)nsets * sizeof *as), **bs = as + nsets, **cs = bs + nsets;
+    if (!as) {
+        fprintf(stderr, "sgemm_bench: out of memory (%d operand sets)\n", nsets);
+        exit(1);
+    }
+    for (int i = 0; i < nsets; i++) {
+        as[i] = alloc_fill((size_t)m * k, 1 + 3 * (unsigned)i);
+        bs[i] = alloc_fill((size_t)k * n, 2 + 3 * (unsigned)i);
+        cs[i] = alloc_fill((size_t)m * n, 3 + 3 * (unsigned)i);
+    }
+    if (flush) memset(flush, 1, COLD_BYTES);
     int lda = ta ? m : k, ldb = tb ? k : n;
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
     double *t = malloc((size_t)reps * sizeof *t);
@@ -80,20 +103,23 @@ static void time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta,
         exit(1);
     }
     for (int r = -1; r < reps; r++) {
+        int i = (r + 1) % nsets;
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
+        cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, as[i], lda, bs[i], ldb, beta, cs[i], n);
         if (r >= 0) t[r] = now() - t0;
     }
-    volatile float sink = c[0];
+    volatile float sink = cs[0][0];
     (void)sink;
     qsort(t, (size_t)reps, sizeof *t, cmp_double);
     *best = t[0];
     *median = t[reps / 2];
-    free(t), free(a), free(b), free(c);
+    free(t);
+    for (int i = 0; i < nsets; i++) free(as[i]), free(bs[i]), free(cs[i]);
+    free(as);
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: tools/sgemm_bench [--core] [--reps N] [--beta 0|1] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]\n");
+    fprintf(stderr, "usage: tools/sgemm_bench [--core] [--reps N] [--beta 0|1] [--cold] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]\n");
     exit(2);
 }
 
@@ -106,6 +132,7 @@ int main(int argc, char **argv) {
     const char *shapes[64];
     int nshapes = 0, reps = 5;
     float beta = 0;
+    int cold = 0;
     char layouts[64] = "nt,nn,tn";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--core")) {
@@ -121,6 +148,8 @@ int main(int argc, char **argv) {
             i++;
             if (strcmp(argv[i], "0") && strcmp(argv[i], "1")) usage();
             beta = argv[i][0] == '1' ? 1.0f : 0.0f;
+        } else if (!strcmp(argv[i], "--cold")) {
+            cold = 1;
         } else if (!strcmp(argv[i], "--layouts") && i + 1 < argc) {
             snprintf(layouts, sizeof layouts, "%s", argv[++i]);
         } else if (argv[i][0] == '-') {
@@ -132,8 +161,13 @@ int main(int argc, char **argv) {
     if (nshapes == 0)
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) shapes[nshapes++] = defaults[i];
 
-    printf("# sgemm_bench: cblas_sgemm row-major fp32, %d threads, best and median of %d (+1 warm-up), beta %g\n",
-           openblas_get_num_threads(), reps, (double)beta);
+    char *flush = NULL;
+    if (cold && !(flush = malloc(COLD_BYTES))) {
+        fprintf(stderr, "sgemm_bench: out of memory (--cold's %zu MiB)\n", COLD_BYTES >> 20);
+        return 1;
+    }
+    printf("# sgemm_bench: cblas_sgemm row-major fp32, %d threads, best and median of %d (+1 warm-up), beta %g%s\n",
+           openblas_get_num_threads(), reps, (double)beta, cold ? ", cold operands (a new set each repetition)" : "");
     printf("# OpenBLAS: %s (core %s)\n", openblas_get_config(), openblas_get_corename());
     printf("# sgemm M N K layout best_ms GFLOP/s median_ms median_GFLOP/s\n");
     double max_gf = 0;
@@ -153,7 +187,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
             double t, tm;
-            time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps, beta, &t, &tm);
+            time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps, beta, flush, &t, &tm);
             double gf = 2.0 * m * n * k / t / 1e9;
             printf("sgemm %d %d %d %s %.3f %.1f %.3f %.1f\n", m, n, k, tok, 1e3 * t, gf, 1e3 * tm, 2.0 * m * n * k / tm / 1e9);
             fflush(stdout);
@@ -165,5 +199,6 @@ int main(int argc, char **argv) {
         }
     }
     printf("max %.1f %s %s\n", max_gf, max_shape, max_layout);
+    free(flush);
     return 0;
 }
