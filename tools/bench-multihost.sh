@@ -50,7 +50,7 @@ echo
 # T 128 x 256 floats, 128 KiB) cross TCP, where an early receive has the most
 # to hide. The same batches and bits with and without the flag.
 Q="--config configs/small.conf --micro-batch-size 1 --global-batch-size 8 --pipeline-model-parallel-size 2 --train-iters $iters --log-interval 1 --log-pipeline"
-waited() { awk '/^  rank [0-9]+: waited / { s += $4; n++ } END { if (n) printf "%.1f", s / n; else print "-" }'; }
+waited() { awk -f tools/pipeline-waited.awk; }
 declare -a pp_ms pp_w
 for r in 1 2 3; do
   for k in 0 1; do

@@ -56,7 +56,7 @@ done
 for i in 4 5; do
     IFS='|' read -r name _ _ <<< "${ROWS[$i]}"
     # The last iteration's line (--log-interval is ITERS), both ranks, every round.
-    w=$(cat "$W/$i".*.log | awk '/^  rank [0-9]+: waited / { s += $4; n++ } END { if (n) printf "%.1f", s / n; else print "-" }')
+    w=$(cat "$W/$i".*.log | awk -f tools/pipeline-waited.awk)
     echo "$name: pipeline receives waited for $w ms per rank and iteration (mean, --log-pipeline)"
 done
 echo "load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; $(nproc --all) CPUs ($(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) usable)"
