@@ -247,6 +247,9 @@ model_gemms() { # n h ff Vp
 }
 declare -A CEIL_OF CEIL_AT_OF BETA1_OF BOUND_MS_OF BOUND_MED_MS_OF
 declare -A LAYERS_OF=([small]=4 [big]=12)
+# cblas calls a step: 12 a layer (QKV, projection, fc1, fc2; forward, input
+# and weight gradients), 3 for the LM head.
+declare -A GEMMS_OF=([small]=$((12 * LAYERS_OF[small] + 3)) [big]=$((12 * LAYERS_OF[big] + 3)))
 sgemm_ceiling() { # KT NAME SHAPES...
     local kt=$1 name=$2; shift 2
     local cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" "$@")
@@ -361,7 +364,9 @@ for KT in "${KERNELS[@]}"; do
     # The headline runs carry tools/gemm_profile.so, which times each GEMM
     # after the warm-up steps' calls (12 L + 3 a step): the same steps'
     # time inside and outside the GEMMs (gemm_row). Two clock reads a call.
-    small_c()  { C_ENV=(LD_PRELOAD="$PWD/tools/gemm_profile.so" GEMM_PROFILE_SKIP_CALLS=$((WARMUP * 51)))
+    # (A relative LD_PRELOAD: the loader splits the variable at spaces, and
+    # the runs start in the repository's root.)
+    small_c()  { C_ENV=(LD_PRELOAD=tools/gemm_profile.so GEMM_PROFILE_SKIP_CALLS=$((WARMUP * GEMMS_OF[small])))
                  run_c "small_c_${KT}_$1" "${SMALL_ARGS[@]}" --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS"; C_ENV=(); }
     small_cp() { C_ENV=(OMP_WAIT_POLICY=ACTIVE); run_c "small_cp_${KT}_$1" "${SMALL_ARGS[@]}" --train-iters "$SMALL_ITERS" --log-interval "$SMALL_ITERS"; C_ENV=(); }
     for r in $(seq 1 $ROUNDS); do
@@ -370,7 +375,7 @@ for KT in "${KERNELS[@]}"; do
     SC_OF[$KT]=$(best_round "small_c_$KT" $ROUNDS); SCP_OF[$KT]=$(best_round "small_cp_$KT" $ROUNDS)
     if [ $QUICK = 0 ]; then
         for r in $(seq 1 $BIG_ROUNDS); do
-            C_ENV=(LD_PRELOAD="$PWD/tools/gemm_profile.so" GEMM_PROFILE_SKIP_CALLS=$((WARMUP * 147)))
+            C_ENV=(LD_PRELOAD=tools/gemm_profile.so GEMM_PROFILE_SKIP_CALLS=$((WARMUP * GEMMS_OF[big])))
             run_c "big_c_${KT}_$r" --init-from "$BIG_MODEL" --train-data-path "$BIG_DATA" --seq-length 64 --micro-batch-size 4 \
                 --global-batch-size 4 --hidden-dropout 0 --attention-dropout 0 --data-order sequential --train-iters "$BIG_ITERS"
             C_ENV=()
@@ -426,17 +431,19 @@ bound_row() {
     done
 }
 # gemm_row SHAPE TAG CALLS_PER_STEP: the GEMMs inside the timed steps of
-# run TAG (tools/gemm_profile.so's total in its log): milliseconds a step
-# and their rate against the ceiling, and the rest of the step. The call
-# count must be the timed steps' (CALLS_PER_STEP each), else the row says so.
+# run TAG (tools/gemm_profile.so's total in its log): their milliseconds a
+# step and their own GFLOP/s against the ceiling, and the rest of those
+# steps (both means over the same timed steps; the run's row above gives
+# the median). The call count must be the timed steps' (CALLS_PER_STEP
+# each), else the row says so.
 gemm_row() {
     local tot; tot=$(grep -m1 'gemm_profile\[[0-9]*\]: total calls' "$W/$2.log" || true)
     [ -n "$tot" ] || { echo "| $1 | GEMMs inside those steps: no tools/gemm_profile.so report in $W/$2.log | | | | | | | | | |"; return; }
-    awk -v shape="$1" -v t="$tot" -v cps="$3" -v steps="$(wc -l < "$W/$2.ms")" -v step="$(med "$2")" -v ceil="$CEIL" 'BEGIN {
+    awk -v shape="$1" -v t="$tot" -v cps="$3" -v ceil="$CEIL" '{ steps++; sum += $1 } END {
         split(t, a, " calls "); split(a[2], b, " "); calls = b[1]; ms = b[3]; gf = b[7]
         if (calls != steps * cps) { printf "| %s | GEMMs inside those steps: %d calls, not %d steps x %d | | | | | | | | | |\n", shape, calls, steps, cps; exit }
         per = ms / steps
-        printf "| %s | GEMMs inside those steps (tools/gemm_profile.so: %d calls, mean per step; the rest of the step %.1f ms) | megatron.c, the row above | %.1f | | %.1f | %.0f%% | | | | |\n", shape, calls, step - per, per, gf, 100 * gf / ceil }'
+        printf "| %s | GEMMs inside those steps (tools/gemm_profile.so: %d calls; a step %.1f ms on average, %.1f of them outside the GEMMs; GFLOP/s and %% are the GEMMs\x27 own) | megatron.c, the row above | %.1f | | %.1f | %.0f%% | | | | |\n", shape, calls, sum / steps, sum / steps - per, per, gf, 100 * gf / ceil }' "$W/$2.ms"
 }
 mem_row() { # LABEL TAG
     local line; line=$(grep -m1 '^memory (rank 0' "$W/$2.log" || true)
@@ -478,7 +485,7 @@ REPORT=$W/report.md
         echo "| sgemm ceiling, small (${CEIL_AT_OF[small,$KT]}) | | OpenBLAS, $K | | | $CEIL | 100% | | | | |"
         bound_row "$SMALL" small "$KT" 512 "$SMALL_FPT"
         row "$SMALL" "$L1" "megatron.c, $K" "${SC_OF[$KT]}" 512 "$SMALL_FPT" "${ST:--}"
-        gemm_row "$SMALL" "${SC_OF[$KT]}" 51
+        gemm_row "$SMALL" "${SC_OF[$KT]}" "${GEMMS_OF[small]}"
         row "$SMALL" "$L1" "megatron.c, $K, OMP_WAIT_POLICY=ACTIVE (spinning)" "${SCP_OF[$KT]}" 512 "$SMALL_FPT" "${ST:--}"
         for i in "${!PAR_LAYOUTS[@]}"; do
             IFS='|' read -r name np _ <<< "${PAR_LAYOUTS[$i]}"
@@ -490,7 +497,7 @@ REPORT=$W/report.md
             echo "| sgemm ceiling, 124M (${CEIL_AT_OF[big,$KT]}) | | OpenBLAS, $K | | | $CEIL | 100% | | | | |"
             bound_row "$BIG" big "$KT" 256 "$BIG_FPT"
             row "$BIG" "$L1" "megatron.c, $K" "${BC_OF[$KT]}" 256 "$BIG_FPT" "$BT"
-            gemm_row "$BIG" "${BC_OF[$KT]}" 147
+            gemm_row "$BIG" "${BC_OF[$KT]}" "${GEMMS_OF[big]}"
         fi
     done
     if [ -n "$ST" ]; then

@@ -7,7 +7,8 @@
 //   tools/sgemm_bench [--reps N] [--beta 0|1] [--cold] [--layouts nt,nn,tn] [MxNxK[:LAYOUT] ...]
 //   (--beta 1: C += op(A) op(B), as an accumulating weight gradient runs;
 //   OpenBLAS then skips the pass that zeroes C first. --cold: every
-//   repetition on new operands, read from memory as inside a step)
+//   repetition on operands read from memory, as inside a step; past 8
+//   repetitions each one first rewrites 64 MiB, untimed)
 //   tools/sgemm_bench --core     prints "core NAME" (openblas_get_corename) and exits
 //
 // A shape with ":LAYOUT" (e.g. 256x768x3072:nn) runs that layout only, so
@@ -41,12 +42,18 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// Bytes alloc_fill takes for n floats: whole 2 MiB pages.
+static size_t padded(size_t n) {
+    const size_t huge = (size_t)2 << 20;
+    return (n * sizeof(float) + huge - 1) & ~(huge - 1);
+}
+
 // Operands of 4 MiB and up sit on 2 MiB pages where the kernel grants
 // them, by the trainer's rule for its buffers (src/backend.c cpu_alloc): the
 // ceiling is measured on the same kind of memory the model runs on.
 static float *alloc_fill(size_t n, unsigned seed) {
     const size_t huge = (size_t)2 << 20;
-    size_t bytes = (n * sizeof(float) + huge - 1) & ~(huge - 1);
+    size_t bytes = padded(n);
     float *p = NULL;
     if (posix_memalign((void **)&p, huge, bytes) != 0) {
         fprintf(stderr, "sgemm_bench: out of memory (%zu floats)\n", n);
@@ -71,19 +78,25 @@ static int cmp_double(const void *a, const void *b) {
 // --cold: each repetition takes an operand set no call has touched since
 // a COLD_BYTES buffer was written over the caches, so its operands come
 // from memory as in a training step (which touches every weight and
-// activation between two calls of one product). Sets are used once while
-// there are enough; past that they cycle, at least COLD_BYTES apart.
+// activation between two calls of one product). Up to COLD_SETS sets
+// (fewer where their memory, each operand on whole 2 MiB pages, would pass
+// COLD_SET_BYTES) are filled and the caches flushed once; a repetition
+// that comes back to a used set flushes them again first, untimed.
 // Without --cold one set stays in cache.
 #define COLD_BYTES ((size_t)64 << 20)  // twice the largest L3 a Zen 5 CCD has
+#define COLD_SETS 8
+#define COLD_SET_BYTES ((size_t)512 << 20)
 
 // Wall times of one GEMM over reps runs (after one untimed warm-up): the
 // best into *best, the median (the upper one of an even count) into *median.
 // flush: NULL, or --cold's COLD_BYTES buffer.
 static void time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta, char *flush, double *best,
                       double *median) {
-    size_t set = ((size_t)m * k + (size_t)k * n + (size_t)m * n) * sizeof(float);
-    size_t cycle = COLD_BYTES / set + 1;
-    int nsets = !flush ? 1 : (size_t)reps + 1 < cycle ? reps + 1 : (int)cycle;
+    size_t set = padded((size_t)m * k) + padded((size_t)k * n) + padded((size_t)m * n);
+    size_t fit = COLD_SET_BYTES / set < 2 ? 2 : COLD_SET_BYTES / set;
+    int nsets = 1;
+    if (flush) nsets = reps + 1 < COLD_SETS ? reps + 1 : COLD_SETS;
+    if ((size_t)nsets > fit) nsets = (int)fit;
     float **as = malloc(3 * (size_t)nsets * sizeof *as), **bs = as + nsets, **cs = bs + nsets;
     if (!as) {
         fprintf(stderr, "sgemm_bench: out of memory (%d operand sets)\n", nsets);
@@ -104,6 +117,7 @@ static void time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta,
     }
     for (int r = -1; r < reps; r++) {
         int i = (r + 1) % nsets;
+        if (flush && r + 1 >= nsets) memset(flush, (r & 1) + 2, COLD_BYTES);  // back to a used set
         double t0 = now();
         cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, as[i], lda, bs[i], ldb, beta, cs[i], n);
         if (r >= 0) t[r] = now() - t0;
@@ -167,10 +181,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("# sgemm_bench: cblas_sgemm row-major fp32, %d threads, best and median of %d (+1 warm-up), beta %g%s\n",
-           openblas_get_num_threads(), reps, (double)beta, cold ? ", cold operands (a new set each repetition)" : "");
+           openblas_get_num_threads(), reps, (double)beta, cold ? ", cold operands (none touched since the caches were flushed)" : "");
     printf("# OpenBLAS: %s (core %s)\n", openblas_get_config(), openblas_get_corename());
     printf("# sgemm M N K layout best_ms GFLOP/s median_ms median_GFLOP/s\n");
     double max_gf = 0;
+    int first = 1;  // the first product (see --cold below)
     char max_shape[64] = "", max_layout[4] = "";
     for (int s = 0; s < nshapes; s++) {
         int m, n, k, used = 0;
@@ -191,8 +206,8 @@ int main(int argc, char **argv) {
             // rate in every run here (the same product next ran at full
             // rate; not the flush buffer's first touch, not mmap'd memory):
             // measured twice, the second reported.
-            if (flush && s == 0 && tok == lay)
-                time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps, beta, flush, &t, &tm);
+            if (flush && first) time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps, beta, flush, &t, &tm);
+            first = 0;
             time_gemm(m, n, k, tok[0] == 't', tok[1] == 't', reps, beta, flush, &t, &tm);
             double gf = 2.0 * m * n * k / t / 1e9;
             printf("sgemm %d %d %d %s %.3f %.1f %.3f %.1f\n", m, n, k, tok, 1e3 * t, gf, 1e3 * tm, 2.0 * m * n * k / tm / 1e9);
