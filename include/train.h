@@ -21,6 +21,11 @@ void mt_grad_sync(mt_model *m, mt_comm *cm);
 // ones on the first stage only).
 double mt_grad_norm(mt_model *m, mt_comm *cm);
 
+// Zeroes the gradients before a step's first backward: all of them, less
+// the range the previous step's AdamW consumed and left at zero (ops.h
+// adamw_update), which is every gradient without the distributed optimizer.
+void mt_grad_zero(mt_model *m);
+
 // Allocates the AdamW moments (m, v), zeroed.
 void mt_optimizer_init(mt_model *m);
 // --bf16: the bf16 weights from the fp32 main weights (after a checkpoint

@@ -481,7 +481,7 @@ static void train(run *r) {
     for (int it = r->start.iteration + 1; it <= c->train_iters; it++) {
         double t0 = mt_now();
         memset(&r->cm.stats, 0, sizeof r->cm.stats);
-        m->be->zero(m->grad_mem, m->nelem * sizeof(real));
+        mt_grad_zero(m);
         mt_step st = {(uint32_t)(it - 1), 1};
         // --timeline records the last iteration (warm caches, steady state).
         mt_trace trace = {0};

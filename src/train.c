@@ -58,6 +58,14 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
     return sqrt(ss);
 }
 
+void mt_grad_zero(mt_model *m) {
+    size_t lo = MT_MIN(m->grad_zero_lo, m->nelem), hi = MT_MIN(m->grad_zero_hi, m->nelem);
+    if (lo >= hi) lo = hi = 0;
+    if (lo > 0) m->be->zero(m->grad_mem, lo * sizeof(real));
+    if (hi < m->nelem) m->be->zero(m->grad_mem + hi, (m->nelem - hi) * sizeof(real));
+    m->grad_zero_lo = m->grad_zero_hi = 0;  // until the next AdamW
+}
+
 void mt_optimizer_init(mt_model *m) {
     // Moments (and under --bf16 the main weights) for the shard only; they
     // are indexed by arena offset - shard0.
@@ -108,6 +116,10 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
         m->be->adamw_update(w, m->grad_mem + a, gscale, mm, vv, b - a, step, lrr, b1, b2, eps, wd);
         if (m->main_mem) m->be->round_bf16(m->param_mem + a, w, b - a);
     }
+    // AdamW zeroed every gradient of the shard it consumed (elements of the
+    // arena outside any parameter are never written, so they stay zero).
+    m->grad_zero_lo = m->shard0;
+    m->grad_zero_hi = m->shard0 + m->shard_n;
     // Every DP rank updated its shard; gather the whole model back, now or
     // (--overlap-param-gather) bucket by bucket behind the next forward.
     if (c->use_distributed_optimizer && c->overlap_param_gather && m->gb) mt_buckets_gather_start(m, cm);

@@ -334,15 +334,16 @@ static void case_optimizer(ctx *t) {
     size_t n = 40000;  // more than one of the norm's 16384-element chunks
     real *p = input(t, n, 1, 0), *g = input(t, n, 0.1, 0), *m = input(t, n, 0.01, 0);
     real *v = input(t, n, 1e-4, 2e-3);  // second moments: positive (20 standard deviations)
-    t->B->adamw_update(p, g, (real)0.75, m, v, n, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8, (real)0.1);
-    output(t, "adamw_param", p, n);
-    output(t, "adamw_m", m, n);
-    output(t, "adamw_v", v, n);
     output_scalar(t, "sumsq", t->B->sumsq(g, n));
     t->B->scale(g, n, (real)0.37);
     output(t, "scale", g, n);
     t->B->add(p, g, n);
     output(t, "add", p, n);
+    t->B->adamw_update(p, g, (real)0.75, m, v, n, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8, (real)0.1);
+    output(t, "adamw_param", p, n);
+    output(t, "adamw_m", m, n);
+    output(t, "adamw_v", v, n);
+    output(t, "adamw_grad_zeroed", g, n);  // consumed: all zero (an absolute check)
     t->B->copy(m, p, n);
     output(t, "copy", m, n);
     t->B->zero(v, n * sizeof(real));
@@ -386,6 +387,7 @@ static void case_fused(ctx *t) {
     t->B->adamw_fused(p, NULL, g, (real)0.75, m, v, np, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8, (real)0.1);
     output(t, "adamw_fused_param", p, np);
     output(t, "adamw_fused_v", v, np);
+    output(t, "adamw_fused_grad_zeroed", g, np);
     FREE(t, x, y, dy, db, res, inp, bias, out, dinp, dbias, logits, st, tgt, p, g, m, v);
 }
 

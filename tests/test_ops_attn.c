@@ -250,20 +250,22 @@ TEST(xent_gradcheck_padded) {
 
 TEST(adamw_one_step_by_hand) {
     real p[3] = {0.5, -1.25, 2}, gr[3] = {0.1, -0.3, 0.02}, m[3] = {0.01, 0.02, -0.03}, v[3] = {1e-3, 2e-3, 4e-4};
-    real p0[3], m0[3], v0[3];
-    memcpy(p0, p, sizeof p), memcpy(m0, m, sizeof m), memcpy(v0, v, sizeof v);
+    real p0[3], g0[3], m0[3], v0[3];
+    memcpy(p0, p, sizeof p), memcpy(g0, gr, sizeof gr), memcpy(m0, m, sizeof m), memcpy(v0, v, sizeof v);
     real lr = 3e-3, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
     int t = 3;
     mt_adamw_update(p, gr, 1, m, v, 3, t, lr, b1, b2, eps, wd);
     for (int i = 0; i < 3; i++) {
-        double mi = (double)b1 * m0[i] + (1 - (double)b1) * gr[i];
-        double vi = (double)b2 * v0[i] + (1 - (double)b2) * (double)gr[i] * gr[i];
+        double mi = (double)b1 * m0[i] + (1 - (double)b1) * g0[i];
+        double vi = (double)b2 * v0[i] + (1 - (double)b2) * (double)g0[i] * g0[i];
         double mh = mi / (1 - pow(b1, t)), vh = vi / (1 - pow(b2, t));
         double pi = p0[i] - (double)lr * (mh / (sqrt(vh) + eps) + (double)wd * p0[i]);
         ASSERT_CLOSE(m[i], mi, FWD_TOL);
         ASSERT_CLOSE(v[i], vi, FWD_TOL);
         ASSERT_CLOSE(p[i], pi, FWD_TOL);
         ASSERT(p[i] != p0[i], "parameter %d did not move", i);
+        // Consumed: the next step accumulates into a zeroed gradient.
+        ASSERT(gr[i] == 0 && !signbit(gr[i]), "gradient %d left at %g, not +0", i, (double)gr[i]);
     }
 }
 

@@ -121,11 +121,14 @@ TEST(adamw_fused_equals_update_then_round) {
         real *m1 = buf_rand(&P, &g, n, 0.1), *v1 = buf_rand(&P, &g, n, 0.1);
         for (size_t i = 0; i < n; i++) v1[i] = v1[i] * v1[i];
         real *p2 = buf_copy(&P, p1, n), *m2 = buf_copy(&P, m1, n), *v2 = buf_copy(&P, v1, n);
-        real *c1 = buf_fill(&P, n, 0), *c2 = buf_fill(&P, n, 0);
+        real *c1 = buf_fill(&P, n, 0), *c2 = buf_fill(&P, n, 0), *gr2 = buf_copy(&P, gr, n);
         mt_adamw_update(p1, gr, (real)0.7, m1, v1, n, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8, (real)0.1);
         if (bf) mt_round_bf16(c1, p1, n);
-        mt_adamw_fused(p2, bf ? c2 : NULL, gr, (real)0.7, m2, v2, n, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8,
+        mt_adamw_fused(p2, bf ? c2 : NULL, gr2, (real)0.7, m2, v2, n, 3, (real)1e-3, (real)0.9, (real)0.95, (real)1e-8,
                        (real)0.1);
+        real *zero = buf_fill(&P, n, 0);
+        ASSERT_SAME(gr, zero, n, "gradient after the update (consumed)");
+        ASSERT_SAME(gr2, zero, n, "gradient after the fused update (consumed)");
         ASSERT_SAME(p1, p2, n, "weights");
         ASSERT_SAME(m1, m2, n, "first moment");
         ASSERT_SAME(v1, v2, n, "second moment");

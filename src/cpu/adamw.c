@@ -23,10 +23,11 @@
 // updated weight, written while the value is in a register rather than in a
 // second sweep over the parameters). The loop is memory-bound, so it is
 // threaded in contiguous static blocks, each streamed once.
-MT_INLINE void adamw_elem(real *p, real *pbf, const real *g, real gscale, real *m, real *v, size_t i, real c1, real c2,
+MT_INLINE void adamw_elem(real *p, real *pbf, real *g, real gscale, real *m, real *v, size_t i, real c1, real c2,
                           real lr, real b1, real b2, real eps, real wd, int bf) {
     const real one = 1;
     real gi = g[i] * gscale, pi = p[i];
+    g[i] = 0;  // consumed: the next step accumulates from zero (ops.h)
     real mi = b1 * m[i] + (one - b1) * gi;
     real vi = b2 * v[i] + (one - b2) * gi * gi;
     pi -= lr * ((mi / c1) / (MT_SQRT(vi / c2) + eps) + wd * pi);
@@ -37,7 +38,7 @@ MT_INLINE void adamw_elem(real *p, real *pbf, const real *g, real gscale, real *
 }
 
 void mt_adamw_update(real *p,       // (n)
-                     const real *g, // (n) unclipped
+                     real *g,       // (n) unclipped; zeroed
                      real gscale,   // clip coefficient (1: none)
                      real *m,       // (n) first moment
                      real *v,       // (n) second moment
@@ -52,7 +53,7 @@ void mt_adamw_update(real *p,       // (n)
 // (the flag tested outside the loop, see gelu.c).
 void mt_adamw_fused(real *p,       // (n) fp32 weights (the main weights under --bf16)
                     real *pbf,     // (n) their bf16 compute copy, or NULL
-                    const real *g, // (n) unclipped
+                    real *g,       // (n) unclipped; zeroed
                     real gscale, real *m, real *v, size_t n, int t, real lr, real b1, real b2, real eps, real wd) {
     if (!pbf) {
         mt_adamw_update(p, g, gscale, m, v, n, t, lr, b1, b2, eps, wd);

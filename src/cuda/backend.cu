@@ -133,9 +133,9 @@ extern "C" void mt_cuda_scale(real *x, size_t n, real s) {
     LAUNCH_CHECK();
 }
 
-__global__ static void adamw_fused_kernel(real *p, real *pbf, const real *g, real gscale, real *m, real *v, size_t n,
+__global__ static void adamw_fused_kernel(real *p, real *pbf, real *g, real gscale, real *m, real *v, size_t n,
                                           real c1, real c2, real lr, real b1, real b2, real eps, real wd);
-extern "C" void mt_cuda_adamw_update(real *p, const real *g, real gscale, real *m, real *v, size_t n, int t, real lr,
+extern "C" void mt_cuda_adamw_update(real *p, real *g, real gscale, real *m, real *v, size_t n, int t, real lr,
                                      real b1, real b2, real eps, real wd) {
     if (!n) return;
     real c1 = (real)(1.0 - pow((double)b1, t)), c2 = (real)(1.0 - pow((double)b2, t));
@@ -146,11 +146,12 @@ extern "C" void mt_cuda_adamw_update(real *p, const real *g, real gscale, real *
 // The fused pass (ops.h adamw_fused): the update and, with pbf, its bf16 copy.
 // The CPU's formula, element for element (src/cpu/adamw.c); adamw_update is
 // this kernel without the copy.
-__global__ static void adamw_fused_kernel(real *p, real *pbf, const real *g, real gscale, real *m, real *v, size_t n,
+__global__ static void adamw_fused_kernel(real *p, real *pbf, real *g, real gscale, real *m, real *v, size_t n,
                                           real c1, real c2, real lr, real b1, real b2, real eps, real wd) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     real gi = g[i] * gscale, pi = p[i];
+    g[i] = 0;  // consumed (ops.h adamw_update)
     real mi = b1 * m[i] + (1.0f - b1) * gi;
     real vi = b2 * v[i] + (1.0f - b2) * gi * gi;
     pi -= lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + wd * pi);
@@ -159,7 +160,7 @@ __global__ static void adamw_fused_kernel(real *p, real *pbf, const real *g, rea
     p[i] = pi;
     if (pbf) pbf[i] = mt_bf16_round(pi);
 }
-extern "C" void mt_cuda_adamw_fused(real *p, real *pbf, const real *g, real gscale, real *m, real *v, size_t n, int t,
+extern "C" void mt_cuda_adamw_fused(real *p, real *pbf, real *g, real gscale, real *m, real *v, size_t n, int t,
                                     real lr, real b1, real b2, real eps, real wd) {
     if (!n) return;
     real c1 = (real)(1.0 - pow((double)b1, t)), c2 = (real)(1.0 - pow((double)b2, t));
