@@ -188,7 +188,7 @@ typedef struct {
     size_t nelem;                   // elements of the parameters
     size_t nelem_pad;               // arena length: nelem rounded up to a multiple of dp
     size_t shard0, shard_n;         // this DP rank's optimizer shard (distributed optimizer)
-    size_t grad_zero_lo, grad_zero_hi;  // [lo, hi): gradients the last AdamW left zeroed (mt_grad_zero)
+    int shard_grads_zero;           // the last AdamW left the shard's gradients at zero (mt_grad_zero)
     real *param_mem, *grad_mem, *m_mem, *v_mem;
     // --bf16: param_mem holds the bf16 weights every op reads, and main_mem
     // the fp32 main weights of this rank's optimizer shard (indexed like

@@ -59,11 +59,11 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
 }
 
 void mt_grad_zero(mt_model *m) {
-    size_t lo = MT_MIN(m->grad_zero_lo, m->nelem), hi = MT_MIN(m->grad_zero_hi, m->nelem);
-    if (lo >= hi) lo = hi = 0;
+    size_t lo = 0, hi = 0;  // [lo, hi): already zero
+    if (m->shard_grads_zero) lo = MT_MIN(m->shard0, m->nelem), hi = MT_MIN(m->shard0 + m->shard_n, m->nelem);
     if (lo > 0) m->be->zero(m->grad_mem, lo * sizeof(real));
     if (hi < m->nelem) m->be->zero(m->grad_mem + hi, (m->nelem - hi) * sizeof(real));
-    m->grad_zero_lo = m->grad_zero_hi = 0;  // until the next AdamW
+    m->shard_grads_zero = 0;  // until the next AdamW
 }
 
 void mt_optimizer_init(mt_model *m) {
@@ -118,8 +118,7 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
     }
     // AdamW zeroed every gradient of the shard it consumed (elements of the
     // arena outside any parameter are never written, so they stay zero).
-    m->grad_zero_lo = m->shard0;
-    m->grad_zero_hi = m->shard0 + m->shard_n;
+    m->shard_grads_zero = 1;
     // Every DP rank updated its shard; gather the whole model back, now or
     // (--overlap-param-gather) bucket by bucket behind the next forward.
     if (c->use_distributed_optimizer && c->overlap_param_gather && m->gb) mt_buckets_gather_start(m, cm);

@@ -81,7 +81,11 @@ tools/bench-ab.sh 'a|--help' 'b|--help||notanassignment' > /dev/null 2> "$T/ab.e
 [ -f tools/gemm_profile.so ] || make -s tools/gemm_profile.so > /dev/null
 LD_PRELOAD=tools/gemm_profile.so OMP_WAIT_POLICY=PASSIVE ./pretrain_gpt --config configs/tiny.conf \
   --data-path "$(test_corpus)_train.bin" --train-iters 2 > /dev/null 2> "$T/gp.err"; rc=$?
-got=$(awk '$2 ~ /gemm$/ && $3 >= 32 && $4 >= 32 && $5 >= 32 { split($0, a, " calls "); split(a[2], b, " "); f += 2 * $3 * $4 * $5 * b[1] } END { printf "%.0f", f }' "$T/gp.err")
+# linear_flops FILE: the FLOPs of a report's products with every dimension
+# 32 or more; total_calls FILE: its call count.
+linear_flops() { awk '$2 ~ /gemm$/ && $3 >= 32 && $4 >= 32 && $5 >= 32 { split($0, a, " calls "); split(a[2], b, " "); f += 2 * $3 * $4 * $5 * b[1] } END { printf "%.0f", f }' "$1"; }
+total_calls() { sed -n 's/^gemm_profile\[[0-9]*\]: total calls \([0-9]*\) .*/\1/p' "$1"; }
+got=$(linear_flops "$T/gp.err")
 want=$(awk 'BEGIN { L = 4; h = 32; Vp = 256; n = 32; printf "%.0f", 2 * 4 * 6 * n * (L * 12 * h * h + Vp * h) }')
 total=$(grep -c 'gemm_profile\[[0-9]*\]: total calls [1-9]' "$T/gp.err")
 [ $rc = 0 ] && [ "$got" = "$want" ] && [ "$total" = 1 ] && ok "gemm_profile_counts_the_linear_layers ($got FLOPs)" ||
@@ -89,11 +93,11 @@ total=$(grep -c 'gemm_profile\[[0-9]*\]: total calls [1-9]' "$T/gp.err")
 # GEMM_PROFILE_SKIP_CALLS=N leaves the first N calls out (make bench: the
 # warm-up steps): skipping the first of the two steps' calls leaves half of
 # the calls and half of the linear layers' FLOPs.
-calls=$(sed -n 's/^gemm_profile\[[0-9]*\]: total calls \([0-9]*\) .*/\1/p' "$T/gp.err")
+calls=$(total_calls "$T/gp.err")
 LD_PRELOAD=tools/gemm_profile.so GEMM_PROFILE_SKIP_CALLS=$((calls / 2)) OMP_WAIT_POLICY=PASSIVE ./pretrain_gpt --config configs/tiny.conf \
   --data-path "$(test_corpus)_train.bin" --train-iters 2 > /dev/null 2> "$T/gp2.err"; rc=$?
-got2=$(awk '$2 ~ /gemm$/ && $3 >= 32 && $4 >= 32 && $5 >= 32 { split($0, a, " calls "); split(a[2], b, " "); f += 2 * $3 * $4 * $5 * b[1] } END { printf "%.0f", f }' "$T/gp2.err")
-calls2=$(sed -n 's/^gemm_profile\[[0-9]*\]: total calls \([0-9]*\) .*/\1/p' "$T/gp2.err")
+got2=$(linear_flops "$T/gp2.err")
+calls2=$(total_calls "$T/gp2.err")
 [ $rc = 0 ] && [ -n "$calls" ] && [ $((calls % 2)) = 0 ] && [ "$calls2" = $((calls / 2)) ] && [ "$got2" = $((want / 2)) ] &&
   ok "gemm_profile_skips_the_first_calls ($calls2 of $calls)" ||
   not_ok gemm_profile_skips_the_first_calls "exit $rc, calls $calls2 of '$calls', linear-layer FLOPs $got2, want $((want / 2))"

@@ -250,46 +250,48 @@ declare -A LAYERS_OF=([small]=4 [big]=12)
 # cblas calls a step: 12 a layer (QKV, projection, fc1, fc2; forward, input
 # and weight gradients), 3 for the LM head.
 declare -A GEMMS_OF=([small]=$((12 * LAYERS_OF[small] + 3)) [big]=$((12 * LAYERS_OF[big] + 3)))
-sgemm_ceiling() { # KT NAME SHAPES...
-    local kt=$1 name=$2; shift 2
+# sgemm_run FILE ARGS...: one tools/sgemm_bench run with this kernel's
+# environment, recorded, its report in $W/FILE.
+sgemm_run() {
+    local out=$1; shift
     local cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" "$@")
     record "${cmd[@]}"
-    say "sgemm ceiling, $name, $(klabel "$kt"): ${cmd[*]}"
-    "${cmd[@]}" > "$W/sgemm_${name}_$kt.txt"
-    CEIL_OF[$name,$kt]=$(awk '$1 == "max" { print $2 }' "$W/sgemm_${name}_$kt.txt")
-    CEIL_AT_OF[$name,$kt]=$(awk '$1 == "max" { print $3 " " $4 }' "$W/sgemm_${name}_$kt.txt")
+    say "$out: ${cmd[*]}"
+    "${cmd[@]}" > "$W/$out"
+}
+# gemm_bound L COL STEM: the GEMM-only bound in ms, the step time if the
+# model ran nothing but its GEMMs at the times in column COL of $W/STEM.txt
+# (the weight gradients, every third line, from $W/STEM_beta1.txt, as the
+# model runs them: accumulating). The shapes are 4 per-layer pairs (x L
+# layers) and the LM head last (x 1), each pair nt, nn, tn; see model_gemms.
+gemm_bound() {
+    awk -v L="$1" -v c="$2" 'FNR == NR { if ($1 == "sgemm") tn[++j] = $c; next }
+        $1 == "sgemm" { i++; ms += (i <= 12 ? L : 1) * (i % 3 == 0 ? tn[i / 3] : $c) } END { printf "%.1f", ms }' \
+        "$W/$3_beta1.txt" "$W/$3.txt"
+}
+sgemm_ceiling() { # KT NAME SHAPES...
+    local kt=$1 name=$2; shift 2
+    local f=sgemm_${name}_$kt
+    sgemm_run "$f.txt" "$@"
+    CEIL_OF[$name,$kt]=$(awk '$1 == "max" { print $2 }' "$W/$f.txt")
+    CEIL_AT_OF[$name,$kt]=$(awk '$1 == "max" { print $3 " " $4 }' "$W/$f.txt")
     # The same weight-gradient (tn) GEMMs with beta 1, as the model calls
     # them (they accumulate): OpenBLAS then skips its pass that zeroes C.
     # Printed beside the ceiling, not folded into it.
     local tn; tn=$(printf '%s\n' "$@" | grep ':tn$' | tr '\n' ' ')
-    cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" --beta 1 $tn)
-    record "${cmd[@]}"
-    "${cmd[@]}" > "$W/sgemm_${name}_${kt}_beta1.txt"
-    BETA1_OF[$name,$kt]=$(awk '$1 == "max" { print $2 " (" $3 " " $4 ")" }' "$W/sgemm_${name}_${kt}_beta1.txt")
-    # GEMM-only bound: the step time if the model ran nothing but its GEMMs,
-    # each at the rate just measured: the listed shapes are 4 per-layer
-    # pairs (x L layers) and the LM head last (x 1), each pair nt, nn, tn;
-    # see model_gemms. The weight gradients (every third line) take their
-    # beta-1 time, as the model runs them.
+    # shellcheck disable=SC2086
+    sgemm_run "${f}_beta1.txt" --beta 1 $tn
+    BETA1_OF[$name,$kt]=$(awk '$1 == "max" { print $2 " (" $3 " " $4 ")" }' "$W/${f}_beta1.txt")
     # What a step can expect instead: the same products on cold operands
     # (--cold: read from memory, as in a step that touched every weight and
-    # activation since) at their median repetition (column 8), not the best.
-    cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" --cold "$@")
-    record "${cmd[@]}"
-    "${cmd[@]}" > "$W/sgemm_${name}_${kt}_cold.txt"
-    cmd=(${K_PRE[@]+"${K_PRE[@]}"} env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" tools/sgemm_bench --reps "$SG_REPS" --cold --beta 1 $tn)
-    record "${cmd[@]}"
-    "${cmd[@]}" > "$W/sgemm_${name}_${kt}_cold_beta1.txt"
-    local col sfx
-    for col in 6 8; do
-        sfx=""; [ $col = 8 ] && sfx=_cold
-        local ms; ms=$(awk -v L="${LAYERS_OF[$name]}" -v c="$col" 'FNR == NR { if ($1 == "sgemm") tn[++j] = $c; next }
-            $1 == "sgemm" { i++; ms += (i <= 12 ? L : 1) * (i % 3 == 0 ? tn[i / 3] : $c) } END { printf "%.1f", ms }' \
-            "$W/sgemm_${name}_${kt}${sfx}_beta1.txt" "$W/sgemm_${name}_${kt}${sfx}.txt")
-        if [ $col = 6 ]; then BOUND_MS_OF[$name,$kt]=$ms; else BOUND_MED_MS_OF[$name,$kt]=$ms; fi
-    done
+    # activation since) at their median repetition, not the best.
+    sgemm_run "${f}_cold.txt" --cold "$@"
+    # shellcheck disable=SC2086
+    sgemm_run "${f}_cold_beta1.txt" --cold --beta 1 $tn
+    BOUND_MS_OF[$name,$kt]=$(gemm_bound "${LAYERS_OF[$name]}" 6 "$f")            # best, in cache
+    BOUND_MED_MS_OF[$name,$kt]=$(gemm_bound "${LAYERS_OF[$name]}" 8 "${f}_cold")  # median, cold
     [ -n "${CEIL_OF[$name,$kt]}" ] || die "tools/sgemm_bench printed no maximum"
-    grep -q "core $( [ "$kt" = native ] && echo "$NATIVE_CORE" || echo "$PIN_CORE"))" "$W/sgemm_${name}_$kt.txt" ||
+    grep -q "core $( [ "$kt" = native ] && echo "$NATIVE_CORE" || echo "$PIN_CORE"))" "$W/$f.txt" ||
         die "sgemm ran another kernel than $(klabel "$kt")"
 }
 

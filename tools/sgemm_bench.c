@@ -92,11 +92,12 @@ static int cmp_double(const void *a, const void *b) {
 // flush: NULL, or --cold's COLD_BYTES buffer.
 static void time_gemm(int m, int n, int k, int ta, int tb, int reps, float beta, char *flush, double *best,
                       double *median) {
-    size_t set = padded((size_t)m * k) + padded((size_t)k * n) + padded((size_t)m * n);
-    size_t fit = COLD_SET_BYTES / set < 2 ? 2 : COLD_SET_BYTES / set;
     int nsets = 1;
-    if (flush) nsets = reps + 1 < COLD_SETS ? reps + 1 : COLD_SETS;
-    if ((size_t)nsets > fit) nsets = (int)fit;
+    if (flush) {
+        size_t set = padded((size_t)m * k) + padded((size_t)k * n) + padded((size_t)m * n);
+        size_t most = COLD_SET_BYTES / set < 2 ? 2 : COLD_SET_BYTES / set < COLD_SETS ? COLD_SET_BYTES / set : COLD_SETS;
+        nsets = (size_t)reps + 1 < most ? reps + 1 : (int)most;
+    }
     float **as = malloc(3 * (size_t)nsets * sizeof *as), **bs = as + nsets, **cs = bs + nsets;
     if (!as) {
         fprintf(stderr, "sgemm_bench: out of memory (%d operand sets)\n", nsets);
