@@ -38,6 +38,11 @@ typedef struct {
     // The gradient reduction: first post to last completion, and the wait
     // after backward (its exposed part).
     double grad_span_seconds, grad_wait_seconds;
+    // The column-parallel backward's TP collectives posted behind a GEMM
+    // (the input gradient's sum, SP's all-gather): post to completion summed,
+    // and of it the seconds spent waiting in mt_comm_tp_wait.
+    double tp_async_seconds, tp_async_wait_seconds;
+    int tp_async_posts;
 } mt_comm_stats;
 
 struct mt_trace;
@@ -48,6 +53,23 @@ struct mt_backend;
 typedef struct { void *buf; size_t cap; const MPI_Request *req; } mt_stage;
 #define MT_STAGE_SENDS 64
 #define MT_PP_LIVE 2   // early pipeline receives in flight: one per direction
+
+// Nonblocking collectives over a group g, one request each: posted now,
+// progressed by mt_comm_coll_test (from the compute loop) and completed by
+// mt_comm_coll_wait, which also lands staged results. The request owns its
+// host copies (kept and grown across steps; mt_comm_coll_free frees them).
+// Counted at post like their blocking forms: an all-reduce of n elements
+// counts n, a reduce-scatter or all-gather counts the full tensor.
+typedef struct {
+    MPI_Request req;
+    mt_group g;
+    mt_coll c;
+    real *dst;            // where a result lands at completion (x, or a rank's part of it)
+    size_t dst_n;         // its elements
+    const void *src;      // MPI's result buffer, landed into dst when it is not dst
+    double t0, t_done;    // post, completion (when a test or the wait saw it)
+    mt_stage in, out;     // host copies of the input and result
+} mt_coll_req;
 
 typedef struct {
     const mt_parallel *par;
@@ -64,6 +86,9 @@ typedef struct {
     // Early pipeline receives in flight (NULL: free), which
     // mt_comm_pp_progress tests from the compute loop.
     MPI_Request *pp_live[MT_PP_LIVE];
+    // The column-parallel backward's all-gather and input-gradient sum, in
+    // flight behind its GEMMs (mt_comm_tp_isum).
+    mt_coll_req tp_gather, tp_sum;
 } mt_comm;
 
 // Declares where the buffers passed to this comm live; call once after the
@@ -138,23 +163,8 @@ void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring);
 // all-to-all of the gradients the other way (the same call).
 void mt_comm_cp_all_to_all(mt_comm *cm, real *y, const real *x, size_t n);
 
-// Nonblocking collectives over a group g, one request each: posted now,
-// progressed by mt_comm_coll_test (from the compute loop) and completed by
-// mt_comm_coll_wait, which also lands staged results. The request owns its
-// host copies (kept and grown across steps; mt_comm_coll_free frees them).
-// Counted at post like their blocking forms: an all-reduce of n elements
-// counts n, a reduce-scatter or all-gather counts the full tensor.
-typedef struct {
-    MPI_Request req;
-    mt_group g;
-    mt_coll c;
-    real *dst;            // where a result lands at completion (x, or a rank's part of it)
-    size_t dst_n;         // its elements
-    const void *src;      // MPI's result buffer, landed into dst when it is not dst
-    double t0, t_done;    // post, completion (when a test or the wait saw it)
-    mt_stage in, out;     // host copies of the input and result
-} mt_coll_req;
-// SUM all-reduce of x (n elements), in place: MPI_Iallreduce.
+// Nonblocking collectives (mt_coll_req above). SUM all-reduce of x (n
+// elements), in place: MPI_Iallreduce.
 void mt_comm_iallreduce(mt_comm *cm, mt_group g, real *x, size_t n, mt_coll_req *r);
 // SUM reduce-scatter of x (counts[0] + ... + counts[G-1] elements, group rank
 // d's part starting at displs[d]): rank d's sum lands in x + displs[d] at
@@ -163,6 +173,21 @@ void mt_comm_ireduce_scatter(mt_comm *cm, mt_group g, real *x, const int *counts
 // All-gather in place: every rank's part x + displs[d] (counts[d] elements)
 // reaches every rank. MPI_Iallgatherv. Moves values only: bitwise exact.
 void mt_comm_iallgatherv(mt_comm *cm, mt_group g, real *x, const int *counts, const int *displs, mt_coll_req *r);
+// The column-parallel linear's backward over TP (layers.c, column_backward),
+// nonblocking so that its GEMMs run while the data travels. SP's all-gather
+// of x (rows_local rows of row_elems) into y (tp times that), MPI_Iallgather;
+// and the SUM of a partial input gradient x (rows rows): with scatter, SP's
+// reduce-scatter (MPI_Ireduce_scatter_block: rank d's rows / tp rows land in
+// x's block d at completion), else the all-reduce in place (MPI_Iallreduce).
+// Returns where this rank's sum lands. The same calls whether or not a GEMM
+// runs before the wait, so the overlap moves no bit. Counted like their
+// blocking forms.
+void mt_comm_sp_iall_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems, mt_coll_req *r);
+real *mt_comm_tp_isum(mt_comm *cm, real *x, size_t rows, size_t row_elems, int scatter, mt_coll_req *r);
+// Completes one of those that a GEMM ran behind: counted in the stats' tp_async
+// fields with its time in flight and its wait (mt_comm_coll_wait: one that
+// nothing ran behind).
+void mt_comm_tp_wait(mt_comm *cm, mt_coll_req *r);
 // Progress: 1 when the request has completed (a no-op after that).
 int mt_comm_coll_test(mt_comm *cm, mt_coll_req *r);
 void mt_comm_coll_wait(mt_comm *cm, mt_coll_req *r);

@@ -55,6 +55,11 @@ typedef struct {
     // previous receive of their direction has landed, waited for only when
     // the data is used (schedule.c). Same bits.
     int overlap_p2p_comm;
+    // Megatron's default under TP: the column-parallel backward's input
+    // gradient is summed while its weight-gradient GEMM runs (and under SP
+    // the input is all-gathered while the input-gradient GEMM runs);
+    // --no-async-tensor-model-parallel-allreduce waits at once. Same bits.
+    int no_async_tp_allreduce;
     mt_schedule_kind schedule;
     // activation recomputation (Korthikanti et al. 2022)
     mt_recompute recompute;            // --recompute-granularity
@@ -107,6 +112,7 @@ typedef struct {
     int bug_unfused;           // "unfused": the op-by-op chains instead of the fused sweeps (test hook: bitwise the same)
     int bug_bucket_early;      // "bucket-early": --overlap-grad-reduce posts a bucket one layer before its gradients are final
     int bug_p2p_stale;         // "p2p-stale": --overlap-p2p-communication computes on the slot's stale input, not the early receive's buffer
+    int bug_tp_async_early;    // "tp-async-early": the column-parallel backward reads its input gradient's sum before the wait
     // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
     // world rank R alone meets an allocation failure (a real malloc of 2^62
     // bytes), a write error on its --metrics-file (rank 0 writes it) or a

@@ -78,8 +78,10 @@ typedef struct {
 
 // ---- matmul.c: linear layer ----------------------------------------------------
 // PyTorch/llm.c convention: out = inp · wᵀ + bias. Backward: dinp = dout · w
-// (overwritten; NULL skips), dw += doutᵀ · inp, dbias += column sums of dout
-// (NULL skips).
+// (overwritten; NULL skips), dw += doutᵀ · inp (NULL skips), dbias += column
+// sums of dout (NULL skips). The parts are independent, so one call with all
+// three is bitwise two calls that split them (the TP backward runs its
+// communication between them, layers.c).
 #define MT_OPS_MATMUL(X)                                                                  \
     X(void, matmul_forward, (real *out,         /* (n, oc) */                             \
                              const real *inp,   /* (n, c) */                              \
@@ -87,7 +89,7 @@ typedef struct {
                              const real *bias,  /* (oc) or NULL */                        \
                              int n, int c, int oc))                                       \
     X(void, matmul_backward, (real *dinp,       /* (n, c) or NULL */                      \
-                              real *dw,         /* (oc, c) accumulated */                 \
+                              real *dw,         /* (oc, c) accumulated, or NULL */        \
                               real *dbias,      /* (oc) accumulated, or NULL */           \
                               const real *dout, /* (n, oc) */                             \
                               const real *inp,  /* (n, c) */                              \

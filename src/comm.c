@@ -71,6 +71,8 @@ void mt_comm_free(mt_comm *cm) {
     memset(&cm->out, 0, sizeof cm->out);
     memset(&cm->ring_in, 0, sizeof cm->ring_in);
     memset(cm->sends, 0, sizeof cm->sends);
+    mt_comm_coll_free(&cm->tp_gather);
+    mt_comm_coll_free(&cm->tp_sum);
 }
 
 // A host buffer of at least `bytes`, kept and grown: steady state allocates nothing.
@@ -392,6 +394,45 @@ void mt_comm_iallgatherv(mt_comm *cm, mt_group g, real *x, const int *counts, co
     r->dst = x, r->dst_n = n, r->src = h;
     MPI_Iallgatherv(MPI_IN_PLACE, 0, MT_MPI_REAL, h, counts, displs, MT_MPI_REAL, comm_of(cm, g), &r->req);
     coll_begin(cm, r, g, MT_COLL_ALLGATHER, n * sizeof(real), t0);
+}
+
+void mt_comm_sp_iall_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems, mt_coll_req *r) {
+    double t0 = mt_now();
+    int t = cm->par->tp_size;
+    size_t n = rows_local * row_elems, full = n * (size_t)t;
+    if (n > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "all-gather of %zu elements: over MPI's int count", n);
+    const void *h = host_view(cm, &r->in, x, n * sizeof(real));
+    void *o = cm->staged ? stage_buf(&r->out, full * sizeof(real)) : y;
+    r->dst = y, r->dst_n = full, r->src = o;
+    MPI_Iallgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, comm_of(cm, MT_GROUP_TP), &r->req);
+    coll_begin(cm, r, MT_GROUP_TP, MT_COLL_ALLGATHER, full * sizeof(real), t0);
+}
+
+real *mt_comm_tp_isum(mt_comm *cm, real *x, size_t rows, size_t row_elems, int scatter, mt_coll_req *r) {
+    size_t t = (size_t)cm->par->tp_size, n = rows * row_elems;
+    if (!scatter) {
+        mt_comm_iallreduce(cm, MT_GROUP_TP, x, n, r);
+        return x;
+    }
+    double t0 = mt_now();
+    size_t part = n / t;  // rows is a multiple of t under SP (config.c)
+    if (part > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "reduce-scatter of %zu elements: over MPI's int count", n);
+    const void *h = host_view(cm, &r->in, x, n * sizeof(real));
+    // MPI writes this rank's sum apart from the input it still reads; it
+    // lands in x's own rows at completion.
+    void *o = stage_buf(&r->out, part * sizeof(real));
+    r->dst = x + (size_t)cm->par->tp_rank * part, r->dst_n = part, r->src = o;
+    MPI_Ireduce_scatter_block(h, o, (int)part, MT_MPI_REAL, MPI_SUM, comm_of(cm, MT_GROUP_TP), &r->req);
+    coll_begin(cm, r, MT_GROUP_TP, MT_COLL_REDUCE_SCATTER, n * sizeof(real), t0);
+    return r->dst;
+}
+
+void mt_comm_tp_wait(mt_comm *cm, mt_coll_req *r) {
+    double w0 = cm->stats.coll_wait_seconds;
+    mt_comm_coll_wait(cm, r);
+    cm->stats.tp_async_wait_seconds += cm->stats.coll_wait_seconds - w0;
+    cm->stats.tp_async_seconds += r->t_done - r->t0;
+    cm->stats.tp_async_posts++;
 }
 
 // After MPI completed r: its result into dst, its time into the stats and

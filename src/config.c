@@ -362,6 +362,7 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_unfused = strstr(bugs, "unfused") != NULL;
         c->bug_bucket_early = strstr(bugs, "bucket-early") != NULL;
         c->bug_p2p_stale = strstr(bugs, "p2p-stale") != NULL;
+        c->bug_tp_async_early = strstr(bugs, "tp-async-early") != NULL;
         c->bug_no_vocab_mask = strstr(bugs, "no-vocab-mask") != NULL;
         static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
         for (int k = 1; k < 4; k++) {

@@ -75,6 +75,8 @@ const mt_flag_def mt_flags[] = {
          "distributed optimizer: the parameter all-gather runs behind the next forward (same bits)"),
     BOOL("--overlap-p2p-communication", overlap_p2p_comm, PARALLEL,
          "pipeline: post each receive as soon as its buffer is free, wait only when the data is used (same bits)"),
+    BOOL("--no-async-tensor-model-parallel-allreduce", no_async_tp_allreduce, PARALLEL,
+         "TP: wait for the column-parallel backward's collectives at once instead of behind its GEMMs (same bits)"),
     INT("--ddp-bucket-size", ddp_bucket_size, NULL, PARALLEL,
         "elements per gradient bucket (default max(40M, 1M x dp), Megatron's); the same buckets with or without overlap"),
 
@@ -138,7 +140,7 @@ const mt_flag_def mt_flags[] = {
     NOTE("--use-mcore-models", "one implementation here; the model is the same either way"),
     NOTE_ARG("--transformer-impl", "one implementation here (no Transformer Engine); ignored"),
     NOTE_ARG("--distributed-backend", "MPI carries every collective; ignored"),
-    NOTE("--tp-comm-overlap", "TP collectives are not overlapped with GEMMs; same numbers"),
+    NOTE("--tp-comm-overlap", "no GEMMs split into chunks with their communication (Transformer Engine's userbuffers); the backward's TP collectives already run behind its GEMMs"),
     NOTE("--no-masked-softmax-fusion", "CPU build: the attention's mask and softmax always run inside its blocked products (CUDA: a separate softmax kernel); ignored"),
     NOTE("--no-gradient-accumulation-fusion", "weight gradients always accumulate inside the GEMM (beta 1); same numbers"),
     NOTE("--no-persist-layer-norm", "one LayerNorm kernel here (no persistent variant); ignored"),

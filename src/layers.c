@@ -62,6 +62,53 @@ static real *gather_in_backward(mt_model *m, mt_comm *cm, real *d, real *out) {
     return reduce_out(m, cm, d, out);
 }
 
+// A column-parallel linear's backward (its forward: gather_in, then the
+// GEMM), from dout (n, oc) to the summed input gradient (nl, h), which it
+// returns. The input is `in` (n, h) when the caller still holds it gathered,
+// else this rank's rows x (nl, h), gathered again as Megatron does.
+//
+// Under TP, Megatron's LinearWithGradAccumulationAndAsyncCommunication: the
+// input gradient dout · w is partial over TP and must be summed (g or f
+// backward), the weight gradient needs the gathered input, and neither GEMM
+// needs the other's communication. So the all-gather travels while the
+// input-gradient GEMM runs and the sum while the weight-gradient GEMM runs.
+// The sum is the same nonblocking call with or without the overlap
+// (--no-async-tensor-model-parallel-allreduce waits for it at once), so the
+// overlap changes no bit; the all-gather only moves values.
+static const real *column_backward(mt_model *m, mt_comm *cm, real *dw, real *db, const real *dout, const real *in,
+                                   const real *x, const real *w, int oc) {
+    const mt_backend *B = m->be;
+    int n = m->n, h = m->h, sp = m->cfg->sequence_parallel;
+    if (m->par->tp_size == 1) {
+        if (!in) in = gather_in(m, cm, x);
+        B->matmul_backward(m->ws.part, dw, db, dout, in, w, n, h, oc);
+        return gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);
+    }
+    int async = !m->cfg->no_async_tp_allreduce;
+    size_t nlh = (size_t)m->n_l * (size_t)h;
+    mt_coll_req *ag = NULL;
+    if (!in && sp && async) mt_comm_sp_iall_gather(cm, m->ws.gath, x, (size_t)m->n_l, (size_t)h, ag = &cm->tp_gather);
+    else if (!in) in = gather_in(m, cm, x);
+    B->matmul_backward(m->ws.part, NULL, NULL, dout, NULL, w, n, h, oc);   // the partial input gradient
+    if (ag) mt_comm_tp_wait(cm, ag), in = m->ws.gath;
+    bf16(m, m->ws.part, (size_t)n * (size_t)h);
+    real *d = mt_comm_tp_isum(cm, m->ws.part, (size_t)n, (size_t)h, sp, &cm->tp_sum);
+    size_t nd = sp ? nlh : (size_t)n * (size_t)h;
+    if (!async) mt_comm_coll_wait(cm, &cm->tp_sum);
+    B->matmul_backward(NULL, dw, db, dout, in, w, n, h, oc);              // the weight gradient meanwhile
+    if (async && m->cfg->bug_tp_async_early) {
+        // Negative control: the caller gets the buffer as it was before the
+        // sum landed (this rank's partial), then the wait completes MPI's side.
+        B->copy(m->ws.dtmp, d, nd);
+        mt_comm_tp_wait(cm, &cm->tp_sum);
+        d = m->ws.dtmp;
+    } else if (async) {
+        mt_comm_tp_wait(cm, &cm->tp_sum);
+    }
+    bf16(m, d, nd);
+    return d;
+}
+
 // ---- embedding ------------------------------------------------------------
 
 void mt_embed_forward(mt_model *m, mt_comm *cm, const mt_step *st, const mt_slot *sl, real *x) {
@@ -175,10 +222,9 @@ typedef struct {
     real *dlnw, *dlnb;
 } ln_state;
 
-static void ln_backward_into_residual(mt_model *m, mt_comm *cm, real *dgath_part, const ln_state *ln, real *dres) {
+// dln (nl, h): d(LN output), already summed over TP (column_backward).
+static void ln_backward_into_residual(mt_model *m, const real *dln, const ln_state *ln, real *dres) {
     const mt_backend *B = m->be;
-    // d(LN output) over all rows, partial over TP -> g/f backward -> (nl, h)
-    const real *dln = gather_in_backward(m, cm, dgath_part, m->ws.dtmp);
     size_t nlh = (size_t)m->n_l * (size_t)m->h;
     B->norm_backward(m->ws.dln, ln->dlnw, ln->dlnb, dln, ln->ln_in, ln->lnw, ln->mean, ln->rstd, m->norm, m->n_l, m->h);
     bf16(m, m->ws.dln, nlh);
@@ -214,12 +260,11 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
         else B->gelu_backward(dfc1, a->fc1, m->ws.dff, nff);
         bf16(m, dfc1, nfc1);
     }
-    // Under SP only the local LN rows were saved: gather them again (Megatron
-    // re-runs this all-gather in backward rather than keep s rows).
-    const real *in = gather_in(m, cm, a->ln2);
-    B->matmul_backward(m->ws.part, dw->fc1w, dfc1b, dfc1, in, w->fc1w, n, h, fc1);
+    // Under SP only the local LN rows were saved: column_backward gathers them
+    // again (Megatron re-runs this all-gather in backward rather than keep s rows).
+    const real *dln = column_backward(m, cm, dw->fc1w, dfc1b, dfc1, NULL, a->ln2, w->fc1w, fc1);
     ln_state l2 = {a->x2, a->ln2, a->ln2_mean, a->ln2_rstd, w->ln2w, dw->ln2w, dw->ln2b};
-    ln_backward_into_residual(m, cm, m->ws.part, &l2, dres);                        // dres = d x2
+    ln_backward_into_residual(m, dln, &l2, dres);                                  // dres = d x2
 
     // Attention half.
     bias_dropout_add_backward(m, dw->projb, dres, &ka, r);
@@ -239,10 +284,9 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
     }
     if (m->rot) B->rope_backward(m->ws.dqkv, m->ws.rope_cs, m->rot, sh);  // dQ, dK of the unrotated Q, K
     bf16(m, m->ws.dqkv, (size_t)n * (size_t)m->qkv_l);
-    in = gather_in(m, cm, a->ln1);
-    B->matmul_backward(m->ws.part, dw->qkvw, dw->qkvb, m->ws.dqkv, in, w->qkvw, n, h, m->qkv_l);
+    dln = column_backward(m, cm, dw->qkvw, dw->qkvb, m->ws.dqkv, NULL, a->ln1, w->qkvw, m->qkv_l);
     ln_state l1 = {x, a->ln1, a->ln1_mean, a->ln1_rstd, w->ln1w, dw->ln1w, dw->ln1b};
-    ln_backward_into_residual(m, cm, m->ws.part, &l1, dres);                        // dres = d x
+    ln_backward_into_residual(m, dln, &l1, dres);                                  // dres = d x
 }
 
 // ---- LM head and loss -----------------------------------------------------
@@ -257,8 +301,7 @@ static real head_backward(mt_model *m, mt_comm *cm, const real *x, const real *i
     for (int i = 0; i < n; i++) total += loss[i];
     real mean = (real)(total / ntok);
     if (!dx) return mean;
-    B->matmul_backward(m->ws.part, dhead, NULL, m->ws.logits, in, head, n, h, m->v_l);
-    const real *dlnf = gather_in_backward(m, cm, m->ws.part, m->ws.dtmp);  // (nl, h)
+    const real *dlnf = column_backward(m, cm, dhead, NULL, m->ws.logits, in, NULL, head, m->v_l);  // (nl, h)
     B->norm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, m->norm, nl, h);
     bf16(m, dx, (size_t)nl * (size_t)h);
     return mean;

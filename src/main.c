@@ -409,6 +409,13 @@ static void log_comm(const run *r, int it, double step_ms) {
                 "waited for after backward %.3f ms: exposed fraction %.3f\n",
                 r->par.world_rank, st->buckets, st->early_posts, 1e3 * st->grad_span_seconds, 1e3 * st->grad_wait_seconds,
                 st->grad_wait_seconds / st->grad_span_seconds);
+    // TP's column-parallel backward (layers.c, column_backward): the
+    // collectives posted behind a GEMM, and how much of their travel it hid.
+    if (st->tp_async_posts > 0)
+        fprintf(mf, "tp overlap rank %d: %d collectives posted behind a GEMM, in flight %.3f ms, waited for %.3f ms: "
+                "%.1f%% hidden behind compute\n", r->par.world_rank, st->tp_async_posts, 1e3 * st->tp_async_seconds,
+                1e3 * st->tp_async_wait_seconds,
+                st->tp_async_seconds > 0 ? 100.0 * (1.0 - st->tp_async_wait_seconds / st->tp_async_seconds) : 0.0);
     fprintf(mf, "exposed communication rank %d: %.3f ms in MPI of %.3f ms = %.1f%% of the step\n", r->par.world_rank,
             1e3 * st->seconds, step_ms, 100.0 * 1e3 * st->seconds / step_ms);
     fclose(mf);

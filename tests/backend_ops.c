@@ -149,6 +149,12 @@ static void case_matmul(ctx *t) {
     output(t, "matmul_backward_dinp", dinp, (size_t)n * c);
     output(t, "matmul_backward_dw", dw, (size_t)oc * c);
     output(t, "matmul_backward_dbias", db, oc);
+    // Split as the TP backward calls it: input gradient, then dw and dbias.
+    t->B->matmul_backward(dinp, NULL, NULL, dout, NULL, w, n, c, oc);
+    output(t, "matmul_backward_split_dinp", dinp, (size_t)n * c);
+    t->B->matmul_backward(NULL, dw, db, dout, inp, w, n, c, oc);
+    output(t, "matmul_backward_split_dw", dw, (size_t)oc * c);  // accumulated twice now
+    output(t, "matmul_backward_split_dbias", db, oc);
     FREE(t, inp, w, bias, out, dout, dinp, dw, db);
 }
 

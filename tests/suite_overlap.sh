@@ -7,6 +7,9 @@
 # posted during backward, and the communication formulas must still match
 # the measured calls. Negative control: MT_INJECT_BUG=bucket-early posts a
 # bucket one layer before its gradients are final; the bits must differ.
+# The column-parallel backward's TP collectives, posted behind its GEMMs by
+# default, against --no-async-tensor-model-parallel-allreduce; negative
+# control tp-async-early reads the input gradient before its sum lands.
 # --overlap-p2p-communication (pipeline receives posted early) likewise at
 # PP 2 (1F1B, AFAB, interleaved), PP 2 x TP 2 + SP and, with every overlap
 # flag, DP 2 x PP 2; negative control p2p-stale computes on the slot's stale
@@ -78,6 +81,37 @@ a="$T/dp2_off" b="$T/bug_on"
 MT_INJECT_BUG=bucket-early mt_run "$b" 2 ./pretrain_gpt $BASE --overlap-grad-reduce
 [ -f "$a.st" ] && [ -f "$b.st" ] && [ "$(bits "$a")" != "$(bits "$b")" ] && ok "negative_control_bucket_early (bits differ)" ||
   not_ok negative_control_bucket_early "the planted early post went unnoticed"
+
+# The column-parallel backward's TP collectives behind its GEMMs (Megatron's
+# default; --no-async-tensor-model-parallel-allreduce waits at once): the
+# same bits, the same counted calls, and --log-comm's line saying how many
+# were posted. TP 2 and TP 4, with and without SP (TP 4: sums of four
+# partials, where an order change would show), and with DP and PP.
+# check_tp NAME NP "LAYOUT FLAGS"
+check_tp() {
+  local name=$1 np=$2 layout=$3 a="$T/$1_sync" b="$T/$1_async"
+  mt_run "$a" "$np" ./pretrain_gpt $BASE $layout --no-async-tensor-model-parallel-allreduce ||
+    { not_ok "$name" "run without the overlap failed: $(tail -n 1 "$a.log")"; return; }
+  mt_run "$b" "$np" ./pretrain_gpt $BASE $layout || { not_ok "$name" "run with the overlap failed: $(tail -n 1 "$b.log")"; return; }
+  local mism posts
+  mism=$(grep -c MISMATCH "$a.log" "$b.log" | awk -F: '{ s += $2 } END { print s + 0 }')
+  posts=$(sed -n 's/^tp overlap rank [0-9]*: \([0-9]*\) collectives.*/\1/p' "$b.log" | sort -n | head -n 1)
+  if [ "$(bits "$a")" != "$(bits "$b")" ]; then not_ok "$name" "bits differ with the TP overlap"
+  elif [ "$mism" != 0 ]; then not_ok "$name" "--log-comm: measured calls differ from the formulas"
+  elif [ "${posts:-0}" -lt 1 ]; then not_ok "$name" "no 'tp overlap' line with collectives posted behind a GEMM"
+  elif grep -q '^tp overlap' "$a.log"; then not_ok "$name" "a 'tp overlap' line without the overlap"
+  else ok "$name (identical bits; $posts collectives posted behind a GEMM on the quietest rank)"; fi
+}
+check_tp tp2 2 "--tensor-model-parallel-size 2"
+check_tp tp2_sp 2 "--tensor-model-parallel-size 2 --sequence-parallel"
+check_tp tp4 4 "--tensor-model-parallel-size 4"
+check_tp tp4_sp 4 "--tensor-model-parallel-size 4 --sequence-parallel"
+check_tp tp2_sp_dp2_pp2 8 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 --overlap-grad-reduce"
+# Negative control: the input gradient read before its sum landed.
+a="$T/tp2_sp_async" b="$T/tp_bug"
+MT_INJECT_BUG=tp-async-early mt_run "$b" 2 ./pretrain_gpt $BASE --tensor-model-parallel-size 2 --sequence-parallel
+[ -f "$a.st" ] && [ -f "$b.st" ] && [ "$(bits "$a")" != "$(bits "$b")" ] && ok "negative_control_tp_async_early (bits differ)" ||
+  not_ok negative_control_tp_async_early "the planted early read went unnoticed"
 
 # --overlap-param-gather without the distributed optimizer: one line, exit 2.
 out=$($MPIRUN 2 ./pretrain_gpt $BASE --overlap-param-gather 2>&1 >/dev/null); rc=$?

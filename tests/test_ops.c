@@ -79,6 +79,29 @@ TEST(matmul_gradcheck) {
     pool_free(&P);
 }
 
+// The TP backward (layers.c, column_backward) splits the call in two with
+// its communication between: input gradient only (dw and dbias NULL, inp
+// unread), then the weight and bias gradients only. Bitwise the whole call.
+TEST(matmul_backward_split_is_bitwise_whole) {
+    pool P = {0};
+    lcg g = {5};
+    int n = 37, c = 50, oc = 70;
+    real *inp = buf_rand(&P, &g, n * c, 1), *w = buf_rand(&P, &g, oc * c, 1), *dout = buf_rand(&P, &g, n * oc, 1);
+    real *dw0 = buf_rand(&P, &g, oc * c, 1), *db0 = buf_rand(&P, &g, oc, 1);
+    real *dinp = buf_fill(&P, n * c, 777), *dw = buf_copy(&P, dw0, oc * c), *db = buf_copy(&P, db0, oc);
+    mt_matmul_backward(dinp, dw, db, dout, inp, w, n, c, oc);
+    real *dinp2 = buf_fill(&P, n * c, 777), *dw2 = buf_copy(&P, dw0, oc * c), *db2 = buf_copy(&P, db0, oc);
+    mt_matmul_backward(dinp2, NULL, NULL, dout, NULL, w, n, c, oc);
+    ASSERT(!memcmp(dw2, dw0, (size_t)oc * c * sizeof(real)) && !memcmp(db2, db0, (size_t)oc * sizeof(real)),
+           "the input-gradient call touched dw or dbias");
+    mt_matmul_backward(NULL, dw2, db2, dout, inp, w, n, c, oc);
+    ASSERT(!memcmp(dinp, dinp2, (size_t)n * c * sizeof(real)), "dinp differs");
+    ASSERT(!memcmp(dw, dw2, (size_t)oc * c * sizeof(real)), "dw differs");
+    ASSERT(!memcmp(db, db2, (size_t)oc * sizeof(real)), "dbias differs");
+    ASSERT(memcmp(dw, dw0, (size_t)oc * c * sizeof(real)), "dw never accumulated");
+    pool_free(&P);
+}
+
 // ---- layernorm -------------------------------------------------------------
 
 static const mt_norm LN = {1e-5, 0};

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/bench-overlap.sh: the small shape on two cores, 2 ranks x 1 thread
 # against 1 rank x 2 threads on the same batches (global batch 8), as issue
-# 17's bars read them: DP 2 with --overlap-grad-reduce, TP 2 + SP, PP 2 1F1B
+# 17's bars read them: DP 2 with --overlap-grad-reduce, TP 2 + SP (with and
+# without its backward's collectives behind the GEMMs), PP 2 1F1B
 # with M 8 (micro-batch 1), without and with --overlap-p2p-communication. Each ratio is the 1-rank step time over the
 # layout's (above 1: the layout is faster). Runs alternate, 1-rank run first
 # in every round; the median skips each run's first 2 iterations. Also prints
@@ -25,6 +26,7 @@ ROWS=("1 rank x 2 threads|1|--micro-batch-size 2"
       "DP 2 + --overlap-grad-reduce|2|--micro-batch-size 2 --overlap-grad-reduce --ddp-bucket-size 200000"
       "DP 2, no overlap (same buckets)|2|--micro-batch-size 2 --ddp-bucket-size 200000"
       "TP 2 + SP|2|--micro-batch-size 2 --tensor-model-parallel-size 2 --sequence-parallel"
+      "TP 2 + SP, --no-async-tensor-model-parallel-allreduce|2|--micro-batch-size 2 --tensor-model-parallel-size 2 --sequence-parallel --no-async-tensor-model-parallel-allreduce"
       "PP 2 1F1B M 8|2|--micro-batch-size 1 --pipeline-model-parallel-size 2 --log-pipeline"
       "PP 2 1F1B M 8 + --overlap-p2p-communication|2|--micro-batch-size 1 --pipeline-model-parallel-size 2 --log-pipeline --overlap-p2p-communication")
 med() { awk -F'"ms_per_iter": ' '{ split($0, a, "\"iteration\": "); split(a[2], b, ","); sub(/}.*/, "", $2); if (b[1] + 0 > 2) print $2 }' "$1" |
@@ -53,7 +55,10 @@ for i in 1 2; do
     f=$(grep -h 'exposed fraction' "$W/$i.$ROUNDS.log" | awk '{ s += $NF; n++ } END { if (n) printf "%.3f", s / n; else print "-" }')
     echo "$name: gradient reduction's exposed fraction (waited after backward / in flight, mean over ranks and steps) $f"
 done
-for i in 4 5; do
+IFS='|' read -r name _ _ <<< "${ROWS[3]}"
+h=$(grep -h '^tp overlap' "$W/3.$ROUNDS.log" | sed 's/.*: \([0-9.]*\)% hidden.*/\1/' | awk '{ s += $1; n++ } END { if (n) printf "%.1f", s / n; else print "-" }')
+echo "$name: share of the column-parallel backward's TP collectives hidden behind its GEMMs (mean over ranks and steps, --log-comm) $h%"
+for i in 5 6; do
     IFS='|' read -r name _ _ <<< "${ROWS[$i]}"
     # The last iteration's line (--log-interval is ITERS), both ranks, every round.
     w=$(cat "$W/$i".*.log | awk -f tools/pipeline-waited.awk)

@@ -44,14 +44,14 @@ void mt_matmul_forward(real *out,        // (n, oc)
 }
 
 void mt_matmul_backward(real *dinp,       // (n, c) or NULL
-                        real *dw,         // (oc, c) accumulated
+                        real *dw,         // (oc, c) accumulated, or NULL
                         real *dbias,      // (oc) accumulated, or NULL
                         const real *dout, // (n, oc)
-                        const real *inp,  // (n, c)
+                        const real *inp,  // (n, c); unread without dw
                         const real *w,    // (oc, c)
                         int n, int c, int oc) {
     if (dinp) mt_gemm(0, 0, n, c, oc, 1, dout, oc, w, c, 0, dinp, c);
     // beta = 1: weight gradients add up over micro-batches.
-    mt_gemm(1, 0, oc, c, n, 1, dout, oc, inp, c, 1, dw, c);
+    if (dw) mt_gemm(1, 0, oc, c, n, 1, dout, oc, inp, c, 1, dw, c);
     if (dbias) mt_colsum_accumulate(dbias, dout, n, oc);
 }

@@ -63,16 +63,16 @@ extern "C" void mt_cuda_matmul_forward(real *out,        // (n, oc)
 }
 
 extern "C" void mt_cuda_matmul_backward(real *dinp,       // (n, c) or NULL
-                                        real *dw,         // (oc, c) accumulated
+                                        real *dw,         // (oc, c) accumulated, or NULL
                                         real *dbias,      // (oc) accumulated, or NULL
                                         const real *dout, // (n, oc)
-                                        const real *inp,  // (n, c)
+                                        const real *inp,  // (n, c); unread without dw
                                         const real *w,    // (oc, c)
                                         int n, int c, int oc) {
     const float one = 1, zero = 0;
     // dinpᵀ (c, n) = w (oc, c) column-major (c, oc) · doutᵀ (oc, n)
     if (dinp) gemm(CUBLAS_OP_N, CUBLAS_OP_N, c, n, oc, &one, w, (size_t)oc * c, c, dout, (size_t)n * oc, oc, &zero, dinp, c);
     // dwᵀ (c, oc) += inpᵀ (c, n) · dout (n, oc): fp32 accumulation into the fp32 gradient
-    gemm(CUBLAS_OP_N, CUBLAS_OP_T, c, oc, n, &one, inp, (size_t)n * c, c, dout, (size_t)n * oc, oc, &one, dw, c);
+    if (dw) gemm(CUBLAS_OP_N, CUBLAS_OP_T, c, oc, n, &one, inp, (size_t)n * c, c, dout, (size_t)n * oc, oc, &one, dw, c);
     if (dbias) mt_cuda_colsum_accumulate(dbias, dout, n, oc);
 }
