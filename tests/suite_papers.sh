@@ -105,8 +105,12 @@ assert tp and all(e["name"] == "tp " + e["args"]["collective"] for e in tp)
 assert any(e["args"]["collective"] == "all-reduce" and e["args"]["bytes"] == 16 * 2 * 32 * 4 for e in tp), "a layer's s*b*h all-reduce"
 assert dp and all(e["name"] == "dp all-reduce" for e in dp), dp[:1]
 assert [e["args"]["bytes"] for e in dp if e["tid"] == 0] == [dp_bytes], ("rank 0's dp all-reduce vs --log-comm", dp_bytes)
-# Idle: pipeline receives, and the wait for the gradient buckets' DP reduction after backward.
-assert idle and all(e["name"] in ("idle: pp recv", "idle: dp all-reduce") for e in idle), set(e["name"] for e in idle)
+# Idle: pipeline receives, the wait for the gradient buckets' DP reduction
+# after backward, and the wait for a TP sum posted behind a weight-gradient
+# GEMM (layers.c column_backward), which lies inside that sum's comm event.
+assert idle and all(e["name"] in ("idle: pp recv", "idle: dp all-reduce", "idle: tp all-reduce") for e in idle), set(e["name"] for e in idle)
+for w in (e for e in idle if e["name"] == "idle: tp all-reduce"):
+    assert any(c["tid"] == w["tid"] and c["ts"] < w["ts"] and c["ts"] + c["dur"] >= w["ts"] for c in tp), ("a TP wait outside any posted TP sum", w)
 assert any(e["name"] == "idle: pp recv" for e in idle)
 mem = [e for e in json.load(open(js))["traceEvents"] if e["ph"] == "C"]
 assert mem and max(e["args"]["bytes"] for e in mem) > 0 and all(e["args"]["bytes"] >= 0 for e in mem)
