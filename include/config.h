@@ -92,6 +92,7 @@ typedef struct {
     int bf16;                  // --bf16: bf16 mixed precision, emulated (docs/design.md, "bf16")
     int no_bias_gelu_fusion;   // --no-bias-gelu-fusion: GELU (+ bias gradient) as the op chain, not one sweep (same bits)
     int no_bias_dropout_fusion; // --no-bias-dropout-fusion: bias + dropout + residual as the op chain (same bits)
+    int no_grad_norm_fusion;   // --no-grad-norm-fusion: the gradient norm's sum in one pass after backward (same bits)
     int flash_attn;            // --use-flash-attn: the blocked attention kernel (no s x s matrix kept)               // check flags and layout, print them, allocate nothing
     uint64_t set_mask[2];      // bit k: FLAGS[k] was given (config file or argv)
     // Negative controls for the test suite, set only by the environment

@@ -200,6 +200,7 @@ typedef struct {
     mt_top_w w, dw;                 // the non-layer tensors (NULL where absent) and their gradients
     real *sp_pack;                  // the SP-partial gradients packed for one TP all-reduce
     struct mt_buckets *gb;          // gradient buckets (the trainer's; NULL when planning)
+    struct mt_gradnorm *gn;         // the gradient norm's parts (gradnorm.h; NULL when planning)
     size_t sp_pack_n;
     // --overlap-p2p-communication: where the early pipeline receives land,
     // [0] activations, [1] gradients (NULL where this stage receives none);
@@ -248,6 +249,11 @@ mt_rows mt_model_rows(const mt_model *m, int first, int count, uint32_t sample0)
 void mt_param_global_index(const mt_param *pr, int tp_rank, int64_t i, int64_t j, int64_t *gi, int64_t *gj);
 
 const mt_param *mt_model_find(const mt_model *m, const char *name);
+
+// The part of parameter p inside this rank's optimizer shard (the
+// distributed optimizer's 1/dp of the arena; all of it otherwise), as [a, b)
+// offsets into the arenas; empty when a >= b.
+void mt_param_shard(const mt_model *m, const mt_param *p, size_t *a, size_t *b);
 
 // Ownership predicates (from the attributes, never from names).
 // This rank's copy is the one counted in the gradient norm: TP rank 0 for a

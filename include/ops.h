@@ -299,14 +299,19 @@ typedef struct {
 // t is the 1-based step; grad is read, then zeroed: the next step
 // accumulates into it, and the separate zeroing pass this replaces cost 11
 // ms of a 124M step (memset's own sweep over 0.5 GB; the zeros written here
-// ride on lines AdamW has in cache anyway). sumsq: Σ g² in double
-// (the global gradient norm). scale: x *= s. add: y += x. round_bf16: dst
+// ride on lines AdamW has in cache anyway). sumsq_parts: the global
+// gradient norm's partial sums, part[c] = Σ g² in double over chunk c, the
+// elements [c, c + 1) * MT_SUMSQ_CHUNK of [0, n); part is host memory of
+// ceil(n / MT_SUMSQ_CHUNK) entries. Fixed chunks, added by the caller in
+// order, make the norm independent of threads and of when each chunk was
+// summed (src/gradnorm.c sums them as gradients become final). scale: x *= s. add: y += x. round_bf16: dst
 // = src rounded to bf16 (include/bf16.h; dst may alias src), the one
 // rounding of --bf16.
+#define MT_SUMSQ_CHUNK 16384
 #define MT_OPS_OPTIM(X)                                                                   \
     X(void, adamw_update, (real *p, real *g, real gscale, real *m, real *v, size_t n, int t, real lr, \
                            real b1, real b2, real eps, real wd))                          \
-    X(double, sumsq, (const real *g, size_t n))                                           \
+    X(void, sumsq_parts, (const real *g, size_t n, double *part))                         \
     X(void, scale, (real *x, size_t n, real s))                                           \
     X(void, add, (real *y, const real *x, size_t n))                                      \
     X(void, round_bf16, (real *dst, const real *src, size_t n))
@@ -372,6 +377,9 @@ typedef struct {
 #define MT_OP_CPU_DECL(ret, name, params) ret mt_##name params;
 MT_OPS(MT_OP_CPU_DECL)
 #undef MT_OP_CPU_DECL
+
+// Σ g² in double: sumsq_parts' parts added in chunk order (not an op).
+double mt_sumsq(const real *g, size_t n);
 
 // Row-major GEMM through OpenBLAS (sgemm/dgemm by build), the CPU kernels'
 // building block (not an op): C = alpha * op(A) * op(B) + beta * C, op =

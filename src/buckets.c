@@ -2,6 +2,7 @@
 #include "buckets.h"
 
 #include "backend.h"
+#include "gradnorm.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -128,8 +129,10 @@ void mt_buckets_arm(mt_model *m, int last_micro_batch) {
     if (m->gb) m->gb->armed = last_micro_batch;
 }
 
-// Tensor k's gradient is final: its bucket may go.
+// Tensor k's gradient is final: its bucket may go, and its share of the
+// gradient norm may be summed while it is fresh (gradnorm.h).
 static void tensor_final(mt_model *m, mt_comm *cm, int k) {
+    mt_gradnorm_final(m, k);
     mt_bucket *bk = &m->gb->b[m->gb->of_param[k]];
     if (--bk->pending == 0 && m->cfg->overlap_grad_reduce && !bk->has_tied && !bk->posted) {
         post(m, cm, m->gb->of_param[k]);
@@ -145,6 +148,7 @@ void mt_buckets_layer_done(mt_model *m, mt_comm *cm, int layer) {
     if (m->gb->armed)
         for (int k = 0; k < m->nparams; k++)
             if (m->params[k].layer == layer || (early && m->params[k].layer == layer - 1)) tensor_final(m, cm, k);
+    mt_gradnorm_flush(m);
     progress(m, cm);
 }
 
@@ -157,6 +161,7 @@ void mt_buckets_top_done(mt_model *m, mt_comm *cm, int after_layers) {
             const mt_param *p = &m->params[k];
             if (p->layer < 0 && (p->def->where == MT_AT_LAST) == after_layers) tensor_final(m, cm, k);
         }
+    mt_gradnorm_flush(m);
     progress(m, cm);
 }
 

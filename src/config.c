@@ -514,9 +514,9 @@ void mt_config_print(const mt_config *c, FILE *f) {
             c->tp, cp, c->pp, c->dp, c->sequence_parallel ? ", sequence parallel" : "",
             c->use_distributed_optimizer ? ", distributed optimizer" : "",
             c->micro_batch_size, c->global_batch_size, c->num_micro_batches);
-    if (c->no_bias_gelu_fusion || c->no_bias_dropout_fusion)
-        fprintf(f, "fusions off (op chains, same bits):%s%s\n", c->no_bias_gelu_fusion ? " bias-gelu" : "",
-                c->no_bias_dropout_fusion ? " bias-dropout-add" : "");
+    if (c->no_bias_gelu_fusion || c->no_bias_dropout_fusion || c->no_grad_norm_fusion)
+        fprintf(f, "fusions off (same bits):%s%s%s\n", c->no_bias_gelu_fusion ? " bias-gelu" : "",
+                c->no_bias_dropout_fusion ? " bias-dropout-add" : "", c->no_grad_norm_fusion ? " grad-norm" : "");
 }
 
 int mt_config_was_set(const mt_config *c, const char *flag) {

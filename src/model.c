@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "gradnorm.h"
 #include "rng.h"
 
 const char *const mt_mem_names[MT_MEM_N] = {"parameters", "gradients", "optimizer", "activations", "workspace"};
@@ -136,6 +137,11 @@ int mt_param_is_writer(const mt_model *m, const mt_param *p, int dp_copies) {
     if (p->tp_replicated && par->tp_rank != 0) return 0;
     if (p->tied && par->pp_rank != 0) return 0;
     return 1;
+}
+
+void mt_param_shard(const mt_model *m, const mt_param *p, size_t *a, size_t *b) {
+    *a = MT_MAX(p->off, m->shard0);
+    *b = MT_MIN(p->off + p->n, m->shard0 + m->shard_n);
 }
 
 unsigned mt_param_grad_groups(const mt_model *m, const mt_param *p) {
@@ -525,5 +531,6 @@ void mt_model_free(mt_model *m) {
     free_workspace(m);
     real *bufs[] = {m->param_mem, m->grad_mem, m->m_mem, m->v_mem, m->main_mem};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) m->be->free(bufs[i]);
+    mt_gradnorm_free(m->gn);
     free(m->params);
 }

@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "buckets.h"
+#include "gradnorm.h"
 
 double mt_lr_at(const mt_config *c, int it) {
     double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters;
@@ -27,31 +28,9 @@ void mt_grad_sync(mt_model *m, mt_comm *cm) {
     if (m->par->dp_size > 1) m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
 }
 
-// The part of parameter p inside this rank's optimizer shard, as [a, b)
-// offsets into the arenas; empty when a >= b.
-static void shard_part(const mt_model *m, const mt_param *p, size_t *a, size_t *b) {
-    *a = MT_MAX(p->off, m->shard0);
-    *b = MT_MIN(p->off + p->n, m->shard0 + m->shard_n);
-}
-
 double mt_grad_norm(mt_model *m, mt_comm *cm) {
-    double ss = 0;
-    // Counted parameters adjacent in the arena are summed as one range: one
-    // reduction (and on a GPU one wait) per run of tensors, not per tensor.
-    size_t ra = 0, rb = 0;
-    for (int i = 0; i < m->nparams; i++) {
-        const mt_param *p = &m->params[i];
-        if (!mt_param_counts_in_norm(m, p)) continue;
-        size_t a, b;
-        shard_part(m, p, &a, &b);
-        if (a >= b) continue;
-        if (a != rb) {
-            if (ra < rb) ss += m->be->sumsq(m->grad_mem + ra, rb - ra);
-            ra = a;
-        }
-        rb = b;
-    }
-    if (ra < rb) ss += m->be->sumsq(m->grad_mem + ra, rb - ra);
+    // This rank's Σ g², partly summed during backward (gradnorm.h).
+    double ss = mt_gradnorm_local(m);
     mt_comm_allreduce_double(cm, MT_GROUP_MP, &ss, 1);
     // Distributed optimizer: each DP rank summed only its shard.
     if (m->cfg->use_distributed_optimizer) mt_comm_allreduce_double(cm, mt_grad_group(m->par), &ss, 1);
@@ -71,6 +50,7 @@ void mt_optimizer_init(mt_model *m) {
     // are indexed by arena offset - shard0.
     m->mem[MT_MEM_OPTIM] += m->shard_n * (size_t)m->eb.optim;
     if (m->dry) return;
+    m->gn = mt_gradnorm_new(m);
     m->m_mem = m->be->alloc(m->shard_n * sizeof(real));
     m->v_mem = m->be->alloc(m->shard_n * sizeof(real));
     if (!m->cfg->bf16 || m->cfg->bug_bf16_off) return;
@@ -99,7 +79,7 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
     for (int i = 0; i < m->nparams; i++) {
         const mt_param *p = &m->params[i];
         size_t a, b, o = m->shard0;
-        shard_part(m, p, &a, &b);
+        mt_param_shard(m, p, &a, &b);
         if (a >= b) continue;
         // Under --bf16 AdamW updates the fp32 main weights, whose bf16
         // rounding becomes the weights the next step computes with.

@@ -340,7 +340,11 @@ static void case_optimizer(ctx *t) {
     size_t n = 40000;  // more than one of the norm's 16384-element chunks
     real *p = input(t, n, 1, 0), *g = input(t, n, 0.1, 0), *m = input(t, n, 0.01, 0);
     real *v = input(t, n, 1e-4, 2e-3);  // second moments: positive (20 standard deviations)
-    output_scalar(t, "sumsq", t->B->sumsq(g, n));
+    double parts[3], ss = 0;  // 40000 elements: chunks of 16384, 16384 and 7232
+    t->B->sumsq_parts(g, n, parts);
+    for (int c = 0; c < 3; c++) ss += parts[c];
+    output_scalar(t, "sumsq", ss);
+    output_scalar(t, "sumsq_part_last", parts[2]);
     t->B->scale(g, n, (real)0.37);
     output(t, "scale", g, n);
     t->B->add(p, g, n);

@@ -9,8 +9,9 @@
 # biases: GELU's fusion off, the rest on), TP 2 + SP (the cross-entropy's
 # three steps under TP), DP 2 with the distributed optimizer under --bf16
 # (AdamW's bf16 copy on each shard). Negative control: the same comparison
-# sees a one-step difference in --seed. tests/test_ops_fused.c holds the
-# op-level checks.
+# sees a one-step difference in --seed. Then the gradient norm's fusion
+# (src/gradnorm.c) against --no-grad-norm-fusion, with its own negative
+# control. tests/test_ops_fused.c holds the op-level checks.
 source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 export OMP_WAIT_POLICY=PASSIVE
 base="$(tiny_model) --vocab-size 250 --hidden-dropout 0.1 --attention-dropout 0.1 --clip-grad 0.5 --train-iters 6"
@@ -46,10 +47,55 @@ check dp2_distopt_bf16 2 ./pretrain_gpt --use-distributed-optimizer --bf16
 for fl in gelu dropout; do
   name=no_${fl}_fusion
   if ! mt_run "$T/$name" 1 ./pretrain_gpt $base --no-bias-$fl-fusion; then not_ok "fused_flag_$name" "run failed: $(tail -n 1 "$T/$name.log")"
-  elif ! grep -q "^fusions off (op chains, same bits): .*bias-$fl" "$T/$name.log"; then not_ok "fused_flag_$name" "no 'fusions off' line naming bias-$fl"
+  elif ! grep -q "^fusions off (same bits): .*bias-$fl" "$T/$name.log"; then not_ok "fused_flag_$name" "no 'fusions off' line naming bias-$fl"
   elif why=$(same "$T/fp32.f" "$T/$name"); then ok "fused_flag_$name"
   else not_ok "fused_flag_$name" "$why"; fi
 done
+
+# The gradient norm summed layer by layer as each gradient becomes final
+# (src/gradnorm.c) against --no-grad-norm-fusion's one pass after backward:
+# identical bits, the banner naming the switch, and --log-comm's `grad norm`
+# line saying how much was summed during backward on every rank and
+# iteration: all of it with one copy of each gradient (one rank, full
+# recomputation, --bf16, TP 2 without SP), a part where some tensors still
+# wait for a sum on the rank that counts them (TP 2 + SP: the SP-partial
+# norms; PP 2 interleaved: the tied embedding), none under DP 2 (every gradient waits for its average),
+# and none in the one-pass run.
+gn_frac() {  # LOG WANTS: each rank's `grad norm` lines' share, a word per rank: all / part / none
+  awk -v wants="$2" 'BEGIN { nw = split(wants, want, " ") }
+    /^grad norm rank/ { n++; r = $4 + 0; e = $5; t = $7; w = want[r < nw ? r + 1 : nw]
+      ok = w == "all" ? e == t : w == "none" ? e == 0 : e > 0 && e < t
+      if (!ok) { print "rank " r " summed " e " of " t " during backward, want " w; bad = 1; exit } }
+    END { if (!bad && !n) print "no grad norm lines"; exit bad || !n }' "$1"
+}
+gn_check() {  # NAME NP "WANTS" FLAGS...
+  local name=gn_$1 np=$2 want=$3 why; shift 3
+  mt_run "$T/$name.f" "$np" ./pretrain_gpt $base --log-comm "$@" &&
+    mt_run "$T/$name.u" "$np" ./pretrain_gpt $base --log-comm --no-grad-norm-fusion "$@" ||
+    { not_ok "grad_norm_fusion_$name" "a run failed: $(tail -n 1 "$T/$name.u.log")"; return; }
+  if ! grep -q '^fusions off (same bits): .*grad-norm' "$T/$name.u.log"; then
+    not_ok "grad_norm_fusion_$name" "no 'fusions off' line naming grad-norm"
+  elif ! why=$(same "$T/$name.f" "$T/$name.u"); then not_ok "grad_norm_fusion_$name" "$why"
+  elif ! why=$(gn_frac "$T/$name.f.log" "$want"); then not_ok "grad_norm_fusion_$name" "fused: $why"
+  elif ! why=$(gn_frac "$T/$name.u.log" none); then not_ok "grad_norm_fusion_$name" "--no-grad-norm-fusion: $why"
+  else ok "grad_norm_fusion_$name ($want summed during backward)"; fi
+}
+gn_check one_rank 1 all
+gn_check recompute 1 all --recompute-granularity full
+gn_check bf16 1 all --bf16
+gn_check tp2 2 all --tensor-model-parallel-size 2
+# TP rank 0 counts the SP-partial norms, the other ranks none; h 128 so that
+# some 16384-element chunks hold none of them.
+gn_check tp2_sp 2 "part all" --tensor-model-parallel-size 2 --sequence-parallel --hidden-size 128
+# The first stage counts the tied embedding, the last stage's copy is not counted.
+gn_check pp2_interleaved 2 "part all" --pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1
+gn_check dp2 2 none --use-distributed-optimizer
+# Negative control: a layer's gradients reported final one layer early
+# (MT_INJECT_BUG=bucket-early) are summed before their backward wrote them.
+MT_INJECT_BUG=bucket-early mt_run "$T/gn_early.f" 1 ./pretrain_gpt $base &&
+  MT_INJECT_BUG=bucket-early mt_run "$T/gn_early.u" 1 ./pretrain_gpt $base --no-grad-norm-fusion
+if same "$T/gn_early.f" "$T/gn_early.u" > /dev/null; then not_ok grad_norm_fusion_negative_control "a norm summed too early compares equal"
+else ok grad_norm_fusion_negative_control; fi
 
 # Negative control: the comparison must see a real difference.
 mt_run "$T/seed.a" 1 ./pretrain_gpt $base --seed 1 && mt_run "$T/seed.b" 1 ./pretrain_gpt $base --seed 2

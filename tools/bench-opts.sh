@@ -6,6 +6,8 @@
 # one. Rows, each against the first (everything on):
 #   --no-bias-gelu-fusion       GELU and its bias gradient as the op chain
 #   --no-bias-dropout-fusion    bias + dropout + residual as the op chain
+#   --no-grad-norm-fusion       the gradient norm in one pass after backward,
+#                               not layer by layer as gradients become final
 #   MT_INJECT_BUG=unfused       every fused sweep off (those two, LayerNorm's
 #                               four-row statistics, the cross-entropy, AdamW
 #                               with its bf16 copy): the test hook, same bits
@@ -20,7 +22,7 @@
 #   out/bench_gpt2_tokens.bin (make bench creates them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 shapes=("$@"); [ ${#shapes[@]} -gt 0 ] || shapes=(small 124m)
 for s in "${shapes[@]}"; do
   case $s in small|124m) ;; *) echo "tools/bench-opts.sh: unknown shape '$s' (small or 124m)" >&2; exit 2 ;; esac
@@ -48,6 +50,7 @@ for s in "${shapes[@]}"; do
     "everything on|$flags" \
     "--no-bias-gelu-fusion|$flags --no-bias-gelu-fusion" \
     "--no-bias-dropout-fusion|$flags --no-bias-dropout-fusion" \
+    "--no-grad-norm-fusion|$flags --no-grad-norm-fusion" \
     "every fused sweep off (MT_INJECT_BUG=unfused)|$flags||MT_INJECT_BUG=unfused" \
     "without -fvect-cost-model=dynamic|$flags|build/novect/pretrain_gpt" \
     "without huge pages|$flags|build/nothp/pretrain_gpt"

@@ -168,9 +168,9 @@ extern "C" void mt_cuda_adamw_fused(real *p, real *pbf, real *g, real gscale, re
     LAUNCH_CHECK();
 }
 
-// Σ g² in double: fixed chunks of SUMSQ_CHUNK, one block each, partial sums
-// added on the host in chunk order, so the result never depends on timing.
-#define SUMSQ_CHUNK 16384
+// Σ g² in double: fixed chunks of SUMSQ_CHUNK, one block each; the caller
+// adds the parts on the host in chunk order, so the norm never depends on timing.
+#define SUMSQ_CHUNK MT_SUMSQ_CHUNK
 #define SUMSQ_THREADS 256
 __global__ static void sumsq_kernel(double *part, const real *g, size_t n) {
     __shared__ double warps[SUMSQ_THREADS / 32];
@@ -186,18 +186,14 @@ __global__ static void sumsq_kernel(double *part, const real *g, size_t n) {
         part[blockIdx.x] = t;
     }
 }
-extern "C" double mt_cuda_sumsq(const real *g, size_t n) {
-    if (!n) return 0;
+extern "C" void mt_cuda_sumsq_parts(const real *g, size_t n, double *host) {
+    if (!n) return;
     size_t nc = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
-    double *part = (double *)mt_cuda_scratch(nc * sizeof(double)), *host = (double *)mt_malloc(nc * sizeof(double));
+    double *part = (double *)mt_cuda_scratch(nc * sizeof(double));
     sumsq_kernel<<<(unsigned)nc, SUMSQ_THREADS>>>(part, g, n);
     LAUNCH_CHECK();
     CUDA_CHECK(cudaMemcpy(host, part, nc * sizeof(double), cudaMemcpyDeviceToHost));
     mt_cuda_scratch_free(part);
-    double s = 0;
-    for (size_t c = 0; c < nc; c++) s += host[c];
-    free(host);
-    return s;
 }
 
 // Column sums in two deterministic stages, so every SM has work: partial

@@ -1,0 +1,53 @@
+// gradnorm.h: the global gradient norm's sum of squares, summed where
+// possible as each gradient becomes final rather than in a pass of its own.
+//
+// The norm is one fixed sum (so its bits never depend on when a part was
+// computed): the counted tensors' shard parts (mt_param_counts_in_norm) form
+// runs of adjacent arena ranges; each run is cut into chunks of
+// MT_SUMSQ_CHUNK from its start; a chunk's part is Σ g² in double
+// (ops.h sumsq_parts); a run's sum adds its parts in order from 0, and the
+// total adds the runs' sums in order from 0.
+//
+// A chunk's part may be computed as soon as every tensor overlapping it is
+// final: its last micro-batch's backward has written it and nothing will
+// change it before the optimizer. That holds for a tensor with one copy of
+// the gradient (DP and CP of 1: no sum, no 1/dp average) and no group sum
+// (mt_param_grad_groups 0: not SP-partial, not tied across stages). The
+// backward hooks (buckets.c) report such tensors layer by layer, when the
+// layer's gradients are freshly written and largely still in cache; the
+// rest is summed after backward.
+#ifndef MT_GRADNORM_H
+#define MT_GRADNORM_H
+
+#include "model.h"
+
+typedef struct mt_gradnorm {
+    int nrun, nchunk;
+    int *run_c0;              // (nrun + 1) run r's chunks [run_c0[r], run_c0[r + 1])
+    size_t *off, *len;        // (nchunk) each chunk's arena range
+    int *c0, *c1;             // (nparams) tensor k's chunks [c0, c1); empty when not counted here
+    int *need, *left;         // (nchunk) tensors overlapping the chunk; of them not yet final this step
+    unsigned char *done;      // (nchunk) the part is summed this step
+    double *part;             // (nchunk)
+    int early;                // tensors may be reported final during backward (one copy, CPU)
+    int *ready, nready;       // chunks whose tensors are all final, not yet summed
+    size_t elems;             // Σ len: the elements the norm reads
+    size_t early_elems;       // of them summed during this step's backward
+    size_t early_last;        // the same for the last completed norm (--log-comm)
+} mt_gradnorm;
+
+// After the model and its optimizer shard exist (mt_optimizer_init).
+mt_gradnorm *mt_gradnorm_new(const mt_model *m);
+void mt_gradnorm_free(mt_gradnorm *gn);
+
+// Tensor k's gradient is final for this step (buckets.c, last micro-batch
+// only); flush sums the chunks that became complete, in one call per
+// stretch of adjacent chunks.
+void mt_gradnorm_final(mt_model *m, int k);
+void mt_gradnorm_flush(mt_model *m);
+
+// Σ g² over this rank's counted gradients: the chunks not yet summed, then
+// the fixed sum. Resets the step's state.
+double mt_gradnorm_local(mt_model *m);
+
+#endif
