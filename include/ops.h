@@ -300,14 +300,14 @@ typedef struct {
 // accumulates into it, and the separate zeroing pass this replaces cost 11
 // ms of a 124M step (memset's own sweep over 0.5 GB; the zeros written here
 // ride on lines AdamW has in cache anyway). sumsq_parts: the global
-// gradient norm's partial sums, part[c] = Σ g² in double over chunk c, the
-// elements [c, c + 1) * MT_SUMSQ_CHUNK of [0, n); part is host memory of
-// ceil(n / MT_SUMSQ_CHUNK) entries. Fixed chunks, added by the caller in
-// order, make the norm independent of threads and of when each chunk was
-// summed (src/gradnorm.c sums them as gradients become final). scale: x *= s. add: y += x. round_bf16: dst
-// = src rounded to bf16 (include/bf16.h; dst may alias src), the one
-// rounding of --bf16.
-#define MT_SUMSQ_CHUNK 16384
+// gradient norm's partial sums, part[c] = Σ g² in double over block c,
+// the elements [c, c + 1) * MT_SUMSQ_BLOCK of [0, n); part is host memory
+// of ceil(n / MT_SUMSQ_BLOCK) entries. Fixed blocks, added by the caller
+// in order, make the norm independent of threads and of when each block
+// was summed (src/gradnorm.c sums them as gradients become final). scale:
+// x *= s. add: y += x. round_bf16: dst = src rounded to bf16
+// (include/bf16.h; dst may alias src), the one rounding of --bf16.
+#define MT_SUMSQ_BLOCK 16384
 #define MT_OPS_OPTIM(X)                                                                   \
     X(void, adamw_update, (real *p, real *g, real gscale, real *m, real *v, size_t n, int t, real lr, \
                            real b1, real b2, real eps, real wd))                          \
@@ -378,7 +378,7 @@ typedef struct {
 MT_OPS(MT_OP_CPU_DECL)
 #undef MT_OP_CPU_DECL
 
-// Σ g² in double: sumsq_parts' parts added in chunk order (not an op).
+// Σ g² in double: sumsq_parts' parts added in block order (not an op).
 double mt_sumsq(const real *g, size_t n);
 
 // Row-major GEMM through OpenBLAS (sgemm/dgemm by build), the CPU kernels'

@@ -7,7 +7,7 @@
 
 #include "backend.h"
 
-static size_t nchunks(size_t n) { return (n + MT_SUMSQ_CHUNK - 1) / MT_SUMSQ_CHUNK; }
+static size_t nblocks_of(size_t n) { return (n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK; }
 
 // Walks the counted tensors' shard parts, merging adjacent ones into runs,
 // and calls fn(run start, run end) for each: the one definition of the
@@ -31,23 +31,23 @@ static void each_run(const mt_model *m, mt_gradnorm *gn, run_fn *fn) {
 
 static void count_run(mt_gradnorm *gn, size_t a, size_t b) {
     gn->nrun++;
-    gn->nchunk += (int)nchunks(b - a);
+    gn->nblock += (int)nblocks_of(b - a);
 }
 
 static void fill_run(mt_gradnorm *gn, size_t a, size_t b) {
-    int j = gn->run_c0[gn->nrun];
-    for (size_t o = a; o < b; o += MT_SUMSQ_CHUNK, j++) {
+    int j = gn->run_b0[gn->nrun];
+    for (size_t o = a; o < b; o += MT_SUMSQ_BLOCK, j++) {
         gn->off[j] = o;
-        gn->len[j] = MT_MIN((size_t)MT_SUMSQ_CHUNK, b - o);
+        gn->len[j] = MT_MIN((size_t)MT_SUMSQ_BLOCK, b - o);
         gn->elems += gn->len[j];
     }
-    gn->run_c0[++gn->nrun] = j;
+    gn->run_b0[++gn->nrun] = j;
 }
 
-// The first chunk whose range ends after arena offset x (chunks are in
+// The first block whose range ends after arena offset x (blocks are in
 // arena order).
-static int chunk_after(const mt_gradnorm *gn, size_t x) {
-    int lo = 0, hi = gn->nchunk;
+static int block_after(const mt_gradnorm *gn, size_t x) {
+    int lo = 0, hi = gn->nblock;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
         if (gn->off[mid] + gn->len[mid] <= x) lo = mid + 1;
@@ -59,8 +59,8 @@ static int chunk_after(const mt_gradnorm *gn, size_t x) {
 mt_gradnorm *mt_gradnorm_new(const mt_model *m) {
     mt_gradnorm *gn = mt_calloc(1, sizeof *gn);
     each_run(m, gn, count_run);
-    size_t nc = (size_t)MT_MAX(gn->nchunk, 1);
-    gn->run_c0 = mt_calloc((size_t)gn->nrun + 1, sizeof(int));
+    size_t nc = (size_t)MT_MAX(gn->nblock, 1);
+    gn->run_b0 = mt_calloc((size_t)gn->nrun + 1, sizeof(int));
     gn->off = mt_malloc(nc * sizeof(size_t));
     gn->len = mt_malloc(nc * sizeof(size_t));
     gn->need = mt_calloc(nc, sizeof(int));
@@ -68,20 +68,20 @@ mt_gradnorm *mt_gradnorm_new(const mt_model *m) {
     gn->done = mt_calloc(nc, 1);
     gn->part = mt_calloc(nc, sizeof(double));
     gn->ready = mt_malloc(nc * sizeof(int));
-    gn->c0 = mt_calloc((size_t)MT_MAX(m->nparams, 1), sizeof(int));
-    gn->c1 = mt_calloc((size_t)MT_MAX(m->nparams, 1), sizeof(int));
-    gn->nrun = 0;
+    gn->b0 = mt_calloc((size_t)MT_MAX(m->nparams, 1), sizeof(int));
+    gn->b1 = mt_calloc((size_t)MT_MAX(m->nparams, 1), sizeof(int));
+    gn->nrun = 0;  // fill_run counts the runs again as it fills them
     each_run(m, gn, fill_run);
     for (int k = 0; k < m->nparams; k++) {
         const mt_param *p = &m->params[k];
         size_t a, b;
         mt_param_shard(m, p, &a, &b);
         if (!mt_param_counts_in_norm(m, p) || a >= b) continue;
-        gn->c0[k] = chunk_after(gn, a);
-        gn->c1[k] = chunk_after(gn, b - 1) + 1;
-        for (int j = gn->c0[k]; j < gn->c1[k]; j++) gn->need[j]++;
+        gn->b0[k] = block_after(gn, a);
+        gn->b1[k] = block_after(gn, b - 1) + 1;
+        for (int j = gn->b0[k]; j < gn->b1[k]; j++) gn->need[j]++;
     }
-    memcpy(gn->left, gn->need, nc * sizeof(int));
+    mt_gradnorm_reset(gn);
     // One copy of each gradient: nothing sums or scales it after backward.
     // On a GPU each sum waits for the device, so it stays one pass there.
     gn->early = m->par->dp_size * m->par->cp_size == 1 && !m->be->device_memory && !m->cfg->no_grad_norm_fusion;
@@ -90,7 +90,7 @@ mt_gradnorm *mt_gradnorm_new(const mt_model *m) {
 
 void mt_gradnorm_free(mt_gradnorm *gn) {
     if (!gn) return;
-    void *bufs[] = {gn->run_c0, gn->off, gn->len, gn->c0, gn->c1, gn->need, gn->left, gn->done, gn->part, gn->ready};
+    void *bufs[] = {gn->run_b0, gn->off, gn->len, gn->b0, gn->b1, gn->need, gn->left, gn->done, gn->part, gn->ready};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(gn);
 }
@@ -98,13 +98,15 @@ void mt_gradnorm_free(mt_gradnorm *gn) {
 void mt_gradnorm_final(mt_model *m, int k) {
     mt_gradnorm *gn = m->gn;
     if (!gn || !gn->early || mt_param_grad_groups(m, &m->params[k])) return;
-    for (int j = gn->c0[k]; j < gn->c1[k]; j++)
+    // left[j] only falls, so a block reaches 0 once a step and ready[]
+    // (nblock long) cannot overflow, even for a tensor reported twice.
+    for (int j = gn->b0[k]; j < gn->b1[k]; j++)
         if (--gn->left[j] == 0) gn->ready[gn->nready++] = j;
 }
 
-// Sums chunks list[0..n) (ascending): adjacent chunks of one run are one
+// Sums blocks list[0..n) (ascending): adjacent blocks of one run are one
 // contiguous range, so one sumsq_parts call per stretch of them.
-static size_t sum_chunks(mt_model *m, const int *list, int n) {
+static size_t sum_blocks(mt_model *m, const int *list, int n) {
     mt_gradnorm *gn = m->gn;
     size_t elems = 0;
     for (int i = 0; i < n;) {
@@ -125,7 +127,7 @@ void mt_gradnorm_flush(mt_model *m) {
     mt_gradnorm *gn = m->gn;
     if (!gn || !gn->nready) return;
     qsort(gn->ready, (size_t)gn->nready, sizeof(int), by_index);
-    gn->early_elems += sum_chunks(m, gn->ready, gn->nready);
+    gn->early_elems += sum_blocks(m, gn->ready, gn->nready);
     gn->nready = 0;
 }
 
@@ -134,19 +136,25 @@ double mt_gradnorm_local(mt_model *m) {
     mt_gradnorm_flush(m);
     // What backward did not sum: reuse the ready list for it.
     int n = 0;
-    for (int j = 0; j < gn->nchunk; j++)
+    for (int j = 0; j < gn->nblock; j++)
         if (!gn->done[j]) gn->ready[n++] = j;
-    sum_chunks(m, gn->ready, n);
+    sum_blocks(m, gn->ready, n);
     double ss = 0;
     for (int r = 0; r < gn->nrun; r++) {
         double s = 0;
-        for (int j = gn->run_c0[r]; j < gn->run_c0[r + 1]; j++) s += gn->part[j];
+        for (int j = gn->run_b0[r]; j < gn->run_b0[r + 1]; j++) s += gn->part[j];
         ss += s;
     }
-    size_t nc = (size_t)gn->nchunk;
     gn->early_last = gn->early_elems;
-    gn->early_elems = 0;
-    memset(gn->done, 0, nc);
-    memcpy(gn->left, gn->need, nc * sizeof(int));
+    mt_gradnorm_reset(gn);
     return ss;
+}
+
+void mt_gradnorm_reset(mt_gradnorm *gn) {
+    if (!gn) return;
+    size_t nb = (size_t)gn->nblock;
+    memset(gn->done, 0, nb);
+    memcpy(gn->left, gn->need, nb * sizeof(int));
+    gn->nready = 0;
+    gn->early_elems = 0;
 }

@@ -43,6 +43,7 @@ void mt_grad_zero(mt_model *m) {
     if (lo > 0) m->be->zero(m->grad_mem, lo * sizeof(real));
     if (hi < m->nelem) m->be->zero(m->grad_mem + hi, (m->nelem - hi) * sizeof(real));
     m->shard_grads_zero = 0;  // until the next AdamW
+    mt_gradnorm_reset(m->gn);  // a new step: no gradient is final yet
 }
 
 void mt_optimizer_init(mt_model *m) {

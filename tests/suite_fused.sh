@@ -70,9 +70,10 @@ gn_frac() {  # LOG WANTS: each rank's `grad norm` lines' share, a word per rank:
 }
 gn_check() {  # NAME NP "WANTS" FLAGS...
   local name=gn_$1 np=$2 want=$3 why; shift 3
-  mt_run "$T/$name.f" "$np" ./pretrain_gpt $base --log-comm "$@" &&
-    mt_run "$T/$name.u" "$np" ./pretrain_gpt $base --log-comm --no-grad-norm-fusion "$@" ||
-    { not_ok "grad_norm_fusion_$name" "a run failed: $(tail -n 1 "$T/$name.u.log")"; return; }
+  mt_run "$T/$name.f" "$np" ./pretrain_gpt $base --log-comm "$@" ||
+    { not_ok "grad_norm_fusion_$name" "fused run failed: $(tail -n 1 "$T/$name.f.log")"; return; }
+  mt_run "$T/$name.u" "$np" ./pretrain_gpt $base --log-comm --no-grad-norm-fusion "$@" ||
+    { not_ok "grad_norm_fusion_$name" "--no-grad-norm-fusion run failed: $(tail -n 1 "$T/$name.u.log")"; return; }
   if ! grep -q '^fusions off (same bits): .*grad-norm' "$T/$name.u.log"; then
     not_ok "grad_norm_fusion_$name" "no 'fusions off' line naming grad-norm"
   elif ! why=$(same "$T/$name.f" "$T/$name.u"); then not_ok "grad_norm_fusion_$name" "$why"
@@ -92,12 +93,15 @@ gn_check pp2_interleaved 2 "part all" --pipeline-model-parallel-size 2 --num-lay
 gn_check dp2 2 none --use-distributed-optimizer
 # Negative control: a layer's gradients reported final one layer early
 # (MT_INJECT_BUG=bucket-early) are summed before their backward wrote them.
-MT_INJECT_BUG=bucket-early mt_run "$T/gn_early.f" 1 ./pretrain_gpt $base &&
-  MT_INJECT_BUG=bucket-early mt_run "$T/gn_early.u" 1 ./pretrain_gpt $base --no-grad-norm-fusion
-if same "$T/gn_early.f" "$T/gn_early.u" > /dev/null; then not_ok grad_norm_fusion_negative_control "a norm summed too early compares equal"
+if ! MT_INJECT_BUG=bucket-early mt_run "$T/gn_early.f" 1 ./pretrain_gpt $base ||
+   ! MT_INJECT_BUG=bucket-early mt_run "$T/gn_early.u" 1 ./pretrain_gpt $base --no-grad-norm-fusion; then
+  not_ok grad_norm_fusion_negative_control "a run failed: $(tail -n 1 "$T"/gn_early.*.log | tail -n 1)"
+elif ! grep -q "deliberate bug" "$T/gn_early.f.log"; then not_ok grad_norm_fusion_negative_control "the hook did not take effect"
+elif same "$T/gn_early.f" "$T/gn_early.u" > /dev/null; then not_ok grad_norm_fusion_negative_control "a norm summed too early compares equal"
 else ok grad_norm_fusion_negative_control; fi
 
 # Negative control: the comparison must see a real difference.
-mt_run "$T/seed.a" 1 ./pretrain_gpt $base --seed 1 && mt_run "$T/seed.b" 1 ./pretrain_gpt $base --seed 2
-if same "$T/seed.a" "$T/seed.b" > /dev/null; then not_ok fused_compare_sees_difference "two seeds compare equal"
+if ! mt_run "$T/seed.a" 1 ./pretrain_gpt $base --seed 1 || ! mt_run "$T/seed.b" 1 ./pretrain_gpt $base --seed 2; then
+  not_ok fused_compare_sees_difference "a run failed"
+elif same "$T/seed.a" "$T/seed.b" > /dev/null; then not_ok fused_compare_sees_difference "two seeds compare equal"
 else ok fused_compare_sees_difference; fi

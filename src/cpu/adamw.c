@@ -64,10 +64,10 @@ void mt_adamw_fused(real *p,       // (n) fp32 weights (the main weights under -
     for (size_t i = 0; i < n; i++) adamw_elem(p, pbf, g, gscale, m, v, i, c1, c2, lr, b1, b2, eps, wd, 1);
 }
 
-// Σ g² of one chunk with eight independent accumulators: one serial chain
+// Σ g² of one block with eight independent accumulators: one serial chain
 // of double adds (4 cycles each) made the gradient norm 4% of a 124M step;
 // eight chains vectorise and still sum in one fixed order.
-static double sumsq_chunk(const real *g, size_t n) {
+static double sumsq_block(const real *g, size_t n) {
     double acc[8] = {0};
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -76,22 +76,22 @@ static double sumsq_chunk(const real *g, size_t n) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-// Fixed chunks (MT_SUMSQ_CHUNK), whichever thread sums each: an OpenMP
+// Fixed blocks (MT_SUMSQ_BLOCK), whichever thread sums each: an OpenMP
 // reduction clause promises no order, these parts have one.
 void mt_sumsq_parts(const real *g, // (n)
                     size_t n,
-                    double *part) { // (ceil(n / MT_SUMSQ_CHUNK))
-    size_t nc = (n + MT_SUMSQ_CHUNK - 1) / MT_SUMSQ_CHUNK;
+                    double *part) { // (ceil(n / MT_SUMSQ_BLOCK))
+    size_t nc = (n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK;
 #pragma omp parallel for schedule(static) if (nc > 1)
     for (size_t c = 0; c < nc; c++) {
-        size_t lo = c * MT_SUMSQ_CHUNK, hi = MT_MIN(lo + MT_SUMSQ_CHUNK, n);
-        part[c] = sumsq_chunk(g + lo, hi - lo);
+        size_t lo = c * MT_SUMSQ_BLOCK, hi = MT_MIN(lo + MT_SUMSQ_BLOCK, n);
+        part[c] = sumsq_block(g + lo, hi - lo);
     }
 }
 
 double mt_sumsq(const real *g, // (n)
                 size_t n) {
-    size_t nc = (n + MT_SUMSQ_CHUNK - 1) / MT_SUMSQ_CHUNK;
+    size_t nc = (n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK;
     double *part = mt_malloc(MT_MAX(nc, 1) * sizeof(double)), s = 0;
     mt_sumsq_parts(g, n, part);
     for (size_t c = 0; c < nc; c++) s += part[c];
