@@ -272,12 +272,25 @@ TEST(adamw_one_step_by_hand) {
 TEST(sumsq_and_scale) {
     pool P = {0};
     lcg g = {18};
-    size_t n = 100003;  // several chunks and a ragged tail
+    size_t n = 100003;  // several blocks and a ragged tail
     real *x = buf_rand(&P, &g, n, 1);
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     ASSERT_CLOSE(mt_sumsq(x, n), s, 1e-12 * s);
     ASSERT_CLOSE(mt_sumsq(x, 3), (double)x[0] * x[0] + (double)x[1] * x[1] + (double)x[2] * x[2], 1e-15);
+    // The parts' order is part of the contract (the norm's bits must not
+    // depend on how they are computed, ops.h): each block's eight strided
+    // accumulators, added pairwise. 100003 elements: a group of four whole
+    // blocks, two more whole blocks and a ragged one.
+    double part[7];
+    mt_sumsq_parts(x, n, part);
+    for (size_t c = 0; c < 7; c++) {
+        double acc[8] = {0};
+        for (size_t i = c * MT_SUMSQ_BLOCK; i < MT_MIN((c + 1) * MT_SUMSQ_BLOCK, n); i++)
+            acc[(i - c * MT_SUMSQ_BLOCK) & 7] += (double)x[i] * x[i];
+        double want = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        ASSERT(memcmp(&want, &part[c], sizeof want) == 0, "block %zu: part %.17g, its fixed order gives %.17g", c, part[c], want);
+    }
     real x0 = x[n - 1];
     mt_scale(x, n, 0.5);
     ASSERT(x[n - 1] == x0 * (real)0.5, "last element not scaled");
