@@ -15,7 +15,9 @@
 // (mt_param_grad_groups 0: not SP-partial, not tied across stages). The
 // backward hooks (buckets.c) report such tensors layer by layer, when the
 // layer's gradients are freshly written and largely still in cache; the
-// rest is summed after backward.
+// rest is summed after backward. Under DP the gradients' last write is
+// the average's scaling after the reduction; the blocks are summed in that
+// pass instead (mt_gradnorm_scale).
 #ifndef MT_GRADNORM_H
 #define MT_GRADNORM_H
 
@@ -30,10 +32,12 @@ typedef struct mt_gradnorm {
     unsigned char *done;      // (nblock) the part is summed this step
     double *part;             // (nblock)
     int early;                // tensors may be reported final during backward (one copy, CPU)
+    int fold;                 // the blocks are summed in DP's averaging pass (DP > 1, CPU)
     int *ready, nready;       // blocks whose tensors are all final, not yet summed
     size_t elems;             // Σ len: the elements the norm reads
     size_t early_elems;       // of them summed during this step's backward
-    size_t early_last;        // the same for the last completed norm (--log-comm)
+    size_t avg_elems;         // of them summed in this step's DP averaging pass
+    size_t early_last, avg_last; // the same for the last completed norm (--log-comm)
 } mt_gradnorm;
 
 // After the model and its optimizer shard exist (mt_optimizer_init).
@@ -45,6 +49,11 @@ void mt_gradnorm_free(mt_gradnorm *gn);
 // stretch of adjacent blocks.
 void mt_gradnorm_final(mt_model *m, int k);
 void mt_gradnorm_flush(mt_model *m);
+
+// DP's average: this rank's shard of the gradients *= s, and where
+// folding is on (fold) every block summed in the same pass, while it is in
+// cache, instead of read again for the norm (mt_grad_sync).
+void mt_gradnorm_scale(mt_model *m, real s);
 
 // Σ g² over this rank's counted gradients: the blocks not yet summed, then
 // the fixed sum. Resets the step's state.

@@ -304,7 +304,9 @@ typedef struct {
 // the elements [c, c + 1) * MT_SUMSQ_BLOCK of [0, n); part is host memory
 // of ceil(n / MT_SUMSQ_BLOCK) entries. Fixed blocks, added by the caller
 // in order, make the norm independent of threads and of when each block
-// was summed (src/gradnorm.c sums them as gradients become final). scale:
+// was summed (src/gradnorm.c sums them as gradients become final).
+// scale_sumsq_parts: x *= s, then sumsq_parts of the result, in one pass
+// (the same bits as the two calls; DP's gradient average). scale:
 // x *= s. add: y += x. round_bf16: dst = src rounded to bf16
 // (include/bf16.h; dst may alias src), the one rounding of --bf16.
 #define MT_SUMSQ_BLOCK 16384
@@ -312,6 +314,7 @@ typedef struct {
     X(void, adamw_update, (real *p, real *g, real gscale, real *m, real *v, size_t n, int t, real lr, \
                            real b1, real b2, real eps, real wd))                          \
     X(void, sumsq_parts, (const real *g, size_t n, double *part))                         \
+    X(void, scale_sumsq_parts, (real *x, size_t n, real s, double *part))                 \
     X(void, scale, (real *x, size_t n, real s))                                           \
     X(void, add, (real *y, const real *x, size_t n))                                      \
     X(void, round_bf16, (real *dst, const real *src, size_t n))

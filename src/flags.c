@@ -96,7 +96,7 @@ const mt_flag_def mt_flags[] = {
     DBL("--adam-eps", adam_eps, "1e-8", TRAIN, "AdamW epsilon"),
     DBL("--clip-grad", clip_grad, "1.0", TRAIN, "global-norm clipping (0 disables)"),
     BOOL("--no-grad-norm-fusion", no_grad_norm_fusion, TRAIN,
-         "the gradient norm in one pass after backward, not layer by layer as gradients become final (same bits)"),
+         "the gradient norm in one pass after backward, not as gradients become final or in DP's average (same bits)"),
     {"--seed", MT_F_U64, O(seed), "1234", NULL, MT_FG_TRAIN, "every random number is keyed by it and by global indices"},
 
     STR("--data-path", data_path, DATA, "one llm.c token file, split by --split"),

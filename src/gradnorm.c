@@ -84,7 +84,10 @@ mt_gradnorm *mt_gradnorm_new(const mt_model *m) {
     mt_gradnorm_reset(gn);
     // One copy of each gradient: nothing sums or scales it after backward.
     // On a GPU each sum waits for the device, so it stays one pass there.
-    gn->early = m->par->dp_size * m->par->cp_size == 1 && !m->be->device_memory && !m->cfg->no_grad_norm_fusion;
+    int cpu = !m->be->device_memory, on = cpu && !m->cfg->no_grad_norm_fusion;
+    gn->early = on && m->par->dp_size * m->par->cp_size == 1;
+    // DP > 1: the average's scaling is the gradients' last write.
+    gn->fold = on && m->par->dp_size > 1;
     return gn;
 }
 
@@ -131,6 +134,24 @@ void mt_gradnorm_flush(mt_model *m) {
     gn->nready = 0;
 }
 
+void mt_gradnorm_scale(mt_model *m, real s) {
+    mt_gradnorm *gn = m->gn;
+    real *g = m->grad_mem;
+    size_t pos = m->shard0, end = m->shard0 + m->shard_n;
+    // Runs lie inside the shard, in arena order: scale the gaps between
+    // them (tensors another rank counts, padding), scale and sum the runs.
+    for (int r = 0; gn && gn->fold && r < gn->nrun; r++) {
+        int j0 = gn->run_b0[r], j1 = gn->run_b0[r + 1];
+        size_t a = gn->off[j0], b = gn->off[j1 - 1] + gn->len[j1 - 1];
+        if (pos < a) m->be->scale(g + pos, a - pos, s);
+        m->be->scale_sumsq_parts(g + a, b - a, s, gn->part + j0);
+        memset(gn->done + j0, 1, (size_t)(j1 - j0));
+        gn->avg_elems += b - a;
+        pos = b;
+    }
+    if (pos < end) m->be->scale(g + pos, end - pos, s);
+}
+
 double mt_gradnorm_local(mt_model *m) {
     mt_gradnorm *gn = m->gn;
     mt_gradnorm_flush(m);
@@ -146,6 +167,7 @@ double mt_gradnorm_local(mt_model *m) {
         ss += s;
     }
     gn->early_last = gn->early_elems;
+    gn->avg_last = gn->avg_elems;
     mt_gradnorm_reset(gn);
     return ss;
 }
@@ -156,5 +178,5 @@ void mt_gradnorm_reset(mt_gradnorm *gn) {
     memset(gn->done, 0, nb);
     memcpy(gn->left, gn->need, nb * sizeof(int));
     gn->nready = 0;
-    gn->early_elems = 0;
+    gn->early_elems = gn->avg_elems = 0;
 }

@@ -418,10 +418,11 @@ static void log_comm(const run *r, int it, double step_ms) {
                 1e3 * st->tp_async_wait_seconds,
                 st->tp_async_seconds > 0 ? 100.0 * (1.0 - st->tp_async_wait_seconds / st->tp_async_seconds) : 0.0);
     // The gradient norm's sum (gradnorm.h): the share done during backward,
-    // layer by layer, instead of in a pass over the gradients after it.
+    // layer by layer, or in DP's averaging pass, instead of in a pass of its own.
     const mt_gradnorm *gn = r->model.gn;
-    fprintf(mf, "grad norm rank %d: %zu of %zu elements summed during backward (%.1f%%)\n", r->par.world_rank,
-            gn->early_last, gn->elems, gn->elems ? 100.0 * (double)gn->early_last / (double)gn->elems : 0.0);
+    fprintf(mf, "grad norm rank %d: %zu of %zu elements summed during backward, %zu in DP's averaging pass (%.1f%% without a pass of their own)\n",
+            r->par.world_rank, gn->early_last, gn->elems, gn->avg_last,
+            gn->elems ? 100.0 * (double)(gn->early_last + gn->avg_last) / (double)gn->elems : 0.0);
     fprintf(mf, "exposed communication rank %d: %.3f ms in MPI of %.3f ms = %.1f%% of the step\n", r->par.world_rank,
             1e3 * st->seconds, step_ms, 100.0 * 1e3 * st->seconds / step_ms);
     fclose(mf);

@@ -25,7 +25,8 @@ void mt_grad_sync(mt_model *m, mt_comm *cm) {
     mt_buckets_reduce_finish(m, cm);
     // The sum over DP (and CP's partial sums) becomes an average over DP
     // only: the CP ranks each hold a part of the same samples' gradient.
-    if (m->par->dp_size > 1) m->be->scale(m->grad_mem + m->shard0, m->shard_n, (real)1 / (real)m->par->dp_size);
+    // The norm's blocks are summed in the same pass (gradnorm.h).
+    if (m->par->dp_size > 1) mt_gradnorm_scale(m, (real)1 / (real)m->par->dp_size);
 }
 
 double mt_grad_norm(mt_model *m, mt_comm *cm) {

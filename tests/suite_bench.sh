@@ -17,7 +17,11 @@ why=""
 [ $rc = 0 ] || why="exit $rc: $(tail -n 1 "$bw/err.txt")"
 grep -q "^- CPU features: [a-z]" "$bw/out.md" || why="$why; no CPU features line"
 grep -q "^| sgemm ceiling, small ([0-9]*x[0-9]*x[0-9]* [nt][nt]) " "$bw/out.md" || why="$why; no ceiling row from the model's shapes"
+# The headline kernel's files and row label: native when a pin makes two
+# kernels, else the one kernel OpenBLAS picks ("default", its core's name).
+tag=default; klab="$nat"
 if [ -n "${OPENBLAS_CORETYPE:-}" ] && [ "$pin" != "$nat" ]; then
+  tag=native; klab="native $nat"
   # Both kernels, the native one first (the headline), each sgemm run on its own core.
   first=$(grep -m1 -oE 'native [A-Za-z0-9]+ \(headline\)|pinned [A-Za-z0-9]+' "$bw/out.md" | head -n 1)
   [ "$first" = "native $nat (headline)" ] || why="$why; headline is '$first', not native $nat"
@@ -37,11 +41,11 @@ grep -q "DP 2 + overlap" "$bw/out.md" || why="$why; no DP 2 + overlap row"
 for w in best::6 median:_cold:8; do
   IFS=: read -r which sfx col <<< "$w"
   want=$(awk -v c=$col '$1 != "sgemm" { next } FNR == NR { tn[++j] = $c; next } { i++; ms += (i <= 12 ? 4 : 1) * (i % 3 == 0 ? tn[i / 3] : $c) } END { printf "%.1f", ms }' \
-    "$bw/sgemm_small_native${sfx}_beta1.txt" "$bw/sgemm_small_native$sfx.txt" 2>/dev/null)
-  got=$(grep -m1 "^| small: .* | GEMMs only, at the $which rates .* native " "$bw/out.md" | awk -F' [|] ' '{ print $4 }')
+    "$bw/sgemm_small_$tag${sfx}_beta1.txt" "$bw/sgemm_small_$tag$sfx.txt" 2>/dev/null)
+  got=$(grep -m1 "^| small: .* | GEMMs only, at the $which rates .* | bound: sgemm_bench, $klab " "$bw/out.md" | awk -F' [|] ' '{ print $4 }')
   [ -n "$want" ] && [ "$got" = "$want" ] || why="$why; GEMM-only bound row ($which) '$got' ms, recomputed '$want'"
 done
-grep -q '^# sgemm_bench: .*, cold operands' "$bw/sgemm_small_native_cold.txt" || why="$why; the cold bound's runs were not --cold"
+grep -q '^# sgemm_bench: .*, cold operands' "$bw/sgemm_small_${tag}_cold.txt" || why="$why; the cold bound's runs were not --cold"
 grep -q '^- weight-gradient GEMMs (tn) with beta 1, .*: best [0-9.]* (' "$bw/out.md" || why="$why; no beta-1 line"
 # The headline run's GEMMs, timed inside it after the warm-up: --smoke times
 # one step (3 steps, 2 warm-up), i.e. exactly the small model's 12 x 4 + 3.

@@ -59,13 +59,15 @@ done
 # iteration: all of it with one copy of each gradient (one rank, full
 # recomputation, --bf16, TP 2 without SP), a part where some tensors still
 # wait for a sum on the rank that counts them (TP 2 + SP: the SP-partial
-# norms; PP 2 interleaved: the tied embedding), none under DP 2 (every gradient waits for its average),
-# and none in the one-pass run.
-gn_frac() {  # LOG WANTS: each rank's `grad norm` lines' share, a word per rank: all / part / none
+# norms; PP 2 interleaved: the tied embedding); under DP all of it in the
+# average's scaling pass after the reduction, the gradients' last write;
+# none under CP alone, and none in the one-pass run.
+gn_frac() {  # LOG WANTS: each rank's `grad norm` lines, a word per rank: all / part / none
+  # summed during backward, or avg: all in DP's averaging pass
   awk -v wants="$2" 'BEGIN { nw = split(wants, want, " ") }
-    /^grad norm rank/ { n++; r = $4 + 0; e = $5; t = $7; w = want[r < nw ? r + 1 : nw]
-      ok = w == "all" ? e == t : w == "none" ? e == 0 : e > 0 && e < t
-      if (!ok) { print "rank " r " summed " e " of " t " during backward, want " w; bad = 1; exit } }
+    /^grad norm rank/ { n++; r = $4 + 0; e = $5; t = $7; f = $12; w = want[r < nw ? r + 1 : nw]
+      ok = w == "all" ? e == t && f == 0 : w == "none" ? e == 0 && f == 0 : w == "avg" ? e == 0 && f == t : e > 0 && e < t && f == 0
+      if (!ok) { print "rank " r " summed " e " of " t " during backward and " f " in the average, want " w; bad = 1; exit } }
     END { if (!bad && !n) print "no grad norm lines"; exit bad || !n }' "$1"
 }
 gn_check() {  # NAME NP "WANTS" FLAGS...
@@ -79,7 +81,7 @@ gn_check() {  # NAME NP "WANTS" FLAGS...
   elif ! why=$(same "$T/$name.f" "$T/$name.u"); then not_ok "grad_norm_fusion_$name" "$why"
   elif ! why=$(gn_frac "$T/$name.f.log" "$want"); then not_ok "grad_norm_fusion_$name" "fused: $why"
   elif ! why=$(gn_frac "$T/$name.u.log" none); then not_ok "grad_norm_fusion_$name" "--no-grad-norm-fusion: $why"
-  else ok "grad_norm_fusion_$name ($want summed during backward)"; fi
+  else ok "grad_norm_fusion_$name (per rank: $want)"; fi
 }
 gn_check one_rank 1 all
 gn_check recompute 1 all --recompute-granularity full
@@ -90,7 +92,12 @@ gn_check tp2 2 all --tensor-model-parallel-size 2
 gn_check tp2_sp 2 "part all" --tensor-model-parallel-size 2 --sequence-parallel --hidden-size 128
 # The first stage counts the tied embedding, the last stage's copy is not counted.
 gn_check pp2_interleaved 2 "part all" --pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1
-gn_check dp2 2 none --use-distributed-optimizer
+# DP: the blocks are summed in the average's scaling pass instead; CP
+# alone has no such pass (its sum is not averaged), so one pass after it.
+gn_check dp2 2 avg
+gn_check dp2_distopt 2 avg --use-distributed-optimizer
+gn_check dp2_tp2_sp 4 avg --tensor-model-parallel-size 2 --sequence-parallel --use-distributed-optimizer
+gn_check cp2 2 none --context-parallel-size 2
 # Negative control: a layer's gradients reported final one layer early
 # (MT_INJECT_BUG=bucket-early) are summed before their backward wrote them.
 if ! MT_INJECT_BUG=bucket-early mt_run "$T/gn_early.f" 1 ./pretrain_gpt $base ||

@@ -7,7 +7,8 @@
 #   --no-bias-gelu-fusion       GELU and its bias gradient as the op chain
 #   --no-bias-dropout-fusion    bias + dropout + residual as the op chain
 #   --no-grad-norm-fusion       the gradient norm in one pass after backward,
-#                               not layer by layer as gradients become final
+#                               not as gradients become final (DP: in the
+#                               average's pass)
 #   MT_INJECT_BUG=unfused       every fused sweep off (GELU's, bias-dropout-
 #                               add's, LayerNorm's four-row statistics, the
 #                               cross-entropy, AdamW with its bf16 copy; not
@@ -23,7 +24,7 @@
 #   out/bench_gpt2_tokens.bin (make bench creates them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 shapes=("$@"); [ ${#shapes[@]} -gt 0 ] || shapes=(small 124m)
 for s in "${shapes[@]}"; do
   case $s in small|124m) ;; *) echo "tools/bench-opts.sh: unknown shape '$s' (small or 124m)" >&2; exit 2 ;; esac

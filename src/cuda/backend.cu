@@ -196,6 +196,13 @@ extern "C" void mt_cuda_sumsq_parts(const real *g, size_t n, double *host) {
     mt_cuda_scratch_free(part);
 }
 
+// The two kernels one after the other (the CPU's one pass is a cache
+// optimisation; the bits are the same).
+extern "C" void mt_cuda_scale_sumsq_parts(real *x, size_t n, real s, double *host) {
+    mt_cuda_scale(x, n, s);
+    mt_cuda_sumsq_parts(x, n, host);
+}
+
 // Column sums in two deterministic stages, so every SM has work: partial
 // sums over fixed chunks of COLSUM_ROWS rows (one thread per chunk and
 // column), then one thread per column adds the chunks in order. Scratch
