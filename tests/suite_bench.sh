@@ -75,6 +75,25 @@ tools/bench-ab.sh 'a|--help' 'b|--help||notanassignment' > /dev/null 2> "$T/ab.e
 [ $rc1 = 2 ] && [ $rc2 = 2 ] && grep -q "is not VAR=VALUE" "$T/ab.err" && ok bench_scripts_refuse_bad_rows ||
   not_ok bench_scripts_refuse_bad_rows "bench-opts exit $rc1, bench-ab exit $rc2: $(cat "$T/ab.err")"
 
+# tools/bench-ab.sh runs its rows in reverse every other round (the place
+# in a round moved ratios by 3-4%), and takes each row's median of its own
+# runs. A stand-in trainer, in a copy of the tool's tree under $T, logs the
+# order and reports row a at 10 ms and row b at 30 ms per iteration.
+ab="$T/abtree"; mkdir -p "$ab/tools" "$ab/data"
+cp tools/bench-ab.sh "$ab/tools/"; : > "$ab/data/fortunes_train.bin"
+cat > "$ab/pretrain_gpt" <<'FAKE'
+#!/usr/bin/env bash
+while [ $# -gt 0 ]; do [ "$1" = --metrics-file ] && out=$2; shift; done
+echo "$ROW" >> "$ORDER_LOG"
+for i in 1 2 3 4; do echo "{\"iteration\": $i, \"ms_per_iter\": $MS}" >> "$out"; done
+FAKE
+chmod +x "$ab/pretrain_gpt"
+table=$(ORDER_LOG="$T/ab.order" ITERS=4 ROUNDS=4 "$ab/tools/bench-ab.sh" 'a|-x||ROW=a MS=10' 'b|-x||ROW=b MS=30' 2> "$T/ab2.err")
+order=$(tr '\n' ' ' < "$T/ab.order" 2>/dev/null)
+if [ "$order" = "a b b a a b b a " ] && echo "$table" | grep -q '^| a | 10 | 1.00 |$' && echo "$table" | grep -q '^| b | 30 | 3.00 |$'; then
+  ok "bench_ab_reverses_every_other_round ($order)"
+else not_ok bench_ab_reverses_every_other_round "order '$order', table: $(echo "$table" | tail -n 2 | tr '\n' ' ') $(cat "$T/ab2.err")"; fi
+
 # tools/gemm_profile.so (LD_PRELOAD) tallies a run's GEMMs by shape. Checked
 # against the FLOP count of the model's linear layers, worked out here: per
 # micro-batch of n tokens, forward, input gradient and weight gradient each

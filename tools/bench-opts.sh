@@ -19,7 +19,7 @@
 #                               (build/nothp: EXTRA_CFLAGS=-DMT_NO_HUGE_PAGES)
 # Every row computes the same bits; only time differs.
 #   tools/bench-opts.sh [small|124m ...]   default: both shapes
-#   ITERS, ROUNDS as for tools/bench-ab.sh (default 8 and 3 for small,
+#   ITERS, ROUNDS as for tools/bench-ab.sh (default 8 and 4 for small,
 #   6 and 2 for 124m); 124m needs out/bench_gpt2_124m.bin and
 #   out/bench_gpt2_tokens.bin (make bench creates them).
 set -euo pipefail
@@ -37,7 +37,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 echo "# tools/bench-opts.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), megatron.c $(git rev-parse --short HEAD 2>/dev/null || echo '?'), OMP_WAIT_POLICY=$OMP_WAIT_POLICY, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for s in "${shapes[@]}"; do
   if [ "$s" = small ]; then
-    flags="--config configs/small.conf --data-order sequential"; it=${ITERS:-8}; rd=${ROUNDS:-3}
+    flags="--config configs/small.conf --data-order sequential"; it=${ITERS:-8}; rd=${ROUNDS:-4}
   else
     for f in out/bench_gpt2_124m.bin out/bench_gpt2_tokens.bin; do
       [ -f "$f" ] || { echo "tools/bench-opts.sh: $f is missing (make bench creates it)" >&2; exit 2; }
