@@ -4,8 +4,9 @@
 # 17's bars read them: DP 2 with --overlap-grad-reduce, TP 2 + SP (with and
 # without its backward's collectives behind the GEMMs), PP 2 1F1B
 # with M 8 (micro-batch 1), without and with --overlap-p2p-communication. Each ratio is the 1-rank step time over the
-# layout's (above 1: the layout is faster). Runs alternate, 1-rank run first
-# in every round; the median skips each run's first 2 iterations. Also prints
+# layout's (above 1: the layout is faster). Runs alternate, every other
+# round in reverse (the place in a round moved tools/bench-ab.sh's ratios
+# by 3-4%); the median skips each run's first 2 iterations. Also prints
 # DP 2's exposed-communication fraction with and without overlap (--log-comm),
 # and PP 2's time waited on pipeline receives with and without early
 # receives (--log-pipeline).
@@ -33,7 +34,9 @@ med() { awk -F'"ms_per_iter": ' '{ split($0, a, "\"iteration\": "); split(a[2], 
         sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq 1 "$ROUNDS"); do
-    for i in "${!ROWS[@]}"; do
+    order=("${!ROWS[@]}")
+    [ $((r % 2)) = 0 ] && order=($(seq $((${#ROWS[@]} - 1)) -1 0))
+    for i in "${order[@]}"; do
         IFS='|' read -r _ np flags <<< "${ROWS[$i]}"
         t=$((2 / np))
         # shellcheck disable=SC2086
