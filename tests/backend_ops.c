@@ -345,6 +345,11 @@ static void case_optimizer(ctx *t) {
     for (int c = 0; c < 3; c++) ss += parts[c];
     output_scalar(t, "sumsq", ss);
     output_scalar(t, "sumsq_part_last", parts[2]);
+    real *gs = input(t, n, 0.1, 0);
+    t->B->scale_sumsq_parts(gs, n, (real)0.37, parts);
+    output(t, "scale_sumsq_parts_scaled", gs, n);
+    output_scalar(t, "scale_sumsq_parts_part0", parts[0]);
+    output_scalar(t, "scale_sumsq_parts_part_last", parts[2]);
     t->B->scale(g, n, (real)0.37);
     output(t, "scale", g, n);
     t->B->add(p, g, n);
@@ -358,7 +363,7 @@ static void case_optimizer(ctx *t) {
     output(t, "copy", m, n);
     t->B->zero(v, n * sizeof(real));
     output(t, "zero", v, n);
-    FREE(t, p, g, m, v);
+    FREE(t, p, g, m, v, gs);
 }
 
 // The fused sweeps (ops.h MT_OPS_FUSED), rounding off: bf16 rounding of

@@ -78,7 +78,7 @@ tools/bench-ab.sh 'a|--help' 'b|--help||notanassignment' > /dev/null 2> "$T/ab.e
 # tools/bench-ab.sh runs its rows in reverse every other round (the place
 # in a round moved ratios by 3-4%), and takes each row's median of its own
 # runs. A stand-in trainer, in a copy of the tool's tree under $T, logs the
-# order and reports row a at 10 ms and row b at 30 ms per iteration.
+# order and reports rows a, b and c at 10, 30 and 20 ms per iteration.
 ab="$T/abtree"; mkdir -p "$ab/tools" "$ab/data"
 cp tools/bench-ab.sh "$ab/tools/"; : > "$ab/data/fortunes_train.bin"
 cat > "$ab/pretrain_gpt" <<'FAKE'
@@ -88,9 +88,12 @@ echo "$ROW" >> "$ORDER_LOG"
 for i in 1 2 3 4; do echo "{\"iteration\": $i, \"ms_per_iter\": $MS}" >> "$out"; done
 FAKE
 chmod +x "$ab/pretrain_gpt"
-table=$(ORDER_LOG="$T/ab.order" ITERS=4 ROUNDS=4 "$ab/tools/bench-ab.sh" 'a|-x||ROW=a MS=10' 'b|-x||ROW=b MS=30' 2> "$T/ab2.err")
+: > "$T/ab.order"
+table=$(TMPDIR="$T" ORDER_LOG="$T/ab.order" ITERS=4 ROUNDS=4 "$ab/tools/bench-ab.sh" 'a|-x||ROW=a MS=10' 'b|-x||ROW=b MS=30' \
+  'c|-x||ROW=c MS=20' 2> "$T/ab2.err")
 order=$(tr '\n' ' ' < "$T/ab.order" 2>/dev/null)
-if [ "$order" = "a b b a a b b a " ] && echo "$table" | grep -q '^| a | 10 | 1.00 |$' && echo "$table" | grep -q '^| b | 30 | 3.00 |$'; then
+if [ "$order" = "a b c c b a a b c c b a " ] && echo "$table" | grep -q '^| a | 10 | 1.00 |$' && echo "$table" | grep -q '^| b | 30 | 3.00 |$' &&
+   echo "$table" | grep -q '^| c | 20 | 2.00 |$'; then
   ok "bench_ab_reverses_every_other_round ($order)"
 else not_ok bench_ab_reverses_every_other_round "order '$order', table: $(echo "$table" | tail -n 2 | tr '\n' ' ') $(cat "$T/ab2.err")"; fi
 

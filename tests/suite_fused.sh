@@ -97,6 +97,7 @@ gn_check pp2_interleaved 2 "part all" --pipeline-model-parallel-size 2 --num-lay
 gn_check dp2 2 avg
 gn_check dp2_distopt 2 avg --use-distributed-optimizer
 gn_check dp2_tp2_sp 4 avg --tensor-model-parallel-size 2 --sequence-parallel --use-distributed-optimizer
+gn_check dp2_cp2 4 avg --context-parallel-size 2
 gn_check cp2 2 none --context-parallel-size 2
 # Negative control: a layer's gradients reported final one layer early
 # (MT_INJECT_BUG=bucket-early) are summed before their backward wrote them.

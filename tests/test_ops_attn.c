@@ -291,6 +291,21 @@ TEST(sumsq_and_scale) {
         double want = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         ASSERT(memcmp(&want, &part[c], sizeof want) == 0, "block %zu: part %.17g, its fixed order gives %.17g", c, part[c], want);
     }
+    // scale_sumsq_parts: the same bits as mt_scale then mt_sumsq_parts, for
+    // sizes around the block and the four-block groups.
+    const size_t B = MT_SUMSQ_BLOCK, sizes[] = {0, 1, 9, B - 1, B, 4 * B - 1, 4 * B, 4 * B + 1, 5 * B + 3, n};
+    real *y = buf_rand(&P, &g, n, 1), *z = buf_rand(&P, &g, n, 1);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t m = sizes[k];
+        double pa[7] = {0}, pb[7] = {0};
+        memcpy(y, x, n * sizeof(real));
+        memcpy(z, x, n * sizeof(real));
+        mt_scale(y, m, (real)0.37);
+        mt_sumsq_parts(y, m, pa);
+        mt_scale_sumsq_parts(z, m, (real)0.37, pb);
+        ASSERT(memcmp(y, z, n * sizeof(real)) == 0, "n %zu: scale_sumsq_parts scaled differently from scale", m);
+        ASSERT(memcmp(pa, pb, sizeof pa) == 0, "n %zu: scale_sumsq_parts' parts differ from sumsq_parts'", m);
+    }
     real x0 = x[n - 1];
     mt_scale(x, n, 0.5);
     ASSERT(x[n - 1] == x0 * (real)0.5, "last element not scaled");

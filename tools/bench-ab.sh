@@ -27,6 +27,7 @@ for row in "$@"; do
 done
 [ -f data/fortunes_train.bin ] || tools/get-data.sh > /dev/null
 ITERS=${ITERS:-8}; ROUNDS=${ROUNDS:-4}; THREADS=${THREADS:-2}
+[ $((ROUNDS % 2)) = 0 ] || echo "tools/bench-ab.sh: warning: ROUNDS=$ROUNDS is odd, so the first row takes the first place once more than the others" >&2
 envcmd=(env OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS")
 [ "${NATIVE:-0}" = 1 ] && envcmd=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS")
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

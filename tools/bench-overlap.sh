@@ -35,6 +35,7 @@ med() { awk -F'"ms_per_iter": ' '{ split($0, a, "\"iteration\": "); split(a[2], 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq 1 "$ROUNDS"); do
     order=("${!ROWS[@]}")
+    # shellcheck disable=SC2207
     [ $((r % 2)) = 0 ] && order=($(seq $((${#ROWS[@]} - 1)) -1 0))
     for i in "${order[@]}"; do
         IFS='|' read -r _ np flags <<< "${ROWS[$i]}"
