@@ -92,38 +92,53 @@ static void sumsq_block4(const real *g, double *part) {
     for (int w = 0; w < 4; w++) part[w] = acc8_total(acc[w]);
 }
 
-// Fixed blocks (MT_SUMSQ_BLOCK), whichever thread sums each: an OpenMP
-// reduction clause promises no order, these parts have one. Work items:
-// groups of four whole blocks, then the blocks left one by one.
+// The work items of a pass over n elements in fixed blocks (MT_SUMSQ_BLOCK):
+// groups of four whole blocks first, then the blocks left one by one.
+// Whichever thread takes an item, each block is summed in its own fixed
+// order: an OpenMP reduction clause promises no order, these parts have one.
+typedef struct { size_t ng, items; } block_items;
+
+static block_items items_of(size_t n) {
+    size_t nc = (n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK, ng = n / MT_SUMSQ_BLOCK / 4;
+    return (block_items){ng, ng + nc - 4 * ng};
+}
+
+// Item t: its first block, its element range [*lo, *hi) and its parts.
+static size_t item_range(block_items w, size_t t, size_t n, size_t *lo, size_t *hi) {
+    size_t c = t < w.ng ? 4 * t : 4 * w.ng + (t - w.ng);
+    *lo = c * MT_SUMSQ_BLOCK;
+    *hi = MT_MIN(*lo + (t < w.ng ? 4 : 1) * (size_t)MT_SUMSQ_BLOCK, n);
+    return c;
+}
+
+static void sum_item(const real *x, block_items w, size_t t, size_t c, size_t lo, size_t hi, double *part) {
+    if (t < w.ng) sumsq_block4(x + lo, part + c);
+    else part[c] = sumsq_block(x + lo, hi - lo);
+}
+
 void mt_sumsq_parts(const real *g, // (n)
                     size_t n,
                     double *part) { // (ceil(n / MT_SUMSQ_BLOCK))
-    size_t nc = (n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK, ng = n / MT_SUMSQ_BLOCK / 4, items = ng + nc - 4 * ng;
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (size_t t = 0; t < items; t++) {
-        if (t < ng) {
-            sumsq_block4(g + 4 * t * MT_SUMSQ_BLOCK, part + 4 * t);
-            continue;
-        }
-        size_t c = 4 * ng + (t - ng), lo = c * MT_SUMSQ_BLOCK, hi = MT_MIN(lo + MT_SUMSQ_BLOCK, n);
-        part[c] = sumsq_block(g + lo, hi - lo);
+    block_items w = items_of(n);
+#pragma omp parallel for schedule(static) if (w.items > 1)
+    for (size_t t = 0; t < w.items; t++) {
+        size_t lo, hi, c = item_range(w, t, n, &lo, &hi);
+        sum_item(g, w, t, c, lo, hi, part);
     }
 }
 
-// The scaling and the sum one after the other on the same blocks while
-// they are in L2 (four blocks: 256 KB): one pass over memory instead of
-// two, each block summed in its fixed order (so sumsq_parts' parts).
+// The scaling and the sum one after the other on the same item while it is
+// in L2 (four blocks: 256 KB): one pass over memory instead of two, and
+// sumsq_parts' parts.
 void mt_scale_sumsq_parts(real *x,   // (n) scaled in place
                           size_t n, real s,
                           double *part) { // (ceil(n / MT_SUMSQ_BLOCK))
-    size_t nc = (n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK, ng = n / MT_SUMSQ_BLOCK / 4, items = ng + nc - 4 * ng;
-#pragma omp parallel for schedule(static) if (nc > 1)
-    for (size_t t = 0; t < items; t++) {
-        size_t c = t < ng ? 4 * t : 4 * ng + (t - ng), lo = c * MT_SUMSQ_BLOCK;
-        size_t hi = MT_MIN(lo + (t < ng ? 4 : 1) * (size_t)MT_SUMSQ_BLOCK, n);
+    block_items w = items_of(n);
+#pragma omp parallel for schedule(static) if (w.items > 1)
+    for (size_t t = 0; t < w.items; t++) {
+        size_t lo, hi, c = item_range(w, t, n, &lo, &hi);
         for (size_t i = lo; i < hi; i++) x[i] *= s;
-        if (t < ng) sumsq_block4(x + lo, part + c);
-        else part[c] = sumsq_block(x + lo, hi - lo);
+        sum_item(x, w, t, c, lo, hi, part);
     }
 }
 

@@ -168,13 +168,13 @@ extern "C" void mt_cuda_adamw_fused(real *p, real *pbf, real *g, real gscale, re
     LAUNCH_CHECK();
 }
 
-// Σ g² in double: fixed chunks of SUMSQ_BLOCK, one block each; the caller
-// adds the parts on the host in chunk order, so the norm never depends on timing.
-#define SUMSQ_BLOCK MT_SUMSQ_BLOCK
+// Σ g² in double over fixed pieces of MT_SUMSQ_BLOCK elements, one thread
+// block each; the caller adds the parts on the host in order, so the norm
+// never depends on timing.
 #define SUMSQ_THREADS 256
 __global__ static void sumsq_kernel(double *part, const real *g, size_t n) {
     __shared__ double warps[SUMSQ_THREADS / 32];
-    size_t lo = (size_t)blockIdx.x * SUMSQ_BLOCK, hi = lo + SUMSQ_BLOCK < n ? lo + SUMSQ_BLOCK : n;
+    size_t lo = (size_t)blockIdx.x * MT_SUMSQ_BLOCK, hi = lo + MT_SUMSQ_BLOCK < n ? lo + MT_SUMSQ_BLOCK : n;
     double s = 0;
     for (size_t i = lo + threadIdx.x; i < hi; i += blockDim.x) s += (double)g[i] * g[i];
     s = warp_sum(s);
@@ -188,7 +188,7 @@ __global__ static void sumsq_kernel(double *part, const real *g, size_t n) {
 }
 extern "C" void mt_cuda_sumsq_parts(const real *g, size_t n, double *host) {
     if (!n) return;
-    size_t nc = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    size_t nc = (n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK;
     double *part = (double *)mt_cuda_scratch(nc * sizeof(double));
     sumsq_kernel<<<(unsigned)nc, SUMSQ_THREADS>>>(part, g, n);
     LAUNCH_CHECK();
