@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/li
 # temporary output directory; out/bench.md must stay as it was.
 bw="$T/bench"; mkdir -p "$bw"
 before=$(stat -c %Y out/bench.md 2>/dev/null || echo none)
-OMP_WAIT_POLICY=PASSIVE BENCH_THREADS=1 BENCH_OUT="$bw" BENCH_DATA="$(test_corpus)_train.bin" \
+OMP_WAIT_POLICY=PASSIVE BENCH_THREADS=1 BENCH_ROUNDS=2 BENCH_OUT="$bw" BENCH_DATA="$(test_corpus)_train.bin" \
   timeout 600 tools/bench.sh --smoke > "$bw/out.md" 2> "$bw/err.txt"; rc=$?
 pin=$(tools/sgemm_bench --core | awk '{ print $2 }')
 nat=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE tools/sgemm_bench --core | awk '{ print $2 }')
@@ -33,6 +33,12 @@ else
   [ "$(grep -c '| sgemm ceiling, small' "$bw/out.md")" = 1 ] || why="$why; two kernels although none is pinned"
 fi
 grep -q "DP 2 + overlap" "$bw/out.md" || why="$why; no DP 2 + overlap row"
+# Two rounds of the layouts (--smoke's two: 1 rank, DP 2 + overlap), the
+# second in reverse, so the 1-rank run is not always first.
+order=$(grep -oE "^bench: par_${tag}_[0-9]+_[0-9]+:" "$bw/err.txt" | sed "s/^bench: par_${tag}_//; s/:$//" | tr '\n' ' ')
+[ "$order" = "0_1 1_1 1_2 0_2 " ] || why="$why; layout runs in the order '$order', not '0_1 1_1 1_2 0_2 '"
+grep -q "best of 2 round(s), every layout once per round, in reverse every other round" "$bw/out.md" || why="$why; the layouts' line does not say the order"
+
 # The GEMM-only bounds, recomputed here from the sgemm lines: the 12
 # per-layer GEMMs x 4 layers plus the LM head's 3, in milliseconds, each
 # pair's third (the weight gradient) at its beta-1 time; at the best

@@ -38,7 +38,8 @@
 # cblas_sgemm over the model's own GEMMs (forward nt, backward nn and tn, the
 # LM head included), measured in the same run with the same kernel.
 # Environment: BENCH_THREADS (default 2) threads for every run; BENCH_ROUNDS
-# (default 2, --quick 1) rounds of the small shape; BENCH_BIG_ROUNDS (default
+# (default 2, --quick and --smoke 1) rounds of the small shape and the
+# layouts (every other round in reverse); BENCH_BIG_ROUNDS (default
 # 1) rounds of the 124M shape (each round costs about a minute or more).
 #
 # Timing: every run uses THREADS threads (OMP_NUM_THREADS and
@@ -68,7 +69,7 @@ done
 THREADS=${BENCH_THREADS:-2}
 WARMUP=2
 if [ $SMOKE = 1 ]; then
-    SMALL_ITERS=3; ROUNDS=1; SG_REPS=2   # two: the median (the upper one) differs from the best
+    SMALL_ITERS=3; ROUNDS=${BENCH_ROUNDS:-1}; SG_REPS=2   # two: the median (the upper one) differs from the best
 elif [ $QUICK = 1 ]; then
     SMALL_ITERS=10; ROUNDS=${BENCH_ROUNDS:-1}; SG_REPS=3
 else
@@ -386,8 +387,13 @@ for KT in "${KERNELS[@]}"; do
     fi
     # In rounds, every layout once per round, so a change in the machine's
     # load hits the 1-rank run and the layouts alike; each one's best round.
+    # Every other round runs them in reverse: a run's place in a fixed
+    # order moved its time by 3-4% (tools/bench-ab.sh, 2026-12-03), and
+    # the 1-rank run, the ratios' denominator, would always go first.
     for r in $(seq 1 $ROUNDS); do
-        for i in "${!PAR_LAYOUTS[@]}"; do
+        order=("${!PAR_LAYOUTS[@]}")
+        [ $((r % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
+        for i in "${order[@]}"; do
             IFS='|' read -r _ np flags <<< "${PAR_LAYOUTS[$i]}"
             # shellcheck disable=SC2086
             run_par "par_${KT}_${i}_$r" "$np" $flags
@@ -512,7 +518,7 @@ REPORT=$W/report.md
     fi
     echo
     for KT in "${KERNELS[@]}"; do
-        echo "Layouts on the same cores, $(klabel "$KT") (small shape, global batch 8; 1 rank x $THREADS threads time over the layout's, same batches; best of $ROUNDS round(s), every layout once per round):"
+        echo "Layouts on the same cores, $(klabel "$KT") (small shape, global batch 8; 1 rank x $THREADS threads time over the layout's, same batches; best of $ROUNDS round(s), every layout once per round$( [ $ROUNDS -gt 1 ] && echo ', in reverse every other round')):"
         for i in "${!PAR_LAYOUTS[@]}"; do
             IFS='|' read -r name _ _ <<< "${PAR_LAYOUTS[$i]}"
             awk -v n="$name" -v a="$(med "${PAR_OF[$KT,0]}")" -v b="$(med "${PAR_OF[$KT,$i]}")" 'BEGIN { printf "%s %.2f; ", n, a / b }'
