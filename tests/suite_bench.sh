@@ -38,6 +38,8 @@ grep -q "DP 2 + overlap" "$bw/out.md" || why="$why; no DP 2 + overlap row"
 order=$(grep -oE "^bench: par_${tag}_[0-9]+_[0-9]+:" "$bw/err.txt" | sed "s/^bench: par_${tag}_//; s/:$//" | tr '\n' ' ')
 [ "$order" = "0_1 1_1 1_2 0_2 " ] || why="$why; layout runs in the order '$order', not '0_1 1_1 1_2 0_2 '"
 grep -q "best of 2 round(s), every layout once per round, in reverse every other round" "$bw/out.md" || why="$why; the layouts' line does not say the order"
+grep -qE "^1 rank 1\.00; DP 2 \+ overlap [0-9]+\.[0-9]{2} \(round by round: [0-9]+\.[0-9]{2} [0-9]+\.[0-9]{2}\); $" "$bw/out.md" ||
+  why="$why; layout ratios without each round's: '$(grep -m1 '^1 rank 1' "$bw/out.md")'"
 
 # The GEMM-only bounds, recomputed here from the sgemm lines: the 12
 # per-layer GEMMs x 4 layers plus the LM head's 3, in milliseconds, each

@@ -521,7 +521,16 @@ REPORT=$W/report.md
         echo "Layouts on the same cores, $(klabel "$KT") (small shape, global batch 8; 1 rank x $THREADS threads time over the layout's, same batches; best of $ROUNDS round(s), every layout once per round$( [ $ROUNDS -gt 1 ] && echo ', in reverse every other round')):"
         for i in "${!PAR_LAYOUTS[@]}"; do
             IFS='|' read -r name _ _ <<< "${PAR_LAYOUTS[$i]}"
-            awk -v n="$name" -v a="$(med "${PAR_OF[$KT,0]}")" -v b="$(med "${PAR_OF[$KT,$i]}")" 'BEGIN { printf "%s %.2f; ", n, a / b }'
+            # Each round's own ratio too: the bars' margins are a few
+            # percent, about the spread between rounds.
+            per=""
+            if [ "$ROUNDS" -gt 1 ] && [ "$i" -gt 0 ]; then
+                for r in $(seq 1 "$ROUNDS"); do
+                    per="$per $(awk -v a="$(med "par_${KT}_0_$r")" -v b="$(med "par_${KT}_${i}_$r")" 'BEGIN { printf "%.2f", a / b }')"
+                done
+                per=" (round by round:$per)"
+            fi
+            awk -v n="$name" -v a="$(med "${PAR_OF[$KT,0]}")" -v b="$(med "${PAR_OF[$KT,$i]}")" -v p="$per" 'BEGIN { printf "%s %.2f%s; ", n, a / b, p }'
         done
         echo
     done
