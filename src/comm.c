@@ -85,9 +85,18 @@ static void *stage_buf(mt_stage *s, size_t bytes) {
     return s->buf;
 }
 
+// A CUDA-aware MPI reads and fills device memory when it is called: it
+// does not wait for the kernels queued before it (the staged path's copies
+// do, on the same stream). So on that path a device buffer goes to MPI only
+// once every queued kernel, the one writing it or still reading it, is done.
+static void *direct(mt_comm *cm, const void *x) {
+    if (cm->be && cm->be->device_memory) cm->be->sync();
+    return (void *)x;
+}
+
 // What MPI reads for buffer x: x itself, or its host copy in `s`.
 static void *host_view(mt_comm *cm, mt_stage *s, const void *x, size_t bytes) {
-    if (!cm->staged) return (void *)x;
+    if (!cm->staged) return direct(cm, x);
     void *h = stage_buf(s, bytes);
     cm->be->to_host(h, x, bytes);
     return h;
@@ -95,13 +104,16 @@ static void *host_view(mt_comm *cm, mt_stage *s, const void *x, size_t bytes) {
 
 // Where MPI writes a result bound for y: y itself, or a host buffer.
 static void *host_dest(mt_comm *cm, void *y, size_t bytes) {
-    return cm->staged ? stage_buf(&cm->out, bytes) : y;
+    return cm->staged ? stage_buf(&cm->out, bytes) : direct(cm, y);
 }
 
-// Moves a result from MPI's buffer h into y (a no-op when h is y).
+// Moves a result from MPI's buffer h into y (a no-op when h is y). An h
+// other than y is always a host buffer of ours; y is a backend buffer, on
+// the device with a GPU even when MPI reads device memory directly (the
+// reduce-scatters' parts arrive in host buffers on that path too).
 static void land(mt_comm *cm, void *y, const void *h, size_t bytes) {
     if (h == y || !bytes) return;
-    if (cm->staged) cm->be->to_device(y, h, bytes);
+    if (cm->staged || (cm->be && cm->be->device_memory)) cm->be->to_device(y, h, bytes);
     else memcpy(y, h, bytes);
 }
 
@@ -214,7 +226,7 @@ static mt_stage *send_stage(mt_comm *cm, const MPI_Request *req) {
 
 void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int tag, MPI_Request *req) {
     double t0 = mt_now();
-    const void *h = cm->staged ? host_view(cm, send_stage(cm, req), x, n * sizeof(real)) : x;
+    const void *h = cm->staged ? host_view(cm, send_stage(cm, req), x, n * sizeof(real)) : direct(cm, x);
     MPI_Isend(h, (int)n, MT_MPI_REAL, dst_stage, tag, comm_of(cm, MT_GROUP_PP), req);
     count(cm, MT_GROUP_PP, MT_COLL_SEND, n * sizeof(real), t0);
 }
@@ -244,7 +256,7 @@ void mt_comm_pp_recv(mt_comm *cm, real *x, size_t n, int src_stage, int tag) {
 void mt_comm_pp_irecv(mt_comm *cm, mt_pp_recv *r, real *x, size_t n, int src_stage, int tag) {
     r->x = x;
     r->n = n;
-    r->h = cm->staged ? stage_buf(send_stage(cm, &r->req), n * sizeof(real)) : x;
+    r->h = cm->staged ? stage_buf(send_stage(cm, &r->req), n * sizeof(real)) : direct(cm, x);
     MPI_Irecv(r->h, (int)n, MT_MPI_REAL, src_stage, tag, comm_of(cm, MT_GROUP_PP), &r->req);
     for (int i = 0; i < MT_PP_LIVE; i++)
         if (!cm->pp_live[i]) {
@@ -288,8 +300,8 @@ void mt_comm_cp_ring_start(mt_comm *cm, mt_cp_ring *ring, real *y, const real *x
     ring->y = y;
     ring->n = n;
     ring->t0 = t0;
-    const void *h = cm->staged ? host_view(cm, send_stage(cm, &ring->req[0]), x, n * sizeof(real)) : x;
-    void *dst = cm->staged ? stage_buf(&cm->ring_in, n * sizeof(real)) : y;
+    const void *h = cm->staged ? host_view(cm, send_stage(cm, &ring->req[0]), x, n * sizeof(real)) : direct(cm, x);
+    void *dst = cm->staged ? stage_buf(&cm->ring_in, n * sizeof(real)) : direct(cm, y);
     MPI_Irecv(dst, (int)n, MT_MPI_REAL, prev, 77, c, &ring->req[1]);
     MPI_Isend(h, (int)n, MT_MPI_REAL, next, 77, c, &ring->req[0]);
     count(cm, MT_GROUP_CP, MT_COLL_SEND, n * sizeof(real), t0);
@@ -402,7 +414,7 @@ void mt_comm_sp_iall_gather(mt_comm *cm, real *y, const real *x, size_t rows_loc
     size_t n = rows_local * row_elems, full = n * (size_t)t;
     if (n > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "all-gather of %zu elements: over MPI's int count", n);
     const void *h = host_view(cm, &r->in, x, n * sizeof(real));
-    void *o = cm->staged ? stage_buf(&r->out, full * sizeof(real)) : y;
+    void *o = cm->staged ? stage_buf(&r->out, full * sizeof(real)) : direct(cm, y);
     r->dst = y, r->dst_n = full, r->src = o;
     MPI_Iallgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, comm_of(cm, MT_GROUP_TP), &r->req);
     coll_begin(cm, r, MT_GROUP_TP, MT_COLL_ALLGATHER, full * sizeof(real), t0);

@@ -86,17 +86,29 @@ __global__ static void softmax_kernel(real *probs, mt_cuda_attn a) {
 }
 
 // With dropout, P·V reads the dropped probabilities: one block per (pair,
-// query), the dropped row in shared memory, one thread per d.
+// query), one thread per d, the dropped row staged through shared memory
+// in chunks of PV_CHUNK keys. (The whole row at once needed s floats of
+// dynamic shared memory: past 48 KiB, s > 12288, the launch failed.) Each
+// d's sum still runs over j in order, one chunk after the other.
+#define PV_CHUNK 2048
 __global__ static void pv_dropout_kernel(real *out, const real *probs, const real *qkv, mt_cuda_attn a) {
-    extern __shared__ float row[];
+    __shared__ float row[PV_CHUNK];
     int pr = blockIdx.x / a.s, q = blockIdx.x % a.s, bc = pr / a.nh, hh = pr % a.nh;
     const real *P = probs + p_at(a, bc, hh, q);
-    for (int j = threadIdx.x; j <= q; j += blockDim.x) row[j] = attn_bf16(a.bf16, dropped(a, bc, hh, q, j, P[j]));
-    __syncthreads();
-    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
+    // Every thread runs every loop to the same bounds: the barriers are uniform.
+    for (int d0 = 0; d0 < a.hd; d0 += blockDim.x) {
+        int d = d0 + (int)threadIdx.x;
         float acc = 0;
-        for (int j = 0; j <= q; j++) acc += row[j] * qkv[attn_v_at(a, bc, hh, j) + d];
-        out[attn_o_at(a, bc, hh, q) + d] = acc;
+        for (int j0 = 0; j0 <= q; j0 += PV_CHUNK) {
+            int nj = min(PV_CHUNK, q + 1 - j0);
+            for (int j = threadIdx.x; j < nj; j += blockDim.x)
+                row[j] = attn_bf16(a.bf16, dropped(a, bc, hh, q, j0 + j, P[j0 + j]));
+            __syncthreads();
+            if (d < a.hd)
+                for (int j = 0; j < nj; j++) acc += row[j] * qkv[attn_v_at(a, bc, hh, j0 + j) + d];
+            __syncthreads();
+        }
+        if (d < a.hd) out[attn_o_at(a, bc, hh, q) + d] = acc;
     }
 }
 
@@ -119,7 +131,7 @@ extern "C" void mt_cuda_attention_forward(real *out, real *probs, const real *qk
     softmax_kernel<<<blocks_for(rows, 8), 256>>>(probs, a);
     LAUNCH_CHECK();
     if (a.mask.on) {
-        pv_dropout_kernel<<<rows, 64, (size_t)a.s * sizeof(float)>>>(out, probs, qkv, a);
+        pv_dropout_kernel<<<rows, 64>>>(out, probs, qkv, a);
         LAUNCH_CHECK();
         return;
     }
