@@ -164,6 +164,44 @@ $(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a M
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA $< $(CUDA_BUILD)/libmtcuda.a -o $@ $(LDLIBS) $(CUDA_LDLIBS)
 
+# ---- cudaemu: the CUDA backend with its kernels run on the CPU ------------
+# tests/cudaemu/README.md: src/cuda/*.cu through g++ (launches rewritten by
+# launch.sed), CUDA's runtime, bf16 type and cuBLAS emulated on the host
+# (fibers for the threads, OpenBLAS for the GEMMs). No nvcc, no GPU: CI runs
+# the GPU suite's checks on it (tests/suite_backend.sh).
+EMU_BUILD := build/cudaemu
+EMU_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wno-unused-parameter -Wno-unused-function -Iinclude -Isrc/cuda -Itests/cudaemu \
+                $(filter -I%,$(CFLAGS)) -DMT_CUDA
+EMUSRC := $(patsubst src/cuda/%.cu,$(EMU_BUILD)/cu/%.cc,$(CUSRC))
+OBJEMU := $(patsubst %.c,$(EMU_BUILD)/%.o,$(LIBSRC)) $(EMUSRC:.cc=.o) $(EMU_BUILD)/cudaemu.o
+.PHONY: cudaemu
+.SECONDARY: $(EMUSRC) $(EMU_BUILD)/cu/test_cudaemu.cc
+cudaemu: $(EMU_BUILD)/pretrain_gpt_cuda $(EMU_BUILD)/tests/backend_ops $(EMU_BUILD)/tests/test_cudaemu
+$(EMU_BUILD)/%.o: %.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA -c $< -o $@
+$(EMU_BUILD)/cu/%.cc: src/cuda/%.cu tests/cudaemu/launch.sed
+	@mkdir -p $(dir $@)
+	{ echo '#line 1 "$<"'; sed -f tests/cudaemu/launch.sed $<; } > $@
+$(EMU_BUILD)/cu/%.o: $(EMU_BUILD)/cu/%.cc Makefile
+	g++ $(EMU_CXXFLAGS) -MMD -MP -MF $@.d -c $< -o $@
+$(EMU_BUILD)/cudaemu.o: tests/cudaemu/cudaemu.cc tests/cudaemu/*.h Makefile
+	@mkdir -p $(dir $@)
+	g++ $(EMU_CXXFLAGS) -O2 -c $< -o $@
+$(EMU_BUILD)/libmtemu.a: $(OBJEMU)
+	rm -f $@ && ar rcs $@ $^
+$(EMU_BUILD)/pretrain_gpt_cuda: $(EMU_BUILD)/src/main.o $(EMU_BUILD)/libmtemu.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lstdc++
+$(EMU_BUILD)/cu/test_cudaemu.cc: tests/cudaemu/test_cudaemu.cu tests/cudaemu/launch.sed
+	@mkdir -p $(dir $@)
+	{ echo '#line 1 "$<"'; sed -f tests/cudaemu/launch.sed $<; } > $@
+$(EMU_BUILD)/tests/test_cudaemu: $(EMU_BUILD)/cu/test_cudaemu.cc $(EMU_BUILD)/cudaemu.o Makefile
+	@mkdir -p $(dir $@)
+	g++ $(EMU_CXXFLAGS) -Itests -Wno-pedantic $< $(EMU_BUILD)/cudaemu.o -o $@ $(filter-out -lm,$(LDLIBS)) -lm
+$(EMU_BUILD)/tests/backend_ops: tests/backend_ops.c $(EMU_BUILD)/libmtemu.a Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA $< $(EMU_BUILD)/libmtemu.a -o $@ $(LDLIBS) -lstdc++
+
 $(FAULT_SHIM): tests/fault_shim.c Makefile
 	@mkdir -p $(dir $@)
 	cc -shared -fPIC -O2 -Wall -Wextra $< -o $@ -ldl

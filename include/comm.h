@@ -81,8 +81,7 @@ typedef struct {
     const struct mt_backend *be;
     int staged;
     mt_stage in, out;                      // collectives
-    mt_stage ring_in;                      // the ring's receive, landed at its wait
-    mt_stage sends[MT_STAGE_SENDS];        // one per pipeline send in flight
+    mt_stage sends[MT_STAGE_SENDS];        // one per pipeline or ring transfer in flight
     // Early pipeline receives in flight (NULL: free), which
     // mt_comm_pp_progress tests from the compute loop.
     MPI_Request *pp_live[MT_PP_LIVE];

@@ -65,11 +65,9 @@ int mt_comm_set_backend(mt_comm *cm, const struct mt_backend *be) {
 void mt_comm_free(mt_comm *cm) {
     free(cm->in.buf);
     free(cm->out.buf);
-    free(cm->ring_in.buf);
     for (int i = 0; i < MT_STAGE_SENDS; i++) free(cm->sends[i].buf);
     memset(&cm->in, 0, sizeof cm->in);
     memset(&cm->out, 0, sizeof cm->out);
-    memset(&cm->ring_in, 0, sizeof cm->ring_in);
     memset(cm->sends, 0, sizeof cm->sends);
     mt_comm_coll_free(&cm->tp_gather);
     mt_comm_coll_free(&cm->tp_sum);
@@ -301,7 +299,10 @@ void mt_comm_cp_ring_start(mt_comm *cm, mt_cp_ring *ring, real *y, const real *x
     ring->n = n;
     ring->t0 = t0;
     const void *h = cm->staged ? host_view(cm, send_stage(cm, &ring->req[0]), x, n * sizeof(real)) : direct(cm, x);
-    void *dst = cm->staged ? stage_buf(&cm->ring_in, n * sizeof(real)) : direct(cm, y);
+    // Its own staging buffer per ring in flight: the backward runs two rings
+    // at once (K | V and their gradients), and one shared buffer let the
+    // second message overwrite the first before it landed.
+    void *dst = cm->staged ? stage_buf(send_stage(cm, &ring->req[1]), n * sizeof(real)) : direct(cm, y);
     MPI_Irecv(dst, (int)n, MT_MPI_REAL, prev, 77, c, &ring->req[1]);
     MPI_Isend(h, (int)n, MT_MPI_REAL, next, 77, c, &ring->req[0]);
     count(cm, MT_GROUP_CP, MT_COLL_SEND, n * sizeof(real), t0);
@@ -311,9 +312,9 @@ void mt_comm_cp_ring_start(mt_comm *cm, mt_cp_ring *ring, real *y, const real *x
 void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring) {
     double t0 = mt_now();
     MPI_Waitall(2, ring->req, MPI_STATUSES_IGNORE);
-    for (int i = 0; i < MT_STAGE_SENDS; i++)
-        if (cm->sends[i].req == &ring->req[0]) cm->sends[i].req = NULL;
-    if (cm->staged) land(cm, ring->y, cm->ring_in.buf, ring->n * sizeof(real));
+    if (cm->staged) land(cm, ring->y, send_stage(cm, &ring->req[1])->buf, ring->n * sizeof(real));
+    release_stage(cm, &ring->req[0]);
+    release_stage(cm, &ring->req[1]);
     double t1 = mt_now();
     cm->stats.seconds += t1 - t0;
     cm->stats.ring_wait_seconds += t1 - t0;

@@ -315,6 +315,51 @@ static void case_flash(ctx *t, double p, int nh, int nkv, const char *tag) {
     FREE(t, qkv, out, lse, dout, dqkv);
 }
 
+// n ints from host values into a backend buffer.
+static int *ints_of(ctx *t, const int *h, size_t n) {
+    int *d = t->B->alloc(n * sizeof(int));
+    t->B->to_device(d, h, n * sizeof(int));
+    return d;
+}
+
+// Context parallelism's blocks (ops.h MT_OPS_CP): queries at odd global
+// positions against a block of keys at even ones (every query sees some),
+// then a block at positions 20-38 that the first ten queries cannot see
+// (lse -inf there), merged into the first; the backward adds both blocks'
+// shares to dq and to each block's dK | dV. Rows wider than Q (ldq), as in
+// the layer's qkv buffer.
+static void case_block(ctx *t, double p, int nh, int nkv, const char *tag) {
+    enum { SQ = 19, SK = 19, B = 2, HD = 8 };
+    int ldq = (nh + 2 * nkv) * HD, ldkv = 2 * nkv * HD;
+    mt_attn_block ab = {.sq = SQ, .sk = SK, .b = B, .nh = nh, .nkv = nkv, .hd = HD, .ldq = ldq, .head0 = 1, .sample0 = 4};
+    mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
+    int hq[SQ], ha[SK], hb[SK];
+    for (int i = 0; i < SQ; i++) hq[i] = 2 * i + 1;
+    for (int j = 0; j < SK; j++) ha[j] = 2 * j, hb[j] = 20 + j;
+    int *qpos = ints_of(t, hq, SQ), *kpa = ints_of(t, ha, SK), *kpb = ints_of(t, hb, SK);
+    size_t no = (size_t)SQ * B * nh * HD, nl = (size_t)B * nh * SQ, nkvv = (size_t)SK * B * ldkv;
+    real *q = input(t, (size_t)SQ * B * ldq, 1, 0), *kva = input(t, nkvv, 1, 0), *kvb = input(t, nkvv, 1, 0);
+    real *out = zeros(t, no), *lse = zeros(t, nl), *out_b = zeros(t, no), *lse_b = zeros(t, nl);
+    t->B->attention_block_forward(out, lse, q, kva, qpos, kpa, &key, ab);
+    output_tag(t, "attention_block_forward", tag, out, no);
+    output_tag(t, "attention_block_forward_lse", tag, lse, nl);
+    t->B->attention_block_forward(out_b, lse_b, q, kvb, qpos, kpb, &key, ab);
+    t->B->attention_block_merge(out, lse, out_b, lse_b, ab);
+    output_tag(t, "attention_block_merge", tag, out, no);
+    output_tag(t, "attention_block_merge_lse", tag, lse, nl);
+    real *dout = input(t, no, 1, 0), *dq = zeros(t, (size_t)SQ * B * ldq), *dkva = zeros(t, nkvv), *dkvb = zeros(t, nkvv);
+    t->B->zero(dq, (size_t)SQ * B * ldq * sizeof(real));
+    t->B->zero(dkva, nkvv * sizeof(real));
+    t->B->zero(dkvb, nkvv * sizeof(real));
+    t->B->attention_block_backward(dq, dkva, dout, q, kva, out, lse, qpos, kpa, &key, ab);
+    t->B->attention_block_backward(dq, dkvb, dout, q, kvb, out, lse, qpos, kpb, &key, ab);
+    output_tag(t, "attention_block_backward_dq", tag, dq, (size_t)SQ * B * ldq);
+    output_tag(t, "attention_block_backward_dkv", tag, dkva, nkvv);
+    output_tag(t, "attention_block_backward_dkv_b", tag, dkvb, nkvv);
+    FREE(t, q, kva, kvb, out, lse, out_b, lse_b, dout, dq, dkva, dkvb);
+    FREE(t, qpos, kpa, kpb);
+}
+
 static void case_xent(ctx *t) {
     // A TP shard [40, 85) of a vocabulary of 70: 30 padding columns.
     int n = 21, vl = 45, v0 = 40, V = 70;
@@ -455,6 +500,9 @@ int main(int argc, char **argv) {
     case_flash(&t, 0.2, 3, 3, "");
     case_flash(&t, 0, 3, 3, "_p0");
     case_flash(&t, 0.2, 4, 2, "_gqa");
+    case_block(&t, 0.2, 3, 3, "");
+    case_block(&t, 0, 3, 3, "_p0");
+    case_block(&t, 0.2, 4, 2, "_gqa");
     case_xent(&t);
     case_optimizer(&t);
     case_fused(&t);

@@ -12,8 +12,12 @@
 #     iterations of the tiny model (dropout on) against the CPU fp32 run at
 #     docs/design.md §1's fp32 tolerances; TP / SP / PP / DP layouts with several
 #     ranks sharing the GPU against one GPU rank; the blocked attention
-#     (--use-flash-attn) against the plain one.
-#   MT_CUDA_BUILD=0 skips 2-4 (a machine without nvcc).
+#     (--use-flash-attn) against the plain one; CP 2 (ring and all-to-all)
+#     against one GPU rank; Llama-style blocks against the CPU; --bf16
+#     against the CPU's bf16 in suite_bf16's band.
+#  5. No GPU: the checks of 4 on tests/cudaemu (CUDA kernels run on the CPU;
+#     tests/cudaemu/README.md), plus the emulator's own tests.
+#   MT_CUDA_BUILD=0 skips 2-3 (a machine without nvcc).
 source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 B=${BUILD:-build}
 ORACLE=$T/oracle.bin
@@ -46,7 +50,8 @@ else not_ok corrupted_oracle_rejected "exit $rc, $nbad failing outputs: $(grep -
 # collective and pipeline message), run on the CPU with MT_COMM_STAGED=1: the
 # copies must not change one bit of the result. TP 2 + SP x PP 2 exercises
 # all-gather, reduce-scatter, all-reduce and the pipeline sends; DP 2 with
-# the distributed optimizer the gradient reduce-scatter and parameter gather.
+# the distributed optimizer the gradient reduce-scatter and parameter gather;
+# CP 2 the ring's sends and receives.
 staged_same() {
   local name=$1 np=$2 flags=$3 a=$T/${1}_plain b=$T/${1}_staged
   # shellcheck disable=SC2086
@@ -59,14 +64,18 @@ staged_same() {
 }
 staged_same comm_staged_tp2_sp_pp2_bitwise 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2"
 staged_same comm_staged_dp2_distopt_bitwise 2 "--use-distributed-optimizer"
+# CP's ring: in the backward two rings are in flight at once (K | V and
+# their gradients), each landing from its own staging buffer.
+staged_same comm_staged_cp2_bitwise 2 "--context-parallel-size 2"
 
-if [ "${MT_CUDA_BUILD:-1}" = 0 ]; then echo "# CUDA checks skipped (MT_CUDA_BUILD=0)"; exit 0; fi
-if [ "${MT_CUDA_PREBUILT:-0}" = 1 ]; then
+# 2-3: the real CUDA build (nvcc) and, without a GPU, its one-line refusal.
+if [ "${MT_CUDA_BUILD:-1}" = 0 ]; then echo "# CUDA build checks skipped (MT_CUDA_BUILD=0)"
+elif [ "${MT_CUDA_PREBUILT:-0}" = 1 ]; then
   echo "# using the prebuilt ./pretrain_gpt_cuda (MT_CUDA_PREBUILT=1)"
 elif ! command -v "${NVCC:-nvcc}" > /dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
-  not_ok cuda_build "nvcc not found (install the CUDA toolkit, or MT_CUDA_BUILD=0 to skip)"; exit 0
+  not_ok cuda_build "nvcc not found (install the CUDA toolkit, or MT_CUDA_BUILD=0 to skip)"
 elif make CUDA=1 cuda -j"$(nproc --all)" > "$T/cuda_build.log" 2>&1; then ok cuda_build
-else not_ok cuda_build "$(grep -m1 -E 'error|Error' "$T/cuda_build.log")"; exit 0; fi
+else not_ok cuda_build "$(grep -m1 -E 'error|Error' "$T/cuda_build.log")"; fi
 
 # one_line_exit2 NAME CMD...: exit 2 and one line naming the missing GPU.
 one_line_exit2() {
@@ -78,35 +87,66 @@ one_line_exit2() {
   else not_ok "$name" "exit $rc, $n stderr lines: $(head -n 2 "$T/$name.err" | tr '\n' ' ')"; fi
 }
 
-if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
-  echo "# no GPU here: the no-GPU contract"
-  one_line_exit2 cuda_no_gpu_np1 ./pretrain_gpt_cuda $(tiny_model)
-  one_line_exit2 cuda_no_gpu_np2 $MPIRUN 2 ./pretrain_gpt_cuda $(tiny_model) --tensor-model-parallel-size 2
-  exit 0
+# 4-5: the GPU checks, on the GPU when there is one, else on tests/cudaemu
+# (the same CUDA sources through g++, kernels run on the CPU: their indexing,
+# barriers, shuffles, launch sizes and the host code around them, at the same
+# bounds; not the GPU's timing or its summation orders).
+if nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  echo "# GPU: $(nvidia-smi -L | head -n 1)"
+  P=cuda GPU_BIN=./pretrain_gpt_cuda OPS_BIN=build/cuda/tests/backend_ops
+else
+  if [ -x ./pretrain_gpt_cuda ]; then
+    echo "# no GPU here: the no-GPU contract"
+    one_line_exit2 cuda_no_gpu_np1 ./pretrain_gpt_cuda $(tiny_model)
+    one_line_exit2 cuda_no_gpu_np2 $MPIRUN 2 ./pretrain_gpt_cuda $(tiny_model) --tensor-model-parallel-size 2
+  fi
+  echo "# no GPU here: the GPU checks on tests/cudaemu (CUDA kernels run on the CPU)"
+  if make cudaemu -j"$(nproc --all)" > "$T/cudaemu_build.log" 2>&1; then ok cudaemu_build
+  else not_ok cudaemu_build "$(grep -m1 -E 'error|Error' "$T/cudaemu_build.log")"; exit 0; fi
+  # The emulator itself against CUDA's documented semantics.
+  build/cudaemu/tests/test_cudaemu > "$T/test_cudaemu.log" 2>&1
+  rc=$?
+  sed -n "s/^ok /ok cudaemu_/p; s/^not ok /not ok cudaemu_/p" "$T/test_cudaemu.log"
+  [ $rc = 0 ] || grep -q '^not ok' "$T/test_cudaemu.log" || not_ok cudaemu_selftest "exit $rc: $(tail -n 1 "$T/test_cudaemu.log")"
+  CUDAEMU_NO_DEVICE=1 one_line_exit2 cudaemu_no_device_np1 build/cudaemu/pretrain_gpt_cuda $(tiny_model)
+  P=cudaemu GPU_BIN=build/cudaemu/pretrain_gpt_cuda OPS_BIN=build/cudaemu/tests/backend_ops
 fi
 
-echo "# GPU: $(nvidia-smi -L | head -n 1)"
-check_ops cuda build/cuda/tests/backend_ops "$ORACLE"
+check_ops $P "$OPS_BIN" "$ORACLE"
 
 BASE=$(tiny_model)
-# gpu_vs NAME NP "FLAGS" REF: a GPU run against a reference run at fp32 tolerances.
+# gpu_vs NAME NP "FLAGS" REF [LOSS_TOL RMS_TOL]: a GPU run against a
+# reference run, at fp32 tolerances unless given.
 gpu_vs() {
-  local name=$1 np=$2 flags=$3 ref=$4 out=$T/$1 why
-  if ! mt_run "$out" "$np" ./pretrain_gpt_cuda $BASE $flags; then
+  local name=${P}_$1 np=$2 flags=$3 ref=$4 lt=${5:-1e-5} rt=${6:-1e-4} out=$T/${P}_$1 why
+  if ! mt_run "$out" "$np" $GPU_BIN $BASE $flags; then
     not_ok "$name" "run failed: $(grep -m1 error "$out.log" || tail -n 1 "$out.log")"; return
   fi
-  why=$(compare_losses "$ref.json" "$out.json" 1e-5) && tools/compare "$ref.st" "$out.st" --max-rel-rms 1e-4 > /dev/null 2>&1
+  why=$(compare_losses "$ref.json" "$out.json" "$lt") && tools/compare "$ref.st" "$out.st" --max-rel-rms "$rt" > /dev/null 2>&1
   if [ $? = 0 ]; then ok "$name ($why)"; else
     not_ok "$name" "$why $(tools/compare "$ref.st" "$out.st" --top 2 2>&1 | tail -n 2 | tr '\n' ' ')"; fi
 }
 mt_run "$T/cpu" 1 ./pretrain_gpt $BASE || not_ok cpu_reference "$(tail -n 1 "$T/cpu.log")"
-gpu_vs cuda_tiny_vs_cpu_fp32 1 "" "$T/cpu"
-mt_run "$T/gpu1" 1 ./pretrain_gpt_cuda $BASE || not_ok gpu_reference "$(tail -n 1 "$T/gpu1.log")"
-gpu_vs cuda_tp2 2 "--tensor-model-parallel-size 2" "$T/gpu1"
-gpu_vs cuda_tp2_sp 2 "--tensor-model-parallel-size 2 --sequence-parallel" "$T/gpu1"
-gpu_vs cuda_tp4_sp 4 "--tensor-model-parallel-size 4 --sequence-parallel" "$T/gpu1"
-gpu_vs cuda_tp2_sp_pp2 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2" "$T/gpu1"
-gpu_vs cuda_dp2_distopt 2 "--use-distributed-optimizer" "$T/gpu1"
+gpu_vs tiny_vs_cpu_fp32 1 "" "$T/cpu"
+mt_run "$T/gpu1" 1 $GPU_BIN $BASE || not_ok gpu_reference "$(tail -n 1 "$T/gpu1.log")"
+gpu_vs tp2 2 "--tensor-model-parallel-size 2" "$T/gpu1"
+gpu_vs tp2_sp 2 "--tensor-model-parallel-size 2 --sequence-parallel" "$T/gpu1"
+gpu_vs tp4_sp 4 "--tensor-model-parallel-size 4 --sequence-parallel" "$T/gpu1"
+gpu_vs tp2_sp_pp2 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2" "$T/gpu1"
+gpu_vs dp2_distopt 2 "--use-distributed-optimizer" "$T/gpu1"
 # The blocked attention trains like the plain one (dropout on), also under TP 2 + SP.
-gpu_vs cuda_flash 1 "--use-flash-attn" "$T/gpu1"
-gpu_vs cuda_flash_tp2_sp 2 "--use-flash-attn --tensor-model-parallel-size 2 --sequence-parallel" "$T/gpu1"
+gpu_vs flash 1 "--use-flash-attn" "$T/gpu1"
+gpu_vs flash_tp2_sp 2 "--use-flash-attn --tensor-model-parallel-size 2 --sequence-parallel" "$T/gpu1"
+# Context parallelism's ring (cp_attention.cu) and all-to-all against one GPU rank.
+gpu_vs cp2 2 "--context-parallel-size 2" "$T/gpu1"
+gpu_vs cp2_a2a 2 "--context-parallel-size 2 --cp-comm-type a2a" "$T/gpu1"
+# Llama-style blocks (llama.cu: SwiGLU, RoPE; RMSNorm; grouped-query
+# attention) against the CPU at fp32 tolerances.
+LLAMA="--normalization RMSNorm --swiglu --position-embedding-type rope --disable-bias-linear --group-query-attention --num-query-groups 2"
+mt_run "$T/cpu_llama" 1 ./pretrain_gpt $BASE $LLAMA || not_ok cpu_llama_reference "$(tail -n 1 "$T/cpu_llama.log")"
+gpu_vs llama_vs_cpu 1 "$LLAMA" "$T/cpu_llama"
+# bf16 against the CPU's bf16 emulation, in suite_bf16's band for two
+# correct bf16 runs that differ only in summation order (loss 1e-4, tensors
+# 5e-2 relative RMS).
+mt_run "$T/cpu_bf16" 1 ./pretrain_gpt $BASE --bf16 || not_ok cpu_bf16_reference "$(tail -n 1 "$T/cpu_bf16.log")"
+gpu_vs bf16_vs_cpu_bf16 1 "--bf16" "$T/cpu_bf16" 1e-4 5e-2

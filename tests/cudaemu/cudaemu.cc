@@ -1,0 +1,442 @@
+// cudaemu.cc: the runtime behind cudaemu.h (see there): launches as fibers,
+// memory as host memory, cuBLAS on OpenBLAS.
+#include "cudaemu.h"
+#include "cublas_v2.h"
+#include "cuda_bf16.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unordered_map>
+#include <vector>
+
+namespace cudaemu {
+
+thread_local thread *cur = nullptr;
+
+// The fibers' switch (x86-64 System V): saves the callee-saved registers
+// on the current stack, stores its pointer in *from, and resumes the
+// stack at `to`. ucontext's swapcontext does the same plus a sigprocmask
+// system call per switch, which made a tiny model's step 2 s.
+extern "C" void cudaemu_switch(void **from, void *to);
+extern "C" void cudaemu_trampoline(void);
+asm(R"(
+    .text
+    .globl cudaemu_switch
+    .type cudaemu_switch, @function
+cudaemu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size cudaemu_switch, .-cudaemu_switch
+    .globl cudaemu_trampoline
+    .type cudaemu_trampoline, @function
+cudaemu_trampoline:
+    movq %rbx, %rdi
+    call cudaemu_fiber_main
+    ud2
+    .size cudaemu_trampoline, .-cudaemu_trampoline
+)");
+
+namespace {
+
+[[noreturn]] void die(const char *what) {
+    fprintf(stderr, "cudaemu: %s\n", what);
+    abort();
+}
+
+struct warp_state {
+    unsigned alive = 0;  // lanes present and not finished
+    int count = 0;       // lanes arrived at the pending exchange or barrier
+    unsigned gen = 0, mask = 0;
+    uint64_t slot[2][32];
+};
+
+struct fiber {
+    thread t;
+    void *sp = nullptr;  // its saved stack pointer while switched out
+    bool done = false, waiting = false;
+};
+
+}  // namespace
+
+struct block {
+    uint3 bid;
+    dim3 bdim, gdim;
+    int alive = 0, bar_count = 0;
+    unsigned bar_gen = 0;
+    const void *bar_site = nullptr;  // where the pending barrier's first thread called it
+    unsigned long progress = 0;  // barriers released and threads finished
+    bool fibers = false;         // false: threads run as plain calls
+    bool used_sync = false;
+    warp_state warps[32];
+    void *sched_sp = nullptr;  // the scheduler's, while a fiber runs
+    const std::function<void()> *body = nullptr;
+};
+
+namespace {
+
+thread_local block *cur_block = nullptr;
+thread_local std::vector<fiber> pool;
+thread_local std::vector<char *> stacks;
+const size_t STACK = 64 * 1024;
+
+void yield_wait() {
+    fiber *f = (fiber *)((char *)cur - offsetof(fiber, t));
+    f->waiting = true;
+    cudaemu_switch(&f->sp, cur_block->sched_sp);
+    f->waiting = false;
+}
+
+void sync_point() {
+    block *b = cur_block;
+    b->used_sync = true;
+    if (!b->fibers) die("a kernel whose first launch met no barrier or shuffle met one now (divergent use)");
+}
+
+void try_release_warp(warp_state &w) {
+    unsigned need = (unsigned)__builtin_popcount(w.mask & w.alive);
+    if (w.count > 0 && (unsigned)w.count >= need) {
+        w.count = 0;
+        w.gen++;
+        cur_block->progress++;
+    }
+}
+
+void try_release_block(block *b) {
+    if (b->bar_count > 0 && b->bar_count >= b->alive) {
+        b->bar_count = 0;
+        b->bar_gen++;
+        b->progress++;
+    }
+}
+
+
+std::unordered_map<const void *, bool> sync_free;  // kernels seen to need no fibers
+thread_local cudaError_t last_error = cudaSuccess;
+
+void run_block(block &b, int nthreads, const void *key) {
+    b.alive = nthreads;
+    b.bar_count = 0;
+    for (int w = 0; w < 32; w++) b.warps[w] = warp_state();
+    for (int i = 0; i < nthreads; i++) b.warps[i / 32].alive |= 1u << (i % 32);
+    if (!b.fibers) {
+        thread t;
+        for (int i = 0; i < nthreads; i++) {
+            t.linear = i;
+            t.tid = {(unsigned)i % b.bdim.x, (unsigned)i / b.bdim.x % b.bdim.y, (unsigned)i / (b.bdim.x * b.bdim.y)};
+            t.warp = i / 32, t.lane = i % 32, t.blk = &b;
+            cur = &t;
+            (*b.body)();
+        }
+        cur = nullptr;
+        return;
+    }
+    if ((int)pool.size() < nthreads) pool.resize(nthreads);
+    while ((int)stacks.size() < nthreads) stacks.push_back((char *)aligned_alloc(64, STACK));
+    for (int i = 0; i < nthreads; i++) {
+        fiber &f = pool[i];
+        f.done = f.waiting = false;
+        f.t.linear = i;
+        f.t.tid = {(unsigned)i % b.bdim.x, (unsigned)i / b.bdim.x % b.bdim.y, (unsigned)i / (b.bdim.x * b.bdim.y)};
+        f.t.warp = i / 32, f.t.lane = i % 32, f.t.blk = &b;
+        // A new stack as cudaemu_switch leaves one: six registers (rbx
+        // holding the fiber), then the trampoline as the return address,
+        // the stack 16-byte aligned once it has returned there.
+        void **top = (void **)(stacks[i] + STACK - 16);
+        top[-1] = (void *)cudaemu_trampoline;
+        top[-3] = &f;  // rbx
+        f.sp = top - 7;
+    }
+    while (b.alive > 0) {
+        unsigned long before = b.progress;
+        bool all_waiting = true;
+        for (int i = 0; i < nthreads; i++) {
+            fiber &f = pool[i];
+            if (f.done) continue;
+            cur = &f.t;
+            cudaemu_switch(&b.sched_sp, f.sp);
+            if (!f.done && !f.waiting) all_waiting = false;
+        }
+        if (b.alive > 0 && b.progress == before && all_waiting)
+            die("deadlock: the block's threads wait at different barriers or shuffles (a __syncthreads or "
+                "__shfl_sync not reached by every thread it waits for)");
+    }
+    cur = nullptr;
+    (void)key;
+}
+
+}  // namespace
+
+typedef fiber fiber_t;
+block *cur_block_of() { return cur_block; }
+void release_after_exit(block *b, int warp) {
+    try_release_block(b);
+    try_release_warp(b->warps[warp]);
+}
+
+const uint3 &block_idx() { return cur_block->bid; }
+const dim3 &block_dim() { return cur_block->bdim; }
+const dim3 &grid_dim() { return cur_block->gdim; }
+
+// CUDA allows __syncthreads in conditional code only where the condition
+// is the same for the whole block; one barrier met at two call sites is
+// such a divergence (on a GPU: a hang, or threads let through early).
+__attribute__((noinline)) void syncthreads() {
+    sync_point();
+    block *b = cur_block;
+    const void *site = __builtin_return_address(0);
+    if (b->bar_count == 0) b->bar_site = site;
+    else if (b->bar_site != site)
+        die("divergent __syncthreads: threads of one block wait at different barriers (a barrier in code "
+            "not every thread of the block runs)");
+    unsigned gen = b->bar_gen;
+    b->bar_count++;
+    try_release_block(b);
+    while (b->bar_gen == gen) yield_wait();
+}
+
+static warp_state &arrive(unsigned mask, unsigned *gen) {
+    sync_point();
+    warp_state &w = cur_block->warps[cur->warp];
+    if (!(mask >> cur->lane & 1u)) die("a lane called a warp primitive with a mask that leaves it out");
+    if (w.count > 0 && w.mask != mask) die("lanes of one warp passed different masks to one warp primitive");
+    w.mask = mask;
+    *gen = w.gen;
+    return w;
+}
+
+void syncwarp(unsigned mask) {
+    unsigned gen;
+    warp_state &w = arrive(mask, &gen);
+    w.count++;
+    try_release_warp(w);
+    while (w.gen == gen) yield_wait();
+}
+
+uint64_t exchange(unsigned mask, uint64_t v, int src) {
+    unsigned gen;
+    warp_state &w = arrive(mask, &gen);
+    w.slot[gen & 1][cur->lane] = v;
+    w.count++;
+    try_release_warp(w);
+    while (w.gen == gen) yield_wait();
+    if (!(w.mask >> src & 1u)) return v;  // undefined on a GPU; our own value here
+    return w.slot[gen & 1][src];
+}
+
+void launch(const void *key, dim3 g, dim3 b, size_t shmem, const std::function<void()> &body) {
+    size_t nthreads = (size_t)b.x * b.y * b.z;
+    // The hardware's limits (compute capability 7.5 to 9.0).
+    if (!nthreads || nthreads > 1024 || b.z > 64 || !g.x || !g.y || !g.z || g.y > 65535 || g.z > 65535) {
+        last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    if (shmem > 48 * 1024) {  // past 48 KiB needs cudaFuncSetAttribute, which src/cuda never calls
+        last_error = cudaErrorInvalidValue;
+        return;
+    }
+    block blk;
+    blk.bdim = b, blk.gdim = g, blk.body = &body;
+    auto known = sync_free.find(key);
+    blk.fibers = known == sync_free.end() || !known->second;
+    block *saved = cur_block;
+    cur_block = &blk;
+    for (unsigned z = 0; z < g.z; z++)
+        for (unsigned y = 0; y < g.y; y++)
+            for (unsigned x = 0; x < g.x; x++) {
+                blk.bid = {x, y, z};
+                run_block(blk, (int)nthreads, key);
+            }
+    cur_block = saved;
+    if (known == sync_free.end()) sync_free[key] = !blk.used_sync;
+}
+
+}  // namespace cudaemu
+
+// A fiber's whole life: the kernel body, then the bookkeeping of a finished
+// thread, then back to the scheduler for good.
+extern "C" [[noreturn]] void cudaemu_fiber_main(void *arg) {
+    using namespace cudaemu;
+    fiber_t *f = (fiber_t *)arg;
+    block *b = cur_block_of();
+    (*b->body)();
+    f->done = true;
+    b->alive--;
+    b->warps[f->t.warp].alive &= ~(1u << f->t.lane);
+    b->progress++;
+    release_after_exit(b, f->t.warp);
+    cudaemu_switch(&f->sp, b->sched_sp);
+    __builtin_unreachable();
+}
+
+// ---- runtime API ------------------------------------------------------------
+using cudaemu::last_error;
+
+static size_t device_bytes() {
+    const char *e = getenv("CUDAEMU_MEMORY_MIB");
+    return (size_t)(e ? atol(e) : 16384) << 20;
+}
+static size_t in_use = 0;
+static std::unordered_map<void *, size_t> sizes;
+
+static cudaError_t alloc(void **p, size_t bytes) {
+    if (!p) return last_error = cudaErrorInvalidValue;
+    if (in_use + bytes > device_bytes()) return last_error = cudaErrorMemoryAllocation;
+    *p = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+    if (!*p) return last_error = cudaErrorMemoryAllocation;
+    // Fresh device memory holds garbage, not zeros: code that reads before
+    // it writes shows here.
+    memset(*p, 0xa5, bytes);
+    sizes[*p] = bytes;
+    in_use += bytes;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceCount(int *n) {
+    const char *none = getenv("CUDAEMU_NO_DEVICE");
+    if (none && !strcmp(none, "1")) { *n = 0; return last_error = cudaErrorNoDevice; }
+    *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : (last_error = cudaErrorInvalidValue); }
+cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "cudaemu (kernels on the CPU, tests/cudaemu)");
+    p->totalGlobalMem = device_bytes();
+    p->sharedMemPerBlock = 48 * 1024;
+    p->major = 9, p->minor = 0, p->multiProcessorCount = 1, p->maxThreadsPerBlock = 1024, p->warpSize = 32;
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    *total_b = device_bytes();
+    *free_b = *total_b - in_use;
+    return cudaSuccess;
+}
+cudaError_t cudaMalloc(void **p, size_t bytes) { return alloc(p, bytes); }
+cudaError_t cudaMallocManaged(void **p, size_t bytes, unsigned) { return alloc(p, bytes); }
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t) { return alloc(p, bytes); }
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    auto it = sizes.find(p);
+    if (it == sizes.end()) return last_error = cudaErrorInvalidValue;
+    in_use -= it->second;
+    sizes.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaFreeAsync(void *p, cudaStream_t) { return cudaFree(p); }
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind) {
+    if (bytes) memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t) {
+    return cudaMemcpy(dst, src, bytes, k);
+}
+cudaError_t cudaMemset(void *p, int v, size_t bytes) {
+    if (bytes) memset(p, v, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t) { return cudaMemset(p, v, bytes); }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return last_error; }
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    default: return "unknown error";
+    }
+}
+
+// ---- cuBLAS on OpenBLAS (column-major, as cuBLAS) -----------------------------
+struct cudaemu_blas { cublasMath_t math; };
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    *h = new cudaemu_blas{CUBLAS_DEFAULT_MATH};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    h->math = m;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static CBLAS_TRANSPOSE op(cublasOperation_t t) { return t == CUBLAS_OP_T ? CblasTrans : CblasNoTrans; }
+// cuBLAS's argument checks (its documented CUBLAS_STATUS_INVALID_VALUE cases).
+static bool bad_dims(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, int lda, int ldb, int ldc) {
+    return m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? (m > 1 ? m : 1) : (k > 1 ? k : 1)) ||
+           ldb < (tb == CUBLAS_OP_N ? (k > 1 ? k : 1) : (n > 1 ? n : 1)) || ldc < (m > 1 ? m : 1);
+}
+static void sgemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (!m || !n) return;
+    if (!k) {  // BLAS needs k >= 1; C = beta C
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) C[(size_t)j * ldc + i] = beta == 0 ? 0 : beta * C[(size_t)j * ldc + i];
+        return;
+    }
+    cblas_sgemm(CblasColMajor, op(ta), op(tb), m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
+                           float *C, int ldc) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bad_dims(ta, tb, m, n, k, lda, ldb, ldc)) return CUBLAS_STATUS_INVALID_VALUE;
+    sgemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float *alpha, const float *A, int lda, long long sa,
+                                         const float *B, int ldb, long long sb, const float *beta, float *C, int ldc,
+                                         long long sc, int batch) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bad_dims(ta, tb, m, n, k, lda, ldb, ldc) || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    for (int i = 0; i < batch; i++) sgemm(ta, tb, m, n, k, *alpha, A + i * sa, lda, B + i * sb, ldb, *beta, C + i * sc, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+// bf16 operands: exact as fp32, then an fp32 product (cuBLAS accumulates in
+// fp32 on the tensor cores under CUBLAS_COMPUTE_32F).
+static float *widen(const void *x, cudaDataType t, int ld, int cols) {
+    size_t n = (size_t)ld * cols;
+    float *w = (float *)malloc(n * sizeof(float) + 1);
+    const __nv_bfloat16 *b = (const __nv_bfloat16 *)x;
+    for (size_t i = 0; i < n; i++) w[i] = t == CUDA_R_16BF ? __bfloat162float(b[i]) : ((const float *)x)[i];
+    return w;
+}
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType at, int lda, const void *B,
+                            cudaDataType bt, int ldb, const void *beta, void *C, cudaDataType ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (bad_dims(ta, tb, m, n, k, lda, ldb, ldc)) return CUBLAS_STATUS_INVALID_VALUE;
+    float *a = widen(A, at, lda, ta == CUBLAS_OP_N ? k : m), *b = widen(B, bt, ldb, tb == CUBLAS_OP_N ? n : k);
+    sgemm(ta, tb, m, n, k, *(const float *)alpha, a, lda, b, ldb, *(const float *)beta, (float *)C, ldc);
+    free(a);
+    free(b);
+    return CUBLAS_STATUS_SUCCESS;
+}
