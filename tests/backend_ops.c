@@ -300,8 +300,10 @@ static void case_attention(ctx *t, double p, int nh, int nkv, const char *tag) {
 }
 
 // The blocked kernel; its lse is (b, nh, s), the pair's row log-sum-exp.
-static void case_flash(ctx *t, double p, int nh, int nkv, const char *tag) {
-    mt_attn_shape sh = {.s = 37, .b = 2, .nh = nh, .hd = 8, .nkv = nkv, .head0 = 1, .sample0 = 4};  // longer than one 32-key chunk
+// s 37 is longer than one 32-key chunk; s 70 and hd 64 cross the CUDA
+// tiles' 64 queries and give each lane two head dims.
+static void case_flash(ctx *t, double p, int nh, int nkv, int s, int hd, const char *tag) {
+    mt_attn_shape sh = {.s = s, .b = 2, .nh = nh, .hd = hd, .nkv = nkv, .head0 = 1, .sample0 = 4};
     mt_dropout_key key = {42, 5, 1, MT_SITE_ATTN_PROB, p};
     size_t n = (size_t)sh.s * sh.b, H = (size_t)sh.nh * sh.hd, nl = (size_t)sh.b * sh.nh * sh.s;
     size_t W = (size_t)(nh + 2 * nkv) * sh.hd;
@@ -497,9 +499,10 @@ int main(int argc, char **argv) {
     case_attention(&t, 0.2, 3, 3, "");
     case_attention(&t, 0, 3, 3, "_p0");
     case_attention(&t, 0.2, 4, 2, "_gqa");
-    case_flash(&t, 0.2, 3, 3, "");
-    case_flash(&t, 0, 3, 3, "_p0");
-    case_flash(&t, 0.2, 4, 2, "_gqa");
+    case_flash(&t, 0.2, 3, 3, 37, 8, "");
+    case_flash(&t, 0, 3, 3, 37, 8, "_p0");
+    case_flash(&t, 0.2, 4, 2, 37, 8, "_gqa");
+    case_flash(&t, 0.2, 4, 2, 70, 64, "_s70_hd64");
     case_block(&t, 0.2, 3, 3, "");
     case_block(&t, 0, 3, 3, "_p0");
     case_block(&t, 0.2, 4, 2, "_gqa");

@@ -113,6 +113,9 @@ else
 fi
 
 check_ops $P "$OPS_BIN" "$ORACLE"
+# The blocked attention's one-warp-per-row kernels, which the shared-memory
+# tiles replaced (still there for head dims past 64, and for timing).
+MT_CUDA_FLASH_KERNEL=rows check_ops ${P}_flash_rows "$OPS_BIN" "$ORACLE"
 
 BASE=$(tiny_model)
 # gpu_vs NAME NP "FLAGS" REF [LOSS_TOL RMS_TOL]: a GPU run against a
@@ -137,6 +140,15 @@ gpu_vs dp2_distopt 2 "--use-distributed-optimizer" "$T/gpu1"
 # The blocked attention trains like the plain one (dropout on), also under TP 2 + SP.
 gpu_vs flash 1 "--use-flash-attn" "$T/gpu1"
 gpu_vs flash_tp2_sp 2 "--use-flash-attn --tensor-model-parallel-size 2 --sequence-parallel" "$T/gpu1"
+# Tiles and rows sum in the same order: the same bits on tests/cudaemu, fp32
+# round-off on a GPU (where nvcc may fuse other multiply-adds in each).
+# Sequences of 80 cross the tiles' 64 queries; head dim 64 gives each lane two.
+FL="--num-layers 2 --hidden-size 128 --num-attention-heads 2 --seq-length 80 --vocab-size 256 --make-vocab-size-divisible-by 96 --train-data-path $(test_corpus)_train.bin --data-order sequential --train-iters 4 --lr 1e-3 --micro-batch-size 2 --global-batch-size 4 --use-flash-attn"
+if mt_run "$T/tiles" 1 $GPU_BIN $FL && MT_CUDA_FLASH_KERNEL=rows mt_run "$T/rows" 1 $GPU_BIN $FL; then
+  if [ $P = cudaemu ]; then why=$(compare_losses "$T/rows.json" "$T/tiles.json" 0) && cmp -s "$T/rows.st" "$T/tiles.st"
+  else why=$(compare_losses "$T/rows.json" "$T/tiles.json" 1e-5) && tools/compare "$T/rows.st" "$T/tiles.st" --max-rel-rms 1e-4 > /dev/null 2>&1; fi
+  if [ $? = 0 ]; then ok "${P}_flash_tiles_equal_rows ($why)"; else not_ok "${P}_flash_tiles_equal_rows" "$why; parameters differ"; fi
+else not_ok "${P}_flash_tiles_equal_rows" "a run failed: $(tail -n 1 "$T/tiles.log") / $(tail -n 1 "$T/rows.log")"; fi
 # Context parallelism's ring (cp_attention.cu) and all-to-all against one GPU rank.
 gpu_vs cp2 2 "--context-parallel-size 2" "$T/gpu1"
 gpu_vs cp2_a2a 2 "--context-parallel-size 2 --cp-comm-type a2a" "$T/gpu1"

@@ -53,6 +53,8 @@ run() {
     local bin=$1 tag=$2 b=$3 t=$4 iters=$5 flags=$6; shift 6
     # shellcheck disable=SC2206
     local extra=($flags)
+    # Learned positions: GPT-2's 1024, or as many as the sequence past that.
+    [ "$t" -gt 1024 ] && extra+=(--max-position-embeddings "$t")
     local cmd=(env "$@" "$bin" ${extra[@]+"${extra[@]}"} --config configs/gpt2-124m.conf --train-data-path "$DATA" --micro-batch-size "$b"
                --global-batch-size "$b" --seq-length "$t" --train-iters "$iters" --log-interval 1000
                --metrics-file "$W/$tag.jsonl")
@@ -63,16 +65,26 @@ run() {
         if (b[1] + 0 > 2) print $2 }' "$W/$tag.jsonl" | sort -g |
         awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }' > "$W/$tag.ms"
 }
-# N = Vp·h + maxT·h + L(12h² + 13h) + 2h; FLOPs/token = 6N + 12·L·T·h
-fpt() { awk -v T="$1" 'BEGIN { h = 768; L = 12; N = 50304*h + 1024*h + L*(12*h*h + 13*h) + 2*h; printf "%.0f", 6*N + 12*L*T*h }'; }
+# N = Vp·h + maxT·h + L(12h² + 13h) + 2h (maxT = max(1024, T)); FLOPs/token = 6N + 12·L·T·h
+fpt() { awk -v T="$1" 'BEGIN { h = 768; L = 12; P = T > 1024 ? T : 1024; N = 50304*h + P*h + L*(12*h*h + 13*h) + 2*h; printf "%.0f", 6*N + 12*L*T*h }'; }
 
 rows=()
-# B T ATTENTION CPU?: the blocked attention (--use-flash-attn) on the GPU only.
-for shape in "4 64 plain 1" "8 1024 plain 1" "8 1024 flash 0" "8 1024 tf32 0"; do
+# B T ATTENTION CPU?: the blocked attention (--use-flash-attn) on the GPU
+# only, with its shared-memory tiles (flash, the default) and with the
+# one-warp-per-row kernels they replaced (flash-rows,
+# MT_CUDA_FLASH_KERNEL=rows); at T 4096 against the plain kernel too (issue
+# 17's bar: within 1.5x of plain at T 1024, ahead of it at T 4096).
+for shape in "4 64 plain 1" "8 1024 plain 1" "8 1024 flash 0" "8 1024 flash-rows 0" "8 1024 tf32 0" \
+             "2 4096 plain 0" "2 4096 flash 0" "2 4096 flash-rows 0"; do
     read -r b t att with_cpu <<< "$shape"
-    flags=""; [ "$att" = flash ] && flags="--use-flash-attn"; [ "$att" = tf32 ] && flags="--tf32"
+    flags=""; envs=()
+    case $att in
+        flash) flags="--use-flash-attn" ;;
+        flash-rows) flags="--use-flash-attn"; envs=(MT_CUDA_FLASH_KERNEL=rows) ;;
+        tf32) flags="--tf32" ;;
+    esac
     tag="b${b}_t${t}_$att"
-    run ./pretrain_gpt_cuda "gpu_$tag" "$b" "$t" 12 "$flags"
+    run ./pretrain_gpt_cuda "gpu_$tag" "$b" "$t" 12 "$flags" ${envs[@]+"${envs[@]}"}
     cpu_ms=nan
     if [ "${BENCH_CPU:-1}" = 1 ] && [ "$with_cpu" = 1 ]; then
         # The CPU takes ~30 s a step at T=1024: 2 warm-up steps and 1 timed.
@@ -103,6 +115,13 @@ TF32_PEAK=$(awk -v s="${SMS:-0}" -v c="$MAXCLK" -v k="$TF32_PER" 'BEGIN { printf
             ct = (c == "nan") ? "n/a" : sprintf("%.0f", tok / (c / 1000))
             ratio = (c == "nan") ? "n/a" : sprintf("%.1fx", c / g)
             printf "| B=%d, T=%d | %s | %d | %.1f | %.0f | %.2f | %s | %s | %s | %s |\n", b, t, att, tok, g, gt, tf, (peak > 0) ? sprintf("%.1f%%", 100 * tf / peak) : "n/a", (c == "nan") ? "n/a" : sprintf("%.0f", c), ct, ratio }'
+    done
+    echo
+    # The blocked attention against the plain kernel, step for step.
+    for t in 1024 4096; do
+        awk -v t="$t" -v p="$(cat "$W"/gpu_b*_t${t}_plain.ms)" -v f="$(cat "$W"/gpu_b*_t${t}_flash.ms)" \
+            -v r="$(cat "$W"/gpu_b*_t${t}_flash-rows.ms)" 'BEGIN {
+            printf "T=%d: blocked attention, tiles %.2fx the plain step (rows kernel %.2fx); tiles %.2fx faster than rows\n", t, f / p, r / p, r / f }'
     done
     echo
     echo "Commands: $W/*.log head lines; per-step times in $W/*.jsonl."

@@ -17,12 +17,17 @@
 #include <string.h>
 
 
-static mt_cuda_ctx ctx = {-1, NULL, 0};
+static mt_cuda_ctx ctx = {-1, NULL, 0, 0};
 
 const mt_cuda_ctx *mt_cuda(void) { return &ctx; }
 
 extern "C" int mt_cuda_init(int local_rank, int bf16, int tf32, char *msg, size_t msg_size) {
     ctx.bf16 = bf16;
+    // The blocked attention's kernels: shared-memory tiles (the default) or
+    // the one-warp-per-row ones they replaced, for side-by-side timing
+    // (tools/bench-cuda.sh) and tests (same bits).
+    const char *fk = getenv("MT_CUDA_FLASH_KERNEL");
+    ctx.flash_rows = fk && !strcmp(fk, "rows");
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {

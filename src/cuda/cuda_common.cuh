@@ -70,6 +70,7 @@ typedef struct {
     int device;
     cublasHandle_t blas;
     int bf16;  // --bf16: the linear layers' GEMMs take bf16 operands on tensor cores (matmul.cu)
+    int flash_rows;  // MT_CUDA_FLASH_KERNEL=rows: the blocked attention one warp per row, no tiles
 } mt_cuda_ctx;
 const mt_cuda_ctx *mt_cuda(void);
 

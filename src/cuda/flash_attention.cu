@@ -52,12 +52,109 @@ __global__ static void flash_forward_kernel(real *out, real *lse, const real *qk
     if (lane == 0) lse[(size_t)pr * a.s + q] = (real)((double)m + log(l));
 }
 
+// ---- tiles through shared memory (head dims up to TILE_HD) -----------------------
+// The kernels above read every K and V row from global memory once per
+// query (and Q, dO once per key): a block of 8 warps re-reads the same rows
+// 8 times. Below, a block stages tiles in shared memory and its warps share
+// them (FlashAttention-2's blocking, in fp32 SIMT and without atomics):
+// forward and dQ take TQ queries per block, 8 warps x TQ/8 rows, walking
+// 32-key tiles; dK | dV take TKEY keys per block, walking 32-query tiles.
+// Each row's sums run in exactly the order of the one-warp-per-row kernels
+// (32-key chunks from key 0, keys and queries ascending), so the two give
+// the same bits wherever the compiler fuses the same multiply-adds
+// (tests/cudaemu: bitwise).
+#define TILE_HD 64    // head dims the tiles take (GPT-2's 64); larger go by rows
+#define TK 32         // keys (forward, dQ) or queries (dK | dV) per tile
+#define TQ 64         // query rows per forward block: 8 per warp
+#define TQB 32        // query rows per dQ block: 4 per warp
+#define TKEY 32       // keys per dK | dV block: 4 per warp
+#define NWARP 8
+#define PAD (TILE_HD + 1)  // a lane reading row `lane` of a tile hits its own bank
+
+// Where row `pos` of a pair's Q, K, V (in qkv) or O / dO (in out, dout) sits.
+enum { TILE_Q, TILE_K, TILE_V, TILE_O };
+template <int WHICH> __device__ static inline size_t tile_at(const mt_cuda_attn &a, int bc, int hh, int pos) {
+    return WHICH == TILE_Q ? attn_q_at(a, bc, hh, pos) : WHICH == TILE_K ? attn_k_at(a, bc, hh, pos)
+         : WHICH == TILE_V ? attn_v_at(a, bc, hh, pos) : attn_o_at(a, bc, hh, pos);
+}
+
+// Loads rows [r0, r0 + n) of a pair's tensor into a tile of `ld` floats per
+// row, head dims [0, TILE_HD), zero past the sequence and the head dim (so
+// no lane reads garbage). Every thread of the block takes part.
+template <int WHICH>
+__device__ static inline void load_tile(float *tile, int ld, const real *base, const mt_cuda_attn &a, int bc, int hh,
+                                        int r0, int n) {
+    for (int e = threadIdx.x; e < n * TILE_HD; e += blockDim.x) {
+        int r = e / TILE_HD, d = e % TILE_HD, pos = r0 + r;
+        tile[r * ld + d] = pos < a.s && d < a.hd ? base[tile_at<WHICH>(a, bc, hh, pos) + d] : 0.0f;
+    }
+}
+
+// Σ_d x[d] y[d] over the head dims, d ascending (as dot() above).
+__device__ static inline float tile_dot(const float *x, const float *y, int hd) {
+    float d = 0;
+    for (int t = 0; t < hd; t++) d += x[t] * y[t];
+    return d;
+}
+
+// Block (query tile, pair): warp w owns rows q0 + w*(TQ/NWARP) + r.
+__global__ static void flash_forward_tiled_kernel(real *out, real *lse, const real *qkv, mt_cuda_attn a) {
+    __shared__ float Qs[TQ * TILE_HD], Ks[TK * PAD], Vs[TK * TILE_HD], Ps[NWARP][TQ / NWARP][TK];
+    const int R = TQ / NWARP;
+    int pr = blockIdx.y, bc = pr / a.nh, hh = pr % a.nh, q0 = blockIdx.x * TQ;
+    int w = threadIdx.x / 32, lane = threadIdx.x & 31;
+    load_tile<TILE_Q>(Qs, TILE_HD, qkv, a, bc, hh, q0, TQ);
+    float o[TQ / NWARP][2], m[TQ / NWARP];
+    double l[TQ / NWARP];
+    for (int r = 0; r < R; r++) o[r][0] = o[r][1] = 0, m[r] = -INFINITY, l[r] = 0;
+    int qlast = min(a.s, q0 + TQ) - 1;
+    for (int j0 = 0; j0 <= qlast; j0 += TK) {
+        __syncthreads();  // the previous tile is no longer read
+        load_tile<TILE_K>(Ks, PAD, qkv, a, bc, hh, j0, TK);
+        load_tile<TILE_V>(Vs, TILE_HD, qkv, a, bc, hh, j0, TK);
+        __syncthreads();
+        int j = j0 + lane;
+        for (int r = 0; r < R; r++) {
+            int q = q0 + w * R + r;
+            if (q >= a.s || q < j0) continue;  // warp-uniform: no key of this tile is visible
+            int valid = j <= q, nj = min(TK, q - j0 + 1);
+            float sc = valid ? a.scale * tile_dot(Qs + (w * R + r) * TILE_HD, Ks + lane * PAD, a.hd) : -INFINITY;
+            float mn = fmaxf(m[r], warp_max(sc));
+            float resc = m[r] == -INFINITY ? 0.0f : expf(m[r] - mn);
+            float pj = valid ? expf(sc - mn) : 0.0f;
+            l[r] = l[r] * resc + warp_sum((double)pj);
+            m[r] = mn;
+            Ps[w][r][lane] = valid ? attn_bf16(a.bf16, mt_cuda_apply(pj, attn_keep(a, bc, hh, q, j))) : 0.0f;
+            __syncwarp();
+            for (int k = 0; k < 2; k++) o[r][k] *= resc;
+            for (int c = 0; c < nj; c++) {
+                float pc = Ps[w][r][c];
+                for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) o[r][k] += pc * Vs[c * TILE_HD + d];
+            }
+            __syncwarp();  // Ps[w][r] is rewritten by the next tile
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        int q = q0 + w * R + r;
+        if (q >= a.s) continue;
+        float inv = (float)(1.0 / l[r]);
+        real *O = out + attn_o_at(a, bc, hh, q);
+        for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) O[d] = o[r][k] * inv;
+        if (lane == 0) lse[(size_t)pr * a.s + q] = (real)((double)m[r] + log(l[r]));
+    }
+}
+
+// Tiles unless MT_CUDA_FLASH_KERNEL=rows (read once, mt_cuda_init) or the
+// head dim is past TILE_HD.
+static int tiled(const mt_cuda_attn &a) { return a.hd <= TILE_HD && !mt_cuda()->flash_rows; }
+
 extern "C" void mt_cuda_flash_attention_forward(real *out, real *lse, const real *qkv, const mt_dropout_key *k,
                                                 mt_attn_shape sh) {
     mt_cuda_attn a = flash_args_of(k, sh);
     size_t rows = (size_t)a.b * a.nh * a.s;
     if (!rows) return;
-    flash_forward_kernel<<<blocks_for(rows, 8), 256>>>(out, lse, qkv, a);
+    if (tiled(a)) flash_forward_tiled_kernel<<<dim3(blocks_for((size_t)a.s, TQ), (unsigned)(a.b * a.nh)), NWARP * 32>>>(out, lse, qkv, a);
+    else flash_forward_kernel<<<blocks_for(rows, 8), 256>>>(out, lse, qkv, a);
     LAUNCH_CHECK();
 }
 
@@ -139,6 +236,124 @@ __global__ static void flash_dkv_kernel(real *dqkv, const real *qkv, const real 
     }
 }
 
+// dS and Pd of (query q, key j) from staged rows: score_grads' expressions
+// in its order, with Q, K, dO, V read from shared memory.
+__device__ static inline void tile_score_grads(const mt_cuda_attn &a, const float *Q, const float *K, const float *dO,
+                                               const float *V, real L, real Dq, int bc, int hh, int q, int j, float *dS,
+                                               float *pd) {
+    float P = expf(a.scale * tile_dot(Q, K, a.hd) - L);
+    float dpd = tile_dot(dO, V, a.hd);
+    float kd = attn_keep(a, bc, hh, q, j);
+    *dS = attn_bf16(a.bf16, P * (mt_cuda_apply(dpd, kd) - Dq));
+    *pd = attn_bf16(a.bf16, mt_cuda_apply(P, kd));
+}
+
+// Block (query tile, pair): dQ of TQB rows, warp w owning rows q0 + w*(TQB/NWARP) + r.
+__global__ static void flash_dq_tiled_kernel(real *dqkv, const real *qkv, const real *dout, const real *lse,
+                                             const real *D, mt_cuda_attn a) {
+    __shared__ float Qs[TQB * TILE_HD], dOs[TQB * TILE_HD], Ks[TK * PAD], Vs[TK * PAD], Gs[NWARP][TQB / NWARP][TK];
+    const int R = TQB / NWARP;
+    int pr = blockIdx.y, bc = pr / a.nh, hh = pr % a.nh, q0 = blockIdx.x * TQB;
+    int w = threadIdx.x / 32, lane = threadIdx.x & 31;
+    load_tile<TILE_Q>(Qs, TILE_HD, qkv, a, bc, hh, q0, TQB);
+    load_tile<TILE_O>(dOs, TILE_HD, dout, a, bc, hh, q0, TQB);
+    float acc[TQB / NWARP][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = 0;
+    int qlast = min(a.s, q0 + TQB) - 1;
+    for (int j0 = 0; j0 <= qlast; j0 += TK) {
+        __syncthreads();
+        load_tile<TILE_K>(Ks, PAD, qkv, a, bc, hh, j0, TK);
+        load_tile<TILE_V>(Vs, PAD, qkv, a, bc, hh, j0, TK);
+        __syncthreads();
+        int j = j0 + lane;
+        for (int r = 0; r < R; r++) {
+            int q = q0 + w * R + r;
+            if (q >= a.s || q < j0) continue;
+            int nj = min(TK, q - j0 + 1);
+            float dS = 0, pd = 0;
+            if (j <= q)
+                tile_score_grads(a, Qs + (w * R + r) * TILE_HD, Ks + lane * PAD, dOs + (w * R + r) * TILE_HD,
+                                 Vs + lane * PAD, lse[(size_t)pr * a.s + q], D[(size_t)pr * a.s + q], bc, hh, q, j, &dS, &pd);
+            Gs[w][r][lane] = dS;
+            __syncwarp();
+            for (int c = 0; c < nj; c++) {
+                float g = Gs[w][r][c];
+                for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) acc[r][k] += g * Ks[c * PAD + d];
+            }
+            __syncwarp();
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        int q = q0 + w * R + r;
+        if (q >= a.s) continue;
+        real *dQ = dqkv + attn_q_at(a, bc, hh, q);
+        for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) dQ[d] = acc[r][k] * a.scale;
+    }
+}
+
+// Block (key tile, batch column x KV head): dK | dV of TKEY keys, warp w
+// owning keys j = k0 + w*(TKEY/NWARP) + r; the group's query heads in order,
+// each walking 32-query tiles from the block's first key's. A key adds
+// queries q >= j in ascending order, as flash_dkv_kernel does.
+__global__ static void flash_dkv_tiled_kernel(real *dqkv, const real *qkv, const real *dout, const real *lse,
+                                              const real *D, mt_cuda_attn a) {
+    __shared__ float Ks[TKEY * TILE_HD], Vs[TKEY * TILE_HD], Qs[TK * PAD], dOs[TK * PAD], Gs[NWARP][TKEY / NWARP][TK],
+        Ws[NWARP][TKEY / NWARP][TK];
+    __shared__ real Ls[TK], Ds[TK];
+    const int R = TKEY / NWARP;
+    int gp = blockIdx.y, bc = gp / a.nkv, g = gp % a.nkv, k0 = blockIdx.x * TKEY;
+    int w = threadIdx.x / 32, lane = threadIdx.x & 31;
+    // K and V rows of the group's KV head (attn_k_at reads it through any of its query heads).
+    load_tile<TILE_K>(Ks, TILE_HD, qkv, a, bc, g * a.per, k0, TKEY);
+    load_tile<TILE_V>(Vs, TILE_HD, qkv, a, bc, g * a.per, k0, TKEY);
+    float dk[TKEY / NWARP][2], dv[TKEY / NWARP][2];
+    for (int r = 0; r < R; r++) dk[r][0] = dk[r][1] = dv[r][0] = dv[r][1] = 0;
+    for (int hh = g * a.per; hh < (g + 1) * a.per; hh++) {
+        int pr = bc * a.nh + hh;
+        for (int t0 = k0 / TK * TK; t0 < a.s; t0 += TK) {
+            __syncthreads();
+            load_tile<TILE_Q>(Qs, PAD, qkv, a, bc, hh, t0, TK);
+            load_tile<TILE_O>(dOs, PAD, dout, a, bc, hh, t0, TK);
+            for (int e = threadIdx.x; e < TK; e += blockDim.x) {
+                int q = t0 + e;
+                Ls[e] = q < a.s ? lse[(size_t)pr * a.s + q] : 0;
+                Ds[e] = q < a.s ? D[(size_t)pr * a.s + q] : 0;
+            }
+            __syncthreads();
+            int q = t0 + lane;
+            for (int r = 0; r < R; r++) {
+                int j = k0 + w * R + r;
+                if (j >= a.s) continue;  // warp-uniform
+                float dS = 0, pd = 0;
+                if (q < a.s && q >= j)
+                    tile_score_grads(a, Qs + lane * PAD, Ks + (w * R + r) * TILE_HD, dOs + lane * PAD,
+                                     Vs + (w * R + r) * TILE_HD, Ls[lane], Ds[lane], bc, hh, q, j, &dS, &pd);
+                Gs[w][r][lane] = dS;
+                Ws[w][r][lane] = pd;
+                __syncwarp();
+                int c0 = j > t0 ? j - t0 : 0, c1 = min(TK, a.s - t0);
+                for (int c = c0; c < c1; c++) {
+                    float gs = Gs[w][r][c], wt = Ws[w][r][c];
+                    for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) {
+                        dk[r][k] += gs * Qs[c * PAD + d];
+                        dv[r][k] += wt * dOs[c * PAD + d];
+                    }
+                }
+                __syncwarp();
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        int j = k0 + w * R + r;
+        if (j >= a.s) continue;
+        real *dK = dqkv + attn_k_at(a, bc, g * a.per, j), *dV = dqkv + attn_v_at(a, bc, g * a.per, j);
+        for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) {
+            dK[d] = dk[r][k] * a.scale;
+            dV[d] = dv[r][k];
+        }
+    }
+}
+
 extern "C" void mt_cuda_flash_attention_backward(real *dqkv, const real *dout, const real *qkv, const real *out,
                                                  const real *lse, const mt_dropout_key *k, mt_attn_shape sh) {
     mt_cuda_attn a = flash_args_of(k, sh);
@@ -147,9 +362,15 @@ extern "C" void mt_cuda_flash_attention_backward(real *dqkv, const real *dout, c
     real *D = (real *)mt_cuda_scratch(rows * sizeof(real));
     flash_rowdot_kernel<<<blocks_for(rows, 8), 256>>>(D, dout, out, a);
     LAUNCH_CHECK();
-    flash_dq_kernel<<<blocks_for(rows, 8), 256>>>(dqkv, qkv, dout, lse, D, a);
-    LAUNCH_CHECK();
-    flash_dkv_kernel<<<blocks_for((size_t)a.b * a.nkv * a.s, 8), 256>>>(dqkv, qkv, dout, lse, D, a);
+    if (tiled(a)) {
+        flash_dq_tiled_kernel<<<dim3(blocks_for((size_t)a.s, TQB), (unsigned)(a.b * a.nh)), NWARP * 32>>>(dqkv, qkv, dout, lse, D, a);
+        LAUNCH_CHECK();
+        flash_dkv_tiled_kernel<<<dim3(blocks_for((size_t)a.s, TKEY), (unsigned)(a.b * a.nkv)), NWARP * 32>>>(dqkv, qkv, dout, lse, D, a);
+    } else {
+        flash_dq_kernel<<<blocks_for(rows, 8), 256>>>(dqkv, qkv, dout, lse, D, a);
+        LAUNCH_CHECK();
+        flash_dkv_kernel<<<blocks_for((size_t)a.b * a.nkv * a.s, 8), 256>>>(dqkv, qkv, dout, lse, D, a);
+    }
     LAUNCH_CHECK();
     mt_cuda_scratch_free(D);
 }
