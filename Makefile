@@ -170,7 +170,7 @@ $(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a M
 # (fibers for the threads, OpenBLAS for the GEMMs). No nvcc, no GPU: CI runs
 # the GPU suite's checks on it (tests/suite_backend.sh).
 EMU_BUILD := build/cudaemu
-EMU_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wno-unused-parameter -Wno-unused-function -Iinclude -Isrc/cuda -Itests/cudaemu \
+EMU_CXXFLAGS := -std=c++20 -O1 -g -Wall -Wno-unused-parameter -Wno-unused-function -Wno-unknown-pragmas -Iinclude -Isrc/cuda -Itests/cudaemu \
                 $(filter -I%,$(CFLAGS)) -DMT_CUDA
 EMUSRC := $(patsubst src/cuda/%.cu,$(EMU_BUILD)/cu/%.cc,$(CUSRC))
 OBJEMU := $(patsubst %.c,$(EMU_BUILD)/%.o,$(LIBSRC)) $(EMUSRC:.cc=.o) $(EMU_BUILD)/cudaemu.o
