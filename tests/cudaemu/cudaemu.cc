@@ -5,14 +5,20 @@
 #include "cuda_bf16.h"
 
 #include <cblas.h>
+#include <execinfo.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
 namespace cudaemu {
 
 thread_local thread *cur = nullptr;
+void enqueue(std::function<void()> f);  // the stream (below)
 
 // The fibers' switch (x86-64 System V): saves the callee-saved registers
 // on the current stack, stores its pointer in *from, and resumes the
@@ -248,20 +254,23 @@ void launch(const void *key, dim3 g, dim3 b, size_t shmem, const std::function<v
         last_error = cudaErrorInvalidValue;
         return;
     }
-    block blk;
-    blk.bdim = b, blk.gdim = g, blk.body = &body;
-    auto known = sync_free.find(key);
-    blk.fibers = known == sync_free.end() || !known->second;
-    block *saved = cur_block;
-    cur_block = &blk;
-    for (unsigned z = 0; z < g.z; z++)
-        for (unsigned y = 0; y < g.y; y++)
-            for (unsigned x = 0; x < g.x; x++) {
-                blk.bid = {x, y, z};
-                run_block(blk, (int)nthreads, key);
-            }
-    cur_block = saved;
-    if (known == sync_free.end()) sync_free[key] = !blk.used_sync;
+    // Runs when the host next waits, in order with the rest of the queue.
+    enqueue([key, g, b, nthreads, body]() {
+        block blk;
+        blk.bdim = b, blk.gdim = g, blk.body = &body;
+        auto known = sync_free.find(key);
+        blk.fibers = known == sync_free.end() || !known->second;
+        block *saved = cur_block;
+        cur_block = &blk;
+        for (unsigned z = 0; z < g.z; z++)
+            for (unsigned y = 0; y < g.y; y++)
+                for (unsigned x = 0; x < g.x; x++) {
+                    blk.bid = {x, y, z};
+                    run_block(blk, (int)nthreads, key);
+                }
+        cur_block = saved;
+        if (known == sync_free.end()) sync_free[key] = !blk.used_sync;
+    });
 }
 
 }  // namespace cudaemu
@@ -289,19 +298,127 @@ static size_t device_bytes() {
     const char *e = getenv("CUDAEMU_MEMORY_MIB");
     return (size_t)(e ? atol(e) : 16384) << 20;
 }
-static size_t in_use = 0;
-static std::unordered_map<void *, size_t> sizes;
+
+// ---- the stream and device memory --------------------------------------------
+// A GPU runs launches, asynchronous copies and cuBLAS calls after they have
+// returned, in order, and the host may look at what they wrote only after a
+// call that waits for them. Here that work waits in a queue until such a
+// call (cudaDeviceSynchronize, cudaStreamSynchronize, cudaMemcpy, cudaFree):
+// a host read that skips the wait sees the old contents every time (on a GPU
+// it races), so the results it feeds go wrong and the tests comparing them
+// fail.
+// CUDAEMU_STRICT=1 also closes device memory, one arena, to the host
+// (mprotect) while work waits, as a GPU without concurrent managed access
+// does (concurrentManagedAccess 0: Windows, some embedded parts): any host
+// touch then stops the process with a line and a backtrace. H100/H200 on
+// Linux allow it, and the trainer reads buffers the queued work does not
+// touch (the per-token losses while the head's backward is queued), so
+// strict mode is a portability check, off by default.
+// (One process-wide queue and arena, as CUDA's legacy default stream and
+// device memory are one per process.)
+namespace {
+struct device_state {
+    std::vector<std::function<void()>> queue;
+    char *arena = nullptr;
+    size_t cap = 0, used = 0, in_use = 0;
+    bool closed = false, strict = false;
+    std::unordered_map<void *, std::pair<size_t, size_t>> sizes;  // live: rounded size, asked size
+    std::multimap<size_t, void *> spare;            // freed, by rounded size
+};
+device_state dev;
+
+size_t page_up(size_t n) {
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    return (n + pg - 1) / pg * pg;
+}
+void set_access(bool open) {
+    if (!dev.strict) return;
+    if (dev.used && mprotect(dev.arena, page_up(dev.used), open ? PROT_READ | PROT_WRITE : PROT_NONE))
+        cudaemu::die("mprotect failed on the device arena");
+    dev.closed = !open;
+}
+void on_segv(int sig, siginfo_t *si, void *) {
+    char *a = (char *)si->si_addr;
+    if (dev.arena && a >= dev.arena && a < dev.arena + dev.cap) {
+        static const char msg[] = "cudaemu: the host touched device memory while GPU work was still queued "
+                                  "(a missing sync before host access); where:\n";
+        if (write(2, msg, sizeof msg - 1) < 0) _exit(134);
+        void *bt[32];
+        backtrace_symbols_fd(bt, backtrace(bt, 32), 2);
+        signal(SIGABRT, SIG_DFL);
+        abort();
+    }
+    signal(sig, SIG_DFL);  // not ours: the default crash, on return
+}
+void arena_init() {
+    if (dev.arena) return;
+    dev.cap = device_bytes() + ((size_t)1 << 30);
+    void *p = mmap(nullptr, dev.cap, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) cudaemu::die("cannot reserve the device arena");
+    dev.arena = (char *)p;
+    const char *st = getenv("CUDAEMU_STRICT");
+    dev.strict = st && !strcmp(st, "1");
+    mprotect(dev.arena, dev.cap, PROT_READ | PROT_WRITE);  // reserved, committed page by page as touched
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, nullptr);
+}
+}  // namespace
+
+namespace cudaemu {
+// Queues f (opening nothing to the host until the next wait).
+void enqueue(std::function<void()> f) {
+    dev.queue.push_back(std::move(f));
+    if (!dev.closed) set_access(false);
+}
+// The host waits: everything queued runs, and device memory opens again.
+void drain() {
+    set_access(true);
+    while (!dev.queue.empty()) {
+        std::vector<std::function<void()>> q;
+        q.swap(dev.queue);
+        for (auto &f : q) f();
+    }
+}
+}  // namespace cudaemu
+using cudaemu::drain;
+using cudaemu::enqueue;
 
 static cudaError_t alloc(void **p, size_t bytes) {
     if (!p) return last_error = cudaErrorInvalidValue;
-    if (in_use + bytes > device_bytes()) return last_error = cudaErrorMemoryAllocation;
-    *p = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
-    if (!*p) return last_error = cudaErrorMemoryAllocation;
+    if (dev.in_use + bytes > device_bytes()) return last_error = cudaErrorMemoryAllocation;
+    arena_init();
+    size_t n = (bytes + 255) / 256 * 256 + 256;
+    auto it = dev.spare.find(n);
+    if (it != dev.spare.end()) {
+        *p = it->second;
+        dev.spare.erase(it);
+    } else {
+        if (dev.used + n > dev.cap) return last_error = cudaErrorMemoryAllocation;
+        *p = dev.arena + dev.used;
+        size_t before = page_up(dev.used);
+        dev.used += n;
+        if (dev.strict && page_up(dev.used) > before)
+            mprotect(dev.arena + before, page_up(dev.used) - before, dev.closed ? PROT_NONE : PROT_READ | PROT_WRITE);
+    }
     // Fresh device memory holds garbage, not zeros: code that reads before
-    // it writes shows here.
+    // it writes shows here. (Filled now, through a moment's opening.)
+    if (dev.closed) mprotect(dev.arena, page_up(dev.used), PROT_READ | PROT_WRITE);
     memset(*p, 0xa5, bytes);
-    sizes[*p] = bytes;
-    in_use += bytes;
+    if (dev.closed) mprotect(dev.arena, page_up(dev.used), PROT_NONE);
+    dev.sizes[*p] = {n, bytes};
+    dev.in_use += bytes;
+    return cudaSuccess;
+}
+
+static cudaError_t release(void *p) {
+    auto it = dev.sizes.find(p);
+    if (it == dev.sizes.end()) return last_error = cudaErrorInvalidValue;
+    dev.in_use -= it->second.second;
+    dev.spare.emplace(it->second.first, p);
+    dev.sizes.erase(it);
     return cudaSuccess;
 }
 
@@ -323,36 +440,47 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
 }
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
     *total_b = device_bytes();
-    *free_b = *total_b - in_use;
+    *free_b = *total_b - dev.in_use;
     return cudaSuccess;
 }
 cudaError_t cudaMalloc(void **p, size_t bytes) { return alloc(p, bytes); }
 cudaError_t cudaMallocManaged(void **p, size_t bytes, unsigned) { return alloc(p, bytes); }
 cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t) { return alloc(p, bytes); }
-cudaError_t cudaFree(void *p) {
+cudaError_t cudaFree(void *p) {  // waits for the device, as CUDA's does
     if (!p) return cudaSuccess;
-    auto it = sizes.find(p);
-    if (it == sizes.end()) return last_error = cudaErrorInvalidValue;
-    in_use -= it->second;
-    sizes.erase(it);
-    free(p);
+    drain();
+    return release(p);
+}
+cudaError_t cudaFreeAsync(void *p, cudaStream_t) {
+    if (!p) return cudaSuccess;
+    if (!dev.sizes.count(p)) return last_error = cudaErrorInvalidValue;
+    enqueue([p]() { release(p); });
     return cudaSuccess;
 }
-cudaError_t cudaFreeAsync(void *p, cudaStream_t) { return cudaFree(p); }
+// Blocking copies wait for the queue first (host and device see each other's writes).
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind) {
+    drain();
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind k, cudaStream_t) {
-    return cudaMemcpy(dst, src, bytes, k);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+    if (bytes) enqueue([=]() { memmove(dst, src, bytes); });
+    return cudaSuccess;
 }
+// cudaMemset on device memory returns before it has run, as the async one does.
 cudaError_t cudaMemset(void *p, int v, size_t bytes) {
-    if (bytes) memset(p, v, bytes);
+    if (bytes) enqueue([=]() { memset(p, v, bytes); });
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t) { return cudaMemset(p, v, bytes); }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+    drain();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+    drain();
+    return cudaSuccess;
+}
 cudaError_t cudaGetLastError(void) {
     cudaError_t e = last_error;
     last_error = cudaSuccess;
@@ -406,7 +534,8 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
                            float *C, int ldc) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (bad_dims(ta, tb, m, n, k, lda, ldb, ldc)) return CUBLAS_STATUS_INVALID_VALUE;
-    sgemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+    float al = *alpha, be = *beta;  // host scalars, read at the call (CUBLAS_POINTER_MODE_HOST)
+    enqueue([=]() { sgemm(ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc); });
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -415,7 +544,10 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          long long sc, int batch) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (bad_dims(ta, tb, m, n, k, lda, ldb, ldc) || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
-    for (int i = 0; i < batch; i++) sgemm(ta, tb, m, n, k, *alpha, A + i * sa, lda, B + i * sb, ldb, *beta, C + i * sc, ldc);
+    float al = *alpha, be = *beta;
+    enqueue([=]() {
+        for (int i = 0; i < batch; i++) sgemm(ta, tb, m, n, k, al, A + i * sa, lda, B + i * sb, ldb, be, C + i * sc, ldc);
+    });
     return CUBLAS_STATUS_SUCCESS;
 }
 // bf16 operands: exact as fp32, then an fp32 product (cuBLAS accumulates in
@@ -434,9 +566,12 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (ct != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (bad_dims(ta, tb, m, n, k, lda, ldb, ldc)) return CUBLAS_STATUS_INVALID_VALUE;
-    float *a = widen(A, at, lda, ta == CUBLAS_OP_N ? k : m), *b = widen(B, bt, ldb, tb == CUBLAS_OP_N ? n : k);
-    sgemm(ta, tb, m, n, k, *(const float *)alpha, a, lda, b, ldb, *(const float *)beta, (float *)C, ldc);
-    free(a);
-    free(b);
+    float al = *(const float *)alpha, be = *(const float *)beta;
+    enqueue([=]() {
+        float *a = widen(A, at, lda, ta == CUBLAS_OP_N ? k : m), *b = widen(B, bt, ldb, tb == CUBLAS_OP_N ? n : k);
+        sgemm(ta, tb, m, n, k, al, a, lda, b, ldb, be, (float *)C, ldc);
+        free(a);
+        free(b);
+    });
     return CUBLAS_STATUS_SUCCESS;
 }

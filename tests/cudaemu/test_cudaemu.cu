@@ -152,7 +152,9 @@ TEST(bad_launch_configurations_fail_and_run_nothing) {
     ASSERT(cudaGetLastError() == cudaErrorInvalidConfiguration, "an empty grid accepted");
     ASSERT(*flag == 0, "a refused launch ran");
     mark_kernel<<<1, 1024, 48 * 1024>>>(flag);
-    ASSERT(cudaGetLastError() == cudaSuccess && *flag == 1, "the largest valid launch failed");
+    ASSERT(cudaGetLastError() == cudaSuccess, "the largest valid launch refused");
+    cudaDeviceSynchronize();
+    ASSERT(*flag == 1, "the largest valid launch did not run");
     cudaFree(flag);
 }
 
@@ -191,12 +193,49 @@ static int child_aborts(void (*launch)(int *), const char *want, char *buf, size
     waitpid(pid, &st, 0);
     return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, want);
 }
-static void launch_divergent(int *out) { divergent_barrier_kernel<<<1, 64>>>(out); }
-static void launch_deadlock(int *out) { deadlock_kernel<<<1, 64>>>(out); }
+static void launch_divergent(int *out) { divergent_barrier_kernel<<<1, 64>>>(out); cudaDeviceSynchronize(); }
+static void launch_deadlock(int *out) { deadlock_kernel<<<1, 64>>>(out); cudaDeviceSynchronize(); }
 TEST(divergent_barrier_and_deadlock_stop_with_a_line) {
     char buf[512];
     ASSERT(child_aborts(launch_divergent, "divergent __syncthreads", buf, sizeof buf), "divergent barrier: %s", buf);
     ASSERT(child_aborts(launch_deadlock, "deadlock", buf, sizeof buf), "deadlock: %s", buf);
+}
+
+// Work runs when the host waits: a read before the wait (a race on a GPU)
+// sees the old contents every time; under CUDAEMU_STRICT=1 any host touch of
+// device memory with work queued stops the process with a line.
+__global__ static void fill_kernel(int *out, int v) { out[threadIdx.x] = v; }
+static void launch_then_read(int *out) {
+    fill_kernel<<<1, 32>>>(out, 7);
+    volatile int x = out[3];  // no cudaDeviceSynchronize first
+    (void)x;
+}
+TEST(work_runs_at_the_wait_and_strict_mode_stops_early_reads) {
+    int *out;
+    cudaMallocManaged((void **)&out, 32 * sizeof(int));
+    fill_kernel<<<1, 32>>>(out, 5);
+    cudaDeviceSynchronize();
+    ASSERT(out[31] == 5, "out[31] = %d after the wait", out[31]);
+    fill_kernel<<<1, 32>>>(out, 6);
+    ASSERT(out[31] == 5, "out[31] = %d before the wait: the launch ran early", out[31]);
+    cudaDeviceSynchronize();
+    ASSERT(out[31] == 6, "out[31] = %d after the second wait", out[31]);
+    cudaFree(out);
+    // The strict check lives in the child's environment (read at its first allocation).
+    if (fork() == 0) {
+        setenv("CUDAEMU_STRICT", "1", 1);
+        char *argv[] = {(char *)"/proc/self/exe", (char *)"strict_child", NULL};
+        execv("/proc/self/exe", argv);
+        _exit(3);
+    }
+    int st = 0;
+    wait(&st);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the strict child's check failed (status %d)", st);
+}
+// In a process started with CUDAEMU_STRICT=1 (see above): an early read aborts with a line.
+static int strict_child(void) {
+    char buf[2048];
+    return child_aborts(launch_then_read, "missing sync", buf, sizeof buf) ? 0 : (fprintf(stderr, "%s", buf), 1);
 }
 
 // cuBLAS's column-major products against loops, transposes included; bf16
@@ -211,6 +250,7 @@ TEST(cublas_products_match_loops) {
     for (int i = 0; i < m * n; i++) C[i] = W[i] = (float)i;
     const float alpha = 2, beta = 0.5f;
     ASSERT(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_T, m, n, k, &alpha, A, k, B, n, &beta, C, m) == CUBLAS_STATUS_SUCCESS, "sgemm");
+    cudaDeviceSynchronize();
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             float s = 0;
@@ -226,6 +266,7 @@ TEST(cublas_products_match_loops) {
     ASSERT(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_T, m, n, k, &one, a16, CUDA_R_16BF, k, b16, CUDA_R_16BF, n, &zero,
                         C2, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS, "gemmex");
     ASSERT(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_T, m, n, k, &one, ar, k, br, n, &zero, C3, m) == CUBLAS_STATUS_SUCCESS, "sgemm");
+    cudaDeviceSynchronize();
     for (int i = 0; i < m * n; i++) ASSERT(C2[i] == C3[i], "bf16 product %d: %g vs %g", i, C2[i], C3[i]);
     ASSERT(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, A, m - 1, B, k, &zero, C, m) == CUBLAS_STATUS_INVALID_VALUE,
            "lda < m accepted");
@@ -257,4 +298,7 @@ TEST(memory_is_garbage_filled_and_limited) {
     cudaFree(p);
 }
 
-int main(int argc, char **argv) { return mt_test_main(argc, argv); }
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "strict_child")) return strict_child();
+    return mt_test_main(argc, argv);
+}
