@@ -84,7 +84,8 @@ for shape in "4 64 plain 1" "8 1024 plain 1" "8 1024 flash 0" "8 1024 flash-rows
         tf32) flags="--tf32" ;;
     esac
     tag="b${b}_t${t}_$att"
-    run ./pretrain_gpt_cuda "gpu_$tag" "$b" "$t" 12 "$flags" ${envs[@]+"${envs[@]}"}
+    iters=12; [ "$t" -ge 4096 ] && iters=8  # 2 warm-up steps, then the median of the rest
+    run ./pretrain_gpt_cuda "gpu_$tag" "$b" "$t" $iters "$flags" ${envs[@]+"${envs[@]}"}
     cpu_ms=nan
     if [ "${BENCH_CPU:-1}" = 1 ] && [ "$with_cpu" = 1 ]; then
         # The CPU takes ~30 s a step at T=1024: 2 warm-up steps and 1 timed.

@@ -19,6 +19,6 @@ ldd ./pretrain_gpt_cuda ./pretrain_gpt | grep 'not found'
 export MT_TEST_TMP=/tmp/mtt
 mkdir -p $MT_TEST_TMP && cp .dev/corpus_*.bin $MT_TEST_TMP/
 MT_CUDA_PREBUILT=1 timeout 300 tests/run.sh backend 2>&1 | tee "$OUT/suite.log"
-nvidia-smi -L > /dev/null 2>&1 && timeout "${BENCH_TIMEOUT:-240}" tools/bench-cuda.sh 2>&1 | tee "$OUT/bench.log"
+nvidia-smi -L > /dev/null 2>&1 && timeout "${BENCH_TIMEOUT:-300}" tools/bench-cuda.sh 2>&1 | tee "$OUT/bench.log"
 tar -czf "$OUT/logs.tgz" out $MT_TEST_TMP 2>/dev/null
 true
