@@ -17,7 +17,7 @@
 #include <string.h>
 
 
-static mt_cuda_ctx ctx = {-1, NULL, 0, 0};
+static mt_cuda_ctx ctx = {-1, NULL, NULL, 0, 0};
 
 const mt_cuda_ctx *mt_cuda(void) { return &ctx; }
 
@@ -42,7 +42,7 @@ extern "C" int mt_cuda_init(int local_rank, int bf16, int tf32, char *msg, size_
         snprintf(msg, msg_size, "no usable CUDA GPU: device %d: %s", ctx.device, cudaGetErrorString(e));
         return -1;
     }
-    if (cublasCreate(&ctx.blas) != CUBLAS_STATUS_SUCCESS) {
+    if (cublasCreate(&ctx.blas) != CUBLAS_STATUS_SUCCESS || cublasCreate(&ctx.blas_bf16) != CUBLAS_STATUS_SUCCESS) {
         snprintf(msg, msg_size, "no usable CUDA GPU: cuBLAS could not start on device %d", ctx.device);
         return -1;
     }
@@ -52,6 +52,12 @@ extern "C" int mt_cuda_init(int local_rank, int bf16, int tf32, char *msg, size_
     // products name their own types; under --bf16 --tf32 the attention's
     // fp32 batched products (scores, P V) do move to TF32.
     CUBLAS_CHECK(cublasSetMathMode(ctx.blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    // The bf16 products on a handle of their own with default math: cuBLAS
+    // uses tensor cores unless a pedantic mode disables them, and pedantic
+    // on the fp32 handle would keep --bf16's GEMMs off them. Default math
+    // never turns fp32 inputs into TF32 (CUDA 11 on), and this handle only
+    // ever sees bf16 inputs: products exact, fp32 accumulation.
+    CUBLAS_CHECK(cublasSetMathMode(ctx.blas_bf16, CUBLAS_DEFAULT_MATH));
     return 0;
 }
 

@@ -68,7 +68,8 @@ __device__ static inline float mt_cuda_apply(float v, float keep) { return keep 
 // context, like OpenBLAS's own global state.
 typedef struct {
     int device;
-    cublasHandle_t blas;
+    cublasHandle_t blas;       // fp32 products: pedantic, or TF32 under --tf32
+    cublasHandle_t blas_bf16;  // --bf16's GemmEx products: default math (tensor cores)
     int bf16;  // --bf16: the linear layers' GEMMs take bf16 operands on tensor cores (matmul.cu)
     int flash_rows;  // MT_CUDA_FLASH_KERNEL=rows: the blocked attention one warp per row, no tiles
 } mt_cuda_ctx;

@@ -36,13 +36,12 @@ static __nv_bfloat16 *packed(const real *x, size_t n) {
 // bf16.
 static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *alpha, const real *A,
                  size_t na, int lda, const real *B, size_t nb, int ldb, const float *beta, real *C, int ldc) {
-    cublasHandle_t h = mt_cuda()->blas;
     if (!mt_cuda()->bf16) {
-        CUBLAS_CHECK(cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc));
+        CUBLAS_CHECK(cublasSgemm(mt_cuda()->blas, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc));
         return;
     }
     __nv_bfloat16 *a16 = packed(A, na), *b16 = packed(B, nb);
-    CUBLAS_CHECK(cublasGemmEx(h, ta, tb, m, n, k, alpha, a16, CUDA_R_16BF, lda, b16, CUDA_R_16BF, ldb, beta, C,
+    CUBLAS_CHECK(cublasGemmEx(mt_cuda()->blas_bf16, ta, tb, m, n, k, alpha, a16, CUDA_R_16BF, lda, b16, CUDA_R_16BF, ldb, beta, C,
                               CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     mt_cuda_scratch_free(a16);
     mt_cuda_scratch_free(b16);
