@@ -149,6 +149,16 @@ if mt_run "$T/tiles" 1 $GPU_BIN $FL && MT_CUDA_FLASH_KERNEL=rows mt_run "$T/rows
   else why=$(compare_losses "$T/rows.json" "$T/tiles.json" 1e-5) && tools/compare "$T/rows.st" "$T/tiles.st" --max-rel-rms 1e-4 > /dev/null 2>&1; fi
   if [ $? = 0 ]; then ok "${P}_flash_tiles_equal_rows ($why)"; else not_ok "${P}_flash_tiles_equal_rows" "$why; parameters differ"; fi
 else not_ok "${P}_flash_tiles_equal_rows" "a run failed: $(tail -n 1 "$T/tiles.log") / $(tail -n 1 "$T/rows.log")"; fi
+# Interleaved 1F1B, DP 2 with every overlap flag, and TP 2 + SP with its
+# backward collectives behind the GEMMs, against one GPU rank.
+gpu_vs pp2_interleaved 2 "--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1" "$T/gpu1"
+gpu_vs dp2_overlap 2 "--use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather --ddp-bucket-size 2000" "$T/gpu1"
+gpu_vs tp2_sp_pp2_overlap_p2p 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 --overlap-p2p-communication" "$T/gpu1"
+# Recomputation and the unfused paths change no number on the CPU; on the
+# GPU they stay within fp32 round-off of the default run.
+gpu_vs recompute_full 1 "--recompute-granularity full --recompute-method block --recompute-num-layers 1" "$T/gpu1"
+gpu_vs recompute_selective 1 "--recompute-granularity selective" "$T/gpu1"
+gpu_vs unfused 1 "--no-bias-gelu-fusion --no-bias-dropout-fusion --no-masked-softmax-fusion --no-persist-layer-norm --no-grad-norm-fusion" "$T/gpu1"
 # Context parallelism's ring (cp_attention.cu) and all-to-all against one GPU rank.
 gpu_vs cp2 2 "--context-parallel-size 2" "$T/gpu1"
 gpu_vs cp2_a2a 2 "--context-parallel-size 2 --cp-comm-type a2a" "$T/gpu1"
