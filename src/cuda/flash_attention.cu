@@ -80,15 +80,22 @@ template <int WHICH> __device__ static inline size_t tile_at(const mt_cuda_attn 
          : WHICH == TILE_V ? attn_v_at(a, bc, hh, pos) : attn_o_at(a, bc, hh, pos);
 }
 
-// Loads rows [r0, r0 + n) of a pair's tensor into a tile of `ld` floats per
+// Loads N rows from r0 of a pair's tensor into a tile of `ld` floats per
 // row, head dims [0, TILE_HD), zero past the sequence and the head dim (so
-// no lane reads garbage). Every thread of the block takes part.
-template <int WHICH>
+// no lane reads garbage). Every thread of the block (NWARP * 32) takes part;
+// the row's address is worked out once (rows sit b * W, or b * H for O / dO,
+// floats apart). Not unrolled: unrolled, nvcc hoisted the loads into
+// registers and the forward took 174 of them instead of 128 (one block per
+// SM instead of two).
+template <int WHICH, int N>
 __device__ static inline void load_tile(float *tile, int ld, const real *base, const mt_cuda_attn &a, int bc, int hh,
-                                        int r0, int n) {
-    for (int e = threadIdx.x; e < n * TILE_HD; e += blockDim.x) {
-        int r = e / TILE_HD, d = e % TILE_HD, pos = r0 + r;
-        tile[r * ld + d] = pos < a.s && d < a.hd ? base[tile_at<WHICH>(a, bc, hh, pos) + d] : 0.0f;
+                                        int r0) {
+    const int PER = N * TILE_HD / (NWARP * 32);
+    size_t row0 = tile_at<WHICH>(a, bc, hh, 0), stride = (size_t)a.b * (WHICH == TILE_O ? a.H : a.W);
+#pragma unroll 1
+    for (int k = 0; k < PER; k++) {
+        int e = threadIdx.x + k * NWARP * 32, r = e / TILE_HD, d = e % TILE_HD, pos = r0 + r;
+        tile[r * ld + d] = pos < a.s && d < a.hd ? base[row0 + (size_t)pos * stride + d] : 0.0f;
     }
 }
 
@@ -99,25 +106,26 @@ __device__ static inline float tile_dot(const float *x, const float *y, int hd) 
     return d;
 }
 
-// Block (query tile, pair): warp w owns rows q0 + w*(TQ/NWARP) + r.
+// Block (pair, query tile): warp w owns rows q0 + w*(TQ/NWARP) + r. Pairs
+// run along the grid's x (no 65,535 limit there), tiles along its y.
 __global__ static void flash_forward_tiled_kernel(real *out, real *lse, const real *qkv, mt_cuda_attn a) {
-    __shared__ float Qs[TQ * TILE_HD], Ks[TK * PAD], Vs[TK * TILE_HD], Ps[NWARP][TQ / NWARP][TK];
+    __shared__ float Qs[TQ * TILE_HD], Ks[TK * PAD], Vs[TK * TILE_HD];
     const int R = TQ / NWARP;
-    int pr = blockIdx.y, bc = pr / a.nh, hh = pr % a.nh, q0 = blockIdx.x * TQ;
+    int pr = blockIdx.x, bc = pr / a.nh, hh = pr % a.nh, q0 = blockIdx.y * TQ;
     int w = threadIdx.x / 32, lane = threadIdx.x & 31;
-    load_tile<TILE_Q>(Qs, TILE_HD, qkv, a, bc, hh, q0, TQ);
+    load_tile<TILE_Q, TQ>(Qs, TILE_HD, qkv, a, bc, hh, q0);
     float o[TQ / NWARP][2], m[TQ / NWARP];
     double l[TQ / NWARP];
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < R; r++) o[r][0] = o[r][1] = 0, m[r] = -INFINITY, l[r] = 0;
     int qlast = min(a.s, q0 + TQ) - 1;
     for (int j0 = 0; j0 <= qlast; j0 += TK) {
         __syncthreads();  // the previous tile is no longer read
-        load_tile<TILE_K>(Ks, PAD, qkv, a, bc, hh, j0, TK);
-        load_tile<TILE_V>(Vs, TILE_HD, qkv, a, bc, hh, j0, TK);
+        load_tile<TILE_K, TK>(Ks, PAD, qkv, a, bc, hh, j0);
+        load_tile<TILE_V, TK>(Vs, TILE_HD, qkv, a, bc, hh, j0);
         __syncthreads();
         int j = j0 + lane;
-        #pragma unroll
+#pragma unroll
         for (int r = 0; r < R; r++) {
             int q = q0 + w * R + r;
             if (q >= a.s || q < j0) continue;  // warp-uniform: no key of this tile is visible
@@ -128,17 +136,15 @@ __global__ static void flash_forward_tiled_kernel(real *out, real *lse, const re
             float pj = valid ? expf(sc - mn) : 0.0f;
             l[r] = l[r] * resc + warp_sum((double)pj);
             m[r] = mn;
-            Ps[w][r][lane] = valid ? attn_bf16(a.bf16, mt_cuda_apply(pj, attn_keep(a, bc, hh, q, j))) : 0.0f;
-            __syncwarp();
+            float pd = valid ? attn_bf16(a.bf16, mt_cuda_apply(pj, attn_keep(a, bc, hh, q, j))) : 0.0f;
             for (int k = 0; k < 2; k++) o[r][k] *= resc;
             for (int c = 0; c < nj; c++) {
-                float pc = Ps[w][r][c];
+                float pc = __shfl_sync(0xffffffffu, pd, c);
                 for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) o[r][k] += pc * Vs[c * TILE_HD + d];
             }
-            __syncwarp();  // Ps[w][r] is rewritten by the next tile
         }
     }
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < R; r++) {
         int q = q0 + w * R + r;
         if (q >= a.s) continue;
@@ -158,7 +164,7 @@ extern "C" void mt_cuda_flash_attention_forward(real *out, real *lse, const real
     mt_cuda_attn a = flash_args_of(k, sh);
     size_t rows = (size_t)a.b * a.nh * a.s;
     if (!rows) return;
-    if (tiled(a)) flash_forward_tiled_kernel<<<dim3(blocks_for((size_t)a.s, TQ), (unsigned)(a.b * a.nh)), NWARP * 32>>>(out, lse, qkv, a);
+    if (tiled(a)) flash_forward_tiled_kernel<<<dim3((unsigned)(a.b * a.nh), blocks_for((size_t)a.s, TQ)), NWARP * 32>>>(out, lse, qkv, a);
     else flash_forward_kernel<<<blocks_for(rows, 8), 256>>>(out, lse, qkv, a);
     LAUNCH_CHECK();
 }
@@ -253,26 +259,32 @@ __device__ static inline void tile_score_grads(const mt_cuda_attn &a, const floa
     *pd = attn_bf16(a.bf16, mt_cuda_apply(P, kd));
 }
 
-// Block (query tile, pair): dQ of TQB rows, warp w owning rows q0 + w*(TQB/NWARP) + r.
+// Block (pair, query tile): dQ of TQB rows, warp w owning rows q0 + w*(TQB/NWARP) + r.
 __global__ static void flash_dq_tiled_kernel(real *dqkv, const real *qkv, const real *dout, const real *lse,
                                              const real *D, mt_cuda_attn a) {
-    __shared__ float Qs[TQB * TILE_HD], dOs[TQB * TILE_HD], Ks[TK * PAD], Vs[TK * PAD], Gs[NWARP][TQB / NWARP][TK];
+    __shared__ float Qs[TQB * TILE_HD], dOs[TQB * TILE_HD], Ks[TK * PAD], Vs[TK * PAD];
     const int R = TQB / NWARP;
-    int pr = blockIdx.y, bc = pr / a.nh, hh = pr % a.nh, q0 = blockIdx.x * TQB;
+    int pr = blockIdx.x, bc = pr / a.nh, hh = pr % a.nh, q0 = blockIdx.y * TQB;
     int w = threadIdx.x / 32, lane = threadIdx.x & 31;
-    load_tile<TILE_Q>(Qs, TILE_HD, qkv, a, bc, hh, q0, TQB);
-    load_tile<TILE_O>(dOs, TILE_HD, dout, a, bc, hh, q0, TQB);
+    load_tile<TILE_Q, TQB>(Qs, TILE_HD, qkv, a, bc, hh, q0);
+    load_tile<TILE_O, TQB>(dOs, TILE_HD, dout, a, bc, hh, q0);
     float acc[TQB / NWARP][2];
-    #pragma unroll
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = 0;
+    real L[TQB / NWARP], Dq[TQB / NWARP];  // each row's lse and D, read once
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        int q = q0 + w * R + r;
+        acc[r][0] = acc[r][1] = 0;
+        L[r] = q < a.s ? lse[(size_t)pr * a.s + q] : 0;
+        Dq[r] = q < a.s ? D[(size_t)pr * a.s + q] : 0;
+    }
     int qlast = min(a.s, q0 + TQB) - 1;
     for (int j0 = 0; j0 <= qlast; j0 += TK) {
         __syncthreads();
-        load_tile<TILE_K>(Ks, PAD, qkv, a, bc, hh, j0, TK);
-        load_tile<TILE_V>(Vs, PAD, qkv, a, bc, hh, j0, TK);
+        load_tile<TILE_K, TK>(Ks, PAD, qkv, a, bc, hh, j0);
+        load_tile<TILE_V, TK>(Vs, PAD, qkv, a, bc, hh, j0);
         __syncthreads();
         int j = j0 + lane;
-        #pragma unroll
+#pragma unroll
         for (int r = 0; r < R; r++) {
             int q = q0 + w * R + r;
             if (q >= a.s || q < j0) continue;
@@ -280,17 +292,14 @@ __global__ static void flash_dq_tiled_kernel(real *dqkv, const real *qkv, const 
             float dS = 0, pd = 0;
             if (j <= q)
                 tile_score_grads(a, Qs + (w * R + r) * TILE_HD, Ks + lane * PAD, dOs + (w * R + r) * TILE_HD,
-                                 Vs + lane * PAD, lse[(size_t)pr * a.s + q], D[(size_t)pr * a.s + q], bc, hh, q, j, &dS, &pd);
-            Gs[w][r][lane] = dS;
-            __syncwarp();
+                                 Vs + lane * PAD, L[r], Dq[r], bc, hh, q, j, &dS, &pd);
             for (int c = 0; c < nj; c++) {
-                float g = Gs[w][r][c];
+                float g = __shfl_sync(0xffffffffu, dS, c);
                 for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) acc[r][k] += g * Ks[c * PAD + d];
             }
-            __syncwarp();
         }
     }
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < R; r++) {
         int q = q0 + w * R + r;
         if (q >= a.s) continue;
@@ -299,30 +308,29 @@ __global__ static void flash_dq_tiled_kernel(real *dqkv, const real *qkv, const 
     }
 }
 
-// Block (key tile, batch column x KV head): dK | dV of TKEY keys, warp w
+// Block (batch column x KV head, key tile): dK | dV of TKEY keys, warp w
 // owning keys j = k0 + w*(TKEY/NWARP) + r; the group's query heads in order,
 // each walking 32-query tiles from the block's first key's. A key adds
 // queries q >= j in ascending order, as flash_dkv_kernel does.
 __global__ static void flash_dkv_tiled_kernel(real *dqkv, const real *qkv, const real *dout, const real *lse,
                                               const real *D, mt_cuda_attn a) {
-    __shared__ float Ks[TKEY * TILE_HD], Vs[TKEY * TILE_HD], Qs[TK * PAD], dOs[TK * PAD], Gs[NWARP][TKEY / NWARP][TK],
-        Ws[NWARP][TKEY / NWARP][TK];
+    __shared__ float Ks[TKEY * TILE_HD], Vs[TKEY * TILE_HD], Qs[TK * PAD], dOs[TK * PAD];
     __shared__ real Ls[TK], Ds[TK];
     const int R = TKEY / NWARP;
-    int gp = blockIdx.y, bc = gp / a.nkv, g = gp % a.nkv, k0 = blockIdx.x * TKEY;
+    int gp = blockIdx.x, bc = gp / a.nkv, g = gp % a.nkv, k0 = blockIdx.y * TKEY;
     int w = threadIdx.x / 32, lane = threadIdx.x & 31;
     // K and V rows of the group's KV head (attn_k_at reads it through any of its query heads).
-    load_tile<TILE_K>(Ks, TILE_HD, qkv, a, bc, g * a.per, k0, TKEY);
-    load_tile<TILE_V>(Vs, TILE_HD, qkv, a, bc, g * a.per, k0, TKEY);
+    load_tile<TILE_K, TKEY>(Ks, TILE_HD, qkv, a, bc, g * a.per, k0);
+    load_tile<TILE_V, TKEY>(Vs, TILE_HD, qkv, a, bc, g * a.per, k0);
     float dk[TKEY / NWARP][2], dv[TKEY / NWARP][2];
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < R; r++) dk[r][0] = dk[r][1] = dv[r][0] = dv[r][1] = 0;
     for (int hh = g * a.per; hh < (g + 1) * a.per; hh++) {
         int pr = bc * a.nh + hh;
         for (int t0 = k0 / TK * TK; t0 < a.s; t0 += TK) {
             __syncthreads();
-            load_tile<TILE_Q>(Qs, PAD, qkv, a, bc, hh, t0, TK);
-            load_tile<TILE_O>(dOs, PAD, dout, a, bc, hh, t0, TK);
+            load_tile<TILE_Q, TK>(Qs, PAD, qkv, a, bc, hh, t0);
+            load_tile<TILE_O, TK>(dOs, PAD, dout, a, bc, hh, t0);
             for (int e = threadIdx.x; e < TK; e += blockDim.x) {
                 int q = t0 + e;
                 Ls[e] = q < a.s ? lse[(size_t)pr * a.s + q] : 0;
@@ -330,7 +338,7 @@ __global__ static void flash_dkv_tiled_kernel(real *dqkv, const real *qkv, const
             }
             __syncthreads();
             int q = t0 + lane;
-            #pragma unroll
+#pragma unroll
             for (int r = 0; r < R; r++) {
                 int j = k0 + w * R + r;
                 if (j >= a.s) continue;  // warp-uniform
@@ -338,22 +346,18 @@ __global__ static void flash_dkv_tiled_kernel(real *dqkv, const real *qkv, const
                 if (q < a.s && q >= j)
                     tile_score_grads(a, Qs + lane * PAD, Ks + (w * R + r) * TILE_HD, dOs + lane * PAD,
                                      Vs + (w * R + r) * TILE_HD, Ls[lane], Ds[lane], bc, hh, q, j, &dS, &pd);
-                Gs[w][r][lane] = dS;
-                Ws[w][r][lane] = pd;
-                __syncwarp();
                 int c0 = j > t0 ? j - t0 : 0, c1 = min(TK, a.s - t0);
                 for (int c = c0; c < c1; c++) {
-                    float gs = Gs[w][r][c], wt = Ws[w][r][c];
+                    float gs = __shfl_sync(0xffffffffu, dS, c), wt = __shfl_sync(0xffffffffu, pd, c);
                     for (int k = 0, d = lane; k < 2 && d < a.hd; k++, d += 32) {
                         dk[r][k] += gs * Qs[c * PAD + d];
                         dv[r][k] += wt * dOs[c * PAD + d];
                     }
                 }
-                __syncwarp();
             }
         }
     }
-    #pragma unroll
+#pragma unroll
     for (int r = 0; r < R; r++) {
         int j = k0 + w * R + r;
         if (j >= a.s) continue;
@@ -374,9 +378,9 @@ extern "C" void mt_cuda_flash_attention_backward(real *dqkv, const real *dout, c
     flash_rowdot_kernel<<<blocks_for(rows, 8), 256>>>(D, dout, out, a);
     LAUNCH_CHECK();
     if (tiled(a)) {
-        flash_dq_tiled_kernel<<<dim3(blocks_for((size_t)a.s, TQB), (unsigned)(a.b * a.nh)), NWARP * 32>>>(dqkv, qkv, dout, lse, D, a);
+        flash_dq_tiled_kernel<<<dim3((unsigned)(a.b * a.nh), blocks_for((size_t)a.s, TQB)), NWARP * 32>>>(dqkv, qkv, dout, lse, D, a);
         LAUNCH_CHECK();
-        flash_dkv_tiled_kernel<<<dim3(blocks_for((size_t)a.s, TKEY), (unsigned)(a.b * a.nkv)), NWARP * 32>>>(dqkv, qkv, dout, lse, D, a);
+        flash_dkv_tiled_kernel<<<dim3((unsigned)(a.b * a.nkv), blocks_for((size_t)a.s, TKEY)), NWARP * 32>>>(dqkv, qkv, dout, lse, D, a);
     } else {
         flash_dq_kernel<<<blocks_for(rows, 8), 256>>>(dqkv, qkv, dout, lse, D, a);
         LAUNCH_CHECK();
