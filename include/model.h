@@ -179,6 +179,7 @@ typedef struct {
     int rot;                        // RoPE's rotated dims per head (0: learned positions)
     int cp_ring, cp_a2a;            // context parallelism's attention: a K/V ring, or an all-to-all
     int *cp_pos;                    // (C, s) every CP rank's global positions, in its local order
+    int *cp_pos_host;               // the same on the host, for host-side indexing (layers_cp.c)
     int s_l, pos0;                  // positions of s held (s/t under SP), the first one's local index
     int n, n_l;                     // s*b, s_l*b
     mt_norm norm;                   // the normalisation every norm op of the model uses

@@ -291,15 +291,23 @@ void mt_block_backward(mt_model *m, mt_comm *cm, const mt_step *st, int layer, c
 
 // ---- LM head and loss -----------------------------------------------------
 
-// From the logits' gradient (in ws.logits) to dx through the head's GEMM
-// and the final norm; returns this rank's share of the mean loss.
-static real head_backward(mt_model *m, mt_comm *cm, const real *x, const real *in, const real *head, real *dhead,
-                          real *dx, const real *loss, int ntok) {
-    const mt_backend *B = m->be;
-    int n = m->n, nl = m->n_l, h = m->h;
+// This rank's share of the mean loss, summed on the host. Called right
+// after the sync that makes the per-token losses readable, before any more
+// work is queued: a GPU without concurrent managed access (Windows, some
+// embedded parts) faults on a host read while kernels run, even of a buffer
+// they do not touch (tests/cudaemu's CUDAEMU_STRICT=1 checks this).
+static real loss_share(const real *loss, int n, int ntok) {
     double total = 0;
     for (int i = 0; i < n; i++) total += loss[i];
-    real mean = (real)(total / ntok);
+    return (real)(total / ntok);
+}
+
+// From the logits' gradient (in ws.logits) to dx through the head's GEMM
+// and the final norm; returns `mean`, this rank's share of the mean loss.
+static real head_backward(mt_model *m, mt_comm *cm, const real *x, const real *in, const real *head, real *dhead,
+                          real *dx, real mean) {
+    const mt_backend *B = m->be;
+    int nl = m->n_l, h = m->h;
     if (!dx) return mean;
     const real *dlnf = column_backward(m, cm, dhead, NULL, m->ws.logits, in, NULL, head, m->v_l);  // (nl, h)
     B->norm_backward(dx, m->dw.lnfw, m->dw.lnfb, dlnf, x, m->w.lnfw, m->ws.lnf_mean, m->ws.lnf_rstd, m->norm, nl, h);
@@ -333,7 +341,7 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     if (fused) {
         B->xent_fused(loss, rmax, sumexp, m->ws.logits, targets, dlog, V, vl, n, m->bf16);
         B->sync();  // the host reads the per-token losses
-        return head_backward(m, cm, x, in, head, dhead, dx, loss, ntok);
+        return head_backward(m, cm, x, in, head, dhead, dx, loss_share(loss, n, ntok));
     }
     // Under --bf16 the head's GEMM writes bf16 logits and the cross-entropy
     // reads them in fp32 (Megatron's default: no --fp16-lm-cross-entropy).
@@ -345,10 +353,11 @@ real mt_head_forward_backward(mt_model *m, mt_comm *cm, const real *x, const int
     mt_comm_tp_allreduce(cm, sumexp, 2 * (size_t)n);
     B->xent_loss(loss, rmax, sumexp, tlogit, n);
     B->sync();  // the host reads the per-token losses
+    real mean = loss_share(loss, n, ntok);
     if (dx) {
         // Backward: no communication.
         B->xent_backward(m->ws.logits, m->ws.logits, rmax, sumexp, targets, dlog, m->v0, vl, V, n);
         bf16(m, m->ws.logits, (size_t)n * (size_t)vl);  // the fp32 gradient cast back to the bf16 logits'
     }
-    return head_backward(m, cm, x, in, head, dhead, dx, loss, ntok);
+    return head_backward(m, cm, x, in, head, dhead, dx, mean);
 }

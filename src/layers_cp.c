@@ -39,6 +39,8 @@ static void unpack_kv(const mt_model *m, real *qkv, const real *kv) {
 }
 
 static const int *pos_of(const mt_model *m, int cp_rank) { return m->cp_pos + (size_t)cp_rank * m->s; }
+// The same positions in host memory, for indexing on the host.
+static const int *host_pos_of(const mt_model *m, int cp_rank) { return m->cp_pos_host + (size_t)cp_rank * m->s; }
 
 // Step k of the ring holds the block of CP rank (r - k) mod C.
 static int src_at(const mt_model *m, int k) { return (m->par->cp_rank - k + m->par->cp_size) % m->par->cp_size; }
@@ -131,7 +133,7 @@ static void to_heads(mt_model *m, mt_comm *cm, real *dst, const real *src, segs 
     mt_comm_cp_all_to_all(cm, m->ws.cp_recv, m->ws.cp_send, n * W);
     for (int r = 0; r < C; r++)
         for (size_t i = 0; i < n; i++) {
-            size_t row = (size_t)pos_of(m, r)[i / (size_t)m->b] * (size_t)m->b + i % (size_t)m->b;
+            size_t row = (size_t)host_pos_of(m, r)[i / (size_t)m->b] * (size_t)m->b + i % (size_t)m->b;
             B->copy(dst + row * wd, m->ws.cp_recv + ((size_t)r * n + i) * wd, wd);
         }
 }
@@ -143,7 +145,7 @@ static void to_seq(mt_model *m, mt_comm *cm, real *dst, const real *src, segs g)
     size_t W = segs_width(&g), wd = W / (size_t)C, n = (size_t)m->n;
     for (int d = 0; d < C; d++)
         for (size_t i = 0; i < n; i++) {
-            size_t row = (size_t)pos_of(m, d)[i / (size_t)m->b] * (size_t)m->b + i % (size_t)m->b;
+            size_t row = (size_t)host_pos_of(m, d)[i / (size_t)m->b] * (size_t)m->b + i % (size_t)m->b;
             B->copy(m->ws.cp_send + ((size_t)d * n + i) * wd, src + row * wd, wd);
         }
     mt_comm_cp_all_to_all(cm, m->ws.cp_recv, m->ws.cp_send, n * W);

@@ -292,6 +292,8 @@ static void free_workspace(mt_model *m) {
 #undef X
     m->be->free(m->sp_pack);
     m->be->free(m->cp_pos);
+    free(m->cp_pos_host);
+    m->cp_pos_host = NULL;
     m->be->free(m->pp_rbuf[0]);
     m->be->free(m->pp_rbuf[1]);
 }
@@ -429,7 +431,11 @@ static void fill_cp_positions(mt_model *m) {
         for (int r = 0; r < C; r++)
             for (int i = 0; i < m->s; i++) h[(size_t)r * m->s + i] = i;
     m->be->to_device(m->cp_pos, h, sizeof(int) * (size_t)C * (size_t)m->s);
-    free(h);
+    // Kept: the all-to-all's row placement reads positions on the host while
+    // copies are queued, which must not touch device memory (a GPU without
+    // concurrent managed access faults; tests/cudaemu's CUDAEMU_STRICT=1).
+    free(m->cp_pos_host);
+    m->cp_pos_host = h;
 }
 
 // ---- construction --------------------------------------------------------------

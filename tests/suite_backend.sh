@@ -167,6 +167,22 @@ gpu_vs cp2_a2a 2 "--context-parallel-size 2 --cp-comm-type a2a" "$T/gpu1"
 LLAMA="--normalization RMSNorm --swiglu --position-embedding-type rope --disable-bias-linear --group-query-attention --num-query-groups 2"
 mt_run "$T/cpu_llama" 1 ./pretrain_gpt $BASE $LLAMA || not_ok cpu_llama_reference "$(tail -n 1 "$T/cpu_llama.log")"
 gpu_vs llama_vs_cpu 1 "$LLAMA" "$T/cpu_llama"
+# On the emulator only: no host code touches device memory while GPU work
+# is queued (CUDAEMU_STRICT=1 closes it meanwhile), as a GPU without
+# concurrent managed access requires, on the layouts whose host code
+# indexes or sums device data (the TP loss, CP's all-to-all placement).
+if [ $P = cudaemu ]; then
+  why=""
+  for l in "2|--tensor-model-parallel-size 2" "4|--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2" \
+           "2|--context-parallel-size 2 --cp-comm-type a2a" "2|--context-parallel-size 2" \
+           "2|--use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather"; do
+    IFS='|' read -r np flags <<< "$l"
+    # shellcheck disable=SC2086
+    CUDAEMU_STRICT=1 mt_run "$T/strict" "$np" $GPU_BIN $BASE --train-iters 2 $flags ||
+      why="$why; $flags: $(grep -m1 -E 'cudaemu:|error' "$T/strict.log")"
+  done
+  [ -z "$why" ] && ok cudaemu_strict_no_host_access_while_queued || not_ok cudaemu_strict_no_host_access_while_queued "${why#; }"
+fi
 # bf16 against the CPU's bf16 emulation, in suite_bf16's band for two
 # correct bf16 runs that differ only in summation order (loss 1e-4, tensors
 # 5e-2 relative RMS).
