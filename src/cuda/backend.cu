@@ -64,8 +64,9 @@ extern "C" int mt_cuda_init(int local_rank, int bf16, int tf32, char *msg, size_
 extern "C" void mt_cuda_describe(char *buf, size_t size) {
     cudaDeviceProp p;
     CUDA_CHECK(cudaGetDeviceProperties(&p, ctx.device));
-    snprintf(buf, size, "device %d: %s, sm_%d%d, %d SMs, %.1f GiB", ctx.device, p.name, p.major, p.minor,
-             p.multiProcessorCount, (double)p.totalGlobalMem / (1 << 30));
+    snprintf(buf, size, "device %d: %s, sm_%d%d, %d SMs, %.1f GiB%s", ctx.device, p.name, p.major, p.minor,
+             p.multiProcessorCount, (double)p.totalGlobalMem / (1 << 30),
+             ctx.flash_rows ? "; blocked attention by rows (MT_CUDA_FLASH_KERNEL=rows)" : "");
 }
 
 mt_cuda_mask mt_cuda_mask_of(const mt_dropout_key *k) {

@@ -67,6 +67,7 @@ struct warp_state {
     unsigned alive = 0;  // lanes present and not finished
     int count = 0;       // lanes arrived at the pending exchange or barrier
     unsigned gen = 0, mask = 0;
+    unsigned wrote[2] = {0, 0};  // lanes that left a value in slot[g & 1] for generation g
     uint64_t slot[2][32];
 };
 
@@ -131,6 +132,10 @@ void try_release_block(block *b) {
 
 
 std::unordered_map<const void *, bool> sync_free;  // kernels seen to need no fibers
+// Threads run in thread order on even launches and in reverse on odd ones:
+// a barrier left out between a write and a read by another thread shows on
+// one of the two, whichever thread writes.
+unsigned long launches = 0;
 thread_local cudaError_t last_error = cudaSuccess;
 
 void run_block(block &b, int nthreads, const void *key) {
@@ -138,9 +143,11 @@ void run_block(block &b, int nthreads, const void *key) {
     b.bar_count = 0;
     for (int w = 0; w < 32; w++) b.warps[w] = warp_state();
     for (int i = 0; i < nthreads; i++) b.warps[i / 32].alive |= 1u << (i % 32);
+    bool rev = launches & 1;
     if (!b.fibers) {
         thread t;
-        for (int i = 0; i < nthreads; i++) {
+        for (int k = 0; k < nthreads; k++) {
+            int i = rev ? nthreads - 1 - k : k;
             t.linear = i;
             t.tid = {(unsigned)i % b.bdim.x, (unsigned)i / b.bdim.x % b.bdim.y, (unsigned)i / (b.bdim.x * b.bdim.y)};
             t.warp = i / 32, t.lane = i % 32, t.blk = &b;
@@ -151,7 +158,14 @@ void run_block(block &b, int nthreads, const void *key) {
         return;
     }
     if ((int)pool.size() < nthreads) pool.resize(nthreads);
-    while ((int)stacks.size() < nthreads) stacks.push_back((char *)aligned_alloc(64, STACK));
+    while ((int)stacks.size() < nthreads) {
+        // A PROT_NONE page below each stack: an overflow faults instead of
+        // writing into the next fiber's stack.
+        size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+        char *m = (char *)mmap(nullptr, STACK + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED || mprotect(m, pg, PROT_NONE)) die("cannot map a fiber stack");
+        stacks.push_back(m + pg);
+    }
     for (int i = 0; i < nthreads; i++) {
         fiber &f = pool[i];
         f.done = f.waiting = false;
@@ -169,8 +183,8 @@ void run_block(block &b, int nthreads, const void *key) {
     while (b.alive > 0) {
         unsigned long before = b.progress;
         bool all_waiting = true;
-        for (int i = 0; i < nthreads; i++) {
-            fiber &f = pool[i];
+        for (int k = 0; k < nthreads; k++) {
+            fiber &f = pool[rev ? nthreads - 1 - k : k];
             if (f.done) continue;
             cur = &f.t;
             cudaemu_switch(&b.sched_sp, f.sp);
@@ -235,11 +249,17 @@ void syncwarp(unsigned mask) {
 uint64_t exchange(unsigned mask, uint64_t v, int src) {
     unsigned gen;
     warp_state &w = arrive(mask, &gen);
+    if (w.count == 0) w.wrote[gen & 1] = 0;
     w.slot[gen & 1][cur->lane] = v;
+    w.wrote[gen & 1] |= 1u << cur->lane;
     w.count++;
     try_release_warp(w);
     while (w.gen == gen) yield_wait();
-    if (!(w.mask >> src & 1u)) return v;  // undefined on a GPU; our own value here
+    // This lane's own mask (all lanes passed the same one): w.mask may
+    // already be the next primitive's, set by a lane that ran ahead.
+    if (!(mask >> src & 1u)) return v;  // undefined on a GPU; our own value here
+    if (!(w.wrote[gen & 1] >> src & 1u))
+        die("a shuffle read a lane its mask names that had exited without reaching it (undefined on a GPU)");
     return w.slot[gen & 1][src];
 }
 
@@ -256,6 +276,7 @@ void launch(const void *key, dim3 g, dim3 b, size_t shmem, const std::function<v
     }
     // Runs when the host next waits, in order with the rest of the queue.
     enqueue([key, g, b, nthreads, body]() {
+        launches++;
         block blk;
         blk.bdim = b, blk.gdim = g, blk.body = &body;
         auto known = sync_free.find(key);
@@ -321,7 +342,7 @@ struct device_state {
     std::vector<std::function<void()>> queue;
     char *arena = nullptr;
     size_t cap = 0, used = 0, in_use = 0;
-    bool closed = false, strict = false;
+    bool closed = false, strict = false, draining = false;
     std::unordered_map<void *, std::pair<size_t, size_t>> sizes;  // live: rounded size, asked size
     std::multimap<size_t, void *> spare;            // freed, by rounded size
 };
@@ -358,6 +379,7 @@ void arena_init() {
     dev.arena = (char *)p;
     const char *st = getenv("CUDAEMU_STRICT");
     dev.strict = st && !strcmp(st, "1");
+    if (dev.strict) fprintf(stderr, "cudaemu: strict: device memory closed to the host while work is queued\n");
     mprotect(dev.arena, dev.cap, PROT_READ | PROT_WRITE);  // reserved, committed page by page as touched
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -371,16 +393,19 @@ namespace cudaemu {
 // Queues f (opening nothing to the host until the next wait).
 void enqueue(std::function<void()> f) {
     dev.queue.push_back(std::move(f));
-    if (!dev.closed) set_access(false);
+    if (!dev.closed && !dev.draining) set_access(false);
 }
 // The host waits: everything queued runs, and device memory opens again.
 void drain() {
+    if (dev.draining) return;  // work that waits runs the rest of the queue in order anyway
     set_access(true);
+    dev.draining = true;
     while (!dev.queue.empty()) {
         std::vector<std::function<void()>> q;
         q.swap(dev.queue);
         for (auto &f : q) f();
     }
+    dev.draining = false;
 }
 }  // namespace cudaemu
 using cudaemu::drain;
@@ -416,6 +441,9 @@ static cudaError_t alloc(void **p, size_t bytes) {
 static cudaError_t release(void *p) {
     auto it = dev.sizes.find(p);
     if (it == dev.sizes.end()) return last_error = cudaErrorInvalidValue;
+    // Freed memory becomes garbage again: a kernel still reading it (a
+    // use after a stream-ordered free) reads 0xa5, not the old values.
+    memset(p, 0xa5, it->second.second);
     dev.in_use -= it->second.second;
     dev.spare.emplace(it->second.first, p);
     dev.sizes.erase(it);

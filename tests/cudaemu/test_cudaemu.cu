@@ -53,11 +53,37 @@ TEST(syncthreads_orders_shared_memory) {
     reverse_kernel<<<1, 256>>>(out, 256);
     cudaDeviceSynchronize();
     for (int i = 0; i < 256; i++) ASSERT(out[i] == (255 - i) * 7, "out[%d] = %d", i, out[i]);
-    // Fibers run in thread order: without the barrier the first half reads
-    // slots not yet written (zero), so the missing barrier shows.
+    // Fibers run in thread order, or in reverse on alternate launches:
+    // without the barrier half of the threads read slots not yet written
+    // (zero on this array's first use), so the missing barrier shows.
     reverse_no_barrier_kernel<<<1, 256>>>(out, 256);
     cudaDeviceSynchronize();
-    ASSERT(out[0] != 255 * 7 + 1, "a missing barrier went unseen: out[0] = %d", out[0]);
+    int wrong = 0;
+    for (int i = 0; i < 256; i++) wrong += out[i] != (255 - i) * 7 + 1;
+    ASSERT(wrong == 128, "a missing barrier: %d of 256 threads read a stale slot, want 128", wrong);
+    cudaFree(out);
+}
+
+// One thread writes, the others read without a barrier: in thread order
+// the readers after thread 0 see it, in reverse order none do. Alternate
+// launches run the two orders, so one of two launches shows the missing
+// barrier whichever thread writes.
+__global__ static void broadcast_no_barrier_kernel(int *out, int writer, int v) {
+    __shared__ int s4;
+    if ((int)threadIdx.x == writer) s4 = v;
+    out[threadIdx.x] = s4;
+}
+TEST(launch_order_alternates_so_either_missing_barrier_shows) {
+    int *out;
+    cudaMallocManaged((void **)&out, 2 * 64 * sizeof(int));
+    broadcast_no_barrier_kernel<<<1, 64>>>(out, 0, 11);
+    broadcast_no_barrier_kernel<<<1, 64>>>(out + 64, 0, 12);
+    cudaDeviceSynchronize();
+    int stale[2] = {0, 0};
+    for (int l = 0; l < 2; l++)
+        for (int i = 0; i < 64; i++) stale[l] += out[l * 64 + i] != 11 + l;
+    ASSERT((stale[0] == 0) != (stale[1] == 0), "stale reads %d and %d: the two launches ran in one order", stale[0], stale[1]);
+    ASSERT(stale[0] + stale[1] == 63, "stale reads %d + %d, want 63 (all but the writer, in reverse order)", stale[0], stale[1]);
     cudaFree(out);
 }
 
@@ -135,6 +161,28 @@ TEST(partial_warp_shuffles_among_present_lanes) {
     cudaFree(out);
 }
 
+// Two shuffles in a row with different masks: the lanes of the second
+// must not test their source against the first's mask (or the reverse).
+__global__ static void mask_change_kernel(int *out) {
+    int lane = threadIdx.x & 31, v = lane * 10;
+    int a = __shfl_sync(0xffffffffu, v, 5);
+    int b = v;
+    if (lane >= 16) b = __shfl_sync(0xffff0000u, v, 20);
+    out[threadIdx.x] = a * 1000 + b;
+}
+TEST(consecutive_shuffles_keep_their_own_masks) {
+    int *out;
+    cudaMallocManaged((void **)&out, 32 * sizeof(int));
+    mask_change_kernel<<<1, 32>>>(out);
+    mask_change_kernel<<<1, 32>>>(out);  // and in the other order of threads
+    cudaDeviceSynchronize();
+    for (int t = 0; t < 32; t++) {
+        int want = 50 * 1000 + (t >= 16 ? 200 : t * 10);
+        ASSERT(out[t] == want, "lane %d: %d, want %d", t, out[t], want);
+    }
+    cudaFree(out);
+}
+
 // Launch configurations past the hardware's limits fail at the launch and
 // run nothing.
 __global__ static void mark_kernel(int *flag) { *flag = 1; }
@@ -186,19 +234,27 @@ static int child_aborts(void (*launch)(int *), const char *want, char *buf, size
         _exit(0);
     }
     close(fd[1]);
-    ssize_t got = read(fd[0], buf, size - 1);
-    buf[got > 0 ? got : 0] = 0;
+    size_t got = 0;
+    for (ssize_t k; got < size - 1 && (k = read(fd[0], buf + got, size - 1 - got)) > 0;) got += (size_t)k;
+    buf[got] = 0;
     close(fd[0]);
     int st = 0;
     waitpid(pid, &st, 0);
     return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, want);
 }
+// A shuffle whose mask names a lane that has exited.
+__global__ static void exited_lane_kernel(int *out) {
+    if (threadIdx.x == 3) return;
+    out[threadIdx.x] = __shfl_sync(0xffffffffu, (int)threadIdx.x, 3);
+}
+static void launch_exited(int *out) { exited_lane_kernel<<<1, 32>>>(out); cudaDeviceSynchronize(); }
 static void launch_divergent(int *out) { divergent_barrier_kernel<<<1, 64>>>(out); cudaDeviceSynchronize(); }
 static void launch_deadlock(int *out) { deadlock_kernel<<<1, 64>>>(out); cudaDeviceSynchronize(); }
 TEST(divergent_barrier_and_deadlock_stop_with_a_line) {
     char buf[512];
     ASSERT(child_aborts(launch_divergent, "divergent __syncthreads", buf, sizeof buf), "divergent barrier: %s", buf);
     ASSERT(child_aborts(launch_deadlock, "deadlock", buf, sizeof buf), "deadlock: %s", buf);
+    ASSERT(child_aborts(launch_exited, "had exited", buf, sizeof buf), "shuffle from an exited lane: %s", buf);
 }
 
 // Work runs when the host waits: a read before the wait (a race on a GPU)
