@@ -51,7 +51,6 @@ struct mt_backend;
 // Host staging for device buffers: MPI runs on host copies when the
 // buffers live on a GPU and the MPI library cannot read device memory.
 typedef struct { void *buf; size_t cap; const MPI_Request *req; } mt_stage;
-#define MT_STAGE_SENDS 64
 #define MT_PP_LIVE 2   // early pipeline receives in flight: one per direction
 
 // Nonblocking collectives over a group g, one request each: posted now,
@@ -81,7 +80,8 @@ typedef struct {
     const struct mt_backend *be;
     int staged;
     mt_stage in, out;                      // collectives
-    mt_stage sends[MT_STAGE_SENDS];        // one per pipeline or ring transfer in flight
+    mt_stage *sends;                       // one per pipeline or ring transfer in flight,
+    int nsends;                            // grown as needed (AFAB keeps 2 chunks x M in flight)
     // Early pipeline receives in flight (NULL: free), which
     // mt_comm_pp_progress tests from the compute loop.
     MPI_Request *pp_live[MT_PP_LIVE];

@@ -65,10 +65,12 @@ int mt_comm_set_backend(mt_comm *cm, const struct mt_backend *be) {
 void mt_comm_free(mt_comm *cm) {
     free(cm->in.buf);
     free(cm->out.buf);
-    for (int i = 0; i < MT_STAGE_SENDS; i++) free(cm->sends[i].buf);
+    for (int i = 0; i < cm->nsends; i++) free(cm->sends[i].buf);
+    free(cm->sends);
     memset(&cm->in, 0, sizeof cm->in);
     memset(&cm->out, 0, sizeof cm->out);
-    memset(cm->sends, 0, sizeof cm->sends);
+    cm->sends = NULL;
+    cm->nsends = 0;
     mt_comm_coll_free(&cm->tp_gather);
     mt_comm_coll_free(&cm->tp_sum);
 }
@@ -208,18 +210,29 @@ void mt_comm_sp_reduce_scatter(mt_comm *cm, real *y, const real *x, size_t rows_
     sp_collective(cm, y, x, rows_local * row_elems, 0);
 }
 
-// The staging buffer of the send (or early receive) completing through
-// `req`: a transfer in flight holds its own (released by mt_comm_wait), so
-// it is never overwritten.
+// The staging buffer of the send (or receive) completing through `req`: a
+// transfer in flight holds its own (released by mt_comm_wait), so it is
+// never overwritten. The pool grows when every entry is in flight: the
+// schedule decides how many transfers wait at once (all-forward-all-backward
+// keeps every micro-batch's). Entries move when it grows; their buffers do
+// not, and callers keep only the buffer.
 static mt_stage *send_stage(mt_comm *cm, const MPI_Request *req) {
-    for (int i = 0; i < MT_STAGE_SENDS; i++)
+    for (int i = 0; i < cm->nsends; i++)
         if (cm->sends[i].req == req) return &cm->sends[i];
-    for (int i = 0; i < MT_STAGE_SENDS; i++)
+    for (int i = 0; i < cm->nsends; i++)
         if (!cm->sends[i].req) {
             cm->sends[i].req = req;
             return &cm->sends[i];
         }
-    mt_fail_local(MT_EXIT_FAIL, "more than %d pipeline transfers in flight on one rank", MT_STAGE_SENDS);
+    int n = cm->nsends ? 2 * cm->nsends : 16;
+    mt_stage *grown = mt_calloc((size_t)n, sizeof *grown);
+    if (cm->nsends) memcpy(grown, cm->sends, (size_t)cm->nsends * sizeof *grown);
+    free(cm->sends);
+    cm->sends = grown;
+    mt_stage *s = &cm->sends[cm->nsends];
+    cm->nsends = n;
+    s->req = req;
+    return s;
 }
 
 void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int tag, MPI_Request *req) {
@@ -231,7 +244,7 @@ void mt_comm_pp_isend(mt_comm *cm, const real *x, size_t n, int dst_stage, int t
 
 // The transfer's staging buffer is free again (kept for the next one).
 static void release_stage(mt_comm *cm, const MPI_Request *req) {
-    for (int i = 0; i < MT_STAGE_SENDS; i++)
+    for (int i = 0; i < cm->nsends; i++)
         if (cm->sends[i].req == req) cm->sends[i].req = NULL;
 }
 

@@ -70,6 +70,9 @@ staged_same comm_staged_dp2_distopt_bitwise 2 "--use-distributed-optimizer"
 # CP's ring: in the backward two rings are in flight at once (K | V and
 # their gradients), each landing from its own staging buffer.
 staged_same comm_staged_cp2_bitwise 2 "--context-parallel-size 2"
+# All-forward-all-backward with 80 micro-batches keeps 80 sends in flight a
+# rank: the staging pool grows past its first 16 (it stopped at 64 before).
+staged_same comm_staged_pp2_afab_m80_bitwise 2 "--pipeline-model-parallel-size 2 --pipeline-schedule afab --micro-batch-size 1 --global-batch-size 80 --train-iters 2"
 
 # 2-3: the real CUDA build (nvcc) and, without a GPU, its one-line refusal.
 if [ "${MT_CUDA_BUILD:-1}" = 0 ]; then echo "# CUDA build checks skipped (MT_CUDA_BUILD=0)"
