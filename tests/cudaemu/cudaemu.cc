@@ -138,7 +138,13 @@ std::unordered_map<const void *, bool> sync_free;  // kernels seen to need no fi
 unsigned long launches = 0;
 thread_local cudaError_t last_error = cudaSuccess;
 
-void run_block(block &b, int nthreads, const void *key) {
+// Thread i of block b (linear index, x fastest, as CUDA numbers them).
+void place(thread &t, int i, block &b) {
+    t.tid = {(unsigned)i % b.bdim.x, (unsigned)i / b.bdim.x % b.bdim.y, (unsigned)i / (b.bdim.x * b.bdim.y)};
+    t.warp = i / 32, t.lane = i % 32, t.blk = &b;
+}
+
+void run_block(block &b, int nthreads) {
     b.alive = nthreads;
     b.bar_count = 0;
     for (int w = 0; w < 32; w++) b.warps[w] = warp_state();
@@ -147,10 +153,7 @@ void run_block(block &b, int nthreads, const void *key) {
     if (!b.fibers) {
         thread t;
         for (int k = 0; k < nthreads; k++) {
-            int i = rev ? nthreads - 1 - k : k;
-            t.linear = i;
-            t.tid = {(unsigned)i % b.bdim.x, (unsigned)i / b.bdim.x % b.bdim.y, (unsigned)i / (b.bdim.x * b.bdim.y)};
-            t.warp = i / 32, t.lane = i % 32, t.blk = &b;
+            place(t, rev ? nthreads - 1 - k : k, b);
             cur = &t;
             (*b.body)();
         }
@@ -169,9 +172,7 @@ void run_block(block &b, int nthreads, const void *key) {
     for (int i = 0; i < nthreads; i++) {
         fiber &f = pool[i];
         f.done = f.waiting = false;
-        f.t.linear = i;
-        f.t.tid = {(unsigned)i % b.bdim.x, (unsigned)i / b.bdim.x % b.bdim.y, (unsigned)i / (b.bdim.x * b.bdim.y)};
-        f.t.warp = i / 32, f.t.lane = i % 32, f.t.blk = &b;
+        place(f.t, i, b);
         // A new stack as cudaemu_switch leaves one: six registers (rbx
         // holding the fiber), then the trampoline as the return address,
         // the stack 16-byte aligned once it has returned there.
@@ -195,16 +196,24 @@ void run_block(block &b, int nthreads, const void *key) {
                 "__shfl_sync not reached by every thread it waits for)");
     }
     cur = nullptr;
-    (void)key;
 }
 
 }  // namespace
 
-typedef fiber fiber_t;
-block *cur_block_of() { return cur_block; }
-void release_after_exit(block *b, int warp) {
+// A fiber's whole life: the kernel body, then the bookkeeping of a finished
+// thread, then back to the scheduler for good (cudaemu_trampoline calls it).
+extern "C" [[noreturn]] void cudaemu_fiber_main(void *arg) {
+    fiber *f = (fiber *)arg;
+    block *b = cur_block;
+    (*b->body)();
+    f->done = true;
+    b->alive--;
+    b->warps[f->t.warp].alive &= ~(1u << f->t.lane);
+    b->progress++;
     try_release_block(b);
-    try_release_warp(b->warps[warp]);
+    try_release_warp(b->warps[f->t.warp]);
+    cudaemu_switch(&f->sp, b->sched_sp);
+    __builtin_unreachable();
 }
 
 const uint3 &block_idx() { return cur_block->bid; }
@@ -287,7 +296,7 @@ void launch(const void *key, dim3 g, dim3 b, size_t shmem, const std::function<v
             for (unsigned y = 0; y < g.y; y++)
                 for (unsigned x = 0; x < g.x; x++) {
                     blk.bid = {x, y, z};
-                    run_block(blk, (int)nthreads, key);
+                    run_block(blk, (int)nthreads);
                 }
         cur_block = saved;
         if (known == sync_free.end()) sync_free[key] = !blk.used_sync;
@@ -295,22 +304,6 @@ void launch(const void *key, dim3 g, dim3 b, size_t shmem, const std::function<v
 }
 
 }  // namespace cudaemu
-
-// A fiber's whole life: the kernel body, then the bookkeeping of a finished
-// thread, then back to the scheduler for good.
-extern "C" [[noreturn]] void cudaemu_fiber_main(void *arg) {
-    using namespace cudaemu;
-    fiber_t *f = (fiber_t *)arg;
-    block *b = cur_block_of();
-    (*b->body)();
-    f->done = true;
-    b->alive--;
-    b->warps[f->t.warp].alive &= ~(1u << f->t.lane);
-    b->progress++;
-    release_after_exit(b, f->t.warp);
-    cudaemu_switch(&f->sp, b->sched_sp);
-    __builtin_unreachable();
-}
 
 // ---- runtime API ------------------------------------------------------------
 using cudaemu::last_error;
@@ -332,9 +325,9 @@ static size_t device_bytes() {
 // (mprotect) while work waits, as a GPU without concurrent managed access
 // does (concurrentManagedAccess 0: Windows, some embedded parts): any host
 // touch then stops the process with a line and a backtrace. H100/H200 on
-// Linux allow it, and the trainer reads buffers the queued work does not
-// touch (the per-token losses while the head's backward is queued), so
-// strict mode is a portability check, off by default.
+// Linux allow such reads of buffers the queued work does not touch, so
+// strict mode is a portability check, off by default (suite_backend runs
+// five layouts with it).
 // (One process-wide queue and arena, as CUDA's legacy default stream and
 // device memory are one per process.)
 namespace {
@@ -374,13 +367,13 @@ void on_segv(int sig, siginfo_t *si, void *) {
 void arena_init() {
     if (dev.arena) return;
     dev.cap = device_bytes() + ((size_t)1 << 30);
-    void *p = mmap(nullptr, dev.cap, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    // Reserved, committed page by page as touched.
+    void *p = mmap(nullptr, dev.cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) cudaemu::die("cannot reserve the device arena");
     dev.arena = (char *)p;
     const char *st = getenv("CUDAEMU_STRICT");
     dev.strict = st && !strcmp(st, "1");
     if (dev.strict) fprintf(stderr, "cudaemu: strict: device memory closed to the host while work is queued\n");
-    mprotect(dev.arena, dev.cap, PROT_READ | PROT_WRITE);  // reserved, committed page by page as touched
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
@@ -415,7 +408,7 @@ static cudaError_t alloc(void **p, size_t bytes) {
     if (!p) return last_error = cudaErrorInvalidValue;
     if (dev.in_use + bytes > device_bytes()) return last_error = cudaErrorMemoryAllocation;
     arena_init();
-    size_t n = (bytes + 255) / 256 * 256 + 256;
+    size_t n = bytes ? (bytes + 255) / 256 * 256 : 256;  // cudaMalloc's alignment; distinct pointers
     auto it = dev.spare.find(n);
     if (it != dev.spare.end()) {
         *p = it->second;
@@ -423,16 +416,15 @@ static cudaError_t alloc(void **p, size_t bytes) {
     } else {
         if (dev.used + n > dev.cap) return last_error = cudaErrorMemoryAllocation;
         *p = dev.arena + dev.used;
-        size_t before = page_up(dev.used);
         dev.used += n;
-        if (dev.strict && page_up(dev.used) > before)
-            mprotect(dev.arena + before, page_up(dev.used) - before, dev.closed ? PROT_NONE : PROT_READ | PROT_WRITE);
     }
     // Fresh device memory holds garbage, not zeros: code that reads before
-    // it writes shows here. (Filled now, through a moment's opening.)
-    if (dev.closed) mprotect(dev.arena, page_up(dev.used), PROT_READ | PROT_WRITE);
+    // it writes shows here. (Filled now, through a moment's opening; closing
+    // again covers the new pages too.)
+    bool closed = dev.closed;
+    if (closed) set_access(true);
     memset(*p, 0xa5, bytes);
-    if (dev.closed) mprotect(dev.arena, page_up(dev.used), PROT_NONE);
+    if (closed) set_access(false);
     dev.sizes[*p] = {n, bytes};
     dev.in_use += bytes;
     return cudaSuccess;

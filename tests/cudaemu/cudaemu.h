@@ -82,7 +82,7 @@ namespace cudaemu {
 struct block;
 struct thread {
     uint3 tid;
-    int linear, warp, lane;
+    int warp, lane;
     block *blk;
 };
 extern thread_local thread *cur;
