@@ -76,6 +76,16 @@ ifeq ($(SANITIZE),1)
   TEST_ENV := MT_SANITIZE=1 BUILD=$(BUILD)
 endif
 
+# The compiler's flags as it expands them (-march=native into this CPU's
+# feature list, --param cache sizes included), kept in $(BUILD)/cflags and
+# rewritten only when they change. Every C object depends on it, so a build
+# tree that meets another CPU (a new VM, a shared home on another host) or
+# other MARCH / EXTRA_CFLAGS is rebuilt, not linked from objects made for
+# another machine (which die of SIGILL; src/isa.c names what is missing).
+FLAGS_STAMP := $(BUILD)/cflags
+$(shell tools/flags-stamp.sh $(FLAGS_STAMP) $(CC) $(CFLAGS))
+CDEPS := Makefile $(FLAGS_STAMP)
+
 SRC := $(wildcard src/*.c src/cpu/*.c)
 LIBSRC := $(filter-out src/main.c,$(SRC))
 OBJ32 := $(patsubst %.c,$(BUILD)/fp32/%.o,$(LIBSRC))
@@ -109,10 +119,10 @@ found:
 	@echo "make: BLAS: $(BLAS_NOTE)"
 	@echo "make: nvcc: $$(command -v $(NVCC) >/dev/null && $(NVCC) --version | tail -n1 || echo 'not found') (CUDA=1 builds ./pretrain_gpt_cuda)"
 
-$(BUILD)/fp32/%.o: %.c Makefile
+$(BUILD)/fp32/%.o: %.c $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
-$(BUILD)/fp64/%.o: %.c Makefile
+$(BUILD)/fp64/%.o: %.c $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_FP64 -c $< -o $@
 
@@ -126,10 +136,10 @@ $(BIN)pretrain_gpt: $(BUILD)/fp32/src/main.o $(BUILD)/libmt32.a
 $(BIN)pretrain_gpt_fp64: $(BUILD)/fp64/src/main.o $(BUILD)/libmt64.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/fp32/tests/%: tests/%.c $(BUILD)/libmt32.a Makefile
+$(BUILD)/fp32/tests/%: tests/%.c $(BUILD)/libmt32.a $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
-$(BUILD)/fp64/tests/%: tests/%.c $(BUILD)/libmt64.a Makefile
+$(BUILD)/fp64/tests/%: tests/%.c $(BUILD)/libmt64.a $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) $(LDFLAGS) -DMT_FP64 $< $(BUILD)/libmt64.a -o $@ $(LDLIBS)
 
@@ -149,7 +159,7 @@ OBJCU := $(patsubst %.c,$(CUDA_BUILD)/%.o,$(LIBSRC)) $(patsubst %.cu,$(CUDA_BUIL
 CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 
 cuda: pretrain_gpt_cuda $(CUDA_BUILD)/tests/backend_ops
-$(CUDA_BUILD)/%.o: %.c Makefile
+$(CUDA_BUILD)/%.o: %.c $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA -c $< -o $@
 $(CUDA_BUILD)/%.o: %.cu Makefile
@@ -160,7 +170,7 @@ $(CUDA_BUILD)/libmtcuda.a: $(OBJCU)
 	rm -f $@ && ar rcs $@ $^
 pretrain_gpt_cuda: $(CUDA_BUILD)/src/main.o $(CUDA_BUILD)/libmtcuda.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(CUDA_LDLIBS)
-$(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a Makefile
+$(CUDA_BUILD)/tests/backend_ops: tests/backend_ops.c $(CUDA_BUILD)/libmtcuda.a $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA $< $(CUDA_BUILD)/libmtcuda.a -o $@ $(LDLIBS) $(CUDA_LDLIBS)
 
@@ -177,7 +187,7 @@ OBJEMU := $(patsubst %.c,$(EMU_BUILD)/%.o,$(LIBSRC)) $(EMUSRC:.cc=.o) $(EMU_BUIL
 .PHONY: cudaemu
 .SECONDARY: $(EMUSRC) $(EMU_BUILD)/cu/test_cudaemu.cc
 cudaemu: $(EMU_BUILD)/pretrain_gpt_cuda $(EMU_BUILD)/tests/backend_ops $(EMU_BUILD)/tests/test_cudaemu
-$(EMU_BUILD)/%.o: %.c Makefile
+$(EMU_BUILD)/%.o: %.c $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA -c $< -o $@
 $(EMU_BUILD)/cu/%.cc: src/cuda/%.cu tests/cudaemu/launch.sed
@@ -198,7 +208,7 @@ $(EMU_BUILD)/cu/test_cudaemu.cc: tests/cudaemu/test_cudaemu.cu tests/cudaemu/lau
 $(EMU_BUILD)/tests/test_cudaemu: $(EMU_BUILD)/cu/test_cudaemu.cc $(EMU_BUILD)/cudaemu.o Makefile
 	@mkdir -p $(dir $@)
 	g++ $(EMU_CXXFLAGS) -Itests -Wno-pedantic $< $(EMU_BUILD)/cudaemu.o -o $@ $(filter-out -lm,$(LDLIBS)) -lm
-$(EMU_BUILD)/tests/backend_ops: tests/backend_ops.c $(EMU_BUILD)/libmtemu.a Makefile
+$(EMU_BUILD)/tests/backend_ops: tests/backend_ops.c $(EMU_BUILD)/libmtemu.a $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA $< $(EMU_BUILD)/libmtemu.a -o $@ $(LDLIBS) -lstdc++
 
@@ -209,7 +219,7 @@ $(FAULT_SHIM): tests/fault_shim.c Makefile
 $(GEMM_PROFILE): tools/gemm_profile.c Makefile
 	cc -shared -fPIC -O2 -Wall -Wextra $(filter -I%,$(CFLAGS)) $< -o $@ -ldl -lpthread
 
-$(BIN)tools/%: tools/%.c $(BUILD)/libmt32.a Makefile
+$(BIN)tools/%: tools/%.c $(BUILD)/libmt32.a $(CDEPS)
 	@mkdir -p $(dir $@) $(BUILD)/deps
 	$(CC) $(CFLAGS) -MMD -MP -MF $(BUILD)/deps/$(notdir $@).d $(LDFLAGS) $< $(BUILD)/libmt32.a -o $@ $(LDLIBS)
 

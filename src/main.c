@@ -33,6 +33,10 @@
 #include "shard.h"
 #include "trace.h"
 #include "train.h"
+#include "isa.h"
+
+// A binary built for another CPU stops here with one line (src/isa.c).
+MT_ISA_GUARD_PROGRAM
 
 // OpenMP's idle threads spin by default. With anything else running, or
 // several ranks on few cores, a spinning thread takes the core its partner

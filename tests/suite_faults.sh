@@ -40,3 +40,66 @@ fault "alloc_on_rank1_np4" 4 "fail-alloc@1" "error: out of memory allocating"
 if timeout 60 $MPIRUN 2 ./pretrain_gpt $RUN --metrics-file "$T/clean.json" > "$T/clean.out" 2>&1 &&
    grep -q '"iteration": 20,' "$T/clean.json"; then ok "no_fault_trains_20_iterations"
 else not_ok "no_fault_trains_20_iterations" "$(tail -n 2 "$T/clean.out")"; fi
+
+# ---- a binary built for another CPU (src/isa.c, tools/flags-stamp.sh) ----
+# The default build is -march=native. A probe built for a feature this CPU
+# lacks stands in for a binary from another machine: its constructor guard
+# must stop it with one line naming the feature and exit 1, before main runs
+# (main prints "ran"; a missing guard lets it run, or die of SIGILL once the
+# feature is used). Candidates: /proc/cpuinfo's flag, then GCC's -m name.
+lack=""
+for fm in avx512f:avx512f avx512_bf16:avx512bf16 avx512_fp16:avx512fp16 amx_tile:amx-tile; do
+  grep -qw "${fm%%:*}" /proc/cpuinfo || { lack=${fm#*:}; break; }
+done
+if [ -z "$lack" ]; then
+  echo "# isa_guard skipped: this CPU has every candidate feature (avx512f, avx512bf16, avx512fp16, amx-tile)"
+else
+  cat > "$T/probe.c" <<'PROBE'
+#include <mpi.h>
+#include <stdio.h>
+#include "isa.h"
+MT_ISA_GUARD_PROGRAM
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    puts("ran");
+    MPI_Finalize();
+    return 0;
+}
+PROBE
+  if ! mpicc -std=c11 -D_GNU_SOURCE -O2 -march=native "-m$lack" -Iinclude "$T/probe.c" src/isa.c -o "$T/probe" 2> "$T/probe.cc"; then
+    not_ok "isa_guard_builds" "$(head -c 300 "$T/probe.cc")"
+  else
+    "$T/probe" > "$T/probe.out" 2> "$T/probe.err"; rc=$?
+    if [ "$rc" = 1 ] && [ "$(wc -l < "$T/probe.err")" = 1 ] && grep -q "CPU lacks ($lack)" "$T/probe.err" && ! grep -q ran "$T/probe.out"; then
+      ok "isa_guard_stops_a_binary_built_for_$lack (exit 1: $(cat "$T/probe.err"))"
+    else not_ok "isa_guard_stops_a_binary_built_for_$lack" "exit $rc, out '$(head -c 100 "$T/probe.out")', err '$(head -c 300 "$T/probe.err" | tr '\n' '|')'"; fi
+    # One host of a job (rank 0 here) with the wrong binary: the other rank,
+    # a healthy trainer, must not wait for it; the job ends with exit 1 and
+    # the one line, as a failure on one rank does.
+    t0=$(date +%s.%N)
+    timeout --kill-after=5 30 $MPIRUN 1 "$T/probe" : -np 1 ./pretrain_gpt $RUN > "$T/mpmd.out" 2> "$T/mpmd.err"; rc=$?
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    if [ "$rc" = 1 ] && awk -v s="$secs" 'BEGIN { exit !(s < 10) }' && [ "$(wc -l < "$T/mpmd.err")" = 1 ] &&
+       grep -q "CPU lacks ($lack)" "$T/mpmd.err" && ! grep -q 'iteration' "$T/mpmd.out"; then
+      ok "isa_guard_on_one_rank_ends_the_job (exit 1 after ${secs}s)"
+    else not_ok "isa_guard_on_one_rank_ends_the_job" "exit $rc after ${secs}s: $(head -c 400 "$T/mpmd.err" | tr '\n' '|')"; fi
+  fi
+fi
+
+# The guard passes the binaries this build made: they all ran above.
+# And the build rebuilds when its flags change (another MARCH here; another
+# CPU changes -march=native's expansion the same way): a copy of the tree
+# builds one object, finds it up to date, then out of date under MARCH=
+# x86-64-v3, then rebuilt with it (the stamp's line names x86-64-v3).
+mkdir -p "$T/tree/tools"
+cp -r Makefile src include "$T/tree/" && cp tools/flags-stamp.sh "$T/tree/tools/"
+obj=build/fp32/src/isa.o
+mk() { make -C "$T/tree" --no-print-directory -s "$@" > /dev/null 2>> "$T/tree.err"; }
+mk "$obj"; a=$?
+mk -q "$obj"; b=$?
+mk -q MARCH=x86-64-v3 "$obj"; c=$?
+mk MARCH=x86-64-v3 "$obj"; d=$?
+mk -q MARCH=x86-64-v3 "$obj"; e=$?
+if [ "$a$b$c$d$e" = 00100 ] && grep -q 'march=x86-64-v3' "$T/tree/build/cflags"; then
+  ok "build_flags_stamp_rebuilds_on_new_march (make: built, up to date, stale under MARCH=x86-64-v3, rebuilt)"
+else not_ok "build_flags_stamp_rebuilds_on_new_march" "make rcs $a$b$c$d$e (want 00100): $(head -c 300 "$T/tree.err")"; fi

@@ -33,6 +33,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "isa.h"
+
+// A binary built for another CPU stops here with one line (src/isa.c).
+MT_ISA_GUARD_PROGRAM
 
 typedef struct {
     const mt_st_tensor *a, *b;

@@ -22,6 +22,10 @@
 #include "ops.h"
 #include "../src/cpu/reduce.h"
 #include "../src/cpu/vmath.h"
+#include "isa.h"
+
+// A binary built for another CPU stops here with one line (src/isa.c).
+MT_ISA_GUARD_PROGRAM
 
 typedef struct {
     int n, h, ff, V, Vp;

@@ -23,6 +23,10 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "train.h"
+#include "isa.h"
+
+// A binary built for another CPU stops here with one line (src/isa.c).
+MT_ISA_GUARD_PROGRAM
 
 typedef struct { const char *load, *prompt, *tokenizer; int tokens, top_k; double temperature; uint64_t seed; } opts;
 

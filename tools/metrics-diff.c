@@ -14,6 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "isa.h"
+
+// A binary built for another CPU stops here with one line (src/isa.c).
+MT_ISA_GUARD_PROGRAM
 
 typedef struct { long it; double loss; } mt_md_point;
 typedef struct { mt_md_point *p; int n, cap; } mt_md_run;

@@ -27,6 +27,10 @@
 #include "plan_sweep.h"
 #include "schedule.h"
 #include "train.h"
+#include "isa.h"
+
+// A binary built for another CPU stops here with one line (src/isa.c).
+MT_ISA_GUARD_PROGRAM
 
 typedef struct {
     int world, sweep;

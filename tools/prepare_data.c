@@ -25,6 +25,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "isa.h"
+
+// A binary built for another CPU stops here with one line (src/isa.c).
+MT_ISA_GUARD_PROGRAM
 
 #define MT_DATA_MAGIC 20240520
 #define MT_DATA_HEADER_INTS 256

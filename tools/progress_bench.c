@@ -29,6 +29,10 @@
 
 #include "input.h"
 #include <time.h>
+#include "isa.h"
+
+// A binary built for another CPU stops here with one line (src/isa.c).
+MT_ISA_GUARD_PROGRAM
 
 #define UNIT 64   // sgemm edge of one work unit (~10 us on one core)
 
