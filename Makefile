@@ -190,9 +190,13 @@ cudaemu: $(EMU_BUILD)/pretrain_gpt_cuda $(EMU_BUILD)/tests/backend_ops $(EMU_BUI
 $(EMU_BUILD)/%.o: %.c $(CDEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(DEPFLAGS) -DMT_CUDA -c $< -o $@
-$(EMU_BUILD)/cu/%.cc: src/cuda/%.cu tests/cudaemu/launch.sed
+# A .cu file as g++ reads it: launches rewritten, errors still point at the .cu.
+define emu_rewrite
 	@mkdir -p $(dir $@)
 	{ echo '#line 1 "$<"'; sed -f tests/cudaemu/launch.sed $<; } > $@
+endef
+$(EMU_BUILD)/cu/%.cc: src/cuda/%.cu tests/cudaemu/launch.sed
+	$(emu_rewrite)
 $(EMU_BUILD)/cu/%.o: $(EMU_BUILD)/cu/%.cc Makefile
 	g++ $(EMU_CXXFLAGS) -MMD -MP -MF $@.d -c $< -o $@
 $(EMU_BUILD)/cudaemu.o: tests/cudaemu/cudaemu.cc tests/cudaemu/*.h Makefile
@@ -203,8 +207,7 @@ $(EMU_BUILD)/libmtemu.a: $(OBJEMU)
 $(EMU_BUILD)/pretrain_gpt_cuda: $(EMU_BUILD)/src/main.o $(EMU_BUILD)/libmtemu.a
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) -lstdc++
 $(EMU_BUILD)/cu/test_cudaemu.cc: tests/cudaemu/test_cudaemu.cu tests/cudaemu/launch.sed
-	@mkdir -p $(dir $@)
-	{ echo '#line 1 "$<"'; sed -f tests/cudaemu/launch.sed $<; } > $@
+	$(emu_rewrite)
 $(EMU_BUILD)/tests/test_cudaemu: $(EMU_BUILD)/cu/test_cudaemu.cc $(EMU_BUILD)/cudaemu.o Makefile
 	@mkdir -p $(dir $@)
 	g++ $(EMU_CXXFLAGS) -Itests -Wno-pedantic $< $(EMU_BUILD)/cudaemu.o -o $@ $(filter-out -lm,$(LDLIBS)) -lm
