@@ -25,6 +25,7 @@
 typedef struct {
     const mt_backend *B;
     FILE *f;
+    FILE *dump;  // check's optional copy of the outputs, for bitwise comparisons
     int writing;
     int passed, failed;
     uint64_t draw;  // one stream per input tensor
@@ -80,6 +81,11 @@ static void output(ctx *t, const char *name, const real *d, size_t n) {
         }
         free(x);
         return;
+    }
+    if (t->dump && (fwrite(tag, sizeof tag, 1, t->dump) != 1 || fwrite(&len, sizeof len, 1, t->dump) != 1 ||
+                    fwrite(x, sizeof(double), n, t->dump) != n)) {
+        printf("not ok %s: cannot write the dump file\n", name);
+        t->failed++;
     }
     char rtag[64];
     uint64_t rlen = 0;
@@ -454,8 +460,11 @@ static void case_fused(ctx *t) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 || (strcmp(argv[1], "write") && strcmp(argv[1], "check"))) {
-        fprintf(stderr, "usage: backend_ops write|check FILE\n");
+    // check ORACLE DUMP also writes this build's outputs to DUMP (same format),
+    // so that two runs can be compared bit for bit.
+    if (argc < 3 || argc > 4 || (strcmp(argv[1], "write") && strcmp(argv[1], "check")) ||
+        (argc == 4 && strcmp(argv[1], "check"))) {
+        fprintf(stderr, "usage: backend_ops write ORACLE | backend_ops check ORACLE [DUMP]\n");
         return 2;
     }
     ctx t = {0};
@@ -486,6 +495,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "backend_ops: cannot open %s\n", argv[2]);
         return 2;
     }
+    if (argc == 4 && !(t.dump = fopen(argv[3], "wb"))) {
+        fprintf(stderr, "backend_ops: cannot open %s\n", argv[3]);
+        return 2;
+    }
     case_matmul(&t);
     case_layernorm(&t);
     case_rmsnorm(&t);
@@ -510,6 +523,10 @@ int main(int argc, char **argv) {
     case_optimizer(&t);
     case_fused(&t);
     fclose(t.f);
+    if (t.dump && fclose(t.dump)) {
+        printf("not ok dump: cannot close %s\n", argv[3]);
+        t.failed++;
+    }
     printf("%d passed, %d failed (backend %s, %s, max nmse %.0e)\n", t.passed, t.failed, t.B->name,
            MT_PRECISION_NAME, MAX_NMSE);
     return t.failed ? 1 : 0;

@@ -22,10 +22,11 @@ source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/li
 B=${BUILD:-build}
 ORACLE=$T/oracle.bin
 
-# check_ops NAME BINARY ORACLE: the binary's own ok / not ok lines, prefixed.
+# check_ops NAME BINARY ORACLE [DUMP]: the binary's own ok / not ok lines,
+# prefixed (DUMP: its outputs, for a bitwise comparison of two runs).
 check_ops() {
   local name=$1 bin=$2 oracle=$3
-  "$bin" check "$oracle" > "$T/$name.log" 2>&1
+  "$bin" check "$oracle" ${4:+"$4"} > "$T/$name.log" 2>&1
   local rc=$?
   sed -n "s/^ok /ok ${name}_/p; s/^not ok /not ok ${name}_/p" "$T/$name.log"
   # A run that stops part way (an abort after some outputs) fails too: its
@@ -118,7 +119,16 @@ else
   P=cudaemu GPU_BIN=build/cudaemu/pretrain_gpt_cuda OPS_BIN=build/cudaemu/tests/backend_ops
 fi
 
-check_ops $P "$OPS_BIN" "$ORACLE"
+check_ops $P "$OPS_BIN" "$ORACLE" "$T/ops_1.bin"
+# Every kernel's result is independent of the order its blocks and threads
+# run in: no race between blocks (two writing one element, one reading what
+# another writes) and no float atomics. The emulator runs every launch of the
+# second run in the opposite block and thread order (CUDAEMU_ORDER_FLIP); on
+# a GPU the scheduler picks, and the same bits twice show determinism.
+CUDAEMU_ORDER_FLIP=1 check_ops ${P}_again "$OPS_BIN" "$ORACLE" "$T/ops_2.bin" > /dev/null
+if [ -s "$T/ops_1.bin" ] && cmp -s "$T/ops_1.bin" "$T/ops_2.bin"; then
+  ok "${P}_ops_same_bits_in_another_block_and_thread_order ($(stat -c %s "$T/ops_1.bin") bytes)"
+else not_ok "${P}_ops_same_bits_in_another_block_and_thread_order" "$(cmp "$T/ops_1.bin" "$T/ops_2.bin" 2>&1 | head -n 1)"; fi
 # The blocked attention's one-warp-per-row kernels, which the shared-memory
 # tiles replaced (still there for head dims past 64, and for timing).
 MT_CUDA_FLASH_KERNEL=rows check_ops ${P}_flash_rows "$OPS_BIN" "$ORACLE"

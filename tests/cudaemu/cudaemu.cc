@@ -134,8 +134,16 @@ void try_release_block(block *b) {
 std::unordered_map<const void *, bool> sync_free;  // kernels seen to need no fibers
 // Threads run in thread order on even launches and in reverse on odd ones:
 // a barrier left out between a write and a read by another thread shows on
-// one of the two, whichever thread writes.
+// one of the two, whichever thread writes. Blocks too: two blocks that write
+// one element, or one that reads what another writes in the same launch (a
+// race on a GPU, whose blocks run in any order and at once), give results
+// that change with the launch's parity. CUDAEMU_ORDER_FLIP=1 swaps the
+// parity, so a second run sees every launch in the other order.
 unsigned long launches = 0;
+bool reversed() {
+    static const bool flip = [] { const char *e = getenv("CUDAEMU_ORDER_FLIP"); return e && *e == '1'; }();
+    return (bool)(launches & 1) != flip;
+}
 thread_local cudaError_t last_error = cudaSuccess;
 
 // Thread i of block b (linear index, x fastest, as CUDA numbers them).
@@ -149,7 +157,7 @@ void run_block(block &b, int nthreads) {
     b.bar_count = 0;
     for (int w = 0; w < 32; w++) b.warps[w] = warp_state();
     for (int i = 0; i < nthreads; i++) b.warps[i / 32].alive |= 1u << (i % 32);
-    bool rev = launches & 1;
+    bool rev = reversed();
     if (!b.fibers) {
         thread t;
         for (int k = 0; k < nthreads; k++) {
@@ -292,12 +300,13 @@ void launch(const void *key, dim3 g, dim3 b, size_t shmem, const std::function<v
         blk.fibers = known == sync_free.end() || !known->second;
         block *saved = cur_block;
         cur_block = &blk;
-        for (unsigned z = 0; z < g.z; z++)
-            for (unsigned y = 0; y < g.y; y++)
-                for (unsigned x = 0; x < g.x; x++) {
-                    blk.bid = {x, y, z};
-                    run_block(blk, (int)nthreads);
-                }
+        size_t nblocks = (size_t)g.x * g.y * g.z;
+        bool rev = reversed();
+        for (size_t k = 0; k < nblocks; k++) {
+            size_t i = rev ? nblocks - 1 - k : k;
+            blk.bid = {(unsigned)(i % g.x), (unsigned)(i / g.x % g.y), (unsigned)(i / ((size_t)g.x * g.y))};
+            run_block(blk, (int)nthreads);
+        }
         cur_block = saved;
         if (known == sync_free.end()) sync_free[key] = !blk.used_sync;
     });

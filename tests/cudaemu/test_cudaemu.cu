@@ -87,6 +87,32 @@ TEST(launch_order_alternates_so_either_missing_barrier_shows) {
     cudaFree(out);
 }
 
+// Races between blocks: every block writes out[0] (a write-write race), and
+// block 1 reads what block 0 writes (a read-write race; blocks run in any
+// order, and at once, on a GPU). Alternate launches run the blocks in
+// opposite orders, so both races give results that differ between two
+// launches: the last writer is block 3 or block 0, and block 1 sees block
+// 0's value or the 0xa5 fill.
+__global__ static void block_race_kernel(int *out) {
+    if (threadIdx.x) return;
+    out[0] = (int)blockIdx.x;
+    if (blockIdx.x == 0) out[1] = 77;
+    if (blockIdx.x == 1) out[2] = out[1];
+}
+TEST(block_order_alternates_so_races_between_blocks_show) {
+    int *out;
+    cudaMalloc((void **)&out, 2 * 3 * sizeof(int));
+    block_race_kernel<<<4, 32>>>(out);
+    block_race_kernel<<<4, 32>>>(out + 3);
+    int h[6];
+    cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost);
+    ASSERT((h[0] == 3 && h[3] == 0) || (h[0] == 0 && h[3] == 3), "last writers %d and %d, want 3 and 0 in some order", h[0], h[3]);
+    int fill = (int)0xa5a5a5a5;
+    ASSERT((h[2] == 77 && h[5] == fill) || (h[2] == fill && h[5] == 77), "block 1 read %d and %d, want 77 once and the fill once", h[2], h[5]);
+    ASSERT((h[0] == 3) == (h[2] == 77), "the two races ran in different orders in one launch");
+    cudaFree(out);
+}
+
 // Threads past n return before the barrier; the rest still meet there
 // (exited threads no longer count, as on the hardware since Volta).
 __global__ static void early_exit_kernel(int *out, int n) {
