@@ -91,6 +91,7 @@ struct block {
     warp_state warps[32];
     void *sched_sp = nullptr;  // the scheduler's, while a fiber runs
     const std::function<void()> *body = nullptr;
+    unsigned long serial = 0;  // this block run's number, for shared_fresh
 };
 
 namespace {
@@ -98,6 +99,9 @@ namespace {
 thread_local block *cur_block = nullptr;
 thread_local std::vector<fiber> pool;
 thread_local std::vector<char *> stacks;
+thread_local unsigned long block_runs = 0;  // numbers each block run
+// The block run that last filled each __shared__ array (by address).
+thread_local std::unordered_map<const void *, unsigned long> shared_filled;
 const size_t STACK = 64 * 1024;
 
 void yield_wait() {
@@ -153,6 +157,7 @@ void place(thread &t, int i, block &b) {
 }
 
 void run_block(block &b, int nthreads) {
+    b.serial = ++block_runs;
     b.alive = nthreads;
     b.bar_count = 0;
     for (int w = 0; w < 32; w++) b.warps[w] = warp_state();
@@ -222,6 +227,13 @@ extern "C" [[noreturn]] void cudaemu_fiber_main(void *arg) {
     try_release_warp(b->warps[f->t.warp]);
     cudaemu_switch(&f->sp, b->sched_sp);
     __builtin_unreachable();
+}
+
+void shared_fresh(void *p, size_t bytes) {
+    unsigned long &last = shared_filled[p];
+    if (last == cur_block->serial) return;  // another thread of this block got here first
+    last = cur_block->serial;
+    memset(p, 0xa5, bytes);
 }
 
 const uint3 &block_idx() { return cur_block->bid; }

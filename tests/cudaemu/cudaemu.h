@@ -76,7 +76,12 @@ const char *cudaGetErrorString(cudaError_t e);
 #define __noinline__
 #define __launch_bounds__(...)
 // One copy per OS thread: a block runs on one, its fibers share it.
+// launch.sed follows each `__shared__` declaration with CUDAEMU_SHARED(name)
+// for every array it declares: the block's first thread to get there fills
+// the array with 0xa5, so a block never sees the values an earlier block or
+// launch left (shared memory starts undefined on a GPU).
 #define __shared__ static thread_local
+#define CUDAEMU_SHARED(x) cudaemu::shared_fresh(&(x), sizeof(x));
 
 namespace cudaemu {
 struct block;
@@ -89,6 +94,7 @@ extern thread_local thread *cur;
 const uint3 &block_idx();
 const dim3 &block_dim();
 const dim3 &grid_dim();
+void shared_fresh(void *p, size_t bytes);
 void syncthreads();
 void syncwarp(unsigned mask);
 // The lanes' values meet in their warp's slots; returns lane src's.

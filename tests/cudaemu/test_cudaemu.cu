@@ -55,7 +55,7 @@ TEST(syncthreads_orders_shared_memory) {
     for (int i = 0; i < 256; i++) ASSERT(out[i] == (255 - i) * 7, "out[%d] = %d", i, out[i]);
     // Fibers run in thread order, or in reverse on alternate launches:
     // without the barrier half of the threads read slots not yet written
-    // (zero on this array's first use), so the missing barrier shows.
+    // (the 0xa5 fill), so the missing barrier shows.
     reverse_no_barrier_kernel<<<1, 256>>>(out, 256);
     cudaDeviceSynchronize();
     int wrong = 0;
@@ -110,6 +110,25 @@ TEST(block_order_alternates_so_races_between_blocks_show) {
     int fill = (int)0xa5a5a5a5;
     ASSERT((h[2] == 77 && h[5] == fill) || (h[2] == fill && h[5] == 77), "block 1 read %d and %d, want 77 once and the fill once", h[2], h[5]);
     ASSERT((h[0] == 3) == (h[2] == 77), "the two races ran in different orders in one launch");
+    cudaFree(out);
+}
+
+// Shared memory is undefined when a block starts: the emulator fills each
+// array with 0xa5 for every block, so a block that reads before it writes
+// never finds what an earlier block (or launch) left there.
+__global__ static void shared_starts_fresh_kernel(int *out) {
+    __shared__ int s5[4];
+    if (threadIdx.x == 0) out[blockIdx.x] = s5[blockIdx.x % 4];
+    __syncthreads();
+    s5[threadIdx.x % 4] = (int)blockIdx.x + 1;
+}
+TEST(shared_memory_starts_filled_in_every_block) {
+    int *out, h[6];
+    cudaMalloc((void **)&out, 6 * sizeof(int));
+    shared_starts_fresh_kernel<<<3, 32>>>(out);
+    shared_starts_fresh_kernel<<<3, 32>>>(out + 3);
+    cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 6; i++) ASSERT(h[i] == (int)0xa5a5a5a5, "block %d read %#x before writing, want the fill", i, h[i]);
     cudaFree(out);
 }
 
