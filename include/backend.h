@@ -39,6 +39,8 @@ extern "C" {
 typedef struct mt_backend {
     const char *name;          // "cpu" or "cuda"
     int device_memory;         // buffers live on a device: MPI needs staging or CUDA-aware MPI
+    int host_addressable;      // device buffers are host memory too (tests/cudaemu): MT_COMM_DIRECT=1
+                               // may hand them to MPI, as a CUDA-aware MPI takes them
 
     // ---- memory (MT_BUFFER_OPS) -----------------------------------------------
 #define MT_OP_FIELD(ret, name, params) ret(*name) params;

@@ -199,6 +199,28 @@ if [ $P = cudaemu ]; then
       why="$why; $flags: $(grep -m1 -E 'cudaemu: the|error' "$T/strict.log" || echo 'strict mode not on')"
   done
   [ -z "$why" ] && ok cudaemu_strict_no_host_access_while_queued || not_ok cudaemu_strict_no_host_access_while_queued "${why#; }"
+  # The CUDA-aware MPI path (device buffers straight to MPI; src/comm.c
+  # `direct`), which Debian's Open MPI cannot take on a GPU: the emulator's
+  # device memory is host memory, so MT_COMM_DIRECT=1 takes it. Queued
+  # kernels run only at a wait here, so a buffer handed to MPI before its
+  # kernels finished, or a result landed without its copy, changes the
+  # bits: each layout must equal the staged path bit for bit. A mutant
+  # without direct()'s sync differed in every layout below.
+  direct_same() {
+    local name=cudaemu_comm_direct_$1 np=$2 flags=$3 a=$T/direct_$1_staged b=$T/direct_$1_direct why
+    # shellcheck disable=SC2086
+    mt_run "$a" "$np" $GPU_BIN $BASE $flags || { not_ok "$name" "staged run failed: $(tail -n 1 "$a.log")"; return; }
+    # shellcheck disable=SC2086
+    MT_COMM_DIRECT=1 mt_run "$b" "$np" $GPU_BIN $BASE $flags || { not_ok "$name" "direct run failed: $(tail -n 1 "$b.log")"; return; }
+    if ! grep -q 'comm: MPI on device buffers' "$b.log" || ! grep -q 'comm: MPI on host-staged' "$a.log"; then
+      not_ok "$name" "the runs did not take the two paths: $(grep -h 'comm: MPI' "$a.log" "$b.log" | tr '\n' ' ')"
+    elif why=$(compare_losses "$a.json" "$b.json" 0) && cmp -s "$a.st" "$b.st"; then ok "$name ($why)"
+    else not_ok "$name" "losses or parameters differ: $why"; fi
+  }
+  direct_same tp2_sp_pp2_overlap_p2p_bitwise 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 --overlap-p2p-communication"
+  direct_same dp2_distopt_overlap_bitwise 2 "--use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather"
+  direct_same cp2_bitwise 2 "--context-parallel-size 2"
+  direct_same cp2_a2a_bitwise 2 "--context-parallel-size 2 --cp-comm-type a2a"
 fi
 # bf16 against the CPU's bf16 emulation, in suite_bf16's band for two
 # correct bf16 runs that differ only in summation order (loss 1e-4, tensors

@@ -258,8 +258,13 @@ void mt_cuda_scratch_free(void *p) { CUDA_CHECK(cudaFreeAsync(p, 0)); }
 
 // Generated from MT_OPS (backend.h); C++20 designated initializers, in the
 // struct's order.
+// The emulator's device memory is host memory (tests/cudaemu/cudaemu.h sets
+// this), so its runs can take the CUDA-aware MPI path; a GPU's is not.
+#ifndef MT_CUDA_HOST_ADDRESSABLE
+#define MT_CUDA_HOST_ADDRESSABLE 0
+#endif
 extern "C" const mt_backend mt_backend_cuda = {
-    .name = "cuda", .device_memory = 1,
+    .name = "cuda", .device_memory = 1, .host_addressable = MT_CUDA_HOST_ADDRESSABLE,
 #define BUF(ret, name, params) .name = cuda_##name,
 #define OP(ret, name, params) .name = mt_cuda_##name,
     MT_BACKEND_TABLE(BUF, OP)

@@ -41,6 +41,9 @@ typedef enum {
     cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4,
 } cudaMemcpyKind;
 typedef struct cudaemu_stream *cudaStream_t;
+// Device memory is host memory here (src/cuda/backend.cu: MT_COMM_DIRECT=1
+// may pass it to MPI, as a CUDA-aware MPI takes device buffers).
+#define MT_CUDA_HOST_ADDRESSABLE 1
 #define cudaMemAttachGlobal 1u
 struct cudaDeviceProp {
     char name[256];
