@@ -351,14 +351,26 @@ static size_t device_bytes() {
 // five layouts with it).
 // (One process-wide queue and arena, as CUDA's legacy default stream and
 // device memory are one per process.)
+// Guard pages (default; CUDAEMU_GUARD=0 turns them off, and strict mode,
+// which opens and closes the arena as a whole, does without them): each
+// allocation ends exactly where a PROT_NONE page begins, so a kernel or a
+// copy that reads or writes one byte past a buffer's end stops the process
+// with a line, as compute-sanitizer's memcheck would report it on a GPU
+// (where such a read usually returns a neighbour's data silently). The
+// pointer is then aligned as the size allows (up to cudaMalloc's 256
+// bytes): a float buffer is 4-byte aligned; no kernel here assumes more.
 namespace {
+struct allocation {
+    char *base;          // the slot: [base, base + slot), its guard page at the end
+    size_t slot, bytes;  // slot size, asked size
+};
 struct device_state {
     std::vector<std::function<void()>> queue;
     char *arena = nullptr;
     size_t cap = 0, used = 0, in_use = 0;
-    bool closed = false, strict = false, draining = false;
-    std::unordered_map<void *, std::pair<size_t, size_t>> sizes;  // live: rounded size, asked size
-    std::multimap<size_t, void *> spare;            // freed, by rounded size
+    bool closed = false, strict = false, guard = false, draining = false;
+    std::unordered_map<void *, allocation> sizes;  // live, by pointer
+    std::multimap<size_t, char *> spare;           // freed slots, by slot size
 };
 device_state dev;
 
@@ -375,9 +387,21 @@ void set_access(bool open) {
 void on_segv(int sig, siginfo_t *si, void *) {
     char *a = (char *)si->si_addr;
     if (dev.arena && a >= dev.arena && a < dev.arena + dev.cap) {
-        static const char msg[] = "cudaemu: the host touched device memory while GPU work was still queued "
-                                  "(a missing sync before host access); where:\n";
-        if (write(2, msg, sizeof msg - 1) < 0) _exit(134);
+        char msg[256] = "cudaemu: the host touched device memory while GPU work was still queued "
+                        "(a missing sync before host access); where:\n";
+        if (dev.guard) {
+            // Which allocation's guard page: the live one whose end is there.
+            const allocation *hit = nullptr;
+            const void *p = nullptr;
+            for (auto &kv : dev.sizes)
+                if (a >= (char *)kv.first + kv.second.bytes && a < kv.second.base + kv.second.slot) hit = &kv.second, p = kv.first;
+            if (hit)
+                snprintf(msg, sizeof msg, "cudaemu: an access at byte %zu of a %zu-byte device allocation at %p "
+                         "(out of bounds: a kernel or a copy); where:\n", (size_t)(a - (char *)p), hit->bytes, p);
+            else
+                snprintf(msg, sizeof msg, "cudaemu: an access to device memory outside every live allocation (at %p); where:\n", (void *)a);
+        }
+        if (write(2, msg, strlen(msg)) < 0) _exit(134);
         void *bt[32];
         backtrace_symbols_fd(bt, backtrace(bt, 32), 2);
         signal(SIGABRT, SIG_DFL);
@@ -395,6 +419,8 @@ void arena_init() {
     const char *st = getenv("CUDAEMU_STRICT");
     dev.strict = st && !strcmp(st, "1");
     if (dev.strict) fprintf(stderr, "cudaemu: strict: device memory closed to the host while work is queued\n");
+    const char *gd = getenv("CUDAEMU_GUARD");
+    dev.guard = !dev.strict && !(gd && !strcmp(gd, "0"));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
@@ -429,16 +455,22 @@ static cudaError_t alloc(void **p, size_t bytes) {
     if (!p) return last_error = cudaErrorInvalidValue;
     if (dev.in_use + bytes > device_bytes()) return last_error = cudaErrorMemoryAllocation;
     arena_init();
-    size_t n = bytes ? (bytes + 255) / 256 * 256 : 256;  // cudaMalloc's alignment; distinct pointers
+    // Without guards: cudaMalloc's 256-byte alignment (zero bytes still get
+    // a distinct pointer). With them: the data pages and one guard page.
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), span = page_up(bytes ? bytes : 1);
+    size_t n = dev.guard ? span + pg : bytes ? (bytes + 255) / 256 * 256 : 256;
+    char *base;
     auto it = dev.spare.find(n);
     if (it != dev.spare.end()) {
-        *p = it->second;
+        base = it->second;
         dev.spare.erase(it);
     } else {
         if (dev.used + n > dev.cap) return last_error = cudaErrorMemoryAllocation;
-        *p = dev.arena + dev.used;
+        base = dev.arena + dev.used;
         dev.used += n;
+        if (dev.guard && mprotect(base + span, pg, PROT_NONE)) cudaemu::die("mprotect failed on a guard page");
     }
+    *p = dev.guard ? base + span - bytes : base;
     // Fresh device memory holds garbage, not zeros: code that reads before
     // it writes shows here. (Filled now, through a moment's opening; closing
     // again covers the new pages too.)
@@ -446,7 +478,7 @@ static cudaError_t alloc(void **p, size_t bytes) {
     if (closed) set_access(true);
     memset(*p, 0xa5, bytes);
     if (closed) set_access(false);
-    dev.sizes[*p] = {n, bytes};
+    dev.sizes[*p] = {base, n, bytes};
     dev.in_use += bytes;
     return cudaSuccess;
 }
@@ -456,9 +488,9 @@ static cudaError_t release(void *p) {
     if (it == dev.sizes.end()) return last_error = cudaErrorInvalidValue;
     // Freed memory becomes garbage again: a kernel still reading it (a
     // use after a stream-ordered free) reads 0xa5, not the old values.
-    memset(p, 0xa5, it->second.second);
-    dev.in_use -= it->second.second;
-    dev.spare.emplace(it->second.first, p);
+    memset(p, 0xa5, it->second.bytes);
+    dev.in_use -= it->second.bytes;
+    dev.spare.emplace(it->second.slot, it->second.base);
     dev.sizes.erase(it);
     return cudaSuccess;
 }

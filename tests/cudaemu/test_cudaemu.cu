@@ -295,6 +295,18 @@ __global__ static void exited_lane_kernel(int *out) {
 static void launch_exited(int *out) { exited_lane_kernel<<<1, 32>>>(out); cudaDeviceSynchronize(); }
 static void launch_divergent(int *out) { divergent_barrier_kernel<<<1, 64>>>(out); cudaDeviceSynchronize(); }
 static void launch_deadlock(int *out) { deadlock_kernel<<<1, 64>>>(out); cudaDeviceSynchronize(); }
+// One thread too many: thread 64 writes just past the 64-int buffer. The
+// allocation ends where a guard page begins, so the write stops the process
+// with a line (on a GPU it would land in a neighbour, silently, unless
+// compute-sanitizer watched).
+__global__ static void past_end_kernel(int *out) { out[threadIdx.x] = 1; }
+static void launch_past_end(int *out) { past_end_kernel<<<1, 65>>>(out); cudaDeviceSynchronize(); }
+TEST(an_access_past_a_buffer_end_stops_with_a_line) {
+    char buf[4096];
+    ASSERT(child_aborts(launch_past_end, "an access at byte 256 of a 256-byte device allocation", buf, sizeof buf),
+           "no out-of-bounds stop: %.300s", buf);
+}
+
 TEST(divergent_barrier_and_deadlock_stop_with_a_line) {
     char buf[512];
     ASSERT(child_aborts(launch_divergent, "divergent __syncthreads", buf, sizeof buf), "divergent barrier: %s", buf);
