@@ -409,6 +409,10 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
           c->num_query_groups, c->tp);
     check(c->ffn_hidden_size % c->tp == 0, p, "--ffn-hidden-size (%d) must be divisible by --tensor-model-parallel-size (%d)", c->ffn_hidden_size, c->tp);
     int rot = (int)(c->hidden_size / c->num_heads * c->rotary_percent);
+    // Here as well as in validate(): a Hugging Face config.json sets the
+    // fraction after validate() ran, and a rotation wider than the head
+    // would index past each row.
+    check(c->rotary_percent > 0 && c->rotary_percent <= 1, p, "--rotary-percent must be in (0, 1], got %g", c->rotary_percent);
     check(c->position_embedding != MT_POS_ROPE || (rot >= 2 && rot % 2 == 0), p,
           "--rotary-percent %g of head dim %d gives %d rotated dims: RoPE needs an even number >= 2", c->rotary_percent, c->hidden_size / c->num_heads, rot);
     if (c->tp == 1 && c->sequence_parallel) {

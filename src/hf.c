@@ -125,6 +125,12 @@ static int read_llama(cfg_reader *r, mt_hf_config *h) {
         get_num(r, "partial_rotary_factor", 1, &h->rotary_percent) || get_bool(r, "tie_word_embeddings", 0, &h->tied) ||
         get_bool(r, "attention_bias", 0, &ab) || get_bool(r, "mlp_bias", 0, &mb) || want_str(r, "hidden_act", "silu", NULL))
         return -1;
+    // Rotating more dims than a head has would write past each row (RoPE
+    // pairs dim i with i + rot/2): Hugging Face's own range is (0, 1].
+    if (!(h->rotary_percent > 0 && h->rotary_percent <= 1)) {
+        snprintf(r->err, r->errlen, "%s: \"partial_rotary_factor\" %g must be in (0, 1]", r->path, h->rotary_percent);
+        return -1;
+    }
     if (h->heads && h->hidden % h->heads == 0 && get_int(r, "head_dim", 1, 65536, h->hidden / h->heads, &head_dim)) return -1;
     if (h->heads && h->hidden % h->heads == 0 && head_dim != h->hidden / h->heads) {
         snprintf(r->err, r->errlen, "%s: \"head_dim\" %d differs from hidden_size / num_attention_heads (%d): not supported",

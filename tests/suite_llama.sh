@@ -141,6 +141,12 @@ d=$(mk arch); sed -i 's/LlamaForCausalLM/MistralForCausalLM/' "$d/config.json"; 
 d=$(mk heads); sed -i 's/"num_attention_heads": 4/"num_attention_heads": 5/' "$d/config.json"; bad heads_not_dividing "not divisible by the 5 attention heads" "$d"
 d=$(mk json); echo '{"architectures": [' > "$d/config.json"; bad broken_json "not valid JSON" "$d"
 d=$(mk act); sed -i 's/"silu"/"gelu"/' "$d/config.json"; bad other_activation "\"hidden_act\" is 'gelu'" "$d"
+# A rotation wider than the head wrote past each row (heap corruption,
+# exit 134) before the factor was range-checked; 1.25 trained wrong math.
+for f in 10 1.25; do
+  d=$(mk rot_$f); $PY -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['partial_rotary_factor']=float(sys.argv[2]); json.dump(c,open(p,'w'))" "$d/config.json" $f
+  bad partial_rotary_factor_$f "\"partial_rotary_factor\" $f must be in (0, 1]" "$d"
+done
 # Tensors: rewrite the file with one tensor changed.
 edit() {  # edit DIR PYTHON-EXPR-ON-(head, name): rewrites model.safetensors
   $PY - "$1/model.safetensors" "$2" <<'EOF'
