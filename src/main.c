@@ -312,11 +312,16 @@ static void check_memory_fits(const run *r) {
     for (int i = 0; i < n; i++) elems += (long double)all[i].rows * (long double)all[i].cols;
     free(all);
     long double need = elems * 4 * sizeof(real) / ((long double)c->tp * c->pp);
-    long double have = (long double)sysconf(_SC_PHYS_PAGES) * (long double)sysconf(_SC_PAGESIZE);
-    if (have > 0 && need > have)
+    // Every rank must reach the same verdict (mt_fail_all is collective): hosts
+    // of a multi-host job can differ in memory, so all judge by the smallest.
+    double mine = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE), least = mine;
+    if (!(mine > 0)) mine = least = INFINITY;  // unknown here: judged by the others
+    MPI_Allreduce(&mine, &least, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    long double have = least;
+    if (isfinite(least) && need > have)
         mt_fail_all(r->par.world_rank == 0, MT_EXIT_USAGE,
                     "%s%s: the model's %.4Lg parameters need about %.1Lf GiB per rank (weights, gradients, AdamW moments; TP %d x PP %d), "
-                    "more than this machine's %.1Lf GiB",
+                    "more than the %.1Lf GiB of the job's smallest machine",
                     c->init_from[0] ? "--init-from " : "the model flags (--vocab-size, --hidden-size, --num-layers, --max-position-embeddings)",
                     c->init_from, elems, need / (1024.0L * 1024 * 1024), c->tp, c->pp, have / (1024.0L * 1024 * 1024));
 }

@@ -455,8 +455,8 @@ bad   probe_keeps_user_timeline_tmp "--dump-params $F/nodir/p.st" $BIN "${M[@]}"
 section="Hostile inputs: sizes (bounded, products checked before any allocation)"
 bad   model_padded_vocab_huge "--init-from $F/m_vp_huge.bin: implausible header" $BIN "${M[@]}" --init-from "$F/m_vp_huge.bin"
 bad   max_positions_huge      "--max-position-embeddings must be in [1, 1048576]" $BIN "${M[@]}" --max-position-embeddings 2000000000
-bad   memory_does_not_fit     "more than this machine's" $BIN "${M[@]}" --vocab-size 2000000000 --make-vocab-size-divisible-by 1 --hidden-size 65536
-bad   np2_memory_does_not_fit "more than this machine's" $MPIRUN 2 $BIN "${M[@]}" --num-layers 4096 --hidden-size 65536 --pipeline-model-parallel-size 2
+bad   memory_does_not_fit     "GiB of the job's smallest machine" $BIN "${M[@]}" --vocab-size 2000000000 --make-vocab-size-divisible-by 1 --hidden-size 65536
+bad   np2_memory_does_not_fit "GiB of the job's smallest machine" $MPIRUN 2 $BIN "${M[@]}" --num-layers 4096 --hidden-size 65536 --pipeline-model-parallel-size 2
 bad   ckpt_hidden_huge_generate "--hidden-size must be in [1, 65536]" $TL/generate --load "$F/ck_hidden_huge" --tokens 1
 
 section="Hostile inputs: one strict number parser (trainer, checkpoints, tools)"

@@ -103,3 +103,33 @@ mk -q MARCH=x86-64-v3 "$obj"; e=$?
 if [ "$a$b$c$d$e" = 00100 ] && grep -q 'march=x86-64-v3' "$T/tree/build/cflags"; then
   ok "build_flags_stamp_rebuilds_on_new_march (make: built, up to date, stale under MARCH=x86-64-v3, rebuilt)"
 else not_ok "build_flags_stamp_rebuilds_on_new_march" "make rcs $a$b$c$d$e (want 00100): $(head -c 300 "$T/tree.err")"; fi
+
+# ---- one host with less memory (a verdict every rank must share) ----------
+# The memory check used each rank's own host; a rank on a small host failed
+# alone through the collective exit while the others went on: a hang (found
+# by a hostile-input review). A sysconf shim gives rank 1 a 64 KiB machine:
+# every rank must judge by the smallest host, exit 2, one line, no hang.
+cat > "$T/smallmem.c" <<'SHIM'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+long sysconf(int name) {
+    static long (*real)(int);
+    if (!real) real = (long (*)(int))dlsym(RTLD_NEXT, "sysconf");
+    const char *r = getenv("OMPI_COMM_WORLD_RANK"), *small = getenv("SMALL_RANK");
+    if (name == _SC_PHYS_PAGES && r && small && !strcmp(r, small)) return 16;
+    return real(name);
+}
+SHIM
+if cc -shared -fPIC -O1 "$T/smallmem.c" -o "$T/smallmem.so" -ldl 2> "$T/smallmem.cc"; then
+  for small in 0 1; do
+    t0=$(date +%s.%N)
+    timeout --kill-after=5 40 $MPIRUN 2 -x LD_PRELOAD="$T/smallmem.so" -x SMALL_RANK=$small ./pretrain_gpt $RUN > "$T/small$small.out" 2> "$T/small$small.err"; rc=$?
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    if [ "$rc" = 2 ] && [ "$(wc -l < "$T/small$small.err")" = 1 ] && grep -q "GiB of the job's smallest machine" "$T/small$small.err"; then
+      ok "memory_check_small_host_rank${small}_all_ranks_exit_2 (${secs}s)"
+    else not_ok "memory_check_small_host_rank${small}_all_ranks_exit_2" "exit $rc after ${secs}s: $(head -c 300 "$T/small$small.err" | tr '\n' '|')"; fi
+  done
+else not_ok memory_check_shim_builds "$(head -c 300 "$T/smallmem.cc")"; fi
