@@ -420,6 +420,19 @@ static int open_all(open_ckpt *o, const char *dir, int iter, const mt_config *c,
     if (!(o->model = mt_st_open(o->mpath, err, errlen))) return -1;
     if (!(o->optim = mt_st_open(o->opath, err, errlen))) return -1;
     if (check_meta(o->model, o->mpath, c, st, err, errlen)) return -1;
+    // One save writes the same metadata into both files: an optimizer file
+    // of another run, seed or iteration (copied in by hand) would resume
+    // with moments that do not belong to these weights.
+    meta_t keys;
+    meta_make(&keys, c, *st);
+    for (int i = 0; i < NMETA; i++) {
+        const char *k = keys.kv[i][0], *a = mt_st_meta(o->model, k), *b = mt_st_meta(o->optim, k);
+        if (!a != !b || (a && strcmp(a, b))) {
+            snprintf(err, errlen, "%s: %s %s differs from %s's %s: the two files are not from one save", o->opath, k,
+                     b ? b : "(absent)", o->mpath, a ? a : "(absent)");
+            return -1;
+        }
+    }
     if (st->iteration != iter) { snprintf(err, errlen, "%s: holds iteration %d, the latest file says %d", o->mpath, st->iteration, iter); return -1; }
     for (int i = 0; i < n; i++) {
         char nm[160];

@@ -1,6 +1,8 @@
 // outputs.c: output paths checked up front (include/outputs.h).
 #include "outputs.h"
 
+#include "common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -70,17 +72,56 @@ static int probe_dir(const char *dir, char *why, size_t whylen) {
     return 0;
 }
 
+// A file output named by a symbolic link: the writer makes the file beside
+// the path and renames it over the link, so the link is replaced and what it
+// points to never written (suite_save_faults). Refused where that is not
+// what anyone means: a link to a device, FIFO or socket; a link into /proc
+// or one living in /dev or /proc (/dev/stdout -> /proc/self/fd/1: replacing
+// it would change the system, whatever stdout is); and --metrics-file, which
+// a resumed run appends to in place, through the link.
+static int link_refused(const char *flag, const char *path, const struct stat *target, char *err, size_t errlen) {
+    char to[PATH_MAX], b[PATH_MAX], dir[PATH_MAX];
+    ssize_t n = readlink(path, to, sizeof to - 1);
+    to[n > 0 ? n : 0] = 0;
+    snprintf(b, sizeof b, "%s", path);
+    if (!realpath(dirname(b), dir)) dir[0] = 0;
+    if (S_ISDIR(target->st_mode)) return 0;  // check_one says "is a directory"
+    const char *why = !S_ISREG(target->st_mode) ? "a symbolic link to a device, FIFO or socket (never replaced)"
+                      : !strncmp(to, "/proc/", 6) || !strncmp(dir, "/proc", 5) || !strncmp(dir, "/dev", 4)
+                          ? "a system link to a file descriptor or device (never replaced)"
+                      : !strcmp(flag, "--metrics-file") ? "a symbolic link; a resumed run appends in place, through "
+                                                          "the link: name the file itself"
+                                                        : NULL;
+    if (why) snprintf(err, errlen, "%s %s: %s", flag, path, why);
+    return why != NULL;
+}
+
 // One output: `is_dir` outputs (--save, --dump-dir, --export-hf) are
 // directories made if missing; the others are files written or replaced.
 static int check_one(const char *flag, const char *path, int is_dir, char *err, size_t errlen) {
-    struct stat sb;
+    struct stat sb, lsb;
     char why[PATH_MAX + 128] = "";
+    int linked = lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode);
+    if (linked && stat(path, &sb) != 0) {
+        // mkdir or the writer's rename would meet the link itself: refused
+        // before any work, not after the run.
+        snprintf(err, errlen, "%s %s: a symbolic link to nothing (%s)", flag, path, strerror(errno));
+        return -1;
+    }
+    if (linked && !is_dir && link_refused(flag, path, &sb, err, errlen)) return -1;
     if (stat(path, &sb) == 0) {
         if (is_dir && !S_ISDIR(sb.st_mode)) snprintf(why, sizeof why, "exists and is not a directory");
         else if (!is_dir && S_ISDIR(sb.st_mode)) snprintf(why, sizeof why, "is a directory, expected a file name");
         else if (!is_dir && !S_ISREG(sb.st_mode))
             snprintf(why, sizeof why, "exists and is not a regular file (a device, FIFO or socket is never replaced)");
         else if (is_dir) probe_dir(path, why, sizeof why);
+        // An export beside a sharded model would leave its index, which
+        // readers prefer to model.safetensors: the old model would load.
+        char idx[PATH_MAX + 40];
+        snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", path);
+        if (!why[0] && !strcmp(flag, "--export-hf") && access(idx, F_OK) == 0)
+            snprintf(why, sizeof why, "holds a sharded model (model.safetensors.index.json) that the export would not "
+                                      "replace; export into an empty directory");
     } else if (errno != ENOENT) {
         snprintf(why, sizeof why, "%s", strerror(errno));
     }
@@ -104,7 +145,79 @@ void mt_outputs_timeline_json(const char *path, char *out, size_t outlen) {
     else strncat(out, ".json", outlen - strlen(out) - 1);
 }
 
-enum { MAX_IDS = 32 };
+// ---- directories and the files they own ---------------------------------------
+// A directory input or output owns names inside it: a checkpoint (--load,
+// --save) its latest file and iter_* (and the save's dot-temporaries), a
+// Hugging Face directory (--init-from DIR, --export-hf) config.json and its
+// .safetensors files, --dump-dir its step_*.safetensors. No file output, no
+// file input of an output directory, and no other output directory may
+// sit on such a name: metrics appended to latest_checkpointed_iteration.txt
+// or an export over iter_N/model.safetensors lose the checkpoint.
+typedef enum { OWN_CKPT, OWN_HF, OWN_DUMP } own_kind;
+typedef struct {
+    const char *flag, *path;
+    own_kind kind;
+    int output;
+    char dir[PATH_MAX];  // resolved
+} owner;
+
+// path resolved: through every link when it exists, else its directory's.
+static void resolve(const char *path, char *out, size_t outlen) {
+    char r[PATH_MAX];
+    if (realpath(path, r)) { snprintf(out, outlen, "%s", r); return; }
+    char a[PATH_MAX], b[PATH_MAX];
+    snprintf(a, sizeof a, "%s", path);
+    snprintf(b, sizeof b, "%s", path);
+    const char *base = basename(a);
+    if (realpath(dirname(b), r)) snprintf(out, outlen, "%s/%s", r, base);
+    else snprintf(out, outlen, "%s", path);
+}
+
+static int starts(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
+
+// Whether the resolved path `p` is a name `o` owns.
+static int owned(const owner *o, const char *p) {
+    size_t n = strlen(o->dir);
+    if (strncmp(p, o->dir, n) || p[n] != '/' || !p[n + 1]) return 0;
+    const char *rel = p + n + 1;
+    int top = !strchr(rel, '/');
+    const char *dot = strrchr(rel, '.');
+    switch (o->kind) {
+    case OWN_CKPT:
+        return starts(rel, "iter_") || starts(rel, ".iter_") || starts(rel, "latest_checkpointed_iteration.txt") ||
+               starts(rel, ".latest_checkpointed_iteration.txt");
+    case OWN_HF:
+        return top && (!strcmp(rel, "config.json") || (dot && !strcmp(dot, ".safetensors")) ||
+                       !strcmp(rel, "model.safetensors.index.json"));
+    case OWN_DUMP:
+        return top && starts(rel, "step_") && dot && !strcmp(dot, ".safetensors");
+    }
+    return 0;
+}
+
+static int add_owner(owner *o, const char *flag, const char *path, own_kind kind, int output) {
+    struct stat sb;
+    if (!path[0] || (!output && (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)))) return 0;
+    o->flag = flag, o->path = path, o->kind = kind, o->output = output;
+    resolve(path, o->dir, sizeof o->dir);
+    return 1;
+}
+
+// Refuses `path` (given as flag) when a directory owns it: any directory
+// for outputs, output directories for inputs. `self` is path's own entry.
+static int check_owned(const owner *own, int nown, const owner *self, const char *flag, const char *path, int output,
+                       char *err, size_t errlen) {
+    char p[PATH_MAX + 256];
+    resolve(path, p, sizeof p);
+    for (int k = 0; k < nown; k++) {
+        if (&own[k] == self || (!output && !own[k].output)) continue;
+        if (!owned(&own[k], p)) continue;
+        snprintf(err, errlen, "%s %s is inside %s %s, among the files it %s: refusing to %s", flag, path, own[k].flag,
+                 own[k].path, own[k].output ? "writes" : "reads", output ? "overwrite them" : "let the output overwrite an input");
+        return -1;
+    }
+    return 0;
+}
 
 int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_t errlen) {
     char tl_json[1200] = "";
@@ -115,8 +228,6 @@ int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_
         {"--save", c->save, 1}, {"--dump-dir", c->dump_dir, 1}, {"--export-hf", c->export_hf, 1},
     };
     enum { NOUT = sizeof outs / sizeof outs[0] };
-    ident out_id[NOUT], in_id[MAX_IDS];
-    int nin = 0;
     for (int i = 0; i < (int)NOUT; i++) {
         if (!outs[i].path[0]) continue;
         if (check_one(outs[i].flag, outs[i].path, outs[i].is_dir, err, errlen)) return -1;
@@ -129,12 +240,17 @@ int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_
         {"--data-path", c->data_path}, {"--train-data-path", c->train_data_path}, {"--valid-data-path", c->valid_data_path},
         {"--init-from", c->init_from}, {"--init-from", hf_cfg}, {"--init-from", hf_st}, {"--load", c->load},
     };
-    for (size_t k = 0; k < sizeof ins / sizeof ins[0]; k++) {
+    enum { NINS = sizeof ins / sizeof ins[0] };
+    int nconf = 0;
+    for (int i = 1; i + 1 < argc; i++) nconf += !strcmp(argv[i], "--config") && strcmp(argv[i + 1], "-");
+    ident *in_id = mt_malloc((NINS + (size_t)nconf) * sizeof *in_id), out_id[NOUT];
+    int nin = 0, bad = -1;
+    for (size_t k = 0; k < NINS; k++) {
         if (!ins[k].path[0] || (ins[k].path == hf_cfg || ins[k].path == hf_st ? !c->init_from[0] : 0)) continue;
         if ((ins[k].path == hf_cfg || ins[k].path == hf_st) && access(ins[k].path, F_OK)) continue;
         ident_of(&in_id[nin++], ins[k].flag, ins[k].path);
     }
-    for (int i = 1; i + 1 < argc && nin < MAX_IDS; i++)
+    for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config") && strcmp(argv[i + 1], "-")) ident_of(&in_id[nin++], "--config", argv[i + 1]);
     for (int i = 0; i < (int)NOUT; i++) {
         if (!outs[i].path[0]) continue;
@@ -144,14 +260,34 @@ int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_
             if (!strcmp(outs[i].flag, "--save") && !strcmp(in_id[k].flag, "--load")) continue;
             snprintf(err, errlen, "%s %s is the input %s %s: refusing to overwrite an input", outs[i].flag, outs[i].path,
                      in_id[k].flag, in_id[k].path);
-            return -1;
+            goto out;
         }
         for (int j = 0; j < i; j++) {
             if (!outs[j].path[0] || !same(&out_id[i], &out_id[j])) continue;
             snprintf(err, errlen, "%s %s and %s %s are the same file: one would overwrite the other", outs[j].flag,
                      outs[j].path, outs[i].flag, outs[i].path);
-            return -1;
+            goto out;
         }
     }
-    return 0;
+    // Names owned by directories (see owned()).
+    owner own[5];
+    int nown = 0;
+    nown += add_owner(&own[nown], "--load", c->load, OWN_CKPT, 0);
+    nown += add_owner(&own[nown], "--init-from", c->init_from, OWN_HF, 0);
+    nown += add_owner(&own[nown], "--save", c->save, OWN_CKPT, 1);
+    nown += add_owner(&own[nown], "--export-hf", c->export_hf, OWN_HF, 1);
+    nown += add_owner(&own[nown], "--dump-dir", c->dump_dir, OWN_DUMP, 1);
+    for (int i = 0; i < (int)NOUT; i++) {
+        if (!outs[i].path[0]) continue;
+        const owner *self = NULL;
+        for (int k = 0; k < nown; k++)
+            if (own[k].output && own[k].path == outs[i].path) self = &own[k];
+        if (check_owned(own, nown, self, outs[i].flag, outs[i].path, 1, err, errlen)) goto out;
+    }
+    for (int k = 0; k < nin; k++)
+        if (check_owned(own, nown, NULL, in_id[k].flag, in_id[k].path, 0, err, errlen)) goto out;
+    bad = 0;
+out:
+    free(in_id);
+    return bad;
 }

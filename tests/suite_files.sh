@@ -90,3 +90,79 @@ per=$(awk -v a="$r0" -v b="$r1" 'BEGIN { printf "%.2f", (b - a) / 1e7 }')
 if [ -n "$r0" ] && [ -n "$r1" ] && awk -v p="$per" 'BEGIN { exit !(p >= 1.8 && p <= 2.6) }'; then
   ok "tokens_two_bytes_each_in_memory (10 M tokens: RSS +$(( (r1 - r0) / 1000000 )) MB, $per bytes per token)"
 else not_ok tokens_two_bytes_each_in_memory "RSS $r0 -> $r1: $per bytes per token"; fi
+
+# ---- outputs against the files that directories own (a hostile-input review)
+# Each case must exit 2 before any work with one line holding EXPECT, and
+# leave every file under $T/own byte for byte and link for link as it was.
+O=$T/own
+rm -rf "$O"; mkdir -p "$O"
+BASE="$A --train-iters 2"
+./pretrain_gpt $BASE --save "$O/ck" > "$T/own_ck.log" 2>&1 || not_ok own_setup_checkpoint "$(tail -n 1 "$T/own_ck.log")"
+./pretrain_gpt $BASE --seed 99 --save "$O/ck99" > /dev/null 2>&1
+./pretrain_gpt $BASE --train-iters 0 --export-hf "$O/hf" > "$T/own_hf.log" 2>&1 || not_ok own_setup_hf "$(tail -n 1 "$T/own_hf.log")"
+# The same model as two shards named by an index.
+mkdir -p "$O/hfs" && cp "$O/hf/config.json" "$O/hfs/" && cp "$O/hf/model.safetensors" "$O/hfs/model-00001-of-00001.safetensors"
+$PY - "$O/hfs" <<'PYEOF'
+import json, struct, sys
+d = sys.argv[1]; f = d + "/model-00001-of-00001.safetensors"
+raw = open(f, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]; head = json.loads(raw[8:8 + n])
+json.dump({"metadata": {}, "weight_map": {k: "model-00001-of-00001.safetensors" for k in head if k != "__metadata__"}},
+          open(d + "/model.safetensors.index.json", "w"))
+PYEOF
+cp "${c}_train.bin" "$O/tokens.bin"
+mkdir -p "$O/e_tok" && cp "${c}_train.bin" "$O/e_tok/model.safetensors"
+mkdir -p "$O/e_stale" && cp "$O/hfs/model.safetensors.index.json" "$O/e_stale/"
+ln -s /proc/self/fd/1 "$O/to_stdout"; ln -s "$O/absent" "$O/dangling"; ln -s "$O/ck" "$O/ck_link"
+mkfifo "$O/fifo"; ln -s fifo "$O/to_fifo"; echo '{}' > "$O/target.json"; ln -s target.json "$O/to_target"
+snap() { (cd "$O" && find . -printf '%y %p %l\n' | sort && find . -type f -exec md5sum {} + | sort); }
+snap > "$T/own_before"
+refused() {
+  local name=$1 expect=$2 rc n; shift 2
+  timeout 60 ./pretrain_gpt "$@" > "$T/own_$name.out" 2> "$T/own_$name.err"; rc=$?
+  n=$(grep -vc '^note:' "$T/own_$name.err")
+  snap > "$T/own_after"
+  if [ $rc = 2 ] && [ "$n" = 1 ] && grep -qF -- "$expect" "$T/own_$name.err" && cmp -s "$T/own_before" "$T/own_after" &&
+     ! grep -q '^ iteration' "$T/own_$name.out"; then ok "output_refused_$name ($(cut -c1-160 "$T/own_$name.err"))"
+  else not_ok "output_refused_$name" "exit $rc, $n lines: $(head -c 300 "$T/own_$name.err"); files changed: $(diff "$T/own_before" "$T/own_after" | head -n 3 | tr '\n' ' ')"; fi
+}
+I2=iter_0000002
+refused metrics_into_checkpoint_latest "is inside --load $O/ck, among the files it reads" \
+  $BASE --train-iters 3 --load "$O/ck" --metrics-file "$O/ck/latest_checkpointed_iteration.txt"
+refused export_over_loaded_model "is inside --load $O/ck" $BASE --train-iters 3 --load "$O/ck" --export-llmc "$O/ck/$I2/model.safetensors"
+refused dump_over_loaded_optimizer "is inside --load $O/ck" $BASE --train-iters 3 --load "$O/ck" --dump-params "$O/ck/$I2/optimizer.safetensors"
+refused timeline_over_checkpoint_json "is inside --load $O/ck" $BASE --train-iters 3 --load "$O/ck" --timeline "$O/ck/$I2/checkpoint.svg"
+mkdir -p "$O/fresh_save"; snap > "$T/own_before"
+refused export_over_the_saves_latest "is inside --save $O/fresh_save, among the files it writes" \
+  $BASE --save "$O/fresh_save" --export-llmc "$O/fresh_save/latest_checkpointed_iteration.txt"
+refused export_hf_into_a_checkpoint_iteration "--export-hf $O/ck/$I2 is inside --load $O/ck" $BASE --train-iters 3 --load "$O/ck" --export-hf "$O/ck/$I2"
+refused through_a_link_to_the_checkpoint "is inside --load $O/ck" $BASE --train-iters 3 --load "$O/ck" --metrics-file "$O/ck_link/latest_checkpointed_iteration.txt"
+refused dump_over_an_hf_shard "is inside --init-from $O/hfs, among the files it reads" \
+  $BASE --init-from "$O/hfs" --dump-params "$O/hfs/model-00001-of-00001.safetensors"
+refused timeline_json_over_the_hf_index "is inside --init-from $O/hfs" $BASE --init-from "$O/hfs" --timeline "$O/hfs/model.safetensors.index.svg"
+refused token_input_inside_the_export "--train-data-path $O/e_tok/model.safetensors is inside --export-hf $O/e_tok, among the files it writes" \
+  $BASE --train-data-path "$O/e_tok/model.safetensors" --export-hf "$O/e_tok"
+refused two_outputs_in_one_export "--dump-params $O/e_tok/model.safetensors is inside --export-hf $O/e_tok" \
+  $BASE --export-hf "$O/e_tok" --dump-params "$O/e_tok/model.safetensors"
+refused export_hf_beside_a_stale_index "holds a sharded model (model.safetensors.index.json)" $BASE --export-hf "$O/e_stale"
+# A link to /proc/self/fd/1 with stdout on a regular file: the writer would
+# have replaced the link (as it did /dev/stdout itself).
+timeout 60 ./pretrain_gpt $BASE --export-llmc "$O/to_stdout" > "$T/own_stdout_file.out" 2> "$T/own_stdout_file.err"; rc=$?
+if [ $rc = 2 ] && grep -q 'a system link to a file descriptor or device' "$T/own_stdout_file.err" && [ -L "$O/to_stdout" ]; then
+  ok "output_refused_link_to_proc_fd_with_stdout_a_file"
+else not_ok "output_refused_link_to_proc_fd_with_stdout_a_file" "exit $rc: $(head -c 300 "$T/own_stdout_file.err")"; fi
+refused link_to_a_fifo "--export-llmc $O/to_fifo: a symbolic link to a device, FIFO or socket" $BASE --export-llmc "$O/to_fifo"
+refused metrics_through_a_link "--metrics-file $O/to_target: a symbolic link; a resumed run appends in place" $BASE --metrics-file "$O/to_target"
+refused metrics_through_a_dangling_link "--metrics-file $O/dangling: a symbolic link to nothing" $BASE --metrics-file "$O/dangling"
+refused save_to_a_dangling_link "--save $O/dangling: a symbolic link to nothing" $BASE --save "$O/dangling"
+# Past 32 --config files the rest went unchecked (a fixed table).
+cfgs=(); for i in $(seq 1 33); do echo "--lr 1e-3" > "$O/conf$i.conf"; cfgs+=(--config "$O/conf$i.conf"); done
+snap > "$T/own_before"
+refused metrics_over_the_33rd_config "is the input --config $O/conf33.conf" "${cfgs[@]}" $BASE --metrics-file "$O/conf33.conf"
+# An optimizer file from another save (seed 99) beside this model file.
+cp "$O/ck99/$I2/optimizer.safetensors" "$O/ck/$I2/optimizer.safetensors"; snap > "$T/own_before"
+refused optimizer_from_another_save "seed 99 differs from" $BASE --train-iters 3 --load "$O/ck"
+# What stays allowed: a metrics file beside the checkpoint, a save through a
+# link to a directory.
+if ./pretrain_gpt $BASE --save "$O/ck_link" --metrics-file "$O/ck_link/metrics.json" > "$T/own_ok.log" 2>&1 &&
+   [ -L "$O/ck_link" ] && grep -q '"iteration": 2,' "$O/ck/metrics.json"; then ok "output_allowed_beside_a_checkpoint_and_through_a_dir_link"
+else not_ok "output_allowed_beside_a_checkpoint_and_through_a_dir_link" "$(tail -n 1 "$T/own_ok.log")"; fi
