@@ -269,8 +269,10 @@ static int pre_kind(const mt_json *root, int *kind, char *err, size_t errlen) {
                     type ? type : "(none)"), -1;
 }
 
+// Ids compare as unsigned: an id of 2^31 or more cast to int would be
+// negative, pass the bound and index far outside bytes[].
 static int set_token(mt_bpe *t, uint32_t id, const char *bytes, size_t n) {
-    if ((int)id >= t->nvocab || t->bytes[id]) return -1;
+    if (id >= (uint32_t)t->nvocab || t->bytes[id]) return -1;
     t->bytes[id] = malloc(n + 1);
     if (!t->bytes[id]) return -1;
     memcpy(t->bytes[id], bytes, n);
@@ -425,7 +427,7 @@ int mt_bpe_vocab_size(const mt_bpe *t) { return t->nvocab; }
 const char *mt_bpe_kind(const mt_bpe *t) { return t->pre == MT_PRE_GPT2 ? "gpt2" : "llama3"; }
 
 const char *mt_bpe_decode(const mt_bpe *t, uint32_t id, size_t *len) {
-    if ((int)id >= t->nvocab || !t->bytes[id]) return NULL;
+    if (id >= (uint32_t)t->nvocab || !t->bytes[id]) return NULL;  // unsigned: see set_token
     *len = t->nbytes[id];
     return t->bytes[id];
 }

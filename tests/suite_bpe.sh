@@ -10,6 +10,41 @@
 source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 PY=/usr/bin/python3
+
+# ---- Hostile inputs: tools/prepare_data (docs/bad-input.md) ---------------------------
+# These need python3 but not python3-regex: each case must end within 20 s
+# with its exit code and one line on stderr that matches the pattern.
+H="$T/hostile"
+rm -rf "$H"; mkdir -p "$H/tok"
+# refused NAME RC PATTERN CMD...
+refused() {
+  local name=$1 want=$2 pat=$3 rc; shift 3
+  timeout -k 5 20 "$@" > "$H/$name.out" 2> "$H/$name.err"; rc=$?
+  if [ $rc = "$want" ] && [ "$(wc -l < "$H/$name.err")" = 1 ] && grep -q -- "$pat" "$H/$name.err"; then ok "$name ($(cat "$H/$name.err"))"
+  else not_ok "$name" "exit $rc (want $want): $(head -c 300 "$H/$name.err" | tr '\n' ' ')"; fi
+}
+# The smallest byte-level BPE tokenizer: GPT-2's 256 byte symbols, ids 0-255, no merges.
+$PY - "$H/tok/tokenizer.json" <<'PY'
+import json, sys
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs = bs[:] + [256 + k for k in range(256 - len(bs))]
+bs += [b for b in range(256) if b not in bs]
+vocab = {chr(c): b for b, c in zip(bs, cs)}
+json.dump({"added_tokens": [], "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+           "model": {"type": "BPE", "vocab": vocab, "merges": []}}, open(sys.argv[1], "w"))
+PY
+# tokens FILE ID...: an llm.c token file of version 2 (uint32 ids).
+tokens() {
+  $PY -c 'import struct, sys; ids = [int(x, 0) for x in sys.argv[2:]]
+open(sys.argv[1], "wb").write(struct.pack("<256i", 20240520, 2, len(ids), *[0] * 253) + struct.pack("<%dI" % len(ids), *ids))' "$@"
+}
+
+# An id of 2^31 or more was cast to a negative int, passed the bound and
+# indexed outside the tokenizer's table (SIGSEGV).
+tokens "$H/id31.bin" 65 0x80000000 66
+refused prepare_decode_id_2_31_refused 2 "token 1 is 2147483648, outside the tokenizer's vocabulary" \
+  tools/prepare_data --decode "$H/id31.bin" --tokenizer "$H/tok"
+
 if ! $PY -c 'import regex' 2> /dev/null; then
   not_ok bpe_python_reference "python3-regex is missing (tools/install-deps.sh installs it)"; exit 0
 fi
