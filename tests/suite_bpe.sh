@@ -45,6 +45,22 @@ tokens "$H/id31.bin" 65 0x80000000 66
 refused prepare_decode_id_2_31_refused 2 "token 1 is 2147483648, outside the tokenizer's vocabulary" \
   tools/prepare_data --decode "$H/id31.bin" --tokenizer "$H/tok"
 
+# A vocabulary id (or an added token's) of 2^30 - 1 in a 256-token file sized
+# the id tables by it (2 x 8 GiB) and advised --vocab-size 1073741824.
+printf 'hello world, hello world\n' > "$H/text.txt"
+for k in vocab added; do
+  mkdir -p "$H/huge_$k"
+  $PY - "$H/tok/tokenizer.json" "$H/huge_$k/tokenizer.json" "$k" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+if sys.argv[3] == "vocab": t["model"]["vocab"]["A"] = 2**30 - 1
+else: t["added_tokens"] = [{"id": 2**30 - 1, "content": "<|x|>"}]
+json.dump(t, open(sys.argv[2], "w"))
+PY
+  refused "prepare_tokenizer_huge_${k}_id_refused" 2 "has id 1073741823, but the file defines only 25[67] tokens" \
+    tools/prepare_data "$H/text.txt" "$H/huge_$k" --tokenizer "$H/huge_$k"
+done
+
 if ! $PY -c 'import regex' 2> /dev/null; then
   not_ok bpe_python_reference "python3-regex is missing (tools/install-deps.sh installs it)"; exit 0
 fi
