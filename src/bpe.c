@@ -397,10 +397,15 @@ static int load_merges(mt_bpe *t, const mt_json *merges, char *err, size_t errle
 // tokens' text point into it.
 typedef struct { mt_bpe t; mt_json *root; } mt_bpe_owner;
 
+void mt_bpe_file(const char *path, char *file, size_t filelen) {
+    size_t pl = strlen(path);
+    snprintf(file, filelen, pl > 5 && !strcmp(path + pl - 5, ".json") ? "%s" : "%s/tokenizer.json", path);
+}
+
 mt_bpe *mt_bpe_load(const char *path, char *err, size_t errlen) {
     char file[4200];
-    size_t len, pl = strlen(path);
-    snprintf(file, sizeof file, pl > 5 && !strcmp(path + pl - 5, ".json") ? "%s" : "%s/tokenizer.json", path);
+    size_t len;
+    mt_bpe_file(path, file, sizeof file);
     char *text = read_file(file, &len, err, errlen);
     if (!text) return NULL;
     mt_bpe_owner *o = calloc(1, sizeof *o);
