@@ -27,6 +27,8 @@ typedef struct mt_bpe mt_bpe;
 
 // Loads DIR/tokenizer.json (or the file itself). NULL with one line in err.
 mt_bpe *mt_bpe_load(const char *path, char *err, size_t errlen);
+// The file mt_bpe_load reads for path (so a caller can keep outputs off it).
+void mt_bpe_file(const char *path, char *file, size_t filelen);
 void mt_bpe_free(mt_bpe *t);
 
 // Ids run from 0 to vocab_size - 1 (the largest id + 1, added tokens included).

@@ -269,8 +269,10 @@ static int pre_kind(const mt_json *root, int *kind, char *err, size_t errlen) {
                     type ? type : "(none)"), -1;
 }
 
+// Ids compare as unsigned: an id of 2^31 or more cast to int would be
+// negative, pass the bound and index far outside bytes[].
 static int set_token(mt_bpe *t, uint32_t id, const char *bytes, size_t n) {
-    if ((int)id >= t->nvocab || t->bytes[id]) return -1;
+    if (id >= (uint32_t)t->nvocab || t->bytes[id]) return -1;
     t->bytes[id] = malloc(n + 1);
     if (!t->bytes[id]) return -1;
     memcpy(t->bytes[id], bytes, n);
@@ -278,18 +280,39 @@ static int set_token(mt_bpe *t, uint32_t id, const char *bytes, size_t n) {
     return 0;
 }
 
+static int whole_id(const mt_json *v) {
+    return v && v->type == MT_JSON_NUMBER && v->number >= 0 && v->number < 1 << 30 && v->number == (double)(uint32_t)v->number;
+}
+
+// The table is sized by the largest id, so that id is bounded by what the
+// file holds: real tokenizers number their tokens 0..n-1 (GPT-2 50257,
+// Llama 3 128256 with the added ones); twice the count leaves room for a
+// few gaps, while one id of 2^30 can no longer ask for 16 GiB of tables.
+static int id_bound(const mt_json *vocab, const mt_json *added, uint32_t id, const char *what, char *err, size_t errlen) {
+    size_t count = (size_t)vocab->n + (added ? (size_t)added->n : 0);
+    if (id < 2 * count) return 0;
+    return snprintf(err, errlen, "%s has id %u, but the file defines only %zu tokens (model.vocab and added_tokens): ids must "
+                    "run from 0 with few gaps", what, id, count), -1;
+}
+
 // Vocabulary, added tokens and the byte alphabet.
 static int load_vocab(mt_bpe *t, const mt_json *vocab, const mt_json *added, char *err, size_t errlen) {
     t->nvocab = 0;
+    char what[64];
     for (int i = 0; i < vocab->n; i++) {
-        if (vocab->items[i].type != MT_JSON_NUMBER || vocab->items[i].number < 0 || vocab->items[i].number >= 1 << 30)
+        if (!whole_id(&vocab->items[i]))
             return snprintf(err, errlen, "model.vocab: the id of \"%s\" is not a whole number >= 0", vocab->keys[i]), -1;
-        if ((int)vocab->items[i].number >= t->nvocab) t->nvocab = (int)vocab->items[i].number + 1;
+        uint32_t id = (uint32_t)vocab->items[i].number;
+        snprintf(what, sizeof what, "model.vocab: \"%.30s\"", vocab->keys[i]);
+        if (id_bound(vocab, added, id, what, err, errlen)) return -1;
+        if ((int)id >= t->nvocab) t->nvocab = (int)id + 1;
     }
     for (int i = 0; added && i < added->n; i++) {
         const mt_json *id = mt_json_get(&added->items[i], "id");
-        if (!id || id->type != MT_JSON_NUMBER || !str_of(&added->items[i], "content") || id->number < 0 || id->number >= 1 << 30)
-            return snprintf(err, errlen, "added_tokens[%d]: needs an id and a content", i), -1;
+        if (!whole_id(id) || !str_of(&added->items[i], "content"))
+            return snprintf(err, errlen, "added_tokens[%d]: needs an id (a whole number >= 0) and a content", i), -1;
+        snprintf(what, sizeof what, "added_tokens[%d]", i);
+        if (id_bound(vocab, added, (uint32_t)id->number, what, err, errlen)) return -1;
         if ((int)id->number >= t->nvocab) t->nvocab = (int)id->number + 1;
     }
     t->bytes = calloc((size_t)t->nvocab + 1, sizeof *t->bytes);
@@ -374,10 +397,15 @@ static int load_merges(mt_bpe *t, const mt_json *merges, char *err, size_t errle
 // tokens' text point into it.
 typedef struct { mt_bpe t; mt_json *root; } mt_bpe_owner;
 
+void mt_bpe_file(const char *path, char *file, size_t filelen) {
+    size_t pl = strlen(path);
+    snprintf(file, filelen, pl > 5 && !strcmp(path + pl - 5, ".json") ? "%s" : "%s/tokenizer.json", path);
+}
+
 mt_bpe *mt_bpe_load(const char *path, char *err, size_t errlen) {
     char file[4200];
-    size_t len, pl = strlen(path);
-    snprintf(file, sizeof file, pl > 5 && !strcmp(path + pl - 5, ".json") ? "%s" : "%s/tokenizer.json", path);
+    size_t len;
+    mt_bpe_file(path, file, sizeof file);
     char *text = read_file(file, &len, err, errlen);
     if (!text) return NULL;
     mt_bpe_owner *o = calloc(1, sizeof *o);
@@ -425,7 +453,7 @@ int mt_bpe_vocab_size(const mt_bpe *t) { return t->nvocab; }
 const char *mt_bpe_kind(const mt_bpe *t) { return t->pre == MT_PRE_GPT2 ? "gpt2" : "llama3"; }
 
 const char *mt_bpe_decode(const mt_bpe *t, uint32_t id, size_t *len) {
-    if ((int)id >= t->nvocab || !t->bytes[id]) return NULL;
+    if (id >= (uint32_t)t->nvocab || !t->bytes[id]) return NULL;  // unsigned: see set_token
     *len = t->nbytes[id];
     return t->bytes[id];
 }

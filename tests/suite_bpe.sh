@@ -10,6 +10,104 @@
 source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
 c=$(test_corpus)
 PY=/usr/bin/python3
+
+# ---- Hostile inputs: tools/prepare_data (docs/bad-input.md) ---------------------------
+# These need python3 but not python3-regex: each case must end within 20 s
+# with its exit code and one line on stderr that matches the pattern.
+H="$T/hostile"
+rm -rf "$H"; mkdir -p "$H/tok"
+# refused NAME RC PATTERN CMD...
+refused() {
+  local name=$1 want=$2 pat=$3 rc; shift 3
+  timeout -k 5 20 "$@" > "$H/$name.out" 2> "$H/$name.err"; rc=$?
+  if [ $rc = "$want" ] && [ "$(wc -l < "$H/$name.err")" = 1 ] && grep -q -- "$pat" "$H/$name.err"; then ok "$name ($(cat "$H/$name.err"))"
+  else not_ok "$name" "exit $rc (want $want): $(head -c 300 "$H/$name.err" | tr '\n' ' ')"; fi
+}
+# The smallest byte-level BPE tokenizer: GPT-2's 256 byte symbols, ids 0-255, no merges.
+$PY - "$H/tok/tokenizer.json" <<'PY'
+import json, sys
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs = bs[:] + [256 + k for k in range(256 - len(bs))]
+bs += [b for b in range(256) if b not in bs]
+vocab = {chr(c): b for b, c in zip(bs, cs)}
+json.dump({"added_tokens": [], "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+           "model": {"type": "BPE", "vocab": vocab, "merges": []}}, open(sys.argv[1], "w"))
+PY
+# tokens FILE ID...: an llm.c token file of version 2 (uint32 ids).
+tokens() {
+  $PY -c 'import struct, sys; ids = [int(x, 0) for x in sys.argv[2:]]
+open(sys.argv[1], "wb").write(struct.pack("<256i", 20240520, 2, len(ids), *[0] * 253) + struct.pack("<%dI" % len(ids), *ids))' "$@"
+}
+
+# An id of 2^31 or more was cast to a negative int, passed the bound and
+# indexed outside the tokenizer's table (SIGSEGV).
+tokens "$H/id31.bin" 65 0x80000000 66
+refused prepare_decode_id_2_31_refused 2 "token 1 is 2147483648, outside the tokenizer's vocabulary" \
+  tools/prepare_data --decode "$H/id31.bin" --tokenizer "$H/tok"
+
+# A vocabulary id (or an added token's) of 2^30 - 1 in a 256-token file sized
+# the id tables by it (2 x 8 GiB) and advised --vocab-size 1073741824.
+printf 'hello world, hello world\n' > "$H/text.txt"
+for k in vocab added; do
+  mkdir -p "$H/huge_$k"
+  $PY - "$H/tok/tokenizer.json" "$H/huge_$k/tokenizer.json" "$k" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+if sys.argv[3] == "vocab": t["model"]["vocab"]["A"] = 2**30 - 1
+else: t["added_tokens"] = [{"id": 2**30 - 1, "content": "<|x|>"}]
+json.dump(t, open(sys.argv[2], "w"))
+PY
+  refused "prepare_tokenizer_huge_${k}_id_refused" 2 "has id 1073741823, but the file defines only 25[67] tokens" \
+    tools/prepare_data "$H/text.txt" "$H/huge_$k" --tokenizer "$H/huge_$k"
+done
+
+# Outputs are written as the trainer writes them (outfile.h: a random
+# O_EXCL | O_NOFOLLOW temporary, renamed): a symlink at PREFIX_train.bin.tmp
+# was followed, so the file it names was truncated and became the output.
+mkdir -p "$H/link"
+echo precious > "$H/link/precious.txt"; ln -s precious.txt "$H/link/o_train.bin.tmp"
+out=$(tools/prepare_data "$H/text.txt" "$H/link/o" 2>&1); rc=$?
+if [ $rc = 0 ] && [ "$(cat "$H/link/precious.txt")" = precious ] && [ -L "$H/link/o_train.bin.tmp" ] && [ ! -L "$H/link/o_train.bin" ] &&
+   [ "$(ls -A "$H/link" | wc -l)" = 4 ]; then ok "prepare_keeps_symlinked_tmp_target (precious.txt unchanged, no temporary left)"
+else not_ok prepare_keeps_symlinked_tmp_target "exit $rc: $out; precious.txt: $(head -c 40 "$H/link/precious.txt" | tr -c '[:print:]' '?'); $(ls -A "$H/link" | tr '\n' ' ')"; fi
+
+# Inputs must be regular files: a FIFO hung in open(), /dev/zero was read
+# into an ever larger buffer (capped here at 2 GiB of address space).
+mkfifo "$H/fifo"
+refused prepare_fifo_input_refused 2 "fifo: not a regular file" tools/prepare_data "$H/fifo" "$H/o_fifo"
+refused prepare_dev_zero_input_refused 2 "/dev/zero: not a regular file" \
+  bash -c 'ulimit -v 2097152; exec "$@"' _ tools/prepare_data /dev/zero "$H/o_zero"
+
+# An output that is an input (by name, through ./, a symlink or a hard link)
+# is refused before anything is written; the input stays as it was.
+mkdir -p "$H/same"; cp "$H/text.txt" "$H/same/x_train.bin"
+ln -s x_train.bin "$H/same/sym.txt"; ln "$H/same/x_train.bin" "$H/same/hard.txt"
+for how in name:x_train.bin dot:./x_train.bin symlink:sym.txt hardlink:hard.txt; do
+  in=${how#*:}
+  refused "prepare_output_is_input_refused_${how%%:*}" 2 "x_train.bin is the input $in: refusing to overwrite an input" \
+    bash -c 'cd "$1" && exec "$2" "$3" x' _ "$H/same" "$PWD/tools/prepare_data" "$in"
+done
+cmp -s "$H/text.txt" "$H/same/x_train.bin" && [ ! -e "$H/same/x_val.bin" ] && ok prepare_output_is_input_left_unchanged ||
+  not_ok prepare_output_is_input_left_unchanged "x_train.bin changed or x_val.bin written: $(ls -A "$H/same" | tr '\n' ' ')"
+# The tokenizer's file is an input too (here also named as the train output).
+mkdir -p "$H/tk"; cp "$H/tok/tokenizer.json" "$H/tk/"; ln "$H/tk/tokenizer.json" "$H/tk/o_train.bin"
+refused prepare_output_is_tokenizer_refused 2 "o_train.bin is the input $H/tk/tokenizer.json: refusing" \
+  tools/prepare_data "$H/text.txt" "$H/tk/o" --tokenizer "$H/tk"
+
+# Outputs that cannot be written are refused up front with exit 2: a
+# directory failed with exit 1 after all the work, a FIFO was replaced.
+mkdir -p "$H/d_train.bin"; mkfifo "$H/q_val.bin"
+refused prepare_output_directory_refused 2 "d_train.bin: is a directory, expected a file name" tools/prepare_data "$H/text.txt" "$H/d"
+refused prepare_output_fifo_refused 2 "q_val.bin: exists and is not a regular file" tools/prepare_data "$H/text.txt" "$H/q"
+[ -p "$H/q_val.bin" ] && [ ! -e "$H/q_train.bin" ] && ok prepare_output_fifo_kept || not_ok prepare_output_fifo_kept "$(ls -l "$H"/q_* | tr '\n' ' ')"
+refused prepare_output_no_directory_refused 2 "cannot create $H/nodir/o_train.bin: No such file or directory" \
+  tools/prepare_data "$H/text.txt" "$H/nodir/o"
+
+# --decode onto a full disk: one line and exit 1 (it exited 1 silently).
+tokens "$H/ab.bin" 65 66
+refused prepare_decode_full_disk_one_line 1 "writing standard output: No space left on device" \
+  bash -c 'exec "$@" > /dev/full' _ tools/prepare_data --decode "$H/ab.bin"
+
 if ! $PY -c 'import regex' 2> /dev/null; then
   not_ok bpe_python_reference "python3-regex is missing (tools/install-deps.sh installs it)"; exit 0
 fi
