@@ -552,10 +552,13 @@ shorten() {
   printf '%s' "${x//|/\\|}"
 }
 if [ -n "$doc" ]; then
-  # Another suite's part of the page (tests/suite_save_faults.sh) follows the
-  # marker line: kept as it is.
+  # Hand-written sections (the tools' own suites check their cases) follow
+  # the line "<!-- hand-written -->", and another suite's part of the page
+  # (tests/suite_save_faults.sh) the line "<!-- save-faults -->": both kept
+  # as they are.
   kept=""
-  [ -f "$doc" ] && kept=$(sed -n '/^<!-- save-faults -->$/,$p' "$doc")
+  if [ -f "$doc" ] && grep -qx '<!-- hand-written -->' "$doc"; then kept=$(sed -n '/^<!-- hand-written -->$/,$p' "$doc")
+  elif [ -f "$doc" ]; then kept=$(sed -n '/^<!-- save-faults -->$/,$p' "$doc"); fi
   {
     echo "# What bad input looks like"
     echo

@@ -203,3 +203,13 @@ PY
 )
 if [ -n "$ids" ] && [ "$(echo "$ids" | wc -w)" = 12 ] && [ "$txt" = "$want" ]; then ok "generate_decodes_with_tokenizer (12 tokens: $(echo "${txt%x}" | head -c 60 | tr '\n' ' '))"
 else not_ok generate_decodes_with_tokenizer "ids '$ids'; text '$txt' vs '$want'"; fi
+
+# tools/get-data.sh compiles prepare_data by itself when make has not: its
+# source list must still link (it lacked the input checks, the writer and
+# the CPU guard once prepare_data used them).
+eval "$(grep '^PREP_SRC=' tools/get-data.sh)"
+if [ -n "${PREP_SRC:-}" ] && cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude $PREP_SRC -o "$T/prepare_data_fallback" 2> "$T/fallback.err" &&
+   printf 'hello fallback world\n%.0s' $(seq 1 200) > "$T/fallback_in.txt" &&
+   "$T/prepare_data_fallback" "$T/fallback_in.txt" "$T/fallback" > /dev/null 2>&1 && [ -s "$T/fallback_train.bin" ]; then
+  ok "get_data_fallback_compile_links"
+else not_ok "get_data_fallback_compile_links" "$(head -c 300 "$T/fallback.err")"; fi

@@ -55,11 +55,13 @@ if [[ ! -s $txt ]]; then
     from="$txt (${#files[@]} files of $src)"
 fi
 
+PREP_SRC="tools/prepare_data.c src/bpe.c src/json.c src/unicode_tab.c src/input.c src/outfile.c src/isa.c"
 if [[ ! -x tools/prepare_data ]]; then
-    # Normally `make` built it; prepare_data needs only common.h and the
-    # tokenizer's libc-only sources, so a direct compile works even when the
-    # rest of the tree does not build.
-    "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -Iinclude tools/prepare_data.c src/bpe.c src/json.c src/unicode_tab.c -o tools/prepare_data
+    # Normally `make` built it; prepare_data needs only libc-only sources
+    # (the tokenizer, the input checks, the safe writer, the CPU guard), so a
+    # direct compile works even when the rest of the tree does not build
+    # (suite_bpe compiles this same list).
+    "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -Iinclude $PREP_SRC -o tools/prepare_data
 fi
 tools/prepare_data "$txt" "$prefix" --val-fraction 0.1 >/dev/null
 echo "get-data: wrote ${prefix}_train.bin ($(tokens "${prefix}_train.bin") tokens) and" \
