@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # suite_tools.sh: the planner (tools/plan) and the per-tensor activation
-# breakdown, tools/metrics-diff and tools/compare. --help lists every flag of the table, no
+# breakdown, tools/metrics-diff and tools/compare, and hostile inputs to
+# the tools (names that would run commands in gnuplot, FIFOs, devices, a full
+# stdout). --help lists every flag of the table, no
 # arguments are refused, every shipped config plans, the breakdown sums to
 # the allocator's bytes and to Table 2's formula re-derived here, and the
 # sweep's fits and no-fits equal one planner run per layout.
@@ -154,6 +156,46 @@ $MPIRUN 2 ./pretrain_gpt $X --tensor-model-parallel-size 2 --metrics-file "$T/r2
 out=$(tools/metrics-diff "$T/r1.json" "$T/r2.json" --max-rel 1e-5 --quiet); rc=$?
 [ $rc = 0 ] && echo "$out" | grep -q "5 iterations compared" && ok "metrics_diff_tp2_vs_one_rank ($(echo "$out" | head -1 | sed 's/.*; //'))" ||
   not_ok metrics_diff_tp2_vs_one_rank "exit $rc: $out"
+
+# ---- tools/plot and tools/drift: hostile names ---------------------------------------
+# File names, labels, OUT and TMPDIR reach gnuplot's command line. A quote
+# must not end a string and run the rest (system(), a `backquote`, a "!"
+# line after a newline would create PWNED_* files in $P: names hold no "/",
+# so the shell that would run them finds the directory in $PWN), and every
+# label must show in the key as given (a newline as '?').
+P="$T/plot"; rm -rf "$P"; mkdir -p "$P"
+export PWN="$P/PWNED_"
+q="'" bq='`' run='${PWN}'
+tmpdir="$P/tmp$q${bq}touch ${run}tmpdir$bq"; mkdir -p "$tmpdir"
+printf '{"config": "x"}\n{"iteration": 1, "lm_loss": 5.5, "lr": 1}\n{"iteration": 2, "lm_loss": 4.5, "lr": 1}\n' > "$P/m.json"
+names=("x$q ; system(\"touch ${run}quote\") ; print($q" "a${bq}touch ${run}backquote${bq}b" "nl"$'\n'"!touch ${run}newline"$'\n'"x"
+       'b\\s $HOME @x "dq"' "-dash")
+args=()
+for n in "${names[@]}"; do cp "$P/m.json" "$P/$n.json"; args+=("$P/$n.json"); done
+args+=("L$q${bq}touch ${run}label$bq=$P/m.json")
+out="$P/o$q${bq}touch ${run}out$bq$q.svg"
+msg=$(cd "$P" && TMPDIR=$tmpdir timeout 60 "$OLDPWD/tools/plot" "$out" "${args[@]}" 2>&1); rc=$?
+missing=""
+for l in "${names[@]::2}" "nl?!touch ${run}newline?x" "${names[@]:3}" "L$q${bq}touch ${run}label$bq"; do
+  grep -qF -- "<text>$l</text>" "$out" 2> /dev/null || missing="$missing [$l]"
+done
+pwned=$(cd "$P" && ls -d PWNED* 2> /dev/null | tr '\n' ' ')
+[ $rc = 0 ] && [ -z "$pwned" ] && [ -z "$missing" ] && ok "plot_hostile_names_are_text (quote, backquote, newline, backslash, \$, @, dash; OUT and TMPDIR too)" ||
+  not_ok plot_hostile_names_are_text "exit $rc, ran: '$pwned', labels missing:$missing; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
+# Inputs are regular files: a FIFO (no writer) and /dev/zero would hang sed.
+mkfifo "$P/fifo"
+bad=""
+for f in "$P/fifo" /dev/zero "$P"; do
+  msg=$(timeout 10 tools/plot "$P/x.svg" "$f" 2>&1); rc=$?
+  [ $rc = 2 ] && [ "$(echo "$msg" | wc -l)" = 1 ] && echo "$msg" | grep -q "not a readable regular file" || bad="$bad $f: exit $rc '$msg';"
+done
+[ -z "$bad" ] && [ ! -e "$P/x.svg" ] && ok "plot_refuses_fifo_device_directory" || not_ok plot_refuses_fifo_device_directory "$bad"
+# tools/drift's OUT (one tiny run of each kind).
+out="$P/d$q ; system(\"touch ${run}drift\") ; print($q.svg"
+msg=$(timeout 300 tools/drift "$out" --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 2>&1); rc=$?
+pwned=$(cd "$P" && ls -d PWNED* 2> /dev/null | tr '\n' ' ')
+[ $rc = 0 ] && [ -z "$pwned" ] && grep -q '<svg' "$out" && ok "drift_hostile_out_name" ||
+  not_ok drift_hostile_out_name "exit $rc, ran: '$pwned'; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
 
 # ---- tools/compare: the identically-zero key-bias gradient ------------------------------
 # fp32 against fp64 after 20 steps: the key third of every attn.qkv.bias is
