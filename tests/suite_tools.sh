@@ -149,6 +149,25 @@ tools/metrics-diff "$T/a.json" "$T/c.json" --max-rel 1 > /dev/null; rc2=$?
 tools/metrics-diff "$T/a.json" > /dev/null 2>&1; rc3=$?
 [ $rc1 = 1 ] && [ $rc2 = 1 ] && [ $rc3 = 2 ] && ok "metrics_diff_bounds_and_usage (over bound 1, missing iteration 1, one file 2)" ||
   not_ok metrics_diff_bounds_and_usage "exit codes $rc1 $rc2 $rc3"
+# Hostile inputs: regular files only, one line and exit 2 (a FIFO without a
+# writer and /dev/zero hung, a directory was "has no line with iteration");
+# an iteration that is no whole number is named, not cast.
+mkfifo "$T/md_fifo" 2> /dev/null
+printf '{"iteration": nan, "lm_loss": 1.0}\n' > "$T/md_nan.json"
+bad=""
+for f in "$T/md_fifo" /dev/zero "$T" "$T/md_nan.json"; do
+  msg=$(timeout 10 tools/metrics-diff "$T/a.json" "$f" 2>&1 > /dev/null); rc=$?
+  [ $rc = 2 ] && [ "$(echo "$msg" | wc -l)" = 1 ] && echo "$msg" | grep -qE "not a regular file|is a directory|not a whole number" ||
+    bad="$bad $f: exit $rc '$msg';"
+done
+[ -z "$bad" ] && ok "metrics_diff_refuses_fifo_device_directory_nan" || not_ok metrics_diff_refuses_fifo_device_directory_nan "$bad"
+# 300k iterations (11 MB) match in well under a second (a linear search per
+# iteration took minutes); a resumed run's repeated iterations: the last wins.
+awk 'BEGIN { for (i = 1; i <= 300000; i++) printf "{\"iteration\": %d, \"lm_loss\": %.6f, \"lr\": 1e-3}\n", i, 5 + i % 7 / 10 }' > "$T/md_big.json"
+{ cat "$T/md_big.json"; printf '{"iteration": 299999, "lm_loss": 9.5}\n'; } > "$T/md_big2.json"
+out=$(timeout 20 tools/metrics-diff "$T/md_big.json" "$T/md_big2.json" --quiet 2>&1); rc=$?
+echo "$out" | grep -q "300000 iterations compared, 0 in one file only; worst rel diff .* at iteration 299999$" && [ $rc = 0 ] &&
+  ok "metrics_diff_300k_iterations_fast ($out)" || not_ok metrics_diff_300k_iterations_fast "exit $rc (124: timed out): $out"
 # Two real runs: the same layout twice is exact; TP 2 against one rank agrees to fp32 round-off.
 X="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 5"
 ./pretrain_gpt $X --metrics-file "$T/r1.json" > /dev/null 2>&1
