@@ -255,6 +255,39 @@ out=$(tools/compare "$T/c32bad.st" "$T/c64.st" --max-rel-rms 1e-5); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q "^FAIL h.2.attn.qkv.bias: rel_rms" && ok "compare_catches_query_bias_difference" ||
   not_ok compare_catches_query_bias_difference "exit $rc: $(echo "$out" | grep FAIL | head -2)"
 
+# ---- the tools' stdout, ranks and error lines -----------------------------------------
+# A full disk under stdout (/dev/full) is exit 1 with one error line, for
+# every tool that reports on stdout (they exited 0 silently).
+./pretrain_gpt --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 --save "$T/gck" > "$T/gck.log" 2>&1
+st="$T/gck/iter_0000002/model.safetensors"
+printf '{"iteration": 1, "lm_loss": 5.5}\n' > "$T/full.json"
+bad=""
+full_check() {  # NAME CMD...: exit 1, and one error line naming stdout
+  local name=$1; shift
+  local err rc
+  timeout 60 "$@" > /dev/full 2> "$T/full_$name.err"; rc=$?
+  err=$(grep -v '^generate: [0-9]* layers' "$T/full_$name.err")  # generate's note on the model is no error
+  [ "$rc" = 1 ] && [ "$(echo "$err" | wc -l)" = 1 ] && echo "$err" | grep -q "error: cannot write standard output" ||
+    bad="$bad $name: exit $rc '$err';"
+}
+full_check generate tools/generate --load "$T/gck" --tokens 20
+full_check plan tools/plan --config configs/tiny.conf
+full_check plan_sweep tools/plan --sweep --world-size 4 --memory-gb 8 --config configs/tiny.conf
+full_check metrics-diff tools/metrics-diff "$T/full.json" "$T/full.json"
+full_check compare tools/compare "$st" "$st"
+full_check compare_help tools/compare --help
+[ -z "$bad" ] && ok "tools_full_stdout_is_exit_1 (generate, plan, plan --sweep, metrics-diff, compare, compare --help)" ||
+  not_ok tools_full_stdout_is_exit_1 "$bad"
+# tools/generate is a one-rank tool: under mpirun every rank refuses at
+# once (one line, exit 2) instead of each sampling, or waiting on the other.
+err=$(timeout 60 $MPIRUN 2 tools/generate --load "$T/gck" --tokens 5 2>&1 > "$T/gen2.out"); rc=$?
+[ $rc = 2 ] && [ "$err" = "generate: error: a one-rank tool: run it without mpirun (world size 2)" ] && [ ! -s "$T/gen2.out" ] &&
+  ok "generate_refuses_more_than_one_rank ($err)" || not_ok generate_refuses_more_than_one_rank "exit $rc (124: hung): '$err'"
+# Error lines name the tool, not the trainer ("pretrain_gpt: error: generate: ...").
+e1=$(tools/generate --tokens 5 2>&1); e2=$(tools/plan --config configs/tiny.conf --num-layers x 2>&1)
+[ "$e1" = "generate: error: --load DIR is required" ] && [ "$e2" = "plan: error: --num-layers expects an integer, got 'x'" ] &&
+  ok "tool_errors_name_the_tool ($e1; $e2)" || not_ok tool_errors_name_the_tool "'$e1' '$e2'"
+
 # ---- the tutorial's numbers ------------------------------------------------------------
 # docs/tutorial.sh reruns the tutorial's commands; every line it prints must
 # be quoted verbatim in docs/tutorial.md.
