@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # suite_tools.sh: the planner (tools/plan) and the per-tensor activation
-# breakdown, tools/metrics-diff and tools/compare. --help lists every flag of the table, no
+# breakdown, tools/metrics-diff and tools/compare, and hostile inputs to
+# the tools (names that would run commands in gnuplot, FIFOs, devices, a full
+# stdout). --help lists every flag of the table, no
 # arguments are refused, every shipped config plans, the breakdown sums to
 # the allocator's bytes and to Table 2's formula re-derived here, and the
 # sweep's fits and no-fits equal one planner run per layout.
@@ -147,6 +149,25 @@ tools/metrics-diff "$T/a.json" "$T/c.json" --max-rel 1 > /dev/null; rc2=$?
 tools/metrics-diff "$T/a.json" > /dev/null 2>&1; rc3=$?
 [ $rc1 = 1 ] && [ $rc2 = 1 ] && [ $rc3 = 2 ] && ok "metrics_diff_bounds_and_usage (over bound 1, missing iteration 1, one file 2)" ||
   not_ok metrics_diff_bounds_and_usage "exit codes $rc1 $rc2 $rc3"
+# Hostile inputs: regular files only, one line and exit 2 (a FIFO without a
+# writer and /dev/zero hung, a directory was "has no line with iteration");
+# an iteration that is no whole number is named, not cast.
+mkfifo "$T/md_fifo" 2> /dev/null
+printf '{"iteration": nan, "lm_loss": 1.0}\n' > "$T/md_nan.json"
+bad=""
+for f in "$T/md_fifo" /dev/zero "$T" "$T/md_nan.json"; do
+  msg=$(timeout 10 tools/metrics-diff "$T/a.json" "$f" 2>&1 > /dev/null); rc=$?
+  [ $rc = 2 ] && [ "$(echo "$msg" | wc -l)" = 1 ] && echo "$msg" | grep -qE "not a regular file|is a directory|not a whole number" ||
+    bad="$bad $f: exit $rc '$msg';"
+done
+[ -z "$bad" ] && ok "metrics_diff_refuses_fifo_device_directory_nan" || not_ok metrics_diff_refuses_fifo_device_directory_nan "$bad"
+# 300k iterations (11 MB) match in well under a second (a linear search per
+# iteration took minutes); a resumed run's repeated iterations: the last wins.
+awk 'BEGIN { for (i = 1; i <= 300000; i++) printf "{\"iteration\": %d, \"lm_loss\": %.6f, \"lr\": 1e-3}\n", i, 5 + i % 7 / 10 }' > "$T/md_big.json"
+{ cat "$T/md_big.json"; printf '{"iteration": 299999, "lm_loss": 9.5}\n'; } > "$T/md_big2.json"
+out=$(timeout 20 tools/metrics-diff "$T/md_big.json" "$T/md_big2.json" --quiet 2>&1); rc=$?
+echo "$out" | grep -q "300000 iterations compared, 0 in one file only; worst rel diff .* at iteration 299999$" && [ $rc = 0 ] &&
+  ok "metrics_diff_300k_iterations_fast ($out)" || not_ok metrics_diff_300k_iterations_fast "exit $rc (124: timed out): $out"
 # Two real runs: the same layout twice is exact; TP 2 against one rank agrees to fp32 round-off.
 X="--config configs/tiny.conf --data-path ${c}_train.bin --train-iters 5"
 ./pretrain_gpt $X --metrics-file "$T/r1.json" > /dev/null 2>&1
@@ -154,6 +175,46 @@ $MPIRUN 2 ./pretrain_gpt $X --tensor-model-parallel-size 2 --metrics-file "$T/r2
 out=$(tools/metrics-diff "$T/r1.json" "$T/r2.json" --max-rel 1e-5 --quiet); rc=$?
 [ $rc = 0 ] && echo "$out" | grep -q "5 iterations compared" && ok "metrics_diff_tp2_vs_one_rank ($(echo "$out" | head -1 | sed 's/.*; //'))" ||
   not_ok metrics_diff_tp2_vs_one_rank "exit $rc: $out"
+
+# ---- tools/plot and tools/drift: hostile names ---------------------------------------
+# File names, labels, OUT and TMPDIR reach gnuplot's command line. A quote
+# must not end a string and run the rest (system(), a `backquote`, a "!"
+# line after a newline would create PWNED_* files in $P: names hold no "/",
+# so the shell that would run them finds the directory in $PWN), and every
+# label must show in the key as given (a newline as '?').
+P="$T/plot"; rm -rf "$P"; mkdir -p "$P"
+export PWN="$P/PWNED_"
+q="'" bq='`' run='${PWN}'
+tmpdir="$P/tmp$q${bq}touch ${run}tmpdir$bq"; mkdir -p "$tmpdir"
+printf '{"config": "x"}\n{"iteration": 1, "lm_loss": 5.5, "lr": 1}\n{"iteration": 2, "lm_loss": 4.5, "lr": 1}\n' > "$P/m.json"
+names=("x$q ; system(\"touch ${run}quote\") ; print($q" "a${bq}touch ${run}backquote${bq}b" "nl"$'\n'"!touch ${run}newline"$'\n'"x"
+       'b\\s $HOME @x "dq"' "-dash")
+args=()
+for n in "${names[@]}"; do cp "$P/m.json" "$P/$n.json"; args+=("$P/$n.json"); done
+args+=("L$q${bq}touch ${run}label$bq=$P/m.json")
+out="$P/o$q${bq}touch ${run}out$bq$q.svg"
+msg=$(cd "$P" && TMPDIR=$tmpdir timeout 60 "$OLDPWD/tools/plot" "$out" "${args[@]}" 2>&1); rc=$?
+missing=""
+for l in "${names[@]::2}" "nl?!touch ${run}newline?x" "${names[@]:3}" "L$q${bq}touch ${run}label$bq"; do
+  grep -qF -- "<text>$l</text>" "$out" 2> /dev/null || missing="$missing [$l]"
+done
+pwned=$(cd "$P" && ls -d PWNED* 2> /dev/null | tr '\n' ' ')
+[ $rc = 0 ] && [ -z "$pwned" ] && [ -z "$missing" ] && ok "plot_hostile_names_are_text (quote, backquote, newline, backslash, \$, @, dash; OUT and TMPDIR too)" ||
+  not_ok plot_hostile_names_are_text "exit $rc, ran: '$pwned', labels missing:$missing; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
+# Inputs are regular files: a FIFO (no writer) and /dev/zero would hang sed.
+mkfifo "$P/fifo"
+bad=""
+for f in "$P/fifo" /dev/zero "$P"; do
+  msg=$(timeout 10 tools/plot "$P/x.svg" "$f" 2>&1); rc=$?
+  [ $rc = 2 ] && [ "$(echo "$msg" | wc -l)" = 1 ] && echo "$msg" | grep -q "not a readable regular file" || bad="$bad $f: exit $rc '$msg';"
+done
+[ -z "$bad" ] && [ ! -e "$P/x.svg" ] && ok "plot_refuses_fifo_device_directory" || not_ok plot_refuses_fifo_device_directory "$bad"
+# tools/drift's OUT (one tiny run of each kind).
+out="$P/d$q ; system(\"touch ${run}drift\") ; print($q.svg"
+msg=$(timeout 300 tools/drift "$out" --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 2>&1); rc=$?
+pwned=$(cd "$P" && ls -d PWNED* 2> /dev/null | tr '\n' ' ')
+[ $rc = 0 ] && [ -z "$pwned" ] && grep -q '<svg' "$out" && ok "drift_hostile_out_name" ||
+  not_ok drift_hostile_out_name "exit $rc, ran: '$pwned'; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
 
 # ---- tools/compare: the identically-zero key-bias gradient ------------------------------
 # fp32 against fp64 after 20 steps: the key third of every attn.qkv.bias is
@@ -193,6 +254,39 @@ PY
 out=$(tools/compare "$T/c32bad.st" "$T/c64.st" --max-rel-rms 1e-5); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q "^FAIL h.2.attn.qkv.bias: rel_rms" && ok "compare_catches_query_bias_difference" ||
   not_ok compare_catches_query_bias_difference "exit $rc: $(echo "$out" | grep FAIL | head -2)"
+
+# ---- the tools' stdout, ranks and error lines -----------------------------------------
+# A full disk under stdout (/dev/full) is exit 1 with one error line, for
+# every tool that reports on stdout (they exited 0 silently).
+./pretrain_gpt --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 --save "$T/gck" > "$T/gck.log" 2>&1
+st="$T/gck/iter_0000002/model.safetensors"
+printf '{"iteration": 1, "lm_loss": 5.5}\n' > "$T/full.json"
+bad=""
+full_check() {  # NAME CMD...: exit 1, and one error line naming stdout
+  local name=$1; shift
+  local err rc
+  timeout 60 "$@" > /dev/full 2> "$T/full_$name.err"; rc=$?
+  err=$(grep -v '^generate: [0-9]* layers' "$T/full_$name.err")  # generate's note on the model is no error
+  [ "$rc" = 1 ] && [ "$(echo "$err" | wc -l)" = 1 ] && echo "$err" | grep -q "error: cannot write standard output" ||
+    bad="$bad $name: exit $rc '$err';"
+}
+full_check generate tools/generate --load "$T/gck" --tokens 20
+full_check plan tools/plan --config configs/tiny.conf
+full_check plan_sweep tools/plan --sweep --world-size 4 --memory-gb 8 --config configs/tiny.conf
+full_check metrics-diff tools/metrics-diff "$T/full.json" "$T/full.json"
+full_check compare tools/compare "$st" "$st"
+full_check compare_help tools/compare --help
+[ -z "$bad" ] && ok "tools_full_stdout_is_exit_1 (generate, plan, plan --sweep, metrics-diff, compare, compare --help)" ||
+  not_ok tools_full_stdout_is_exit_1 "$bad"
+# tools/generate is a one-rank tool: under mpirun every rank refuses at
+# once (one line, exit 2) instead of each sampling, or waiting on the other.
+err=$(timeout 60 $MPIRUN 2 tools/generate --load "$T/gck" --tokens 5 2>&1 > "$T/gen2.out"); rc=$?
+[ $rc = 2 ] && [ "$err" = "generate: error: a one-rank tool: run it without mpirun (world size 2)" ] && [ ! -s "$T/gen2.out" ] &&
+  ok "generate_refuses_more_than_one_rank ($err)" || not_ok generate_refuses_more_than_one_rank "exit $rc (124: hung): '$err'"
+# Error lines name the tool, not the trainer ("pretrain_gpt: error: generate: ...").
+e1=$(tools/generate --tokens 5 2>&1); e2=$(tools/plan --config configs/tiny.conf --num-layers x 2>&1)
+[ "$e1" = "generate: error: --load DIR is required" ] && [ "$e2" = "plan: error: --num-layers expects an integer, got 'x'" ] &&
+  ok "tool_errors_name_the_tool ($e1; $e2)" || not_ok tool_errors_name_the_tool "'$e1' '$e2'"
 
 # ---- the tutorial's numbers ------------------------------------------------------------
 # docs/tutorial.sh reruns the tutorial's commands; every line it prints must

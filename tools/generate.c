@@ -9,6 +9,7 @@
 // over the context (at most the model's positions; no KV cache: these
 // models are small). Byte-level vocabularies (256) print text; larger ones
 // print token ids.
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -31,14 +32,14 @@ MT_ISA_GUARD_PROGRAM
 typedef struct { const char *load, *prompt, *tokenizer; int tokens, top_k; double temperature; uint64_t seed; } opts;
 
 static _Noreturn void bad_value(const char *flag, const char *v, const char *want) {
-    mt_fail_all(1, MT_EXIT_USAGE, "generate: %s expects %s, got '%s'", flag, want, v);
+    mt_fail_all(1, MT_EXIT_USAGE, "%s expects %s, got '%s'", flag, want, v);
 }
 
 static opts parse(int argc, char **argv) {
     opts o = {NULL, "\n", NULL, 200, 40, 0.8, 1234};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s needs a value", f);
+        if (!v) mt_fail_all(1, MT_EXIT_USAGE, "%s needs a value", f);
         if (!strcmp(f, "--load")) o.load = v;
         else if (!strcmp(f, "--prompt")) o.prompt = v;
         // One strict parser (input.h): "abc", "-4" and " 5" are refused.
@@ -47,11 +48,11 @@ static opts parse(int argc, char **argv) {
         else if (!strcmp(f, "--temperature")) { if (mt_parse_double(v, &o.temperature) || o.temperature < 0) bad_value(f, v, "a finite number >= 0"); }
         else if (!strcmp(f, "--seed")) { if (mt_parse_u64(v, &o.seed)) bad_value(f, v, "a non-negative integer"); }
         else if (!strcmp(f, "--tokenizer")) o.tokenizer = v;
-        else mt_fail_all(1, MT_EXIT_USAGE, "generate: unknown flag '%s' (--load --prompt --tokens --temperature --top-k --seed --tokenizer)", f);
+        else mt_fail_all(1, MT_EXIT_USAGE, "unknown flag '%s' (--load --prompt --tokens --temperature --top-k --seed --tokenizer)", f);
         i++;
     }
-    if (!o.load) mt_fail_all(1, MT_EXIT_USAGE, "generate: --load DIR is required");
-    if (o.tokens < 0 || o.top_k < 0 || !(o.temperature >= 0)) mt_fail_all(1, MT_EXIT_USAGE, "generate: --tokens, --top-k and --temperature must be >= 0");
+    if (!o.load) mt_fail_all(1, MT_EXIT_USAGE, "--load DIR is required");
+    if (o.tokens < 0 || o.top_k < 0 || !(o.temperature >= 0)) mt_fail_all(1, MT_EXIT_USAGE, "--tokens, --top-k and --temperature must be >= 0");
     return o;
 }
 
@@ -61,7 +62,7 @@ static opts parse(int argc, char **argv) {
 static void shape_from(const char *dir, mt_config *c) {
     char err[1400];
     int it;
-    if (mt_ckpt_meta_read_dir(dir, c, &it, err, sizeof err)) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s", err);
+    if (mt_ckpt_meta_read_dir(dir, c, &it, err, sizeof err)) mt_fail_all(1, MT_EXIT_USAGE, "%s", err);
 }
 
 // Logits of row `row` of the final hidden states: the final norm, then the
@@ -106,6 +107,27 @@ static int sample(const real *logits, int V, const opts *o, int step) {
     return pick;
 }
 
+// One process samples; more ranks would each read the checkpoint and could
+// wait on each other in a collective of a failure path (a hang), so a
+// world size > 1 is refused before anything is read, by every rank alike.
+static void one_rank_only(void) {
+    int world = 1, rank = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (world > 1)
+        mt_fail_all(rank == 0, MT_EXIT_USAGE, "a one-rank tool: run it without mpirun (world size %d)", world);
+}
+
+// The text must have reached stdout: a full disk or a closed pipe is a
+// runtime failure (exit 1) with one line, not a silent exit 0. `last`
+// closes stdout too (fclose reports what a final write-back found).
+static void check_stdout(int last) {
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout), e = errno;
+    if (last && fclose(stdout) != 0 && !bad) bad = 1, e = errno;
+    if (bad) mt_fail_all(1, MT_EXIT_FAIL, "cannot write standard output (%s)", e ? strerror(e) : "write error");
+}
+
 // --help: every flag, its default and meaning, on stdout; exit 0 before MPI.
 static int help_asked(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
@@ -128,8 +150,10 @@ static void print_help(void) {
 }
 
 int main(int argc, char **argv) {
-    if (help_asked(argc, argv)) { print_help(); return 0; }
+    mt_set_program_name("generate");  // error lines read "generate: error: ..."
+    if (help_asked(argc, argv)) { print_help(); check_stdout(1); return 0; }
     MPI_Init(&argc, &argv);
+    one_rank_only();
     opts o = parse(argc, argv);
     mt_config c;
     shape_from(o.load, &c);
@@ -141,7 +165,7 @@ int main(int argc, char **argv) {
     mt_optimizer_init(&m);  // the loader fills the moments too
     mt_ckpt_state st;
     char err[1400];
-    if (mt_ckpt_load(&m, o.load, &st, err, sizeof err) != 1) mt_fail_all(1, MT_EXIT_USAGE, "generate: %s", err[0] ? err : "no checkpoint");
+    if (mt_ckpt_load(&m, o.load, &st, err, sizeof err) != 1) mt_fail_all(1, MT_EXIT_USAGE, "%s", err[0] ? err : "no checkpoint");
     int T = c.seq_length, len = 0, cap = (int)strlen(o.prompt) + o.tokens + 1;
     int *ctx = mt_malloc(sizeof(int) * (size_t)cap);
     // --tokenizer: the prompt's BPE ids, and text out; else bytes in.
@@ -150,12 +174,12 @@ int main(int argc, char **argv) {
         uint32_t *ids = NULL;
         size_t n = 0, icap = 0;
         tk = mt_bpe_load(o.tokenizer, err, sizeof err);
-        if (!tk) mt_fail_all(1, MT_EXIT_USAGE, "generate: --tokenizer %s", err);
+        if (!tk) mt_fail_all(1, MT_EXIT_USAGE, "--tokenizer %s", err);
         if (mt_bpe_vocab_size(tk) > c.vocab_size)
-            mt_fail_all(1, MT_EXIT_USAGE, "generate: --tokenizer %s has %d ids, the model's vocabulary %d", o.tokenizer,
+            mt_fail_all(1, MT_EXIT_USAGE, "--tokenizer %s has %d ids, the model's vocabulary %d", o.tokenizer,
                         mt_bpe_vocab_size(tk), c.vocab_size);
         if (mt_bpe_encode(tk, o.prompt, strlen(o.prompt), &ids, &n, &icap, err, sizeof err))
-            mt_fail_all(1, MT_EXIT_USAGE, "generate: --prompt: %s", err);
+            mt_fail_all(1, MT_EXIT_USAGE, "--prompt: %s", err);
         for (size_t k = 0; k < n && len < cap; k++) ctx[len++] = (int)ids[k];
         free(ids);
     } else
@@ -178,9 +202,10 @@ int main(int argc, char **argv) {
         const char *b = tk ? mt_bpe_decode(tk, (uint32_t)tok, &nb) : NULL;
         if (tk && b) fwrite(b, 1, nb, stdout);
         else if (c.vocab_size <= 256) putchar(tok); else printf("%d ", tok);
-        fflush(stdout);
+        check_stdout(0);  // each token as it comes; a full disk stops the run here
     }
     putchar('\n');
+    check_stdout(1);
     free(ctx); free(logits);
     mt_bpe_free(tk);
     mt_model_free(&m);

@@ -14,6 +14,7 @@
 // bytes of optimizer state per element (fp32 master copy + AdamW m and v).
 // Without it: this build's sizes. The data files are never opened.
 // --sweep lists every layout of the world size (src/plan_sweep.c).
+#include <errno.h>
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -63,6 +64,18 @@ static _Noreturn void fail(const char *msg) {
     exit(MT_EXIT_USAGE);
 }
 
+// The report must have reached stdout: a full disk or a closed pipe is a
+// runtime failure (exit 1, one line), not a silent exit 0.
+static void close_stdout(void) {
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout), e = errno;
+    if (fclose(stdout) != 0 && !bad) bad = 1, e = errno;
+    if (!bad) return;
+    fprintf(stderr, "plan: error: cannot write standard output (%s)\n", e ? strerror(e) : "write error");
+    MPI_Finalize();
+    exit(MT_EXIT_FAIL);
+}
+
 static double number(const char *flag, const char *v) {
     char msg[200];
     double x = 0;
@@ -80,7 +93,7 @@ static plan_opts parse_own(int argc, char **argv, char **av, int *n) {
     av[(*n)++] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); MPI_Finalize(); exit(0); }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); close_stdout(); MPI_Finalize(); exit(0); }
         if (!strcmp(a, "--sweep")) { o.sweep = 1; continue; }
         if (!strcmp(a, "--world-size")) {
             if (!v || mt_parse_int(v, 1, INT_MAX, &o.world)) {
@@ -157,6 +170,7 @@ static const char *default_machine(const char *argv0, char *buf, size_t len) {
 }
 
 int main(int argc, char **argv) {
+    mt_set_program_name("plan");  // the launch parser's errors read "plan: error: ..."
     MPI_Init(&argc, &argv);  // for mt_fail's clean exit; no communication
     int n = 0;
     char **av = mt_calloc((size_t)argc + 3, sizeof(char *));
@@ -189,6 +203,7 @@ int main(int argc, char **argv) {
         plan_one(&c, world, &eb);
     }
     free(av);
+    close_stdout();
     MPI_Finalize();
     return 0;
 }
