@@ -99,7 +99,22 @@ MT_ISA_BASELINE int mt_isa_missing(char *out, size_t cap) {
 #ifdef __VPCLMULQDQ__
     WANT("vpclmulqdq");
 #endif
+#ifdef __AES__
+    WANT("aes");
+#endif
+#ifdef __PCLMUL__
+    WANT("pclmul");
+#endif
+#ifdef __SSE4A__
+    WANT("sse4a");
+#endif
 #ifndef __clang__
+#ifdef __SHA__
+    WANT("sha");
+#endif
+#ifdef __VAES__
+    WANT("vaes");
+#endif
 #ifdef __F16C__
     WANT("f16c");
 #endif

@@ -133,3 +133,15 @@ if cc -shared -fPIC -O1 "$T/smallmem.c" -o "$T/smallmem.so" -ldl 2> "$T/smallmem
     else not_ok "memory_check_small_host_rank${small}_all_ranks_exit_2" "exit $rc after ${secs}s: $(head -c 300 "$T/small$small.err" | tr '\n' '|')"; fi
   done
 else not_ok memory_check_shim_builds "$(head -c 300 "$T/smallmem.cc")"; fi
+
+# ---- the log itself cannot be written ---------------------------------------
+# stdout on a full disk: the run (and --help) used to end 0 with the log
+# lost; now exit 1 with one line once the rest is done. (Under mpirun the
+# ranks write into mpirun's pipes, and mpirun does not report a full disk.)
+for what in run help; do
+  if [ $what = run ]; then timeout 60 ./pretrain_gpt $RUN --train-iters 2 > /dev/full 2> "$T/full_$what.err"; rc=$?
+  else timeout 60 ./pretrain_gpt --help > /dev/full 2> "$T/full_$what.err"; rc=$?; fi
+  if [ $rc = 1 ] && [ "$(wc -l < "$T/full_$what.err")" = 1 ] && grep -q 'writing the log to standard output failed' "$T/full_$what.err"; then
+    ok "stdout_full_disk_${what}_exit_1"
+  else not_ok "stdout_full_disk_${what}_exit_1" "exit $rc: $(head -c 200 "$T/full_$what.err")"; fi
+done
