@@ -83,7 +83,7 @@ endif
 # other MARCH / EXTRA_CFLAGS is rebuilt, not linked from objects made for
 # another machine (which die of SIGILL; src/isa.c names what is missing).
 FLAGS_STAMP := $(BUILD)/cflags
-$(shell tools/flags-stamp.sh $(FLAGS_STAMP) $(CC) $(CFLAGS))
+$(shell sh tools/flags-stamp.sh $(FLAGS_STAMP) $(CC) $(CFLAGS))
 CDEPS := Makefile $(FLAGS_STAMP)
 
 SRC := $(wildcard src/*.c src/cpu/*.c)

@@ -72,6 +72,12 @@ static int probe_dir(const char *dir, char *why, size_t whylen) {
     return 0;
 }
 
+// Whether dir is top or inside it (by component: /devel is not /dev).
+static int under(const char *dir, const char *top) {
+    size_t n = strlen(top);
+    return !strncmp(dir, top, n) && (dir[n] == 0 || dir[n] == '/');
+}
+
 // A file output named by a symbolic link: the writer makes the file beside
 // the path and renames it over the link, so the link is replaced and what it
 // points to never written (suite_save_faults). Refused where that is not
@@ -87,7 +93,7 @@ static int link_refused(const char *flag, const char *path, const struct stat *t
     if (!realpath(dirname(b), dir)) dir[0] = 0;
     if (S_ISDIR(target->st_mode)) return 0;  // check_one says "is a directory"
     const char *why = !S_ISREG(target->st_mode) ? "a symbolic link to a device, FIFO or socket (never replaced)"
-                      : !strncmp(to, "/proc/", 6) || !strncmp(dir, "/proc", 5) || !strncmp(dir, "/dev", 4)
+                      : !strncmp(to, "/proc/", 6) || under(dir, "/proc") || under(dir, "/dev")
                           ? "a system link to a file descriptor or device (never replaced)"
                       : !strcmp(flag, "--metrics-file") ? "a symbolic link; a resumed run appends in place, through "
                                                           "the link: name the file itself"
@@ -101,7 +107,11 @@ static int link_refused(const char *flag, const char *path, const struct stat *t
 static int check_one(const char *flag, const char *path, int is_dir, char *err, size_t errlen) {
     struct stat sb, lsb;
     char why[PATH_MAX + 128] = "";
-    int linked = lstat(path, &lsb) == 0 && S_ISLNK(lsb.st_mode);
+    // lstat("link/") follows the link: look at the name without its slashes.
+    char bare[PATH_MAX];
+    snprintf(bare, sizeof bare, "%s", path);
+    for (size_t n = strlen(bare); n > 1 && bare[n - 1] == '/'; n--) bare[n - 1] = 0;
+    int linked = lstat(bare, &lsb) == 0 && S_ISLNK(lsb.st_mode);
     if (linked && stat(path, &sb) != 0) {
         // mkdir or the writer's rename would meet the link itself: refused
         // before any work, not after the run.
@@ -161,16 +171,23 @@ typedef struct {
     char dir[PATH_MAX];  // resolved
 } owner;
 
-// path resolved: through every link when it exists, else its directory's.
-static void resolve(const char *path, char *out, size_t outlen) {
-    char r[PATH_MAX];
-    if (realpath(path, r)) { snprintf(out, outlen, "%s", r); return; }
-    char a[PATH_MAX], b[PATH_MAX];
+// path's directory resolved, its last name kept: the name a writer
+// replaces (a link there is replaced, not followed).
+static void resolve_name(const char *path, char *out, size_t outlen) {
+    char r[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
     snprintf(a, sizeof a, "%s", path);
     snprintf(b, sizeof b, "%s", path);
     const char *base = basename(a);
     if (realpath(dirname(b), r)) snprintf(out, outlen, "%s/%s", r, base);
     else snprintf(out, outlen, "%s", path);
+}
+
+// path resolved through every link when it exists (what is read, or the
+// directory written into), else as resolve_name.
+static void resolve(const char *path, char *out, size_t outlen) {
+    char r[PATH_MAX];
+    if (realpath(path, r)) snprintf(out, outlen, "%s", r);
+    else resolve_name(path, out, outlen);
 }
 
 static int starts(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
@@ -184,7 +201,8 @@ static int owned(const owner *o, const char *p) {
     const char *dot = strrchr(rel, '.');
     switch (o->kind) {
     case OWN_CKPT:
-        return starts(rel, "iter_") || starts(rel, ".iter_") || starts(rel, "latest_checkpointed_iteration.txt") ||
+        return (starts(rel, "iter_") && rel[5] >= '0' && rel[5] <= '9') || starts(rel, ".iter_") ||
+               starts(rel, "latest_checkpointed_iteration.txt") ||
                starts(rel, ".latest_checkpointed_iteration.txt");
     case OWN_HF:
         return top && (!strcmp(rel, "config.json") || (dot && !strcmp(dot, ".safetensors")) ||
@@ -205,13 +223,18 @@ static int add_owner(owner *o, const char *flag, const char *path, own_kind kind
 
 // Refuses `path` (given as flag) when a directory owns it: any directory
 // for outputs, output directories for inputs. `self` is path's own entry.
+// A file output is judged by its name (the writer replaces that name, link
+// or not), an output directory by where it leads, an input both ways (its
+// name may be replaced under it, or what it leads to).
 static int check_owned(const owner *own, int nown, const owner *self, const char *flag, const char *path, int output,
-                       char *err, size_t errlen) {
-    char p[PATH_MAX + 256];
-    resolve(path, p, sizeof p);
+                       int is_dir, char *err, size_t errlen) {
+    char p[PATH_MAX + 256], q[PATH_MAX + 256];
+    resolve_name(path, p, sizeof p);
+    resolve(path, q, sizeof q);
     for (int k = 0; k < nown; k++) {
         if (&own[k] == self || (!output && !own[k].output)) continue;
-        if (!owned(&own[k], p)) continue;
+        int hit = output ? owned(&own[k], is_dir ? q : p) : owned(&own[k], p) || owned(&own[k], q);
+        if (!hit) continue;
         snprintf(err, errlen, "%s %s is inside %s %s, among the files it %s: refusing to %s", flag, path, own[k].flag,
                  own[k].path, own[k].output ? "writes" : "reads", output ? "overwrite them" : "let the output overwrite an input");
         return -1;
@@ -282,10 +305,10 @@ int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_
         const owner *self = NULL;
         for (int k = 0; k < nown; k++)
             if (own[k].output && own[k].path == outs[i].path) self = &own[k];
-        if (check_owned(own, nown, self, outs[i].flag, outs[i].path, 1, err, errlen)) goto out;
+        if (check_owned(own, nown, self, outs[i].flag, outs[i].path, 1, outs[i].is_dir, err, errlen)) goto out;
     }
     for (int k = 0; k < nin; k++)
-        if (check_owned(own, nown, NULL, in_id[k].flag, in_id[k].path, 0, err, errlen)) goto out;
+        if (check_owned(own, nown, NULL, in_id[k].flag, in_id[k].path, 0, 0, err, errlen)) goto out;
     bad = 0;
 out:
     free(in_id);

@@ -154,6 +154,12 @@ refused link_to_a_fifo "--export-llmc $O/to_fifo: a symbolic link to a device, F
 refused metrics_through_a_link "--metrics-file $O/to_target: a symbolic link; a resumed run appends in place" $BASE --metrics-file "$O/to_target"
 refused metrics_through_a_dangling_link "--metrics-file $O/dangling: a symbolic link to nothing" $BASE --metrics-file "$O/dangling"
 refused save_to_a_dangling_link "--save $O/dangling: a symbolic link to nothing" $BASE --save "$O/dangling"
+refused save_to_a_dangling_link_with_a_slash "--save $O/dangling/: a symbolic link to nothing" $BASE --save "$O/dangling/"
+# A checkpoint whose file is a link (deduplicated storage): the writer would
+# replace the name inside the checkpoint, so the name is what is judged.
+cp -r "$O/ck" "$O/ck_sl" && mkdir -p "$O/store" && mv "$O/ck_sl/$I2/model.safetensors" "$O/store/m.st" &&
+  ln -s ../../store/m.st "$O/ck_sl/$I2/model.safetensors"; snap > "$T/own_before"
+refused export_over_a_linked_checkpoint_file "is inside --load $O/ck_sl" $BASE --train-iters 3 --load "$O/ck_sl" --export-llmc "$O/ck_sl/$I2/model.safetensors"
 # Past 32 --config files the rest went unchecked (a fixed table).
 cfgs=(); for i in $(seq 1 33); do echo "--lr 1e-3" > "$O/conf$i.conf"; cfgs+=(--config "$O/conf$i.conf"); done
 snap > "$T/own_before"
@@ -164,5 +170,7 @@ refused optimizer_from_another_save "seed 99 differs from" $BASE --train-iters 3
 # What stays allowed: a metrics file beside the checkpoint, a save through a
 # link to a directory.
 if ./pretrain_gpt $BASE --save "$O/ck_link" --metrics-file "$O/ck_link/metrics.json" > "$T/own_ok.log" 2>&1 &&
-   [ -L "$O/ck_link" ] && grep -q '"iteration": 2,' "$O/ck/metrics.json"; then ok "output_allowed_beside_a_checkpoint_and_through_a_dir_link"
+   [ -L "$O/ck_link" ] && grep -q '"iteration": 2,' "$O/ck/metrics.json" &&
+   ./pretrain_gpt $BASE --load "$O/ck" --save "$O/ck" --train-iters 3 --metrics-file "$O/ck/iter_metrics.json" >> "$T/own_ok.log" 2>&1 &&
+   grep -q '"iteration": 3,' "$O/ck/iter_metrics.json"; then ok "output_allowed_beside_a_checkpoint_and_through_a_dir_link"
 else not_ok "output_allowed_beside_a_checkpoint_and_through_a_dir_link" "$(tail -n 1 "$T/own_ok.log")"; fi

@@ -357,8 +357,10 @@ static size_t device_bytes() {
 // copy that reads or writes one byte past a buffer's end stops the process
 // with a line, as compute-sanitizer's memcheck would report it on a GPU
 // (where such a read usually returns a neighbour's data silently). The
-// pointer is then aligned as the size allows (up to cudaMalloc's 256
-// bytes): a float buffer is 4-byte aligned; no kernel here assumes more.
+// pointer is then aligned as the size allows (the largest power of two
+// dividing it; a multiple of 256 bytes is at least cudaMalloc's 256-byte
+// aligned): a float buffer of odd length is 4-byte aligned. Every buffer
+// here holds one type, and no kernel assumes more (no vector loads).
 namespace {
 struct allocation {
     char *base;          // the slot: [base, base + slot), its guard page at the end
