@@ -343,7 +343,9 @@ static int load_vocab(mt_bpe *t, const mt_json *vocab, const mt_json *added, cha
         if (!c->length) return snprintf(err, errlen, "added_tokens[%d]: empty content", i), -1;
         // An added token may repeat a vocabulary entry (GPT-2's <|endoftext|>): same id only.
         if (t->bytes[id] && (t->nbytes[id] != c->length || memcmp(t->bytes[id], c->string, c->length)))
-            return snprintf(err, errlen, "added_tokens[%d]: id %u is already \"%s\" in the vocabulary", i, id, t->bytes[id]), -1;
+            // (A token's bytes are counted, not NUL-terminated.)
+            return snprintf(err, errlen, "added_tokens[%d]: id %u is already \"%.*s\" in the vocabulary", i, id,
+                            t->nbytes[id] < 40 ? (int)t->nbytes[id] : 40, t->bytes[id]), -1;
         if (!t->bytes[id] && set_token(t, id, c->string, c->length)) return snprintf(err, errlen, "out of memory"), -1;
     }
     for (int i = 0; i < t->nadded; i++) t->added_first[(unsigned char)t->added[i][0] >> 3] |= (unsigned char)(1u << (t->added[i][0] & 7));
@@ -430,6 +432,10 @@ mt_bpe *mt_bpe_load(const char *path, char *err, size_t errlen) {
     if (!bad) bad = pre_kind(o->root, &kind, why, sizeof why) || load_vocab(&o->t, vocab, added, why, sizeof why) ||
                     load_merges(&o->t, merges, why, sizeof why);
     if (bad) {
+        // The reasons quote names and tokens from the file: its control
+        // characters (a newline in a vocabulary key) would break the one line.
+        for (char *c = why; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
         snprintf(err, errlen, "%s: %s", file, why);
         mt_bpe_free(&o->t);
         return NULL;

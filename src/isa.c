@@ -21,7 +21,7 @@
 // Appends name to the list in out. A plain chain of calls, no table: a
 // table's initialisation is where clang, which keeps the file's -march in a
 // target("arch=x86-64") function, put a 512-bit store.
-MT_ISA_BASELINE static void note(char *out, size_t cap, size_t *len, int *n, const char *name) {
+MT_ISA_BASELINE __attribute__((unused)) static void note(char *out, size_t cap, size_t *len, int *n, const char *name) {
     int w = snprintf(out + *len, cap > *len ? cap - *len : 0, "%s%s", *n ? ", " : "", name);
     if (w > 0 && *len + (size_t)w < cap) *len += (size_t)w;
     ++*n;
@@ -134,6 +134,7 @@ MT_ISA_BASELINE int mt_isa_missing(char *out, size_t cap) {
     WANT("amx-tile");
 #endif
 #endif
+    (void)len;  // unused when the build enables no feature (the fuzz build)
     return n;
 }
 #else

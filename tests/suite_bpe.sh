@@ -61,6 +61,28 @@ PY
     tools/prepare_data "$H/text.txt" "$H/huge_$k" --tokenizer "$H/huge_$k"
 done
 
+# A vocabulary key holding a newline (found by tests/fuzz/fuzz_bpe.c): the
+# refusal quoted it verbatim, two lines. Control characters now show as '?'.
+mkdir -p "$H/nl_key"
+$PY - "$H/tok/tokenizer.json" "$H/nl_key/tokenizer.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1])); t["model"]["vocab"]["a\nb"] = 256
+json.dump(t, open(sys.argv[2], "w"))
+PY
+refused prepare_tokenizer_newline_key_one_line 2 'model.vocab: "a?b" is not in the byte-level alphabet' \
+  tools/prepare_data "$H/text.txt" "$H/nl_key/o" --tokenizer "$H/nl_key"
+
+# An added token on an id the vocabulary already has: the refusal printed
+# that token's bytes as a C string, reading past them (ASan, fuzz_bpe.c).
+mkdir -p "$H/added_dup"
+$PY - "$H/tok/tokenizer.json" "$H/added_dup/tokenizer.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1])); t["added_tokens"] = [{"id": 65, "content": "<x>"}]
+json.dump(t, open(sys.argv[2], "w"))
+PY
+refused prepare_tokenizer_added_on_a_vocab_id 2 'added_tokens\[0\]: id 65 is already "A" in the vocabulary$' \
+  tools/prepare_data "$H/text.txt" "$H/added_dup/o" --tokenizer "$H/added_dup"
+
 # Outputs are written as the trainer writes them (outfile.h: a random
 # O_EXCL | O_NOFOLLOW temporary, renamed): a symlink at PREFIX_train.bin.tmp
 # was followed, so the file it names was truncated and became the output.

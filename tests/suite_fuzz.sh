@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# tests/suite_fuzz.sh: a smoke run of the six libFuzzer harnesses
+# tests/suite_fuzz.sh: a smoke run of the seven libFuzzer harnesses
 # (tests/fuzz, docs/fuzzing.md): builds build/fuzz/fuzz_{config,tokens,llmc,safetensors,
-# ckpt_meta,generate} (make fuzz-build) and runs each for MT_FUZZ_SMOKE_SECONDS
+# ckpt_meta,generate,bpe} (make fuzz-build) and runs each for MT_FUZZ_SMOKE_SECONDS
 # (default 20), two at a time, from its seed corpus in a fresh directory.
 # One "ok fuzz_NAME" per harness; a crash, leak, UB report, broken invariant
 # or timeout is "not ok" with the saved input. A missing clang or libFuzzer

@@ -13,7 +13,7 @@ secs=${1:?usage: tests/fuzz/run.sh SECONDS [JOBS [NAME...]]}
 jobs=${2:-2}
 shift $(( $# >= 2 ? 2 : 1 ))
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(config tokens llmc safetensors ckpt_meta generate)
+[ ${#names[@]} -gt 0 ] || names=(config tokens llmc safetensors ckpt_meta generate bpe)
 work=${FUZZ_WORK:-build/fuzz}
 mkdir -p "$work/artifacts"
 
