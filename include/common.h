@@ -56,6 +56,12 @@ MT_NORETURN void mt_fail_local(int code, const char *fmt, ...) __attribute__((fo
 // The program name in error lines ("pretrain_gpt" unless a tool sets its own
 // at start-up; the one process-wide setting, written once before any work).
 void mt_set_program_name(const char *name);
+// Everything printed must have reached stdout (a full disk, a closed pipe's
+// file): else one line "PROGRAM: error: cannot write standard output (...)"
+// and exit 1 (through mt_fail_all: this process's verdict, MPI finalized if
+// running). close_it also closes stdout, which reports a deferred
+// write-back; call it last.
+void mt_stdout_done(int close_it);
 
 // Allocation that never returns NULL (an out-of-memory ends the job with a line).
 void *mt_malloc(size_t bytes);

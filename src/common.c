@@ -1,6 +1,7 @@
 // common.c: error exits, allocation, clock, string hash.
 #include "common.h"
 
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
@@ -57,6 +58,14 @@ void mt_fail_local(int code, const char *fmt, ...) {
     if (mpi_running() && world > 1) MPI_Abort(MPI_COMM_WORLD, code);
     if (mpi_running()) MPI_Finalize();
     exit(code);
+}
+
+void mt_stdout_done(int close_it) {
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout), e = errno;
+    if (close_it && fclose(stdout) != 0 && !bad) bad = 1, e = errno;
+    // (ferror after an earlier failed write leaves no errno behind.)
+    if (bad) mt_fail_all(1, MT_EXIT_FAIL, "cannot write standard output (%s)", e ? strerror(e) : "an earlier write failed");
 }
 
 void *mt_malloc(size_t bytes) {

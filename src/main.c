@@ -622,20 +622,6 @@ static void print_peak_rss(const run *r) {
     mt_parallel_print_gathered(&r->par, line, sizeof line, stdout);
 }
 
-// The exit code once everything else is done: a log that could not be
-// written (stdout on a full disk, a closed pipe's file) is a fault, not a
-// silent success. After MPI_Finalize, so no rank waits on this one.
-static int stdout_code(void) {
-    // (Under mpirun the ranks write into mpirun's pipes, and mpirun alone
-    // sees a full disk; it does not report it.)
-    errno = 0;
-    int flushed = fflush(stdout) == 0;
-    if (flushed && !ferror(stdout)) return MT_EXIT_OK;
-    fprintf(stderr, "pretrain_gpt: error: writing the log to standard output failed (%s)\n",
-            flushed || !errno ? "an earlier write failed" : strerror(errno));
-    return MT_EXIT_FAIL;
-}
-
 int main(int argc, char **argv) {
     wait_policy wait = default_wait_policy(argv);
     // Large MPI buffers are malloc'd per collective call; keeping freed memory
@@ -660,7 +646,8 @@ int main(int argc, char **argv) {
                 mt_flags_help(stdout);
             }
             MPI_Finalize();
-            return stdout_code();
+            mt_stdout_done(1);  // after MPI_Finalize: no rank waits on this one
+    return 0;
         }
     mt_config *c = &r.cfg;
     parse_config(c, argc, argv, rank);
@@ -678,7 +665,8 @@ int main(int argc, char **argv) {
         if (loud) printf("dry run: flags and layout are consistent; nothing allocated\n");
         mt_parallel_free(&r.par);
         MPI_Finalize();
-        return stdout_code();
+        mt_stdout_done(1);  // after MPI_Finalize: no rank waits on this one
+    return 0;
     }
     check_formats(&r);
     check_memory_fits(&r);
@@ -747,5 +735,6 @@ int main(int argc, char **argv) {
     mt_token_file_free(&r.valid_file);
     mt_parallel_free(&r.par);
     MPI_Finalize();
-    return stdout_code();
+    mt_stdout_done(1);  // after MPI_Finalize: no rank waits on this one
+    return 0;
 }

@@ -141,7 +141,7 @@ else not_ok memory_check_shim_builds "$(head -c 300 "$T/smallmem.cc")"; fi
 for what in run help; do
   if [ $what = run ]; then timeout 60 ./pretrain_gpt $RUN --train-iters 2 > /dev/full 2> "$T/full_$what.err"; rc=$?
   else timeout 60 ./pretrain_gpt --help > /dev/full 2> "$T/full_$what.err"; rc=$?; fi
-  if [ $rc = 1 ] && [ "$(wc -l < "$T/full_$what.err")" = 1 ] && grep -q 'writing the log to standard output failed' "$T/full_$what.err"; then
+  if [ $rc = 1 ] && [ "$(wc -l < "$T/full_$what.err")" = 1 ] && grep -q 'pretrain_gpt: error: cannot write standard output' "$T/full_$what.err"; then
     ok "stdout_full_disk_${what}_exit_1"
   else not_ok "stdout_full_disk_${what}_exit_1" "exit $rc: $(head -c 200 "$T/full_$what.err")"; fi
 done

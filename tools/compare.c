@@ -65,17 +65,6 @@ static _Noreturn void mt_cmp_usage(const char *why) {
     exit(MT_EXIT_USAGE);
 }
 
-// The report must have reached stdout: a full disk or a closed pipe is a
-// runtime failure (exit 1, one line), not a silent exit 0 (or a verdict
-// the reader never saw).
-static void mt_cmp_close_stdout(void) {
-    errno = 0;
-    int bad = fflush(stdout) != 0 || ferror(stdout), e = errno;
-    if (fclose(stdout) != 0 && !bad) bad = 1, e = errno;
-    if (!bad) return;
-    fprintf(stderr, "compare: error: cannot write standard output (%s)\n", e ? strerror(e) : "write error");
-    exit(MT_EXIT_FAIL);
-}
 
 // --help: what each flag means, on stdout, exit 0.
 static _Noreturn void mt_cmp_help(void) {
@@ -89,7 +78,7 @@ static _Noreturn void mt_cmp_help(void) {
            "Slices whose gradient is identically zero (the key third of attn.qkv.bias)\n"
            "are listed apart, unranked: their values are round-off in both runs.\n"
            "Exit 0: every bound holds (or none given); 1: a bound broken; 2: bad arguments.\n");
-    mt_cmp_close_stdout();
+    mt_stdout_done(1);
     exit(0);
 }
 
@@ -285,6 +274,7 @@ static int mt_cmp_shapes(const mt_st_file *fa, const mt_st_file *fb, int print) 
 }
 
 int main(int argc, char **argv) {
+    mt_set_program_name("compare");  // mt_stdout_done's line
     const char *pa = NULL, *pb = NULL;
     mt_cmp_opts o = mt_cmp_parse(argc, argv, &pa, &pb);
     mt_st_file *fa = mt_cmp_open(pa), *fb = mt_cmp_open(pb);
@@ -336,6 +326,6 @@ int main(int argc, char **argv) {
     free(zero);
     mt_st_close(fa);
     mt_st_close(fb);
-    mt_cmp_close_stdout();
+    mt_stdout_done(1);
     return failed ? MT_EXIT_FAIL : MT_EXIT_OK;
 }

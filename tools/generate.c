@@ -118,15 +118,6 @@ static void one_rank_only(void) {
         mt_fail_all(rank == 0, MT_EXIT_USAGE, "a one-rank tool: run it without mpirun (world size %d)", world);
 }
 
-// The text must have reached stdout: a full disk or a closed pipe is a
-// runtime failure (exit 1) with one line, not a silent exit 0. `last`
-// closes stdout too (fclose reports what a final write-back found).
-static void check_stdout(int last) {
-    errno = 0;
-    int bad = fflush(stdout) != 0 || ferror(stdout), e = errno;
-    if (last && fclose(stdout) != 0 && !bad) bad = 1, e = errno;
-    if (bad) mt_fail_all(1, MT_EXIT_FAIL, "cannot write standard output (%s)", e ? strerror(e) : "write error");
-}
 
 // --help: every flag, its default and meaning, on stdout; exit 0 before MPI.
 static int help_asked(int argc, char **argv) {
@@ -151,7 +142,7 @@ static void print_help(void) {
 
 int main(int argc, char **argv) {
     mt_set_program_name("generate");  // error lines read "generate: error: ..."
-    if (help_asked(argc, argv)) { print_help(); check_stdout(1); return 0; }
+    if (help_asked(argc, argv)) { print_help(); mt_stdout_done(1); return 0; }
     MPI_Init(&argc, &argv);
     one_rank_only();
     opts o = parse(argc, argv);
@@ -202,10 +193,10 @@ int main(int argc, char **argv) {
         const char *b = tk ? mt_bpe_decode(tk, (uint32_t)tok, &nb) : NULL;
         if (tk && b) fwrite(b, 1, nb, stdout);
         else if (c.vocab_size <= 256) putchar(tok); else printf("%d ", tok);
-        check_stdout(0);  // each token as it comes; a full disk stops the run here
+        mt_stdout_done(0);  // each token as it comes; a full disk stops the run here
     }
     putchar('\n');
-    check_stdout(1);
+    mt_stdout_done(1);
     free(ctx); free(logits);
     mt_bpe_free(tk);
     mt_model_free(&m);

@@ -138,16 +138,8 @@ static const mt_md_point *mt_md_find(const mt_md_run *r, long it) {
     return lo < r->n && r->p[lo].it == it ? &r->p[lo] : NULL;
 }
 
-// Everything printed must have reached stdout: a full disk or a closed pipe
-// is a runtime failure (exit 1), not a silent exit 0.
-static void mt_md_close_stdout(void) {
-    errno = 0;
-    int bad = fflush(stdout) != 0 || ferror(stdout), e = errno;
-    if (fclose(stdout) != 0 && !bad) bad = 1, e = errno;
-    if (bad) mt_md_fail(MT_EXIT_FAIL, "cannot write standard output (%s)", e ? strerror(e) : "write error");
-}
-
 int main(int argc, char **argv) {
+    mt_set_program_name("metrics-diff");  // mt_stdout_done's line
     const char *pa = NULL, *pb = NULL;
     double max_rel = -1;
     int quiet = 0;
@@ -157,7 +149,7 @@ int main(int argc, char **argv) {
                    "Per-iteration loss difference of two --metrics-file outputs, and the worst one.\n"
                    "  --max-rel X   exit 1 when some |A - B| / |B| exceeds X, or an iteration is in one file only\n"
                    "  --quiet       only the summary line\n");
-            mt_md_close_stdout();
+            mt_stdout_done(1);
             return 0;
         }
         if (!strcmp(argv[i], "--quiet")) { quiet = 1; continue; }
@@ -204,6 +196,6 @@ int main(int argc, char **argv) {
     free(rows);
     free(a.p);
     free(b.p);
-    mt_md_close_stdout();
+    mt_stdout_done(1);
     return fail;
 }

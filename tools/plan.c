@@ -64,17 +64,6 @@ static _Noreturn void fail(const char *msg) {
     exit(MT_EXIT_USAGE);
 }
 
-// The report must have reached stdout: a full disk or a closed pipe is a
-// runtime failure (exit 1, one line), not a silent exit 0.
-static void close_stdout(void) {
-    errno = 0;
-    int bad = fflush(stdout) != 0 || ferror(stdout), e = errno;
-    if (fclose(stdout) != 0 && !bad) bad = 1, e = errno;
-    if (!bad) return;
-    fprintf(stderr, "plan: error: cannot write standard output (%s)\n", e ? strerror(e) : "write error");
-    MPI_Finalize();
-    exit(MT_EXIT_FAIL);
-}
 
 static double number(const char *flag, const char *v) {
     char msg[200];
@@ -93,7 +82,7 @@ static plan_opts parse_own(int argc, char **argv, char **av, int *n) {
     av[(*n)++] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); close_stdout(); MPI_Finalize(); exit(0); }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); mt_stdout_done(1); MPI_Finalize(); exit(0); }
         if (!strcmp(a, "--sweep")) { o.sweep = 1; continue; }
         if (!strcmp(a, "--world-size")) {
             if (!v || mt_parse_int(v, 1, INT_MAX, &o.world)) {
@@ -203,7 +192,7 @@ int main(int argc, char **argv) {
         plan_one(&c, world, &eb);
     }
     free(av);
-    close_stdout();
+    mt_stdout_done(1);
     MPI_Finalize();
     return 0;
 }
