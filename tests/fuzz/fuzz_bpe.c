@@ -22,22 +22,15 @@ static char g_dir[256], g_file[300];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc; (void)argv;
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(g_dir, sizeof g_dir, "%s/mt_fuzz_bpe.%d", base, (int)getpid());
-    if (mkdir(g_dir, 0700) && errno != EEXIST) { perror(g_dir); abort(); }
+    fuzz_private_dir(g_dir, sizeof g_dir, "bpe");
     snprintf(g_file, sizeof g_file, "%s/tokenizer.json", g_dir);
     return 0;
-}
-
-static void put(const char *path, const uint8_t *d, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || (n && fwrite(d, 1, n, f) != n) || fclose(f)) { perror(path); abort(); }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nul = memchr(data, 0, size);
     size_t a = nul ? (size_t)(nul - data) : size;
-    put(g_file, data, a);
+    fuzz_put(g_file, data, a);
     char err[1400] = "";
     mt_bpe *t = mt_bpe_load(g_dir, err, sizeof err);
     if (!t) {

@@ -21,26 +21,20 @@ static char g_dir[256], g_latest[300], g_model[320];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc; (void)argv;
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(g_dir, sizeof g_dir, "%s/mt_fuzz_gen.%d", base, (int)getpid());
+    fuzz_private_dir(g_dir, sizeof g_dir, "gen");
     char it[300];
     snprintf(it, sizeof it, "%s/iter_0000001", g_dir);
-    if ((mkdir(g_dir, 0700) && errno != EEXIST) || (mkdir(it, 0700) && errno != EEXIST)) { perror(g_dir); abort(); }
+    if (mkdir(it, 0700) && errno != EEXIST) { perror(it); abort(); }
     snprintf(g_latest, sizeof g_latest, "%s/latest_checkpointed_iteration.txt", g_dir);
     snprintf(g_model, sizeof g_model, "%s/model.safetensors", it);
     return 0;
 }
 
-static void put(const char *path, const uint8_t *d, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || (n && fwrite(d, 1, n, f) != n) || fclose(f)) { perror(path); abort(); }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nul = memchr(data, 0, size);
     size_t a = nul ? (size_t)(nul - data) : size;
-    put(g_latest, data, a);
-    put(g_model, nul ? nul + 1 : data, nul ? size - a - 1 : 0);
+    fuzz_put(g_latest, data, a);
+    fuzz_put(g_model, nul ? nul + 1 : data, nul ? size - a - 1 : 0);
     mt_config c;
     char err[1400] = "";
     int it = 0;

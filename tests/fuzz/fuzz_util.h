@@ -5,10 +5,12 @@
 #ifndef MT_FUZZ_UTIL_H
 #define MT_FUZZ_UTIL_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct { int fd; char path[64]; } fuzz_file;
@@ -39,5 +41,20 @@ static inline void fuzz_file_set(fuzz_file *f, const uint8_t *data, size_t n) {
             abort();                                                              \
         }                                                                         \
     } while (0)
+
+// For readers that take a directory (tools/generate's, the tokenizer's):
+// DIR = a private directory named after `tag` and the PID, on tmpfs when
+// there is one (out must hold 256 bytes).
+static inline void fuzz_private_dir(char *out, size_t outlen, const char *tag) {
+    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(out, outlen, "%s/mt_fuzz_%s.%d", base, tag, (int)getpid());
+    if (mkdir(out, 0700) && errno != EEXIST) { perror(out); abort(); }
+}
+
+// Writes data[0, n) to path (replacing it).
+static inline void fuzz_put(const char *path, const uint8_t *d, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(d, 1, n, f) != n) || fclose(f)) { perror(path); abort(); }
+}
 
 #endif
