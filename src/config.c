@@ -453,9 +453,13 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
         check(c->recompute_method != MT_RECOMPUTE_UNIFORM || per_chunk % c->recompute_num_layers == 0, p,
               "--recompute-num-layers (%d) must divide the layers per pipeline chunk (%d) with --recompute-method uniform",
               c->recompute_num_layers, per_chunk);
-        check(c->recompute_method != MT_RECOMPUTE_BLOCK || c->recompute_num_layers <= per_chunk, p,
-              "--recompute-num-layers (%d) exceeds the layers per pipeline chunk (%d) with --recompute-method block",
-              c->recompute_num_layers, per_chunk);
+        // Megatron's block method checkpoints the first N layers of each
+        // chunk and takes no offence at N past the chunk (NeMo's guide: N =
+        // every layer of the model recomputes them all, with PP too): so
+        // here, with a note, instead of a refusal.
+        if (c->recompute_method == MT_RECOMPUTE_BLOCK && c->recompute_num_layers > per_chunk && p->loud)
+            printf("note: --recompute-num-layers %d with --recompute-method block: each pipeline chunk has %d layers, "
+                   "all recomputed (as Megatron does)\n", c->recompute_num_layers, per_chunk);
     }
     // Megatron's rules (arguments.py, distributed_data_parallel.py): the
     // param gather overlaps only the distributed optimizer's all-gather; the
