@@ -56,8 +56,8 @@ MT_NORETURN void mt_fail_local(int code, const char *fmt, ...) __attribute__((fo
 // The program name in error lines ("pretrain_gpt" unless a tool sets its own
 // at start-up; the one process-wide setting, written once before any work).
 void mt_set_program_name(const char *name);
-// Everything printed must have reached stdout (a full disk, a closed pipe's
-// file): else one line "PROGRAM: error: cannot write standard output (...)"
+// Everything printed must have reached stdout (a full disk; a closed pipe
+// only with SIGPIPE ignored, as by default the signal ends the process): else one line "PROGRAM: error: cannot write standard output (...)"
 // and exit 1 (through mt_fail_all: this process's verdict, MPI finalized if
 // running). close_it also closes stdout, which reports a deferred
 // write-back; call it last.

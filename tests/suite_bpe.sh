@@ -235,3 +235,8 @@ if [ -n "${PREP_SRC:-}" ] && cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude $PREP_SRC -
    "$T/prepare_data_fallback" "$T/fallback_in.txt" "$T/fallback" > /dev/null 2>&1 && [ -s "$T/fallback_train.bin" ]; then
   ok "get_data_fallback_compile_links"
 else not_ok "get_data_fallback_compile_links" "$(head -c 300 "$T/fallback.err")"; fi
+
+# prepare_data --help on a full disk: exit 1 and one line, as every tool.
+tools/prepare_data --help > /dev/full 2> "$T/help_full.err"; rc=$?
+if [ $rc = 1 ] && [ "$(wc -l < "$T/help_full.err")" = 1 ] && grep -q 'writing standard output' "$T/help_full.err"; then ok prepare_help_full_disk_exit_1
+else not_ok prepare_help_full_disk_exit_1 "exit $rc: $(head -c 200 "$T/help_full.err")"; fi

@@ -134,8 +134,9 @@ static void mt_prep_write_splits(const char *const path[2], const uint32_t *cons
         }
 }
 
-// Standard output, checked: a full disk or a closed pipe is one line and
-// exit 1, not a silent exit.
+// Standard output, checked: a full disk (or a reader that closed its end
+// while SIGPIPE is ignored; by default that signal ends the process first)
+// is one line and exit 1, not a silent exit.
 static void mt_prep_put(const void *p, size_t n) {
     if (fwrite(p, 1, n, stdout) != n) mt_prep_fail(MT_EXIT_FAIL, "writing standard output: %s", strerror(errno));
 }
@@ -209,6 +210,7 @@ int main(int argc, char **argv) {
             printf("%s\n  --val-fraction X   the last fraction X of the tokens is the validation split (default 0.1)\n"
                    "  --tokenizer DIR    DIR/tokenizer.json: a Hugging Face byte-level BPE tokenizer (default: bytes, vocab 256)\n"
                    "  --decode FILE      write a token file's text to standard output\n", usage);
+            mt_prep_flush();  // --help on a full disk is exit 1 too
             return MT_EXIT_OK;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             mt_prep_fail(MT_EXIT_USAGE, "unknown flag %s; %s", argv[i], usage);
