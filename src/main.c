@@ -314,8 +314,8 @@ static void check_memory_fits(const run *r) {
     long double need = elems * 4 * sizeof(real) / ((long double)c->tp * c->pp);
     // Every rank must reach the same verdict (mt_fail_all is collective): hosts
     // of a multi-host job can differ in memory, so all judge by the smallest.
-    double mine = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE), least = mine;
-    if (!(mine > 0)) mine = least = INFINITY;  // unknown here: judged by the others
+    double mine = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE), least;
+    if (!(mine > 0)) mine = INFINITY;  // unknown here: judged by the others
     MPI_Allreduce(&mine, &least, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
     long double have = least;
     if (isfinite(least) && need > have)
@@ -647,7 +647,7 @@ int main(int argc, char **argv) {
             }
             MPI_Finalize();
             mt_stdout_done(1);  // after MPI_Finalize: no rank waits on this one
-    return 0;
+            return 0;
         }
     mt_config *c = &r.cfg;
     parse_config(c, argc, argv, rank);
@@ -666,7 +666,7 @@ int main(int argc, char **argv) {
         mt_parallel_free(&r.par);
         MPI_Finalize();
         mt_stdout_done(1);  // after MPI_Finalize: no rank waits on this one
-    return 0;
+        return 0;
     }
     check_formats(&r);
     check_memory_fits(&r);

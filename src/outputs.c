@@ -23,6 +23,17 @@ typedef struct {
     char where[PATH_MAX + 256];
 } ident;
 
+// path's directory resolved, its last name kept: the name a writer
+// replaces (a link there is replaced, not followed).
+static void resolve_name(const char *path, char *out, size_t outlen) {
+    char r[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
+    snprintf(a, sizeof a, "%s", path);
+    snprintf(b, sizeof b, "%s", path);
+    const char *base = basename(a);
+    if (realpath(dirname(b), r)) snprintf(out, outlen, "%s/%s", r, base);
+    else snprintf(out, outlen, "%s", path);  // no directory: compared as given
+}
+
 static void ident_of(ident *id, const char *flag, const char *path) {
     struct stat sb;
     memset(id, 0, sizeof *id);
@@ -34,12 +45,7 @@ static void ident_of(ident *id, const char *flag, const char *path) {
         id->ino = sb.st_ino;
         return;
     }
-    char a[PATH_MAX], b[PATH_MAX], dir[PATH_MAX];
-    snprintf(a, sizeof a, "%s", path);
-    snprintf(b, sizeof b, "%s", path);
-    const char *base = basename(a);
-    if (!realpath(dirname(b), dir)) snprintf(dir, sizeof dir, "%s", path);  // no directory: compared as given
-    snprintf(id->where, sizeof id->where, "%s/%s", dir, base);
+    resolve_name(path, id->where, sizeof id->where);
 }
 
 static int same(const ident *x, const ident *y) {
@@ -83,21 +89,19 @@ static int under(const char *dir, const char *top) {
 // points to never written (suite_save_faults). Refused where that is not
 // what anyone means: a link to a device, FIFO or socket; a link into /proc
 // or one living in /dev or /proc (/dev/stdout -> /proc/self/fd/1: replacing
-// it would change the system, whatever stdout is); and --metrics-file, which
-// a resumed run appends to in place, through the link.
+// it would change the system, whatever stdout is). (--metrics-file, appended
+// in place, takes no link at all: mt_outputs_check.)
 static int link_refused(const char *flag, const char *path, const struct stat *target, char *err, size_t errlen) {
+    if (S_ISDIR(target->st_mode)) return 0;  // check_one says "is a directory"
     char to[PATH_MAX], b[PATH_MAX], dir[PATH_MAX];
     ssize_t n = readlink(path, to, sizeof to - 1);
     to[n > 0 ? n : 0] = 0;
     snprintf(b, sizeof b, "%s", path);
     if (!realpath(dirname(b), dir)) dir[0] = 0;
-    if (S_ISDIR(target->st_mode)) return 0;  // check_one says "is a directory"
     const char *why = !S_ISREG(target->st_mode) ? "a symbolic link to a device, FIFO or socket (never replaced)"
                       : !strncmp(to, "/proc/", 6) || under(dir, "/proc") || under(dir, "/dev")
                           ? "a system link to a file descriptor or device (never replaced)"
-                      : !strcmp(flag, "--metrics-file") ? "a symbolic link; a resumed run appends in place, through "
-                                                          "the link: name the file itself"
-                                                        : NULL;
+                          : NULL;
     if (why) snprintf(err, errlen, "%s %s: %s", flag, path, why);
     return why != NULL;
 }
@@ -125,13 +129,6 @@ static int check_one(const char *flag, const char *path, int is_dir, char *err, 
         else if (!is_dir && !S_ISREG(sb.st_mode))
             snprintf(why, sizeof why, "exists and is not a regular file (a device, FIFO or socket is never replaced)");
         else if (is_dir) probe_dir(path, why, sizeof why);
-        // An export beside a sharded model would leave its index, which
-        // readers prefer to model.safetensors: the old model would load.
-        char idx[PATH_MAX + 40];
-        snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", path);
-        if (!why[0] && !strcmp(flag, "--export-hf") && access(idx, F_OK) == 0)
-            snprintf(why, sizeof why, "holds a sharded model (model.safetensors.index.json) that the export would not "
-                                      "replace; export into an empty directory");
     } else if (errno != ENOENT) {
         snprintf(why, sizeof why, "%s", strerror(errno));
     }
@@ -170,17 +167,6 @@ typedef struct {
     int output;
     char dir[PATH_MAX];  // resolved
 } owner;
-
-// path's directory resolved, its last name kept: the name a writer
-// replaces (a link there is replaced, not followed).
-static void resolve_name(const char *path, char *out, size_t outlen) {
-    char r[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
-    snprintf(a, sizeof a, "%s", path);
-    snprintf(b, sizeof b, "%s", path);
-    const char *base = basename(a);
-    if (realpath(dirname(b), r)) snprintf(out, outlen, "%s/%s", r, base);
-    else snprintf(out, outlen, "%s", path);
-}
 
 // path resolved through every link when it exists (what is read, or the
 // directory written into), else as resolve_name.
@@ -254,6 +240,23 @@ int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_
     for (int i = 0; i < (int)NOUT; i++) {
         if (!outs[i].path[0]) continue;
         if (check_one(outs[i].flag, outs[i].path, outs[i].is_dir, err, errlen)) return -1;
+    }
+    // A resumed run appends to --metrics-file in place, so through a link it
+    // would write where the link points: name the file itself.
+    struct stat lsb;
+    if (c->metrics_file[0] && lstat(c->metrics_file, &lsb) == 0 && S_ISLNK(lsb.st_mode)) {
+        snprintf(err, errlen, "--metrics-file %s: a symbolic link; a resumed run appends in place, through the link: "
+                              "name the file itself", c->metrics_file);
+        return -1;
+    }
+    // An export beside a sharded model would leave its index, which readers
+    // prefer to model.safetensors: the old model would load.
+    char idx[1200];
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", c->export_hf);
+    if (c->export_hf[0] && access(idx, F_OK) == 0) {
+        snprintf(err, errlen, "--export-hf %s: holds a sharded model (model.safetensors.index.json) that the export "
+                              "would not replace; export into an empty directory", c->export_hf);
+        return -1;
     }
     // Inputs. --load may equal --save (resuming writes where it reads).
     char hf_cfg[1100], hf_st[1100];

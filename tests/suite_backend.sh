@@ -56,16 +56,21 @@ else not_ok corrupted_oracle_rejected "exit $rc, $nbad failing outputs: $(grep -
 # all-gather, reduce-scatter, all-reduce and the pipeline sends; DP 2 with
 # the distributed optimizer the gradient reduce-scatter and parameter gather;
 # CP 2 the ring's sends and receives.
-staged_same() {
-  local name=$1 np=$2 flags=$3 a=$T/${1}_plain b=$T/${1}_staged
+# same_bits NAME NP BIN VAR BANNER "FLAGS": BIN with VAR=1 takes the path
+# whose banner line starts with BANNER (without VAR it does not) and trains
+# bit for bit as without it: every loss and the final parameters.
+same_bits() {
+  local name=$1 np=$2 bin=$3 var=$4 banner=$5 flags=$6 a=$T/${1}_without b=$T/${1}_with why
   # shellcheck disable=SC2086
-  mt_run "$a" "$np" ./pretrain_gpt $(tiny_model) $flags || { not_ok "$name" "plain run failed: $(tail -n 1 "$a.log")"; return; }
+  mt_run "$a" "$np" $bin $(tiny_model) $flags || { not_ok "$name" "run without $var failed: $(tail -n 1 "$a.log")"; return; }
   # shellcheck disable=SC2086
-  MT_COMM_STAGED=1 mt_run "$b" "$np" ./pretrain_gpt $(tiny_model) $flags || { not_ok "$name" "staged run failed: $(tail -n 1 "$b.log")"; return; }
-  local why
-  if why=$(compare_losses "$a.json" "$b.json" 0) && cmp -s "$a.st" "$b.st"; then ok "$name ($why)"
+  (export "$var=1"; mt_run "$b" "$np" $bin $(tiny_model) $flags) || { not_ok "$name" "run with $var=1 failed: $(tail -n 1 "$b.log")"; return; }
+  if ! grep -q "^$banner" "$b.log" || grep -q "^$banner" "$a.log"; then
+    not_ok "$name" "$var=1 did not switch to '$banner': $(grep -h 'comm: MPI' "$a.log" "$b.log" | tr '\n' ' ')"
+  elif why=$(compare_losses "$a.json" "$b.json" 0) && cmp -s "$a.st" "$b.st"; then ok "$name ($why)"
   else not_ok "$name" "losses or parameters differ: $why"; fi
 }
+staged_same() { same_bits "$1" "$2" ./pretrain_gpt MT_COMM_STAGED "comm: MPI on host-staged copies" "$3"; }
 staged_same comm_staged_tp2_sp_pp2_bitwise 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2"
 staged_same comm_staged_dp2_distopt_bitwise 2 "--use-distributed-optimizer"
 # CP's ring: in the backward two rings are in flight at once (K | V and
@@ -206,17 +211,7 @@ if [ $P = cudaemu ]; then
   # kernels finished, or a result landed without its copy, changes the
   # bits: each layout must equal the staged path bit for bit. A mutant
   # without direct()'s sync differed in every layout below.
-  direct_same() {
-    local name=cudaemu_comm_direct_$1 np=$2 flags=$3 a=$T/direct_$1_staged b=$T/direct_$1_direct why
-    # shellcheck disable=SC2086
-    mt_run "$a" "$np" $GPU_BIN $BASE $flags || { not_ok "$name" "staged run failed: $(tail -n 1 "$a.log")"; return; }
-    # shellcheck disable=SC2086
-    MT_COMM_DIRECT=1 mt_run "$b" "$np" $GPU_BIN $BASE $flags || { not_ok "$name" "direct run failed: $(tail -n 1 "$b.log")"; return; }
-    if ! grep -q 'comm: MPI on device buffers' "$b.log" || ! grep -q 'comm: MPI on host-staged' "$a.log"; then
-      not_ok "$name" "the runs did not take the two paths: $(grep -h 'comm: MPI' "$a.log" "$b.log" | tr '\n' ' ')"
-    elif why=$(compare_losses "$a.json" "$b.json" 0) && cmp -s "$a.st" "$b.st"; then ok "$name ($why)"
-    else not_ok "$name" "losses or parameters differ: $why"; fi
-  }
+  direct_same() { same_bits "cudaemu_comm_direct_$1" "$2" "$GPU_BIN" MT_COMM_DIRECT "comm: MPI on device buffers" "$3"; }
   direct_same tp2_sp_pp2_overlap_p2p_bitwise 4 "--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 --overlap-p2p-communication"
   direct_same dp2_distopt_overlap_bitwise 2 "--use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather"
   direct_same cp2_bitwise 2 "--context-parallel-size 2"
