@@ -310,8 +310,6 @@ static void validate(const mt_config *c, parse_ctx *p) {
     check(c->rotary_base > 0, p, "--rotary-base must be > 0, got %g", c->rotary_base);
     check(c->rotary_percent > 0 && c->rotary_percent <= 1, p, "--rotary-percent must be in (0, 1], got %g", c->rotary_percent);
     check(c->ffn_hidden_size >= 0 && c->ffn_hidden_size <= 1 << 20, p, "--ffn-hidden-size must be in [1, 1048576], got %d", c->ffn_hidden_size);
-    check(!mt_config_was_set(c, "--num-query-groups") || c->group_query_attention, p,
-          "--num-query-groups needs --group-query-attention");
     check(!c->group_query_attention || (c->num_query_groups >= 1 && c->num_query_groups <= c->num_heads), p,
           "--group-query-attention needs --num-query-groups in [1, --num-attention-heads (%d)], got %d", c->num_heads, c->num_query_groups);
     check(c->data_path[0] || c->train_data_path[0], p, "--data-path FILE (or --train-data-path FILE) is required");
@@ -402,6 +400,12 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     if (!c->ffn_hidden_size)
         c->ffn_hidden_size = c->swiglu ? (int)((4.0 * c->hidden_size * 2 / 3) / 64) * 64 : 4 * c->hidden_size;
     check(c->ffn_hidden_size >= 1, p, "--swiglu's default MLP size int(8h/3 / 64) * 64 is 0 for --hidden-size %d: give --ffn-hidden-size", c->hidden_size);
+    // Megatron reads --num-query-groups only under --group-query-attention
+    // (arguments.py and its FLOP and memory formulas set the groups to the
+    // heads otherwise): the count alone is ignored, said once.
+    if (!c->group_query_attention && mt_config_was_set(c, "--num-query-groups") && c->num_query_groups != c->num_heads && p->loud)
+        printf("note: --num-query-groups %d without --group-query-attention is ignored: every head has its own key/value (as Megatron does)\n",
+               c->num_query_groups);
     if (!c->group_query_attention) c->num_query_groups = c->num_heads;
     check(c->num_heads % c->num_query_groups == 0, p, "--num-attention-heads (%d) must be divisible by --num-query-groups (%d)", c->num_heads, c->num_query_groups);
     check(c->num_query_groups % c->tp == 0, p,

@@ -135,3 +135,19 @@ while IFS='|' read -r _ flag outcome _; do
   esac
 done < <(grep '^| `--' docs/megatron-flags.md)
 [ -z "$bad" ] && ok "megatron_flags_behave_as_the_table_says ($n rows)" || not_ok megatron_flags_behave_as_the_table_says "$bad"
+
+# 6. --num-query-groups without --group-query-attention: Megatron ignores the
+# count (arguments.py sets the groups to the heads). Here too: a note, and
+# the run is the run without it, bit for bit. With the switch, 2 groups of
+# 6 heads is another model (fewer K/V parameters).
+G="--num-layers 1 --hidden-size 48 --num-attention-heads 6 --seq-length 18 --vocab-size 200 --train-data-path $data
+   --data-order sequential --train-iters 2 --micro-batch-size 2 --global-batch-size 2"
+mt_run "$T/gqa_none" 1 ./pretrain_gpt_fp64 $G && mt_run "$T/gqa_count" 1 ./pretrain_gpt_fp64 $G --num-query-groups 2 &&
+  mt_run "$T/gqa_on" 1 ./pretrain_gpt_fp64 $G --num-query-groups 2 --group-query-attention
+rc=$?
+notes=$(grep -c '^note: --num-query-groups 2 without --group-query-attention is ignored' "$T/gqa_count.log" 2>/dev/null)
+if [ $rc = 0 ] && [ "$notes" = 1 ] && tools/compare "$T/gqa_none.st" "$T/gqa_count.st" --max-abs 0 > /dev/null 2>&1 &&
+   ! tools/compare "$T/gqa_none.st" "$T/gqa_on.st" --max-abs 0 > /dev/null 2>&1 &&
+   ! grep -q '^note: --num-query-groups' "$T/gqa_none.log" "$T/gqa_on.log"; then
+  ok "num_query_groups_without_gqa_is_ignored_with_a_note (bitwise; with the switch another model)"
+else not_ok num_query_groups_without_gqa_is_ignored_with_a_note "exit $rc, notes $notes: $(grep -m1 -E 'error' "$T"/gqa_*.log)"; fi
