@@ -53,9 +53,11 @@ MT_NORETURN void mt_fail_all(int loud, int code, const char *fmt, ...)
 // forever.
 MT_NORETURN void mt_fail_local(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-// The program name in error lines ("pretrain_gpt" unless a tool sets its own
-// at start-up; the one process-wide setting, written once before any work).
-void mt_set_program_name(const char *name);
+// The program name in error lines: "pretrain_gpt", unless the program's
+// main file defines its own (MT_PROGRAM_NAME("plan");), which replaces
+// common.c's weak definition when linked.
+extern const char mt_program_name[];
+#define MT_PROGRAM_NAME(name) const char mt_program_name[] = name
 // Everything printed must have reached stdout (a full disk; a closed pipe
 // only with SIGPIPE ignored, as by default the signal ends the process): else one line "PROGRAM: error: cannot write standard output (...)"
 // and exit 1 (through mt_fail_all: this process's verdict, MPI finalized if

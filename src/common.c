@@ -10,14 +10,15 @@
 #include <unistd.h>
 #include <time.h>
 
-static const char *program = "pretrain_gpt";
-
-void mt_set_program_name(const char *name) { program = name; }
+// The trainer's name; a tool's main file defines its own (a strong
+// definition wins over this weak one at link time), so the name is fixed
+// when the program is built and nothing sets it at run time.
+__attribute__((weak)) const char mt_program_name[] = "pretrain_gpt";
 
 // One line, written with a single write so lines of several ranks never mix.
 static void say(const char *fmt, va_list ap) {
     char line[2048];
-    int o = snprintf(line, sizeof line, "%s: error: ", program);
+    int o = snprintf(line, sizeof line, "%s: error: ", mt_program_name);
     vsnprintf(line + o, sizeof line - (size_t)o, fmt, ap);
     // One line whatever a file name or a file's bytes held.
     for (char *q = line; *q; q++)

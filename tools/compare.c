@@ -273,8 +273,9 @@ static int mt_cmp_shapes(const mt_st_file *fa, const mt_st_file *fb, int print) 
     return bad;
 }
 
+MT_PROGRAM_NAME("compare");  // its error lines read "compare: error: ..."
+
 int main(int argc, char **argv) {
-    mt_set_program_name("compare");  // mt_stdout_done's line
     const char *pa = NULL, *pb = NULL;
     mt_cmp_opts o = mt_cmp_parse(argc, argv, &pa, &pb);
     mt_st_file *fa = mt_cmp_open(pa), *fb = mt_cmp_open(pb);

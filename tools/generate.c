@@ -140,8 +140,9 @@ static void print_help(void) {
            "  --help              this text\n");
 }
 
+MT_PROGRAM_NAME("generate");  // its error lines read "generate: error: ..."
+
 int main(int argc, char **argv) {
-    mt_set_program_name("generate");  // error lines read "generate: error: ..."
     if (help_asked(argc, argv)) { print_help(); mt_stdout_done(1); return 0; }
     MPI_Init(&argc, &argv);
     one_rank_only();

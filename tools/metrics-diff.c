@@ -138,8 +138,9 @@ static const mt_md_point *mt_md_find(const mt_md_run *r, long it) {
     return lo < r->n && r->p[lo].it == it ? &r->p[lo] : NULL;
 }
 
+MT_PROGRAM_NAME("metrics-diff");  // its error lines read "metrics-diff: error: ..."
+
 int main(int argc, char **argv) {
-    mt_set_program_name("metrics-diff");  // mt_stdout_done's line
     const char *pa = NULL, *pb = NULL;
     double max_rel = -1;
     int quiet = 0;

@@ -158,8 +158,9 @@ static const char *default_machine(const char *argv0, char *buf, size_t len) {
     return rel;
 }
 
+MT_PROGRAM_NAME("plan");  // its error lines read "plan: error: ..."
+
 int main(int argc, char **argv) {
-    mt_set_program_name("plan");  // the launch parser's errors read "plan: error: ..."
     MPI_Init(&argc, &argv);  // for mt_fail's clean exit; no communication
     int n = 0;
     char **av = mt_calloc((size_t)argc + 3, sizeof(char *));
