@@ -76,13 +76,24 @@ static pslot *pair_find(const ptable *t, uint32_t l, uint32_t r) {
 
 // ---- GPT-2's byte alphabet ------------------------------------------------------------
 
-// Byte b's code point: printable Latin-1 bytes stand for themselves, the
-// rest for 256 + k in order (GPT-2's bytes_to_unicode).
+// GPT-2's byte-level alphabet: the printable bytes stand for themselves,
+// the other 68 (0-32, 127-160, 173) for 256, 257, ... in byte order
+// (GPT-2's bytes_to_unicode).
+static int printable(int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); }
+
 static unsigned byte_cp(int b) {
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return (unsigned)b;
+    if (printable(b)) return (unsigned)b;
     unsigned k = 0;
-    for (int x = 0; x < b; x++) k += !((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255));
+    for (int x = 0; x < b; x++) k += !printable(x);
     return 256 + k;
+}
+
+// The inverse: the byte a code point stands for, or -1 outside the alphabet.
+static int cp_byte(long cp) {
+    if (cp >= 0 && cp < 256) return printable((int)cp) ? (int)cp : -1;
+    long k = cp - 256;  // the k-th unprintable byte
+    if (k < 0 || k >= 68) return -1;
+    return k < 33 ? (int)k : k < 67 ? (int)(127 + k - 33) : 173;
 }
 
 static size_t utf8_put(char *o, unsigned cp) {
@@ -111,18 +122,12 @@ static long utf8_next(const unsigned char *s, size_t n, size_t *i) {
 // The bytes a byte-level symbol string stands for; -1 if a code point is
 // outside the alphabet.
 static long symbol_bytes(const char *s, size_t n, char *out) {
-    static int inv[512];
-    static int ready;
-    if (!ready) {
-        for (int k = 0; k < 512; k++) inv[k] = -1;
-        for (int b = 0; b < 256; b++) inv[byte_cp(b)] = b;
-        ready = 1;
-    }
     size_t i = 0, o = 0;
     while (i < n) {
         long cp = utf8_next((const unsigned char *)s, n, &i);
-        if (cp < 0 || cp >= 512 || inv[cp] < 0) return -1;
-        out[o++] = (char)inv[cp];
+        int b = cp_byte(cp);
+        if (b < 0) return -1;
+        out[o++] = (char)b;
     }
     return (long)o;
 }
