@@ -16,7 +16,7 @@ typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_
 typedef enum { MT_RECOMPUTE_NONE, MT_RECOMPUTE_SELECTIVE, MT_RECOMPUTE_FULL } mt_recompute;
 typedef enum { MT_RECOMPUTE_UNIFORM, MT_RECOMPUTE_BLOCK } mt_recompute_method;
 typedef enum { MT_NORM_LAYERNORM, MT_NORM_RMSNORM } mt_normalization;
-typedef enum { MT_CP_P2P, MT_CP_A2A } mt_cp_comm;
+typedef enum { MT_CP_P2P, MT_CP_A2A, MT_CP_ALLGATHER } mt_cp_comm;
 typedef enum { MT_POS_LEARNED, MT_POS_ROPE } mt_position_type;
 typedef enum { MT_FAULT_NONE, MT_FAULT_ALLOC, MT_FAULT_WRITE, MT_FAULT_CHECK } mt_fault;
 
@@ -113,6 +113,7 @@ typedef struct {
     int bug_unfused;           // "unfused": the op-by-op chains instead of the fused sweeps (test hook: bitwise the same)
     int bug_bucket_early;      // "bucket-early": --overlap-grad-reduce posts a bucket one layer before its gradients are final
     int bug_p2p_stale;         // "p2p-stale": --overlap-p2p-communication computes on the slot's stale input, not the early receive's buffer
+    int bug_cp_ag_early;       // "cp-ag-early": --cp-comm-type allgather attends to the other blocks before their all-gather completed
     int bug_tp_async_early;    // "tp-async-early": the column-parallel backward reads its input gradient's sum before the wait
     // "fail-alloc@R", "fail-write@R", "fail-check@R": at the second iteration
     // world rank R alone meets an allocation failure (a real malloc of 2^62

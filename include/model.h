@@ -41,20 +41,23 @@ typedef struct {
 // dims: Q, K, V), HL (h/t), FF (ffn/t), FC1 (ffn/t, twice that with
 // SwiGLU's gate and up), PROBS (a/t * s: the (b, a/t, s, s) probabilities),
 // LSE (a/t), VL (Vp/t), ROT (RoPE's rotated dims: cos and sin of each pair),
-// KV2 (2 g/t head dims: a packed K | V block of context parallelism's ring).
+// KV2 (2 g/t head dims: a packed K | V block of context parallelism's ring),
+// KVALL (C times that: every CP rank's K | V block, gathered).
 // PROBS counts every key of the sequence the attention core sees: s, or
 // with the a2a context parallelism the whole sequence for a/(t C) heads.
 typedef enum { MT_R_N, MT_R_NL, MT_R_S } mt_rows_sym;
 typedef enum {
-    MT_W_ONE, MT_W_FOUR, MT_W_H, MT_W_QKV, MT_W_HL, MT_W_FF, MT_W_FC1, MT_W_PROBS, MT_W_LSE, MT_W_VL, MT_W_ROT, MT_W_KV2
+    MT_W_ONE, MT_W_FOUR, MT_W_H, MT_W_QKV, MT_W_HL, MT_W_FF, MT_W_FC1, MT_W_PROBS, MT_W_LSE, MT_W_VL, MT_W_ROT, MT_W_KV2, MT_W_KVALL
 } mt_width_sym;
 // When a buffer exists: always; the plain or the blocked attention kernel
-// (context parallelism's ring is blocked); LayerNorm (RMSNorm keeps no
-// mean); SwiGLU; RoPE; the head stage; selective recomputation of the plain
-// kernel; full recomputation; context parallelism's ring or all-to-all.
+// (context parallelism's ring and all-gather are blocked); LayerNorm
+// (RMSNorm keeps no mean); SwiGLU; RoPE; the head stage; selective
+// recomputation of the plain kernel; full recomputation; context
+// parallelism's blocks merged by log-sum-exp (ring or all-gather), its
+// ring, its all-to-all, its all-gather.
 typedef enum {
     MT_BUF_ALWAYS, MT_BUF_PLAIN, MT_BUF_FLASH, MT_BUF_LN, MT_BUF_GLU, MT_BUF_ROPE, MT_BUF_HEAD,
-    MT_BUF_SELECTIVE, MT_BUF_RECOMPUTE, MT_BUF_RING, MT_BUF_A2A
+    MT_BUF_SELECTIVE, MT_BUF_RECOMPUTE, MT_BUF_CPBLOCK, MT_BUF_RING, MT_BUF_A2A, MT_BUF_AG
 } mt_buf_when;
 
 // The activation fields of one layer: X(field, rows, width, when).
@@ -138,8 +141,10 @@ typedef struct {
     X(kv_next, N, KV2, RING)  /* the ring: the next block, arriving while kv_cur is attended */           \
     X(dkv_cur, N, KV2, RING)  /* the ring, backward: the current block's dK | dV, travelling with it */   \
     X(dkv_next, N, KV2, RING)                                                                             \
-    X(out_b, N, HL, RING)     /* the ring: one block's partial output, merged into the running one */      \
-    X(lse_b, N, LSE, RING)    /* its log-sum-exps */                                                      \
+    X(out_b, N, HL, CPBLOCK)  /* ring, all-gather: one block's partial output, merged into the running one */ \
+    X(lse_b, N, LSE, CPBLOCK) /* its log-sum-exps */                                                      \
+    X(kv_all, N, KVALL, AG)   /* the all-gather: every CP rank's K | V block, block d from CP rank d */    \
+    X(dkv_all, N, KVALL, AG)  /* its backward: this rank's share of every block's dK | dV, reduce-scattered */ \
     X(cp_send, N, QKV, A2A)   /* the all-to-all's send blocks (one per CP rank) */                         \
     X(cp_recv, N, QKV, A2A)   /* and its received blocks */                                                \
     X(qkv_h, N, QKV, A2A)     /* QKV split by heads: the whole sequence, a/(tC) heads */                  \
@@ -177,7 +182,8 @@ typedef struct {
     int nh_l, h_l, ff_l, v_l, v0;   // local heads, h/t, ffn/t, Vp/t, first vocab row
     int nkv_l, qkv_l, fc1_l;        // local KV heads, QKV row width, fc1 output width
     int rot;                        // RoPE's rotated dims per head (0: learned positions)
-    int cp_ring, cp_a2a;            // context parallelism's attention: a K/V ring, or an all-to-all
+    int cp_ring, cp_a2a, cp_ag;     // context parallelism's attention: a K/V ring, an all-to-all, or an all-gather
+    int cp_blocks;                  // ring or all-gather: the blocked kernel, blocks merged by log-sum-exp
     int *cp_pos;                    // (C, s) every CP rank's global positions, in its local order
     int *cp_pos_host;               // the same on the host, for host-side indexing (layers_cp.c)
     int s_l, pos0;                  // positions of s held (s/t under SP), the first one's local index

@@ -65,6 +65,12 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
             uint64_t kv = n * 2 * (uint64_t)m->nkv_l * hd, hops = M * ((C - 1) * (L + R) + (2 * C - 1) * L);
             add(out, MT_GROUP_CP, MT_COLL_SEND, hops, kv, r);
             add(out, MT_GROUP_CP, MT_COLL_RECV, hops, kv, r);
+        } else if (c->cp_comm == MT_CP_ALLGATHER) {
+            // Every forward (recomputed ones too) and every backward gathers
+            // the K|V blocks; backward reduce-scatters their gradients.
+            uint64_t kv = n * 2 * (uint64_t)m->nkv_l * hd * C;
+            add(out, MT_GROUP_CP, MT_COLL_ALLGATHER, M * ((L + R) + L), kv, r);
+            add(out, MT_GROUP_CP, MT_COLL_REDUCE_SCATTER, M * L, kv, r);
         } else {
             // All-to-alls: QKV to heads and the output back per forward;
             // backward: the output's gradient and QKV again (and the output,

@@ -361,6 +361,7 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         c->bug_bucket_early = strstr(bugs, "bucket-early") != NULL;
         c->bug_p2p_stale = strstr(bugs, "p2p-stale") != NULL;
         c->bug_tp_async_early = strstr(bugs, "tp-async-early") != NULL;
+        c->bug_cp_ag_early = strstr(bugs, "cp-ag-early") != NULL;
         c->bug_no_vocab_mask = strstr(bugs, "no-vocab-mask") != NULL;
         static const char *const sites[] = {"", "fail-alloc@", "fail-write@", "fail-check@"};
         for (int k = 1; k < 4; k++) {
@@ -521,7 +522,7 @@ void mt_config_print(const mt_config *c, FILE *f) {
     fprintf(f, "model: layers %d, hidden %d, heads %d, seq %d, vocab %d (padded %d%s), %s\n", c->num_layers,
             c->hidden_size, c->num_heads, c->seq_length, c->vocab_size, c->padded_vocab, files, MT_PRECISION_NAME);
     char cp[64] = "";
-    if (c->cp > 1) snprintf(cp, sizeof cp, " x CP %d (%s)", c->cp, c->cp_comm == MT_CP_A2A ? "a2a" : "p2p");
+    if (c->cp > 1) snprintf(cp, sizeof cp, " x CP %d (%s)", c->cp, c->cp_comm == MT_CP_A2A ? "a2a" : c->cp_comm == MT_CP_ALLGATHER ? "allgather" : "p2p");
     fprintf(f, "layout: TP %d%s x PP %d x DP %d%s%s, micro-batch %d, global batch %d, %d micro-batches per step\n",
             c->tp, cp, c->pp, c->dp, c->sequence_parallel ? ", sequence parallel" : "",
             c->use_distributed_optimizer ? ", distributed optimizer" : "",

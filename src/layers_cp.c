@@ -13,6 +13,12 @@
 //    whole sequence in global order; an all-to-all turns the output back.
 //    Backward re-exchanges QKV (and the output for the blocked kernel)
 //    rather than keep a second copy, as SP re-gathers its LN output.
+//  - allgather (Megatron's "allgather", Transformer Engine's KV all-gather):
+//    every rank's K|V block is gathered; this rank's queries attend to each
+//    block with the ring's kernels, in the ring's order, so the forward is
+//    the ring's bit for bit. Backward gathers again (nothing kept), sums each
+//    block's dK|dV over CP with one reduce-scatter. More memory than the
+//    ring (C blocks at once), fewer messages (two collectives a layer).
 #include "layers_cp.h"
 
 #include "backend.h"
@@ -96,6 +102,67 @@ static void ring_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, cons
         swap(&dcur, &dnext);
     }
     unpack_kv(m, m->ws.dqkv, dcur);  // this rank's own block's dK | dV, home
+}
+
+// ---- the all-gather -------------------------------------------------------------------
+
+// Posts the all-gather of every CP rank's K|V block into ws.kv_all (block d
+// from CP rank d), this rank's own packed first; returns it.
+static real *ag_start(mt_model *m, mt_comm *cm, const real *qkv, mt_coll_req *req, int *counts, int *displs) {
+    int C = m->par->cp_size, r = m->par->cp_rank;
+    size_t nkv = (size_t)m->n * 2 * m->nkv_l * m->hd;
+    if (nkv * (size_t)C > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "CP all-gather of %zu elements: over MPI's int count", nkv * (size_t)C);
+    for (int d = 0; d < C; d++) counts[d] = (int)nkv, displs[d] = (int)((size_t)d * nkv);
+    real *own = m->ws.kv_all + (size_t)r * nkv;
+    pack_kv(m, own, qkv);
+    mt_comm_iallgatherv(cm, MT_GROUP_CP, m->ws.kv_all, counts, displs, req);
+    return own;
+}
+
+static void ag_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
+    const mt_backend *B = m->be;
+    mt_attn_block ab = block_of(m, sample0);
+    int C = m->par->cp_size, counts[C], displs[C];
+    size_t nkv = (size_t)m->n * 2 * m->nkv_l * m->hd;
+    const int *qpos = pos_of(m, m->par->cp_rank);
+    mt_coll_req req = {.req = MPI_REQUEST_NULL};
+    const real *own = ag_start(m, cm, a->qkv, &req, counts, displs);
+    // The own block while the others travel, then the others in the ring's
+    // order (step k: CP rank r - k), merged as the ring merges them.
+    B->attention_block_forward(a->atty, a->lse, a->qkv, own, qpos, qpos, kp, ab);
+    if (!m->cfg->bug_cp_ag_early) mt_comm_coll_wait(cm, &req);
+    for (int k = 1; k < C; k++) {
+        int src = src_at(m, k);
+        B->attention_block_forward(m->ws.out_b, m->ws.lse_b, a->qkv, m->ws.kv_all + (size_t)src * nkv, qpos, pos_of(m, src), kp, ab);
+        B->attention_block_merge(a->atty, a->lse, m->ws.out_b, m->ws.lse_b, ab);
+    }
+    mt_comm_coll_wait(cm, &req);  // a no-op unless the test hook above skipped it
+    mt_comm_coll_free(&req);
+}
+
+static void ag_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
+    const mt_backend *B = m->be;
+    mt_attn_block ab = block_of(m, sample0);
+    int C = m->par->cp_size, r = m->par->cp_rank, counts[C], displs[C];
+    size_t nkv = (size_t)m->n * 2 * m->nkv_l * m->hd;
+    const int *qpos = pos_of(m, r);
+    B->zero(m->ws.dqkv, (size_t)m->n * m->qkv_l * sizeof(real));
+    B->zero(m->ws.dkv_all, (size_t)C * nkv * sizeof(real));
+    mt_coll_req req = {.req = MPI_REQUEST_NULL};
+    const real *own = ag_start(m, cm, a->qkv, &req, counts, displs);
+    B->attention_block_backward(m->ws.dqkv, m->ws.dkv_all + (size_t)r * nkv, m->ws.datty, a->qkv, own, a->atty, a->lse,
+                                qpos, qpos, kp, ab);
+    mt_comm_coll_wait(cm, &req);
+    for (int k = 1; k < C; k++) {
+        int src = src_at(m, k);
+        B->attention_block_backward(m->ws.dqkv, m->ws.dkv_all + (size_t)src * nkv, m->ws.datty, a->qkv,
+                                    m->ws.kv_all + (size_t)src * nkv, a->atty, a->lse, qpos, pos_of(m, src), kp, ab);
+    }
+    mt_comm_coll_free(&req);
+    // Block d's dK|dV summed over every rank's queries lands in block d of
+    // CP rank d: this rank's own.
+    mt_comm_shard_reduce_scatter(cm, MT_GROUP_CP, m->ws.dkv_all, (size_t)C * nkv);
+    unpack_kv(m, m->ws.dqkv, m->ws.dkv_all + (size_t)r * nkv);
 }
 
 // ---- the all-to-all -------------------------------------------------------------------
@@ -200,11 +267,13 @@ static void a2a_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const
 
 void mt_cp_attention_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
     if (m->cp_ring) ring_forward(m, cm, a, kp, sample0);
+    else if (m->cp_ag) ag_forward(m, cm, a, kp, sample0);
     else a2a_forward(m, cm, a, kp, sample0);
 }
 
 void mt_cp_attention_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const mt_dropout_key *kp,
                               uint32_t sample0) {
     if (m->cp_ring) ring_backward(m, cm, a, kp, sample0);
+    else if (m->cp_ag) ag_backward(m, cm, a, kp, sample0);
     else a2a_backward(m, cm, a, kp, sample0);
 }

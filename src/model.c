@@ -203,6 +203,7 @@ size_t mt_model_width_sym(const mt_model *m, mt_width_sym w) {
     case MT_W_FC1: return (size_t)m->fc1_l;
     case MT_W_PROBS: return (size_t)m->nh_l * (size_t)m->s_full;  // per local row: s_full keys of nh_l/C heads, C x
     case MT_W_KV2: return 2 * (size_t)m->nkv_l * (size_t)m->hd;
+    case MT_W_KVALL: return 2 * (size_t)m->nkv_l * (size_t)m->hd * (size_t)m->par->cp_size;
     case MT_W_LSE: return (size_t)m->nh_l;
     case MT_W_VL: return (size_t)m->v_l;
     case MT_W_ROT: return (size_t)m->rot;
@@ -213,7 +214,7 @@ size_t mt_model_width_sym(const mt_model *m, mt_width_sym w) {
 // Selective recomputation of the plain kernel keeps no probabilities: every
 // layer points at the one ws.probs, refilled in backward.
 static int probs_shared(const mt_model *m) {
-    return !m->cfg->flash_attn && !m->cp_ring && m->cfg->recompute == MT_RECOMPUTE_SELECTIVE;
+    return !m->cfg->flash_attn && !m->cp_blocks && m->cfg->recompute == MT_RECOMPUTE_SELECTIVE;
 }
 
 // Whether a buffer of the activation or workspace table exists here.
@@ -221,16 +222,18 @@ int mt_model_buf_wanted(const mt_model *m, mt_buf_when when) {
     const mt_config *c = m->cfg;
     switch (when) {
     case MT_BUF_ALWAYS: return 1;
-    case MT_BUF_PLAIN: return !c->flash_attn && !m->cp_ring;
-    case MT_BUF_FLASH: return c->flash_attn || m->cp_ring;
+    case MT_BUF_PLAIN: return !c->flash_attn && !m->cp_blocks;
+    case MT_BUF_FLASH: return c->flash_attn || m->cp_blocks;
     case MT_BUF_LN: return !m->norm.rms;
     case MT_BUF_GLU: return c->swiglu;
     case MT_BUF_ROPE: return m->rot > 0;
     case MT_BUF_HEAD: return m->chunks[m->nchunks - 1].has_head;
     case MT_BUF_SELECTIVE: return probs_shared(m);
     case MT_BUF_RECOMPUTE: return m->rc_len > 0;
+    case MT_BUF_CPBLOCK: return m->cp_blocks;
     case MT_BUF_RING: return m->cp_ring;
     case MT_BUF_A2A: return m->cp_a2a;
+    case MT_BUF_AG: return m->cp_ag;
     }
     return 0;
 }
@@ -469,6 +472,8 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     m->rot = c->position_embedding == MT_POS_ROPE ? (int)(m->hd * c->rotary_percent) : 0;
     m->cp_ring = p->cp_size > 1 && c->cp_comm == MT_CP_P2P;
     m->cp_a2a = p->cp_size > 1 && c->cp_comm == MT_CP_A2A;
+    m->cp_ag = p->cp_size > 1 && c->cp_comm == MT_CP_ALLGATHER;
+    m->cp_blocks = m->cp_ring || m->cp_ag;
     m->v_l = m->Vp / t; m->v0 = p->tp_rank * m->v_l;
     m->s_l = c->sequence_parallel ? m->s / t : m->s;
     m->pos0 = c->sequence_parallel ? p->tp_rank * m->s_l : 0;

@@ -113,9 +113,9 @@ static double stage_flops(const mt_model *m, const mt_config *c) {
         for (int l = 0; l < ch->nlayers; l++) {
             f += layer;
             // Attention's core forward again in backward: the blocked kernels
-            // (flash, CP's ring) always recompute their blocks, the plain one
+            // (flash, CP's ring and all-gather) always recompute their blocks, the plain one
             // under selective.
-            if (c->flash_attn || m->cp_ring || c->recompute == MT_RECOMPUTE_SELECTIVE) f += 4 * s * h;
+            if (c->flash_attn || m->cp_blocks || c->recompute == MT_RECOMPUTE_SELECTIVE) f += 4 * s * h;
             if (ch->rc_group0[l] >= 0) f += fwd;
         }
         if (ch->has_head) f += 6 * h * c->padded_vocab;
@@ -188,7 +188,7 @@ int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_el
                     for (int rc = MT_RECOMPUTE_NONE; rc <= MT_RECOMPUTE_FULL; rc++) {
                         // Blocked attention stores no s x s tensor, so selective
                         // recomputation is no recomputation: one row, not two.
-                        if (rc == MT_RECOMPUTE_SELECTIVE && (launch->flash_attn || (cp > 1 && launch->cp_comm == MT_CP_P2P))) {
+                        if (rc == MT_RECOMPUTE_SELECTIVE && (launch->flash_attn || (cp > 1 && launch->cp_comm != MT_CP_A2A))) {
                             same++;
                             continue;
                         }

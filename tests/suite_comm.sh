@@ -37,3 +37,15 @@ sp_elems=$(( L * 6 * h + 2 * h + 16 * h ))
 expect_row "$out" counters_tp2_sp_allgather_formula tp all-gather $((M * (6 * L + 2))) $((M * (6 * L + 2) * n * h * e))
 expect_row "$out" counters_tp2_sp_reducescatter_formula tp reduce-scatter $((M * (4 * L + 2))) $((M * (4 * L + 2) * n * h * e))
 expect_row "$out" counters_tp2_sp_allreduce_formula tp all-reduce $((1 + 2 * M)) $(( (sp_elems + M * 3 * n) * e ))
+
+# CP 2 with --cp-comm-type allgather (no TP): each rank holds n/2 = 16 rows,
+# its K|V block 16 x 2h; the gathered tensor is 2 blocks. Every layer
+# forward and backward gathers (M * 2L calls), every backward
+# reduce-scatters the blocks' gradients (M * L calls).
+out=$(timeout 60 $MPIRUN 2 ./pretrain_gpt_fp64 --config configs/tiny.conf --data-path ${c}_train.bin \
+  --train-iters 1 --log-comm --context-parallel-size 2 --cp-comm-type allgather 2>&1)
+kv=$(( 2 * (n / 2) * 2 * h ))
+expect_row "$out" counters_cp2_allgather_gather_formula cp all-gather $((M * 2 * L)) $((M * 2 * L * kv * e))
+expect_row "$out" counters_cp2_allgather_reduce_scatter_formula cp reduce-scatter $((M * L)) $((M * L * kv * e))
+[ "$(echo "$out" | grep -c '^comm check rank [01]: measured == predicted')" = 2 ] && ok counters_cp2_allgather_both_ranks_match ||
+  not_ok counters_cp2_allgather_both_ranks_match "$(echo "$out" | grep -m2 '^comm check')"

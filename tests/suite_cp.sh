@@ -53,3 +53,17 @@ timeout 30 $MPIRUN 8 ./pretrain_gpt $BASE --context-parallel-size 4 --cp-comm-ty
   --seq-length 16 > "$T/bad2.out" 2> "$T/bad2.err"; rc=$?
 if [ $rc = 2 ] && grep -q "cp-comm-type a2a needs the heads (2)" "$T/bad2.err"; then ok "a2a_heads_not_divisible_refused"
 else not_ok a2a_heads_not_divisible_refused "exit $rc: $(head -c 300 "$T/bad2.err")"; fi
+
+# --cp-comm-type allgather attends to the gathered blocks with the ring's
+# kernels in the ring's order: its forward is the ring's bit for bit (the
+# first loss, before any update, at CP 4), while the backward sums each
+# block's dK|dV by reduce-scatter instead of along the ring (equal to one
+# rank within the layout bounds: suite_layouts).
+first_loss() { grep -m1 -o '"lm_loss": [^,]*' "$1"; }
+mt_run "$T/ring4" 4 $B $BASE --context-parallel-size 4 --train-iters 1 &&
+  mt_run "$T/ag4" 4 $B $BASE --context-parallel-size 4 --cp-comm-type allgather --train-iters 1
+rc=$?
+a=$(first_loss "$T/ring4.json"); g=$(first_loss "$T/ag4.json")
+if [ $rc = 0 ] && [ -n "$a" ] && [ "$a" = "$g" ] && grep -q 'CP 4 (allgather)' "$T/ag4.log"; then
+  ok "allgather_forward_is_the_ring_bitwise ($g)"
+else not_ok allgather_forward_is_the_ring_bitwise "exit $rc: ring '$a', allgather '$g'"; fi

@@ -105,6 +105,10 @@ check "cp2_a2a_tp2_sp_flash" 4 "$CP2 --cp-comm-type a2a --tensor-model-parallel-
 check "cp4_recompute_full" 4 "--context-parallel-size 4 --recompute-granularity full"
 check "llama_cp2_tp2_sp" 4 "$CP2 --tensor-model-parallel-size 2 --sequence-parallel" "$LLAMA"
 check "llama_cp2_a2a_selective" 2 "$CP2 --cp-comm-type a2a --recompute-granularity selective" "$LLAMA"
+AG="--cp-comm-type allgather"
+check "cp4_allgather" 4 "--context-parallel-size 4 $AG"
+check "cp2_allgather_tp2_sp_pp2_distopt" 8 "$CP2 $AG --tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 $DO" "$CLIP"
+check "llama_cp2_allgather_recompute_full" 2 "$CP2 $AG --recompute-granularity full" "$LLAMA"
 fi
 
 # Negative controls: each planted bug must make the equivalence check fail,
@@ -129,6 +133,8 @@ check_fails "control_rope_positions_rank_local" 2 "--tensor-model-parallel-size 
 check_fails "control_cp_grads_not_summed" 2 "--context-parallel-size 2" cp-grad-sum
 check_fails "control_cp_rank_local_positions" 2 "--context-parallel-size 2" cp-local-pos
 check_fails "control_cp_no_causal_mask_between_chunks" 2 "--context-parallel-size 2" cp-no-causal
+check_fails "control_cp_allgather_no_causal_mask" 2 "--context-parallel-size 2 --cp-comm-type allgather" cp-no-causal
+check_fails "control_cp_allgather_reads_before_the_gather" 2 "--context-parallel-size 2 --cp-comm-type allgather" cp-ag-early
 [ "${MT_LAYOUTS:-}" = quick ] && exit 0
 check_fails "control_loss_divided_per_stage" 2 "--pipeline-model-parallel-size 2" loss-per-stage
 check_fails "control_norm_counts_replicated_twice" 2 "--tensor-model-parallel-size 2" norm-double "--clip-grad 0.05"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tools/bench-cp.sh: context parallelism at a long sequence (issue 15),
-# side by side in one run: T = 4096, 4 ranks x 1 thread, against TP 4 + SP
+# side by side in one run: T = 4096, 4 ranks x 1 thread, ring, all-to-all
+# and all-gather, against TP 4 + SP
 # (plain and blocked attention) and CP 2 x TP 2 + SP, with one rank as the
 # reference for memory. For each layout: ms/iteration (median), bytes rank 0
 # sends per iteration (every group, from --log-comm's measured counters,
@@ -49,6 +50,7 @@ echo "|---|---|---|---|---|---|---|"
 for row in "1 rank, blocked attention:1:1:1:--use-flash-attn" \
            "CP 4 (ring, p2p):4:1:4:--context-parallel-size 4" \
            "CP 4 (all-to-all, a2a):4:1:4:--context-parallel-size 4 --cp-comm-type a2a --use-flash-attn" \
+           "CP 4 (all-gather, allgather):4:1:4:--context-parallel-size 4 --cp-comm-type allgather" \
            "TP 4 + SP:4:4:1:--tensor-model-parallel-size 4 --sequence-parallel" \
            "TP 4 + SP, blocked attention:4:4:1:--tensor-model-parallel-size 4 --sequence-parallel --use-flash-attn" \
            "CP 2 x TP 2 + SP:4:2:2:--context-parallel-size 2 --tensor-model-parallel-size 2 --sequence-parallel"; do
@@ -58,7 +60,7 @@ for row in "1 rank, blocked attention:1:1:1:--use-flash-attn" \
   tools/mpirun.sh "$np" ./pretrain_gpt $MODEL --train-iters "$ITERS" $flags --log-comm --log-memory \
     --metrics-file "$f.json" > "$f.log" 2>&1 || { echo "| $name | $np | failed: $(tail -n 1 "$f.log") | | | | |"; continue; }
   grep -q 'MISMATCH' "$f.log" && echo "<!-- $name: --log-comm mismatch against the formulas -->"
-  h=-; [[ "$flags" == *"context-parallel-size"* && "$flags" != *a2a* ]] && h=$(hidden "$f.log")
+  h=-; [[ "$flags" == *"context-parallel-size"* && "$flags" != *cp-comm-type* ]] && h=$(hidden "$f.log")
   echo "| $name | $np | $(median_ms "$f.json") | $(bytes "$f.log" "$np" "$tp" "$cp") | $(mib "$(mem "$f.log" activations)") | $(mib "$(mem "$f.log" workspace)") | $h |"
 done
 echo
