@@ -215,6 +215,17 @@ msg=$(timeout 300 tools/drift "$out" --config configs/tiny.conf --data-path "${c
 pwned=$(cd "$P" && ls -d PWNED* 2> /dev/null | tr '\n' ' ')
 [ $rc = 0 ] && [ -z "$pwned" ] && grep -q '<svg' "$out" && ok "drift_hostile_out_name" ||
   not_ok drift_hostile_out_name "exit $rc, ran: '$pwned'; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
+# Relative paths name files from where tools/drift is run: OUT, DRIFT_KEEP,
+# --config and --data-path, all relative, from a directory outside the
+# repository (the tool cd'ed to the repository, so OUT went under it or
+# could not be written, and the config and data were not found).
+D="$T/drift_rel"; rm -rf "$D"; mkdir -p "$D/sub"
+cp configs/tiny.conf "$D/my.conf"; cp "${c}_train.bin" "$D/train.bin"
+msg=$(cd "$D" && DRIFT_KEEP=keep timeout 300 "$OLDPWD/tools/drift" sub/d.svg --config my.conf --data-path train.bin --train-iters 2 2>&1); rc=$?
+kept=$(cd "$D/keep" 2> /dev/null && ls *.json 2> /dev/null | tr '\n' ' ')
+[ $rc = 0 ] && grep -q '<svg' "$D/sub/d.svg" 2> /dev/null && [ "$kept" = "bf16_t1.json bf16_t2.json fp32.json fp64.json " ] &&
+  grep -qx "tools/drift: wrote sub/d.svg" <<< "$msg" && ok "drift_relative_paths_from_caller (OUT, DRIFT_KEEP, --config, --data-path)" ||
+  not_ok drift_relative_paths_from_caller "exit $rc, kept '$kept'; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
 
 # ---- tools/compare: the identically-zero key-bias gradient ------------------------------
 # fp32 against fp64 after 20 steps: the key third of every attn.qkv.bias is
