@@ -209,6 +209,21 @@ for f in "$P/fifo" /dev/zero "$P"; do
   [ $rc = 2 ] && [ "$(echo "$msg" | wc -l)" = 1 ] && echo "$msg" | grep -q "not a readable regular file" || bad="$bad $f: exit $rc '$msg';"
 done
 [ -z "$bad" ] && [ ! -e "$P/x.svg" ] && ok "plot_refuses_fifo_device_directory" || not_ok plot_refuses_fifo_device_directory "$bad"
+# '=' in labels and file names (the argument was split at its first '='
+# blindly: "lr=1e-3.json" was the label "lr" on a file "1e-3.json"). A whole
+# argument that names a file is that file; otherwise the label ends at the
+# first '=' after which the rest names a file (the longer file name wins where
+# b=c.json and c.json both exist; LABEL=./FILE picks the shorter).
+E="$T/plot_eq"; rm -rf "$E"; mkdir -p "$E/d=1"
+for f in lr=1e-3.json b=c.json c.json d=1/m.json; do cp "$P/m.json" "$E/$f"; done
+msg=$(cd "$E" && timeout 60 "$OLDPWD/tools/plot" eq.svg lr=1e-3.json first=b=c.json k=v=./c.json "run lr=1e-3=lr=1e-3.json" \
+      "$E/d=1/m.json" "abs=$E/d=1/m.json" 2>&1); rc=$?
+keys=$(grep -o '<text>[^<]*</text>' "$E/eq.svg" 2> /dev/null | sed 's/<[^>]*>//g' | grep -vxE '[0-9.e+-]*|iteration|lm loss' | tr '\n' '|')
+msg2=$(cd "$E" && timeout 60 "$OLDPWD/tools/plot" x.svg nope=missing.json 2>&1); rc2=$?
+[ $rc = 0 ] && [ "$keys" = "lr=1e-3|first|k=v|run lr=1e-3|m|abs|" ] && [ $rc2 = 2 ] &&
+  [ "$msg2" = "tools/plot: nope=missing.json is not a readable regular file" ] &&
+  ok "plot_equals_in_labels_and_file_names (keys: $keys)" ||
+  not_ok plot_equals_in_labels_and_file_names "exit $rc, keys '$keys', want 'lr=1e-3|first|k=v|run lr=1e-3|m|abs|'; missing file: exit $rc2 '$msg2'; $(echo "$msg" | tail -n 1)"
 # tools/drift's OUT (one tiny run of each kind).
 out="$P/d$q ; system(\"touch ${run}drift\") ; print($q.svg"
 msg=$(timeout 300 tools/drift "$out" --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 2>&1); rc=$?
