@@ -209,12 +209,38 @@ for f in "$P/fifo" /dev/zero "$P"; do
   [ $rc = 2 ] && [ "$(echo "$msg" | wc -l)" = 1 ] && echo "$msg" | grep -q "not a readable regular file" || bad="$bad $f: exit $rc '$msg';"
 done
 [ -z "$bad" ] && [ ! -e "$P/x.svg" ] && ok "plot_refuses_fifo_device_directory" || not_ok plot_refuses_fifo_device_directory "$bad"
+# '=' in labels and file names (the argument was split at its first '='
+# blindly: "lr=1e-3.json" was the label "lr" on a file "1e-3.json"). A whole
+# argument that names a file is that file; otherwise the label ends at the
+# first '=' after which the rest names a file (the longer file name wins where
+# b=c.json and c.json both exist; LABEL=./FILE picks the shorter).
+E="$T/plot_eq"; rm -rf "$E"; mkdir -p "$E/d=1"
+for f in lr=1e-3.json b=c.json c.json d=1/m.json; do cp "$P/m.json" "$E/$f"; done
+msg=$(cd "$E" && timeout 60 "$OLDPWD/tools/plot" eq.svg lr=1e-3.json first=b=c.json k=v=./c.json "run lr=1e-3=lr=1e-3.json" \
+      "$E/d=1/m.json" "abs=$E/d=1/m.json" 2>&1); rc=$?
+keys=$(grep -o '<text>[^<]*</text>' "$E/eq.svg" 2> /dev/null | sed 's/<[^>]*>//g' | grep -vxE '[0-9.e+-]*|iteration|lm loss' | tr '\n' '|')
+msg2=$(cd "$E" && timeout 60 "$OLDPWD/tools/plot" x.svg nope=missing.json 2>&1); rc2=$?
+[ $rc = 0 ] && [ "$keys" = "lr=1e-3|first|k=v|run lr=1e-3|m|abs|" ] && [ $rc2 = 2 ] &&
+  [ "$msg2" = "tools/plot: nope=missing.json is not a readable regular file" ] &&
+  ok "plot_equals_in_labels_and_file_names (keys: $keys)" ||
+  not_ok plot_equals_in_labels_and_file_names "exit $rc, keys '$keys', want 'lr=1e-3|first|k=v|run lr=1e-3|m|abs|'; missing file: exit $rc2 '$msg2'; $(echo "$msg" | tail -n 1)"
 # tools/drift's OUT (one tiny run of each kind).
 out="$P/d$q ; system(\"touch ${run}drift\") ; print($q.svg"
 msg=$(timeout 300 tools/drift "$out" --config configs/tiny.conf --data-path "${c}_train.bin" --train-iters 2 2>&1); rc=$?
 pwned=$(cd "$P" && ls -d PWNED* 2> /dev/null | tr '\n' ' ')
 [ $rc = 0 ] && [ -z "$pwned" ] && grep -q '<svg' "$out" && ok "drift_hostile_out_name" ||
   not_ok drift_hostile_out_name "exit $rc, ran: '$pwned'; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
+# Relative paths name files from where tools/drift is run: OUT, DRIFT_KEEP,
+# --config and --data-path, all relative, from a directory outside the
+# repository (the tool cd'ed to the repository, so OUT went under it or
+# could not be written, and the config and data were not found).
+D="$T/drift_rel"; rm -rf "$D"; mkdir -p "$D/sub"
+cp configs/tiny.conf "$D/my.conf"; cp "${c}_train.bin" "$D/train.bin"
+msg=$(cd "$D" && DRIFT_KEEP=keep timeout 300 "$OLDPWD/tools/drift" sub/d.svg --config my.conf --data-path train.bin --train-iters 2 2>&1); rc=$?
+kept=$(cd "$D/keep" 2> /dev/null && ls *.json 2> /dev/null | tr '\n' ' ')
+[ $rc = 0 ] && grep -q '<svg' "$D/sub/d.svg" 2> /dev/null && [ "$kept" = "bf16_t1.json bf16_t2.json fp32.json fp64.json " ] &&
+  grep -qx "tools/drift: wrote sub/d.svg" <<< "$msg" && ok "drift_relative_paths_from_caller (OUT, DRIFT_KEEP, --config, --data-path)" ||
+  not_ok drift_relative_paths_from_caller "exit $rc, kept '$kept'; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
 
 # ---- tools/compare: the identically-zero key-bias gradient ------------------------------
 # fp32 against fp64 after 20 steps: the key third of every attn.qkv.bias is
