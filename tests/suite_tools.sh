@@ -241,6 +241,12 @@ kept=$(cd "$D/keep" 2> /dev/null && ls *.json 2> /dev/null | tr '\n' ' ')
 [ $rc = 0 ] && grep -q '<svg' "$D/sub/d.svg" 2> /dev/null && [ "$kept" = "bf16_t1.json bf16_t2.json fp32.json fp64.json " ] &&
   grep -qx "tools/drift: wrote sub/d.svg" <<< "$msg" && ok "drift_relative_paths_from_caller (OUT, DRIFT_KEEP, --config, --data-path)" ||
   not_ok drift_relative_paths_from_caller "exit $rc, kept '$kept'; $(echo "$msg" | tail -n 2 | tr '\n' ' ')"
+# A run that fails reports the trainer's own error line, in one line, and a
+# bad flag stays exit 2 (the log's last three lines missed the error line:
+# stderr lands before the buffered stdout).
+msg=$(timeout 60 tools/drift "$T/bad.svg" --config configs/tiny.conf --data-path "${c}_train.bin" --hidden-size 7 2>&1); rc=$?
+[ $rc = 2 ] && [ "$(echo "$msg" | wc -l)" = 1 ] && grep -q '^tools/drift: the fp64 run failed: pretrain_gpt: error: --hidden-size (7)' <<< "$msg" &&
+  [ ! -e "$T/bad.svg" ] && ok "drift_failed_run_one_line_exit_2" || not_ok drift_failed_run_one_line_exit_2 "exit $rc: $(echo "$msg" | head -n 3 | tr '\n' ' ')"
 
 # ---- tools/compare: the identically-zero key-bias gradient ------------------------------
 # fp32 against fp64 after 20 steps: the key third of every attn.qkv.bias is
