@@ -22,8 +22,13 @@
 #include "model.h"
 
 typedef struct {
-    int iteration;              // completed optimizer steps
-    uint64_t consumed_samples;  // global samples consumed by those steps
+    int iteration;              // completed training iterations
+    uint64_t consumed_samples;  // global samples consumed by those iterations
+    // AdamW's own step count, its bias corrections' t: the iteration, unless
+    // the optimizer restarted since (--no-load-optim), as the step count a
+    // PyTorch optimizer keeps in its state. Checkpoints written before it
+    // was recorded: the iteration.
+    int optimizer_steps;
 } mt_ckpt_state;
 
 // Collective. Returns 0, or -1 with a one-line reason in err on every rank
@@ -33,7 +38,9 @@ int mt_ckpt_save(const mt_model *m, const char *dir, mt_ckpt_state st, char *err
 // Collective. Finds the latest checkpoint in dir: returns 1 and loads it
 // (parameters, AdamW moments, state) after checking that its model shape
 // matches the flags; 0 when dir holds no checkpoint yet (a fresh start);
-// -1 with a one-line reason when it is unreadable or does not match.
-int mt_ckpt_load(mt_model *m, const char *dir, mt_ckpt_state *st, char *err, size_t errlen);
+// -1 with a one-line reason when it is unreadable or does not match. With
+// weights_only (--finetune, --no-load-optim) the optimizer file is neither
+// read nor required, and the moments stay as they are (zero at start).
+int mt_ckpt_load(mt_model *m, const char *dir, int weights_only, mt_ckpt_state *st, char *err, size_t errlen);
 
 #endif

@@ -125,14 +125,14 @@ static int write_small(int dfd, const char *dir, const char *name, const char *t
 // the run was, and the model's shape and block family (the family keys are
 // absent from checkpoints written before the Llama blocks; a missing one
 // means GPT-2's value).
-#define NMETA 23
-#define NCOMMON 13
+#define NMETA 24
+#define NCOMMON 14
 typedef struct { char kv[NMETA][2][64]; const char *ptrs[2 * NMETA + 1]; } meta_t;
 
 static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
     const char *keys[NMETA] = {"format", "iteration", "consumed_samples", "seed", "data_order", "num_layers", "hidden_size",
                                "num_attention_heads", "vocab_size", "padded_vocab_size", "max_position_embeddings",
-                               "seq_length", "precision", "normalization", "norm_epsilon", "position_embedding_type",
+                               "seq_length", "precision", "optimizer_steps", "normalization", "norm_epsilon", "position_embedding_type",
                                "rotary_base", "rotary_percent", "swiglu", "ffn_hidden_size", "num_query_groups",
                                "untie_embeddings_and_output_weights", "disable_bias_linear"};
     char v[NMETA][64];
@@ -149,16 +149,17 @@ static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
     snprintf(v[10], 64, "%d", c->max_position_embeddings);
     snprintf(v[11], 64, "%d", c->seq_length);
     snprintf(v[12], 64, "%s", MT_PRECISION_NAME);
-    snprintf(v[13], 64, "%s", c->normalization == MT_NORM_RMSNORM ? "RMSNorm" : "LayerNorm");
-    snprintf(v[14], 64, "%.17g", c->norm_epsilon);
-    snprintf(v[15], 64, "%s", c->position_embedding == MT_POS_ROPE ? "rope" : "learned_absolute");
-    snprintf(v[16], 64, "%.17g", c->rotary_base);
-    snprintf(v[17], 64, "%.17g", c->rotary_percent);
-    snprintf(v[18], 64, "%d", c->swiglu);
-    snprintf(v[19], 64, "%d", c->ffn_hidden_size);
-    snprintf(v[20], 64, "%d", c->num_query_groups);
-    snprintf(v[21], 64, "%d", c->untie_embeddings);
-    snprintf(v[22], 64, "%d", c->disable_bias_linear);
+    snprintf(v[13], 64, "%d", st.optimizer_steps);
+    snprintf(v[14], 64, "%s", c->normalization == MT_NORM_RMSNORM ? "RMSNorm" : "LayerNorm");
+    snprintf(v[15], 64, "%.17g", c->norm_epsilon);
+    snprintf(v[16], 64, "%s", c->position_embedding == MT_POS_ROPE ? "rope" : "learned_absolute");
+    snprintf(v[17], 64, "%.17g", c->rotary_base);
+    snprintf(v[18], 64, "%.17g", c->rotary_percent);
+    snprintf(v[19], 64, "%d", c->swiglu);
+    snprintf(v[20], 64, "%d", c->ffn_hidden_size);
+    snprintf(v[21], 64, "%d", c->num_query_groups);
+    snprintf(v[22], 64, "%d", c->untie_embeddings);
+    snprintf(v[23], 64, "%d", c->disable_bias_linear);
     for (int i = 0; i < NMETA; i++) {
         snprintf(mt->kv[i][0], 64, "%s", keys[i]);
         snprintf(mt->kv[i][1], 64, "%s", v[i]);
@@ -359,7 +360,7 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
     // The block family: a key written as this run would write it, or absent
     // (a checkpoint from before the family keys: GPT-2's values).
     meta_t want;
-    meta_make(&want, c, (mt_ckpt_state){0, 0});
+    meta_make(&want, c, (mt_ckpt_state){0, 0, 0});
     static const char *const gpt2[NMETA - NCOMMON] = {"LayerNorm", NULL, "learned_absolute", NULL, NULL, "0", NULL, NULL, "0", "0"};
     for (int i = NCOMMON; i < NMETA; i++) {
         const char *key = want.kv[i][0], *v = mt_st_meta(f, key), *def = gpt2[i - NCOMMON];
@@ -402,7 +403,7 @@ static const mt_st_tensor *check_tensor(const mt_st_file *f, const char *path, c
 typedef struct { mt_st_file *model, *optim; char mpath[1200], opath[1200]; } open_ckpt;
 
 // Rank 0: opens and validates everything before any rank changes a weight.
-static int open_all(open_ckpt *o, const char *dir, int iter, const mt_config *c, const mt_param *all, int n,
+static int open_all(open_ckpt *o, const char *dir, int iter, int weights_only, const mt_config *c, const mt_param *all, int n,
                     mt_ckpt_state *st, char *err, size_t errlen) {
     char name[64];
     snprintf(name, sizeof name, "iter_%07d", iter);
@@ -418,8 +419,14 @@ static int open_all(open_ckpt *o, const char *dir, int iter, const mt_config *c,
     snprintf(o->mpath, sizeof o->mpath, "%s/model.safetensors", d.path);
     snprintf(o->opath, sizeof o->opath, "%s/optimizer.safetensors", d.path);
     if (!(o->model = mt_st_open(o->mpath, err, errlen))) return -1;
-    if (!(o->optim = mt_st_open(o->opath, err, errlen))) return -1;
     if (check_meta(o->model, o->mpath, c, st, err, errlen)) return -1;
+    if (st->iteration != iter) { snprintf(err, errlen, "%s: holds iteration %d, the latest file says %d", o->mpath, st->iteration, iter); return -1; }
+    if (weights_only) {  // the optimizer file is not read, so not required
+        for (int i = 0; i < n; i++)
+            if (!check_tensor(o->model, o->mpath, all[i].name, &all[i], err, errlen)) return -1;
+        return 0;
+    }
+    if (!(o->optim = mt_st_open(o->opath, err, errlen))) return -1;
     // One save writes the same metadata into both files: an optimizer file
     // of another run, seed or iteration (copied in by hand) would resume
     // with moments that do not belong to these weights.
@@ -433,7 +440,6 @@ static int open_all(open_ckpt *o, const char *dir, int iter, const mt_config *c,
             return -1;
         }
     }
-    if (st->iteration != iter) { snprintf(err, errlen, "%s: holds iteration %d, the latest file says %d", o->mpath, st->iteration, iter); return -1; }
     for (int i = 0; i < n; i++) {
         char nm[160];
         if (!check_tensor(o->model, o->mpath, all[i].name, &all[i], err, errlen)) return -1;
@@ -450,13 +456,13 @@ static void to_real(real *dst, const mt_st_tensor *t, size_t n) {
         dst[i] = t->dtype == MT_ST_F32 ? (real)((const float *)t->data)[i] : (real)((const double *)t->data)[i];
 }
 
-int mt_ckpt_load(mt_model *m, const char *dir, mt_ckpt_state *st, char *err, size_t errlen) {
+int mt_ckpt_load(mt_model *m, const char *dir, int weights_only, mt_ckpt_state *st, char *err, size_t errlen) {
     int rank = m->par->world_rank, n, iter = 0, rc = 0;
     mt_param *all = mt_params_global(m->cfg, &n);
     open_ckpt o = {0};
     if (rank == 0) {
         rc = find_latest(dir, &iter, err, errlen);
-        if (rc == 1 && open_all(&o, dir, iter, m->cfg, all, n, st, err, errlen)) rc = -1;
+        if (rc == 1 && open_all(&o, dir, iter, weights_only, m->cfg, all, n, st, err, errlen)) rc = -1;
     }
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
     MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, MPI_COMM_WORLD);
@@ -467,7 +473,7 @@ int mt_ckpt_load(mt_model *m, const char *dir, mt_ckpt_state *st, char *err, siz
         real *full = mt_malloc(maxn * sizeof(real));
         static const mt_arena arenas[3] = {MT_ARENA_PARAMS, MT_ARENA_ADAM_M, MT_ARENA_ADAM_V};
         static const char *const sfx[3] = {"", ".exp_avg", ".exp_avg_sq"};
-        for (int a = 0; a < 3; a++)
+        for (int a = 0; a < (weights_only ? 1 : 3); a++)
             for (int i = 0; i < n; i++) {
                 if (rank == 0) {
                     char nm[160];

@@ -30,6 +30,15 @@ static int meta_state(const mt_st_file *f, const char *path, mt_ckpt_state *st, 
     }
     st->iteration = (int)iv;
     st->consumed_samples = cv;
+    // AdamW's step count: absent before it was recorded (then the
+    // iteration); never past the iteration (a restart only lowers it).
+    const char *os = mt_st_meta(f, "optimizer_steps");
+    long long ov = iv;
+    if (os && mt_parse_ll(os, 0, iv, &ov)) {
+        snprintf(err, errlen, "%s: metadata optimizer_steps '%.40s' is not an integer in [0, iteration %lld]", path, os, iv);
+        return -1;
+    }
+    st->optimizer_steps = (int)ov;
     return 0;
 }
 

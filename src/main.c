@@ -128,6 +128,7 @@ typedef struct {
     int has_valid;
     FILE *metrics;
     mt_ckpt_state start;  // where training resumes (0 for a fresh run)
+    int adam_offset;      // iteration - AdamW's step count: 0 unless it restarted (--no-load-optim)
 } run;
 
 // Per-step context of the fill callback: which split and which global
@@ -488,7 +489,7 @@ static void write_timeline(const run *r, mt_trace *t, int it) {
 static void save(run *r, int it, uint64_t consumed) {
     char err[1400] = "";
     double t0 = mt_now();
-    mt_ckpt_state st = {it, consumed};
+    mt_ckpt_state st = {it, consumed, it - r->adam_offset};
     mt_buckets_gather_finish(&r->model, &r->cm);
     if (mt_ckpt_save(&r->model, r->cfg.save, st, err, sizeof err))
         mt_fail_all(r->par.world_rank == 0, MT_EXIT_FAIL, "saving the checkpoint of iteration %d failed: %s (the previous checkpoint in %s is intact)",
@@ -532,7 +533,7 @@ static void train(run *r) {
         }
         double lr = mt_lr_at(c, it);
         double t_opt = mt_now();
-        mt_optimizer_step(m, &r->cm, norm, lr, it);
+        mt_optimizer_step(m, &r->cm, norm, lr, it - r->adam_offset);
         m->be->sync();  // the step time includes the last kernels
         double ms = 1000.0 * (mt_now() - t0);
         if (r->cm.trace) {
@@ -682,18 +683,32 @@ int main(int argc, char **argv) {
     if (loud && direct >= 0)
         printf("comm: MPI on %s\n", direct ? "device buffers (CUDA-aware MPI)" : "host-staged copies");
     char err[1400];
-    int resumed = 0;
+    // loaded: the weights came from --load's checkpoint; resumed: the run
+    // continues that checkpoint's (not under --finetune, which starts anew).
+    int loaded = 0, resumed = 0;
     if (c->load[0]) {
-        resumed = mt_ckpt_load(&r.model, c->load, &r.start, err, sizeof err);
-        if (resumed < 0) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
-        if (loud && resumed) printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)\n", c->load,
-                                    r.start.iteration, (unsigned long long)r.start.consumed_samples);
-        if (loud && !resumed) printf("no checkpoint in %s yet: starting fresh\n", c->load);
+        int weights_only = c->finetune || c->no_load_optim;
+        loaded = mt_ckpt_load(&r.model, c->load, weights_only, &r.start, err, sizeof err);
+        if (loaded < 0) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
+        if (loud && loaded && c->finetune)
+            printf("loaded the weights of iteration %d from %s for fine-tuning (--finetune): iteration 0, no samples consumed, a fresh AdamW\n",
+                   r.start.iteration, c->load);
+        else if (loud && loaded)
+            printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)%s\n", c->load, r.start.iteration,
+                   (unsigned long long)r.start.consumed_samples, c->no_load_optim ? "; AdamW restarts (--no-load-optim)" : "");
+        if (loud && !loaded) printf("no checkpoint in %s yet: starting fresh\n", c->load);
+        // Megatron's --finetune: the weights, and nothing of the run that
+        // made them; --no-load-optim keeps the run's place but not AdamW's
+        // moments or step count (its bias corrections restart at t = 1).
+        if (loaded && c->finetune) r.start = (mt_ckpt_state){0, 0, 0};
+        if (loaded && c->no_load_optim) r.start.optimizer_steps = 0;
+        resumed = loaded && !c->finetune;
+        r.adam_offset = r.start.iteration - r.start.optimizer_steps;
         check_resume(&r);
     }
     // A checkpoint found by --load wins over --init-from (Megatron's rule),
     // so one command line both starts and resumes a run.
-    if (!resumed && c->init_from[0]) {
+    if (!loaded && c->init_from[0]) {
         int bad = init_from_is_hf(c->init_from, r.par.world_rank) ? mt_hf_load(&r.model, c->init_from, err, sizeof err)
                                              : mt_llmc_load(&r.model, c->init_from, err, sizeof err);
         if (bad) mt_fail_all(loud, MT_EXIT_USAGE, "--init-from %s", err);

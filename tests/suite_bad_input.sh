@@ -371,6 +371,7 @@ PY
 ckmeta ck_4abc num_layers 4abc
 ckmeta ck_negcs consumed_samples -8
 ckmeta ck_iter_space iteration " 1"
+ckmeta ck_optsteps optimizer_steps 2
 ckmeta ck_heads0 num_attention_heads 0
 ckmeta ck_vocab0 vocab_size 0 padded_vocab_size 0
 ckmeta ck_hidden_huge hidden_size 2147483647
@@ -468,6 +469,7 @@ good  control_lr_subnormal    $BIN "${M[@]}" --train-iters 1 --lr 1e-310
 bad   ckpt_meta_4abc          "checkpoint has num_layers 4abc" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_4abc"
 bad   ckpt_meta_negative_consumed "consumed_samples '-8'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_negcs"
 bad   ckpt_meta_iteration_space "iteration ' 1'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_iter_space"
+bad   ckpt_meta_optimizer_steps_past_iteration "optimizer_steps '2' is not an integer in [0, iteration 1]" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_optsteps"
 bad   plan_world_negative     "--world-size needs a whole number >= 1, got '-4'" $TL/plan --world-size -4 "${M[@]}"
 bad   plan_world_suffix       "--world-size needs a whole number >= 1, got '4x'" $TL/plan --world-size 4x "${M[@]}"
 bad   plan_machine_suffix     "--machine $F/bad.machine:2: the value must be a number" $TL/plan --sweep --world-size 4 --memory-gb 8 --machine "$F/bad.machine" "${M[@]}"

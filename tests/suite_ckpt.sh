@@ -150,3 +150,57 @@ assert g.shape == (96, 32) and np.isfinite(g).all() and np.abs(g).max() > 0, g.s
 print("numpy read", g.shape, t["dtype"])
 PY
 then ok "dump_readable_with_numpy ($(cat "$d/py"))"; else not_ok dump_readable_with_numpy "$(tail -n 2 "$d/py")"; fi
+
+# Megatron's --finetune and --no-load-optim: the checkpoint's weights alone.
+# Oracles from other loaders: the same weights exported as an llm.c file and
+# read by --init-from (a fresh AdamW at iteration 0), and, for
+# --no-load-optim, the data position replayed by a token file whose first
+# samples are cut off (constant LR, no dropout: nothing else depends on the
+# iteration). fp32 build, where both files hold the same float32 values.
+F="$(tiny_model) --hidden-dropout 0 --attention-dropout 0 --lr-decay-style constant --lr-warmup-iters 0"
+d="$T/ft"; rm -rf "$d"; mkdir -p "$d"
+mt_run "$d/a" 1 ./pretrain_gpt $F --train-iters 5 --save "$d/ck" --export-llmc "$d/a.bin" || not_ok finetune_setup "$(tail -n 1 "$d/a.log")"
+# --finetune: iteration 0, sample 0, fresh AdamW, fresh metrics file = --init-from the exported weights.
+cp "$d/a.json" "$d/b.json"  # a fresh run must truncate it
+mt_run "$d/b" 1 ./pretrain_gpt $F --train-iters 4 --load "$d/ck" --finetune &&
+  mt_run "$d/c" 1 ./pretrain_gpt $F --train-iters 4 --init-from "$d/a.bin"
+rc=$?
+if [ $rc = 0 ] && grep -q "loaded the weights of iteration 5 from $d/ck for fine-tuning" "$d/b.log" &&
+   [ "$(metrics_iters "$d/b.json" | wc -l)" = 4 ] && same_losses "$d/b.json" "$d/c.json" && cmp -s "$d/b.st" "$d/c.st"; then
+  ok "finetune_equals_init_from_the_same_weights (4 losses and every parameter bitwise)"
+else not_ok finetune_equals_init_from_the_same_weights "exit $rc; $(metrics_iters "$d/b.json" | wc -l) iterations logged; $(grep -m1 -E 'error|loaded' "$d/b.log")"; fi
+# --no-load-optim: iterations 6-9 on samples 40-71 with AdamW from t = 1 =
+# --init-from on a token file starting at sample 40 (8 samples x 5 iterations x 16 tokens).
+/usr/bin/python3 - "${c}_train.bin" "$d/shifted.bin" 640 <<'PY'
+import struct, sys
+raw = open(sys.argv[1], "rb").read(); hd = list(struct.unpack("<256i", raw[:1024])); k = int(sys.argv[3])
+width = 2 if hd[1] == 1 else 4
+tok = raw[1024 + k * width:1024 + hd[2] * width]; hd[2] -= k
+open(sys.argv[2], "wb").write(struct.pack("<256i", *hd) + tok)
+PY
+mt_run "$d/e" 1 ./pretrain_gpt $F --train-iters 9 --load "$d/ck" --no-load-optim &&
+  mt_run "$d/f" 1 ./pretrain_gpt ${F/${c}_train.bin/$d/shifted.bin} --train-iters 4 --init-from "$d/a.bin" &&
+  mt_run "$d/g" 1 ./pretrain_gpt $F --train-iters 9 --load "$d/ck"
+rc=$?
+if [ $rc = 0 ] && grep -q "at iteration 5 (40 samples consumed); AdamW restarts (--no-load-optim)" "$d/e.log" &&
+   diff <(metrics_iters "$d/e.json" | sed 's/"iteration": [0-9]*//' | cut -d, -f1-2) <(metrics_iters "$d/f.json" | sed 's/"iteration": [0-9]*//' | cut -d, -f1-2) > /dev/null &&
+   cmp -s "$d/e.st" "$d/f.st" && ! cmp -s "$d/g.st" "$d/f.st"; then
+  ok "no_load_optim_restarts_adamw_at_the_run_s_place (iterations 6-9 bitwise the fresh run on samples 40-71; with the optimizer loaded they differ)"
+else not_ok no_load_optim_restarts_adamw_at_the_run_s_place "exit $rc; $(grep -m1 -E 'error|loaded' "$d/e.log")"; fi
+# The restarted step count is saved: 6-7 saved, then 8-9 resumed = 6-9 straight.
+mt_run "$d/h" 1 ./pretrain_gpt $F --train-iters 7 --load "$d/ck" --no-load-optim --save "$d/ck2" &&
+  mt_run "$d/i" 1 ./pretrain_gpt $F --train-iters 9 --load "$d/ck2"
+rc=$?
+steps=$(/usr/bin/python3 -c 'import json,struct,sys; r=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",r[:8])[0]; print(json.loads(r[8:8+n])["__metadata__"].get("optimizer_steps"))' "$d/ck2/iter_0000007/optimizer.safetensors" 2>/dev/null)
+if [ $rc = 0 ] && [ "$steps" = 2 ] && cmp -s "$d/i.st" "$d/e.st"; then
+  ok "no_load_optim_step_count_survives_a_save (iteration 7 saved with optimizer_steps 2; resumed to 9 bitwise)"
+else not_ok no_load_optim_step_count_survives_a_save "exit $rc, optimizer_steps '$steps'"; fi
+# Weights alone: a checkpoint without its optimizer file loads; without either flag it is refused.
+rm "$d/ck2/iter_0000007/optimizer.safetensors"
+mt_run "$d/j" 1 ./pretrain_gpt $F --train-iters 8 --load "$d/ck2" --no-load-optim; rc1=$?
+mt_run "$d/k" 1 ./pretrain_gpt $F --train-iters 8 --load "$d/ck2"; rc2=$?
+timeout 30 ./pretrain_gpt $F --finetune > "$d/l.out" 2> "$d/l.err"; rc3=$?
+if [ $rc1 = 0 ] && [ $rc2 = 2 ] && grep -q "optimizer.safetensors" "$d/k.log" && [ $rc3 = 2 ] &&
+   [ "$(cat "$d/l.err")" = "pretrain_gpt: error: --finetune needs --load DIR: the checkpoint whose weights it starts from" ]; then
+  ok "weights_only_load_needs_no_optimizer_file (the plain --load refuses it; --finetune without --load refused)"
+else not_ok weights_only_load_needs_no_optimizer_file "exits $rc1 $rc2 $rc3: $(grep -m1 error "$d/k.log") $(cat "$d/l.err")"; fi
