@@ -118,8 +118,13 @@ size_t mt_account_act_layers(const mt_model *m) {
     const mt_config *c = m->cfg;
     size_t t = (size_t)m->par->tp_size, n = (size_t)m->n, nl = (size_t)m->n_l, h = (size_t)m->h, e = (size_t)m->eb.act;
     size_t a = (size_t)c->num_heads, g = (size_t)c->num_query_groups, hd = h / a, f = (size_t)c->ffn_hidden_size;
+    // Per local query row and head: one log-sum-exp for the blocked kernels
+    // (--use-flash-attn, CP's ring and all-gather), else a probability for
+    // every key of the sequence (all of it: under CP's all-to-all the
+    // kernel sees s_full keys for a/(tC) heads of s_full queries, the same
+    // count), none under selective recomputation.
     size_t rows = a * (size_t)m->s * (size_t)m->b / t;
-    size_t probs = c->flash_attn ? rows : c->recompute == MT_RECOMPUTE_SELECTIVE ? 0 : rows * (size_t)m->s;
+    size_t probs = c->flash_attn || m->cp_blocks ? rows : c->recompute == MT_RECOMPUTE_SELECTIVE ? 0 : rows * (size_t)m->s_full;
     size_t stats = c->normalization == MT_NORM_RMSNORM ? 2 : 4;   // per norm: 1/std, and the mean for LayerNorm
     size_t qkv = (a + 2 * g) * hd / t, fc1 = (c->swiglu ? 2 : 1) * f / t;
     size_t stored = 4 * nl * h + stats * nl + n * (qkv + h / t + fc1 + f / t) + probs, total = 0;

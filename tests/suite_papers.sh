@@ -43,6 +43,30 @@ shape() {
 shape tiny "--num-layers 4 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --micro-batch-size 2 --global-batch-size 2" 16 2 32 4
 shape wide "--num-layers 4 --hidden-size 64 --num-attention-heads 8 --seq-length 32 --micro-batch-size 1 --global-batch-size 1" 32 1 64 8
 
+# Context parallelism (tiny shape, C = 2, no TP): each rank holds n = s/C b
+# rows. The blocked kernels (ring, all-gather, all-to-all with
+# --use-flash-attn) keep one log-sum-exp per row and head (a n); the plain
+# kernel after the all-to-all keeps a/C heads' probabilities over the whole
+# sequence, a/C s^2 b = a n s. By hand, per layer (4-byte elements):
+# 4 nl h + 4 nl + 12 n h + that.
+cp_rows() {
+  local s=16 b=2 h=32 a=4 C=2 n flags kept want line got
+  n=$((s / C * b))
+  for row in "ring:--context-parallel-size 2:$((a * n))" "allgather:--context-parallel-size 2 --cp-comm-type allgather:$((a * n))" \
+             "a2a:--context-parallel-size 2 --cp-comm-type a2a:$((a * n * s))" \
+             "a2a_flash:--context-parallel-size 2 --cp-comm-type a2a --use-flash-attn:$((a * n))"; do
+    IFS=: read -r name flags kept <<< "$row"
+    want=$((4 * 4 * (4 * n * h + 4 * n + 12 * n * h + kept)))
+    # shellcheck disable=SC2086
+    line=$($MPIRUN 2 ./pretrain_gpt --num-layers 4 --hidden-size $h --num-attention-heads $a --seq-length $s --micro-batch-size $b \
+           --global-batch-size $b --data-path "${c}_train.bin" --train-iters 1 --log-memory $flags 2>&1 | grep '^activations of rank 0')
+    got=$(echo "$line" | sed 's/.*measured \([0-9]*\) bytes.*/\1/')
+    if [ "$got" = "$want" ] && echo "$line" | grep -q "formula $want bytes"; then ok "activations_cp2_$name ($got bytes for 4 layers)"
+    else not_ok "activations_cp2_$name" "measured '$got', hand formula $want: $line"; fi
+  done
+}
+cp_rows
+
 # The planner reports what the trainer allocates and sends (TP 2 x PP 2, SP,
 # 1F1B, distributed optimizer over DP 2, selective recomputation): every
 # category of every stage, byte for byte.
