@@ -119,6 +119,7 @@ cprow "CP 4, ring (p2p)" 4 1 4 --context-parallel-size 4
 cp "$W/cp.log" "$W/cp4.log"
 cprow "CP 4, all-to-all (a2a)" 4 1 4 --context-parallel-size 4 --cp-comm-type a2a --use-flash-attn
 cp "$W/cp.log" "$W/a2a.log"
+cprow "CP 4, all-gather (allgather)" 4 1 4 --context-parallel-size 4 --cp-comm-type allgather
 cprow "TP 4 + SP" 4 4 1 --tensor-model-parallel-size 4 --sequence-parallel
 cprow "TP 4 + SP, blocked attention" 4 4 1 --tensor-model-parallel-size 4 --sequence-parallel --use-flash-attn
 cprow "CP 2 × TP 2 + SP" 4 2 2 --context-parallel-size 2 --tensor-model-parallel-size 2 --sequence-parallel
