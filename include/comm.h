@@ -149,18 +149,20 @@ void mt_comm_pp_recv_wait(mt_comm *cm, mt_pp_recv *r);
 // with, advance (docs/design.md, "Progress"). A no-op when none is posted.
 void mt_comm_pp_progress(mt_comm *cm);
 
-// Context parallelism (Megatron's cp group). The ring: send x (n elements)
-// to the next CP rank and receive the previous one's into y, both in flight
+// Context parallelism (Megatron's cp group, or a2a+p2p's two levels: g is
+// MT_GROUP_CP, or MT_GROUP_CPP2P for the ring and MT_GROUP_CPA2A for the
+// all-to-all). The ring: send x (n elements) to the next rank of g and
+// receive the previous one's into y, both in flight
 // until mt_comm_cp_ring_wait (so the caller computes meanwhile); its
 // backward is the same ring in reverse direction of travel of the gradients
 // it carries (layers_cp.c). Counted as one send and one receive.
-typedef struct { MPI_Request req[2]; real *y; size_t n; double t0; } mt_cp_ring;
-void mt_comm_cp_ring_start(mt_comm *cm, mt_cp_ring *ring, real *y, const real *x, size_t n);
+typedef struct { MPI_Request req[2]; real *y; size_t n; double t0; mt_group g; } mt_cp_ring;
+void mt_comm_cp_ring_start(mt_comm *cm, mt_group g, mt_cp_ring *ring, real *y, const real *x, size_t n);
 void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring);
 // The all-to-all of DeepSpeed-Ulysses over CP: block d of x (n/C elements)
 // goes to CP rank d, y's block s comes from rank s. Its backward is the
 // all-to-all of the gradients the other way (the same call).
-void mt_comm_cp_all_to_all(mt_comm *cm, real *y, const real *x, size_t n);
+void mt_comm_cp_all_to_all(mt_comm *cm, mt_group g, real *y, const real *x, size_t n);
 
 // Nonblocking collectives (mt_coll_req above). SUM all-reduce of x (n
 // elements), in place: MPI_Iallreduce.

@@ -16,7 +16,7 @@ typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_
 typedef enum { MT_RECOMPUTE_NONE, MT_RECOMPUTE_SELECTIVE, MT_RECOMPUTE_FULL } mt_recompute;
 typedef enum { MT_RECOMPUTE_UNIFORM, MT_RECOMPUTE_BLOCK } mt_recompute_method;
 typedef enum { MT_NORM_LAYERNORM, MT_NORM_RMSNORM } mt_normalization;
-typedef enum { MT_CP_P2P, MT_CP_A2A, MT_CP_ALLGATHER } mt_cp_comm;
+typedef enum { MT_CP_P2P, MT_CP_A2A, MT_CP_ALLGATHER, MT_CP_A2A_P2P } mt_cp_comm;
 typedef enum { MT_POS_LEARNED, MT_POS_ROPE } mt_position_type;
 typedef enum { MT_FAULT_NONE, MT_FAULT_ALLOC, MT_FAULT_WRITE, MT_FAULT_CHECK } mt_fault;
 
@@ -43,6 +43,7 @@ typedef struct {
     // parallelism
     int tp, cp, pp, dp;        // dp derived from the world size
     mt_cp_comm cp_comm;        // --cp-comm-type: how attention crosses the CP split
+    int hcp_sizes[2];          // a2a+p2p: the all-to-all level's size and the ring's (0 0: not given)
     int sequence_parallel;
     int layers_per_virtual_stage;  // 0: no interleaving
     int use_distributed_optimizer;

@@ -183,9 +183,11 @@ typedef struct {
     int nkv_l, qkv_l, fc1_l;        // local KV heads, QKV row width, fc1 output width
     int rot;                        // RoPE's rotated dims per head (0: learned positions)
     int cp_ring, cp_a2a, cp_ag;     // context parallelism's attention: a K/V ring, an all-to-all, or an all-gather
-    int cp_blocks;                  // ring or all-gather: the blocked kernel, blocks merged by log-sum-exp
+    int cp_hier;                    // a2a+p2p: an all-to-all within groups of A, then a ring of P over them
+    int cp_blocks;                  // ring, all-gather or a2a+p2p: the blocked kernel, blocks merged by log-sum-exp
     int *cp_pos;                    // (C, s) every CP rank's global positions, in its local order
     int *cp_pos_host;               // the same on the host, for host-side indexing (layers_cp.c)
+    int *hcp_pos;                   // a2a+p2p: (P, A s) each ring member's positions after its all-to-all
     int s_l, pos0;                  // positions of s held (s/t under SP), the first one's local index
     int n, n_l;                     // s*b, s_l*b
     mt_norm norm;                   // the normalisation every norm op of the model uses

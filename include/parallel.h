@@ -28,6 +28,11 @@ typedef enum {
     MT_GROUP_MP,    // tp-pp: one model replica (gradient norm)
     MT_GROUP_CP,    // context parallelism (size 1 until it is built)
     MT_GROUP_DPCP,  // dp-cp: every copy of a parameter shard (Megatron's dp-cp group)
+    // --cp-comm-type a2a+p2p: a CP group cut in two levels, as Megatron's
+    // hierarchical context-parallel groups: A adjacent CP ranks (the
+    // all-to-all), and the CP ranks A apart (the ring). Not axis sets.
+    MT_GROUP_CPA2A,
+    MT_GROUP_CPP2P,
     MT_GROUP_N
 } mt_group;
 extern const char *const mt_group_names[MT_GROUP_N];
@@ -39,6 +44,7 @@ typedef struct {
     union { int size[MT_AXIS_N]; struct { int tp_size, cp_size, ep_size, dp_size, pp_size; }; };
     int sequence_parallel;
     int in_embd;                 // this rank is on the first or last stage
+    int hcp_a;                   // a2a+p2p: the all-to-all level's size A (0: no hierarchical groups)
     MPI_Comm world;              // MPI_COMM_NULL in a coordinates-only state
     MPI_Comm comm[MT_GROUP_N];   // MPI_COMM_NULL where this rank is not a member
 } mt_parallel;

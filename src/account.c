@@ -65,6 +65,19 @@ void mt_account_comm(const mt_model *m, mt_comm_stats *out) {
             uint64_t kv = n * 2 * (uint64_t)m->nkv_l * hd, hops = M * ((C - 1) * (L + R) + (2 * C - 1) * L);
             add(out, MT_GROUP_CP, MT_COLL_SEND, hops, kv, r);
             add(out, MT_GROUP_CP, MT_COLL_RECV, hops, kv, r);
+        } else if (c->cp_comm == MT_CP_A2A_P2P) {
+            // The all-to-alls of a2a with the blocked kernel, within groups
+            // of A (QKV to heads and the output back per forward; backward
+            // the output's gradient, QKV and the output to heads, QKV's
+            // gradient back), and the ring's hops over P, each carrying the
+            // A ranks' rows of a/A heads: as many elements as the plain ring's.
+            // A level of one rank makes no call (comm.h).
+            uint64_t A = (uint64_t)p->hcp_a, P = C / A, qkv = n * (uint64_t)m->qkv_l, o = n * (uint64_t)m->h_l;
+            add(out, MT_GROUP_CPA2A, MT_COLL_ALLTOALL, A > 1 ? M * ((L + R) + 2 * L) : 0, qkv, r);
+            add(out, MT_GROUP_CPA2A, MT_COLL_ALLTOALL, A > 1 ? M * ((L + R) + 2 * L) : 0, o, r);
+            uint64_t kv = n * 2 * (uint64_t)m->nkv_l * hd, hops = P > 1 ? M * ((P - 1) * (L + R) + (2 * P - 1) * L) : 0;
+            add(out, MT_GROUP_CPP2P, MT_COLL_SEND, hops, kv, r);
+            add(out, MT_GROUP_CPP2P, MT_COLL_RECV, hops, kv, r);
         } else if (c->cp_comm == MT_CP_ALLGATHER) {
             // Every forward (recomputed ones too) and every backward gathers
             // the K|V blocks; backward reduce-scatters their gradients.

@@ -308,10 +308,10 @@ void mt_comm_pp_recv_wait(mt_comm *cm, mt_pp_recv *r) {
 
 // ---- context parallelism --------------------------------------------------------
 
-void mt_comm_cp_ring_start(mt_comm *cm, mt_cp_ring *ring, real *y, const real *x, size_t n) {
-    const mt_parallel *p = cm->par;
-    MPI_Comm c = comm_of(cm, MT_GROUP_CP);
-    int C = p->cp_size, next = (p->cp_rank + 1) % C, prev = (p->cp_rank + C - 1) % C;
+void mt_comm_cp_ring_start(mt_comm *cm, mt_group g, mt_cp_ring *ring, real *y, const real *x, size_t n) {
+    MPI_Comm c = comm_of(cm, g);
+    int C = mt_comm_group_size(cm, g), r = mt_comm_group_rank(cm, g), next = (r + 1) % C, prev = (r + C - 1) % C;
+    ring->g = g;
     double t0 = mt_now();
     ring->y = y;
     ring->n = n;
@@ -323,8 +323,8 @@ void mt_comm_cp_ring_start(mt_comm *cm, mt_cp_ring *ring, real *y, const real *x
     void *dst = cm->staged ? stage_buf(send_stage(cm, &ring->req[1]), n * sizeof(real)) : direct(cm, y);
     MPI_Irecv(dst, (int)n, MT_MPI_REAL, prev, 77, c, &ring->req[1]);
     MPI_Isend(h, (int)n, MT_MPI_REAL, next, 77, c, &ring->req[0]);
-    count(cm, MT_GROUP_CP, MT_COLL_SEND, n * sizeof(real), t0);
-    count(cm, MT_GROUP_CP, MT_COLL_RECV, n * sizeof(real), t0);
+    count(cm, g, MT_COLL_SEND, n * sizeof(real), t0);
+    count(cm, g, MT_COLL_RECV, n * sizeof(real), t0);
 }
 
 void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring) {
@@ -340,12 +340,12 @@ void mt_comm_cp_ring_wait(mt_comm *cm, mt_cp_ring *ring) {
     // The timeline shows each ring step: the block in flight from post to
     // arrival (comm), and the part of it nobody computed through (idle).
     double bytes = (double)(ring->n * sizeof(real));
-    mt_trace_add_comm(cm->trace, MT_EV_COMM, MT_GROUP_CP, MT_COLL_SEND, bytes, ring->t0, t1);
-    mt_trace_add_comm(cm->trace, MT_EV_IDLE, MT_GROUP_CP, MT_COLL_RECV, bytes, t0, t1);
+    mt_trace_add_comm(cm->trace, MT_EV_COMM, ring->g, MT_COLL_SEND, bytes, ring->t0, t1);
+    mt_trace_add_comm(cm->trace, MT_EV_IDLE, ring->g, MT_COLL_RECV, bytes, t0, t1);
 }
 
-void mt_comm_cp_all_to_all(mt_comm *cm, real *y, const real *x, size_t n) {
-    MPI_Comm c = comm_of(cm, MT_GROUP_CP);
+void mt_comm_cp_all_to_all(mt_comm *cm, mt_group g, real *y, const real *x, size_t n) {
+    MPI_Comm c = comm_of(cm, g);
     int C = size_of(c);
     if (C == 1) { copy_local(cm, y, x, n); return; }
     double t0 = mt_now();
@@ -354,7 +354,7 @@ void mt_comm_cp_all_to_all(mt_comm *cm, real *y, const real *x, size_t n) {
     void *o = host_dest(cm, y, n * sizeof(real));
     MPI_Alltoall(h, (int)blk, MT_MPI_REAL, o, (int)blk, MT_MPI_REAL, c);
     land(cm, y, o, n * sizeof(real));
-    count(cm, MT_GROUP_CP, MT_COLL_ALLTOALL, n * sizeof(real), t0);
+    count(cm, g, MT_COLL_ALLTOALL, n * sizeof(real), t0);
 }
 
 void mt_comm_print(const mt_comm_stats *s, FILE *f, const char *prefix) {

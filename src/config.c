@@ -173,7 +173,7 @@ static void defaults(mt_config *c, parse_ctx *p) {
         if (FLAGS[k].def) store(c, &FLAGS[k], FLAGS[k].def, p);
 }
 
-// Applies one flag; returns how many argv entries it consumed (1 or 2).
+// Applies one flag; returns how many argv entries it consumed (1, 2, or 3 for a two-integer flag).
 static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
     const char *f = av[i];
     for (int k = 0; k < NFLAGS; k++) {
@@ -184,6 +184,15 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
         if (d->type == MT_F_NOTE) {
             if (p->loud) printf("note: %s: %s\n", f, d->help);
             return 1;
+        }
+        if (d->type == MT_F_INT2) {  // two words: "--flag A B"
+            if (i + 2 >= n || !strncmp(av[i + 1], "--", 2) || !strncmp(av[i + 2], "--", 2))
+                bad_flag(p, "%s needs two integers", f);
+            int *dst = (int *)((char *)c + d->off);
+            dst[0] = (int)parse_long(f, av[i + 1], p);
+            dst[1] = (int)parse_long(f, av[i + 2], p);
+            c->set_mask[k / 64] |= 1ull << (k % 64);
+            return 3;
         }
         if (i + 1 >= n) bad_flag(p, "%s needs a value", f);
         const char *v = av[i + 1];
@@ -441,6 +450,20 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     check(c->cp == 1 || c->cp_comm != MT_CP_A2A || ((c->num_heads / c->tp) % c->cp == 0 && (c->num_query_groups / c->tp) % c->cp == 0), p,
           "--cp-comm-type a2a needs the heads (%d) and key/value groups (%d) of each TP rank divisible by --context-parallel-size (%d): the all-to-all splits them over CP",
           c->num_heads / c->tp, c->num_query_groups / c->tp, c->cp);
+    // a2a+p2p (Megatron's hierarchical CP): all-to-alls within groups of A
+    // adjacent CP ranks, a ring of P such groups' ranks.
+    if (c->cp > 1 && c->cp_comm == MT_CP_A2A_P2P) {
+        int A = c->hcp_sizes[0], P = c->hcp_sizes[1];
+        check(mt_config_was_set(c, "--hierarchical-context-parallel-sizes"), p,
+              "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P: the all-to-all groups' size and the ring's, A x P = --context-parallel-size (%d)", c->cp);
+        check(A >= 1 && P >= 1 && A <= c->cp && P <= c->cp && A * P == c->cp, p,
+              "--hierarchical-context-parallel-sizes %d %d: the product must be --context-parallel-size (%d), each >= 1", A, P, c->cp);
+        check((c->num_heads / c->tp) % A == 0 && (c->num_query_groups / c->tp) % A == 0, p,
+              "--cp-comm-type a2a+p2p needs the heads (%d) and key/value groups (%d) of each TP rank divisible by the all-to-all size (%d)",
+              c->num_heads / c->tp, c->num_query_groups / c->tp, A);
+    } else if (mt_config_was_set(c, "--hierarchical-context-parallel-sizes") && p->loud) {
+        printf("note: --hierarchical-context-parallel-sizes is read only with --cp-comm-type a2a+p2p and --context-parallel-size > 1; ignored (as Megatron does)\n");
+    }
     check(c->num_layers % c->pp == 0, p, "--num-layers (%d) must be divisible by --pipeline-model-parallel-size (%d)", c->num_layers, c->pp);
     long long per_step = (long long)c->micro_batch_size * c->dp;   // samples of one micro-batch, all DP ranks
     check(per_step <= INT_MAX, p, "--micro-batch-size (%d) x data-parallel size (%d) must be < 2^31", c->micro_batch_size, c->dp);
@@ -524,7 +547,8 @@ void mt_config_print(const mt_config *c, FILE *f) {
     fprintf(f, "model: layers %d, hidden %d, heads %d, seq %d, vocab %d (padded %d%s), %s\n", c->num_layers,
             c->hidden_size, c->num_heads, c->seq_length, c->vocab_size, c->padded_vocab, files, MT_PRECISION_NAME);
     char cp[64] = "";
-    if (c->cp > 1) snprintf(cp, sizeof cp, " x CP %d (%s)", c->cp, c->cp_comm == MT_CP_A2A ? "a2a" : c->cp_comm == MT_CP_ALLGATHER ? "allgather" : "p2p");
+    if (c->cp > 1 && c->cp_comm == MT_CP_A2A_P2P) snprintf(cp, sizeof cp, " x CP %d (a2a %d x p2p %d)", c->cp, c->hcp_sizes[0], c->hcp_sizes[1]);
+    else if (c->cp > 1) snprintf(cp, sizeof cp, " x CP %d (%s)", c->cp, c->cp_comm == MT_CP_A2A ? "a2a" : c->cp_comm == MT_CP_ALLGATHER ? "allgather" : "p2p");
     fprintf(f, "layout: TP %d%s x PP %d x DP %d%s%s, micro-batch %d, global batch %d, %d micro-batches per step\n",
             c->tp, cp, c->pp, c->dp, c->sequence_parallel ? ", sequence parallel" : "",
             c->use_distributed_optimizer ? ", distributed optimizer" : "",

@@ -59,8 +59,10 @@ const mt_flag_def mt_flags[] = {
     INT("--tensor-model-parallel-size", tp, "1", PARALLEL, "TP size"),
     INT("--context-parallel-size", cp, "1", PARALLEL,
         "CP size: every activation split along the sequence, rank r holding chunks r and 2C-1-r of 2C"),
-    CHOICE("--cp-comm-type", cp_comm, "p2p|a2a|allgather", "p2p", PARALLEL,
-           "attention across CP: a K/V ring (p2p), an all-to-all to a head split (a2a, Ulysses), or every K/V block gathered (allgather)"),
+    CHOICE("--cp-comm-type", cp_comm, "p2p|a2a|allgather|a2a+p2p", "p2p", PARALLEL,
+           "attention across CP: a K/V ring (p2p), an all-to-all to a head split (a2a, Ulysses), every K/V block gathered (allgather), or both levels (a2a+p2p)"),
+    {"--hierarchical-context-parallel-sizes", MT_F_INT2, O(hcp_sizes), NULL, NULL, MT_FG_PARALLEL,
+     "a2a+p2p: the all-to-all groups' size (adjacent CP ranks) and the ring's; their product is --context-parallel-size"},
     BOOL("--sequence-parallel", sequence_parallel, PARALLEL, "split LayerNorm, dropout and residual along the sequence over TP"),
     INT("--pipeline-model-parallel-size", pp, "1", PARALLEL, "PP size (data parallelism takes the rest of the world)"),
     INT("--num-layers-per-virtual-pipeline-stage", layers_per_virtual_stage, NULL, PARALLEL,
@@ -175,6 +177,7 @@ static void value_form(const mt_flag_def *d, char *out, size_t len) {
     case MT_F_STR: snprintf(out, len, " %s", strstr(d->help, "directory") ? "DIR" : "FILE"); break;
     case MT_F_CHOICE: snprintf(out, len, " %s", d->choices); break;
     case MT_F_SPECIAL: snprintf(out, len, " A,B,C"); break;
+    case MT_F_INT2: snprintf(out, len, " A B"); break;
     case MT_F_NOTE_ARG: snprintf(out, len, " V"); break;
     default: out[0] = 0;
     }

@@ -25,6 +25,18 @@
 
 // ---- the ring -------------------------------------------------------------------
 
+// One ring: its group, this rank's place, every member's row positions (its
+// query and key positions), the block shape, and the rows it works on.
+// Plain p2p: the CP group on the layer's own QKV; a2a+p2p: the ring level,
+// on the head-split rows the all-to-all level produced.
+typedef struct {
+    mt_group g;
+    int size, rank;
+    const int *pos;          // (size, ab.sq) global positions, device memory
+    mt_attn_block ab;
+    size_t rows, q, kvw;     // rows (ab.sq b); per row: Q's width (from a row's start) and K | V's
+} ring_t;
+
 static mt_attn_block block_of(const mt_model *m, uint32_t sample0) {
     mt_attn_block ab = {.sq = m->s, .sk = m->s, .b = m->b, .nh = m->nh_l, .nkv = m->nkv_l, .hd = m->hd,
                         .ldq = m->qkv_l, .head0 = (uint32_t)(m->par->tp_rank * m->nh_l), .sample0 = sample0,
@@ -32,109 +44,122 @@ static mt_attn_block block_of(const mt_model *m, uint32_t sample0) {
     return ab;
 }
 
-// This rank's K | V columns of qkv, packed row by row into kv (n, 2 g/t hd):
-// the block that travels.
-static void pack_kv(const mt_model *m, real *kv, const real *qkv) {
-    size_t w = 2 * (size_t)m->nkv_l * m->hd, q = (size_t)m->nh_l * m->hd;
-    for (int i = 0; i < m->n; i++) m->be->copy(kv + (size_t)i * w, qkv + (size_t)i * m->qkv_l + q, w);
+static ring_t ring_of(const mt_model *m, uint32_t sample0) {
+    ring_t R = {MT_GROUP_CP, m->par->cp_size, m->par->cp_rank, m->cp_pos, block_of(m, sample0), 0, 0, 0};
+    if (m->cp_hier) {
+        // After the all-to-all within A adjacent CP ranks: A times the rows,
+        // a/A of the heads (this rank's place i in its group picks which),
+        // chunks of 2P in the ring of the CP ranks i, i + A, ...
+        int A = m->par->hcp_a, P = m->par->cp_size / A, i = m->par->cp_rank % A;
+        R.g = MT_GROUP_CPP2P, R.size = P, R.rank = m->par->cp_rank / A, R.pos = m->hcp_pos;
+        R.ab.sq = R.ab.sk = A * m->s, R.ab.nh = m->nh_l / A, R.ab.nkv = m->nkv_l / A, R.ab.ldq = m->qkv_l / A;
+        R.ab.head0 += (uint32_t)(i * (m->nh_l / A));
+        R.ab.chunk = m->s_full / (2 * P);
+    }
+    R.rows = (size_t)R.ab.sq * (size_t)R.ab.b;
+    R.q = (size_t)R.ab.nh * R.ab.hd;
+    R.kvw = 2 * (size_t)R.ab.nkv * R.ab.hd;
+    return R;
 }
 
-static void unpack_kv(const mt_model *m, real *qkv, const real *kv) {
-    size_t w = 2 * (size_t)m->nkv_l * m->hd, q = (size_t)m->nh_l * m->hd;
-    for (int i = 0; i < m->n; i++) m->be->copy(qkv + (size_t)i * m->qkv_l + q, kv + (size_t)i * w, w);
+// The K | V columns of qkv's rows, packed row by row into kv: the block
+// that travels; and back.
+static void pack_kv(const mt_model *m, const ring_t *R, real *kv, const real *qkv) {
+    for (size_t i = 0; i < R->rows; i++) m->be->copy(kv + i * R->kvw, qkv + i * R->ab.ldq + R->q, R->kvw);
 }
 
-static const int *pos_of(const mt_model *m, int cp_rank) { return m->cp_pos + (size_t)cp_rank * m->s; }
-// The same positions in host memory, for indexing on the host.
+static void unpack_kv(const mt_model *m, const ring_t *R, real *qkv, const real *kv) {
+    for (size_t i = 0; i < R->rows; i++) m->be->copy(qkv + i * R->ab.ldq + R->q, kv + i * R->kvw, R->kvw);
+}
+
+static const int *pos_of(const ring_t *R, int member) { return R->pos + (size_t)member * R->ab.sq; }
+// CP rank r's positions in host memory, for indexing on the host.
 static const int *host_pos_of(const mt_model *m, int cp_rank) { return m->cp_pos_host + (size_t)cp_rank * m->s; }
 
-// Step k of the ring holds the block of CP rank (r - k) mod C.
-static int src_at(const mt_model *m, int k) { return (m->par->cp_rank - k + m->par->cp_size) % m->par->cp_size; }
+// Step k of the ring holds the block of member (r - k) mod size.
+static int src_at(const ring_t *R, int k) { return (R->rank - k + R->size) % R->size; }
 
 static void swap(real **a, real **b) { real *t = *a; *a = *b; *b = t; }
 
-static void ring_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
+// qkv (R's rows) -> atty, lse.
+static void ring_forward(mt_model *m, mt_comm *cm, const ring_t *R, real *atty, real *lse, const real *qkv, const mt_dropout_key *kp) {
     const mt_backend *B = m->be;
-    mt_attn_block ab = block_of(m, sample0);
-    int C = m->par->cp_size;
-    size_t nkv = (size_t)m->n * 2 * m->nkv_l * m->hd;
+    size_t nkv = R->rows * R->kvw;
     real *cur = m->ws.kv_cur, *next = m->ws.kv_next;
-    const int *qpos = pos_of(m, m->par->cp_rank);
-    pack_kv(m, cur, a->qkv);
-    for (int k = 0; k < C; k++) {
+    const int *qpos = pos_of(R, R->rank);
+    pack_kv(m, R, cur, qkv);
+    for (int k = 0; k < R->size; k++) {
         mt_cp_ring ring;
-        if (k + 1 < C) mt_comm_cp_ring_start(cm, &ring, next, cur, nkv);  // the next block arrives meanwhile
+        if (k + 1 < R->size) mt_comm_cp_ring_start(cm, R->g, &ring, next, cur, nkv);  // the next block arrives meanwhile
         if (k == 0) {
-            B->attention_block_forward(a->atty, a->lse, a->qkv, cur, qpos, qpos, kp, ab);
+            B->attention_block_forward(atty, lse, qkv, cur, qpos, qpos, kp, R->ab);
         } else {
-            B->attention_block_forward(m->ws.out_b, m->ws.lse_b, a->qkv, cur, qpos, pos_of(m, src_at(m, k)), kp, ab);
-            B->attention_block_merge(a->atty, a->lse, m->ws.out_b, m->ws.lse_b, ab);
+            B->attention_block_forward(m->ws.out_b, m->ws.lse_b, qkv, cur, qpos, pos_of(R, src_at(R, k)), kp, R->ab);
+            B->attention_block_merge(atty, lse, m->ws.out_b, m->ws.lse_b, R->ab);
         }
-        if (k + 1 < C) {
+        if (k + 1 < R->size) {
             mt_comm_cp_ring_wait(cm, &ring);
             swap(&cur, &next);
         }
     }
 }
 
-static void ring_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const mt_dropout_key *kp,
-                          uint32_t sample0) {
+// datty -> dqkv (R's rows), from what the forward kept.
+static void ring_backward(mt_model *m, mt_comm *cm, const ring_t *R, real *dqkv, const real *datty, const real *qkv,
+                          const real *atty, const real *lse, const mt_dropout_key *kp) {
     const mt_backend *B = m->be;
-    mt_attn_block ab = block_of(m, sample0);
-    int C = m->par->cp_size;
-    size_t nkv = (size_t)m->n * 2 * m->nkv_l * m->hd;
+    size_t nkv = R->rows * R->kvw;
     real *cur = m->ws.kv_cur, *next = m->ws.kv_next, *dcur = m->ws.dkv_cur, *dnext = m->ws.dkv_next;
-    const int *qpos = pos_of(m, m->par->cp_rank);
-    B->zero(m->ws.dqkv, (size_t)m->n * m->qkv_l * sizeof(real));
+    const int *qpos = pos_of(R, R->rank);
+    B->zero(dqkv, R->rows * R->ab.ldq * sizeof(real));
     B->zero(dcur, nkv * sizeof(real));
-    pack_kv(m, cur, a->qkv);
-    for (int k = 0; k < C; k++) {
-        B->attention_block_backward(m->ws.dqkv, dcur, m->ws.datty, a->qkv, cur, a->atty, a->lse, qpos,
-                                    pos_of(m, src_at(m, k)), kp, ab);
+    pack_kv(m, R, cur, qkv);
+    for (int k = 0; k < R->size; k++) {
+        B->attention_block_backward(dqkv, dcur, datty, qkv, cur, atty, lse, qpos, pos_of(R, src_at(R, k)), kp, R->ab);
+        if (R->size == 1) break;  // a2a+p2p with a ring of one: the block is home
         // The block and its gradient move on; after the last step only the
         // gradient travels, the one hop that brings it home.
         mt_cp_ring kvr, dr;
-        if (k + 1 < C) mt_comm_cp_ring_start(cm, &kvr, next, cur, nkv);
-        mt_comm_cp_ring_start(cm, &dr, dnext, dcur, nkv);
-        if (k + 1 < C) mt_comm_cp_ring_wait(cm, &kvr);
+        if (k + 1 < R->size) mt_comm_cp_ring_start(cm, R->g, &kvr, next, cur, nkv);
+        mt_comm_cp_ring_start(cm, R->g, &dr, dnext, dcur, nkv);
+        if (k + 1 < R->size) mt_comm_cp_ring_wait(cm, &kvr);
         mt_comm_cp_ring_wait(cm, &dr);
         swap(&cur, &next);
         swap(&dcur, &dnext);
     }
-    unpack_kv(m, m->ws.dqkv, dcur);  // this rank's own block's dK | dV, home
+    unpack_kv(m, R, dqkv, dcur);  // this rank's own block's dK | dV, home
 }
 
 // ---- the all-gather -------------------------------------------------------------------
 
 // Posts the all-gather of every CP rank's K|V block into ws.kv_all (block d
 // from CP rank d), this rank's own packed first; returns it.
-static real *ag_start(mt_model *m, mt_comm *cm, const real *qkv, mt_coll_req *req, int *counts, int *displs) {
-    int C = m->par->cp_size, r = m->par->cp_rank;
-    size_t nkv = (size_t)m->n * 2 * m->nkv_l * m->hd;
-    if (nkv * (size_t)C > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "CP all-gather of %zu elements: over MPI's int count", nkv * (size_t)C);
-    for (int d = 0; d < C; d++) counts[d] = (int)nkv, displs[d] = (int)((size_t)d * nkv);
-    real *own = m->ws.kv_all + (size_t)r * nkv;
-    pack_kv(m, own, qkv);
-    mt_comm_iallgatherv(cm, MT_GROUP_CP, m->ws.kv_all, counts, displs, req);
+static real *ag_start(mt_model *m, mt_comm *cm, const ring_t *R, const real *qkv, mt_coll_req *req, int *counts, int *displs) {
+    size_t nkv = R->rows * R->kvw;
+    if (nkv * (size_t)R->size > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "CP all-gather of %zu elements: over MPI's int count", nkv * (size_t)R->size);
+    for (int d = 0; d < R->size; d++) counts[d] = (int)nkv, displs[d] = (int)((size_t)d * nkv);
+    real *own = m->ws.kv_all + (size_t)R->rank * nkv;
+    pack_kv(m, R, own, qkv);
+    mt_comm_iallgatherv(cm, R->g, m->ws.kv_all, counts, displs, req);
     return own;
 }
 
 static void ag_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
     const mt_backend *B = m->be;
-    mt_attn_block ab = block_of(m, sample0);
-    int C = m->par->cp_size, counts[C], displs[C];
-    size_t nkv = (size_t)m->n * 2 * m->nkv_l * m->hd;
-    const int *qpos = pos_of(m, m->par->cp_rank);
+    ring_t R = ring_of(m, sample0);
+    int counts[R.size], displs[R.size];
+    size_t nkv = R.rows * R.kvw;
+    const int *qpos = pos_of(&R, R.rank);
     mt_coll_req req = {.req = MPI_REQUEST_NULL};
-    const real *own = ag_start(m, cm, a->qkv, &req, counts, displs);
+    const real *own = ag_start(m, cm, &R, a->qkv, &req, counts, displs);
     // The own block while the others travel, then the others in the ring's
     // order (step k: CP rank r - k), merged as the ring merges them.
-    B->attention_block_forward(a->atty, a->lse, a->qkv, own, qpos, qpos, kp, ab);
+    B->attention_block_forward(a->atty, a->lse, a->qkv, own, qpos, qpos, kp, R.ab);
     if (!m->cfg->bug_cp_ag_early) mt_comm_coll_wait(cm, &req);
-    for (int k = 1; k < C; k++) {
-        int src = src_at(m, k);
-        B->attention_block_forward(m->ws.out_b, m->ws.lse_b, a->qkv, m->ws.kv_all + (size_t)src * nkv, qpos, pos_of(m, src), kp, ab);
-        B->attention_block_merge(a->atty, a->lse, m->ws.out_b, m->ws.lse_b, ab);
+    for (int k = 1; k < R.size; k++) {
+        int src = src_at(&R, k);
+        B->attention_block_forward(m->ws.out_b, m->ws.lse_b, a->qkv, m->ws.kv_all + (size_t)src * nkv, qpos, pos_of(&R, src), kp, R.ab);
+        B->attention_block_merge(a->atty, a->lse, m->ws.out_b, m->ws.lse_b, R.ab);
     }
     mt_comm_coll_wait(cm, &req);  // a no-op unless the test hook above skipped it
     mt_comm_coll_free(&req);
@@ -142,33 +167,33 @@ static void ag_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_drop
 
 static void ag_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
     const mt_backend *B = m->be;
-    mt_attn_block ab = block_of(m, sample0);
-    int C = m->par->cp_size, r = m->par->cp_rank, counts[C], displs[C];
-    size_t nkv = (size_t)m->n * 2 * m->nkv_l * m->hd;
-    const int *qpos = pos_of(m, r);
-    B->zero(m->ws.dqkv, (size_t)m->n * m->qkv_l * sizeof(real));
-    B->zero(m->ws.dkv_all, (size_t)C * nkv * sizeof(real));
+    ring_t R = ring_of(m, sample0);
+    int counts[R.size], displs[R.size];
+    size_t nkv = R.rows * R.kvw;
+    const int *qpos = pos_of(&R, R.rank);
+    B->zero(m->ws.dqkv, R.rows * R.ab.ldq * sizeof(real));
+    B->zero(m->ws.dkv_all, (size_t)R.size * nkv * sizeof(real));
     mt_coll_req req = {.req = MPI_REQUEST_NULL};
-    const real *own = ag_start(m, cm, a->qkv, &req, counts, displs);
-    B->attention_block_backward(m->ws.dqkv, m->ws.dkv_all + (size_t)r * nkv, m->ws.datty, a->qkv, own, a->atty, a->lse,
-                                qpos, qpos, kp, ab);
+    const real *own = ag_start(m, cm, &R, a->qkv, &req, counts, displs);
+    B->attention_block_backward(m->ws.dqkv, m->ws.dkv_all + (size_t)R.rank * nkv, m->ws.datty, a->qkv, own, a->atty, a->lse,
+                                qpos, qpos, kp, R.ab);
     mt_comm_coll_wait(cm, &req);
-    for (int k = 1; k < C; k++) {
-        int src = src_at(m, k);
+    for (int k = 1; k < R.size; k++) {
+        int src = src_at(&R, k);
         B->attention_block_backward(m->ws.dqkv, m->ws.dkv_all + (size_t)src * nkv, m->ws.datty, a->qkv,
-                                    m->ws.kv_all + (size_t)src * nkv, a->atty, a->lse, qpos, pos_of(m, src), kp, ab);
+                                    m->ws.kv_all + (size_t)src * nkv, a->atty, a->lse, qpos, pos_of(&R, src), kp, R.ab);
     }
     mt_comm_coll_free(&req);
     // Block d's dK|dV summed over every rank's queries lands in block d of
     // CP rank d: this rank's own.
-    mt_comm_shard_reduce_scatter(cm, MT_GROUP_CP, m->ws.dkv_all, (size_t)C * nkv);
-    unpack_kv(m, m->ws.dqkv, m->ws.dkv_all + (size_t)r * nkv);
+    mt_comm_shard_reduce_scatter(cm, R.g, m->ws.dkv_all, (size_t)R.size * nkv);
+    unpack_kv(m, &R, m->ws.dqkv, m->ws.dkv_all + (size_t)R.rank * nkv);
 }
 
 // ---- the all-to-all -------------------------------------------------------------------
 
-// Column segments of a row that split over CP by heads: QKV's Q, K and V
-// parts (each cut in C), or the attention output's one part.
+// Column segments of a row that split by heads: QKV's Q, K and V parts
+// (each cut in G), or the attention output's one part.
 typedef struct { int n; size_t off[3], len[3]; } segs;
 
 static segs qkv_segs(const mt_model *m) {
@@ -182,45 +207,66 @@ static segs out_segs(const mt_model *m) {
 }
 static size_t segs_width(const segs *g) { return g->len[0] + (g->n > 1 ? g->len[1] + g->len[2] : 0); }
 
-// src (n local rows, all heads) -> dst (s_full b rows in global order, the
-// heads of this CP rank). The send block of CP rank d holds its heads.
+// The all-to-all's group: G CP ranks (base, base + 1, ...), and where a
+// received row lands. Plain a2a: every CP rank, the whole sequence in
+// global order. a2a+p2p: A adjacent CP ranks, whose chunks make the two
+// runs of ring member j (chunks j and 2P-1-j of 2P, each S positions), in
+// that member's local order. (P = 1, j = 0 is the global order.)
+typedef struct { mt_group g; int G, base, P, j; size_t S; } a2a_t;
+
+static a2a_t a2a_of(const mt_model *m) {
+    a2a_t x = {MT_GROUP_CP, m->par->cp_size, 0, 1, 0, 0};
+    if (m->cp_hier) {
+        int A = m->par->hcp_a;
+        x.g = MT_GROUP_CPA2A, x.G = A, x.base = m->par->cp_rank / A * A, x.P = m->par->cp_size / A, x.j = m->par->cp_rank / A;
+    }
+    x.S = (size_t)m->s_full / (2 * (size_t)x.P);
+    return x;
+}
+
+// The row of (position pos, sample bcol) after the all-to-all.
+static size_t dest_row(const mt_model *m, const a2a_t *x, int pos, size_t bcol) {
+    size_t p = (size_t)pos, lo = (size_t)x->j * x->S;
+    size_t at = p < lo + x->S ? p - lo : x->S + p - (size_t)(2 * x->P - 1 - x->j) * x->S;
+    return at * (size_t)m->b + bcol;
+}
+
+// src (n local rows, all heads) -> dst (G n rows, as a2a_of places them,
+// this rank's share of the heads). The send block of group rank d holds
+// its heads.
 static void to_heads(mt_model *m, mt_comm *cm, real *dst, const real *src, segs g) {
     const mt_backend *B = m->be;
-    int C = m->par->cp_size;
-    size_t W = segs_width(&g), wd = W / (size_t)C, n = (size_t)m->n;
-    for (int d = 0; d < C; d++)
+    a2a_t x = a2a_of(m);
+    size_t W = segs_width(&g), wd = W / (size_t)x.G, n = (size_t)m->n, b = (size_t)m->b;
+    for (int d = 0; d < x.G; d++)
         for (size_t i = 0; i < n; i++) {
             real *o = m->ws.cp_send + ((size_t)d * n + i) * wd;
             for (int k = 0; k < g.n; k++) {
-                size_t part = g.len[k] / (size_t)C;
+                size_t part = g.len[k] / (size_t)x.G;
                 B->copy(o, src + i * W + g.off[k] + (size_t)d * part, part);
                 o += part;
             }
         }
-    mt_comm_cp_all_to_all(cm, m->ws.cp_recv, m->ws.cp_send, n * W);
-    for (int r = 0; r < C; r++)
-        for (size_t i = 0; i < n; i++) {
-            size_t row = (size_t)host_pos_of(m, r)[i / (size_t)m->b] * (size_t)m->b + i % (size_t)m->b;
-            B->copy(dst + row * wd, m->ws.cp_recv + ((size_t)r * n + i) * wd, wd);
-        }
+    mt_comm_cp_all_to_all(cm, x.g, m->ws.cp_recv, m->ws.cp_send, n * W);
+    for (int r = 0; r < x.G; r++)
+        for (size_t i = 0; i < n; i++)
+            B->copy(dst + dest_row(m, &x, host_pos_of(m, x.base + r)[i / b], i % b) * wd, m->ws.cp_recv + ((size_t)r * n + i) * wd, wd);
 }
 
-// The inverse: src (s_full b rows, this rank's heads) -> dst (n local rows).
+// The inverse: src (G n rows, this rank's heads) -> dst (n local rows).
 static void to_seq(mt_model *m, mt_comm *cm, real *dst, const real *src, segs g) {
     const mt_backend *B = m->be;
-    int C = m->par->cp_size;
-    size_t W = segs_width(&g), wd = W / (size_t)C, n = (size_t)m->n;
-    for (int d = 0; d < C; d++)
-        for (size_t i = 0; i < n; i++) {
-            size_t row = (size_t)host_pos_of(m, d)[i / (size_t)m->b] * (size_t)m->b + i % (size_t)m->b;
-            B->copy(m->ws.cp_send + ((size_t)d * n + i) * wd, src + row * wd, wd);
-        }
-    mt_comm_cp_all_to_all(cm, m->ws.cp_recv, m->ws.cp_send, n * W);
-    for (int r = 0; r < C; r++)
+    a2a_t x = a2a_of(m);
+    size_t W = segs_width(&g), wd = W / (size_t)x.G, n = (size_t)m->n, b = (size_t)m->b;
+    for (int d = 0; d < x.G; d++)
+        for (size_t i = 0; i < n; i++)
+            B->copy(m->ws.cp_send + ((size_t)d * n + i) * wd, src + dest_row(m, &x, host_pos_of(m, x.base + d)[i / b], i % b) * wd, wd);
+    mt_comm_cp_all_to_all(cm, x.g, m->ws.cp_recv, m->ws.cp_send, n * W);
+    for (int r = 0; r < x.G; r++)
         for (size_t i = 0; i < n; i++) {
             const real *in = m->ws.cp_recv + ((size_t)r * n + i) * wd;
             for (int k = 0; k < g.n; k++) {
-                size_t part = g.len[k] / (size_t)C;
+                size_t part = g.len[k] / (size_t)x.G;
                 B->copy(dst + i * W + g.off[k] + (size_t)r * part, in, part);
                 in += part;
             }
@@ -263,17 +309,45 @@ static void a2a_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const
     to_seq(m, cm, m->ws.dqkv, m->ws.dqkv_h, qkv_segs(m));
 }
 
+// ---- both levels (a2a+p2p) ----------------------------------------------------------
+
+// The all-to-all within A adjacent CP ranks makes each rank's rows those of
+// a ring member of P holding chunks j and 2P-1-j, for a/A of the heads; the
+// ring runs on them as p2p runs on the plain split; an all-to-all brings
+// the output back. Backward re-exchanges QKV and the output, as a2a does.
+static void hier_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
+    ring_t R = ring_of(m, sample0);
+    to_heads(m, cm, m->ws.qkv_h, a->qkv, qkv_segs(m));
+    ring_forward(m, cm, &R, m->ws.atty_h, a->lse, m->ws.qkv_h, kp);
+    to_seq(m, cm, a->atty, m->ws.atty_h, out_segs(m));
+}
+
+static void hier_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
+    ring_t R = ring_of(m, sample0);
+    to_heads(m, cm, m->ws.datty_h, m->ws.datty, out_segs(m));
+    to_heads(m, cm, m->ws.qkv_h, a->qkv, qkv_segs(m));
+    to_heads(m, cm, m->ws.atty_h, a->atty, out_segs(m));
+    ring_backward(m, cm, &R, m->ws.dqkv_h, m->ws.datty_h, m->ws.qkv_h, m->ws.atty_h, a->lse, kp);
+    to_seq(m, cm, m->ws.dqkv, m->ws.dqkv_h, qkv_segs(m));
+}
+
 // ---- entry points -----------------------------------------------------------------
 
 void mt_cp_attention_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
-    if (m->cp_ring) ring_forward(m, cm, a, kp, sample0);
-    else if (m->cp_ag) ag_forward(m, cm, a, kp, sample0);
+    if (m->cp_ring) {
+        ring_t R = ring_of(m, sample0);
+        ring_forward(m, cm, &R, a->atty, a->lse, a->qkv, kp);
+    } else if (m->cp_ag) ag_forward(m, cm, a, kp, sample0);
+    else if (m->cp_hier) hier_forward(m, cm, a, kp, sample0);
     else a2a_forward(m, cm, a, kp, sample0);
 }
 
 void mt_cp_attention_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const mt_dropout_key *kp,
                               uint32_t sample0) {
-    if (m->cp_ring) ring_backward(m, cm, a, kp, sample0);
-    else if (m->cp_ag) ag_backward(m, cm, a, kp, sample0);
+    if (m->cp_ring) {
+        ring_t R = ring_of(m, sample0);
+        ring_backward(m, cm, &R, m->ws.dqkv, m->ws.datty, a->qkv, a->atty, a->lse, kp);
+    } else if (m->cp_ag) ag_backward(m, cm, a, kp, sample0);
+    else if (m->cp_hier) hier_backward(m, cm, a, kp, sample0);
     else a2a_backward(m, cm, a, kp, sample0);
 }

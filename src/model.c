@@ -231,8 +231,8 @@ int mt_model_buf_wanted(const mt_model *m, mt_buf_when when) {
     case MT_BUF_SELECTIVE: return probs_shared(m);
     case MT_BUF_RECOMPUTE: return m->rc_len > 0;
     case MT_BUF_CPBLOCK: return m->cp_blocks;
-    case MT_BUF_RING: return m->cp_ring;
-    case MT_BUF_A2A: return m->cp_a2a;
+    case MT_BUF_RING: return m->cp_ring || m->cp_hier;
+    case MT_BUF_A2A: return m->cp_a2a || m->cp_hier;
     case MT_BUF_AG: return m->cp_ag;
     }
     return 0;
@@ -271,8 +271,10 @@ static void alloc_workspace(mt_model *m) {
     // order (the ring's key positions; this rank's are its queries').
     if (m->par->cp_size > 1) {
         size_t np = (size_t)m->par->cp_size * (size_t)m->s;
-        m->mem[MT_MEM_WORK] += np * sizeof(int);
+        m->mem[MT_MEM_WORK] += np * sizeof(int) * (m->cp_hier ? 2 : 1);
         if (!m->dry) m->cp_pos = m->be->alloc(np * sizeof(int));
+        // a2a+p2p: the ring's P members hold A s positions each (as many).
+        if (!m->dry && m->cp_hier) m->hcp_pos = m->be->alloc(np * sizeof(int));
     }
     // The SP-partial gradients travel packed in one TP all-reduce.
     for (int i = 0; i < m->nparams; i++)
@@ -295,6 +297,7 @@ static void free_workspace(mt_model *m) {
 #undef X
     m->be->free(m->sp_pack);
     m->be->free(m->cp_pos);
+    m->be->free(m->hcp_pos);
     free(m->cp_pos_host);
     m->cp_pos_host = NULL;
     m->be->free(m->pp_rbuf[0]);
@@ -421,19 +424,33 @@ static void fill_rope(mt_model *m) {
         }
 }
 
-// The positions of each CP rank's two chunks, in its local order.
+// Rank r of R holding chunks r and 2R-1-r of 2R (each `len` positions
+// long): the global positions of its 2 len rows, in its local order.
+static void chunk_positions(int *out, int R, int len, const mt_config *c) {
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < 2 * len; i++)
+            // Negative control: every rank's positions as if its sequence began at 0.
+            out[(size_t)r * 2 * len + i] = c->bug_cp_local_pos ? i : i < len ? r * len + i : (2 * R - 1 - r) * len + (i - len);
+}
+
+// The positions of each CP rank's two chunks, in its local order; under
+// a2a+p2p also those of each ring member after its all-to-all: the A
+// adjacent CP ranks' chunks j A .. j A + A - 1 and their mirrors are two
+// runs, so ring member j holds chunks j and 2P-1-j of 2P, A times longer
+// (Transformer Engine's hierarchical split).
 static void fill_cp_positions(mt_model *m) {
-    int C = m->par->cp_size, c = m->s_full / (2 * C);
+    int C = m->par->cp_size;
     if (C == 1) return;
-    int *h = mt_malloc(sizeof(int) * (size_t)C * (size_t)m->s);
-    for (int r = 0; r < C; r++)
-        for (int i = 0; i < m->s; i++)
-            h[(size_t)r * m->s + i] = i < c ? r * c + i : (2 * C - 1 - r) * c + (i - c);
-    // Negative control: every rank's positions as if its sequence began at 0.
-    if (m->cfg->bug_cp_local_pos)
-        for (int r = 0; r < C; r++)
-            for (int i = 0; i < m->s; i++) h[(size_t)r * m->s + i] = i;
-    m->be->to_device(m->cp_pos, h, sizeof(int) * (size_t)C * (size_t)m->s);
+    size_t np = (size_t)C * (size_t)m->s;
+    int *h = mt_malloc(sizeof(int) * np);
+    chunk_positions(h, C, m->s / 2, m->cfg);
+    m->be->to_device(m->cp_pos, h, sizeof(int) * np);
+    if (m->cp_hier) {
+        int P = C / m->par->hcp_a, *hp = mt_malloc(sizeof(int) * np);
+        chunk_positions(hp, P, m->s_full / (2 * P), m->cfg);
+        m->be->to_device(m->hcp_pos, hp, sizeof(int) * np);
+        free(hp);
+    }
     // Kept: the all-to-all's row placement reads positions on the host while
     // copies are queued, which must not touch device memory (a GPU without
     // concurrent managed access faults; tests/cudaemu's CUDAEMU_STRICT=1).
@@ -473,7 +490,8 @@ static void build(mt_model *m, const mt_config *c, const mt_parallel *p, int slo
     m->cp_ring = p->cp_size > 1 && c->cp_comm == MT_CP_P2P;
     m->cp_a2a = p->cp_size > 1 && c->cp_comm == MT_CP_A2A;
     m->cp_ag = p->cp_size > 1 && c->cp_comm == MT_CP_ALLGATHER;
-    m->cp_blocks = m->cp_ring || m->cp_ag;
+    m->cp_hier = p->cp_size > 1 && c->cp_comm == MT_CP_A2A_P2P;
+    m->cp_blocks = m->cp_ring || m->cp_ag || m->cp_hier;
     m->v_l = m->Vp / t; m->v0 = p->tp_rank * m->v_l;
     m->s_l = c->sequence_parallel ? m->s / t : m->s;
     m->pos0 = c->sequence_parallel ? p->tp_rank * m->s_l : 0;

@@ -5,7 +5,7 @@
 #include <string.h>
 
 const char *const mt_axis_names[MT_AXIS_N] = {"tp", "cp", "ep", "dp", "pp"};
-const char *const mt_group_names[MT_GROUP_N] = {"tp", "dp", "pp", "embd", "mp", "cp", "dpcp"};
+const char *const mt_group_names[MT_GROUP_N] = {"tp", "dp", "pp", "embd", "mp", "cp", "dpcp", "cpa2a", "cpp2p"};
 
 #define AX(a) (1u << (a))
 // The axes each group spans. The embedding group is the PP group cut down to
@@ -18,7 +18,18 @@ static const unsigned GROUP_AXES[MT_GROUP_N] = {
     [MT_GROUP_MP] = AX(MT_AXIS_TP) | AX(MT_AXIS_PP),
     [MT_GROUP_CP] = AX(MT_AXIS_CP),
     [MT_GROUP_DPCP] = AX(MT_AXIS_DP) | AX(MT_AXIS_CP),
+    [MT_GROUP_CPA2A] = AX(MT_AXIS_CP),  // cut down to A adjacent CP ranks (hcp_member)
+    [MT_GROUP_CPP2P] = AX(MT_AXIS_CP),  // cut down to the CP ranks A apart
 };
+
+// The hierarchical CP groups (Megatron's create_hierarchical_parallel_groups
+// with sizes [A, P]): CP rank c is in all-to-all group c / A, at place c % A,
+// and in ring c % A, at place c / A. Whether CP rank `other` shares p's.
+static int hcp_level(mt_group g) { return g == MT_GROUP_CPA2A || g == MT_GROUP_CPP2P; }
+static int hcp_member(const mt_parallel *p, mt_group g, int other) {
+    int A = p->hcp_a;
+    return g == MT_GROUP_CPA2A ? other / A == p->cp_rank / A : other % A == p->cp_rank % A;
+}
 
 mt_parallel mt_parallel_coords(const mt_config *c, int world_rank) {
     mt_parallel p;
@@ -40,6 +51,7 @@ mt_parallel mt_parallel_coords(const mt_config *c, int world_rank) {
     }
     p.sequence_parallel = c->sequence_parallel;
     p.in_embd = p.pp_rank == 0 || p.pp_rank == p.pp_size - 1;
+    p.hcp_a = c->cp > 1 && c->cp_comm == MT_CP_A2A_P2P ? c->hcp_sizes[0] : 0;
     p.world = MPI_COMM_NULL;
     for (int g = 0; g < MT_GROUP_N; g++) p.comm[g] = MPI_COMM_NULL;
     return p;
@@ -60,7 +72,9 @@ static int index_over(const mt_parallel *p, unsigned mask, int inside) {
     return idx;
 }
 
-static int group_member(const mt_parallel *p, mt_group g) { return g != MT_GROUP_EMBD || p->in_embd; }
+static int group_member(const mt_parallel *p, mt_group g) {
+    return g == MT_GROUP_EMBD ? p->in_embd : hcp_level(g) ? p->hcp_a > 0 : 1;
+}
 
 int mt_parallel_group_ranks(const mt_parallel *p, mt_group g, int *ranks, int cap) {
     if (!group_member(p, g)) return 0;
@@ -76,6 +90,7 @@ int mt_parallel_group_ranks(const mt_parallel *p, mt_group g, int *ranks, int ca
             if (mask & AX(a)) { rank[a] = q % p->size[a]; q /= p->size[a]; }
         }
         if (g == MT_GROUP_EMBD && rank[MT_AXIS_PP] != 0 && rank[MT_AXIS_PP] != p->pp_size - 1) continue;
+        if (hcp_level(g) && !hcp_member(p, g, rank[MT_AXIS_CP])) continue;
         if (n < cap) ranks[n] = rank_of(p, rank);
         n++;
     }
@@ -90,8 +105,15 @@ void mt_parallel_init(mt_parallel *p, MPI_Comm world, const mt_config *c) {
     // Colour = the coordinates a group's members share; key = the rank within it.
     for (int g = 0; g < MT_GROUP_N; g++) {
         unsigned mask = GROUP_AXES[g];
-        int colour = group_member(p, g) ? index_over(p, mask, 0) : MPI_UNDEFINED;
-        MPI_Comm_split(world, colour, index_over(p, mask, 1), &p->comm[g]);
+        int colour = group_member(p, g) ? index_over(p, mask, 0) : MPI_UNDEFINED, key = index_over(p, mask, 1);
+        // The two CP levels: the CP group's colour, refined by the level's
+        // own group (c / A or c % A); ordered by place in it.
+        if (colour != MPI_UNDEFINED && hcp_level(g)) {
+            int A = p->hcp_a, P = p->cp_size / A, c = p->cp_rank;
+            colour = g == MT_GROUP_CPA2A ? colour * P + c / A : colour * A + c % A;
+            key = g == MT_GROUP_CPA2A ? c % A : c / A;
+        }
+        MPI_Comm_split(world, colour, key, &p->comm[g]);
     }
 }
 
@@ -110,7 +132,7 @@ static void members(const mt_parallel *p, mt_group g, char *out, size_t len) {
 }
 
 void mt_parallel_print_layout(const mt_parallel *p, const mt_config *c, FILE *f) {
-    char line[1536], tp[96], cp[96], dp[96], pp[96], mp[160], em[96], vs[160] = "";
+    char line[1792], tp[96], cp[96], dp[96], pp[96], mp[160], em[96], vs[160] = "", hc[224] = "";
     members(p, MT_GROUP_TP, tp, sizeof tp);
     members(p, MT_GROUP_CP, cp, sizeof cp);
     members(p, MT_GROUP_DP, dp, sizeof dp);
@@ -126,12 +148,19 @@ void mt_parallel_print_layout(const mt_parallel *p, const mt_config *c, FILE *f)
             o += (size_t)snprintf(vs + o, sizeof vs - o, " %d (layers %d-%d)", st, l0, l0 + c->layers_per_virtual_stage - 1);
         }
     }
+    // a2a+p2p: the CP group's two levels.
+    if (p->hcp_a) {
+        char a[96], r[96];
+        members(p, MT_GROUP_CPA2A, a, sizeof a);
+        members(p, MT_GROUP_CPP2P, r, sizeof r);
+        snprintf(hc, sizeof hc, " (a2a %s p2p %s)", a, r);
+    }
     char host[MPI_MAX_PROCESSOR_NAME];
     int hl;
     MPI_Get_processor_name(host, &hl);
     snprintf(line, sizeof line,
-             "rank %d on %s: tp_rank %d cp_rank %d dp_rank %d pp_rank %d | TP %s CP %s DP %s PP %s MP %s embedding %s%s\n",
-             p->world_rank, host, p->tp_rank, p->cp_rank, p->dp_rank, p->pp_rank, tp, cp, dp, pp, mp, em, vs);
+             "rank %d on %s: tp_rank %d cp_rank %d dp_rank %d pp_rank %d | TP %s CP %s%s DP %s PP %s MP %s embedding %s%s\n",
+             p->world_rank, host, p->tp_rank, p->cp_rank, p->dp_rank, p->pp_rank, tp, cp, hc, dp, pp, mp, em, vs);
     mt_parallel_print_gathered(p, line, sizeof line, f);
 }
 

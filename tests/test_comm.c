@@ -149,7 +149,7 @@ TEST(cp_ring_carries_every_block_around) {
     int good = 1;
     for (int k = 1; k < w.t; k++) {
         mt_cp_ring ring;
-        mt_comm_cp_ring_start(&w.cm, &ring, next, cur, N);
+        mt_comm_cp_ring_start(&w.cm, MT_GROUP_CP, &ring, next, cur, N);
         mt_comm_cp_ring_wait(&w.cm, &ring);
         int src = (w.r - k + w.t) % w.t;
         for (int i = 0; i < N; i++) good &= next[i] == (real)(1000 * src + i);
@@ -173,11 +173,11 @@ TEST(cp_all_to_all_transposes_blocks) {
     real *x = calloc(n, sizeof(real)), *y = calloc(n, sizeof(real)), *z = calloc(n, sizeof(real));
     for (int d = 0; d < w.t; d++)
         for (int i = 0; i < B; i++) x[d * B + i] = (real)(10000 * w.r + 100 * d + i);
-    mt_comm_cp_all_to_all(&w.cm, y, x, n);
+    mt_comm_cp_all_to_all(&w.cm, MT_GROUP_CP, y, x, n);
     int good = 1;
     for (int s = 0; s < w.t; s++)
         for (int i = 0; i < B; i++) good &= y[s * B + i] == (real)(10000 * s + 100 * w.r + i);
-    mt_comm_cp_all_to_all(&w.cm, z, y, n);
+    mt_comm_cp_all_to_all(&w.cm, MT_GROUP_CP, z, y, n);
     for (size_t i = 0; i < n; i++) good &= z[i] == x[i];
     ASSERT(all_ok(good), "the all-to-all misplaced a block");
     free(x); free(y); free(z);
