@@ -4,10 +4,18 @@
 #ifndef MT_CKPT_META_H
 #define MT_CKPT_META_H
 
+#include <string.h>
+
 #include "ckpt.h"
 #include "safetensors.h"
 
+// Version 2 is written when AdamW's step count differs from the iteration
+// (optimizer_steps, after --no-load-optim): a reader that knows only
+// version 1 would resume with t = the iteration, wrong bias corrections,
+// so it must refuse the file. Every other checkpoint stays version 1.
 #define MT_CKPT_FORMAT "megatron.c checkpoint 1"
+#define MT_CKPT_FORMAT_2 "megatron.c checkpoint 2"
+static inline int mt_ckpt_format_known(const char *f) { return f && (!strcmp(f, MT_CKPT_FORMAT) || !strcmp(f, MT_CKPT_FORMAT_2)); }
 #define MT_CKPT_LATEST "latest_checkpointed_iteration.txt"
 
 // The model a checkpoint file describes, as the config a run with its flags

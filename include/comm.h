@@ -171,6 +171,9 @@ void mt_comm_iallreduce(mt_comm *cm, mt_group g, real *x, size_t n, mt_coll_req 
 // d's part starting at displs[d]): rank d's sum lands in x + displs[d] at
 // completion, the rest of x is left unspecified. MPI_Ireduce_scatter.
 void mt_comm_ireduce_scatter(mt_comm *cm, mt_group g, real *x, const int *counts, const int *displs, mt_coll_req *r);
+// All-gather of x (n elements) from every rank of g into y (group rank d's
+// at y + d n), MPI_Iallgather: x stays readable while in flight, y not.
+void mt_comm_iall_gather(mt_comm *cm, mt_group g, real *y, const real *x, size_t n, mt_coll_req *r);
 // All-gather in place: every rank's part x + displs[d] (counts[d] elements)
 // reaches every rank. MPI_Iallgatherv. Moves values only: bitwise exact.
 void mt_comm_iallgatherv(mt_comm *cm, mt_group g, real *x, const int *counts, const int *displs, mt_coll_req *r);

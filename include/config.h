@@ -83,6 +83,7 @@ typedef struct {
     char init_from[1024], export_llmc[1024], metrics_file[1024], dump_params[1024];
     char save[1024], load[1024], dump_dir[1024], timeline[1024], export_hf[1024];
     int finetune, no_load_optim;  // --load reads the weights alone (and, --finetune, restarts at iteration 0)
+    char pretrained[1024];        // --pretrained-checkpoint: fine-tune from it while --load holds no checkpoint
     int dump_step;             // iteration whose parameters and gradients go to dump_dir
     int save_interval, eval_interval, eval_iters, log_interval;
     int exit_interval;         // stop (after saving) when the iteration is a multiple

@@ -143,6 +143,7 @@ typedef struct {
     X(dkv_next, N, KV2, RING)                                                                             \
     X(out_b, N, HL, CPBLOCK)  /* ring, all-gather: one block's partial output, merged into the running one */ \
     X(lse_b, N, LSE, CPBLOCK) /* its log-sum-exps */                                                      \
+    X(kv_own, N, KV2, AG)     /* the all-gather: this rank's K | V block, its send buffer (read meanwhile) */ \
     X(kv_all, N, KVALL, AG)   /* the all-gather: every CP rank's K | V block, block d from CP rank d */    \
     X(dkv_all, N, KVALL, AG)  /* its backward: this rank's share of every block's dK | dV, reduce-scattered */ \
     X(cp_send, N, QKV, A2A)   /* the all-to-all's send blocks (one per CP rank) */                         \

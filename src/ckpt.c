@@ -27,7 +27,6 @@
 #include "shard.h"
 
 #define LATEST "latest_checkpointed_iteration.txt"
-#define FORMAT "megatron.c checkpoint 1"
 
 typedef struct { char path[1200]; } pathbuf;
 
@@ -136,7 +135,7 @@ static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
                                "rotary_base", "rotary_percent", "swiglu", "ffn_hidden_size", "num_query_groups",
                                "untie_embeddings_and_output_weights", "disable_bias_linear"};
     char v[NMETA][64];
-    snprintf(v[0], 64, "%s", FORMAT);
+    snprintf(v[0], 64, "%s", st.optimizer_steps != st.iteration ? MT_CKPT_FORMAT_2 : MT_CKPT_FORMAT);
     snprintf(v[1], 64, "%d", st.iteration);
     snprintf(v[2], 64, "%llu", (unsigned long long)st.consumed_samples);
     snprintf(v[3], 64, "%llu", (unsigned long long)c->seed);
@@ -338,7 +337,7 @@ static int find_latest(const char *dir, int *iter, char *err, size_t errlen) {
 // Rank 0: the metadata must describe the model the flags describe.
 static int check_meta(const mt_st_file *f, const char *path, const mt_config *c, mt_ckpt_state *st, char *err, size_t errlen) {
     const char *fmt = mt_st_meta(f, "format");
-    if (!fmt || strcmp(fmt, FORMAT)) { snprintf(err, errlen, "%s: not a megatron.c checkpoint (format '%s')", path, fmt ? fmt : "missing"); return -1; }
+    if (!mt_ckpt_format_known(fmt)) { snprintf(err, errlen, "%s: not a megatron.c checkpoint (format '%s')", path, fmt ? fmt : "missing"); return -1; }
     struct { const char *key, *flag; long want; } rules[] = {
         {"num_layers", "--num-layers", c->num_layers},
         {"hidden_size", "--hidden-size", c->hidden_size},

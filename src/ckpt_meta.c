@@ -64,7 +64,7 @@ enum { NMAP = sizeof MAP / sizeof MAP[0] };
 
 static int meta_config(const mt_st_file *f, const char *path, mt_config *c, char *err, size_t errlen) {
     const char *fmt = mt_st_meta(f, "format");
-    if (!fmt || strcmp(fmt, MT_CKPT_FORMAT)) {
+    if (!mt_ckpt_format_known(fmt)) {
         snprintf(err, errlen, "%s: not a megatron.c checkpoint (format '%.60s')", path, fmt ? fmt : "missing");
         return -1;
     }

@@ -427,16 +427,19 @@ void mt_comm_iallgatherv(mt_comm *cm, mt_group g, real *x, const int *counts, co
     coll_begin(cm, r, g, MT_COLL_ALLGATHER, n * sizeof(real), t0);
 }
 
-void mt_comm_sp_iall_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems, mt_coll_req *r) {
+void mt_comm_iall_gather(mt_comm *cm, mt_group g, real *y, const real *x, size_t n, mt_coll_req *r) {
     double t0 = mt_now();
-    int t = cm->par->tp_size;
-    size_t n = rows_local * row_elems, full = n * (size_t)t;
+    size_t full = n * (size_t)mt_comm_group_size(cm, g);
     if (n > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "all-gather of %zu elements: over MPI's int count", n);
     const void *h = host_view(cm, &r->in, x, n * sizeof(real));
     void *o = cm->staged ? stage_buf(&r->out, full * sizeof(real)) : direct(cm, y);
     r->dst = y, r->dst_n = full, r->src = o;
-    MPI_Iallgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, comm_of(cm, MT_GROUP_TP), &r->req);
-    coll_begin(cm, r, MT_GROUP_TP, MT_COLL_ALLGATHER, full * sizeof(real), t0);
+    MPI_Iallgather(h, (int)n, MT_MPI_REAL, o, (int)n, MT_MPI_REAL, comm_of(cm, g), &r->req);
+    coll_begin(cm, r, g, MT_COLL_ALLGATHER, full * sizeof(real), t0);
+}
+
+void mt_comm_sp_iall_gather(mt_comm *cm, real *y, const real *x, size_t rows_local, size_t row_elems, mt_coll_req *r) {
+    mt_comm_iall_gather(cm, MT_GROUP_TP, y, x, rows_local * row_elems, r);
 }
 
 real *mt_comm_tp_isum(mt_comm *cm, real *x, size_t rows, size_t row_elems, int scatter, mt_coll_req *r) {

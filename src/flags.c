@@ -117,6 +117,7 @@ const mt_flag_def mt_flags[] = {
     STR("--save", save, FILES, "checkpoint directory"),
     STR("--load", load, FILES, "resume from this checkpoint directory (none there yet: start fresh)"),
     BOOL("--finetune", finetune, FILES, "--load reads the weights alone: iteration 0, no samples consumed, a fresh AdamW (Megatron's)"),
+    STR("--pretrained-checkpoint", pretrained, FILES, "checkpoint directory to fine-tune from (as --finetune) while --load holds none: a relaunch resumes --load"),
     BOOL("--no-load-optim", no_load_optim, FILES, "--load skips the optimizer: the iteration and data position resume, AdamW restarts"),
     INT("--save-interval", save_interval, "0", FILES, "save every N iterations (and at the end)"),
     INT("--exit-interval", exit_interval, "0", FILES, "save and stop when the iteration is a multiple of N"),

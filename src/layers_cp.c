@@ -132,26 +132,23 @@ static void ring_backward(mt_model *m, mt_comm *cm, const ring_t *R, real *dqkv,
 
 // ---- the all-gather -------------------------------------------------------------------
 
-// Posts the all-gather of every CP rank's K|V block into ws.kv_all (block d
-// from CP rank d), this rank's own packed first; returns it.
-static real *ag_start(mt_model *m, mt_comm *cm, const ring_t *R, const real *qkv, mt_coll_req *req, int *counts, int *displs) {
-    size_t nkv = R->rows * R->kvw;
-    if (nkv * (size_t)R->size > (size_t)INT32_MAX) mt_fail_local(MT_EXIT_FAIL, "CP all-gather of %zu elements: over MPI's int count", nkv * (size_t)R->size);
-    for (int d = 0; d < R->size; d++) counts[d] = (int)nkv, displs[d] = (int)((size_t)d * nkv);
-    real *own = m->ws.kv_all + (size_t)R->rank * nkv;
-    pack_kv(m, R, own, qkv);
-    mt_comm_iallgatherv(cm, R->g, m->ws.kv_all, counts, displs, req);
-    return own;
+// Packs this rank's K|V block into ws.kv_own and posts its all-gather into
+// ws.kv_all (block d from CP rank d); returns the own block, which the
+// caller attends to meanwhile (a send buffer may be read in flight; the
+// receive buffer, its own block included, may not).
+static const real *ag_start(mt_model *m, mt_comm *cm, const ring_t *R, const real *qkv, mt_coll_req *req) {
+    pack_kv(m, R, m->ws.kv_own, qkv);
+    mt_comm_iall_gather(cm, R->g, m->ws.kv_all, m->ws.kv_own, R->rows * R->kvw, req);
+    return m->ws.kv_own;
 }
 
 static void ag_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
     const mt_backend *B = m->be;
     ring_t R = ring_of(m, sample0);
-    int counts[R.size], displs[R.size];
     size_t nkv = R.rows * R.kvw;
     const int *qpos = pos_of(&R, R.rank);
     mt_coll_req req = {.req = MPI_REQUEST_NULL};
-    const real *own = ag_start(m, cm, &R, a->qkv, &req, counts, displs);
+    const real *own = ag_start(m, cm, &R, a->qkv, &req);
     // The own block while the others travel, then the others in the ring's
     // order (step k: CP rank r - k), merged as the ring merges them.
     B->attention_block_forward(a->atty, a->lse, a->qkv, own, qpos, qpos, kp, R.ab);
@@ -168,13 +165,12 @@ static void ag_forward(mt_model *m, mt_comm *cm, mt_layer_acts *a, const mt_drop
 static void ag_backward(mt_model *m, mt_comm *cm, const mt_layer_acts *a, const mt_dropout_key *kp, uint32_t sample0) {
     const mt_backend *B = m->be;
     ring_t R = ring_of(m, sample0);
-    int counts[R.size], displs[R.size];
     size_t nkv = R.rows * R.kvw;
     const int *qpos = pos_of(&R, R.rank);
     B->zero(m->ws.dqkv, R.rows * R.ab.ldq * sizeof(real));
     B->zero(m->ws.dkv_all, (size_t)R.size * nkv * sizeof(real));
     mt_coll_req req = {.req = MPI_REQUEST_NULL};
-    const real *own = ag_start(m, cm, &R, a->qkv, &req, counts, displs);
+    const real *own = ag_start(m, cm, &R, a->qkv, &req);
     B->attention_block_backward(m->ws.dqkv, m->ws.dkv_all + (size_t)R.rank * nkv, m->ws.datty, a->qkv, own, a->atty, a->lse,
                                 qpos, qpos, kp, R.ab);
     mt_comm_coll_wait(cm, &req);

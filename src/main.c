@@ -249,6 +249,48 @@ static void check_resume(const run *r) {
         printf("nothing to train: the checkpoint in %s is at --train-iters %d already; writing the requested outputs only\n", c->load, at);
 }
 
+// --load, or --pretrained-checkpoint when --load holds none (Megatron's
+// rule: a fine-tuning run that saves into --load resumes there when
+// relaunched). Returns 1 when weights came from a checkpoint; *resumed
+// when the run continues that checkpoint's run (not when fine-tuning).
+static int load_checkpoint(run *r, int *resumed) {
+    const mt_config *c = &r->cfg;
+    int loud = r->par.world_rank == 0, finetune = c->finetune, loaded = 0;
+    const char *dir = c->load;
+    char err[1400];
+    if (c->load[0]) {
+        loaded = mt_ckpt_load(&r->model, c->load, c->finetune || c->no_load_optim, &r->start, err, sizeof err);
+        if (loaded < 0) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
+    }
+    if (!loaded && c->pretrained[0]) {
+        dir = c->pretrained, finetune = 1;
+        loaded = mt_ckpt_load(&r->model, dir, 1, &r->start, err, sizeof err);
+        if (loaded < 0) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
+        if (!loaded) mt_fail_all(loud, MT_EXIT_USAGE, "--pretrained-checkpoint %s holds no checkpoint to fine-tune from", dir);
+    }
+    // Fine-tuning from nothing would train from random weights and say so
+    // in one easily missed line.
+    if (!loaded && finetune)
+        mt_fail_all(loud, MT_EXIT_USAGE, "--finetune: --load %s holds no checkpoint to fine-tune from", c->load);
+    if (!c->load[0] && !loaded) return 0;
+    if (loud && loaded && finetune)
+        printf("loaded the weights of iteration %d from %s for fine-tuning (%s): iteration 0, no samples consumed, a fresh AdamW\n",
+               r->start.iteration, dir, c->finetune ? "--finetune" : "--pretrained-checkpoint, --load holding none");
+    else if (loud && loaded)
+        printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)%s\n", dir, r->start.iteration,
+               (unsigned long long)r->start.consumed_samples, c->no_load_optim ? "; AdamW restarts (--no-load-optim)" : "");
+    if (loud && !loaded) printf("no checkpoint in %s yet: starting fresh\n", c->load);
+    // Megatron's --finetune: the weights, and nothing of the run that made
+    // them; --no-load-optim keeps the run's place but not AdamW's moments or
+    // step count (its bias corrections restart at t = 1).
+    if (loaded && finetune) r->start = (mt_ckpt_state){0, 0, 0};
+    if (loaded && c->no_load_optim) r->start.optimizer_steps = 0;
+    *resumed = loaded && !finetune;
+    r->adam_offset = r->start.iteration - r->start.optimizer_steps;
+    check_resume(r);
+    return loaded;
+}
+
 // --init-from's kind (a Hugging Face directory or an llm.c file), decided by
 // rank 0, the only rank that reads it (docs/cluster.md: on several hosts the
 // others may not see the path at all), and broadcast: ranks deciding apart
@@ -683,29 +725,7 @@ int main(int argc, char **argv) {
     if (loud && direct >= 0)
         printf("comm: MPI on %s\n", direct ? "device buffers (CUDA-aware MPI)" : "host-staged copies");
     char err[1400];
-    // loaded: the weights came from --load's checkpoint; resumed: the run
-    // continues that checkpoint's (not under --finetune, which starts anew).
-    int loaded = 0, resumed = 0;
-    if (c->load[0]) {
-        int weights_only = c->finetune || c->no_load_optim;
-        loaded = mt_ckpt_load(&r.model, c->load, weights_only, &r.start, err, sizeof err);
-        if (loaded < 0) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
-        if (loud && loaded && c->finetune)
-            printf("loaded the weights of iteration %d from %s for fine-tuning (--finetune): iteration 0, no samples consumed, a fresh AdamW\n",
-                   r.start.iteration, c->load);
-        else if (loud && loaded)
-            printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)%s\n", c->load, r.start.iteration,
-                   (unsigned long long)r.start.consumed_samples, c->no_load_optim ? "; AdamW restarts (--no-load-optim)" : "");
-        if (loud && !loaded) printf("no checkpoint in %s yet: starting fresh\n", c->load);
-        // Megatron's --finetune: the weights, and nothing of the run that
-        // made them; --no-load-optim keeps the run's place but not AdamW's
-        // moments or step count (its bias corrections restart at t = 1).
-        if (loaded && c->finetune) r.start = (mt_ckpt_state){0, 0, 0};
-        if (loaded && c->no_load_optim) r.start.optimizer_steps = 0;
-        resumed = loaded && !c->finetune;
-        r.adam_offset = r.start.iteration - r.start.optimizer_steps;
-        check_resume(&r);
-    }
+    int resumed = 0, loaded = load_checkpoint(&r, &resumed);
     // A checkpoint found by --load wins over --init-from (Megatron's rule),
     // so one command line both starts and resumes a run.
     if (!loaded && c->init_from[0]) {

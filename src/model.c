@@ -425,12 +425,23 @@ static void fill_rope(mt_model *m) {
 }
 
 // Rank r of R holding chunks r and 2R-1-r of 2R (each `len` positions
-// long): the global positions of its 2 len rows, in its local order.
-static void chunk_positions(int *out, int R, int len, const mt_config *c) {
+// long): the global positions of its 2 len rows, in its local order, copied
+// to `dev`. The negative control (cp-local-pos) puts every rank's positions
+// at 0.. in the device copy the kernels read; the host copy, which places
+// the all-to-all's rows, stays true (a wrong placement would write out of
+// bounds rather than train a wrong model).
+static void chunk_positions(mt_model *m, int *dev, int *host, int R, int len) {
+    size_t np = (size_t)R * 2 * (size_t)len;
+    int *h = host ? host : mt_malloc(sizeof(int) * np), *bug = m->cfg->bug_cp_local_pos ? mt_malloc(sizeof(int) * np) : NULL;
     for (int r = 0; r < R; r++)
-        for (int i = 0; i < 2 * len; i++)
-            // Negative control: every rank's positions as if its sequence began at 0.
-            out[(size_t)r * 2 * len + i] = c->bug_cp_local_pos ? i : i < len ? r * len + i : (2 * R - 1 - r) * len + (i - len);
+        for (int i = 0; i < 2 * len; i++) {
+            size_t k = (size_t)r * 2 * len + i;
+            h[k] = i < len ? r * len + i : (2 * R - 1 - r) * len + (i - len);
+            if (bug) bug[k] = i;
+        }
+    m->be->to_device(dev, bug ? bug : h, sizeof(int) * np);
+    free(bug);
+    if (!host) free(h);
 }
 
 // The positions of each CP rank's two chunks, in its local order; under
@@ -441,15 +452,11 @@ static void chunk_positions(int *out, int R, int len, const mt_config *c) {
 static void fill_cp_positions(mt_model *m) {
     int C = m->par->cp_size;
     if (C == 1) return;
-    size_t np = (size_t)C * (size_t)m->s;
-    int *h = mt_malloc(sizeof(int) * np);
-    chunk_positions(h, C, m->s / 2, m->cfg);
-    m->be->to_device(m->cp_pos, h, sizeof(int) * np);
+    int *h = mt_malloc(sizeof(int) * (size_t)C * (size_t)m->s);
+    chunk_positions(m, m->cp_pos, h, C, m->s / 2);
     if (m->cp_hier) {
-        int P = C / m->par->hcp_a, *hp = mt_malloc(sizeof(int) * np);
-        chunk_positions(hp, P, m->s_full / (2 * P), m->cfg);
-        m->be->to_device(m->hcp_pos, hp, sizeof(int) * np);
-        free(hp);
+        int P = C / m->par->hcp_a;
+        chunk_positions(m, m->hcp_pos, NULL, P, m->s_full / (2 * P));
     }
     // Kept: the all-to-all's row placement reads positions on the host while
     // copies are queued, which must not touch device memory (a GPU without

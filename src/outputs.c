@@ -265,6 +265,7 @@ int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_
     struct { const char *flag, *path; } ins[] = {
         {"--data-path", c->data_path}, {"--train-data-path", c->train_data_path}, {"--valid-data-path", c->valid_data_path},
         {"--init-from", c->init_from}, {"--init-from", hf_cfg}, {"--init-from", hf_st}, {"--load", c->load},
+        {"--pretrained-checkpoint", c->pretrained},
     };
     enum { NINS = sizeof ins / sizeof ins[0] };
     int nconf = 0;
@@ -283,7 +284,19 @@ int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_
         ident_of(&out_id[i], outs[i].flag, outs[i].path);
         for (int k = 0; k < nin; k++) {
             if (!same(&out_id[i], &in_id[k])) continue;
-            if (!strcmp(outs[i].flag, "--save") && !strcmp(in_id[k].flag, "--load")) continue;
+            // Resuming saves where it loaded; a run that loads the weights
+            // alone must not: relaunched, it would read its own checkpoint
+            // as the one to start from (fine-tuning again from iteration 0,
+            // or AdamW restarted again), and a --finetune save replaces the
+            // checkpoint it started from.
+            if (!strcmp(outs[i].flag, "--save") && !strcmp(in_id[k].flag, "--load") && !c->finetune && !c->no_load_optim) continue;
+            if (!strcmp(outs[i].flag, "--save") && !strcmp(in_id[k].flag, "--load")) {
+                snprintf(err, errlen, "--save %s is --load's directory: with %s a relaunch would start again from this run's own "
+                                      "checkpoint; save elsewhere (and resume from there without the flag), or give "
+                                      "--pretrained-checkpoint DIR with --load and --save the same",
+                         outs[i].path, c->finetune ? "--finetune" : "--no-load-optim");
+                goto out;
+            }
             snprintf(err, errlen, "%s %s is the input %s %s: refusing to overwrite an input", outs[i].flag, outs[i].path,
                      in_id[k].flag, in_id[k].path);
             goto out;
@@ -296,9 +309,10 @@ int mt_outputs_check(const mt_config *c, int argc, char **argv, char *err, size_
         }
     }
     // Names owned by directories (see owned()).
-    owner own[5];
+    owner own[6];
     int nown = 0;
     nown += add_owner(&own[nown], "--load", c->load, OWN_CKPT, 0);
+    nown += add_owner(&own[nown], "--pretrained-checkpoint", c->pretrained, OWN_CKPT, 0);
     nown += add_owner(&own[nown], "--init-from", c->init_from, OWN_HF, 0);
     nown += add_owner(&own[nown], "--save", c->save, OWN_CKPT, 1);
     nown += add_owner(&own[nown], "--export-hf", c->export_hf, OWN_HF, 1);

@@ -79,6 +79,7 @@ staged_same comm_staged_cp2_bitwise 2 "--context-parallel-size 2"
 # CP's all-gather: gathered in place from a staged copy while the own block
 # is attended, its gradients reduce-scattered.
 staged_same comm_staged_cp2_allgather_bitwise 2 "--context-parallel-size 2 --cp-comm-type allgather"
+staged_same comm_staged_cp4_a2a_p2p_bitwise 4 "--context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2"
 # All-forward-all-backward with 80 micro-batches keeps 80 sends in flight a
 # rank: the staging pool grows past its first 16 (it stopped at 64 before).
 staged_same comm_staged_pp2_afab_m80_bitwise 2 "--pipeline-model-parallel-size 2 --pipeline-schedule afab --micro-batch-size 1 --global-batch-size 80 --train-iters 2"
@@ -184,10 +185,11 @@ gpu_vs tp2_sp_pp2_overlap_p2p 4 "--tensor-model-parallel-size 2 --sequence-paral
 gpu_vs recompute_full 1 "--recompute-granularity full --recompute-method block --recompute-num-layers 1" "$T/gpu1"
 gpu_vs recompute_selective 1 "--recompute-granularity selective" "$T/gpu1"
 gpu_vs unfused 1 "--no-bias-gelu-fusion --no-bias-dropout-fusion --no-masked-softmax-fusion --no-persist-layer-norm --no-grad-norm-fusion" "$T/gpu1"
-# Context parallelism's ring (cp_attention.cu), all-to-all and all-gather against one GPU rank.
+# Context parallelism's ring (cp_attention.cu), all-to-all, all-gather and a2a+p2p against one GPU rank.
 gpu_vs cp2 2 "--context-parallel-size 2" "$T/gpu1"
 gpu_vs cp2_a2a 2 "--context-parallel-size 2 --cp-comm-type a2a" "$T/gpu1"
 gpu_vs cp2_allgather 2 "--context-parallel-size 2 --cp-comm-type allgather" "$T/gpu1"
+gpu_vs cp4_a2a_p2p 4 "--context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2" "$T/gpu1"
 # Llama-style blocks (llama.cu: SwiGLU, RoPE; RMSNorm; grouped-query
 # attention) against the CPU at fp32 tolerances.
 LLAMA="--normalization RMSNorm --swiglu --position-embedding-type rope --disable-bias-linear --group-query-attention --num-query-groups 2"
@@ -201,6 +203,7 @@ if [ $P = cudaemu ]; then
   why=""
   for l in "2|--tensor-model-parallel-size 2" "4|--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2" \
            "2|--context-parallel-size 2 --cp-comm-type a2a" "2|--context-parallel-size 2" "2|--context-parallel-size 2 --cp-comm-type allgather" \
+           "4|--context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2" \
            "2|--use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather"; do
     IFS='|' read -r np flags <<< "$l"
     # shellcheck disable=SC2086
@@ -221,6 +224,7 @@ if [ $P = cudaemu ]; then
   direct_same cp2_bitwise 2 "--context-parallel-size 2"
   direct_same cp2_a2a_bitwise 2 "--context-parallel-size 2 --cp-comm-type a2a"
   direct_same cp2_allgather_bitwise 2 "--context-parallel-size 2 --cp-comm-type allgather"
+  direct_same cp4_a2a_p2p_bitwise 4 "--context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2"
 fi
 # bf16 against the CPU's bf16 emulation, in suite_bf16's band for two
 # correct bf16 runs that differ only in summation order (loss 1e-4, tensors

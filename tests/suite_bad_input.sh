@@ -470,6 +470,15 @@ bad   ckpt_meta_4abc          "checkpoint has num_layers 4abc" $BIN "${M[@]}" --
 bad   ckpt_meta_negative_consumed "consumed_samples '-8'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_negcs"
 bad   ckpt_meta_iteration_space "iteration ' 1'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_iter_space"
 bad   ckpt_meta_optimizer_steps_past_iteration "optimizer_steps '2' is not an integer in [0, iteration 1]" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_optsteps"
+# Context parallelism's a2a+p2p sizes, judged by tools/plan (the same
+# parser; the trainer would need 4 ranks to reach them).
+bad   hcp_sizes_missing       "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p
+bad   hcp_sizes_product       "--hierarchical-context-parallel-sizes 2 3: the product must be --context-parallel-size (4)" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 3
+bad   hcp_sizes_zero          "--hierarchical-context-parallel-sizes 0 4: the product must be" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 0 4
+bad   hcp_sizes_one_value     "--hierarchical-context-parallel-sizes needs two integers" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 --lr 1e-3
+bad   hcp_sizes_not_a_number  "--hierarchical-context-parallel-sizes expects an integer" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 x
+say   hcp_sizes_ignored_without_a2a_p2p "note: --hierarchical-context-parallel-sizes is read only with --cp-comm-type a2a+p2p" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --hierarchical-context-parallel-sizes 2 2
+bad   hcp_heads_not_divisible "heads (2) and key/value groups (2) of each TP rank divisible by the all-to-all size (4)" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 4 1 --num-attention-heads 2
 bad   plan_world_negative     "--world-size needs a whole number >= 1, got '-4'" $TL/plan --world-size -4 "${M[@]}"
 bad   plan_world_suffix       "--world-size needs a whole number >= 1, got '4x'" $TL/plan --world-size 4x "${M[@]}"
 bad   plan_machine_suffix     "--machine $F/bad.machine:2: the value must be a number" $TL/plan --sweep --world-size 4 --memory-gb 8 --machine "$F/bad.machine" "${M[@]}"

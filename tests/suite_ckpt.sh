@@ -191,10 +191,13 @@ else not_ok no_load_optim_restarts_adamw_at_the_run_s_place "exit $rc; $(grep -m
 mt_run "$d/h" 1 ./pretrain_gpt $F --train-iters 7 --load "$d/ck" --no-load-optim --save "$d/ck2" &&
   mt_run "$d/i" 1 ./pretrain_gpt $F --train-iters 9 --load "$d/ck2"
 rc=$?
-steps=$(/usr/bin/python3 -c 'import json,struct,sys; r=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",r[:8])[0]; print(json.loads(r[8:8+n])["__metadata__"].get("optimizer_steps"))' "$d/ck2/iter_0000007/optimizer.safetensors" 2>/dev/null)
-if [ $rc = 0 ] && [ "$steps" = 2 ] && cmp -s "$d/i.st" "$d/e.st"; then
-  ok "no_load_optim_step_count_survives_a_save (iteration 7 saved with optimizer_steps 2; resumed to 9 bitwise)"
-else not_ok no_load_optim_step_count_survives_a_save "exit $rc, optimizer_steps '$steps'"; fi
+meta() { /usr/bin/python3 -c 'import json,struct,sys; r=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",r[:8])[0]; m=json.loads(r[8:8+n])["__metadata__"]; print(m.get("optimizer_steps"), m.get("format"))' "$1" 2>/dev/null; }
+# A step count apart from the iteration is format 2, which a reader of
+# format 1 refuses instead of resuming with t = the iteration; others stay 1.
+m7=$(meta "$d/ck2/iter_0000007/optimizer.safetensors"); m5=$(meta "$d/ck/iter_0000005/model.safetensors")
+if [ $rc = 0 ] && [ "$m7" = "2 megatron.c checkpoint 2" ] && [ "$m5" = "5 megatron.c checkpoint 1" ] && cmp -s "$d/i.st" "$d/e.st"; then
+  ok "no_load_optim_step_count_survives_a_save (iteration 7 saved with optimizer_steps 2, format 2; resumed to 9 bitwise)"
+else not_ok no_load_optim_step_count_survives_a_save "exit $rc, iteration 7: '$m7', iteration 5: '$m5'"; fi
 # Weights alone: a checkpoint without its optimizer file loads; without either flag it is refused.
 rm "$d/ck2/iter_0000007/optimizer.safetensors"
 mt_run "$d/j" 1 ./pretrain_gpt $F --train-iters 8 --load "$d/ck2" --no-load-optim; rc1=$?
@@ -204,3 +207,29 @@ if [ $rc1 = 0 ] && [ $rc2 = 2 ] && grep -q "optimizer.safetensors" "$d/k.log" &&
    [ "$(cat "$d/l.err")" = "pretrain_gpt: error: --finetune needs --load DIR: the checkpoint whose weights it starts from" ]; then
   ok "weights_only_load_needs_no_optimizer_file (the plain --load refuses it; --finetune without --load refused)"
 else not_ok weights_only_load_needs_no_optimizer_file "exits $rc1 $rc2 $rc3: $(grep -m1 error "$d/k.log") $(cat "$d/l.err")"; fi
+# Weights-only loads that a relaunch would repeat are refused up front:
+# --save into --load's directory with --finetune or --no-load-optim (the
+# checkpoint left as it was), and --finetune with nothing to start from.
+sum_ck() { find "$1" -type f -exec md5sum {} + | sort; }
+before=$(sum_ck "$d/ck")
+timeout 30 ./pretrain_gpt $F --train-iters 8 --load "$d/ck" --save "$d/ck" --finetune > /dev/null 2> "$d/m.err"; rc1=$?
+timeout 30 ./pretrain_gpt $F --train-iters 8 --load "$d/ck" --save "$d/ck" --no-load-optim > /dev/null 2> "$d/n.err"; rc2=$?
+mkdir -p "$d/empty"
+timeout 30 ./pretrain_gpt $F --train-iters 8 --load "$d/empty" --finetune > /dev/null 2> "$d/o.err"; rc3=$?
+timeout 30 ./pretrain_gpt $F --train-iters 8 --pretrained-checkpoint "$d/empty" > /dev/null 2> "$d/p.err"; rc4=$?
+if [ $rc1 = 2 ] && [ $rc2 = 2 ] && [ $rc3 = 2 ] && [ $rc4 = 2 ] && [ "$(cat "$d"/[mnop].err | wc -l)" = 4 ] &&
+   grep -q "is --load's directory: with --finetune a relaunch" "$d/m.err" && grep -q "with --no-load-optim a relaunch" "$d/n.err" &&
+   grep -q -- "--finetune: --load $d/empty holds no checkpoint to fine-tune from" "$d/o.err" &&
+   grep -q -- "--pretrained-checkpoint $d/empty holds no checkpoint" "$d/p.err" && [ "$(sum_ck "$d/ck")" = "$before" ]; then
+  ok "weights_only_loads_a_relaunch_would_repeat_refused (exit 2, one line each, the checkpoint unchanged)"
+else not_ok weights_only_loads_a_relaunch_would_repeat_refused "exits $rc1 $rc2 $rc3 $rc4: $(cat "$d"/[mnop].err | tr '\n' ' ')"; fi
+# --pretrained-checkpoint (Megatron's): fine-tune from it while --load holds
+# none; relaunched, the same command resumes --load. Stopped at 2 and
+# relaunched to 4 = --finetune straight to 4, bitwise.
+R=(--train-iters 4 --load "$d/run" --save "$d/run" --pretrained-checkpoint "$d/ck")
+mt_run "$d/q1" 1 ./pretrain_gpt $F "${R[@]}" --exit-interval 2 && mt_run "$d/q2" 1 ./pretrain_gpt $F "${R[@]}" --exit-interval 2
+rc=$?
+if [ $rc = 0 ] && grep -q "loaded the weights of iteration 5 from $d/ck for fine-tuning (--pretrained-checkpoint" "$d/q1.log" &&
+   grep -q "loaded checkpoint from $d/run at iteration 2" "$d/q2.log" && cmp -s "$d/q2.st" "$d/b.st"; then
+  ok "pretrained_checkpoint_fine_tunes_then_resumes (stopped at 2, relaunched: bitwise --finetune to 4)"
+else not_ok pretrained_checkpoint_fine_tunes_then_resumes "exit $rc: $(grep -h -m1 -E 'error|loaded' "$d/q1.log" "$d/q2.log" | tr '\n' ' ')"; fi

@@ -49,3 +49,18 @@ expect_row "$out" counters_cp2_allgather_gather_formula cp all-gather $((M * 2 *
 expect_row "$out" counters_cp2_allgather_reduce_scatter_formula cp reduce-scatter $((M * L)) $((M * L * kv * e))
 [ "$(echo "$out" | grep -c '^comm check rank [01]: measured == predicted')" = 2 ] && ok counters_cp2_allgather_both_ranks_match ||
   not_ok counters_cp2_allgather_both_ranks_match "$(echo "$out" | grep -m2 '^comm check')"
+
+# CP 4 as a2a+p2p 2 x 2 (no TP): each rank holds n/4 = 8 rows. The
+# all-to-all level (2 ranks) moves QKV (3h a row) to heads and the output
+# (h) back per forward, and in backward the output's gradient, QKV and the
+# output to heads and QKV's gradient back: 3L of each a micro-batch, each
+# call the rank's whole buffer. The ring level (2 ranks) hops K|V blocks of
+# 2 ranks' rows for half the heads (8 x 2h values): (P-1)L forward,
+# (P-1)L + PL backward.
+out=$(timeout 60 $MPIRUN 4 ./pretrain_gpt_fp64 --config configs/tiny.conf --data-path ${c}_train.bin \
+  --train-iters 1 --log-comm --context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2 2>&1)
+r=$(( n / 4 ))
+expect_row "$out" counters_cp4_a2a_p2p_all_to_all_formula cpa2a all-to-all $((M * 3 * L * 2)) $(( (M * 3 * L * r * 3 * h + M * 3 * L * r * h) * e ))
+expect_row "$out" counters_cp4_a2a_p2p_ring_formula cpp2p send $((M * (L + 3 * L))) $((M * 4 * L * r * 2 * h * e))
+[ "$(echo "$out" | grep -c '^comm check rank [0-3]: measured == predicted')" = 4 ] && ok counters_cp4_a2a_p2p_all_ranks_match ||
+  not_ok counters_cp4_a2a_p2p_all_ranks_match "$(echo "$out" | grep -m4 '^comm check')"

@@ -109,6 +109,14 @@ AG="--cp-comm-type allgather"
 check "cp4_allgather" 4 "--context-parallel-size 4 $AG"
 check "cp2_allgather_tp2_sp_pp2_distopt" 8 "$CP2 $AG --tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 $DO" "$CLIP"
 check "llama_cp2_allgather_recompute_full" 2 "$CP2 $AG --recompute-granularity full" "$LLAMA"
+# a2a+p2p: all-to-alls within A adjacent CP ranks, a ring over P.
+H="--cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes"
+check "cp4_a2a_p2p_2x2" 4 "--context-parallel-size 4 $H 2 2"
+check "cp8_a2a_p2p_2x4_one_position_chunks" 8 "--context-parallel-size 8 $H 2 4"
+check "cp4_a2a_p2p_4x1" 4 "--context-parallel-size 4 $H 4 1"
+check "cp4_a2a_p2p_1x4" 4 "--context-parallel-size 4 $H 1 4"
+check "llama_cp4_a2a_p2p_2x2_pp2_recompute_full" 8 "--context-parallel-size 4 $H 2 2 --pipeline-model-parallel-size 2 --recompute-granularity full" "$LLAMA"
+check "cp2_a2a_p2p_2x1_tp2_sp_dp2_distopt" 8 "$CP2 $H 2 1 --tensor-model-parallel-size 2 --sequence-parallel $DO" "$CLIP"
 fi
 
 # Negative controls: each planted bug must make the equivalence check fail,
@@ -135,6 +143,8 @@ check_fails "control_cp_rank_local_positions" 2 "--context-parallel-size 2" cp-l
 check_fails "control_cp_no_causal_mask_between_chunks" 2 "--context-parallel-size 2" cp-no-causal
 check_fails "control_cp_allgather_no_causal_mask" 2 "--context-parallel-size 2 --cp-comm-type allgather" cp-no-causal
 check_fails "control_cp_allgather_reads_before_the_gather" 2 "--context-parallel-size 2 --cp-comm-type allgather" cp-ag-early
+check_fails "control_cp_a2a_p2p_no_causal_mask" 4 "--context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2" cp-no-causal
+check_fails "control_cp_a2a_p2p_rank_local_positions" 4 "--context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2" cp-local-pos
 [ "${MT_LAYOUTS:-}" = quick ] && exit 0
 check_fails "control_loss_divided_per_stage" 2 "--pipeline-model-parallel-size 2" loss-per-stage
 check_fails "control_norm_counts_replicated_twice" 2 "--tensor-model-parallel-size 2" norm-double "--clip-grad 0.05"

@@ -76,6 +76,59 @@ TEST(rank_groups_equal_megatron_rank_generator_up_to_16_ranks) {
     printf("  %d layouts, %d (rank, group) pairs equal to RankGenerator's\n", layouts, checked);
 }
 
+// a2a+p2p's two levels against Megatron's create_hierarchical_parallel_groups
+// with sizes [A, P], re-derived from its loops (level l: for each k < C /
+// (sizes up to l) and j < (sizes before l), the members ranks[j + i * before
+// + k * upto], i < size of l), applied to each CP group RankGenerator builds.
+TEST(hierarchical_cp_groups_equal_megatron_up_to_16_ranks) {
+    int layouts = 0, checked = 0;
+    for (int tp = 1; tp <= 8; tp++)
+        for (int cp = 2; tp * cp <= 16; cp++)
+            for (int dp = 1; tp * cp * dp <= 16; dp++)
+                for (int A = 1; A <= cp; A++) {
+                    if (cp % A) continue;
+                    int sizes[2] = {A, cp / A}, size[NAX] = {tp, cp, 1, dp, 1}, mask[NAX] = {0, 1, 0, 0, 0};
+                    mt_config c;
+                    memset(&c, 0, sizeof c);
+                    c.tp = tp; c.cp = cp; c.dp = dp; c.pp = 1;
+                    c.cp_comm = MT_CP_A2A_P2P, c.hcp_sizes[0] = sizes[0], c.hcp_sizes[1] = sizes[1];
+                    int cpg[16], gsize, ng = rank_generator(size, mask, cpg, &gsize);
+                    layouts++;
+                    for (int gi = 0; gi < ng; gi++) {
+                        const int *ranks = cpg + gi * gsize;
+                        int upto = 1, before = 1;
+                        for (int l = 0; l < 2; l++) {
+                            upto *= sizes[l];
+                            for (int k = 0; k < cp / upto; k++)
+                                for (int j = 0; j < before; j++) {
+                                    int want[16];
+                                    for (int i = 0; i < sizes[l]; i++) want[i] = ranks[j + i * before + k * upto];
+                                    for (int i = 0; i < sizes[l]; i++) {
+                                        mt_parallel p = mt_parallel_coords(&c, want[i]);
+                                        int got[16], n = mt_parallel_group_ranks(&p, l ? MT_GROUP_CPP2P : MT_GROUP_CPA2A, got, 16);
+                                        ASSERT(n == sizes[l], "TP %d CP %d (%d x %d) DP %d, level %d of rank %d: %d ranks, Megatron %d",
+                                               tp, cp, A, cp / A, dp, l, want[i], n, sizes[l]);
+                                        for (int q = 0; q < n; q++)
+                                            ASSERT(got[q] == want[q], "TP %d CP %d (%d x %d) DP %d, level %d of rank %d: member %d is %d, Megatron says %d",
+                                                   tp, cp, A, cp / A, dp, l, want[i], q, got[q], want[q]);
+                                        checked++;
+                                    }
+                                }
+                            before *= sizes[l];
+                        }
+                    }
+                }
+    // Without a2a+p2p a rank belongs to neither level.
+    mt_config c;
+    memset(&c, 0, sizeof c);
+    c.tp = 1; c.cp = 4; c.dp = 1; c.pp = 1;
+    mt_parallel p = mt_parallel_coords(&c, 1);
+    int got[16];
+    ASSERT(mt_parallel_group_ranks(&p, MT_GROUP_CPA2A, got, 16) == 0 && mt_parallel_group_ranks(&p, MT_GROUP_CPP2P, got, 16) == 0,
+           "a plain CP layout has hierarchical groups");
+    printf("  %d layouts, %d (rank, level) pairs equal to create_hierarchical_parallel_groups'\n", layouts, checked);
+}
+
 // The embedding group: the first and last stage of a PP group (Megatron's
 // default embedding ranks), and nothing for the stages between.
 TEST(embedding_group_is_first_and_last_stage) {
