@@ -110,7 +110,8 @@ cprow() {  # cprow NAME NP TP CP FLAGS...: rank 0's activations and the bytes it
   local a w
   a=$(grep -m1 '^memory (rank 0,' "$W/cp.log" | sed 's/.* activations \([0-9]*\) |.*/\1/')
   w=$(sed -n '/^comm rank 0 /,/^comm check rank 0/p' "$W/cp.log" |
-      awk -v tp="$tp" -v cp="$cp" -v dp=$((np / (tp * cp))) -v pp=1 -f tools/comm-wire.awk)
+      awk -v tp="$tp" -v cp="$cp" -v cpa="$(sed -n 's/^layout: .*(a2a \([0-9]*\) x p2p.*/\1/p' "$W/cp.log" | grep . || echo 1)" \
+          -v dp=$((np / (tp * cp))) -v pp=1 -f tools/comm-wire.awk)
   echo "| $name | $(commas "$a") B | $(commas "${w%%$'\t'*}") B | ${w#*$'\t'} |"
 }
 echo "| layout (4 ranks unless noted) | activations, rank 0 | bytes rank 0 sends | by group and collective |"
@@ -120,6 +121,7 @@ cp "$W/cp.log" "$W/cp4.log"
 cprow "CP 4, all-to-all (a2a)" 4 1 4 --context-parallel-size 4 --cp-comm-type a2a --use-flash-attn
 cp "$W/cp.log" "$W/a2a.log"
 cprow "CP 4, all-gather (allgather)" 4 1 4 --context-parallel-size 4 --cp-comm-type allgather
+cprow "CP 4, a2a+p2p (2 × 2)" 4 1 4 --context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2
 cprow "TP 4 + SP" 4 4 1 --tensor-model-parallel-size 4 --sequence-parallel
 cprow "TP 4 + SP, blocked attention" 4 4 1 --tensor-model-parallel-size 4 --sequence-parallel --use-flash-attn
 cprow "CP 2 × TP 2 + SP" 4 2 2 --context-parallel-size 2 --tensor-model-parallel-size 2 --sequence-parallel

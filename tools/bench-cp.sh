@@ -30,8 +30,10 @@ median_ms() {
 }
 # Bytes rank 0 puts on the wire in one iteration (tools/comm-wire.awk; the
 # counts are the same every iteration): bytes LOG NP TP CP.
+# a2a+p2p's all-to-all level size, from the layout line (1: none).
+cpa_of() { sed -n 's/^layout: .*(a2a \([0-9]*\) x p2p.*/\1/p' "$1" | grep . || echo 1; }
 bytes() { sed -n '/^comm rank 0 /,/^comm check rank 0/{p; /^comm check/q}' "$1" |
-            awk -v tp="$3" -v cp="$4" -v dp=$(($2 / ($3 * $4))) -v pp=1 -f tools/comm-wire.awk | cut -f1; }
+            awk -v tp="$3" -v cp="$4" -v cpa="$(cpa_of "$1")" -v dp=$(($2 / ($3 * $4))) -v pp=1 -f tools/comm-wire.awk | cut -f1; }
 mem() { grep -m1 '^memory (rank 0,' "$1" | sed "s/.* $2 \([0-9]*\) |.*/\1/"; }
 hidden() {
   awk '/^ring rank /{ for (i = 1; i <= NF; i++) if ($i ~ /%$/) { v[$3] = $i + 0 } }
@@ -51,6 +53,7 @@ for row in "1 rank, blocked attention:1:1:1:--use-flash-attn" \
            "CP 4 (ring, p2p):4:1:4:--context-parallel-size 4" \
            "CP 4 (all-to-all, a2a):4:1:4:--context-parallel-size 4 --cp-comm-type a2a --use-flash-attn" \
            "CP 4 (all-gather, allgather):4:1:4:--context-parallel-size 4 --cp-comm-type allgather" \
+           "CP 4 (a2a+p2p, 2 x 2):4:1:4:--context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2" \
            "TP 4 + SP:4:4:1:--tensor-model-parallel-size 4 --sequence-parallel" \
            "TP 4 + SP, blocked attention:4:4:1:--tensor-model-parallel-size 4 --sequence-parallel --use-flash-attn" \
            "CP 2 x TP 2 + SP:4:2:2:--context-parallel-size 2 --tensor-model-parallel-size 2 --sequence-parallel"; do
@@ -60,7 +63,7 @@ for row in "1 rank, blocked attention:1:1:1:--use-flash-attn" \
   tools/mpirun.sh "$np" ./pretrain_gpt $MODEL --train-iters "$ITERS" $flags --log-comm --log-memory \
     --metrics-file "$f.json" > "$f.log" 2>&1 || { echo "| $name | $np | failed: $(tail -n 1 "$f.log") | | | | |"; continue; }
   grep -q 'MISMATCH' "$f.log" && echo "<!-- $name: --log-comm mismatch against the formulas -->"
-  h=-; [[ "$flags" == *"context-parallel-size"* && "$flags" != *cp-comm-type* ]] && h=$(hidden "$f.log")
+  h=-; [[ "$flags" == *"context-parallel-size"* && ( "$flags" != *cp-comm-type* || "$flags" == *a2a+p2p* ) ]] && h=$(hidden "$f.log")
   echo "| $name | $np | $(median_ms "$f.json") | $(bytes "$f.log" "$np" "$tp" "$cp") | $(mib "$(mem "$f.log" activations)") | $(mib "$(mem "$f.log" workspace)") | $h |"
 done
 echo
