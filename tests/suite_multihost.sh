@@ -5,7 +5,8 @@
 # Open MPI's daemons started in them by plm_rsh_agent); between hosts only
 # TCP on that subnet, shared memory only inside a host. TP stays inside a
 # host, DP or PP goes across, and the losses and parameters equal one rank's
-# (fp64). Killing one host's ranks mid-run ends the job within 30 s, and
+# (fp64); so does CP 4 as a2a+p2p, its all-to-alls inside a host and its
+# ring across. Killing one host's ranks mid-run ends the job within 30 s, and
 # the next run resumes from the last checkpoint with one rank's losses.
 # Needs root (network namespaces); otherwise it says why and counts nothing.
 source "$(dirname "$0")/lib.sh" || { echo "not ok $(basename "$0" .sh): tests/lib.sh not found (run suites from the repository's tests/)"; exit 1; }  # never run with an empty $T
@@ -32,8 +33,11 @@ mh() {
 }
 
 mt_run "$T/one" 1 ./pretrain_gpt_fp64 $M
-for row in "tp2_dp2:--tensor-model-parallel-size 2:DP" "tp2_pp2:--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2:PP"; do
-  IFS=: read -r name flags across <<< "$row"
+# Megatron's hierarchical CP as it is meant: CP 4 as all-to-alls within a
+# pair of adjacent CP ranks (one host) and a ring across the hosts.
+for row in "tp2_dp2:--tensor-model-parallel-size 2:TP:DP" "tp2_pp2:--tensor-model-parallel-size 2 --pipeline-model-parallel-size 2:TP:PP" \
+           "cp4_a2a_p2p_2x2:--context-parallel-size 4 --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes 2 2:CP all-to-all:the CP ring"; do
+  IFS=: read -r name flags inside across <<< "$row"
   if ! mh "$T/$name" 4 ./pretrain_gpt_fp64 $M $flags --log-layout; then
     not_ok "multihost_${name}_equals_one_rank" "run failed: $(tail -n 3 "$T/$name.log" | tr '\n' ' ')"; continue
   fi
@@ -43,7 +47,7 @@ for row in "tp2_dp2:--tensor-model-parallel-size 2:DP" "tp2_pp2:--tensor-model-p
     ok = (h[0] == p "host0" && h[1] == p "host0" && h[2] == p "host1" && h[3] == p "host1"); print ok ? "yes" : "no" }')
   why=$(compare_losses "$T/one.json" "$T/$name.json" 1e-10) &&
     tools/compare "$T/$name.st" "$T/one.st" --max-abs 1e-9 > "$T/$name.cmp" 2>&1 && [ "$layout_ok" = yes ] &&
-    ok "multihost_${name}_equals_one_rank (TP inside a host, $across across: $why; ranks on hosts: $(echo "$hosts" | awk '{ printf "%s%d@%s", (NR > 1 ? " " : ""), $1, $2 }'))" ||
+    ok "multihost_${name}_equals_one_rank ($inside inside a host, $across across: $why; ranks on hosts: $(echo "$hosts" | awk '{ printf "%s%d@%s", (NR > 1 ? " " : ""), $1, $2 }'))" ||
     not_ok "multihost_${name}_equals_one_rank" "$why; layout $layout_ok: $(echo $hosts); $(tail -n 1 "$T/$name.cmp")"
 done
 
