@@ -454,7 +454,8 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     // adjacent CP ranks, a ring of P such groups' ranks.
     if (c->cp > 1 && c->cp_comm == MT_CP_A2A_P2P) {
         int A = c->hcp_sizes[0], P = c->hcp_sizes[1];
-        check(mt_config_was_set(c, "--hierarchical-context-parallel-sizes"), p,
+        // (Set by the flag, or by tools/plan --sweep trying each split.)
+        check(mt_config_was_set(c, "--hierarchical-context-parallel-sizes") || A || P, p,
               "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P: the all-to-all groups' size and the ring's, A x P = --context-parallel-size (%d)", c->cp);
         check(A >= 1 && P >= 1 && A <= c->cp && P <= c->cp && A * P == c->cp, p,
               "--hierarchical-context-parallel-sizes %d %d: the product must be --context-parallel-size (%d), each >= 1", A, P, c->cp);

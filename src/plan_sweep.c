@@ -153,7 +153,7 @@ void mt_plan_layout(const mt_config *c, int world, const mt_elem_bytes *eb, cons
 // ---- the sweep ---------------------------------------------------------------------
 
 typedef struct {
-    int tp, pp, dp, cp, sp;
+    int tp, pp, dp, cp, cpa, sp;  // cpa: a2a+p2p's all-to-all level (0: another CP type)
     mt_recompute rc;
     int fits;
     mt_plan_est e;
@@ -182,8 +182,12 @@ int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_el
             // Context parallelism: every divisor of what TP and PP leave
             // (the launch's --cp-comm-type; sequences that do not cut into
             // 2C chunks are refused by the config rules like any layout).
+            // With a2a+p2p, every split of CP into the all-to-all level A
+            // and the ring P (A x P = CP), as rows of their own.
             for (int cp = 1; cp <= world / (tp * pp); cp++)
                 if ((world / (tp * pp)) % cp == 0)
+                for (int A = 1; A <= (launch->cp_comm == MT_CP_A2A_P2P && cp > 1 ? cp : 1); A++)
+                    if (cp % A == 0)
                 for (int sp = 0; sp <= (tp > 1); sp++)
                     for (int rc = MT_RECOMPUTE_NONE; rc <= MT_RECOMPUTE_FULL; rc++) {
                         // Blocked attention stores no s x s tensor, so selective
@@ -194,6 +198,7 @@ int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_el
                         }
                         mt_config c = *launch;
                         c.tp = tp, c.pp = pp, c.cp = cp, c.sequence_parallel = sp, c.recompute = (mt_recompute)rc;
+                        if (launch->cp_comm == MT_CP_A2A_P2P) c.hcp_sizes[0] = A, c.hcp_sizes[1] = cp / A;
                         c.recompute_method = MT_RECOMPUTE_UNIFORM, c.recompute_num_layers = 0;
                         // Interleaving as the launch asks, where this PP size admits it.
                         if (c.layers_per_virtual_stage && (pp == 1 || (c.num_layers / pp) % c.layers_per_virtual_stage))
@@ -202,7 +207,8 @@ int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_el
                         if (n == cap) rows = realloc(rows, sizeof *rows * (size_t)(cap *= 2));
                         if (!rows) mt_fail_local(MT_EXIT_FAIL, "plan: out of memory");
                         mt_sweep_row *r = &rows[n++];
-                        *r = (mt_sweep_row){.tp = tp, .pp = pp, .dp = c.dp, .cp = cp, .sp = sp, .rc = (mt_recompute)rc};
+                        *r = (mt_sweep_row){.tp = tp, .pp = pp, .dp = c.dp, .cp = cp, .cpa = cp > 1 && c.cp_comm == MT_CP_A2A_P2P ? A : 0,
+                                            .sp = sp, .rc = (mt_recompute)rc};
                         mt_plan_layout(&c, world, eb, mc, &r->e);
                         r->fits = (double)r->e.max_bytes <= budget;
                         fits += r->fits;
@@ -220,9 +226,11 @@ int mt_plan_sweep(const mt_config *launch, int world, double budget, const mt_el
         const mt_sweep_row *r = &rows[i];
         char rank[16] = "-", vs[16] = "-";
         if (r->fits) snprintf(rank, sizeof rank, "%d", i + 1), snprintf(vs, sizeof vs, "%.2fx", r->e.t_step / best);
-        fprintf(f, "  %4s %-4s %10.4g %8s %9.3g %9.3g %9.3g %16zu %8.2f  TP %d PP %d DP %d CP %d %s %s\n", rank,
+        char cps[48] = "";
+        if (r->cpa) snprintf(cps, sizeof cps, " (a2a %d x p2p %d)", r->cpa, r->cp / r->cpa);
+        fprintf(f, "  %4s %-4s %10.4g %8s %9.3g %9.3g %9.3g %16zu %8.2f  TP %d PP %d DP %d CP %d%s %s %s\n", rank,
                 r->fits ? "yes" : "no", r->e.t_step, vs, r->e.t_compute, r->e.t_bubble, r->e.t_comm, r->e.max_bytes,
-                (double)r->e.max_bytes / gib, r->tp, r->pp, r->dp, r->cp, r->sp ? "SP" : "no-SP", RC_NAME[r->rc]);
+                (double)r->e.max_bytes / gib, r->tp, r->pp, r->dp, r->cp, cps, r->sp ? "SP" : "no-SP", RC_NAME[r->rc]);
     }
     free(rows);
     return fits;

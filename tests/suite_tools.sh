@@ -123,6 +123,25 @@ while read -r line; do
 done <<< "$rows"
 [ "$checked" = "$n" ] && [ "$n" -ge 40 ] && [ "$bad" = 0 ] && ok "sweep_fits_equal_planner_per_layout ($checked layouts)" ||
   not_ok sweep_fits_equal_planner_per_layout "$bad of $checked differ"
+# a2a+p2p: every split of CP into its all-to-all level and its ring is a row
+# (CP 4: 1 x 4, 2 x 2 and 4 x 1), each equal to its own planner run.
+tools/plan --sweep --world-size 4 --memory-gb 8 $(tiny_model) --cp-comm-type a2a+p2p > "$T/hsweep.txt" 2>&1; rc=$?
+hrows=$(grep -E '^ +([0-9]+|-) +(yes|no) .*\(a2a [0-9]+ x p2p [0-9]+\)' "$T/hsweep.txt")
+splits=$(echo "$hrows" | sed -n 's/.*CP 4 (a2a \([0-9]*\) x p2p \([0-9]*\)).*/\1x\2/p' | sort -u | tr '\n' ' ')
+bad=0; hn=0
+while read -r line; do
+  [ -z "$line" ] && continue
+  bytes=$(echo "$line" | awk '{print $8}')
+  read -r tp pp cp a p spw rcm <<< "$(echo "$line" | sed 's/.*TP \([0-9]*\) PP \([0-9]*\) DP [0-9]* CP \([0-9]*\) (a2a \([0-9]*\) x p2p \([0-9]*\)) \([a-zA-Z-]*\) \([a-z]*\)$/\1 \2 \3 \4 \5 \6 \7/')"
+  extra=""; [ "$spw" = SP ] && extra="--sequence-parallel"
+  max=$(tools/plan $(tiny_model) --world-size 4 --tensor-model-parallel-size "$tp" --pipeline-model-parallel-size "$pp" --context-parallel-size "$cp" \
+        --cp-comm-type a2a+p2p --hierarchical-context-parallel-sizes "$a" "$p" $extra --recompute-granularity "$rcm" 2>/dev/null |
+        sed -n 's/^memory (stage [0-9]*, bytes):.* total \([0-9]*\)$/\1/p' | sort -n | tail -1)
+  hn=$((hn + 1)); [ "$max" = "$bytes" ] || { bad=$((bad + 1)); echo "  mismatch: $line (plan: $max)"; }
+done <<< "$hrows"
+[ $rc = 0 ] && [ "$splits" = "1x4 2x2 4x1 " ] && [ "$hn" -ge 9 ] && [ "$bad" = 0 ] &&
+  ok "sweep_a2a_p2p_lists_every_split ($hn rows; CP 4 as $splits; bytes equal the planner's)" ||
+  not_ok sweep_a2a_p2p_lists_every_split "exit $rc, splits '$splits', $bad of $hn differ"
 # World 64 with the distributed optimizer: fitting layouts come first, in
 # non-decreasing estimated step time, and the layout count is the whole grid.
 tools/plan --sweep --world-size 64 --memory-gb 80 --machine configs/machines/8gpu-node.txt --config "$T/guide.conf" \
