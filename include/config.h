@@ -72,6 +72,12 @@ typedef struct {
     double lr, min_lr;
     mt_lr_style lr_style;
     int lr_warmup_iters, lr_decay_iters;
+    // Sample-based training (--train-samples): train_iters derived from it,
+    // the LR schedule counted in samples; --rampup-batch-size START
+    // INCREMENT SAMPLES (0 0 0: none) grows the global batch as Megatron's
+    // RampupBatchsizeNumMicroBatchesCalculator does (mt_batch_at).
+    uint64_t train_samples, lr_warmup_samples, lr_decay_samples;
+    int rampup[3];
     double weight_decay, adam_beta1, adam_beta2, adam_eps, clip_grad;
     int weight_decay_all;      // --weight-decay-all: decay every tensor (llm.c), not only 2-D weights (Megatron)
     uint64_t seed;
@@ -154,6 +160,9 @@ void mt_config_print(const mt_config *c, FILE *f);
 
 // Whether `flag` (e.g. "--num-layers") was given explicitly.
 int mt_config_was_set(const mt_config *c, const char *flag);
+// The global batch of the step that starts after `consumed` samples:
+// --global-batch-size, or under --rampup-batch-size Megatron's ramp.
+int mt_batch_at(const mt_config *c, uint64_t consumed);
 
 // The run's configuration as one JSON line (--metrics-file's first record):
 // every flag's effective value, derived sizes, ranks, precision, the

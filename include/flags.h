@@ -12,6 +12,7 @@
 typedef enum {
     MT_F_INT, MT_F_DBL, MT_F_STR, MT_F_BOOL, MT_F_U64,
     MT_F_INT2,      // two integers, two words (Megatron's nargs list of two): the field is int[2]
+    MT_F_INT3,      // three integers, three words: int[3]
     MT_F_CHOICE,    // one of the names in `choices` ("a|b|c"): the int field gets its index
     MT_F_SPECIAL,   // parsed by config.c itself (--split)
     MT_F_NOTE,      // a GPU-only switch: accepted, `help` says what this build does instead

@@ -8,8 +8,9 @@
 
 // Learning rate of 1-based iteration `it` (Megatron's OptimizerParamScheduler
 // after it - 1 completed steps): linear warm-up from 0, then constant, linear
-// or cosine decay to --min-lr at --lr-decay-iters.
-double mt_lr_at(const mt_config *c, int it);
+// or cosine decay to --min-lr at --lr-decay-iters. With --train-samples the
+// schedule counts the samples `consumed` before the step instead.
+double mt_lr_at(const mt_config *c, int it, uint64_t consumed);
 
 // After the last micro-batch's backward: sums each gradient over the groups
 // mt_param_grad_groups names (SP-partial tensors over TP, tied ones over the

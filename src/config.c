@@ -173,7 +173,7 @@ static void defaults(mt_config *c, parse_ctx *p) {
         if (FLAGS[k].def) store(c, &FLAGS[k], FLAGS[k].def, p);
 }
 
-// Applies one flag; returns how many argv entries it consumed (1, 2, or 3 for a two-integer flag).
+// Applies one flag; returns how many argv entries it consumed (1, 2, or 1 + its integers).
 static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
     const char *f = av[i];
     for (int k = 0; k < NFLAGS; k++) {
@@ -185,14 +185,13 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
             if (p->loud) printf("note: %s: %s\n", f, d->help);
             return 1;
         }
-        if (d->type == MT_F_INT2) {  // two words: "--flag A B"
-            if (i + 2 >= n || !strncmp(av[i + 1], "--", 2) || !strncmp(av[i + 2], "--", 2))
-                bad_flag(p, "%s needs two integers", f);
-            int *dst = (int *)((char *)c + d->off);
-            dst[0] = (int)parse_long(f, av[i + 1], p);
-            dst[1] = (int)parse_long(f, av[i + 2], p);
+        if (d->type == MT_F_INT2 || d->type == MT_F_INT3) {  // words: "--flag A B [C]"
+            int w = d->type == MT_F_INT2 ? 2 : 3, *dst = (int *)((char *)c + d->off);
+            for (int j = 1; j <= w; j++)
+                if (i + j >= n || !strncmp(av[i + j], "--", 2)) bad_flag(p, "%s needs %s integers", f, w == 2 ? "two" : "three");
+            for (int j = 0; j < w; j++) dst[j] = (int)parse_long(f, av[i + 1 + j], p);
             c->set_mask[k / 64] |= 1ull << (k % 64);
-            return 3;
+            return w + 1;
         }
         if (i + 1 >= n) bad_flag(p, "%s needs a value", f);
         const char *v = av[i + 1];
@@ -316,7 +315,7 @@ static void validate(const mt_config *c, parse_ctx *p) {
           "--recompute-method and --recompute-num-layers need --recompute-granularity full");
     check(c->dump_step >= 0, p, "--dump-step must be >= 1, got %d", c->dump_step);
     check(!c->dump_step == !c->dump_dir[0], p, "--dump-step N and --dump-dir DIR go together");
-    check(c->dump_step <= c->train_iters, p, "--dump-step %d is beyond --train-iters %d: it would never dump", c->dump_step, c->train_iters);
+    check(c->dump_step <= c->train_iters || c->train_samples, p, "--dump-step %d is beyond --train-iters %d: it would never dump", c->dump_step, c->train_iters);
     check(c->norm_epsilon > 0, p, "--norm-epsilon must be > 0, got %g", c->norm_epsilon);
     check(c->rotary_base > 0, p, "--rotary-base must be > 0, got %g", c->rotary_base);
     check(c->rotary_percent > 0 && c->rotary_percent <= 1, p, "--rotary-percent must be in (0, 1], got %g", c->rotary_percent);
@@ -388,6 +387,54 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         if (p->loud) fprintf(stderr, "warning: MT_INJECT_BUG=%s: a deliberate bug is planted (test negative control)\n", bugs);
     }
     if (c->layers_per_virtual_stage) c->schedule = MT_SCHED_INTERLEAVED;
+}
+
+int mt_batch_at(const mt_config *c, uint64_t consumed) {
+    if (!c->rampup[0] || consumed > (uint64_t)c->rampup[2]) return c->global_batch_size;
+    // Megatron's calculator, in its arithmetic: samples per increment as a
+    // float, the increments done truncated.
+    double per = (double)c->rampup[2] / (double)((c->global_batch_size - c->rampup[0]) / c->rampup[1]);
+    return c->rampup[0] + (int)((double)consumed / per) * c->rampup[1];
+}
+
+// --train-samples: the iterations, as Megatron's update_train_iters counts
+// them (the ramp stepped through, then whole final batches; a partial last
+// batch thrown away), and the LR schedule in samples; --rampup-batch-size's
+// rules (Megatron's asserts, and every batch of the ramp a whole number of
+// micro-batches on every DP rank, a multiple of PP when interleaving).
+static void sample_based(mt_config *c, parse_ctx *p) {
+    int ramp = mt_config_was_set(c, "--rampup-batch-size");
+    if (!c->train_samples) {
+        check(!mt_config_was_set(c, "--lr-warmup-samples") && !mt_config_was_set(c, "--lr-decay-samples"), p,
+              "--lr-warmup-samples and --lr-decay-samples count samples: they need --train-samples (else --lr-warmup-iters, --lr-decay-iters)");
+        check(!ramp, p, "--rampup-batch-size needs --train-samples: Megatron ramps the batch only in sample-based training");
+        return;
+    }
+    check(!mt_config_was_set(c, "--train-iters"), p, "give --train-samples or --train-iters, not both");
+    check(!mt_config_was_set(c, "--lr-warmup-iters") && !mt_config_was_set(c, "--lr-decay-iters"), p,
+          "--train-samples counts the LR schedule in samples: give --lr-warmup-samples and --lr-decay-samples, not the iteration flags");
+    int unit = c->micro_batch_size * c->dp, S = c->rampup[0], inc = c->rampup[1], R = c->rampup[2];
+    if (ramp) {
+        check(S >= 1 && inc >= 1 && R >= 0, p, "--rampup-batch-size %d %d %d: the start and the increment must be >= 1, the samples >= 0", S, inc, R);
+        check(S < c->global_batch_size && (c->global_batch_size - S) % inc == 0, p,
+              "--rampup-batch-size %d %d: --global-batch-size (%d) must exceed the start by a whole number of increments", S, inc, c->global_batch_size);
+        check(S % unit == 0 && inc % unit == 0, p,
+              "--rampup-batch-size %d %d: the start and the increment must be multiples of --micro-batch-size x data-parallel size (%d), "
+              "so every batch of the ramp is whole micro-batches on every DP rank", S, inc, unit);
+        check(!c->layers_per_virtual_stage || ((S / unit) % c->pp == 0 && (inc / unit) % c->pp == 0), p,
+              "--rampup-batch-size with interleaved 1F1B: every batch of the ramp must hold a multiple of --pipeline-model-parallel-size (%d) micro-batches",
+              c->pp);
+    }
+    uint64_t consumed = 0, iters = 0;
+    if (ramp)
+        for (; consumed <= (uint64_t)R; iters++) consumed += (uint64_t)mt_batch_at(c, consumed);
+    // Megatron's remainder may be negative (a ramp past --train-samples).
+    long long it = (long long)iters + ((long long)c->train_samples - (long long)consumed) / c->global_batch_size;
+    check(it >= 1 && it <= INT_MAX, p, "--train-samples %llu gives %lld iterations at --global-batch-size %d: at least 1 needed",
+          (unsigned long long)c->train_samples, it, c->global_batch_size);
+    c->train_iters = (int)it;
+    if (!c->lr_decay_samples) c->lr_decay_samples = c->train_samples;
+    check(c->dump_step <= c->train_iters, p, "--dump-step %d is beyond the %d iterations of --train-samples: it would never dump", c->dump_step, c->train_iters);
 }
 
 static void finish(mt_config *c, int world, parse_ctx *p) {
@@ -477,6 +524,7 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
         check(per_stage % c->layers_per_virtual_stage == 0, p, "layers per pipeline stage (%d) must be divisible by --num-layers-per-virtual-pipeline-stage (%d)", per_stage, c->layers_per_virtual_stage);
         check(c->num_micro_batches % c->pp == 0, p, "interleaved 1F1B needs the number of micro-batches (%d) divisible by --pipeline-model-parallel-size (%d)", c->num_micro_batches, c->pp);
     }
+    sample_based(c, p);
     if (c->lr_decay_iters == 0) c->lr_decay_iters = c->train_iters;
     if (c->recompute == MT_RECOMPUTE_FULL) {
         int per_chunk = c->layers_per_virtual_stage ? c->layers_per_virtual_stage : c->num_layers / c->pp;

@@ -30,6 +30,9 @@ static const char *flag_value(const mt_config *c, const mt_flag_def *d, char *bu
     case MT_F_STR: return field;
     case MT_F_SPECIAL: snprintf(buf, len, "%d,%d,%d", c->split[0], c->split[1], c->split[2]); return buf;
     case MT_F_INT2: snprintf(buf, len, "[%d, %d]", ((const int *)field)[0], ((const int *)field)[1]); return buf;  // JSON
+    case MT_F_INT3:
+        snprintf(buf, len, "[%d, %d, %d]", ((const int *)field)[0], ((const int *)field)[1], ((const int *)field)[2]);
+        return buf;
     case MT_F_CHOICE: {  // the index'th name of "a|b|c"
         const char *s = d->choices;
         for (int i = *(const int *)field; i > 0 && s; i--) s = strchr(s, '|'), s = s ? s + 1 : NULL;
@@ -67,9 +70,9 @@ void mt_config_write_json(const mt_config *c, int world, int start_iteration, FI
         fprintf(f, "%s", first ? "" : ", ");
         first = 0;
         put_string(f, d->name);
-        if (d->type == MT_F_INT2) {  // two words on a command line
+        if (d->type == MT_F_INT2 || d->type == MT_F_INT3) {  // one word per integer on a command line
             const int *x = (const int *)((const char *)c + d->off);
-            for (int i = 0; i < 2; i++) snprintf(buf, sizeof buf, "%d", x[i]), fprintf(f, ", "), put_string(f, buf);
+            for (int i = 0; i < (d->type == MT_F_INT2 ? 2 : 3); i++) snprintf(buf, sizeof buf, "%d", x[i]), fprintf(f, ", "), put_string(f, buf);
             continue;
         }
         const char *v = flag_value(c, d, buf, sizeof buf);

@@ -86,11 +86,17 @@ const mt_flag_def mt_flags[] = {
     INT("--global-batch-size", global_batch_size, NULL, TRAIN,
         "samples per step (default micro-batch x dp); M = global / (micro x dp) micro-batches"),
     INT("--train-iters", train_iters, "10", TRAIN, "optimizer steps"),
+    {"--train-samples", MT_F_U64, O(train_samples), NULL, NULL, MT_FG_TRAIN,
+     "sample-based training (Megatron's): the steps that consume this many samples, the LR schedule counted in samples"},
+    {"--rampup-batch-size", MT_F_INT3, O(rampup), NULL, NULL, MT_FG_TRAIN,
+     "with --train-samples: the global batch grows from START by INCREMENT over SAMPLES to --global-batch-size"},
     DBL("--lr", lr, "1e-4", TRAIN, "peak learning rate"),
     DBL("--min-lr", min_lr, "0", TRAIN, "learning rate at the end of the decay"),
     CHOICE("--lr-decay-style", lr_style, "constant|linear|cosine", "linear", TRAIN, "decay after the warm-up"),
     INT("--lr-warmup-iters", lr_warmup_iters, "0", TRAIN, "linear warm-up from 0"),
     INT("--lr-decay-iters", lr_decay_iters, NULL, TRAIN, "decay length (default --train-iters)"),
+    {"--lr-warmup-samples", MT_F_U64, O(lr_warmup_samples), NULL, NULL, MT_FG_TRAIN, "with --train-samples: linear warm-up over this many samples"},
+    {"--lr-decay-samples", MT_F_U64, O(lr_decay_samples), NULL, NULL, MT_FG_TRAIN, "with --train-samples: decay length in samples (default --train-samples)"},
     DBL("--weight-decay", weight_decay, "0.01", TRAIN, "AdamW decay (not on biases and norm weights)"),
     BOOL("--weight-decay-all", weight_decay_all, TRAIN, "decay every tensor, biases and norms too (llm.c's rule)"),
     DBL("--adam-beta1", adam_beta1, "0.9", TRAIN, "AdamW beta1"),
@@ -163,7 +169,6 @@ const mt_flag_def mt_flags[] = {
     REFUSE("--num-experts", "mixture of experts is not implemented here (dense models only)"),
     REFUSE("--expert-model-parallel-size", "mixture of experts is not implemented here (dense models only)"),
     NOTE("--no-load-rng", "there is no RNG state to load: every random number is keyed by seed and global indices"),
-    REFUSE("--rampup-batch-size", "the global batch size is constant here"),
     REFUSE("--fp16-lm-cross-entropy", "the cross-entropy runs in fp32 (or fp64); a 16-bit one would change the losses"),
 };
 const int mt_nflags = (int)(sizeof mt_flags / sizeof mt_flags[0]);
@@ -179,6 +184,7 @@ static void value_form(const mt_flag_def *d, char *out, size_t len) {
     case MT_F_CHOICE: snprintf(out, len, " %s", d->choices); break;
     case MT_F_SPECIAL: snprintf(out, len, " A,B,C"); break;
     case MT_F_INT2: snprintf(out, len, " A B"); break;
+    case MT_F_INT3: snprintf(out, len, " START INCREMENT SAMPLES"); break;
     case MT_F_NOTE_ARG: snprintf(out, len, " V"); break;
     default: out[0] = 0;
     }

@@ -379,7 +379,10 @@ static void check_formats(const run *r) {
 }
 
 static double evaluate(run *r, int iter) {
-    const mt_config *c = &r->cfg;
+    mt_config *c = &r->cfg;
+    // Whole --global-batch-size batches whatever the ramp (Megatron's
+    // evaluate); the next step sets its own count again.
+    c->num_micro_batches = c->global_batch_size / (c->micro_batch_size * c->dp);
     mt_step st = {(uint32_t)iter, 0};
     double sum = 0;
     for (int e = 0; e < c->eval_iters; e++) {
@@ -412,15 +415,15 @@ static void inject_step_faults(const run *r, int it) {
         mt_fail_local(MT_EXIT_FAIL, "internal check failed on rank %d at iteration %d (planted by MT_INJECT_BUG)", r->par.world_rank, it);
 }
 
-static void log_iteration(run *r, int it, double loss, double norm, double lr, double ms) {
+static void log_iteration(run *r, int it, double loss, double norm, double lr, double ms, int gbs, uint64_t consumed) {
     const mt_config *c = &r->cfg;
-    double tokens = (double)c->global_batch_size * c->seq_length;
+    double tokens = (double)gbs * c->seq_length;
     double tps = tokens / (ms / 1000.0);
     if (r->par.world_rank != 0) return;
     if (it % c->log_interval == 0 || it == c->train_iters)
         printf(" iteration %8d/%8d | consumed samples: %12lld | elapsed time per iteration (ms): %.1f | learning rate: %.6E | "
                "global batch size: %5d | lm loss: %.6E | grad norm: %.3f | tokens per second: %.1f |\n",
-               it, c->train_iters, (long long)it * c->global_batch_size, ms, lr, c->global_batch_size, loss, norm, tps);
+               it, c->train_iters, (long long)consumed, ms, lr, gbs, loss, norm, tps);
     // llm.c's line, its step counted from 0, so its log and this one line up.
     if (c->log_llmc_steps) printf("step %d: train loss %f (took %f ms)\n", it - 1, loss, ms);
     if (r->metrics) {
@@ -544,8 +547,13 @@ static void train(run *r) {
     mt_config *c = &r->cfg;
     mt_model *m = &r->model;
     int loud = r->par.world_rank == 0;
+    uint64_t consumed = r->start.consumed_samples;  // before this iteration
     for (int it = r->start.iteration + 1; it <= c->train_iters; it++) {
         double t0 = mt_now();
+        // This step's batch (--rampup-batch-size grows it): the schedule,
+        // the loss's 1/M and the formulas read the config's micro-batch count.
+        int gbs = mt_batch_at(c, consumed);
+        c->num_micro_batches = gbs / (c->micro_batch_size * c->dp);
         memset(&r->cm.stats, 0, sizeof r->cm.stats);
         mt_grad_zero(m);
         mt_step st = {(uint32_t)(it - 1), 1};
@@ -556,8 +564,7 @@ static void train(run *r) {
             r->cm.trace = &trace;
             t0 = mt_now();
         }
-        uint64_t done = (uint64_t)(it - 1 - r->start.iteration) * (uint64_t)c->global_batch_size;
-        fill_ctx x = {r, &r->train, r->start.consumed_samples + done};
+        fill_ctx x = {r, &r->train, consumed};
         mt_sched_result res = mt_schedule_run(m, &r->cm, &st, 1, fill, &x);
         inject_step_faults(r, it);
         double t_sched = mt_now() - t0;
@@ -573,7 +580,7 @@ static void train(run *r) {
             m->be->sync();
             dump_step(r, it);
         }
-        double lr = mt_lr_at(c, it);
+        double lr = mt_lr_at(c, it, consumed);
         double t_opt = mt_now();
         mt_optimizer_step(m, &r->cm, norm, lr, it - r->adam_offset);
         m->be->sync();  // the step time includes the last kernels
@@ -583,7 +590,8 @@ static void train(run *r) {
             r->cm.trace = NULL;
             write_timeline(r, &trace, it);
         }
-        log_iteration(r, it, loss, norm, lr, ms);
+        consumed += (uint64_t)gbs;
+        log_iteration(r, it, loss, norm, lr, ms, gbs, consumed);
         if (c->log_comm) log_comm(r, it, ms);
         if (c->log_pipeline && (it % c->log_interval == 0 || it == c->train_iters)) log_pipeline(r, it, &res, t_sched);
         if (c->eval_interval > 0 && it % c->eval_interval == 0) {
@@ -594,7 +602,7 @@ static void train(run *r) {
         // leaving at an --exit-interval.
         int leaving = c->exit_interval && it % c->exit_interval == 0;
         if (c->save[0] && ((c->save_interval && it % c->save_interval == 0) || it == c->train_iters || leaving))
-            save(r, it, r->start.consumed_samples + done + (uint64_t)c->global_batch_size);
+            save(r, it, consumed);
         if (leaving) {
             if (loud) printf(" exiting at iteration %d (--exit-interval %d)\n", it, c->exit_interval);
             break;

@@ -9,8 +9,11 @@
 #include "buckets.h"
 #include "gradnorm.h"
 
-double mt_lr_at(const mt_config *c, int it) {
+double mt_lr_at(const mt_config *c, int it, uint64_t consumed) {
+    // Megatron's scheduler counts samples (iterations x the global batch):
+    // the same ratios as iterations while the batch is constant.
     double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters;
+    if (c->train_samples) n = (double)consumed, warm = (double)c->lr_warmup_samples, decay = (double)c->lr_decay_samples;
     if (warm > 0 && n <= warm) return c->lr * n / warm;
     if (c->lr_style == MT_LR_CONSTANT) return c->lr;
     if (n > decay) return c->min_lr;

@@ -470,6 +470,24 @@ bad   ckpt_meta_4abc          "checkpoint has num_layers 4abc" $BIN "${M[@]}" --
 bad   ckpt_meta_negative_consumed "consumed_samples '-8'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_negcs"
 bad   ckpt_meta_iteration_space "iteration ' 1'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_iter_space"
 bad   ckpt_meta_optimizer_steps_past_iteration "optimizer_steps '2' is not an integer in [0, iteration 1]" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_optsteps"
+# Sample-based training and the batch ramp (Megatron's rules). MS: the tiny
+# model without its iteration counts.
+MS=(); skip=0
+for w in "${M[@]}"; do
+  if [ $skip = 1 ]; then skip=0; continue; fi
+  case "$w" in --train-iters|--lr-warmup-iters) skip=1; continue;; esac
+  MS+=("$w")
+done
+bad   samples_and_iters       "give --train-samples or --train-iters, not both" $BIN "${M[@]}" --train-samples 80
+bad   rampup_without_samples  "--rampup-batch-size needs --train-samples" $BIN "${M[@]}" --rampup-batch-size 4 4 16
+bad   warmup_samples_alone    "--lr-warmup-samples and --lr-decay-samples count samples: they need --train-samples" $BIN "${M[@]}" --lr-warmup-samples 16
+bad   samples_with_iter_lr    "--train-samples counts the LR schedule in samples" $BIN "${MS[@]}" --train-samples 80 --lr-warmup-iters 2
+bad   rampup_two_values       "--rampup-batch-size needs three integers" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 4 4
+bad   rampup_start_not_below  "must exceed the start by a whole number of increments" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 8 2 16
+bad   rampup_uneven_increments "must exceed the start by a whole number of increments" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 2 4 16
+bad   rampup_not_whole_micro_batches "multiples of --micro-batch-size x data-parallel size (2)" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 3 5 16 --global-batch-size 8
+bad   rampup_zero_increment   "--rampup-batch-size 4 0 16: the start and the increment must be >= 1" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 4 0 16
+bad   samples_below_one_batch "--train-samples 4 gives 0 iterations" $BIN "${MS[@]}" --train-samples 4
 # Context parallelism's a2a+p2p sizes, judged by tools/plan (the same
 # parser; the trainer would need 4 ranks to reach them).
 bad   hcp_sizes_missing       "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p

@@ -151,3 +151,63 @@ if [ $rc = 0 ] && [ "$notes" = 1 ] && tools/compare "$T/gqa_none.st" "$T/gqa_cou
    ! grep -q '^note: --num-query-groups' "$T/gqa_none.log" "$T/gqa_on.log"; then
   ok "num_query_groups_without_gqa_is_ignored_with_a_note (bitwise; with the switch another model)"
 else not_ok num_query_groups_without_gqa_is_ignored_with_a_note "exit $rc, notes $notes: $(grep -m1 -E 'error' "$T"/gqa_*.log)"; fi
+
+# 7. Sample-based training (--train-samples) and --rampup-batch-size, as
+# Megatron's update_train_iters, RampupBatchsizeNumMicroBatchesCalculator and
+# OptimizerParamScheduler (which counts samples) define them.
+S="--num-layers 4 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --vocab-size 200 --train-data-path $data
+   --data-order sequential --lr 1e-3 --lr-decay-style cosine --micro-batch-size 2"
+# 80 samples of 8 with a 16-sample warm-up are 10 iterations with a 2-iteration one, bit for bit.
+mt_run "$T/it10" 1 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-iters 10 --lr-warmup-iters 2 &&
+  mt_run "$T/s80" 1 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-samples 80 --lr-warmup-samples 16
+rc=$?
+if [ $rc = 0 ] && compare_losses "$T/it10.json" "$T/s80.json" 0 > /dev/null && cmp -s "$T/it10.st" "$T/s80.st" &&
+   [ "$(metrics_iters "$T/s80.json" | wc -l)" = 10 ]; then ok "train_samples_equal_train_iters (10 iterations, bitwise)"
+else not_ok train_samples_equal_train_iters "exit $rc: $(grep -m1 error "$T"/s80.log)"; fi
+# The ramp 4 +4 over 16 samples to 8, 48 samples, on DP 2: batches 4 4 4 4 8 8 8 8
+# (8 iterations, Megatron's count); its LR and batch every step against the
+# calculator and the scheduler written out here; bitwise the chain of a
+# constant batch of 4 for 4 steps, saved, then 8 from the checkpoint.
+RAMP="$S --global-batch-size 8 --train-samples 48 --rampup-batch-size 4 4 16"
+mt_run "$T/ramp" 2 ./pretrain_gpt_fp64 $RAMP && mt_run "$T/chainA" 2 ./pretrain_gpt_fp64 $S --global-batch-size 4 --train-samples 48 --exit-interval 4 --save "$T/chck" &&
+  mt_run "$T/chainB" 2 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-samples 64 --lr-decay-samples 48 --load "$T/chck"
+rc=$?
+want=$(/usr/bin/python3 - <<'PY'
+import math
+gbs, start, inc, ramp, total, lr = 8, 4, 4, 16, 48, 1e-3
+per = ramp / ((gbs - start) // inc)
+def batch(c): return gbs if c > ramp else start + int(c / per) * inc
+c = it = 0
+while c <= ramp: c += batch(c); it += 1
+it += (total - c) // gbs
+c, rows = 0, []
+for i in range(it):
+    b = batch(c); r = c / total
+    rows.append("%d %.17g" % (b, 0.5 * (math.cos(math.pi * r) + 1) * lr)); c += b
+print(" ".join(rows))
+PY
+)
+got=$(paste -d' ' <(sed -n 's/.*global batch size: *\([0-9]*\) .*/\1/p' "$T/ramp.log") \
+                  <(metrics_iters "$T/ramp.json" | sed 's/.*"lr": \([^,]*\),.*/\1/') | tr '\n' ' ' | sed 's/ $//')
+cat "$T/chainA.json" "$T/chainB.json" > "$T/chain.json"
+if [ $rc = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ] && compare_losses "$T/ramp.json" "$T/chain.json" 0 > /dev/null &&
+   cmp -s "$T/ramp.st" "$T/chainB.st"; then
+  ok "rampup_batch_size_as_megatron (batches $(echo "$got" | awk '{for (i = 1; i <= NF; i += 2) printf "%s%s", $i, (i + 2 <= NF ? " " : "")}'), LR by samples; bitwise the chain 4 x 4 then 8)"
+else not_ok rampup_batch_size_as_megatron "exit $rc; got '$got' want '$want'"; fi
+# The ramp under layouts whose schedules depend on the micro-batch count
+# (interleaved 1F1B, AFAB with TP + SP, CP with the distributed optimizer
+# and overlap), equal to one rank; stopped mid-ramp and resumed, bitwise.
+mt_run "$T/ramp1" 1 ./pretrain_gpt_fp64 $RAMP
+for lay in "pp2_interleaved:2:--pipeline-model-parallel-size 2 --num-layers-per-virtual-pipeline-stage 1" \
+           "tp2_sp_pp2_afab:4:--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 --pipeline-schedule afab" \
+           "cp2_distopt_overlap:2:--context-parallel-size 2 --use-distributed-optimizer --overlap-grad-reduce"; do
+  IFS=: read -r name np flags <<< "$lay"
+  # shellcheck disable=SC2086
+  mt_run "$T/rl" "$np" ./pretrain_gpt_fp64 $RAMP $flags || { not_ok "rampup_${name}" "$(grep -m1 error "$T/rl.log")"; continue; }
+  agree "rampup_${name}_equals_one_rank" "$T/ramp1" "$T/rl" fp64
+done
+mt_run "$T/rstop" 2 ./pretrain_gpt_fp64 $RAMP --exit-interval 3 --save "$T/rck" && mt_run "$T/rgo" 2 ./pretrain_gpt_fp64 $RAMP --load "$T/rck"
+rc=$?
+if [ $rc = 0 ] && grep -q "at iteration 3 (12 samples consumed)" "$T/rgo.log" && cmp -s "$T/rgo.st" "$T/ramp.st"; then
+  ok "rampup_resumed_mid_ramp_bitwise (stopped at 3, 12 samples)"
+else not_ok rampup_resumed_mid_ramp_bitwise "exit $rc: $(grep -h -m1 -E 'error|loaded' "$T/rgo.log")"; fi
