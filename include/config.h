@@ -72,6 +72,11 @@ typedef struct {
     double lr, min_lr;
     mt_lr_style lr_style;
     int lr_warmup_iters, lr_decay_iters;
+    // --lr-warmup-fraction F: the warm-up is F x the decay length, counted
+    // in samples as Megatron's scheduler counts it (lr_in_samples, derived);
+    // --lr-warmup-init: the warm-up's first LR (Megatron's init_lr).
+    double lr_warmup_fraction, lr_warmup_init;
+    int lr_in_samples;
     // Sample-based training (--train-samples): train_iters derived from it,
     // the LR schedule counted in samples; --rampup-batch-size START
     // INCREMENT SAMPLES (0 0 0: none) grows the global batch as Megatron's

@@ -294,6 +294,11 @@ static void validate(const mt_config *c, parse_ctx *p) {
     check(c->lr >= 0, p, "--lr must be >= 0, got %g", c->lr);
     check(c->min_lr >= 0 && c->min_lr <= c->lr, p, "--min-lr (%g) must be in [0, --lr (%g)]", c->min_lr, c->lr);
     check(c->lr_warmup_iters >= 0, p, "--lr-warmup-iters must be >= 0, got %d", c->lr_warmup_iters);
+    check(c->lr_warmup_init >= 0 && c->lr_warmup_init <= c->lr, p, "--lr-warmup-init (%g) must be in [0, --lr (%g)]", c->lr_warmup_init, c->lr);
+    // Megatron's scheduler asserts warm-up < decay: a fraction below 1.
+    check(c->lr_warmup_fraction >= 0 && c->lr_warmup_fraction < 1, p, "--lr-warmup-fraction must be in [0, 1), got %g", c->lr_warmup_fraction);
+    check(!mt_config_was_set(c, "--lr-warmup-fraction") || (c->lr_warmup_iters == 0 && c->lr_warmup_samples == 0), p,
+          "give one of --lr-warmup-fraction and --lr-warmup-%s", c->lr_warmup_iters ? "iters" : "samples");
     check(c->lr_decay_iters >= 0, p, "--lr-decay-iters must be >= 0, got %d", c->lr_decay_iters);
     check(c->lr_decay_iters == 0 || c->lr_decay_iters > c->lr_warmup_iters || c->lr_style == MT_LR_CONSTANT, p,
           "--lr-decay-iters (%d) must exceed --lr-warmup-iters (%d)", c->lr_decay_iters, c->lr_warmup_iters);
@@ -526,6 +531,7 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     }
     sample_based(c, p);
     if (c->lr_decay_iters == 0) c->lr_decay_iters = c->train_iters;
+    c->lr_in_samples = c->train_samples || mt_config_was_set(c, "--lr-warmup-fraction");
     if (c->recompute == MT_RECOMPUTE_FULL) {
         int per_chunk = c->layers_per_virtual_stage ? c->layers_per_virtual_stage : c->num_layers / c->pp;
         if (!c->recompute_num_layers) c->recompute_num_layers = 1;

@@ -11,10 +11,16 @@
 
 double mt_lr_at(const mt_config *c, int it, uint64_t consumed) {
     // Megatron's scheduler counts samples (iterations x the global batch):
-    // the same ratios as iterations while the batch is constant.
+    // the same ratios as iterations while the batch is constant. A warm-up
+    // given as a fraction of the decay is counted in samples, as Megatron
+    // counts it (F x decay samples need not be whole iterations).
     double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters;
-    if (c->train_samples) n = (double)consumed, warm = (double)c->lr_warmup_samples, decay = (double)c->lr_decay_samples;
-    if (warm > 0 && n <= warm) return c->lr * n / warm;
+    if (c->lr_in_samples) {
+        n = (double)consumed;
+        decay = c->train_samples ? (double)c->lr_decay_samples : (double)c->lr_decay_iters * c->global_batch_size;
+        warm = c->lr_warmup_fraction > 0 ? c->lr_warmup_fraction * decay : (double)c->lr_warmup_samples;
+    }
+    if (warm > 0 && n <= warm) return c->lr_warmup_init + (c->lr - c->lr_warmup_init) * n / warm;
     if (c->lr_style == MT_LR_CONSTANT) return c->lr;
     if (n > decay) return c->min_lr;
     double ratio = decay > warm ? (n - warm) / (decay - warm) : 1.0;

@@ -488,6 +488,15 @@ bad   rampup_uneven_increments "must exceed the start by a whole number of incre
 bad   rampup_not_whole_micro_batches "multiples of --micro-batch-size x data-parallel size (2)" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 3 5 16 --global-batch-size 8
 bad   rampup_zero_increment   "--rampup-batch-size 4 0 16: the start and the increment must be >= 1" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 4 0 16
 bad   samples_below_one_batch "--train-samples 4 gives 0 iterations" $BIN "${MS[@]}" --train-samples 4
+# --lr-warmup-fraction / --lr-warmup-init (Megatron: one warm-up flag; the
+# scheduler asserts warm-up < decay and init_lr <= lr).
+bad   warmup_fraction_and_iters "give one of --lr-warmup-fraction and --lr-warmup-iters" $BIN "${M[@]}" --lr-warmup-fraction 0.1
+bad   warmup_fraction_and_samples "give one of --lr-warmup-fraction and --lr-warmup-samples" $BIN "${MS[@]}" --train-samples 80 --lr-warmup-samples 16 --lr-warmup-fraction 0.1
+bad   warmup_fraction_one     "--lr-warmup-fraction must be in [0, 1), got 1" $BIN "${MS[@]}" --train-iters 4 --lr-warmup-fraction 1
+bad   warmup_fraction_negative "--lr-warmup-fraction must be in [0, 1), got -0.1" $BIN "${MS[@]}" --train-iters 4 --lr-warmup-fraction -0.1
+bad   warmup_fraction_nan     "--lr-warmup-fraction" $BIN "${MS[@]}" --train-iters 4 --lr-warmup-fraction nan
+bad   warmup_init_over_lr     "--lr-warmup-init (0.01) must be in [0, --lr (0.001)]" $BIN "${M[@]}" --lr-warmup-init 1e-2
+bad   warmup_init_negative    "--lr-warmup-init (-1e-05) must be in [0, --lr (0.001)]" $BIN "${M[@]}" --lr-warmup-init -1e-5
 # Context parallelism's a2a+p2p sizes, judged by tools/plan (the same
 # parser; the trainer would need 4 ranks to reach them).
 bad   hcp_sizes_missing       "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p

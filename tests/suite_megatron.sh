@@ -211,3 +211,44 @@ rc=$?
 if [ $rc = 0 ] && grep -q "at iteration 3 (12 samples consumed)" "$T/rgo.log" && cmp -s "$T/rgo.st" "$T/ramp.st"; then
   ok "rampup_resumed_mid_ramp_bitwise (stopped at 3, 12 samples)"
 else not_ok rampup_resumed_mid_ramp_bitwise "exit $rc: $(grep -h -m1 -E 'error|loaded' "$T/rgo.log")"; fi
+
+# 8. --lr-warmup-fraction and --lr-warmup-init: Megatron's scheduler takes
+# the warm-up as F x the decay length in samples (2.5 iterations here, at a
+# batch of 12) and starts it from init_lr. Every step's LR against
+# OptimizerParamScheduler.get_lr written out, in both units: iterations
+# (cosine; the decay is iterations x the batch) and samples (linear, a decay
+# shorter than the run: the last step is at the floor).
+megatron_lr() {  # STYLE GBS STEPS DECAY_SAMPLES FRACTION: Megatron's LR before each step
+  /usr/bin/python3 - "$@" <<'PY'
+import math, sys
+style, gbs, steps, decay, frac = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+lr, min_lr, init = 1e-3, 1e-4, 2e-4
+warm = frac * decay
+def get_lr(n):
+    if warm > 0 and n <= warm: return init + ((lr - init) * float(n) / float(warm))
+    if n > decay: return min_lr
+    r = float(n - warm) / float(decay - warm)
+    coeff = 1.0 - r if style == "linear" else 0.5 * (math.cos(math.pi * r) + 1.0)
+    return min_lr + coeff * (lr - min_lr)
+print(" ".join("%.17g" % get_lr(i * gbs) for i in range(steps)))
+PY
+}
+lrs_of() { metrics_iters "$1" | sed 's/.*"lr": \([^,]*\),.*/\1/' | tr '\n' ' ' | sed 's/ $//'; }
+W="$S --min-lr 1e-4 --lr-warmup-init 2e-4"
+mt_run "$T/wf_it" 1 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 --lr-warmup-fraction 0.25 &&
+  mt_run "$T/wf_s" 1 ./pretrain_gpt_fp64 $W --lr-decay-style linear --global-batch-size 8 --train-samples 80 --lr-decay-samples 70 --lr-warmup-fraction 0.3
+rc=$?
+want_it=$(megatron_lr cosine 12 10 120 0.25) want_s=$(megatron_lr linear 8 10 70 0.3)
+got_it=$(lrs_of "$T/wf_it.json") got_s=$(lrs_of "$T/wf_s.json")
+if [ $rc = 0 ] && [ -n "$want_it" ] && [ "$got_it" = "$want_it" ] && [ "$got_s" = "$want_s" ]; then
+  ok "lr_warmup_fraction_and_init_as_megatron (iterations: warm-up 30 samples of 120, cosine; samples: 21 of 70, linear, floor at step 10)"
+else not_ok lr_warmup_fraction_and_init_as_megatron "exit $rc; iterations got '$got_it' want '$want_it'; samples got '$got_s' want '$want_s'"; fi
+# A fraction of 0 is no warm-up, bit for bit; the same schedule on DP 2 x PP 2.
+mt_run "$T/wf0" 1 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-iters 4 --lr-warmup-fraction 0 &&
+  mt_run "$T/wf_none" 1 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-iters 4 &&
+  mt_run "$T/wf_lay" 4 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 --lr-warmup-fraction 0.25 --pipeline-model-parallel-size 2
+rc=$?
+if [ $rc = 0 ] && cmp -s "$T/wf0.st" "$T/wf_none.st" && [ "$(lrs_of "$T/wf_lay.json")" = "$want_it" ]; then
+  ok "lr_warmup_fraction_zero_is_none_and_layouts_share_the_schedule"
+else not_ok lr_warmup_fraction_zero_is_none_and_layouts_share_the_schedule "exit $rc: $(grep -h -m1 error "$T"/wf0.log "$T"/wf_lay.log)"; fi
+[ $rc = 0 ] && agree "lr_warmup_fraction_dp2_pp2_equals_one_rank" "$T/wf_it" "$T/wf_lay" fp64
