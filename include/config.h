@@ -10,7 +10,11 @@
 // --max-position-embeddings' bound (Hugging Face's config.json allows the same).
 #define MT_MAX_POSITIONS (1 << 20)
 
-typedef enum { MT_LR_CONSTANT, MT_LR_LINEAR, MT_LR_COSINE } mt_lr_style;
+typedef enum { MT_LR_CONSTANT, MT_LR_LINEAR, MT_LR_COSINE, MT_LR_ISQRT, MT_LR_WSD } mt_lr_style;
+// WSD's annealing phase (--lr-wsd-decay-style), and the weight decay's
+// schedule (--weight-decay-incr-style), in Megatron's choice order.
+typedef enum { MT_WSD_EXPONENTIAL, MT_WSD_LINEAR, MT_WSD_COSINE, MT_WSD_MINUS_SQRT } mt_wsd_style;
+typedef enum { MT_WD_CONSTANT, MT_WD_LINEAR, MT_WD_COSINE } mt_wd_style;
 typedef enum { MT_ORDER_SHUFFLE, MT_ORDER_SEQUENTIAL } mt_data_order;
 typedef enum { MT_SCHED_AFAB, MT_SCHED_1F1B, MT_SCHED_INTERLEAVED } mt_schedule_kind;
 typedef enum { MT_RECOMPUTE_NONE, MT_RECOMPUTE_SELECTIVE, MT_RECOMPUTE_FULL } mt_recompute;
@@ -77,6 +81,14 @@ typedef struct {
     // --lr-warmup-init: the warm-up's first LR (Megatron's init_lr).
     double lr_warmup_fraction, lr_warmup_init;
     int lr_in_samples;
+    // --lr-decay-style WSD: constant LR, then an annealing phase of
+    // --lr-wsd-decay-iters (-samples) before the decay's end.
+    mt_wsd_style lr_wsd_style;
+    int lr_wsd_decay_iters;
+    uint64_t lr_wsd_decay_samples;
+    // Megatron's weight decay schedule: from start to end over the run.
+    mt_wd_style wd_incr_style;
+    double start_weight_decay, end_weight_decay;
     // Sample-based training (--train-samples): train_iters derived from it,
     // the LR schedule counted in samples; --rampup-batch-size START
     // INCREMENT SAMPLES (0 0 0: none) grows the global batch as Megatron's

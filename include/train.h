@@ -11,6 +11,8 @@
 // or cosine decay to --min-lr at --lr-decay-iters. With --train-samples the
 // schedule counts the samples `consumed` before the step instead.
 double mt_lr_at(const mt_config *c, int it, uint64_t consumed);
+// The weight decay of the step that starts after `consumed` samples.
+double mt_wd_at(const mt_config *c, uint64_t consumed);
 
 // After the last micro-batch's backward: sums each gradient over the groups
 // mt_param_grad_groups names (SP-partial tensors over TP, tied ones over the
@@ -41,6 +43,6 @@ void mt_optimizer_publish(mt_model *m, mt_comm *cm);
 // parameters are all-gathered over DP afterwards. In this CPU trainer the
 // parameters are already in the build's full precision, so they are their own
 // "master copy": the shard updated in place is the master shard.
-void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, int step);
+void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, double weight_decay, int step);
 
 #endif

@@ -299,6 +299,7 @@ static void validate(const mt_config *c, parse_ctx *p) {
     check(c->lr_warmup_fraction >= 0 && c->lr_warmup_fraction < 1, p, "--lr-warmup-fraction must be in [0, 1), got %g", c->lr_warmup_fraction);
     check(!mt_config_was_set(c, "--lr-warmup-fraction") || (c->lr_warmup_iters == 0 && c->lr_warmup_samples == 0), p,
           "give one of --lr-warmup-fraction and --lr-warmup-%s", c->lr_warmup_iters ? "iters" : "samples");
+    check(c->lr_wsd_decay_iters >= 0, p, "--lr-wsd-decay-iters must be >= 0, got %d", c->lr_wsd_decay_iters);
     check(c->lr_decay_iters >= 0, p, "--lr-decay-iters must be >= 0, got %d", c->lr_decay_iters);
     check(c->lr_decay_iters == 0 || c->lr_decay_iters > c->lr_warmup_iters || c->lr_style == MT_LR_CONSTANT, p,
           "--lr-decay-iters (%d) must exceed --lr-warmup-iters (%d)", c->lr_decay_iters, c->lr_warmup_iters);
@@ -442,6 +443,32 @@ static void sample_based(mt_config *c, parse_ctx *p) {
     check(c->dump_step <= c->train_iters, p, "--dump-step %d is beyond the %d iterations of --train-samples: it would never dump", c->dump_step, c->train_iters);
 }
 
+// The LR's WSD phase and the weight decay's schedule, by Megatron's rules:
+// WSD needs its annealing length, in the run's unit; the start and end
+// decay go with a rising style, and only with it. The styles Megatron
+// computes in samples are computed in samples here too (mt_lr_at).
+static void schedules(mt_config *c, parse_ctx *p) {
+    int wsd_it = mt_config_was_set(c, "--lr-wsd-decay-iters"), wsd_s = mt_config_was_set(c, "--lr-wsd-decay-samples");
+    check(!wsd_s || c->train_samples, p, "--lr-wsd-decay-samples counts samples: it needs --train-samples (else --lr-wsd-decay-iters)");
+    check(!wsd_it || !c->train_samples, p, "--train-samples counts the LR schedule in samples: give --lr-wsd-decay-samples, not --lr-wsd-decay-iters");
+    if (c->lr_style == MT_LR_WSD)
+        check(c->train_samples ? wsd_s : wsd_it, p, "--lr-decay-style WSD needs the annealing phase's length: --lr-wsd-decay-%s N",
+              c->train_samples ? "samples" : "iters");
+    else if ((wsd_it || wsd_s || mt_config_was_set(c, "--lr-wsd-decay-style")) && p->loud)
+        printf("note: --lr-wsd-decay-style, --lr-wsd-decay-iters and --lr-wsd-decay-samples are read only with --lr-decay-style WSD; ignored (as Megatron does)\n");
+    c->lr_in_samples = c->train_samples || mt_config_was_set(c, "--lr-warmup-fraction") || c->lr_style == MT_LR_ISQRT || c->lr_style == MT_LR_WSD;
+    int given = mt_config_was_set(c, "--start-weight-decay") + mt_config_was_set(c, "--end-weight-decay");
+    if (c->wd_incr_style == MT_WD_CONSTANT) {
+        check(!given, p, "--start-weight-decay and --end-weight-decay need --weight-decay-incr-style linear or cosine (constant decays by --weight-decay)");
+        c->start_weight_decay = c->end_weight_decay = c->weight_decay;
+        return;
+    }
+    check(given == 2, p, "--weight-decay-incr-style %s needs --start-weight-decay and --end-weight-decay",
+          c->wd_incr_style == MT_WD_LINEAR ? "linear" : "cosine");
+    check(c->start_weight_decay >= 0 && c->end_weight_decay >= c->start_weight_decay, p,
+          "--end-weight-decay (%g) must be >= --start-weight-decay (%g) >= 0", c->end_weight_decay, c->start_weight_decay);
+}
+
 static void finish(mt_config *c, int world, parse_ctx *p) {
     long long mp = (long long)c->tp * c->cp * c->pp;   // each may be up to INT_MAX
     if (c->cp > 1)
@@ -531,7 +558,7 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     }
     sample_based(c, p);
     if (c->lr_decay_iters == 0) c->lr_decay_iters = c->train_iters;
-    c->lr_in_samples = c->train_samples || mt_config_was_set(c, "--lr-warmup-fraction");
+    schedules(c, p);
     if (c->recompute == MT_RECOMPUTE_FULL) {
         int per_chunk = c->layers_per_virtual_stage ? c->layers_per_virtual_stage : c->num_layers / c->pp;
         if (!c->recompute_num_layers) c->recompute_num_layers = 1;

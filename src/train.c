@@ -10,22 +10,50 @@
 #include "gradnorm.h"
 
 double mt_lr_at(const mt_config *c, int it, uint64_t consumed) {
-    // Megatron's scheduler counts samples (iterations x the global batch):
-    // the same ratios as iterations while the batch is constant. A warm-up
-    // given as a fraction of the decay is counted in samples, as Megatron
-    // counts it (F x decay samples need not be whole iterations).
-    double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters;
+    // Megatron's OptimizerParamScheduler.get_lr counts samples (iterations
+    // x the global batch). The iteration-based linear and cosine decays keep
+    // iterations here: the same ratios (the LR may differ in its last bit).
+    // Everything else is counted in samples, as Megatron counts it: a
+    // warm-up given as a fraction need not be whole iterations, and
+    // inverse-square-root's and WSD's arithmetic is not scale-free.
+    double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters, wsd = c->lr_wsd_decay_iters;
     if (c->lr_in_samples) {
+        double g = c->global_batch_size;
+        int s = c->train_samples != 0;
         n = (double)consumed;
-        decay = c->train_samples ? (double)c->lr_decay_samples : (double)c->lr_decay_iters * c->global_batch_size;
-        warm = c->lr_warmup_fraction > 0 ? c->lr_warmup_fraction * decay : (double)c->lr_warmup_samples;
+        decay = s ? (double)c->lr_decay_samples : c->lr_decay_iters * g;
+        wsd = s ? (double)c->lr_wsd_decay_samples : c->lr_wsd_decay_iters * g;
+        warm = c->lr_warmup_fraction > 0 ? c->lr_warmup_fraction * decay : s ? (double)c->lr_warmup_samples : c->lr_warmup_iters * g;
     }
-    if (warm > 0 && n <= warm) return c->lr_warmup_init + (c->lr - c->lr_warmup_init) * n / warm;
-    if (c->lr_style == MT_LR_CONSTANT) return c->lr;
-    if (n > decay) return c->min_lr;
-    double ratio = decay > warm ? (n - warm) / (decay - warm) : 1.0;
-    double coeff = c->lr_style == MT_LR_LINEAR ? 1.0 - ratio : 0.5 * (cos(M_PI * ratio) + 1.0);
-    return c->min_lr + coeff * (c->lr - c->min_lr);
+    double lr = c->lr, lo = c->min_lr;
+    if (warm > 0 && n <= warm) return c->lr_warmup_init + (lr - c->lr_warmup_init) * n / warm;
+    if (c->lr_style == MT_LR_CONSTANT) return lr;
+    if (n > decay) return lo;
+    if (c->lr_style == MT_LR_ISQRT) return fmax(lo, lr * pow(fmax(warm, 1), 0.5) / pow(fmax(n, 1), 0.5));
+    double coeff, ratio = decay > warm ? (n - warm) / (decay - warm) : 1.0;
+    if (c->lr_style == MT_LR_LINEAR) coeff = 1.0 - ratio;
+    else if (c->lr_style == MT_LR_COSINE) coeff = 0.5 * (cos(M_PI * ratio) + 1.0);
+    else if (n <= decay - wsd) coeff = 1.0;  // WSD: stable until the annealing phase
+    else {
+        double r = (n - (decay - wsd)) / wsd;
+        switch (c->lr_wsd_style) {
+        case MT_WSD_EXPONENTIAL: coeff = 2.0 * pow(0.5, r) - 1.0; break;
+        case MT_WSD_LINEAR: coeff = 1.0 - r; break;
+        case MT_WSD_COSINE: coeff = 0.5 * (cos(M_PI * r) + 1.0); break;
+        default: coeff = 1.0 - sqrt(r); break;
+        }
+    }
+    return lo + coeff * (lr - lo);
+}
+
+double mt_wd_at(const mt_config *c, uint64_t consumed) {
+    // Megatron's get_wd: over the run's samples (the ratio is the same in
+    // iterations, an exact division either way).
+    if (c->wd_incr_style == MT_WD_CONSTANT) return c->end_weight_decay;
+    double n = (double)consumed, total = c->train_samples ? (double)c->train_samples : (double)c->train_iters * c->global_batch_size;
+    if (n > total) return c->end_weight_decay;
+    double r = n / total, coeff = c->wd_incr_style == MT_WD_LINEAR ? r : 0.5 * (cos(M_PI * (1 - r)) + 1.0);
+    return c->start_weight_decay + coeff * (c->end_weight_decay - c->start_weight_decay);
 }
 
 void mt_grad_sync(mt_model *m, mt_comm *cm) {
@@ -78,7 +106,7 @@ void mt_optimizer_publish(mt_model *m, mt_comm *cm) {
     if (m->cfg->use_distributed_optimizer) mt_comm_shard_all_gather(cm, mt_grad_group(m->par), m->param_mem, m->nelem_pad);
 }
 
-void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, int step) {
+void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, double weight_decay, int step) {
     const mt_config *c = m->cfg;
     // Megatron's clip_grad_norm_: scale by clip / (norm + 1e-6) when below 1,
     // applied inside AdamW's pass over the gradients.
@@ -96,7 +124,7 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, in
         // rounding becomes the weights the next step computes with.
         real *w = m->main_mem ? m->main_mem + (a - o) : m->param_mem + a;
         real lrr = (real)lr, b1 = (real)c->adam_beta1, b2 = (real)c->adam_beta2, eps = (real)c->adam_eps;
-        real wd = p->decay || c->weight_decay_all ? (real)c->weight_decay : 0;
+        real wd = p->decay || c->weight_decay_all ? (real)weight_decay : 0;
         real *mm = m->m_mem + (a - o), *vv = m->v_mem + (a - o);
         if (m->fused) {
             // One pass: the bf16 compute copy written with the update.

@@ -224,7 +224,7 @@ bad   beta2_over              "--adam-beta2 must be in [0, 1)" $BIN "${M[@]}" --
 bad   min_lr_over_lr          "--min-lr (0.01) must be in [0, --lr (0.001)]" $BIN "${M[@]}" --min-lr 1e-2
 bad   negative_lr             "--lr must be >= 0" $BIN "${M[@]}" --lr -1e-3
 bad   decay_iters_le_warmup   "--lr-decay-iters (2) must exceed --lr-warmup-iters (2)" $BIN "${M[@]}" --lr-decay-iters 2
-bad   lr_decay_style          "--lr-decay-style must be constant, linear or cosine, got 'exponential'" $BIN "${M[@]}" --lr-decay-style exponential
+bad   lr_decay_style          "--lr-decay-style must be constant, linear, cosine, inverse-square-root or WSD, got 'exponential'" $BIN "${M[@]}" --lr-decay-style exponential
 bad   split_two_parts         "--split expects three non-negative weights" $BIN "${M[@]}" --split 90,10
 bad   split_zero_train        "--split expects three non-negative weights" $BIN "${M[@]}" --split 0,50,50
 bad   split_negative          "--split expects three non-negative weights" $BIN "${M[@]}" --split 90,-5,15
@@ -497,6 +497,20 @@ bad   warmup_fraction_negative "--lr-warmup-fraction must be in [0, 1), got -0.1
 bad   warmup_fraction_nan     "--lr-warmup-fraction" $BIN "${MS[@]}" --train-iters 4 --lr-warmup-fraction nan
 bad   warmup_init_over_lr     "--lr-warmup-init (0.01) must be in [0, --lr (0.001)]" $BIN "${M[@]}" --lr-warmup-init 1e-2
 bad   warmup_init_negative    "--lr-warmup-init (-1e-05) must be in [0, --lr (0.001)]" $BIN "${M[@]}" --lr-warmup-init -1e-5
+# WSD and the weight decay's schedule (Megatron: WSD asserts its annealing
+# length; start/end go with a rising style only; end >= start >= 0).
+bad   wsd_without_length      "--lr-decay-style WSD needs the annealing phase's length: --lr-wsd-decay-iters N" $BIN "${M[@]}" --lr-decay-style WSD
+bad   wsd_samples_without_samples "--lr-wsd-decay-samples counts samples: it needs --train-samples" $BIN "${M[@]}" --lr-decay-style WSD --lr-wsd-decay-samples 16
+bad   wsd_iters_with_samples  "give --lr-wsd-decay-samples, not --lr-wsd-decay-iters" $BIN "${MS[@]}" --train-samples 80 --lr-decay-style WSD --lr-wsd-decay-iters 2
+bad   wsd_samples_need_length "--lr-decay-style WSD needs the annealing phase's length: --lr-wsd-decay-samples N" $BIN "${MS[@]}" --train-samples 80 --lr-decay-style WSD
+bad   wsd_negative            "--lr-wsd-decay-iters must be >= 0, got -1" $BIN "${M[@]}" --lr-decay-style WSD --lr-wsd-decay-iters -1
+bad   wsd_style_unknown       "--lr-wsd-decay-style must be exponential, linear, cosine or minus_sqrt, got '1-sqrt'" $BIN "${M[@]}" --lr-decay-style WSD --lr-wsd-decay-iters 2 --lr-wsd-decay-style 1-sqrt
+bad   wd_ends_with_constant   "--start-weight-decay and --end-weight-decay need --weight-decay-incr-style linear or cosine" $BIN "${M[@]}" --start-weight-decay 0 --end-weight-decay 0.1
+bad   wd_incr_without_end     "--weight-decay-incr-style cosine needs --start-weight-decay and --end-weight-decay" $BIN "${M[@]}" --weight-decay-incr-style cosine --start-weight-decay 0
+bad   wd_end_below_start      "--end-weight-decay (0.01) must be >= --start-weight-decay (0.1) >= 0" $BIN "${M[@]}" --weight-decay-incr-style linear --start-weight-decay 0.1 --end-weight-decay 0.01
+bad   wd_start_negative       "--end-weight-decay (0.1) must be >= --start-weight-decay (-0.1) >= 0" $BIN "${M[@]}" --weight-decay-incr-style linear --start-weight-decay -0.1 --end-weight-decay 0.1
+bad   wd_incr_style_unknown   "--weight-decay-incr-style must be constant, linear or cosine, got 'step'" $BIN "${M[@]}" --weight-decay-incr-style step
+say   wsd_flags_ignored_without_wsd "note: --lr-wsd-decay-style, --lr-wsd-decay-iters and --lr-wsd-decay-samples are read only with --lr-decay-style WSD" $TL/plan --world-size 1 "${M[@]}" --lr-wsd-decay-iters 4
 # Context parallelism's a2a+p2p sizes, judged by tools/plan (the same
 # parser; the trainer would need 4 ranks to reach them).
 bad   hcp_sizes_missing       "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p

@@ -218,19 +218,42 @@ else not_ok rampup_resumed_mid_ramp_bitwise "exit $rc: $(grep -h -m1 -E 'error|l
 # OptimizerParamScheduler.get_lr written out, in both units: iterations
 # (cosine; the decay is iterations x the batch) and samples (linear, a decay
 # shorter than the run: the last step is at the floor).
-megatron_lr() {  # STYLE GBS STEPS DECAY_SAMPLES FRACTION: Megatron's LR before each step
+megatron_lr() {  # KEY=VALUE...: OptimizerParamScheduler's LR (and WD) before each step, in samples
   /usr/bin/python3 - "$@" <<'PY'
 import math, sys
-style, gbs, steps, decay, frac = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-lr, min_lr, init = 1e-3, 1e-4, 2e-4
-warm = frac * decay
+a = dict(style="cosine", wsd_style="exponential", gbs=8, steps=10, warm=0, decay=None, wsd=0, frac=None,
+         lr=1e-3, min_lr=1e-4, init=2e-4, wd=None, start_wd=0.0, end_wd=0.1)
+for kv in sys.argv[1:]:
+    k, v = kv.split("=")
+    a[k] = v if k in ("style", "wsd_style", "wd") else float(v) if "." in v or "e" in v else int(v)
+gbs, lr, min_lr, init = a["gbs"], a["lr"], a["min_lr"], a["init"]
+decay = a["decay"] if a["decay"] is not None else a["steps"] * gbs
+warm = a["frac"] * decay if a["frac"] is not None else a["warm"]
 def get_lr(n):
     if warm > 0 and n <= warm: return init + ((lr - init) * float(n) / float(warm))
+    if a["style"] == "constant": return lr
     if n > decay: return min_lr
+    if a["style"] == "inverse-square-root":
+        return max(min_lr, lr * max(warm, 1) ** 0.5 / (max(n, 1) ** 0.5))
     r = float(n - warm) / float(decay - warm)
-    coeff = 1.0 - r if style == "linear" else 0.5 * (math.cos(math.pi * r) + 1.0)
+    if a["style"] == "linear": coeff = 1.0 - r
+    elif a["style"] == "cosine": coeff = 0.5 * (math.cos(math.pi * r) + 1.0)
+    else:
+        start = decay - a["wsd"]
+        if n <= start: coeff = 1.0
+        else:
+            q = float(n - start) / float(a["wsd"])
+            coeff = {"exponential": (2.0 * math.pow(0.5, q)) - 1.0, "linear": 1.0 - q,
+                     "cosine": 0.5 * (math.cos(math.pi * q) + 1.0), "minus_sqrt": 1.0 - math.sqrt(q)}[a["wsd_style"]]
     return min_lr + coeff * (lr - min_lr)
-print(" ".join("%.17g" % get_lr(i * gbs) for i in range(steps)))
+def get_wd(n):
+    total = a["steps"] * gbs
+    if n > total: return a["end_wd"]
+    r = float(n) / float(total)
+    coeff = r if a["wd"] == "linear" else 0.5 * (math.cos(math.pi * (1 - r)) + 1.0)
+    return a["start_wd"] + coeff * (a["end_wd"] - a["start_wd"])
+f = get_wd if a["wd"] else get_lr
+print(" ".join("%.17g" % f(i * gbs) for i in range(a["steps"])))
 PY
 }
 lrs_of() { metrics_iters "$1" | sed 's/.*"lr": \([^,]*\),.*/\1/' | tr '\n' ' ' | sed 's/ $//'; }
@@ -238,7 +261,7 @@ W="$S --min-lr 1e-4 --lr-warmup-init 2e-4"
 mt_run "$T/wf_it" 1 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 --lr-warmup-fraction 0.25 &&
   mt_run "$T/wf_s" 1 ./pretrain_gpt_fp64 $W --lr-decay-style linear --global-batch-size 8 --train-samples 80 --lr-decay-samples 70 --lr-warmup-fraction 0.3
 rc=$?
-want_it=$(megatron_lr cosine 12 10 120 0.25) want_s=$(megatron_lr linear 8 10 70 0.3)
+want_it=$(megatron_lr style=cosine gbs=12 frac=0.25) want_s=$(megatron_lr style=linear gbs=8 decay=70 frac=0.3)
 got_it=$(lrs_of "$T/wf_it.json") got_s=$(lrs_of "$T/wf_s.json")
 if [ $rc = 0 ] && [ -n "$want_it" ] && [ "$got_it" = "$want_it" ] && [ "$got_s" = "$want_s" ]; then
   ok "lr_warmup_fraction_and_init_as_megatron (iterations: warm-up 30 samples of 120, cosine; samples: 21 of 70, linear, floor at step 10)"
@@ -252,3 +275,44 @@ if [ $rc = 0 ] && cmp -s "$T/wf0.st" "$T/wf_none.st" && [ "$(lrs_of "$T/wf_lay.j
   ok "lr_warmup_fraction_zero_is_none_and_layouts_share_the_schedule"
 else not_ok lr_warmup_fraction_zero_is_none_and_layouts_share_the_schedule "exit $rc: $(grep -h -m1 error "$T"/wf0.log "$T"/wf_lay.log)"; fi
 [ $rc = 0 ] && agree "lr_warmup_fraction_dp2_pp2_equals_one_rank" "$T/wf_it" "$T/wf_lay" fp64
+
+# 9. --lr-decay-style inverse-square-root and WSD (each annealing shape), and
+# --weight-decay-incr-style linear/cosine: every step's LR and weight decay
+# against get_lr and get_wd written out above. The batch of 12 is not a
+# power of two, so counting in iterations instead of samples would show.
+for row in "isqrt:style=inverse-square-root warm=24:--lr-decay-style inverse-square-root --lr-warmup-iters 2" \
+           "isqrt_no_warmup:style=inverse-square-root init=0:--lr-decay-style inverse-square-root --lr-warmup-init 0 --lr-warmup-iters 0" \
+           "wsd_exponential:style=WSD warm=24 wsd=48:--lr-decay-style WSD --lr-warmup-iters 2 --lr-wsd-decay-iters 4" \
+           "wsd_linear:style=WSD wsd_style=linear warm=12 wsd=60 decay=96:--lr-decay-style WSD --lr-wsd-decay-style linear --lr-warmup-iters 1 --lr-wsd-decay-iters 5 --lr-decay-iters 8" \
+           "wsd_cosine:style=WSD wsd_style=cosine frac=0.1 wsd=36:--lr-decay-style WSD --lr-wsd-decay-style cosine --lr-warmup-fraction 0.1 --lr-warmup-iters 0 --lr-wsd-decay-iters 3" \
+           "wsd_minus_sqrt:style=WSD wsd_style=minus_sqrt warm=24 wsd=120:--lr-decay-style WSD --lr-wsd-decay-style minus_sqrt --lr-warmup-iters 2 --lr-wsd-decay-iters 10" \
+           "wsd_zero_anneal:style=WSD warm=24 wsd=0 decay=84:--lr-decay-style WSD --lr-warmup-iters 2 --lr-wsd-decay-iters 0 --lr-decay-iters 7"; do
+  IFS=: read -r name keys flags <<< "$row"
+  # shellcheck disable=SC2086
+  mt_run "$T/$name" 1 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 $flags || { not_ok "lr_$name" "$(grep -m1 error "$T/$name.log")"; continue; }
+  # shellcheck disable=SC2086
+  want=$(megatron_lr gbs=12 $keys) got=$(lrs_of "$T/$name.json")
+  if [ -n "$want" ] && [ "$got" = "$want" ]; then ok "lr_${name}_as_megatron"
+  else not_ok "lr_${name}_as_megatron" "got '$got' want '$want'"; fi
+done
+# WSD in samples: a ramp-free run of 80 samples, annealing over the last 30.
+mt_run "$T/wsd_s" 1 ./pretrain_gpt_fp64 $W --global-batch-size 8 --train-samples 80 --lr-decay-style WSD --lr-wsd-decay-style linear \
+  --lr-warmup-samples 12 --lr-wsd-decay-samples 30
+want=$(megatron_lr gbs=8 style=WSD wsd_style=linear warm=12 wsd=30) got=$(lrs_of "$T/wsd_s.json")
+if [ $? = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ]; then ok "lr_wsd_in_samples_as_megatron"
+else not_ok lr_wsd_in_samples_as_megatron "got '$got' want '$want' $(grep -m1 error "$T/wsd_s.log")"; fi
+wds_of() { metrics_iters "$1" | sed -n 's/.*"weight_decay": \([^,]*\),.*/\1/p' | tr '\n' ' ' | sed 's/ $//'; }
+for style in linear cosine; do
+  mt_run "$T/wd_$style" 1 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 --weight-decay-incr-style $style \
+    --start-weight-decay 0 --end-weight-decay 0.1 || { not_ok "wd_${style}_as_megatron" "$(grep -m1 error "$T/wd_$style.log")"; continue; }
+  want=$(megatron_lr gbs=12 wd=$style) got=$(wds_of "$T/wd_$style.json")
+  if [ -n "$want" ] && [ "$got" = "$want" ]; then ok "wd_${style}_as_megatron (0 to 0.1)"
+  else not_ok "wd_${style}_as_megatron" "got '$got' want '$want'"; fi
+done
+# A rising decay of equal ends is the constant decay, bit for bit; another end differs.
+mt_run "$T/wd_flat" 1 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 --weight-decay-incr-style linear \
+  --start-weight-decay 0.05 --end-weight-decay 0.05 && mt_run "$T/wd_const" 1 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 --weight-decay 0.05
+rc=$?
+if [ $rc = 0 ] && cmp -s "$T/wd_flat.st" "$T/wd_const.st" && ! cmp -s "$T/wd_linear.st" "$T/wd_const.st"; then
+  ok "wd_schedule_of_equal_ends_is_the_constant_decay (bitwise; 0 to 0.1 differs)"
+else not_ok wd_schedule_of_equal_ends_is_the_constant_decay "exit $rc"; fi

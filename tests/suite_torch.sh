@@ -13,15 +13,15 @@ export OMP_WAIT_POLICY=PASSIVE
 if ! $PY -c 'import torch' 2>/dev/null; then not_ok torch_available "python3-torch missing (tools/install-deps.sh installs it)"; exit 0; fi
 c=$(test_corpus)
 
-# shape NAME "WRITE-INIT FLAGS" DATA T NP "C FLAGS"
+# shape NAME "WRITE-INIT FLAGS" DATA T NP "C FLAGS" ["REFERENCE FLAGS"]
 shape() {
-  local name=$1 init=$2 data=$3 T=$4 np=$5 cflags=$6 dtype bin ref out why
+  local name=$1 init=$2 data=$3 T=$4 np=$5 cflags=$6 rflags=${7:-} dtype bin ref out why
   $PY tools/torch_reference.py --write-init "$T_/$name.bin" $init > /dev/null || { not_ok "torch_$name" "write-init failed"; return; }
   local common="--steps 10 --batch 4 --seq $T --lr 1e-3 --min-lr 1e-4 --warmup 2 --decay-style cosine --weight-decay 0.1 --clip-grad 1.0 --beta2 0.95"
   for dtype in float32 float64; do
     bin=./pretrain_gpt; [ $dtype = float64 ] && bin=./pretrain_gpt_fp64
     ref="$T_/${name}_torch_$dtype"; out="$T_/${name}_c_$dtype"
-    $PY tools/torch_reference.py --model "$T_/$name.bin" --data "$data" $common --dtype $dtype --threads 2 --out "$ref.st" > "$ref.json" 2> "$ref.err" \
+    $PY tools/torch_reference.py --model "$T_/$name.bin" --data "$data" $common $rflags --dtype $dtype --threads 2 --out "$ref.st" > "$ref.json" 2> "$ref.err" \
       || { not_ok "torch_${name}_$dtype" "torch reference failed: $(tail -n 2 "$ref.err")"; continue; }
     OMP_NUM_THREADS=$((2 / np)) OPENBLAS_NUM_THREADS=$((2 / np)) timeout 120 $MPIRUN $np $bin --init-from "$T_/$name.bin" --train-data-path "$data" \
       --data-order sequential --seq-length $T --micro-batch-size 2 --global-batch-size 4 --train-iters 10 \
@@ -47,3 +47,9 @@ shape padded_vocab "--layers 2 --heads 2 --channels 32 --vocab 200 --padded-voca
 shape heads_layers "--layers 3 --heads 4 --channels 48 --vocab 256 --padded-vocab 256 --max-seq 64 --seed 12" "${c}_train.bin" 32 1 ""
 # The same with TP 2 + SP inside the C trainer (the oracle does not care).
 shape heads_layers_tp2_sp "--layers 3 --heads 4 --channels 48 --vocab 256 --padded-vocab 256 --max-seq 64 --seed 12" "${c}_train.bin" 32 2 "--tensor-model-parallel-size 2 --sequence-parallel"
+# Megatron's WSD schedule (exponential annealing over the last 4 of 10
+# steps) and a weight decay rising from 0 to 0.2 on a cosine, under TP 2 + SP:
+# the schedules reach AdamW as PyTorch's loop applies them.
+shape wsd_wd_cosine_tp2_sp "--layers 2 --heads 4 --channels 48 --vocab 256 --padded-vocab 256 --max-seq 64 --seed 13" "${c}_train.bin" 32 2 \
+  "--tensor-model-parallel-size 2 --sequence-parallel --lr-decay-style WSD --lr-wsd-decay-iters 4 --weight-decay-incr-style cosine --start-weight-decay 0 --end-weight-decay 0.2" \
+  "--decay-style WSD --wsd-decay-iters 4 --wd-incr-style cosine --start-wd 0 --end-wd 0.2"

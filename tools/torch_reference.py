@@ -304,18 +304,43 @@ def permutations(seed):
 
 # -------------------------------------------------------------- training ----
 def lr_at(t, a):
-    """Megatron OptimizerParamScheduler.get_lr() with n = t-1 steps done."""
+    """Megatron OptimizerParamScheduler.get_lr() with n = t-1 steps done.
+    inverse-square-root and WSD count samples (steps x batch), as Megatron's
+    scheduler does; the other styles' ratios are the same in steps."""
     n, wu = t - 1, a.warmup
     decay = a.decay_iters if a.decay_iters is not None else a.steps
+    wsd = a.wsd_decay_iters or 0
+    if a.decay_style in ("inverse-square-root", "WSD"):
+        n, wu, decay, wsd = n * a.batch, wu * a.batch, decay * a.batch, wsd * a.batch
     if wu > 0 and n <= wu:
         return a.lr * n / wu
     if a.decay_style == "constant":
         return a.lr
     if n > decay:
         return a.min_lr
+    if a.decay_style == "inverse-square-root":
+        return max(a.min_lr, a.lr * max(wu, 1) ** 0.5 / (max(n, 1) ** 0.5))
     ratio = (n - wu) / (decay - wu)
-    coeff = 1.0 - ratio if a.decay_style == "linear" else 0.5 * (math.cos(math.pi * ratio) + 1.0)
+    if a.decay_style == "WSD":
+        start = decay - wsd
+        if n <= start:
+            coeff = 1.0
+        else:
+            r = (n - start) / wsd
+            coeff = {"exponential": lambda: 2.0 * math.pow(0.5, r) - 1.0, "linear": lambda: 1.0 - r,
+                     "cosine": lambda: 0.5 * (math.cos(math.pi * r) + 1.0), "minus_sqrt": lambda: 1.0 - math.sqrt(r)}[a.wsd_style]()
+    else:
+        coeff = 1.0 - ratio if a.decay_style == "linear" else 0.5 * (math.cos(math.pi * ratio) + 1.0)
     return a.min_lr + coeff * (a.lr - a.min_lr)
+
+
+def wd_at(t, a):
+    """Megatron get_wd(): from --start-wd to --end-wd over the run's steps."""
+    if a.wd_incr_style == "constant":
+        return a.weight_decay
+    r = (t - 1) / a.steps
+    coeff = r if a.wd_incr_style == "linear" else 0.5 * (math.cos(math.pi * (1 - r)) + 1.0)
+    return a.start_wd + coeff * (a.end_wd - a.start_wd)
 
 
 class AdamW:
@@ -327,7 +352,7 @@ class AdamW:
         self.m, self.v = torch.zeros_like(P.flat), torch.zeros_like(P.flat)
         self.t1, self.t2 = torch.empty_like(P.flat), torch.empty_like(P.flat)
 
-    def step(self, t, lr):
+    def step(self, t, lr, wd):
         a = self.a
         bc1, bc2 = 1.0 - a.beta1 ** t, 1.0 - a.beta2 ** t
         for name, off, n, _ in self.P.segments:
@@ -338,8 +363,8 @@ class AdamW:
             torch.div(m, bc1, out=t1)                         # m_hat
             torch.div(v, bc2, out=t2).sqrt_().add_(a.eps)     # sqrt(v_hat) + eps
             t1.div_(t2)
-            if (a.llmc or name in DECAY) and a.weight_decay != 0.0:  # llm.c decays every tensor
-                t1.add_(p, alpha=a.weight_decay)
+            if (a.llmc or name in DECAY) and wd != 0.0:  # llm.c decays every tensor
+                t1.add_(p, alpha=wd)
             p.add_(t1, alpha=-lr)
 
 
@@ -383,7 +408,7 @@ def train(a):
                 if coeff < 1.0:
                     P.gflat.mul_(coeff)
             lr = lr_at(t, a)
-            opt.step(t, lr)
+            opt.step(t, lr, wd_at(t, a))
         times.append(time.perf_counter() - t0)
         print('{"iteration": %d, "lm_loss": %s, "grad_norm": %s, "lr": %s}'
               % (t, fmt(float(loss)), fmt(norm), fmt(lr)), flush=True)
@@ -425,8 +450,9 @@ def train_hf(a):
                 m[k].mul_(a.beta1).add_(g, alpha=1.0 - a.beta1)
                 v2[k].mul_(a.beta2).addcmul_(g, g, value=1.0 - a.beta2)
                 upd = (m[k] / bc1) / ((v2[k] / bc2).sqrt() + a.eps)
-                if x.dim() == 2 and a.weight_decay != 0.0:
-                    upd = upd + a.weight_decay * x
+                wd = wd_at(t, a)
+                if x.dim() == 2 and wd != 0.0:
+                    upd = upd + wd * x
                 x.add_(upd, alpha=-lr)
         print('{"iteration": %d, "lm_loss": %s, "grad_norm": %s, "lr": %s}'
               % (t, fmt(float(loss)), fmt(norm), fmt(lr)), flush=True)
@@ -531,7 +557,10 @@ def main():
     A("--steps", type=int, default=1); A("--batch", type=int, default=4); A("--seq", type=int, default=64)
     A("--lr", type=float, default=1e-4); A("--min-lr", type=float, default=0.0)
     A("--warmup", type=int, default=0); A("--decay-iters", type=int)
-    A("--decay-style", choices=["constant", "linear", "cosine"], default="linear")
+    A("--decay-style", choices=["constant", "linear", "cosine", "inverse-square-root", "WSD"], default="linear")
+    A("--wsd-decay-iters", type=int); A("--wsd-style", choices=["exponential", "linear", "cosine", "minus_sqrt"], default="exponential")
+    A("--wd-incr-style", choices=["constant", "linear", "cosine"], default="constant")
+    A("--start-wd", type=float); A("--end-wd", type=float)
     A("--weight-decay", type=float, help="default 0.01 (0 with --llmc)")
     A("--llmc", action="store_true", help="llm.c's train_gpt2.c training (see the docstring)")
     A("--beta1", type=float, default=0.9); A("--beta2", type=float, default=0.999)
