@@ -87,6 +87,10 @@ typedef struct {
     int lr_wsd_decay_iters;
     uint64_t lr_wsd_decay_samples;
     // Megatron's weight decay schedule: from start to end over the run.
+    // --decoupled-lr, --decoupled-min-lr: the word embeddings' and output
+    // layer's own peak and floor (set: derived, the flag was given).
+    double decoupled_lr, decoupled_min_lr;
+    int decoupled_lr_set;
     mt_wd_style wd_incr_style;
     double start_weight_decay, end_weight_decay;
     // Sample-based training (--train-samples): train_iters derived from it,
@@ -120,7 +124,7 @@ typedef struct {
     int no_bias_dropout_fusion; // --no-bias-dropout-fusion: bias + dropout + residual as the op chain (same bits)
     int no_grad_norm_fusion;   // --no-grad-norm-fusion: the gradient norm's sum in one pass after backward (same bits)
     int flash_attn;            // --use-flash-attn: the blocked attention kernel (no s x s matrix kept)               // check flags and layout, print them, allocate nothing
-    uint64_t set_mask[2];      // bit k: FLAGS[k] was given (config file or argv)
+    uint64_t set_mask[4];      // bit k: FLAGS[k] was given (config file or argv)
     // Negative controls for the test suite, set only by the environment
     // variable MT_INJECT_BUG (comma-separated names, see README "Tests"):
     // each plants a bug the layout tests must catch.

@@ -6,13 +6,24 @@
 #include "comm.h"
 #include "model.h"
 
-// Learning rate of 1-based iteration `it` (Megatron's OptimizerParamScheduler
-// after it - 1 completed steps): linear warm-up from 0, then constant, linear
-// or cosine decay to --min-lr at --lr-decay-iters. With --train-samples the
-// schedule counts the samples `consumed` before the step instead.
-double mt_lr_at(const mt_config *c, int it, uint64_t consumed);
+// What Megatron's OptimizerParamScheduler sets for a step: the LR of its
+// parameter groups (--decoupled-lr's group: the word embeddings and the
+// untied output layer) and the weight decay.
+typedef struct {
+    double lr, lr_decoupled, weight_decay;
+} mt_sched;
+
+// Learning rate of 1-based iteration `it` after it - 1 completed steps
+// (`consumed` samples): a linear warm-up from --lr-warmup-init, then
+// constant, linear, cosine, inverse-square-root or WSD decay to the group's
+// minimum at the decay's end. `decoupled` selects --decoupled-lr's group.
+double mt_lr_at(const mt_config *c, int it, uint64_t consumed, int decoupled);
 // The weight decay of the step that starts after `consumed` samples.
 double mt_wd_at(const mt_config *c, uint64_t consumed);
+mt_sched mt_sched_at(const mt_config *c, int it, uint64_t consumed);
+// Whether parameter p takes --decoupled-lr (Megatron's
+// is_embedding_or_output_parameter): the word embeddings, the output layer.
+int mt_param_decoupled_lr(const mt_param *p);
 
 // After the last micro-batch's backward: sums each gradient over the groups
 // mt_param_grad_groups names (SP-partial tensors over TP, tied ones over the
@@ -43,6 +54,6 @@ void mt_optimizer_publish(mt_model *m, mt_comm *cm);
 // parameters are all-gathered over DP afterwards. In this CPU trainer the
 // parameters are already in the build's full precision, so they are their own
 // "master copy": the shard updated in place is the master shard.
-void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, double weight_decay, int step);
+void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, const mt_sched *s, int step);
 
 #endif

@@ -457,6 +457,15 @@ static void schedules(mt_config *c, parse_ctx *p) {
     else if ((wsd_it || wsd_s || mt_config_was_set(c, "--lr-wsd-decay-style")) && p->loud)
         printf("note: --lr-wsd-decay-style, --lr-wsd-decay-iters and --lr-wsd-decay-samples are read only with --lr-decay-style WSD; ignored (as Megatron does)\n");
     c->lr_in_samples = c->train_samples || mt_config_was_set(c, "--lr-warmup-fraction") || c->lr_style == MT_LR_ISQRT || c->lr_style == MT_LR_WSD;
+    // --decoupled-lr: Megatron's decoupled group (its floor defaults to
+    // --min-lr); --decoupled-min-lr alone is not read there either.
+    c->decoupled_lr_set = mt_config_was_set(c, "--decoupled-lr");
+    if (c->decoupled_lr_set) {
+        if (!mt_config_was_set(c, "--decoupled-min-lr")) c->decoupled_min_lr = c->min_lr;
+        check(c->decoupled_min_lr >= 0 && c->decoupled_min_lr <= c->decoupled_lr && c->lr_warmup_init <= c->decoupled_lr, p,
+              "--decoupled-min-lr (%g) and --lr-warmup-init (%g) must be in [0, --decoupled-lr (%g)]", c->decoupled_min_lr, c->lr_warmup_init, c->decoupled_lr);
+    } else if (mt_config_was_set(c, "--decoupled-min-lr") && p->loud)
+        printf("note: --decoupled-min-lr is read only with --decoupled-lr; ignored (as Megatron does)\n");
     int given = mt_config_was_set(c, "--start-weight-decay") + mt_config_was_set(c, "--end-weight-decay");
     if (c->wd_incr_style == MT_WD_CONSTANT) {
         check(!given, p, "--start-weight-decay and --end-weight-decay need --weight-decay-incr-style linear or cosine (constant decays by --weight-decay)");

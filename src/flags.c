@@ -102,6 +102,8 @@ const mt_flag_def mt_flags[] = {
     INT("--lr-decay-iters", lr_decay_iters, NULL, TRAIN, "decay length (default --train-iters)"),
     {"--lr-warmup-samples", MT_F_U64, O(lr_warmup_samples), NULL, NULL, MT_FG_TRAIN, "with --train-samples: linear warm-up over this many samples"},
     {"--lr-decay-samples", MT_F_U64, O(lr_decay_samples), NULL, NULL, MT_FG_TRAIN, "with --train-samples: decay length in samples (default --train-samples)"},
+    DBL("--decoupled-lr", decoupled_lr, NULL, TRAIN, "the word embeddings' and output layer's peak LR (Megatron's decoupled group)"),
+    DBL("--decoupled-min-lr", decoupled_min_lr, NULL, TRAIN, "with --decoupled-lr: that group's floor (default --min-lr)"),
     DBL("--weight-decay", weight_decay, "0.01", TRAIN, "AdamW decay (not on biases and norm weights)"),
     CHOICE("--weight-decay-incr-style", wd_incr_style, "constant|linear|cosine", "constant", TRAIN,
            "weight decay from --start-weight-decay to --end-weight-decay over the run (constant: --weight-decay)"),
@@ -181,7 +183,7 @@ const mt_flag_def mt_flags[] = {
     REFUSE("--fp16-lm-cross-entropy", "the cross-entropy runs in fp32 (or fp64); a 16-bit one would change the losses"),
 };
 const int mt_nflags = (int)(sizeof mt_flags / sizeof mt_flags[0]);
-_Static_assert(sizeof mt_flags / sizeof mt_flags[0] <= 128, "mt_config.set_mask holds 128 flags");
+_Static_assert(sizeof mt_flags / sizeof mt_flags[0] <= 64 * sizeof ((mt_config *)0)->set_mask / sizeof(uint64_t), "mt_config.set_mask holds a bit per flag");
 
 // What a flag's value looks like in --help.
 static void value_form(const mt_flag_def *d, char *out, size_t len) {

@@ -415,7 +415,8 @@ static void inject_step_faults(const run *r, int it) {
         mt_fail_local(MT_EXIT_FAIL, "internal check failed on rank %d at iteration %d (planted by MT_INJECT_BUG)", r->par.world_rank, it);
 }
 
-static void log_iteration(run *r, int it, double loss, double norm, double lr, double wd, double ms, int gbs, uint64_t consumed) {
+static void log_iteration(run *r, int it, double loss, double norm, const mt_sched *s, double ms, int gbs, uint64_t consumed) {
+    double lr = s->lr;
     const mt_config *c = &r->cfg;
     double tokens = (double)gbs * c->seq_length;
     double tps = tokens / (ms / 1000.0);
@@ -427,9 +428,12 @@ static void log_iteration(run *r, int it, double loss, double norm, double lr, d
     // llm.c's line, its step counted from 0, so its log and this one line up.
     if (c->log_llmc_steps) printf("step %d: train loss %f (took %f ms)\n", it - 1, loss, ms);
     if (r->metrics) {
-        // The weight decay only when it moves (older readers see the old line).
-        char wds[48] = "";
-        if (c->wd_incr_style != MT_WD_CONSTANT) snprintf(wds, sizeof wds, ", \"weight_decay\": %.17g", wd);
+        // The decoupled LR and the weight decay only when they are their own
+        // (older readers see the old line).
+        char wds[96] = "";
+        int o = 0;
+        if (c->decoupled_lr_set) o += snprintf(wds + o, sizeof wds - o, ", \"decoupled_lr\": %.17g", s->lr_decoupled);
+        if (c->wd_incr_style != MT_WD_CONSTANT) snprintf(wds + o, sizeof wds - o, ", \"weight_decay\": %.17g", s->weight_decay);
         fprintf(r->metrics, "{\"iteration\": %d, \"lm_loss\": %.17g, \"grad_norm\": %.17g, \"lr\": %.17g%s, \"tokens_per_s\": %.3f, \"ms_per_iter\": %.3f}\n",
                 it, loss, norm, lr, wds, tps, ms);
         // Only rank 0 writes: a full disk here is its failure alone, so it
@@ -583,10 +587,9 @@ static void train(run *r) {
             m->be->sync();
             dump_step(r, it);
         }
-        double lr = mt_lr_at(c, it, consumed);
+        mt_sched sched = mt_sched_at(c, it, consumed);
         double t_opt = mt_now();
-        double wd = mt_wd_at(c, consumed);
-        mt_optimizer_step(m, &r->cm, norm, lr, wd, it - r->adam_offset);
+        mt_optimizer_step(m, &r->cm, norm, &sched, it - r->adam_offset);
         m->be->sync();  // the step time includes the last kernels
         double ms = 1000.0 * (mt_now() - t0);
         if (r->cm.trace) {
@@ -595,7 +598,7 @@ static void train(run *r) {
             write_timeline(r, &trace, it);
         }
         consumed += (uint64_t)gbs;
-        log_iteration(r, it, loss, norm, lr, wd, ms, gbs, consumed);
+        log_iteration(r, it, loss, norm, &sched, ms, gbs, consumed);
         if (c->log_comm) log_comm(r, it, ms);
         if (c->log_pipeline && (it % c->log_interval == 0 || it == c->train_iters)) log_pipeline(r, it, &res, t_sched);
         if (c->eval_interval > 0 && it % c->eval_interval == 0) {

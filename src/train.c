@@ -9,7 +9,7 @@
 #include "buckets.h"
 #include "gradnorm.h"
 
-double mt_lr_at(const mt_config *c, int it, uint64_t consumed) {
+double mt_lr_at(const mt_config *c, int it, uint64_t consumed, int decoupled) {
     // Megatron's OptimizerParamScheduler.get_lr counts samples (iterations
     // x the global batch). The iteration-based linear and cosine decays keep
     // iterations here: the same ratios (the LR may differ in its last bit).
@@ -25,7 +25,9 @@ double mt_lr_at(const mt_config *c, int it, uint64_t consumed) {
         wsd = s ? (double)c->lr_wsd_decay_samples : c->lr_wsd_decay_iters * g;
         warm = c->lr_warmup_fraction > 0 ? c->lr_warmup_fraction * decay : s ? (double)c->lr_warmup_samples : c->lr_warmup_iters * g;
     }
-    double lr = c->lr, lo = c->min_lr;
+    // --decoupled-lr's group has its own peak and floor (Megatron's max_lr,
+    // min_lr per group); the warm-up starts from init_lr in both.
+    double lr = decoupled ? c->decoupled_lr : c->lr, lo = decoupled ? c->decoupled_min_lr : c->min_lr;
     if (warm > 0 && n <= warm) return c->lr_warmup_init + (lr - c->lr_warmup_init) * n / warm;
     if (c->lr_style == MT_LR_CONSTANT) return lr;
     if (n > decay) return lo;
@@ -54,6 +56,15 @@ double mt_wd_at(const mt_config *c, uint64_t consumed) {
     if (n > total) return c->end_weight_decay;
     double r = n / total, coeff = c->wd_incr_style == MT_WD_LINEAR ? r : 0.5 * (cos(M_PI * (1 - r)) + 1.0);
     return c->start_weight_decay + coeff * (c->end_weight_decay - c->start_weight_decay);
+}
+
+mt_sched mt_sched_at(const mt_config *c, int it, uint64_t consumed) {
+    mt_sched s = {mt_lr_at(c, it, consumed, 0), mt_lr_at(c, it, consumed, 1), mt_wd_at(c, consumed)};
+    return s;
+}
+
+int mt_param_decoupled_lr(const mt_param *p) {
+    return p->layer < 0 && (p->index == MT_TP_wte || p->index == MT_TP_lm_head);
 }
 
 void mt_grad_sync(mt_model *m, mt_comm *cm) {
@@ -106,7 +117,7 @@ void mt_optimizer_publish(mt_model *m, mt_comm *cm) {
     if (m->cfg->use_distributed_optimizer) mt_comm_shard_all_gather(cm, mt_grad_group(m->par), m->param_mem, m->nelem_pad);
 }
 
-void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, double weight_decay, int step) {
+void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, const mt_sched *s, int step) {
     const mt_config *c = m->cfg;
     // Megatron's clip_grad_norm_: scale by clip / (norm + 1e-6) when below 1,
     // applied inside AdamW's pass over the gradients.
@@ -123,8 +134,8 @@ void mt_optimizer_step(mt_model *m, mt_comm *cm, double grad_norm, double lr, do
         // Under --bf16 AdamW updates the fp32 main weights, whose bf16
         // rounding becomes the weights the next step computes with.
         real *w = m->main_mem ? m->main_mem + (a - o) : m->param_mem + a;
-        real lrr = (real)lr, b1 = (real)c->adam_beta1, b2 = (real)c->adam_beta2, eps = (real)c->adam_eps;
-        real wd = p->decay || c->weight_decay_all ? (real)weight_decay : 0;
+        real lrr = (real)(c->decoupled_lr_set && mt_param_decoupled_lr(p) ? s->lr_decoupled : s->lr), b1 = (real)c->adam_beta1, b2 = (real)c->adam_beta2, eps = (real)c->adam_eps;
+        real wd = p->decay || c->weight_decay_all ? (real)s->weight_decay : 0;
         real *mm = m->m_mem + (a - o), *vv = m->v_mem + (a - o);
         if (m->fused) {
             // One pass: the bf16 compute copy written with the update.

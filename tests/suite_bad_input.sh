@@ -511,6 +511,9 @@ bad   wd_end_below_start      "--end-weight-decay (0.01) must be >= --start-weig
 bad   wd_start_negative       "--end-weight-decay (0.1) must be >= --start-weight-decay (-0.1) >= 0" $BIN "${M[@]}" --weight-decay-incr-style linear --start-weight-decay -0.1 --end-weight-decay 0.1
 bad   wd_incr_style_unknown   "--weight-decay-incr-style must be constant, linear or cosine, got 'step'" $BIN "${M[@]}" --weight-decay-incr-style step
 say   wsd_flags_ignored_without_wsd "note: --lr-wsd-decay-style, --lr-wsd-decay-iters and --lr-wsd-decay-samples are read only with --lr-decay-style WSD" $TL/plan --world-size 1 "${M[@]}" --lr-wsd-decay-iters 4
+bad   decoupled_min_over_peak "--decoupled-min-lr (0.01) and --lr-warmup-init (0) must be in [0, --decoupled-lr (0.001)]" $BIN "${M[@]}" --decoupled-lr 1e-3 --decoupled-min-lr 1e-2
+bad   decoupled_negative      "--decoupled-min-lr (0) and --lr-warmup-init (0) must be in [0, --decoupled-lr (-0.001)]" $BIN "${M[@]}" --decoupled-lr -1e-3
+say   decoupled_min_alone     "note: --decoupled-min-lr is read only with --decoupled-lr; ignored (as Megatron does)" $TL/plan --world-size 1 "${M[@]}" --decoupled-min-lr 1e-4
 # Context parallelism's a2a+p2p sizes, judged by tools/plan (the same
 # parser; the trainer would need 4 ranks to reach them).
 bad   hcp_sizes_missing       "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P" $TL/plan --world-size 4 "${M[@]}" --context-parallel-size 4 --cp-comm-type a2a+p2p

@@ -48,6 +48,10 @@ $PY tools/torch_reference.py --write-llama "$T/llama" --layers 2 --heads 4 --kv-
   --vocab 200 --max-seq 32 --seed 11 --std 0.05
 oracle llama_gqa "$T/llama" 1 ""
 oracle llama_gqa_tp2_sp "$T/llama" 2 "--tensor-model-parallel-size 2 --sequence-parallel"
+# --decoupled-lr on the untied embeddings and output layer, TP 2 + SP.
+REF_BASE=$REF; REF="$REF --decoupled-lr 4e-3 --decoupled-min-lr 3e-4"
+oracle llama_decoupled_lr_tp2_sp "$T/llama" 2 "--tensor-model-parallel-size 2 --sequence-parallel --decoupled-lr 4e-3 --decoupled-min-lr 3e-4"
+REF=$REF_BASE
 # Tied embeddings, linear biases, one KV head for all (multi-query), 3 layers.
 $PY tools/torch_reference.py --write-llama "$T/llama_mqa" --layers 3 --heads 4 --kv-heads 1 --channels 32 --ffn 48 \
   --vocab 200 --max-seq 32 --seed 12 --std 0.05 --tied --bias

@@ -316,3 +316,25 @@ rc=$?
 if [ $rc = 0 ] && cmp -s "$T/wd_flat.st" "$T/wd_const.st" && ! cmp -s "$T/wd_linear.st" "$T/wd_const.st"; then
   ok "wd_schedule_of_equal_ends_is_the_constant_decay (bitwise; 0 to 0.1 differs)"
 else not_ok wd_schedule_of_equal_ends_is_the_constant_decay "exit $rc"; fi
+
+# --decoupled-lr / --decoupled-min-lr: the word embeddings' and output
+# layer's group, its LR every step against get_lr with that group's peak
+# and floor; the same values as --lr give the plain run bit for bit (tied
+# and untied); other values change it.
+dlr_of() { metrics_iters "$1" | sed -n 's/.*"decoupled_lr": \([^,]*\),.*/\1/p' | tr '\n' ' ' | sed 's/ $//'; }
+mt_run "$T/dlr" 1 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 --lr-warmup-iters 2 --decoupled-lr 3e-3 --decoupled-min-lr 2e-4
+rc=$?
+want=$(megatron_lr gbs=12 warm=24 lr=3e-3 min_lr=2e-4) got=$(dlr_of "$T/dlr.json")
+if [ $rc = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ] && [ "$(lrs_of "$T/dlr.json")" = "$(megatron_lr gbs=12 warm=24)" ]; then
+  ok "decoupled_lr_as_megatron (peak 3e-3, floor 2e-4; the other group's LR unchanged)"
+else not_ok decoupled_lr_as_megatron "exit $rc; got '$got' want '$want'"; fi
+for tie in tied untied; do
+  ut=""; [ $tie = untied ] && ut=--untie-embeddings-and-output-weights
+  mt_run "$T/dlr_same_$tie" 1 ./pretrain_gpt_fp64 $W $ut --global-batch-size 12 --train-iters 4 --decoupled-lr 1e-3 --decoupled-min-lr 1e-4 &&
+    mt_run "$T/dlr_none_$tie" 1 ./pretrain_gpt_fp64 $W $ut --global-batch-size 12 --train-iters 4 &&
+    mt_run "$T/dlr_other_$tie" 1 ./pretrain_gpt_fp64 $W $ut --global-batch-size 12 --train-iters 4 --decoupled-lr 5e-3
+  rc=$?
+  if [ $rc = 0 ] && cmp -s "$T/dlr_same_$tie.st" "$T/dlr_none_$tie.st" && ! cmp -s "$T/dlr_other_$tie.st" "$T/dlr_none_$tie.st"; then
+    ok "decoupled_lr_equal_to_lr_is_the_plain_run_$tie (bitwise; another value differs)"
+  else not_ok "decoupled_lr_equal_to_lr_is_the_plain_run_$tie" "exit $rc"; fi
+done

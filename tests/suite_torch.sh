@@ -53,3 +53,7 @@ shape heads_layers_tp2_sp "--layers 3 --heads 4 --channels 48 --vocab 256 --padd
 shape wsd_wd_cosine_tp2_sp "--layers 2 --heads 4 --channels 48 --vocab 256 --padded-vocab 256 --max-seq 64 --seed 13" "${c}_train.bin" 32 2 \
   "--tensor-model-parallel-size 2 --sequence-parallel --lr-decay-style WSD --lr-wsd-decay-iters 4 --weight-decay-incr-style cosine --start-weight-decay 0 --end-weight-decay 0.2" \
   "--decay-style WSD --wsd-decay-iters 4 --wd-incr-style cosine --start-wd 0 --end-wd 0.2"
+# --decoupled-lr: the word embeddings (tied: both pipeline stages' copies)
+# take their own peak and floor, on PP 2.
+shape decoupled_lr_pp2 "--layers 2 --heads 4 --channels 48 --vocab 256 --padded-vocab 256 --max-seq 64 --seed 14" "${c}_train.bin" 32 2 \
+  "--pipeline-model-parallel-size 2 --decoupled-lr 3e-3 --decoupled-min-lr 2e-4" "--decoupled-lr 3e-3 --decoupled-min-lr 2e-4"

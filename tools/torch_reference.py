@@ -303,8 +303,9 @@ def permutations(seed):
 
 
 # -------------------------------------------------------------- training ----
-def lr_at(t, a):
-    """Megatron OptimizerParamScheduler.get_lr() with n = t-1 steps done.
+def lr_at(t, a, decoupled=False):
+    """Megatron OptimizerParamScheduler.get_lr() with n = t-1 steps done;
+    decoupled: --decoupled-lr's group (its own peak and floor).
     inverse-square-root and WSD count samples (steps x batch), as Megatron's
     scheduler does; the other styles' ratios are the same in steps."""
     n, wu = t - 1, a.warmup
@@ -312,14 +313,15 @@ def lr_at(t, a):
     wsd = a.wsd_decay_iters or 0
     if a.decay_style in ("inverse-square-root", "WSD"):
         n, wu, decay, wsd = n * a.batch, wu * a.batch, decay * a.batch, wsd * a.batch
+    peak, floor = (a.decoupled_lr, a.decoupled_min_lr) if decoupled else (a.lr, a.min_lr)
     if wu > 0 and n <= wu:
-        return a.lr * n / wu
+        return peak * n / wu
     if a.decay_style == "constant":
-        return a.lr
+        return peak
     if n > decay:
-        return a.min_lr
+        return floor
     if a.decay_style == "inverse-square-root":
-        return max(a.min_lr, a.lr * max(wu, 1) ** 0.5 / (max(n, 1) ** 0.5))
+        return max(floor, peak * max(wu, 1) ** 0.5 / (max(n, 1) ** 0.5))
     ratio = (n - wu) / (decay - wu)
     if a.decay_style == "WSD":
         start = decay - wsd
@@ -331,7 +333,7 @@ def lr_at(t, a):
                      "cosine": lambda: 0.5 * (math.cos(math.pi * r) + 1.0), "minus_sqrt": lambda: 1.0 - math.sqrt(r)}[a.wsd_style]()
     else:
         coeff = 1.0 - ratio if a.decay_style == "linear" else 0.5 * (math.cos(math.pi * ratio) + 1.0)
-    return a.min_lr + coeff * (a.lr - a.min_lr)
+    return floor + coeff * (peak - floor)
 
 
 def wd_at(t, a):
@@ -352,7 +354,7 @@ class AdamW:
         self.m, self.v = torch.zeros_like(P.flat), torch.zeros_like(P.flat)
         self.t1, self.t2 = torch.empty_like(P.flat), torch.empty_like(P.flat)
 
-    def step(self, t, lr, wd):
+    def step(self, t, lr, wd, lr_decoupled=None):
         a = self.a
         bc1, bc2 = 1.0 - a.beta1 ** t, 1.0 - a.beta2 ** t
         for name, off, n, _ in self.P.segments:
@@ -365,7 +367,7 @@ class AdamW:
             t1.div_(t2)
             if (a.llmc or name in DECAY) and wd != 0.0:  # llm.c decays every tensor
                 t1.add_(p, alpha=wd)
-            p.add_(t1, alpha=-lr)
+            p.add_(t1, alpha=-(lr_decoupled if name == "wte" and lr_decoupled is not None else lr))
 
 
 def batch_at(tokens, i, B, T):
@@ -408,7 +410,7 @@ def train(a):
                 if coeff < 1.0:
                     P.gflat.mul_(coeff)
             lr = lr_at(t, a)
-            opt.step(t, lr, wd_at(t, a))
+            opt.step(t, lr, wd_at(t, a), lr_at(t, a, True) if a.decoupled_lr is not None else None)
         times.append(time.perf_counter() - t0)
         print('{"iteration": %d, "lm_loss": %s, "grad_norm": %s, "lr": %s}'
               % (t, fmt(float(loss)), fmt(norm), fmt(lr)), flush=True)
@@ -444,6 +446,7 @@ def train_hf(a):
             coeff = a.clip_grad / (norm + 1e-6) if a.clip_grad > 0 else 1.0
             scale = coeff if coeff < 1.0 else 1.0
             lr = lr_at(t, a)
+            lr_dec = lr_at(t, a, True) if a.decoupled_lr is not None else lr
             bc1, bc2 = 1.0 - a.beta1 ** t, 1.0 - a.beta2 ** t
             for k, x in p.items():  # AdamW, decay on 2-D tensors only (Megatron's groups)
                 g = grads[k] * scale
@@ -453,7 +456,8 @@ def train_hf(a):
                 wd = wd_at(t, a)
                 if x.dim() == 2 and wd != 0.0:
                     upd = upd + wd * x
-                x.add_(upd, alpha=-lr)
+                # --decoupled-lr: the word embeddings and the output layer
+                x.add_(upd, alpha=-(lr_dec if k in ("model.embed_tokens.weight", "lm_head.weight") else lr))
         print('{"iteration": %d, "lm_loss": %s, "grad_norm": %s, "lr": %s}'
               % (t, fmt(float(loss)), fmt(norm), fmt(lr)), flush=True)
     if a.out:
@@ -559,6 +563,7 @@ def main():
     A("--warmup", type=int, default=0); A("--decay-iters", type=int)
     A("--decay-style", choices=["constant", "linear", "cosine", "inverse-square-root", "WSD"], default="linear")
     A("--wsd-decay-iters", type=int); A("--wsd-style", choices=["exponential", "linear", "cosine", "minus_sqrt"], default="exponential")
+    A("--decoupled-lr", type=float); A("--decoupled-min-lr", type=float)
     A("--wd-incr-style", choices=["constant", "linear", "cosine"], default="constant")
     A("--start-wd", type=float); A("--end-wd", type=float)
     A("--weight-decay", type=float, help="default 0.01 (0 with --llmc)")
@@ -578,6 +583,8 @@ def main():
     a = ap.parse_args()
     if a.weight_decay is None:
         a.weight_decay = 0.0 if a.llmc else 0.01
+    if a.decoupled_min_lr is None:
+        a.decoupled_min_lr = a.min_lr
     if a.llmc:  # train_gpt2.c: gpt2_update(&model, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, step+1), B 4, T 64
         a.batch, a.seq, a.lr, a.min_lr, a.warmup, a.decay_style = 4, 64, 1e-4, 0.0, 0, "constant"
         a.beta1, a.beta2, a.eps, a.clip_grad = 0.9, 0.999, 1e-8, 0.0
