@@ -301,8 +301,10 @@ static void validate(const mt_config *c, parse_ctx *p) {
           "give one of --lr-warmup-fraction and --lr-warmup-%s", c->lr_warmup_iters ? "iters" : "samples");
     check(c->lr_wsd_decay_iters >= 0, p, "--lr-wsd-decay-iters must be >= 0, got %d", c->lr_wsd_decay_iters);
     check(c->lr_decay_iters >= 0, p, "--lr-decay-iters must be >= 0, got %d", c->lr_decay_iters);
-    check(c->lr_decay_iters == 0 || c->lr_decay_iters > c->lr_warmup_iters || c->lr_style == MT_LR_CONSTANT, p,
-          "--lr-decay-iters (%d) must exceed --lr-warmup-iters (%d)", c->lr_decay_iters, c->lr_warmup_iters);
+    // Megatron asserts a decay of at least one step: an explicit 0 is not "the default".
+    check(c->lr_decay_iters >= 1 || !mt_config_was_set(c, "--lr-decay-iters"), p, "--lr-decay-iters must be >= 1, got 0");
+    check(c->lr_decay_samples >= 1 || !mt_config_was_set(c, "--lr-decay-samples"), p, "--lr-decay-samples must be >= 1, got 0");
+    check(c->train_samples >= 1 || !mt_config_was_set(c, "--train-samples"), p, "--train-samples must be >= 1, got 0");
     check(c->weight_decay >= 0, p, "--weight-decay must be >= 0, got %g", c->weight_decay);
     check(c->adam_beta1 >= 0 && c->adam_beta1 < 1, p, "--adam-beta1 must be in [0, 1), got %g", c->adam_beta1);
     check(c->adam_beta2 >= 0 && c->adam_beta2 < 1, p, "--adam-beta2 must be in [0, 1), got %g", c->adam_beta2);
@@ -410,18 +412,20 @@ int mt_batch_at(const mt_config *c, uint64_t consumed) {
 // micro-batches on every DP rank, a multiple of PP when interleaving).
 static void sample_based(mt_config *c, parse_ctx *p) {
     int ramp = mt_config_was_set(c, "--rampup-batch-size");
+    // The other unit's warm-up may be given as 0, its decay not at all (Megatron's asserts).
     if (!c->train_samples) {
-        check(!mt_config_was_set(c, "--lr-warmup-samples") && !mt_config_was_set(c, "--lr-decay-samples"), p,
+        check(c->lr_warmup_samples == 0 && !mt_config_was_set(c, "--lr-decay-samples"), p,
               "--lr-warmup-samples and --lr-decay-samples count samples: they need --train-samples (else --lr-warmup-iters, --lr-decay-iters)");
         check(!ramp, p, "--rampup-batch-size needs --train-samples: Megatron ramps the batch only in sample-based training");
         return;
     }
     check(!mt_config_was_set(c, "--train-iters"), p, "give --train-samples or --train-iters, not both");
-    check(!mt_config_was_set(c, "--lr-warmup-iters") && !mt_config_was_set(c, "--lr-decay-iters"), p,
+    check(c->lr_warmup_iters == 0 && !mt_config_was_set(c, "--lr-decay-iters"), p,
           "--train-samples counts the LR schedule in samples: give --lr-warmup-samples and --lr-decay-samples, not the iteration flags");
     int unit = c->micro_batch_size * c->dp, S = c->rampup[0], inc = c->rampup[1], R = c->rampup[2];
     if (ramp) {
-        check(S >= 1 && inc >= 1 && R >= 0, p, "--rampup-batch-size %d %d %d: the start and the increment must be >= 1, the samples >= 0", S, inc, R);
+        // (Megatron divides by the samples: 0 is a ZeroDivisionError there.)
+        check(S >= 1 && inc >= 1 && R >= 1, p, "--rampup-batch-size %d %d %d: the start, the increment and the samples must be >= 1", S, inc, R);
         check(S < c->global_batch_size && (c->global_batch_size - S) % inc == 0, p,
               "--rampup-batch-size %d %d: --global-batch-size (%d) must exceed the start by a whole number of increments", S, inc, c->global_batch_size);
         check(S % unit == 0 && inc % unit == 0, p,
@@ -431,13 +435,25 @@ static void sample_based(mt_config *c, parse_ctx *p) {
               "--rampup-batch-size with interleaved 1F1B: every batch of the ramp must hold a multiple of --pipeline-model-parallel-size (%d) micro-batches",
               c->pp);
     }
+    // Megatron steps through the ramp one batch at a time; a ramp of more
+    // steps than an int counts (or than a second of this loop) is refused.
+    const uint64_t max_ramp_steps = 1ull << 26;
+    uint64_t ramp_steps = ramp ? (uint64_t)R / (uint64_t)S + 1 : 0;  // at most: every batch at least S
+    check(ramp_steps <= max_ramp_steps, p, "--rampup-batch-size %d %d %d: the ramp would take up to %llu iterations; at most %llu are supported",
+          S, inc, R, (unsigned long long)ramp_steps, (unsigned long long)max_ramp_steps);
     uint64_t consumed = 0, iters = 0;
     if (ramp)
         for (; consumed <= (uint64_t)R; iters++) consumed += (uint64_t)mt_batch_at(c, consumed);
-    // Megatron's remainder may be negative (a ramp past --train-samples).
-    long long it = (long long)iters + ((long long)c->train_samples - (long long)consumed) / c->global_batch_size;
-    check(it >= 1 && it <= INT_MAX, p, "--train-samples %llu gives %lld iterations at --global-batch-size %d: at least 1 needed",
-          (unsigned long long)c->train_samples, it, c->global_batch_size);
+    // The constant phase: Python's floor division, as update_train_iters
+    // computes it (the remainder is negative when the ramp passes
+    // --train-samples, and the ramp's iterations are then cut).
+    uint64_t gbs = (uint64_t)c->global_batch_size, T = c->train_samples;
+    uint64_t rest = T >= consumed ? (T - consumed) / gbs : 0, back = T >= consumed ? 0 : (consumed - T + gbs - 1) / gbs;
+    check(rest <= (uint64_t)INT_MAX && iters + rest <= (uint64_t)INT_MAX, p,
+          "--train-samples %llu is more than 2^31 - 1 iterations at --global-batch-size %d", (unsigned long long)T, c->global_batch_size);
+    long long it = (long long)(iters + rest) - (long long)back;
+    check(it >= 1, p, "--train-samples %llu gives %lld iterations at --global-batch-size %d: at least 1 needed",
+          (unsigned long long)T, it, c->global_batch_size);
     c->train_iters = (int)it;
     if (!c->lr_decay_samples) c->lr_decay_samples = c->train_samples;
     check(c->dump_step <= c->train_iters, p, "--dump-step %d is beyond the %d iterations of --train-samples: it would never dump", c->dump_step, c->train_iters);
@@ -457,6 +473,20 @@ static void schedules(mt_config *c, parse_ctx *p) {
     else if ((wsd_it || wsd_s || mt_config_was_set(c, "--lr-wsd-decay-style")) && p->loud)
         printf("note: --lr-wsd-decay-style, --lr-wsd-decay-iters and --lr-wsd-decay-samples are read only with --lr-decay-style WSD; ignored (as Megatron does)\n");
     c->lr_in_samples = c->train_samples || mt_config_was_set(c, "--lr-warmup-fraction") || c->lr_style == MT_LR_ISQRT || c->lr_style == MT_LR_WSD;
+    // Megatron's scheduler asserts warm-up < decay (every style). A decay
+    // given no longer than the warm-up is refused; the default decay (the
+    // whole run) under a longer warm-up is a run that never leaves it: a note.
+    int in_s = c->train_samples != 0;
+    uint64_t warm = in_s ? c->lr_warmup_samples : (uint64_t)c->lr_warmup_iters;
+    uint64_t decay = in_s ? c->lr_decay_samples : (uint64_t)c->lr_decay_iters;
+    const char *unit = in_s ? "samples" : "iters";
+    if (c->train_iters > 0 && warm > 0 && warm >= decay) {
+        check(!mt_config_was_set(c, in_s ? "--lr-decay-samples" : "--lr-decay-iters"), p,
+              "--lr-decay-%s (%llu) must exceed --lr-warmup-%s (%llu)", unit, (unsigned long long)decay, unit, (unsigned long long)warm);
+        if (p->loud)
+            printf("note: the warm-up (--lr-warmup-%s %llu) is as long as the run (%llu): the LR never reaches --lr; Megatron's scheduler refuses this (warm-up >= decay)\n",
+                   unit, (unsigned long long)warm, (unsigned long long)decay);
+    }
     // --decoupled-lr: Megatron's decoupled group (its floor defaults to
     // --min-lr); --decoupled-min-lr alone is not read there either.
     c->decoupled_lr_set = mt_config_was_set(c, "--decoupled-lr");
@@ -550,8 +580,13 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
         check((c->num_heads / c->tp) % A == 0 && (c->num_query_groups / c->tp) % A == 0, p,
               "--cp-comm-type a2a+p2p needs the heads (%d) and key/value groups (%d) of each TP rank divisible by the all-to-all size (%d)",
               c->num_heads / c->tp, c->num_query_groups / c->tp, A);
-    } else if (mt_config_was_set(c, "--hierarchical-context-parallel-sizes") && p->loud) {
-        printf("note: --hierarchical-context-parallel-sizes is read only with --cp-comm-type a2a+p2p and --context-parallel-size > 1; ignored (as Megatron does)\n");
+    } else if (mt_config_was_set(c, "--hierarchical-context-parallel-sizes")) {
+        // Megatron checks the product whenever the sizes are given.
+        int A = c->hcp_sizes[0], P = c->hcp_sizes[1];
+        check(A >= 1 && P >= 1 && (long long)A * P == c->cp, p,
+              "--hierarchical-context-parallel-sizes %d %d: the product must be --context-parallel-size (%d), each >= 1", A, P, c->cp);
+        if (p->loud)
+            printf("note: --hierarchical-context-parallel-sizes is read only with --cp-comm-type a2a+p2p and --context-parallel-size > 1; ignored (as Megatron does)\n");
     }
     check(c->num_layers % c->pp == 0, p, "--num-layers (%d) must be divisible by --pipeline-model-parallel-size (%d)", c->num_layers, c->pp);
     long long per_step = (long long)c->micro_batch_size * c->dp;   // samples of one micro-batch, all DP ranks

@@ -239,6 +239,9 @@ static void parse_config(mt_config *c, int argc, char **argv, int rank) {
 static void check_resume(const run *r) {
     const mt_config *c = &r->cfg;
     int loud = r->par.world_rank == 0, at = r->start.iteration;
+    if (at > c->train_iters && c->train_samples)
+        mt_fail_all(loud, MT_EXIT_USAGE, "--train-samples %llu makes %d iterations, below the iteration %d of the checkpoint in --load %s: nothing to train",
+                    (unsigned long long)c->train_samples, c->train_iters, at, c->load);
     if (at > c->train_iters)
         mt_fail_all(loud, MT_EXIT_USAGE, "--train-iters %d is below the iteration %d of the checkpoint in --load %s: nothing to train",
                     c->train_iters, at, c->load);

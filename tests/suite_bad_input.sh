@@ -486,7 +486,19 @@ bad   rampup_two_values       "--rampup-batch-size needs three integers" $BIN "$
 bad   rampup_start_not_below  "must exceed the start by a whole number of increments" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 8 2 16
 bad   rampup_uneven_increments "must exceed the start by a whole number of increments" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 2 4 16
 bad   rampup_not_whole_micro_batches "multiples of --micro-batch-size x data-parallel size (2)" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 3 5 16 --global-batch-size 8
-bad   rampup_zero_increment   "--rampup-batch-size 4 0 16: the start and the increment must be >= 1" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 4 0 16
+bad   rampup_zero_increment   "--rampup-batch-size 4 0 16: the start, the increment and the samples must be >= 1" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 4 0 16
+bad   rampup_zero_samples     "--rampup-batch-size 2 2 0: the start, the increment and the samples must be >= 1" $BIN "${MS[@]}" --train-samples 80 --rampup-batch-size 2 2 0
+bad   rampup_too_many_steps   "the ramp would take up to 2147483648 iterations; at most 67108864 are supported" $BIN "${MS[@]}" --micro-batch-size 1 --global-batch-size 2 --train-samples 4294967296 --rampup-batch-size 1 1 2147483647
+bad   train_samples_zero      "--train-samples must be >= 1, got 0" $BIN "${MS[@]}" --train-samples 0
+bad   train_samples_2_63      "--train-samples 9223372036854775808 is more than 2^31 - 1 iterations at --global-batch-size 8" $BIN "${MS[@]}" --train-samples 9223372036854775808
+bad   train_samples_max       "--train-samples 18446744073709551615 is more than 2^31 - 1 iterations" $BIN "${MS[@]}" --train-samples 18446744073709551615
+bad   lr_decay_samples_zero   "--lr-decay-samples must be >= 1, got 0" $BIN "${MS[@]}" --train-samples 80 --lr-decay-samples 0
+bad   lr_decay_iters_zero     "--lr-decay-iters must be >= 1, got 0" $BIN "${M[@]}" --lr-decay-iters 0
+bad   decay_samples_le_warmup "--lr-decay-samples (4) must exceed --lr-warmup-samples (8)" $BIN "${MS[@]}" --train-samples 80 --lr-decay-style inverse-square-root --lr-warmup-samples 8 --lr-decay-samples 4
+bad   decay_iters_le_warmup_constant "--lr-decay-iters (3) must exceed --lr-warmup-iters (5)" $BIN "${MS[@]}" --train-iters 10 --lr-decay-style constant --lr-warmup-iters 5 --lr-decay-iters 3
+say   warmup_as_long_as_the_run "note: the warm-up (--lr-warmup-iters 4) is as long as the run (4): the LR never reaches --lr" $TL/plan --world-size 1 "${MS[@]}" --train-iters 4 --lr-warmup-iters 4
+bad   hcp_sizes_product_without_a2a_p2p "--hierarchical-context-parallel-sizes 3 5: the product must be --context-parallel-size (2)" $TL/plan --world-size 2 "${M[@]}" --context-parallel-size 2 --hierarchical-context-parallel-sizes 3 5
+bad   hcp_sizes_negative_without_cp "--hierarchical-context-parallel-sizes 0 -7: the product must be --context-parallel-size (1)" $BIN "${M[@]}" --hierarchical-context-parallel-sizes 0 -7
 bad   samples_below_one_batch "--train-samples 4 gives 0 iterations" $BIN "${MS[@]}" --train-samples 4
 # --lr-warmup-fraction / --lr-warmup-init (Megatron: one warm-up flag; the
 # scheduler asserts warm-up < decay and init_lr <= lr).

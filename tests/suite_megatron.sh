@@ -338,3 +338,24 @@ for tie in tied untied; do
     ok "decoupled_lr_equal_to_lr_is_the_plain_run_$tie (bitwise; another value differs)"
   else not_ok "decoupled_lr_equal_to_lr_is_the_plain_run_$tie" "exit $rc"; fi
 done
+
+# A ramp that passes --train-samples: update_train_iters' floor division
+# takes iterations back (Python's // of a negative remainder), so the run
+# ends inside the ramp. Its batches against the calculator written out.
+mt_run "$T/ramp_past" 1 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-samples 14 --rampup-batch-size 2 2 40
+rc=$?
+want=$(/usr/bin/python3 - <<'PY'
+gbs, start, inc, ramp, total = 8, 2, 2, 40, 14
+per = ramp / ((gbs - start) // inc)
+def batch(c): return gbs if c > ramp else start + int(c / per) * inc
+c = it = 0
+while c <= ramp: c += batch(c); it += 1
+it += (total - c) // gbs
+c, rows = 0, []
+for i in range(it): b = batch(c); rows.append(str(b)); c += b
+print(" ".join(rows))
+PY
+)
+got=$(sed -n 's/.*global batch size: *\([0-9]*\) .*/\1/p' "$T/ramp_past.log" | tr '\n' ' ' | sed 's/ $//')
+if [ $rc = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ]; then ok "rampup_past_train_samples_as_megatron (batches $got)"
+else not_ok rampup_past_train_samples_as_megatron "exit $rc; got '$got' want '$want'"; fi
