@@ -69,6 +69,11 @@ typedef struct {
     // activation recomputation (Korthikanti et al. 2022)
     mt_recompute recompute;            // --recompute-granularity
     mt_recompute_method recompute_method;
+    int recompute_activations;         // --recompute-activations: selective (Megatron's shorthand)
+    int use_rotary_legacy;             // --use-rotary-position-embeddings: rope
+    int kv_channels;                   // --kv-channels: must be hidden / heads
+    int exit_duration_mins;            // --exit-duration-in-mins (given: exit_duration_set)
+    int exit_duration_set;
     int recompute_num_layers;          // uniform: layers per group; block: layers recomputed per chunk
     // batch and optimizer
     int micro_batch_size, global_batch_size, num_micro_batches;  // M derived

@@ -197,6 +197,13 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
         const char *v = av[i + 1];
         // "--save --train-iters 1" would otherwise save into "--train-iters".
         if (!strncmp(v, "--", 2)) bad_flag(p, "%s needs a value, got the flag '%s'", f, v);
+        // Megatron's blends ("--data-path 0.7 a 0.3 b"): a weight, then a path.
+        if (strstr(f, "data-path") && i + 2 < n && strncmp(av[i + 2], "--", 2)) {
+            char *end;
+            strtod(v, &end);
+            if (end != v && !*end)
+                bad_flag(p, "%s %s %s: weighted blends of datasets are not built here; give one token file (or prefix)", f, v, av[i + 2]);
+        }
         store(c, d, v, p);
         c->set_mask[k / 64] |= 1ull << (k % 64);
         return 2;
@@ -361,6 +368,9 @@ static void parse(mt_config *c, int argc, char **argv, parse_ctx *p) {
         i += apply(c, argc, argv, i, p);
     }
     if (c->max_position_embeddings == 0) c->max_position_embeddings = c->seq_length;
+    // Megatron's older spellings, rewritten as its arguments.py does.
+    if (c->recompute_activations) c->recompute = MT_RECOMPUTE_SELECTIVE;
+    if (c->use_rotary_legacy) c->position_embedding = MT_POS_ROPE;
     validate(c, p);
     const char *bugs = getenv("MT_INJECT_BUG");
     if (bugs && *bugs) {
@@ -525,6 +535,12 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     check(padded <= INT_MAX, p, "padded vocabulary %lld (--vocab-size %d rounded up to --make-vocab-size-divisible-by %d x --tensor-model-parallel-size %d) must be < 2^31", padded, c->vocab_size, c->vocab_divisor, c->tp);
     c->padded_vocab = (int)padded;
     c->file_vocab = (int)file;
+    // --kv-channels: Megatron's head size; only its default is built.
+    check(!mt_config_was_set(c, "--kv-channels") || (long long)c->kv_channels * c->num_heads == c->hidden_size, p,
+          "--kv-channels %d: only --hidden-size / --num-attention-heads (%d) is built here (a head size of its own would change every attention shape)",
+          c->kv_channels, c->num_heads ? c->hidden_size / c->num_heads : 0);
+    c->exit_duration_set = mt_config_was_set(c, "--exit-duration-in-mins");
+    check(c->exit_duration_mins >= 0, p, "--exit-duration-in-mins must be >= 0, got %d", c->exit_duration_mins);
     check(c->num_heads % c->tp == 0, p, "--num-attention-heads (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole heads", c->num_heads, c->tp);
     // The block family's derived sizes (Megatron's rules, arguments.py).
     if (!c->ffn_hidden_size)

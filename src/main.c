@@ -558,6 +558,7 @@ static void train(run *r) {
     mt_model *m = &r->model;
     int loud = r->par.world_rank == 0;
     uint64_t consumed = r->start.consumed_samples;  // before this iteration
+    double t_train = mt_now();  // --exit-duration-in-mins counts from here
     for (int it = r->start.iteration + 1; it <= c->train_iters; it++) {
         double t0 = mt_now();
         // This step's batch (--rampup-batch-size grows it): the schedule,
@@ -610,11 +611,20 @@ static void train(run *r) {
         }
         // Megatron's rules: save every --save-interval, at the end, and before
         // leaving at an --exit-interval.
-        int leaving = c->exit_interval && it % c->exit_interval == 0;
+        // --exit-duration-in-mins: every rank leaves if any rank's clock has
+        // passed it (Megatron all-reduces the decision with MAX).
+        int leaving = c->exit_interval && it % c->exit_interval == 0, out_of_time = 0;
+        double minutes = (mt_now() - t_train) / 60.0;
+        if (c->exit_duration_set) {
+            out_of_time = minutes > c->exit_duration_mins;
+            MPI_Allreduce(MPI_IN_PLACE, &out_of_time, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        }
+        leaving |= out_of_time;
         if (c->save[0] && ((c->save_interval && it % c->save_interval == 0) || it == c->train_iters || leaving))
             save(r, it, consumed);
         if (leaving) {
-            if (loud) printf(" exiting at iteration %d (--exit-interval %d)\n", it, c->exit_interval);
+            if (loud && out_of_time) printf(" exiting at iteration %d after %.2f minutes of training (--exit-duration-in-mins %d)\n", it, minutes, c->exit_duration_mins);
+            else if (loud) printf(" exiting at iteration %d (--exit-interval %d)\n", it, c->exit_interval);
             break;
         }
     }

@@ -499,6 +499,10 @@ bad   decay_iters_le_warmup_constant "--lr-decay-iters (3) must exceed --lr-warm
 say   warmup_as_long_as_the_run "note: the warm-up (--lr-warmup-iters 4) is as long as the run (4): the LR never reaches --lr" $TL/plan --world-size 1 "${MS[@]}" --train-iters 4 --lr-warmup-iters 4
 bad   hcp_sizes_product_without_a2a_p2p "--hierarchical-context-parallel-sizes 3 5: the product must be --context-parallel-size (2)" $TL/plan --world-size 2 "${M[@]}" --context-parallel-size 2 --hierarchical-context-parallel-sizes 3 5
 bad   hcp_sizes_negative_without_cp "--hierarchical-context-parallel-sizes 0 -7: the product must be --context-parallel-size (1)" $BIN "${M[@]}" --hierarchical-context-parallel-sizes 0 -7
+bad   kv_channels_own_size    "--kv-channels 16: only --hidden-size / --num-attention-heads (8) is built here" $BIN "${M[@]}" --kv-channels 16
+bad   exit_duration_negative  "--exit-duration-in-mins must be >= 0, got -1" $BIN "${M[@]}" --exit-duration-in-mins -1
+bad   data_path_blend         "--data-path 0.7 a: weighted blends of datasets are not built here" $BIN "${M[@]}" --data-path 0.7 a 0.3 b
+bad   apply_layernorm_1p      "--apply-layernorm-1p: LayerNorm weights stored as 1 + w (zero-centred gamma) are not built" $BIN "${M[@]}" --apply-layernorm-1p
 bad   samples_below_one_batch "--train-samples 4 gives 0 iterations" $BIN "${MS[@]}" --train-samples 4
 # --lr-warmup-fraction / --lr-warmup-init (Megatron: one warm-up flag; the
 # scheduler asserts warm-up < decay and init_lr <= lr).

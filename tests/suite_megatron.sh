@@ -359,3 +359,76 @@ PY
 got=$(sed -n 's/.*global batch size: *\([0-9]*\) .*/\1/p' "$T/ramp_past.log" | tr '\n' ' ' | sed 's/ $//')
 if [ $rc = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ]; then ok "rampup_past_train_samples_as_megatron (batches $got)"
 else not_ok rampup_past_train_samples_as_megatron "exit $rc; got '$got' want '$want'"; fi
+
+# 10. Megatron's own example launch lines, scaled down (examples/gpt3/
+# train_gpt3_175b_distributed.sh and examples/llama/train_llama3_8b_h100_fp8.sh):
+# the sizes shrink to a laptop's, every other flag stays. Each runs on 2
+# ranks, and the same run without its noted flags is the same run, bit for
+# bit. (The GPT-3 line's --rampup-batch-size with --train-iters is refused
+# by Megatron itself; the Llama line's --apply-layernorm-1p is refused here
+# with its reason, so both leave those out and the refusal is checked.)
+GPT3="--num-layers 2 --hidden-size 48 --num-attention-heads 6 --seq-length 16 --max-position-embeddings 16
+  --micro-batch-size 1 --global-batch-size 8 --train-iters 3 --weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.95
+  --init-method-std 0.006 --clip-grad 1.0 --lr 6.0e-5 --lr-decay-style cosine --min-lr 6.0e-6 --lr-warmup-fraction .001
+  --lr-decay-iters 430000 --tensor-model-parallel-size 2 --pipeline-model-parallel-size 1 --data-path $data --split 949,50,1
+  --log-interval 1 --save-interval 10000 --eval-interval 1000 --eval-iters 10 --vocab-size 200"
+GPT3_NOTED="--attention-backend auto --fp16 --vocab-file $T/none.json --merge-file $T/none.txt --tensorboard-dir $T/tb"
+LLAMA="--num-layers 2 --hidden-size 64 --ffn-hidden-size 224 --num-attention-heads 8 --group-query-attention --num-query-groups 2
+  --kv-channels 8 --seq-length 32 --max-position-embeddings 32 --position-embedding-type rope --rotary-base 1000000
+  --rotary-percent 1.0 --attention-dropout 0.0 --hidden-dropout 0.0 --swiglu --init-method-std 0.0134
+  --untie-embeddings-and-output-weights --disable-bias-linear --micro-batch-size 1 --global-batch-size 8
+  --train-samples 24 --lr-decay-samples 20 --lr-warmup-samples 4 --lr 0.00015 --min-lr 0.00001 --decoupled-lr 5.0e-4
+  --decoupled-min-lr 4.5e-5 --lr-decay-style cosine --clip-grad 1.0 --weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.95
+  --bf16 --exit-duration-in-mins 235 --tensor-model-parallel-size 2 --context-parallel-size 1 --sequence-parallel
+  --use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather --data-path $data --split 99,1,0 --vocab-size 200
+  --log-interval 1 --eval-iters 32 --eval-interval 100 --save-interval 1000"
+LLAMA_NOTED="--use-mcore-models --attention-backend fused --grad-reduce-in-bf16 --cross-entropy-loss-fusion --calculate-per-token-loss
+  --manual-gc --empty-unused-memory-level 1 --fp8-format hybrid --fp8-amax-history-len 1024 --fp8-amax-compute-algo max
+  --fp8-param-gather --tokenizer-type HuggingFaceTokenizer --tokenizer-model $T/tok --data-cache-path $T/cache
+  --no-create-attention-mask-in-dataloader --no-mmap-bin-files --num-workers 1 --log-throughput --profile
+  --profile-step-start 4 --profile-step-end 6 --ckpt-format torch_dist --distributed-timeout-minutes 60 --tensorboard-dir $T/tb"
+for line in gpt3_175b llama3_8b; do
+  if [ $line = gpt3_175b ]; then base=$GPT3 noted=$GPT3_NOTED want=5; else base=$LLAMA noted=$LLAMA_NOTED want=24; fi
+  # shellcheck disable=SC2086
+  mt_run "$T/ex_$line" 2 ./pretrain_gpt $base $noted --save "$T/ex_ck_$line" --load "$T/ex_ck_$line" &&
+    mt_run "$T/ex_${line}_bare" 2 ./pretrain_gpt $base --save "$T/ex_ck_${line}_bare" --load "$T/ex_ck_${line}_bare"
+  rc=$?
+  notes=$(grep -c '^note: --' "$T/ex_$line.log")
+  if [ $rc = 0 ] && [ "$notes" = "$want" ] && cmp -s "$T/ex_$line.st" "$T/ex_${line}_bare.st" && [ -d "$T/ex_ck_$line" ]; then
+    ok "megatron_example_${line}_scaled_down_runs ($notes noted flags; bitwise the run without them; a checkpoint saved)"
+  else not_ok "megatron_example_${line}_scaled_down_runs" "exit $rc, $notes notes (want $want): $(grep -m1 -E 'error' "$T/ex_$line.log" "$T/ex_${line}_bare.log")"; fi
+done
+# shellcheck disable=SC2086
+out=$(./pretrain_gpt $LLAMA --apply-layernorm-1p 2>&1 >/dev/null); rc=$?
+if [ $rc = 2 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q -- "--apply-layernorm-1p: LayerNorm weights stored as 1 + w"; then
+  ok "megatron_example_llama3_8b_apply_layernorm_1p_refused_with_its_reason"
+else not_ok megatron_example_llama3_8b_apply_layernorm_1p_refused_with_its_reason "exit $rc: $out"; fi
+
+# Megatron's older spellings: --recompute-activations is selective
+# recomputation, --use-rotary-position-embeddings is RoPE, --kv-channels
+# at its default is the model without it; bit for bit.
+for pair in "recompute:--recompute-activations:--recompute-granularity selective" \
+            "rope:--use-rotary-position-embeddings:--position-embedding-type rope" \
+            "kv_channels:--kv-channels 8:"; do
+  IFS=: read -r name legacy modern <<< "$pair"
+  # shellcheck disable=SC2086
+  mt_run "$T/old_$name" 1 ./pretrain_gpt_fp64 $M $legacy && mt_run "$T/new_$name" 1 ./pretrain_gpt_fp64 $M $modern
+  rc=$?
+  if [ $rc = 0 ] && cmp -s "$T/old_$name.st" "$T/new_$name.st" && compare_losses "$T/old_$name.json" "$T/new_$name.json" 0 > /dev/null; then
+    ok "megatron_spelling_${name} ($legacy is ${modern:-the default}, bitwise)"
+  else not_ok "megatron_spelling_${name}" "exit $rc: $(grep -h -m1 error "$T/old_$name.log" "$T/new_$name.log")"; fi
+done
+mt_run "$T/rope_check" 1 ./pretrain_gpt_fp64 $M
+if ! cmp -s "$T/rope_check.st" "$T/old_rope.st"; then ok "megatron_spelling_rope_changes_the_model (control)"
+else not_ok megatron_spelling_rope_changes_the_model "the learned-position run has the same bits"; fi
+
+# --exit-duration-in-mins 0: every rank leaves after the first iteration,
+# with a checkpoint; resuming it runs on bitwise to the uninterrupted end.
+D="$M --global-batch-size 8"
+mt_run "$T/dur0" 2 ./pretrain_gpt_fp64 $D --exit-duration-in-mins 0 --save "$T/dur_ck" &&
+  mt_run "$T/dur1" 2 ./pretrain_gpt_fp64 $D --load "$T/dur_ck" && mt_run "$T/dur_all" 2 ./pretrain_gpt_fp64 $D
+rc=$?
+if [ $rc = 0 ] && grep -q "^ exiting at iteration 1 after .* minutes of training (--exit-duration-in-mins 0)" "$T/dur0.log" &&
+   [ "$(metrics_iters "$T/dur0.json" | wc -l)" = 1 ] && cmp -s "$T/dur1.st" "$T/dur_all.st"; then
+  ok "exit_duration_in_mins_leaves_with_a_checkpoint (after iteration 1 on 2 ranks; resumed bitwise)"
+else not_ok exit_duration_in_mins_leaves_with_a_checkpoint "exit $rc: $(grep -h -m1 -E 'error|exiting' "$T"/dur0.log "$T"/dur1.log)"; fi
