@@ -168,13 +168,15 @@ else not_ok train_samples_equal_train_iters "exit $rc: $(grep -m1 error "$T"/s80
 # (8 iterations, Megatron's count); its LR and batch every step against the
 # calculator and the scheduler written out here; bitwise the chain of a
 # constant batch of 4 for 4 steps, saved, then 8 from the checkpoint.
-RAMP="$S --global-batch-size 8 --train-samples 48 --rampup-batch-size 4 4 16"
-mt_run "$T/ramp" 2 ./pretrain_gpt_fp64 $RAMP && mt_run "$T/chainA" 2 ./pretrain_gpt_fp64 $S --global-batch-size 4 --train-samples 48 --exit-interval 4 --save "$T/chck" &&
-  mt_run "$T/chainB" 2 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-samples 64 --lr-decay-samples 48 --load "$T/chck"
-rc=$?
-want=$(/usr/bin/python3 - <<'PY'
-import math
-gbs, start, inc, ramp, total, lr = 8, 4, 4, 16, 48, 1e-3
+# megatron_ramp GBS START INC SAMPLES TRAIN_SAMPLES [LR]: each step's batch
+# (and, given LR, its cosine LR counted in samples) as Megatron's
+# RampupBatchsizeNumMicroBatchesCalculator, update_train_iters and the
+# scheduler compute them.
+megatron_ramp() {
+  /usr/bin/python3 - "$@" <<'PY'
+import math, sys
+gbs, start, inc, ramp, total = (int(x) for x in sys.argv[1:6])
+lr = float(sys.argv[6]) if len(sys.argv) > 6 else None
 per = ramp / ((gbs - start) // inc)
 def batch(c): return gbs if c > ramp else start + int(c / per) * inc
 c = it = 0
@@ -182,11 +184,16 @@ while c <= ramp: c += batch(c); it += 1
 it += (total - c) // gbs
 c, rows = 0, []
 for i in range(it):
-    b = batch(c); r = c / total
-    rows.append("%d %.17g" % (b, 0.5 * (math.cos(math.pi * r) + 1) * lr)); c += b
+    b = batch(c)
+    rows.append(str(b) if lr is None else "%d %.17g" % (b, 0.5 * (math.cos(math.pi * c / total) + 1) * lr)); c += b
 print(" ".join(rows))
 PY
-)
+}
+RAMP="$S --global-batch-size 8 --train-samples 48 --rampup-batch-size 4 4 16"
+mt_run "$T/ramp" 2 ./pretrain_gpt_fp64 $RAMP && mt_run "$T/chainA" 2 ./pretrain_gpt_fp64 $S --global-batch-size 4 --train-samples 48 --exit-interval 4 --save "$T/chck" &&
+  mt_run "$T/chainB" 2 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-samples 64 --lr-decay-samples 48 --load "$T/chck"
+rc=$?
+want=$(megatron_ramp 8 4 4 16 48 1e-3)
 got=$(paste -d' ' <(sed -n 's/.*global batch size: *\([0-9]*\) .*/\1/p' "$T/ramp.log") \
                   <(metrics_iters "$T/ramp.json" | sed 's/.*"lr": \([^,]*\),.*/\1/') | tr '\n' ' ' | sed 's/ $//')
 cat "$T/chainA.json" "$T/chainB.json" > "$T/chain.json"
@@ -344,18 +351,7 @@ done
 # ends inside the ramp. Its batches against the calculator written out.
 mt_run "$T/ramp_past" 1 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-samples 14 --rampup-batch-size 2 2 40
 rc=$?
-want=$(/usr/bin/python3 - <<'PY'
-gbs, start, inc, ramp, total = 8, 2, 2, 40, 14
-per = ramp / ((gbs - start) // inc)
-def batch(c): return gbs if c > ramp else start + int(c / per) * inc
-c = it = 0
-while c <= ramp: c += batch(c); it += 1
-it += (total - c) // gbs
-c, rows = 0, []
-for i in range(it): b = batch(c); rows.append(str(b)); c += b
-print(" ".join(rows))
-PY
-)
+want=$(megatron_ramp 8 2 2 40 14)
 got=$(sed -n 's/.*global batch size: *\([0-9]*\) .*/\1/p' "$T/ramp_past.log" | tr '\n' ' ' | sed 's/ $//')
 if [ $rc = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ]; then ok "rampup_past_train_samples_as_megatron (batches $got)"
 else not_ok rampup_past_train_samples_as_megatron "exit $rc; got '$got' want '$want'"; fi
