@@ -74,6 +74,7 @@ typedef struct {
     int kv_channels;                   // --kv-channels: must be hidden / heads
     int exit_duration_mins;            // --exit-duration-in-mins (given: exit_duration_set)
     int exit_duration_set;
+    int log_params_norm;               // --log-params-norm
     int recompute_num_layers;          // uniform: layers per group; block: layers recomputed per chunk
     // batch and optimizer
     int micro_batch_size, global_batch_size, num_micro_batches;  // M derived

@@ -11,6 +11,7 @@
 // untied output layer) and the weight decay.
 typedef struct {
     double lr, lr_decoupled, weight_decay;
+    double params_norm;  // --log-params-norm: after the step (main.c fills it)
 } mt_sched;
 
 // Learning rate of 1-based iteration `it` after it - 1 completed steps
@@ -34,6 +35,10 @@ void mt_grad_sync(mt_model *m, mt_comm *cm);
 // (mt_param_counts_in_norm: TP-replicated tensors on TP rank 0 only, tied
 // ones on the first stage only).
 double mt_grad_norm(mt_model *m, mt_comm *cm);
+
+// Global L2 norm of the weights (Megatron's calc_params_l2_norm for
+// --log-params-norm), each tensor counted once, as the gradient norm counts.
+double mt_params_norm(mt_model *m, mt_comm *cm);
 
 // Zeroes the gradients before a step's first backward: all of them, less
 // the range the previous step's AdamW consumed and left at zero (ops.h

@@ -424,19 +424,22 @@ static void log_iteration(run *r, int it, double loss, double norm, const mt_sch
     double tokens = (double)gbs * c->seq_length;
     double tps = tokens / (ms / 1000.0);
     if (r->par.world_rank != 0) return;
+    char pn[48] = "";
+    if (c->log_params_norm) snprintf(pn, sizeof pn, "params norm: %.3f | ", s->params_norm);
     if (it % c->log_interval == 0 || it == c->train_iters)
         printf(" iteration %8d/%8d | consumed samples: %12lld | elapsed time per iteration (ms): %.1f | learning rate: %.6E | "
-               "global batch size: %5d | lm loss: %.6E | grad norm: %.3f | tokens per second: %.1f |\n",
-               it, c->train_iters, (long long)consumed, ms, lr, gbs, loss, norm, tps);
+               "global batch size: %5d | lm loss: %.6E | grad norm: %.3f | %stokens per second: %.1f |\n",
+               it, c->train_iters, (long long)consumed, ms, lr, gbs, loss, norm, pn, tps);
     // llm.c's line, its step counted from 0, so its log and this one line up.
     if (c->log_llmc_steps) printf("step %d: train loss %f (took %f ms)\n", it - 1, loss, ms);
     if (r->metrics) {
         // The decoupled LR and the weight decay only when they are their own
         // (older readers see the old line).
-        char wds[96] = "";
+        char wds[160] = "";
         int o = 0;
         if (c->decoupled_lr_set) o += snprintf(wds + o, sizeof wds - o, ", \"decoupled_lr\": %.17g", s->lr_decoupled);
-        if (c->wd_incr_style != MT_WD_CONSTANT) snprintf(wds + o, sizeof wds - o, ", \"weight_decay\": %.17g", s->weight_decay);
+        if (c->wd_incr_style != MT_WD_CONSTANT) o += snprintf(wds + o, sizeof wds - o, ", \"weight_decay\": %.17g", s->weight_decay);
+        if (c->log_params_norm) snprintf(wds + o, sizeof wds - o, ", \"params_norm\": %.17g", s->params_norm);
         fprintf(r->metrics, "{\"iteration\": %d, \"lm_loss\": %.17g, \"grad_norm\": %.17g, \"lr\": %.17g%s, \"tokens_per_s\": %.3f, \"ms_per_iter\": %.3f}\n",
                 it, loss, norm, lr, wds, tps, ms);
         // Only rank 0 writes: a full disk here is its failure alone, so it
@@ -602,6 +605,9 @@ static void train(run *r) {
             write_timeline(r, &trace, it);
         }
         consumed += (uint64_t)gbs;
+        // After the step, as Megatron's training loop computes it (every
+        // rank takes part in the model-parallel sum).
+        if (c->log_params_norm) sched.params_norm = mt_params_norm(m, &r->cm);
         log_iteration(r, it, loss, norm, &sched, ms, gbs, consumed);
         if (c->log_comm) log_comm(r, it, ms);
         if (c->log_pipeline && (it % c->log_interval == 0 || it == c->train_iters)) log_pipeline(r, it, &res, t_sched);

@@ -59,7 +59,7 @@ double mt_wd_at(const mt_config *c, uint64_t consumed) {
 }
 
 mt_sched mt_sched_at(const mt_config *c, int it, uint64_t consumed) {
-    mt_sched s = {mt_lr_at(c, it, consumed, 0), mt_lr_at(c, it, consumed, 1), mt_wd_at(c, consumed)};
+    mt_sched s = {mt_lr_at(c, it, consumed, 0), mt_lr_at(c, it, consumed, 1), mt_wd_at(c, consumed), 0};
     return s;
 }
 
@@ -83,6 +83,23 @@ double mt_grad_norm(mt_model *m, mt_comm *cm) {
     mt_comm_allreduce_double(cm, MT_GROUP_MP, &ss, 1);
     // Distributed optimizer: each DP rank summed only its shard.
     if (m->cfg->use_distributed_optimizer) mt_comm_allreduce_double(cm, mt_grad_group(m->par), &ss, 1);
+    return sqrt(ss);
+}
+
+double mt_params_norm(mt_model *m, mt_comm *cm) {
+    // Host parts for the largest tensor (ops.h sumsq_parts), in block order.
+    size_t cap = 1;
+    for (int i = 0; i < m->nparams; i++) cap = MT_MAX(cap, (m->params[i].n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK);
+    double ss = 0, *part = mt_malloc(cap * sizeof *part);
+    for (int i = 0; i < m->nparams; i++) {
+        const mt_param *p = &m->params[i];
+        if (!mt_param_counts_in_norm(m, p) || !p->n) continue;
+        size_t nb = (p->n + MT_SUMSQ_BLOCK - 1) / MT_SUMSQ_BLOCK;
+        m->be->sumsq_parts(m->param_mem + p->off, p->n, part);
+        for (size_t j = 0; j < nb; j++) ss += part[j];
+    }
+    free(part);
+    mt_comm_allreduce_double(cm, MT_GROUP_MP, &ss, 1);
     return sqrt(ss);
 }
 

@@ -428,3 +428,30 @@ if [ $rc = 0 ] && grep -q "^ exiting at iteration 1 after .* minutes of training
    [ "$(metrics_iters "$T/dur0.json" | wc -l)" = 1 ] && cmp -s "$T/dur1.st" "$T/dur_all.st"; then
   ok "exit_duration_in_mins_leaves_with_a_checkpoint (after iteration 1 on 2 ranks; resumed bitwise)"
 else not_ok exit_duration_in_mins_leaves_with_a_checkpoint "exit $rc: $(grep -h -m1 -E 'error|exiting' "$T"/dur0.log "$T"/dur1.log)"; fi
+
+# --log-params-norm: the weights' L2 norm after each step, each tensor once:
+# one rank's against numpy over the dumped parameters; TP 2 + SP x PP 2 and
+# DP 2 with the distributed optimizer equal to one rank's, every step.
+pnorms_of() { metrics_iters "$1" | sed -n 's/.*"params_norm": \([^,]*\),.*/\1/p' | tr '\n' ' ' | sed 's/ $//'; }
+mt_run "$T/pn1" 1 ./pretrain_gpt_fp64 $M --global-batch-size 8 --log-params-norm &&
+  mt_run "$T/pn4" 4 ./pretrain_gpt_fp64 $M --global-batch-size 8 --log-params-norm --tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2 &&
+  mt_run "$T/pnd" 2 ./pretrain_gpt_fp64 $M --global-batch-size 8 --log-params-norm --use-distributed-optimizer
+rc=$?
+numpy=$($PY - "$T/pn1.st" <<'PY'
+import json, struct, sys, numpy as np
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); d = b[8 + n:]
+ss = 0.0
+for k, v in h.items():
+    if k == "__metadata__": continue
+    a = np.frombuffer(d[v["data_offsets"][0]:v["data_offsets"][1]], dtype=np.float64 if v["dtype"] == "F64" else np.float32)
+    ss += float((a.astype(np.float64) ** 2).sum())
+print("%.17g" % np.sqrt(ss))
+PY
+)
+last=$(pnorms_of "$T/pn1.json" | awk '{print $NF}')
+close=$(awk -v a="$numpy" -v b="$last" 'BEGIN { d = a - b; if (d < 0) d = -d; print (a > 0 && d / a < 1e-13) ? 1 : 0 }')
+same=$(paste <(pnorms_of "$T/pn1.json" | tr ' ' '\n') <(pnorms_of "$T/pn4.json" | tr ' ' '\n') <(pnorms_of "$T/pnd.json" | tr ' ' '\n') |
+  awk 'NF == 3 { for (i = 2; i <= 3; i++) { d = $1 - $i; if (d < 0) d = -d; if (d / $1 > 1e-12) bad++ } n++ } END { print (n == 10 && !bad) ? 1 : 0 }')
+if [ $rc = 0 ] && [ "$close" = 1 ] && [ "$same" = 1 ] && grep -q "| params norm: " "$T/pn4.log"; then
+  ok "log_params_norm_as_numpy_and_every_layout (last $last, numpy $numpy)"
+else not_ok log_params_norm_as_numpy_and_every_layout "exit $rc; last '$last' numpy '$numpy'; layouts agree: $same"; fi
