@@ -29,6 +29,10 @@ typedef struct {
     // PyTorch optimizer keeps in its state. Checkpoints written before it
     // was recorded: the iteration.
     int optimizer_steps;
+    // The LR scheduler's sample count (Megatron's num_steps, which it keeps
+    // in its own state): consumed_samples, unless the scheduler restarted
+    // since (--no-load-optim). Checkpoints written before: consumed_samples.
+    uint64_t scheduler_samples;
 } mt_ckpt_state;
 
 // Collective. Returns 0, or -1 with a one-line reason in err on every rank

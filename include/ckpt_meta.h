@@ -10,9 +10,10 @@
 #include "safetensors.h"
 
 // Version 2 is written when AdamW's step count differs from the iteration
-// (optimizer_steps, after --no-load-optim): a reader that knows only
-// version 1 would resume with t = the iteration, wrong bias corrections,
-// so it must refuse the file. Every other checkpoint stays version 1.
+// (optimizer_steps) or the LR scheduler's count from the consumed samples
+// (scheduler_samples), both after --no-load-optim: a reader that knows only
+// version 1 would resume with t = the iteration and the LR of the consumed
+// samples, so it must refuse the file. Every other checkpoint stays version 1.
 #define MT_CKPT_FORMAT "megatron.c checkpoint 1"
 #define MT_CKPT_FORMAT_2 "megatron.c checkpoint 2"
 static inline int mt_ckpt_format_known(const char *f) { return f && (!strcmp(f, MT_CKPT_FORMAT) || !strcmp(f, MT_CKPT_FORMAT_2)); }

@@ -82,11 +82,10 @@ typedef struct {
     double lr, min_lr;
     mt_lr_style lr_style;
     int lr_warmup_iters, lr_decay_iters;
-    // --lr-warmup-fraction F: the warm-up is F x the decay length, counted
-    // in samples as Megatron's scheduler counts it (lr_in_samples, derived);
+    // --lr-warmup-fraction F: the warm-up is F x the decay length (in
+    // samples, as the whole schedule is counted: mt_lr_at);
     // --lr-warmup-init: the warm-up's first LR (Megatron's init_lr).
     double lr_warmup_fraction, lr_warmup_init;
-    int lr_in_samples;
     // --lr-decay-style WSD: constant LR, then an annealing phase of
     // --lr-wsd-decay-iters (-samples) before the decay's end.
     mt_wsd_style lr_wsd_style;

@@ -14,14 +14,15 @@ typedef struct {
     double params_norm;  // --log-params-norm: after the step (main.c fills it)
 } mt_sched;
 
-// Learning rate of 1-based iteration `it` after it - 1 completed steps
-// (`consumed` samples): a linear warm-up from --lr-warmup-init, then
-// constant, linear, cosine, inverse-square-root or WSD decay to the group's
-// minimum at the decay's end. `decoupled` selects --decoupled-lr's group.
-double mt_lr_at(const mt_config *c, int it, uint64_t consumed, int decoupled);
-// The weight decay of the step that starts after `consumed` samples.
-double mt_wd_at(const mt_config *c, uint64_t consumed);
-mt_sched mt_sched_at(const mt_config *c, int it, uint64_t consumed);
+// The scheduler's values after `n_samples` samples of its count (Megatron's
+// num_steps: the consumed samples, less those before a --no-load-optim
+// restart): a linear warm-up from --lr-warmup-init, then constant, linear,
+// cosine, inverse-square-root or WSD decay to the group's minimum at the
+// decay's end. `decoupled` selects --decoupled-lr's group.
+double mt_lr_at(const mt_config *c, uint64_t n_samples, int decoupled);
+// get_wd: the weight decay at that count.
+double mt_wd_at(const mt_config *c, uint64_t n_samples);
+mt_sched mt_sched_at(const mt_config *c, uint64_t n_samples);
 // Whether parameter p takes --decoupled-lr (Megatron's
 // is_embedding_or_output_parameter): the word embeddings, the output layer.
 int mt_param_decoupled_lr(const mt_param *p);

@@ -124,18 +124,19 @@ static int write_small(int dfd, const char *dir, const char *name, const char *t
 // the run was, and the model's shape and block family (the family keys are
 // absent from checkpoints written before the Llama blocks; a missing one
 // means GPT-2's value).
-#define NMETA 24
-#define NCOMMON 14
+#define NMETA 25
+#define NCOMMON 15
 typedef struct { char kv[NMETA][2][64]; const char *ptrs[2 * NMETA + 1]; } meta_t;
 
 static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
     const char *keys[NMETA] = {"format", "iteration", "consumed_samples", "seed", "data_order", "num_layers", "hidden_size",
                                "num_attention_heads", "vocab_size", "padded_vocab_size", "max_position_embeddings",
-                               "seq_length", "precision", "optimizer_steps", "normalization", "norm_epsilon", "position_embedding_type",
+                               "seq_length", "precision", "optimizer_steps", "scheduler_samples", "normalization", "norm_epsilon", "position_embedding_type",
                                "rotary_base", "rotary_percent", "swiglu", "ffn_hidden_size", "num_query_groups",
                                "untie_embeddings_and_output_weights", "disable_bias_linear"};
     char v[NMETA][64];
-    snprintf(v[0], 64, "%s", st.optimizer_steps != st.iteration ? MT_CKPT_FORMAT_2 : MT_CKPT_FORMAT);
+    int restarted = st.optimizer_steps != st.iteration || st.scheduler_samples != st.consumed_samples;
+    snprintf(v[0], 64, "%s", restarted ? MT_CKPT_FORMAT_2 : MT_CKPT_FORMAT);
     snprintf(v[1], 64, "%d", st.iteration);
     snprintf(v[2], 64, "%llu", (unsigned long long)st.consumed_samples);
     snprintf(v[3], 64, "%llu", (unsigned long long)c->seed);
@@ -149,16 +150,17 @@ static void meta_make(meta_t *mt, const mt_config *c, mt_ckpt_state st) {
     snprintf(v[11], 64, "%d", c->seq_length);
     snprintf(v[12], 64, "%s", MT_PRECISION_NAME);
     snprintf(v[13], 64, "%d", st.optimizer_steps);
-    snprintf(v[14], 64, "%s", c->normalization == MT_NORM_RMSNORM ? "RMSNorm" : "LayerNorm");
-    snprintf(v[15], 64, "%.17g", c->norm_epsilon);
-    snprintf(v[16], 64, "%s", c->position_embedding == MT_POS_ROPE ? "rope" : "learned_absolute");
-    snprintf(v[17], 64, "%.17g", c->rotary_base);
-    snprintf(v[18], 64, "%.17g", c->rotary_percent);
-    snprintf(v[19], 64, "%d", c->swiglu);
-    snprintf(v[20], 64, "%d", c->ffn_hidden_size);
-    snprintf(v[21], 64, "%d", c->num_query_groups);
-    snprintf(v[22], 64, "%d", c->untie_embeddings);
-    snprintf(v[23], 64, "%d", c->disable_bias_linear);
+    snprintf(v[14], 64, "%llu", (unsigned long long)st.scheduler_samples);
+    snprintf(v[15], 64, "%s", c->normalization == MT_NORM_RMSNORM ? "RMSNorm" : "LayerNorm");
+    snprintf(v[16], 64, "%.17g", c->norm_epsilon);
+    snprintf(v[17], 64, "%s", c->position_embedding == MT_POS_ROPE ? "rope" : "learned_absolute");
+    snprintf(v[18], 64, "%.17g", c->rotary_base);
+    snprintf(v[19], 64, "%.17g", c->rotary_percent);
+    snprintf(v[20], 64, "%d", c->swiglu);
+    snprintf(v[21], 64, "%d", c->ffn_hidden_size);
+    snprintf(v[22], 64, "%d", c->num_query_groups);
+    snprintf(v[23], 64, "%d", c->untie_embeddings);
+    snprintf(v[24], 64, "%d", c->disable_bias_linear);
     for (int i = 0; i < NMETA; i++) {
         snprintf(mt->kv[i][0], 64, "%s", keys[i]);
         snprintf(mt->kv[i][1], 64, "%s", v[i]);
@@ -359,7 +361,7 @@ static int check_meta(const mt_st_file *f, const char *path, const mt_config *c,
     // The block family: a key written as this run would write it, or absent
     // (a checkpoint from before the family keys: GPT-2's values).
     meta_t want;
-    meta_make(&want, c, (mt_ckpt_state){0, 0, 0});
+    meta_make(&want, c, (mt_ckpt_state){0, 0, 0, 0});
     static const char *const gpt2[NMETA - NCOMMON] = {"LayerNorm", NULL, "learned_absolute", NULL, NULL, "0", NULL, NULL, "0", "0"};
     for (int i = NCOMMON; i < NMETA; i++) {
         const char *key = want.kv[i][0], *v = mt_st_meta(f, key), *def = gpt2[i - NCOMMON];

@@ -39,6 +39,16 @@ static int meta_state(const mt_st_file *f, const char *path, mt_ckpt_state *st, 
         return -1;
     }
     st->optimizer_steps = (int)ov;
+    // The scheduler's sample count, likewise: absent is consumed_samples,
+    // and never past it.
+    const char *ss = mt_st_meta(f, "scheduler_samples");
+    uint64_t sv = cv;
+    if (ss && (mt_parse_u64(ss, &sv) || sv > cv)) {
+        snprintf(err, errlen, "%s: metadata scheduler_samples '%.40s' is not an integer in [0, consumed_samples %llu]", path, ss,
+                 (unsigned long long)cv);
+        return -1;
+    }
+    st->scheduler_samples = sv;
     return 0;
 }
 

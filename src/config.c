@@ -197,13 +197,10 @@ static int apply(mt_config *c, int n, char **av, int i, parse_ctx *p) {
         const char *v = av[i + 1];
         // "--save --train-iters 1" would otherwise save into "--train-iters".
         if (!strncmp(v, "--", 2)) bad_flag(p, "%s needs a value, got the flag '%s'", f, v);
-        // Megatron's blends ("--data-path 0.7 a 0.3 b"): a weight, then a path.
-        if (strstr(f, "data-path") && i + 2 < n && strncmp(av[i + 2], "--", 2)) {
-            char *end;
-            strtod(v, &end);
-            if (end != v && !*end)
-                bad_flag(p, "%s %s %s: weighted blends of datasets are not built here; give one token file (or prefix)", f, v, av[i + 2]);
-        }
+        // Megatron's blends ("--data-path 0.7 a 0.3 b", or "a b"): more
+        // than one word after a data path.
+        if (strstr(f, "data-path") && i + 2 < n && strncmp(av[i + 2], "--", 2))
+            bad_flag(p, "%s %s %s: blends of several datasets are not built here; give one token file (or prefix)", f, v, av[i + 2]);
         store(c, d, v, p);
         c->set_mask[k / 64] |= 1ull << (k % 64);
         return 2;
@@ -451,17 +448,16 @@ static void sample_based(mt_config *c, parse_ctx *p) {
     uint64_t ramp_steps = ramp ? (uint64_t)R / (uint64_t)S + 1 : 0;  // at most: every batch at least S
     check(ramp_steps <= max_ramp_steps, p, "--rampup-batch-size %d %d %d: the ramp would take up to %llu iterations; at most %llu are supported",
           S, inc, R, (unsigned long long)ramp_steps, (unsigned long long)max_ramp_steps);
-    uint64_t consumed = 0, iters = 0;
+    uint64_t consumed = 0, iters = 0, T = c->train_samples, gbs = (uint64_t)c->global_batch_size;
+    // update_train_iters (Megatron's main): the ramp is stepped through
+    // until it or --train-samples is passed; then whole final batches (a
+    // partial last batch thrown away).
     if (ramp)
-        for (; consumed <= (uint64_t)R; iters++) consumed += (uint64_t)mt_batch_at(c, consumed);
-    // The constant phase: Python's floor division, as update_train_iters
-    // computes it (the remainder is negative when the ramp passes
-    // --train-samples, and the ramp's iterations are then cut).
-    uint64_t gbs = (uint64_t)c->global_batch_size, T = c->train_samples;
-    uint64_t rest = T >= consumed ? (T - consumed) / gbs : 0, back = T >= consumed ? 0 : (consumed - T + gbs - 1) / gbs;
+        for (; consumed <= (uint64_t)R && consumed <= T; iters++) consumed += (uint64_t)mt_batch_at(c, consumed);
+    uint64_t rest = T > consumed ? (T - consumed) / gbs : 0;
     check(rest <= (uint64_t)INT_MAX && iters + rest <= (uint64_t)INT_MAX, p,
           "--train-samples %llu is more than 2^31 - 1 iterations at --global-batch-size %d", (unsigned long long)T, c->global_batch_size);
-    long long it = (long long)(iters + rest) - (long long)back;
+    long long it = (long long)(iters + rest);
     check(it >= 1, p, "--train-samples %llu gives %lld iterations at --global-batch-size %d: at least 1 needed",
           (unsigned long long)T, it, c->global_batch_size);
     c->train_iters = (int)it;
@@ -471,18 +467,16 @@ static void sample_based(mt_config *c, parse_ctx *p) {
 
 // The LR's WSD phase and the weight decay's schedule, by Megatron's rules:
 // WSD needs its annealing length, in the run's unit; the start and end
-// decay go with a rising style, and only with it. The styles Megatron
-// computes in samples are computed in samples here too (mt_lr_at).
+// decay go with a rising style, and only with it.
 static void schedules(mt_config *c, parse_ctx *p) {
     int wsd_it = mt_config_was_set(c, "--lr-wsd-decay-iters"), wsd_s = mt_config_was_set(c, "--lr-wsd-decay-samples");
-    check(!wsd_s || c->train_samples, p, "--lr-wsd-decay-samples counts samples: it needs --train-samples (else --lr-wsd-decay-iters)");
-    check(!wsd_it || !c->train_samples, p, "--train-samples counts the LR schedule in samples: give --lr-wsd-decay-samples, not --lr-wsd-decay-iters");
-    if (c->lr_style == MT_LR_WSD)
+    if (c->lr_style == MT_LR_WSD) {
+        check(!wsd_s || c->train_samples, p, "--lr-wsd-decay-samples counts samples: it needs --train-samples (else --lr-wsd-decay-iters)");
+        check(!wsd_it || !c->train_samples, p, "--train-samples counts the LR schedule in samples: give --lr-wsd-decay-samples, not --lr-wsd-decay-iters");
         check(c->train_samples ? wsd_s : wsd_it, p, "--lr-decay-style WSD needs the annealing phase's length: --lr-wsd-decay-%s N",
               c->train_samples ? "samples" : "iters");
-    else if ((wsd_it || wsd_s || mt_config_was_set(c, "--lr-wsd-decay-style")) && p->loud)
+    } else if ((wsd_it || wsd_s || mt_config_was_set(c, "--lr-wsd-decay-style")) && p->loud)
         printf("note: --lr-wsd-decay-style, --lr-wsd-decay-iters and --lr-wsd-decay-samples are read only with --lr-decay-style WSD; ignored (as Megatron does)\n");
-    c->lr_in_samples = c->train_samples || mt_config_was_set(c, "--lr-warmup-fraction") || c->lr_style == MT_LR_ISQRT || c->lr_style == MT_LR_WSD;
     // Megatron's scheduler asserts warm-up < decay (every style). A decay
     // given no longer than the warm-up is refused; the default decay (the
     // whole run) under a longer warm-up is a run that never leaves it: a note.
@@ -502,8 +496,9 @@ static void schedules(mt_config *c, parse_ctx *p) {
     c->decoupled_lr_set = mt_config_was_set(c, "--decoupled-lr");
     if (c->decoupled_lr_set) {
         if (!mt_config_was_set(c, "--decoupled-min-lr")) c->decoupled_min_lr = c->min_lr;
-        check(c->decoupled_min_lr >= 0 && c->decoupled_min_lr <= c->decoupled_lr && c->lr_warmup_init <= c->decoupled_lr, p,
-              "--decoupled-min-lr (%g) and --lr-warmup-init (%g) must be in [0, --decoupled-lr (%g)]", c->decoupled_min_lr, c->lr_warmup_init, c->decoupled_lr);
+        // (Megatron asserts nothing more of them.)
+        check(c->decoupled_lr >= 0 && c->decoupled_min_lr >= 0, p, "--decoupled-lr (%g) and --decoupled-min-lr (%g) must be >= 0",
+              c->decoupled_lr, c->decoupled_min_lr);
     } else if (mt_config_was_set(c, "--decoupled-min-lr") && p->loud)
         printf("note: --decoupled-min-lr is read only with --decoupled-lr; ignored (as Megatron does)\n");
     int given = mt_config_was_set(c, "--start-weight-decay") + mt_config_was_set(c, "--end-weight-decay");
@@ -539,7 +534,8 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
     check(!mt_config_was_set(c, "--kv-channels") || (long long)c->kv_channels * c->num_heads == c->hidden_size, p,
           "--kv-channels %d: only --hidden-size / --num-attention-heads (%d) is built here (a head size of its own would change every attention shape)",
           c->kv_channels, c->num_heads ? c->hidden_size / c->num_heads : 0);
-    c->exit_duration_set = mt_config_was_set(c, "--exit-duration-in-mins");
+    // Megatron tests the value (`if args.exit_duration_in_mins:`): 0 is off.
+    c->exit_duration_set = c->exit_duration_mins > 0;
     check(c->exit_duration_mins >= 0, p, "--exit-duration-in-mins must be >= 0, got %d", c->exit_duration_mins);
     check(c->num_heads % c->tp == 0, p, "--num-attention-heads (%d) must be divisible by --tensor-model-parallel-size (%d): each rank holds whole heads", c->num_heads, c->tp);
     // The block family's derived sizes (Megatron's rules, arguments.py).

@@ -141,7 +141,7 @@ const mt_flag_def mt_flags[] = {
     BOOL("--no-load-optim", no_load_optim, FILES, "--load skips the optimizer: the iteration and data position resume, AdamW restarts"),
     INT("--save-interval", save_interval, "0", FILES, "save every N iterations (and at the end)"),
     INT("--exit-interval", exit_interval, "0", FILES, "save and stop when the iteration is a multiple of N"),
-    INT("--exit-duration-in-mins", exit_duration_mins, NULL, FILES, "save and stop after the first iteration that ends past N minutes of training (every rank agrees)"),
+    INT("--exit-duration-in-mins", exit_duration_mins, NULL, FILES, "save and stop after the first iteration that ends past N minutes since the start (0: off; every rank agrees)"),
     STR("--dump-params", dump_params, FILES, "write the final weights as safetensors in the build's precision"),
     INT("--dump-step", dump_step, "0", FILES, "with --dump-dir: parameters and gradients of iteration N"),
     STR("--dump-dir", dump_dir, FILES, "directory for --dump-step's step_N.safetensors"),

@@ -10,6 +10,7 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -54,6 +55,13 @@ MT_ISA_GUARD_PROGRAM
 // dynamic loader (`ld.so ./pretrain_gpt`: AT_BASE is 0, /proc/self/exe is
 // ld.so), valgrind (the exec would leave the tool), builds without OpenMP.
 typedef enum { WAIT_USER, WAIT_PASSIVE_CHOSEN, WAIT_SPIN_DEFAULT, WAIT_NO_OMP } wait_policy;
+
+// Seconds on the wall clock (CLOCK_REALTIME): comparable across hosts.
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 // Returns how this process's OpenMP threads wait, for the banner. The
 // re-executed process knows it was re-executed by MT_WAIT_CHOSEN, set for the
@@ -129,6 +137,8 @@ typedef struct {
     FILE *metrics;
     mt_ckpt_state start;  // where training resumes (0 for a fresh run)
     int adam_offset;      // iteration - AdamW's step count: 0 unless it restarted (--no-load-optim)
+    uint64_t sched_offset;  // consumed - the LR scheduler's sample count: likewise
+    double t_program;       // wall clock at the earliest rank's start (--exit-duration-in-mins)
 } run;
 
 // Per-step context of the fill callback: which split and which global
@@ -281,15 +291,18 @@ static int load_checkpoint(run *r, int *resumed) {
                r->start.iteration, dir, c->finetune ? "--finetune" : "--pretrained-checkpoint, --load holding none");
     else if (loud && loaded)
         printf("loaded checkpoint from %s at iteration %d (%llu samples consumed)%s\n", dir, r->start.iteration,
-               (unsigned long long)r->start.consumed_samples, c->no_load_optim ? "; AdamW restarts (--no-load-optim)" : "");
+               (unsigned long long)r->start.consumed_samples, c->no_load_optim ? "; AdamW and the LR schedule restart (--no-load-optim)" : "");
     if (loud && !loaded) printf("no checkpoint in %s yet: starting fresh\n", c->load);
     // Megatron's --finetune: the weights, and nothing of the run that made
     // them; --no-load-optim keeps the run's place but not AdamW's moments or
     // step count (its bias corrections restart at t = 1).
-    if (loaded && finetune) r->start = (mt_ckpt_state){0, 0, 0};
-    if (loaded && c->no_load_optim) r->start.optimizer_steps = 0;
+    // Megatron keeps the LR scheduler with the optimizer: --no-load-optim
+    // restarts its count too (the warm-up runs again from the resumed step).
+    if (loaded && finetune) r->start = (mt_ckpt_state){0, 0, 0, 0};
+    if (loaded && c->no_load_optim) r->start.optimizer_steps = 0, r->start.scheduler_samples = 0;
     *resumed = loaded && !finetune;
     r->adam_offset = r->start.iteration - r->start.optimizer_steps;
+    r->sched_offset = r->start.consumed_samples - r->start.scheduler_samples;
     check_resume(r);
     return loaded;
 }
@@ -547,7 +560,7 @@ static void write_timeline(const run *r, mt_trace *t, int it) {
 static void save(run *r, int it, uint64_t consumed) {
     char err[1400] = "";
     double t0 = mt_now();
-    mt_ckpt_state st = {it, consumed, it - r->adam_offset};
+    mt_ckpt_state st = {it, consumed, it - r->adam_offset, consumed - r->sched_offset};
     mt_buckets_gather_finish(&r->model, &r->cm);
     if (mt_ckpt_save(&r->model, r->cfg.save, st, err, sizeof err))
         mt_fail_all(r->par.world_rank == 0, MT_EXIT_FAIL, "saving the checkpoint of iteration %d failed: %s (the previous checkpoint in %s is intact)",
@@ -561,7 +574,10 @@ static void train(run *r) {
     mt_model *m = &r->model;
     int loud = r->par.world_rank == 0;
     uint64_t consumed = r->start.consumed_samples;  // before this iteration
-    double t_train = mt_now();  // --exit-duration-in-mins counts from here
+    // Seconds in a "minute" of --exit-duration-in-mins: 60, or a test's
+    // MT_TEST_SECONDS_PER_MINUTE (the flag takes whole minutes).
+    const char *spm = getenv("MT_TEST_SECONDS_PER_MINUTE");
+    double minute = spm && atof(spm) > 0 ? atof(spm) : 60.0;
     for (int it = r->start.iteration + 1; it <= c->train_iters; it++) {
         double t0 = mt_now();
         // This step's batch (--rampup-batch-size grows it): the schedule,
@@ -594,7 +610,7 @@ static void train(run *r) {
             m->be->sync();
             dump_step(r, it);
         }
-        mt_sched sched = mt_sched_at(c, it, consumed);
+        mt_sched sched = mt_sched_at(c, consumed - r->sched_offset);
         double t_opt = mt_now();
         mt_optimizer_step(m, &r->cm, norm, &sched, it - r->adam_offset);
         m->be->sync();  // the step time includes the last kernels
@@ -620,7 +636,7 @@ static void train(run *r) {
         // --exit-duration-in-mins: every rank leaves if any rank's clock has
         // passed it (Megatron all-reduces the decision with MAX).
         int leaving = c->exit_interval && it % c->exit_interval == 0, out_of_time = 0;
-        double minutes = (mt_now() - t_train) / 60.0;
+        double minutes = (wall_now() - r->t_program) / minute;
         if (c->exit_duration_set) {
             out_of_time = minutes > c->exit_duration_mins;
             MPI_Allreduce(MPI_IN_PLACE, &out_of_time, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
@@ -629,7 +645,7 @@ static void train(run *r) {
         if (c->save[0] && ((c->save_interval && it % c->save_interval == 0) || it == c->train_iters || leaving))
             save(r, it, consumed);
         if (leaving) {
-            if (loud && out_of_time) printf(" exiting at iteration %d after %.2f minutes of training (--exit-duration-in-mins %d)\n", it, minutes, c->exit_duration_mins);
+            if (loud && out_of_time) printf(" exiting at iteration %d after %.2f minutes since the start (--exit-duration-in-mins %d)\n", it, minutes, c->exit_duration_mins);
             else if (loud) printf(" exiting at iteration %d (--exit-interval %d)\n", it, c->exit_interval);
             break;
         }
@@ -700,6 +716,9 @@ static void print_peak_rss(const run *r) {
 }
 
 int main(int argc, char **argv) {
+    // --exit-duration-in-mins counts from here, on the wall clock (hosts'
+    // monotonic clocks do not compare), as Megatron's _TRAIN_START_TIME.
+    double t_program = wall_now();
     wait_policy wait = default_wait_policy(argv);
     // Large MPI buffers are malloc'd per collective call; keeping freed memory
     // in the heap avoids a page-fault storm (2x faster reduce-scatter here).
@@ -726,6 +745,8 @@ int main(int argc, char **argv) {
             mt_stdout_done(1);  // after MPI_Finalize: no rank waits on this one
             return 0;
         }
+    // The earliest rank's start (Megatron all-reduces it with MIN).
+    MPI_Allreduce(&t_program, &r.t_program, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
     mt_config *c = &r.cfg;
     parse_config(c, argc, argv, rank);
     if (c->init_from[0]) apply_init_header(&r, rank);

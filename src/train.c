@@ -9,22 +9,16 @@
 #include "buckets.h"
 #include "gradnorm.h"
 
-double mt_lr_at(const mt_config *c, int it, uint64_t consumed, int decoupled) {
-    // Megatron's OptimizerParamScheduler.get_lr counts samples (iterations
-    // x the global batch). The iteration-based linear and cosine decays keep
-    // iterations here: the same ratios (the LR may differ in its last bit).
-    // Everything else is counted in samples, as Megatron counts it: a
-    // warm-up given as a fraction need not be whole iterations, and
-    // inverse-square-root's and WSD's arithmetic is not scale-free.
-    double n = it - 1, warm = c->lr_warmup_iters, decay = c->lr_decay_iters, wsd = c->lr_wsd_decay_iters;
-    if (c->lr_in_samples) {
-        double g = c->global_batch_size;
-        int s = c->train_samples != 0;
-        n = (double)consumed;
-        decay = s ? (double)c->lr_decay_samples : c->lr_decay_iters * g;
-        wsd = s ? (double)c->lr_wsd_decay_samples : c->lr_wsd_decay_iters * g;
-        warm = c->lr_warmup_fraction > 0 ? c->lr_warmup_fraction * decay : s ? (double)c->lr_warmup_samples : c->lr_warmup_iters * g;
-    }
+double mt_lr_at(const mt_config *c, uint64_t n_samples, int decoupled) {
+    // Megatron's OptimizerParamScheduler.get_lr counts samples (its
+    // num_steps: iterations x the global batch, or --train-samples' own), and
+    // so does this: the warm-up's products round as Megatron's do only in
+    // samples (lr x n x g is not lr x n, rounded, unless g is a power of two).
+    double g = c->global_batch_size, n = (double)n_samples;
+    int s = c->train_samples != 0;
+    double decay = s ? (double)c->lr_decay_samples : c->lr_decay_iters * g;
+    double wsd = s ? (double)c->lr_wsd_decay_samples : c->lr_wsd_decay_iters * g;
+    double warm = c->lr_warmup_fraction > 0 ? c->lr_warmup_fraction * decay : s ? (double)c->lr_warmup_samples : c->lr_warmup_iters * g;
     // --decoupled-lr's group has its own peak and floor (Megatron's max_lr,
     // min_lr per group); the warm-up starts from init_lr in both.
     double lr = decoupled ? c->decoupled_lr : c->lr, lo = decoupled ? c->decoupled_min_lr : c->min_lr;
@@ -48,18 +42,17 @@ double mt_lr_at(const mt_config *c, int it, uint64_t consumed, int decoupled) {
     return lo + coeff * (lr - lo);
 }
 
-double mt_wd_at(const mt_config *c, uint64_t consumed) {
-    // Megatron's get_wd: over the run's samples (the ratio is the same in
-    // iterations, an exact division either way).
+double mt_wd_at(const mt_config *c, uint64_t n_samples) {
+    // Megatron's get_wd: over the run's samples.
     if (c->wd_incr_style == MT_WD_CONSTANT) return c->end_weight_decay;
-    double n = (double)consumed, total = c->train_samples ? (double)c->train_samples : (double)c->train_iters * c->global_batch_size;
+    double n = (double)n_samples, total = c->train_samples ? (double)c->train_samples : (double)c->train_iters * c->global_batch_size;
     if (n > total) return c->end_weight_decay;
     double r = n / total, coeff = c->wd_incr_style == MT_WD_LINEAR ? r : 0.5 * (cos(M_PI * (1 - r)) + 1.0);
     return c->start_weight_decay + coeff * (c->end_weight_decay - c->start_weight_decay);
 }
 
-mt_sched mt_sched_at(const mt_config *c, int it, uint64_t consumed) {
-    mt_sched s = {mt_lr_at(c, it, consumed, 0), mt_lr_at(c, it, consumed, 1), mt_wd_at(c, consumed), 0};
+mt_sched mt_sched_at(const mt_config *c, uint64_t n_samples) {
+    mt_sched s = {mt_lr_at(c, n_samples, 0), mt_lr_at(c, n_samples, 1), mt_wd_at(c, n_samples), 0};
     return s;
 }
 

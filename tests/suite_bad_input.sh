@@ -372,6 +372,7 @@ ckmeta ck_4abc num_layers 4abc
 ckmeta ck_negcs consumed_samples -8
 ckmeta ck_iter_space iteration " 1"
 ckmeta ck_optsteps optimizer_steps 2
+ckmeta ck_schedsamples scheduler_samples 9
 ckmeta ck_heads0 num_attention_heads 0
 ckmeta ck_vocab0 vocab_size 0 padded_vocab_size 0
 ckmeta ck_hidden_huge hidden_size 2147483647
@@ -470,6 +471,7 @@ bad   ckpt_meta_4abc          "checkpoint has num_layers 4abc" $BIN "${M[@]}" --
 bad   ckpt_meta_negative_consumed "consumed_samples '-8'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_negcs"
 bad   ckpt_meta_iteration_space "iteration ' 1'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_iter_space"
 bad   ckpt_meta_optimizer_steps_past_iteration "optimizer_steps '2' is not an integer in [0, iteration 1]" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_optsteps"
+bad   ckpt_meta_scheduler_samples_past_consumed "scheduler_samples '9' is not an integer in [0, consumed_samples 8]" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_schedsamples"
 # Sample-based training and the batch ramp (Megatron's rules). MS: the tiny
 # model without its iteration counts.
 MS=(); skip=0
@@ -501,7 +503,8 @@ bad   hcp_sizes_product_without_a2a_p2p "--hierarchical-context-parallel-sizes 3
 bad   hcp_sizes_negative_without_cp "--hierarchical-context-parallel-sizes 0 -7: the product must be --context-parallel-size (1)" $BIN "${M[@]}" --hierarchical-context-parallel-sizes 0 -7
 bad   kv_channels_own_size    "--kv-channels 16: only --hidden-size / --num-attention-heads (8) is built here" $BIN "${M[@]}" --kv-channels 16
 bad   exit_duration_negative  "--exit-duration-in-mins must be >= 0, got -1" $BIN "${M[@]}" --exit-duration-in-mins -1
-bad   data_path_blend         "--data-path 0.7 a: weighted blends of datasets are not built here" $BIN "${M[@]}" --data-path 0.7 a 0.3 b
+bad   data_path_blend         "--data-path 0.7 a: blends of several datasets are not built here" $BIN "${M[@]}" --data-path 0.7 a 0.3 b
+bad   data_path_two_prefixes  "--data-path a b: blends of several datasets are not built here" $BIN "${M[@]}" --data-path a b
 bad   apply_layernorm_1p      "--apply-layernorm-1p: LayerNorm weights stored as 1 + w (zero-centred gamma) are not built" $BIN "${M[@]}" --apply-layernorm-1p
 bad   samples_below_one_batch "--train-samples 4 gives 0 iterations" $BIN "${MS[@]}" --train-samples 4
 # --lr-warmup-fraction / --lr-warmup-init (Megatron: one warm-up flag; the
@@ -517,6 +520,7 @@ bad   warmup_init_negative    "--lr-warmup-init (-1e-05) must be in [0, --lr (0.
 # length; start/end go with a rising style only; end >= start >= 0).
 bad   wsd_without_length      "--lr-decay-style WSD needs the annealing phase's length: --lr-wsd-decay-iters N" $BIN "${M[@]}" --lr-decay-style WSD
 bad   wsd_samples_without_samples "--lr-wsd-decay-samples counts samples: it needs --train-samples" $BIN "${M[@]}" --lr-decay-style WSD --lr-wsd-decay-samples 16
+say   wsd_iters_ignored_in_samples_without_wsd "note: --lr-wsd-decay-style, --lr-wsd-decay-iters and --lr-wsd-decay-samples are read only with --lr-decay-style WSD" $TL/plan --world-size 1 "${MS[@]}" --train-samples 80 --lr-wsd-decay-iters 2
 bad   wsd_iters_with_samples  "give --lr-wsd-decay-samples, not --lr-wsd-decay-iters" $BIN "${MS[@]}" --train-samples 80 --lr-decay-style WSD --lr-wsd-decay-iters 2
 bad   wsd_samples_need_length "--lr-decay-style WSD needs the annealing phase's length: --lr-wsd-decay-samples N" $BIN "${MS[@]}" --train-samples 80 --lr-decay-style WSD
 bad   wsd_negative            "--lr-wsd-decay-iters must be >= 0, got -1" $BIN "${M[@]}" --lr-decay-style WSD --lr-wsd-decay-iters -1
@@ -527,8 +531,7 @@ bad   wd_end_below_start      "--end-weight-decay (0.01) must be >= --start-weig
 bad   wd_start_negative       "--end-weight-decay (0.1) must be >= --start-weight-decay (-0.1) >= 0" $BIN "${M[@]}" --weight-decay-incr-style linear --start-weight-decay -0.1 --end-weight-decay 0.1
 bad   wd_incr_style_unknown   "--weight-decay-incr-style must be constant, linear or cosine, got 'step'" $BIN "${M[@]}" --weight-decay-incr-style step
 say   wsd_flags_ignored_without_wsd "note: --lr-wsd-decay-style, --lr-wsd-decay-iters and --lr-wsd-decay-samples are read only with --lr-decay-style WSD" $TL/plan --world-size 1 "${M[@]}" --lr-wsd-decay-iters 4
-bad   decoupled_min_over_peak "--decoupled-min-lr (0.01) and --lr-warmup-init (0) must be in [0, --decoupled-lr (0.001)]" $BIN "${M[@]}" --decoupled-lr 1e-3 --decoupled-min-lr 1e-2
-bad   decoupled_negative      "--decoupled-min-lr (0) and --lr-warmup-init (0) must be in [0, --decoupled-lr (-0.001)]" $BIN "${M[@]}" --decoupled-lr -1e-3
+bad   decoupled_negative      "--decoupled-lr (-0.001) and --decoupled-min-lr (0) must be >= 0" $BIN "${M[@]}" --decoupled-lr -1e-3
 say   decoupled_min_alone     "note: --decoupled-min-lr is read only with --decoupled-lr; ignored (as Megatron does)" $TL/plan --world-size 1 "${M[@]}" --decoupled-min-lr 1e-4
 # Context parallelism's a2a+p2p sizes, judged by tools/plan (the same
 # parser; the trainer would need 4 ranks to reach them).

@@ -170,8 +170,8 @@ else not_ok train_samples_equal_train_iters "exit $rc: $(grep -m1 error "$T"/s80
 # constant batch of 4 for 4 steps, saved, then 8 from the checkpoint.
 # megatron_ramp GBS START INC SAMPLES TRAIN_SAMPLES [LR]: each step's batch
 # (and, given LR, its cosine LR counted in samples) as Megatron's
-# RampupBatchsizeNumMicroBatchesCalculator, update_train_iters and the
-# scheduler compute them.
+# RampupBatchsizeNumMicroBatchesCalculator, update_train_iters (main, 2026:
+# the ramp loop also stops past --train-samples) and the scheduler compute them.
 megatron_ramp() {
   /usr/bin/python3 - "$@" <<'PY'
 import math, sys
@@ -180,8 +180,8 @@ lr = float(sys.argv[6]) if len(sys.argv) > 6 else None
 per = ramp / ((gbs - start) // inc)
 def batch(c): return gbs if c > ramp else start + int(c / per) * inc
 c = it = 0
-while c <= ramp: c += batch(c); it += 1
-it += (total - c) // gbs
+while c <= ramp and c <= total: c += batch(c); it += 1
+if total > c: it += (total - c) // gbs
 c, rows = 0, []
 for i in range(it):
     b = batch(c)
@@ -346,9 +346,9 @@ for tie in tied untied; do
   else not_ok "decoupled_lr_equal_to_lr_is_the_plain_run_$tie" "exit $rc"; fi
 done
 
-# A ramp that passes --train-samples: update_train_iters' floor division
-# takes iterations back (Python's // of a negative remainder), so the run
-# ends inside the ramp. Its batches against the calculator written out.
+# A ramp that passes --train-samples: update_train_iters (Megatron's main)
+# stops stepping through the ramp there, so the run ends inside the ramp.
+# Its batches against the calculator written out.
 mt_run "$T/ramp_past" 1 ./pretrain_gpt_fp64 $S --global-batch-size 8 --train-samples 14 --rampup-batch-size 2 2 40
 rc=$?
 want=$(megatron_ramp 8 2 2 40 14)
@@ -418,15 +418,18 @@ mt_run "$T/rope_check" 1 ./pretrain_gpt_fp64 $M
 if ! cmp -s "$T/rope_check.st" "$T/old_rope.st"; then ok "megatron_spelling_rope_changes_the_model (control)"
 else not_ok megatron_spelling_rope_changes_the_model "the learned-position run has the same bits"; fi
 
-# --exit-duration-in-mins 0: every rank leaves after the first iteration,
-# with a checkpoint; resuming it runs on bitwise to the uninterrupted end.
+# --exit-duration-in-mins: every rank leaves after the first iteration that
+# ends past the limit, counted from the start, with a checkpoint; resuming
+# it runs on bitwise to the uninterrupted end. A test "minute" is a
+# microsecond here (MT_TEST_SECONDS_PER_MINUTE); 0 is off, as in Megatron.
 D="$M --global-batch-size 8"
-mt_run "$T/dur0" 2 ./pretrain_gpt_fp64 $D --exit-duration-in-mins 0 --save "$T/dur_ck" &&
-  mt_run "$T/dur1" 2 ./pretrain_gpt_fp64 $D --load "$T/dur_ck" && mt_run "$T/dur_all" 2 ./pretrain_gpt_fp64 $D
+MT_TEST_SECONDS_PER_MINUTE=0.000001 mt_run "$T/dur0" 2 ./pretrain_gpt_fp64 $D --exit-duration-in-mins 1 --save "$T/dur_ck" &&
+  mt_run "$T/dur1" 2 ./pretrain_gpt_fp64 $D --load "$T/dur_ck" && mt_run "$T/dur_all" 2 ./pretrain_gpt_fp64 $D &&
+  MT_TEST_SECONDS_PER_MINUTE=0.000001 mt_run "$T/dur_off" 2 ./pretrain_gpt_fp64 $D --exit-duration-in-mins 0
 rc=$?
-if [ $rc = 0 ] && grep -q "^ exiting at iteration 1 after .* minutes of training (--exit-duration-in-mins 0)" "$T/dur0.log" &&
-   [ "$(metrics_iters "$T/dur0.json" | wc -l)" = 1 ] && cmp -s "$T/dur1.st" "$T/dur_all.st"; then
-  ok "exit_duration_in_mins_leaves_with_a_checkpoint (after iteration 1 on 2 ranks; resumed bitwise)"
+if [ $rc = 0 ] && grep -q "^ exiting at iteration 1 after .* minutes since the start (--exit-duration-in-mins 1)" "$T/dur0.log" &&
+   [ "$(metrics_iters "$T/dur0.json" | wc -l)" = 1 ] && cmp -s "$T/dur1.st" "$T/dur_all.st" && cmp -s "$T/dur_off.st" "$T/dur_all.st"; then
+  ok "exit_duration_in_mins_leaves_with_a_checkpoint (after iteration 1 on 2 ranks; resumed bitwise; 0 is off)"
 else not_ok exit_duration_in_mins_leaves_with_a_checkpoint "exit $rc: $(grep -h -m1 -E 'error|exiting' "$T"/dur0.log "$T"/dur1.log)"; fi
 
 # --log-params-norm: the weights' L2 norm after each step, each tensor once:
@@ -455,3 +458,21 @@ same=$(paste <(pnorms_of "$T/pn1.json" | tr ' ' '\n') <(pnorms_of "$T/pn4.json" 
 if [ $rc = 0 ] && [ "$close" = 1 ] && [ "$same" = 1 ] && grep -q "| params norm: " "$T/pn4.log"; then
   ok "log_params_norm_as_numpy_and_every_layout (last $last, numpy $numpy)"
 else not_ok log_params_norm_as_numpy_and_every_layout "exit $rc; last '$last' numpy '$numpy'; layouts agree: $same"; fi
+
+# --no-load-optim restarts the LR scheduler with AdamW (Megatron loads the
+# scheduler's state with the optimizer's): iterations 6-9 after a checkpoint
+# at 5 take get_lr at counts 0, 8, 16, 24 (warm-up again; the decay's end
+# stays at iteration 9's 72 samples). The restarted count is saved
+# (scheduler_samples, format 2): stopped at 7 and resumed, 8-9 go on at 16, 24.
+NL="$S --global-batch-size 8 --lr-warmup-iters 2 --min-lr 1e-4 --lr-warmup-init 2e-4"
+mt_run "$T/nl5" 1 ./pretrain_gpt_fp64 $NL --train-iters 5 --save "$T/nl_ck" &&
+  mt_run "$T/nl9" 1 ./pretrain_gpt_fp64 $NL --train-iters 9 --load "$T/nl_ck" --no-load-optim &&
+  mt_run "$T/nl7" 1 ./pretrain_gpt_fp64 $NL --train-iters 7 --load "$T/nl_ck" --no-load-optim --save "$T/nl_ck7" &&
+  mt_run "$T/nl7b" 1 ./pretrain_gpt_fp64 $NL --train-iters 9 --load "$T/nl_ck7"
+rc=$?
+all=$(megatron_lr gbs=8 steps=9 warm=16 decay=72)
+want=$(echo "$all" | cut -d' ' -f1-4) got=$(lrs_of "$T/nl9.json") got2="$(lrs_of "$T/nl7.json") $(lrs_of "$T/nl7b.json")"
+sched=$($PY -c 'import json,struct,sys; r=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",r[:8])[0]; m=json.loads(r[8:8+n])["__metadata__"]; print(m.get("scheduler_samples"), m.get("consumed_samples"), m.get("format"))' "$T/nl_ck7/iter_0000007/model.safetensors" 2>/dev/null)
+if [ $rc = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ] && [ "$got2" = "$want" ] && [ "$sched" = "16 56 megatron.c checkpoint 2" ] && cmp -s "$T/nl9.st" "$T/nl7b.st"; then
+  ok "no_load_optim_restarts_the_lr_schedule_as_megatron (counts 0 8 16 24; saved at 7 as scheduler_samples 16 and resumed bitwise)"
+else not_ok no_load_optim_restarts_the_lr_schedule_as_megatron "exit $rc; got '$got' / '$got2' want '$want'; metadata '$sched'"; fi

@@ -305,14 +305,11 @@ def permutations(seed):
 # -------------------------------------------------------------- training ----
 def lr_at(t, a, decoupled=False):
     """Megatron OptimizerParamScheduler.get_lr() with n = t-1 steps done;
-    decoupled: --decoupled-lr's group (its own peak and floor).
-    inverse-square-root and WSD count samples (steps x batch), as Megatron's
-    scheduler does; the other styles' ratios are the same in steps."""
-    n, wu = t - 1, a.warmup
+    decoupled: --decoupled-lr's group (its own peak and floor). Counted in
+    samples (steps x batch), as Megatron's scheduler counts num_steps.
+    """
     decay = a.decay_iters if a.decay_iters is not None else a.steps
-    wsd = a.wsd_decay_iters or 0
-    if a.decay_style in ("inverse-square-root", "WSD"):
-        n, wu, decay, wsd = n * a.batch, wu * a.batch, decay * a.batch, wsd * a.batch
+    n, wu, decay, wsd = (t - 1) * a.batch, a.warmup * a.batch, decay * a.batch, (a.wsd_decay_iters or 0) * a.batch
     peak, floor = (a.decoupled_lr, a.decoupled_min_lr) if decoupled else (a.lr, a.min_lr)
     if wu > 0 and n <= wu:
         return peak * n / wu
