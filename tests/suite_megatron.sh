@@ -119,7 +119,7 @@ else not_ok log_layout_model_parallel_group_and_virtual_stages "$(grep -m2 '^ran
 # table's notes and refusals), and each row behaves as it says: noted runs
 # (exit 0) with one "note: FLAG:" line; refused exits 2 with one line naming it.
 help=$(./pretrain_gpt --help | sed -n '/^Megatron flags this build/,$p' | tail -n +2 | awk '{print $1}' | sort)
-doc=$(sed -n 's/^| `\(--[a-z0-9-]*\)[ V]*` | .*/\1/p' docs/megatron-flags.md | sort)
+doc=$(sed -n 's/^| `\(--[a-z0-9_-]*\)[ V]*` | .*/\1/p' docs/megatron-flags.md | sort)
 if [ -n "$help" ] && [ "$help" = "$doc" ]; then ok "megatron_flags_doc_lists_the_table ($(echo "$doc" | wc -l) flags)"
 else not_ok megatron_flags_doc_lists_the_table "differ: $(diff <(echo "$help") <(echo "$doc") | grep '^[<>]' | tr '\n' ' ')"; fi
 bad=""; n=0
