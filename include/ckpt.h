@@ -45,6 +45,6 @@ int mt_ckpt_save(const mt_model *m, const char *dir, mt_ckpt_state st, char *err
 // -1 with a one-line reason when it is unreadable or does not match. With
 // weights_only (--finetune, --no-load-optim) the optimizer file is neither
 // read nor required, and the moments stay as they are (zero at start).
-int mt_ckpt_load(mt_model *m, const char *dir, int weights_only, mt_ckpt_state *st, char *err, size_t errlen);
+int mt_ckpt_load(mt_model *m, const char *flag, const char *dir, int weights_only, mt_ckpt_state *st, char *err, size_t errlen);
 
 #endif

@@ -31,7 +31,7 @@ int mt_ckpt_meta_state(const mt_st_file *f, const char *path, mt_ckpt_state *st,
 // DIR's latest iteration (DIR/latest_checkpointed_iteration.txt, a regular
 // file of at most 64 bytes holding a number in [1, 1e9]): 1 and *iter, 0
 // when DIR or the file does not exist, -1 with a line in err.
-int mt_ckpt_latest(const char *dir, int *iter, char *err, size_t errlen);
+int mt_ckpt_latest(const char *flag, const char *dir, int *iter, char *err, size_t errlen);
 
 // tools/generate's loader: DIR's latest checkpoint's config (as
 // mt_ckpt_meta_config) and iteration. Returns 0 or -1 with err.

@@ -332,8 +332,8 @@ int mt_ckpt_save(const mt_model *m, const char *dir, mt_ckpt_state st, char *err
 
 // Rank 0: the iteration named by DIR's latest file; 0 when there is none
 // yet (ckpt_meta.c: strict, bounded, never blocks on a FIFO).
-static int find_latest(const char *dir, int *iter, char *err, size_t errlen) {
-    return mt_ckpt_latest(dir, iter, err, errlen);
+static int find_latest(const char *flag, const char *dir, int *iter, char *err, size_t errlen) {
+    return mt_ckpt_latest(flag, dir, iter, err, errlen);
 }
 
 // Rank 0: the metadata must describe the model the flags describe.
@@ -457,12 +457,12 @@ static void to_real(real *dst, const mt_st_tensor *t, size_t n) {
         dst[i] = t->dtype == MT_ST_F32 ? (real)((const float *)t->data)[i] : (real)((const double *)t->data)[i];
 }
 
-int mt_ckpt_load(mt_model *m, const char *dir, int weights_only, mt_ckpt_state *st, char *err, size_t errlen) {
+int mt_ckpt_load(mt_model *m, const char *flag, const char *dir, int weights_only, mt_ckpt_state *st, char *err, size_t errlen) {
     int rank = m->par->world_rank, n, iter = 0, rc = 0;
     mt_param *all = mt_params_global(m->cfg, &n);
     open_ckpt o = {0};
     if (rank == 0) {
-        rc = find_latest(dir, &iter, err, errlen);
+        rc = find_latest(flag, dir, &iter, err, errlen);
         if (rc == 1 && open_all(&o, dir, iter, weights_only, m->cfg, all, n, st, err, errlen)) rc = -1;
     }
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);

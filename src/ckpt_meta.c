@@ -142,29 +142,29 @@ int mt_ckpt_meta_config(const mt_st_file *f, const char *path, mt_config *c, cha
     return one_line(meta_config(f, path, c, err, errlen), err);
 }
 
-int mt_ckpt_latest(const char *dir, int *iter, char *err, size_t errlen) {
+int mt_ckpt_latest(const char *flag, const char *dir, int *iter, char *err, size_t errlen) {
     struct stat sb;
-    if (stat(dir, &sb) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "--load %s: %s", dir, strerror(errno)), -1);
-    if (!S_ISDIR(sb.st_mode)) { snprintf(err, errlen, "--load %s: not a directory", dir); return -1; }
+    if (stat(dir, &sb) != 0) return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s %s: %s", flag, dir, strerror(errno)), -1);
+    if (!S_ISDIR(sb.st_mode)) { snprintf(err, errlen, "%s %s: not a directory", flag, dir); return -1; }
     char lp[1200];
     snprintf(lp, sizeof lp, "%s/%s", dir, MT_CKPT_LATEST);
     if (access(lp, F_OK) != 0 && errno == ENOENT) return 0;
     // Bounded and non-blocking (input.h): a FIFO or a device is refused.
     char why[1400];
     size_t len = 0;
-    char *line = mt_input_read_small(lp, "--load", 64, 0, &len, why, sizeof why);
+    char *line = mt_input_read_small(lp, flag, 64, 0, &len, why, sizeof why);
     if (!line) { snprintf(err, errlen, "%s", why); return -1; }
     if (len && line[len - 1] == '\n') line[len - 1] = 0;
     long long v;
     int bad = mt_parse_ll(line, 1, 1000000000, &v);
     free(line);
-    if (bad) { snprintf(err, errlen, "--load %s/%s: expected a positive iteration number", dir, MT_CKPT_LATEST); return -1; }
+    if (bad) { snprintf(err, errlen, "%s %s/%s: expected a positive iteration number", flag, dir, MT_CKPT_LATEST); return -1; }
     *iter = (int)v;
     return 1;
 }
 
 int mt_ckpt_meta_read_dir(const char *dir, mt_config *c, int *iter, char *err, size_t errlen) {
-    int rc = mt_ckpt_latest(dir, iter, err, errlen);
+    int rc = mt_ckpt_latest("--load", dir, iter, err, errlen);
     if (rc == 0) snprintf(err, errlen, "%s holds no checkpoint", dir);
     if (rc != 1) return -1;
     char path[1300];

@@ -272,12 +272,12 @@ static int load_checkpoint(run *r, int *resumed) {
     const char *dir = c->load;
     char err[1400];
     if (c->load[0]) {
-        loaded = mt_ckpt_load(&r->model, c->load, c->finetune || c->no_load_optim, &r->start, err, sizeof err);
+        loaded = mt_ckpt_load(&r->model, "--load", c->load, c->finetune || c->no_load_optim, &r->start, err, sizeof err);
         if (loaded < 0) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
     }
     if (!loaded && c->pretrained[0]) {
         dir = c->pretrained, finetune = 1;
-        loaded = mt_ckpt_load(&r->model, dir, 1, &r->start, err, sizeof err);
+        loaded = mt_ckpt_load(&r->model, "--pretrained-checkpoint", dir, 1, &r->start, err, sizeof err);
         if (loaded < 0) mt_fail_all(loud, MT_EXIT_USAGE, "%s", err);
         if (!loaded) mt_fail_all(loud, MT_EXIT_USAGE, "--pretrained-checkpoint %s holds no checkpoint to fine-tune from", dir);
     }

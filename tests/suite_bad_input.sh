@@ -373,6 +373,7 @@ ckmeta ck_negcs consumed_samples -8
 ckmeta ck_iter_space iteration " 1"
 ckmeta ck_optsteps optimizer_steps 2
 ckmeta ck_schedsamples scheduler_samples 9
+: > "$F/plain_file"; mkdir -p "$F/empty_ck"
 ckmeta ck_heads0 num_attention_heads 0
 ckmeta ck_vocab0 vocab_size 0 padded_vocab_size 0
 ckmeta ck_hidden_huge hidden_size 2147483647
@@ -472,6 +473,7 @@ bad   ckpt_meta_negative_consumed "consumed_samples '-8'" $BIN "${M[@]}" --train
 bad   ckpt_meta_iteration_space "iteration ' 1'" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_iter_space"
 bad   ckpt_meta_optimizer_steps_past_iteration "optimizer_steps '2' is not an integer in [0, iteration 1]" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_optsteps"
 bad   ckpt_meta_scheduler_samples_past_consumed "scheduler_samples '9' is not an integer in [0, consumed_samples 8]" $BIN "${M[@]}" --train-iters 2 --load "$F/ck_schedsamples"
+bad   pretrained_not_a_directory "--pretrained-checkpoint $F/plain_file: not a directory" $BIN "${M[@]}" --train-iters 2 --pretrained-checkpoint "$F/plain_file" --load "$F/empty_ck" --save "$F/empty_ck"
 # Sample-based training and the batch ramp (Megatron's rules). MS: the tiny
 # model without its iteration counts.
 MS=(); skip=0

@@ -157,7 +157,7 @@ int main(int argc, char **argv) {
     mt_ckpt_state st;
     char err[1400];
     // The weights alone: no AdamW moments allocated, none read.
-    if (mt_ckpt_load(&m, o.load, 1, &st, err, sizeof err) != 1) mt_fail_all(1, MT_EXIT_USAGE, "%s", err[0] ? err : "no checkpoint");
+    if (mt_ckpt_load(&m, "--load", o.load, 1, &st, err, sizeof err) != 1) mt_fail_all(1, MT_EXIT_USAGE, "%s", err[0] ? err : "no checkpoint");
     int T = c.seq_length, len = 0, cap = (int)strlen(o.prompt) + o.tokens + 1;
     int *ctx = mt_malloc(sizeof(int) * (size_t)cap);
     // --tokenizer: the prompt's BPE ids, and text out; else bytes in.
