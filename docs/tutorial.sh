@@ -128,3 +128,8 @@ cprow "CP 2 × TP 2 + SP" 4 2 2 --context-parallel-size 2 --tensor-model-paralle
 echo "# §4b the ring's table (CP 4) and the all-to-all's"
 sed -n '/^comm rank 0 /,/^comm check rank 0/p' "$W/cp4.log"
 sed -n '/^comm rank 0 /,/^comm check rank 0/p' "$W/a2a.log" | grep '^  cp '
+echo "# §5b Megatron's Llama 3 8B example, scaled down: its notes and both LR groups' schedule (exact values)"
+tools/mpirun.sh 2 ./pretrain_gpt --config configs/megatron-llama3-8b-laptop.conf --metrics-file "$W/l3.json" > "$W/l3.log" 2>&1
+echo "notes printed: $(grep -c '^note: ' "$W/l3.log"), iterations: $(grep -c '^{"iteration"' "$W/l3.json")"
+grep '^{"iteration"' "$W/l3.json" | sed 's/.*"iteration": \([0-9]*\),.*"lr": \([^,]*\), "decoupled_lr": \([^,]*\),.*/\1 \2 \3/' |
+  awk '$1 <= 4 || $1 >= 11 { printf "| %d | %d | %.6e | %.6e |\n", $1, ($1 - 1) * 8, $2, $3 }'

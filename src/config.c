@@ -319,7 +319,9 @@ static void validate(const mt_config *c, parse_ctx *p) {
     check(c->eval_iters >= 1, p, "--eval-iters must be >= 1, got %d", c->eval_iters);
     check(c->save_interval >= 0, p, "--save-interval must be >= 0, got %d", c->save_interval);
     check(c->exit_interval >= 0, p, "--exit-interval must be >= 0, got %d", c->exit_interval);
-    check(!c->save_interval || c->save[0], p, "--save-interval needs --save DIR");
+    // Megatron accepts an interval with nowhere to save (its launch lines
+    // often carry one): nothing is saved, said once.
+    if (c->save_interval && !c->save[0] && p->loud) printf("note: --save-interval %d without --save DIR: no checkpoint is written\n", c->save_interval);
     check(!c->finetune || c->load[0] || c->pretrained[0], p, "--finetune needs --load DIR: the checkpoint whose weights it starts from");
     check(!c->no_load_optim || c->load[0], p, "--no-load-optim needs --load DIR: the checkpoint it resumes without its optimizer");
     check(c->recompute_num_layers >= 0, p, "--recompute-num-layers must be >= 1, got %d", c->recompute_num_layers);

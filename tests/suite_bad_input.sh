@@ -233,7 +233,7 @@ bad   pipeline_schedule       "--pipeline-schedule must be afab or 1f1b" $BIN "$
 bad   virtual_pp_without_pp   "--num-layers-per-virtual-pipeline-stage needs --pipeline-model-parallel-size > 1" $BIN "${M[@]}" --num-layers-per-virtual-pipeline-stage 1
 bad   virtual_pp_with_afab    "--num-layers-per-virtual-pipeline-stage needs the 1f1b schedule" $BIN "${M[@]}" --num-layers-per-virtual-pipeline-stage 1 --pipeline-schedule afab
 bad   virtual_pp_negative     "--num-layers-per-virtual-pipeline-stage must be >= 1" $BIN "${M[@]}" --num-layers-per-virtual-pipeline-stage -1
-bad   save_interval_no_save   "--save-interval needs --save" $BIN "${M[@]}" --save-interval 5
+say   save_interval_no_save   "note: --save-interval 5 without --save DIR: no checkpoint is written" $TL/plan --world-size 1 "${M[@]}" --save-interval 5
 bad   missing_data_path       "--data-path FILE (or --train-data-path FILE) is required" $BIN --num-layers 2
 bad   both_data_paths         "either --data-path or --train-data-path" $BIN "${M[@]}" --data-path "${C}_train.bin"
 bad   valid_without_train     "--valid-data-path needs --train-data-path" $BIN --data-path "${C}_train.bin" --valid-data-path "${C}_val.bin"
