@@ -437,12 +437,14 @@ static void log_iteration(run *r, int it, double loss, double norm, const mt_sch
     double tokens = (double)gbs * c->seq_length;
     double tps = tokens / (ms / 1000.0);
     if (r->par.world_rank != 0) return;
-    char pn[48] = "";
+    char pn[48] = "", dl[48] = "";
     if (c->log_params_norm) snprintf(pn, sizeof pn, "params norm: %.3f | ", s->params_norm);
+    // Megatron's log line names the decoupled group's LR beside the other.
+    if (c->decoupled_lr_set) snprintf(dl, sizeof dl, "decoupled learning rate: %.6E | ", s->lr_decoupled);
     if (it % c->log_interval == 0 || it == c->train_iters)
-        printf(" iteration %8d/%8d | consumed samples: %12lld | elapsed time per iteration (ms): %.1f | learning rate: %.6E | "
+        printf(" iteration %8d/%8d | consumed samples: %12lld | elapsed time per iteration (ms): %.1f | learning rate: %.6E | %s"
                "global batch size: %5d | lm loss: %.6E | grad norm: %.3f | %stokens per second: %.1f |\n",
-               it, c->train_iters, (long long)consumed, ms, lr, gbs, loss, norm, pn, tps);
+               it, c->train_iters, (long long)consumed, ms, lr, dl, gbs, loss, norm, pn, tps);
     // llm.c's line, its step counted from 0, so its log and this one line up.
     if (c->log_llmc_steps) printf("step %d: train loss %f (took %f ms)\n", it - 1, loss, ms);
     if (r->metrics) {

@@ -332,7 +332,8 @@ dlr_of() { metrics_iters "$1" | sed -n 's/.*"decoupled_lr": \([^,]*\),.*/\1/p' |
 mt_run "$T/dlr" 1 ./pretrain_gpt_fp64 $W --global-batch-size 12 --train-iters 10 --lr-warmup-iters 2 --decoupled-lr 3e-3 --decoupled-min-lr 2e-4
 rc=$?
 want=$(megatron_lr gbs=12 warm=24 lr=3e-3 min_lr=2e-4) got=$(dlr_of "$T/dlr.json")
-if [ $rc = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ] && [ "$(lrs_of "$T/dlr.json")" = "$(megatron_lr gbs=12 warm=24)" ]; then
+if [ $rc = 0 ] && [ -n "$want" ] && [ "$got" = "$want" ] && [ "$(lrs_of "$T/dlr.json")" = "$(megatron_lr gbs=12 warm=24)" ] &&
+   grep -q "^ iteration *3/ *10 .* | learning rate: 1.000000E-03 | decoupled learning rate: 3.000000E-03 | " "$T/dlr.log"; then
   ok "decoupled_lr_as_megatron (peak 3e-3, floor 2e-4; the other group's LR unchanged)"
 else not_ok decoupled_lr_as_megatron "exit $rc; got '$got' want '$want'"; fi
 for tie in tied untied; do
