@@ -583,25 +583,20 @@ static void finish(mt_config *c, int world, parse_ctx *p) {
           "--cp-comm-type a2a needs the heads (%d) and key/value groups (%d) of each TP rank divisible by --context-parallel-size (%d): the all-to-all splits them over CP",
           c->num_heads / c->tp, c->num_query_groups / c->tp, c->cp);
     // a2a+p2p (Megatron's hierarchical CP): all-to-alls within groups of A
-    // adjacent CP ranks, a ring of P such groups' ranks.
-    if (c->cp > 1 && c->cp_comm == MT_CP_A2A_P2P) {
-        int A = c->hcp_sizes[0], P = c->hcp_sizes[1];
-        // (Set by the flag, or by tools/plan --sweep trying each split.)
-        check(mt_config_was_set(c, "--hierarchical-context-parallel-sizes") || A || P, p,
-              "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P: the all-to-all groups' size and the ring's, A x P = --context-parallel-size (%d)", c->cp);
-        check(A >= 1 && P >= 1 && A <= c->cp && P <= c->cp && A * P == c->cp, p,
-              "--hierarchical-context-parallel-sizes %d %d: the product must be --context-parallel-size (%d), each >= 1", A, P, c->cp);
-        check((c->num_heads / c->tp) % A == 0 && (c->num_query_groups / c->tp) % A == 0, p,
-              "--cp-comm-type a2a+p2p needs the heads (%d) and key/value groups (%d) of each TP rank divisible by the all-to-all size (%d)",
-              c->num_heads / c->tp, c->num_query_groups / c->tp, A);
-    } else if (mt_config_was_set(c, "--hierarchical-context-parallel-sizes")) {
-        // Megatron checks the product whenever the sizes are given.
-        int A = c->hcp_sizes[0], P = c->hcp_sizes[1];
-        check(A >= 1 && P >= 1 && (long long)A * P == c->cp, p,
-              "--hierarchical-context-parallel-sizes %d %d: the product must be --context-parallel-size (%d), each >= 1", A, P, c->cp);
-        if (p->loud)
-            printf("note: --hierarchical-context-parallel-sizes is read only with --cp-comm-type a2a+p2p and --context-parallel-size > 1; ignored (as Megatron does)\n");
-    }
+    // adjacent CP ranks, a ring of P such groups' ranks. Megatron checks the
+    // sizes' product whenever they are given, and reads them only here.
+    int hier = c->cp > 1 && c->cp_comm == MT_CP_A2A_P2P, sizes = mt_config_was_set(c, "--hierarchical-context-parallel-sizes");
+    int A = c->hcp_sizes[0], P = c->hcp_sizes[1];
+    // (Set by the flag, or by tools/plan --sweep trying each split.)
+    check(!hier || sizes || A || P, p,
+          "--cp-comm-type a2a+p2p needs --hierarchical-context-parallel-sizes A P: the all-to-all groups' size and the ring's, A x P = --context-parallel-size (%d)", c->cp);
+    check(!(hier || sizes) || (A >= 1 && P >= 1 && (long long)A * P == c->cp), p,
+          "--hierarchical-context-parallel-sizes %d %d: the product must be --context-parallel-size (%d), each >= 1", A, P, c->cp);
+    check(!hier || ((c->num_heads / c->tp) % A == 0 && (c->num_query_groups / c->tp) % A == 0), p,
+          "--cp-comm-type a2a+p2p needs the heads (%d) and key/value groups (%d) of each TP rank divisible by the all-to-all size (%d)",
+          c->num_heads / c->tp, c->num_query_groups / c->tp, A);
+    if (!hier && sizes && p->loud)
+        printf("note: --hierarchical-context-parallel-sizes is read only with --cp-comm-type a2a+p2p and --context-parallel-size > 1; ignored (as Megatron does)\n");
     check(c->num_layers % c->pp == 0, p, "--num-layers (%d) must be divisible by --pipeline-model-parallel-size (%d)", c->num_layers, c->pp);
     long long per_step = (long long)c->micro_batch_size * c->dp;   // samples of one micro-batch, all DP ranks
     check(per_step <= INT_MAX, p, "--micro-batch-size (%d) x data-parallel size (%d) must be < 2^31", c->micro_batch_size, c->dp);

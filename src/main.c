@@ -295,9 +295,9 @@ static int load_checkpoint(run *r, int *resumed) {
     if (loud && !loaded) printf("no checkpoint in %s yet: starting fresh\n", c->load);
     // Megatron's --finetune: the weights, and nothing of the run that made
     // them; --no-load-optim keeps the run's place but not AdamW's moments or
-    // step count (its bias corrections restart at t = 1).
-    // Megatron keeps the LR scheduler with the optimizer: --no-load-optim
-    // restarts its count too (the warm-up runs again from the resumed step).
+    // step count (its bias corrections restart at t = 1), nor the LR
+    // scheduler's count, which Megatron keeps with the optimizer (the
+    // warm-up runs again from the resumed step).
     if (loaded && finetune) r->start = (mt_ckpt_state){0, 0, 0, 0};
     if (loaded && c->no_load_optim) r->start.optimizer_steps = 0, r->start.scheduler_samples = 0;
     *resumed = loaded && !finetune;
@@ -432,7 +432,6 @@ static void inject_step_faults(const run *r, int it) {
 }
 
 static void log_iteration(run *r, int it, double loss, double norm, const mt_sched *s, double ms, int gbs, uint64_t consumed) {
-    double lr = s->lr;
     const mt_config *c = &r->cfg;
     double tokens = (double)gbs * c->seq_length;
     double tps = tokens / (ms / 1000.0);
@@ -444,19 +443,19 @@ static void log_iteration(run *r, int it, double loss, double norm, const mt_sch
     if (it % c->log_interval == 0 || it == c->train_iters)
         printf(" iteration %8d/%8d | consumed samples: %12lld | elapsed time per iteration (ms): %.1f | learning rate: %.6E | %s"
                "global batch size: %5d | lm loss: %.6E | grad norm: %.3f | %stokens per second: %.1f |\n",
-               it, c->train_iters, (long long)consumed, ms, lr, dl, gbs, loss, norm, pn, tps);
+               it, c->train_iters, (long long)consumed, ms, s->lr, dl, gbs, loss, norm, pn, tps);
     // llm.c's line, its step counted from 0, so its log and this one line up.
     if (c->log_llmc_steps) printf("step %d: train loss %f (took %f ms)\n", it - 1, loss, ms);
     if (r->metrics) {
         // The decoupled LR and the weight decay only when they are their own
         // (older readers see the old line).
-        char wds[160] = "";
+        char extra[160] = "";
         int o = 0;
-        if (c->decoupled_lr_set) o += snprintf(wds + o, sizeof wds - o, ", \"decoupled_lr\": %.17g", s->lr_decoupled);
-        if (c->wd_incr_style != MT_WD_CONSTANT) o += snprintf(wds + o, sizeof wds - o, ", \"weight_decay\": %.17g", s->weight_decay);
-        if (c->log_params_norm) snprintf(wds + o, sizeof wds - o, ", \"params_norm\": %.17g", s->params_norm);
+        if (c->decoupled_lr_set) o += snprintf(extra + o, sizeof extra - o, ", \"decoupled_lr\": %.17g", s->lr_decoupled);
+        if (c->wd_incr_style != MT_WD_CONSTANT) o += snprintf(extra + o, sizeof extra - o, ", \"weight_decay\": %.17g", s->weight_decay);
+        if (c->log_params_norm) snprintf(extra + o, sizeof extra - o, ", \"params_norm\": %.17g", s->params_norm);
         fprintf(r->metrics, "{\"iteration\": %d, \"lm_loss\": %.17g, \"grad_norm\": %.17g, \"lr\": %.17g%s, \"tokens_per_s\": %.3f, \"ms_per_iter\": %.3f}\n",
-                it, loss, norm, lr, wds, tps, ms);
+                it, loss, norm, s->lr, extra, tps, ms);
         // Only rank 0 writes: a full disk here is its failure alone, so it
         // ends the job (the others would wait in the next step's collectives).
         int failed = fflush(r->metrics) != 0 || ferror(r->metrics);
@@ -638,8 +637,9 @@ static void train(run *r) {
         // --exit-duration-in-mins: every rank leaves if any rank's clock has
         // passed it (Megatron all-reduces the decision with MAX).
         int leaving = c->exit_interval && it % c->exit_interval == 0, out_of_time = 0;
-        double minutes = (wall_now() - r->t_program) / minute;
+        double minutes = 0;
         if (c->exit_duration_set) {
+            minutes = (wall_now() - r->t_program) / minute;
             out_of_time = minutes > c->exit_duration_mins;
             MPI_Allreduce(MPI_IN_PLACE, &out_of_time, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
         }
